@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Distill",
+    products: [
+        .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
+        .executable(name: "distill", targets: ["DistillCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The GEMM shim: oneDNN's sgemm on Linux (libdnnl-dev), Accelerate on Apple
+        // platforms. The header also carries the flush-to-zero switch, which Swift cannot
+        // express directly. See Sources/CBLAS/shim.h for why not OpenBLAS.
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Sources/CBLAS",
+            providers: [.apt(["libdnnl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(
+            name: "Tensors",
+            dependencies: ["CBLAS"],
+            linkerSettings: [
+                .linkedLibrary("dnnl", .when(platforms: [.linux])),
+                .linkedLibrary("gomp", .when(platforms: [.linux])),
+                .linkedFramework("Accelerate", .when(platforms: [.macOS, .iOS])),
+            ]
+        ),
+        .target(name: "Datasets", dependencies: ["Tensors", "CZlib"]),
+        .executableTarget(
+            name: "DistillCLI",
+            dependencies: [
+                "Tensors", "Datasets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "DistillBench",
+            dependencies: ["Tensors"],
+            path: "bench/DistillBench"
+        ),
+        .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"]),
+    ]
+)

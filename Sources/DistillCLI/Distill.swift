@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `distill` command.
+@main
+struct Distill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Knowledge distillation and transfer on a Swift-native CPU engine.",
+        subcommands: [Demo.self]
+    )
+}

@@ -1,0 +1,88 @@
+/// Geometry of a 2-D convolution or pooling window over NCHW data.
+public struct Convolution2DGeometry: Equatable, Sendable {
+    public var kernelHeight: Int, kernelWidth: Int
+    public var strideHeight: Int, strideWidth: Int
+    public var paddingHeight: Int, paddingWidth: Int
+    public var dilationHeight: Int, dilationWidth: Int
+
+    public init(kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1)) {
+        (kernelHeight, kernelWidth) = kernel
+        (strideHeight, strideWidth) = stride
+        (paddingHeight, paddingWidth) = padding
+        (dilationHeight, dilationWidth) = dilation
+        precondition(kernelHeight > 0 && kernelWidth > 0 && strideHeight > 0 && strideWidth > 0
+                     && paddingHeight >= 0 && paddingWidth >= 0 && dilationHeight > 0 && dilationWidth > 0,
+                     "Convolution2DGeometry: kernel \(kernel), stride \(stride), padding \(padding), dilation \(dilation) must be positive (padding ≥ 0)")
+    }
+
+    /// Output height and width for an input of `height` × `width`.
+    public func outputSize(height: Int, width: Int) -> (Int, Int) {
+        let h = (height + 2 * paddingHeight - dilationHeight * (kernelHeight - 1) - 1) / strideHeight + 1
+        let w = (width + 2 * paddingWidth - dilationWidth * (kernelWidth - 1) - 1) / strideWidth + 1
+        return (h, w)
+    }
+}
+
+/// im2col / col2im: unfold image patches into matrix columns so that a convolution is one sgemm.
+enum ConvolutionKernels {
+    /// Writes the patch matrix of one image [channels, height, width] into `columns`, a
+    /// [channels·kh·kw, outH·outW] block whose rows are `rowStride` apart.
+    static func im2col(_ image: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+                       geometry g: Convolution2DGeometry, outputHeight: Int, outputWidth: Int,
+                       columns: UnsafeMutablePointer<Float>, rowStride: Int) {
+        let kernelArea = g.kernelHeight * g.kernelWidth
+        for row in 0..<(channels * kernelArea) {
+            let c = row / kernelArea, ki = (row % kernelArea) / g.kernelWidth, kj = row % g.kernelWidth
+            let plane = image + c * height * width
+            var dst = columns + row * rowStride
+            let offsetW = kj * g.dilationWidth - g.paddingWidth
+            // Output columns whose input column lies inside the image: [low, high).
+            let low = Swift.min(outputWidth, Swift.max(0, (-offsetW + g.strideWidth - 1) / g.strideWidth))
+            let high = Swift.max(low, Swift.min(outputWidth, (width - offsetW + g.strideWidth - 1) / g.strideWidth))
+            for oh in 0..<outputHeight {
+                let ih = oh * g.strideHeight - g.paddingHeight + ki * g.dilationHeight
+                if ih < 0 || ih >= height {
+                    dst.update(repeating: 0, count: outputWidth)
+                } else {
+                    let src = plane + ih * width + offsetW
+                    for ow in 0..<low { dst[ow] = 0 }
+                    if g.strideWidth == 1 {
+                        (dst + low).update(from: src + low, count: high - low)
+                    } else {
+                        for ow in low..<high { dst[ow] = src[ow * g.strideWidth] }
+                    }
+                    for ow in high..<outputWidth { dst[ow] = 0 }
+                }
+                dst += outputWidth
+            }
+        }
+    }
+
+    /// The adjoint of im2col: adds every column entry back into the image position it came from.
+    /// `image` must be zeroed (or hold values to add to) beforehand.
+    static func col2im(_ columns: UnsafePointer<Float>, rowStride: Int, channels: Int, height: Int, width: Int,
+                       geometry g: Convolution2DGeometry, outputHeight: Int, outputWidth: Int,
+                       image: UnsafeMutablePointer<Float>) {
+        let kernelArea = g.kernelHeight * g.kernelWidth
+        for row in 0..<(channels * kernelArea) {
+            let c = row / kernelArea, ki = (row % kernelArea) / g.kernelWidth, kj = row % g.kernelWidth
+            let plane = image + c * height * width
+            var src = columns + row * rowStride
+            let offsetW = kj * g.dilationWidth - g.paddingWidth
+            let low = Swift.min(outputWidth, Swift.max(0, (-offsetW + g.strideWidth - 1) / g.strideWidth))
+            let high = Swift.max(low, Swift.min(outputWidth, (width - offsetW + g.strideWidth - 1) / g.strideWidth))
+            for oh in 0..<outputHeight {
+                let ih = oh * g.strideHeight - g.paddingHeight + ki * g.dilationHeight
+                if ih >= 0 && ih < height {
+                    let dst = plane + ih * width + offsetW
+                    if g.strideWidth == 1 {
+                        for ow in low..<high { dst[ow] += src[ow] }
+                    } else {
+                        for ow in low..<high { dst[ow * g.strideWidth] += src[ow] }
+                    }
+                }
+                src += outputWidth
+            }
+        }
+    }
+}

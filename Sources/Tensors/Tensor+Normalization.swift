@@ -1,0 +1,213 @@
+import Foundation
+
+// Batch norm, layer norm and dropout, each a fused op with its own backward rule.
+
+extension Tensor {
+    /// Batch normalisation over channel axis 1 of [N, C] or [N, C, ...] (Ioffe & Szegedy 2015).
+    ///
+    /// Training: y = (x − μ_B)/√(σ²_B + ε)·γ + β with batch statistics, and the running
+    /// statistics move by `momentum` towards them (running variance unbiased, as PyTorch).
+    /// Evaluation: the running statistics replace the batch ones.
+    public static func batchNorm(_ x: Tensor, runningMean: Tensor?, runningVariance: Tensor?,
+                                 weight: Tensor?, bias: Tensor?, training: Bool,
+                                 momentum: Float = 0.1, epsilon: Float = 1e-5) -> Tensor {
+        precondition(x.rank >= 2, "batchNorm: needs [N, C, ...], got \(x.shape)")
+        let (n, c) = (x.shape[0], x.shape[1])
+        let spatial = x.count / Swift.max(n * c, 1)
+        for (name, t) in [("runningMean", runningMean), ("runningVariance", runningVariance), ("weight", weight), ("bias", bias)] {
+            if let t { precondition(t.shape == [c], "batchNorm: \(name) \(t.shape) does not fit \(c) channels of \(x.shape)") }
+        }
+        let reduced = n * spatial
+        var mu = (training ? nil : runningMean?.scalars) ?? [Float](repeating: 0, count: c)
+        var invStd = [Float](repeating: 0, count: c)
+        let px = x.storage.pointer
+        if training {
+            precondition(reduced > 1, "batchNorm: training needs more than one value per channel, got \(x.shape)")
+            mu.withUnsafeMutableBufferPointer { m in
+                invStd.withUnsafeMutableBufferPointer { s in
+                    let pm = m.baseAddress!, ps = s.baseAddress!
+                    Compute.parallelFor(c, costPerItem: reduced * 2) { channels in
+                        for ch in channels {
+                            var total: Double = 0
+                            for i in 0..<n { total += Double(ReductionKernels.sum(px + (i * c + ch) * spatial, spatial)) }
+                            let average = Float(total / Double(reduced))
+                            var squares: Double = 0
+                            for i in 0..<n {
+                                let row = px + (i * c + ch) * spatial
+                                var partial: Float = 0
+                                for j in 0..<spatial { let d = row[j] - average; partial += d * d }
+                                squares += Double(partial)
+                            }
+                            pm[ch] = average
+                            ps[ch] = Float(squares / Double(reduced))  // biased variance, stored here for now
+                        }
+                    }
+                }
+            }
+            if let runningMean, let runningVariance {
+                let rm = runningMean.storage.pointer, rv = runningVariance.storage.pointer
+                let unbias = Float(reduced) / Float(reduced - 1)
+                for ch in 0..<c {
+                    rm[ch] = (1 - momentum) * rm[ch] + momentum * mu[ch]
+                    rv[ch] = (1 - momentum) * rv[ch] + momentum * invStd[ch] * unbias
+                }
+            }
+            for ch in 0..<c { invStd[ch] = 1 / (invStd[ch] + epsilon).squareRoot() }
+        } else {
+            precondition(runningMean != nil && runningVariance != nil, "batchNorm: evaluation needs running statistics")
+            for ch in 0..<c { invStd[ch] = 1 / (runningVariance!.storage.pointer[ch] + epsilon).squareRoot() }
+        }
+        let gamma = weight.map { $0.scalars } ?? [Float](repeating: 1, count: c)
+        let beta = bias.map { $0.scalars } ?? [Float](repeating: 0, count: c)
+        let out = Tensor(uninitialized: x.shape)
+        let po = out.storage.pointer
+        Compute.parallelFor(n * c, costPerItem: spatial) { rows in
+            for row in rows {
+                let ch = row % c
+                let scale = invStd[ch] * gamma[ch], shift = beta[ch] - mu[ch] * scale
+                let src = px + row * spatial, dst = po + row * spatial
+                for j in 0..<spatial { dst[j] = src[j] * scale + shift }
+            }
+        }
+        let inputs = [x] + [weight, bias].compactMap { $0 }
+        let savedMean = mu, savedInvStd = invStd
+        return out.recorded("batchNorm", inputs) { g in
+            let pg = g.storage.pointer
+            // Per channel: Σg and Σg·x̂ with x̂ = (x − μ)·r.
+            var sumG = [Float](repeating: 0, count: c), sumGXhat = [Float](repeating: 0, count: c)
+            sumG.withUnsafeMutableBufferPointer { sg in
+                sumGXhat.withUnsafeMutableBufferPointer { sgx in
+                    let psg = sg.baseAddress!, psgx = sgx.baseAddress!
+                    Compute.parallelFor(c, costPerItem: reduced * 2) { channels in
+                        for ch in channels {
+                            var a: Float = 0, b: Float = 0
+                            for i in 0..<n {
+                                let gr = pg + (i * c + ch) * spatial, xr = px + (i * c + ch) * spatial
+                                for j in 0..<spatial { a += gr[j]; b += gr[j] * (xr[j] - savedMean[ch]) }
+                            }
+                            psg[ch] = a
+                            psgx[ch] = b * savedInvStd[ch]
+                        }
+                    }
+                }
+            }
+            var grads: [Tensor?] = []
+            if x.needsGrad {
+                let gx = Tensor(uninitialized: x.shape)
+                let pgx = gx.storage.pointer
+                let m = Float(reduced)
+                Compute.parallelFor(n * c, costPerItem: spatial) { rows in
+                    for row in rows {
+                        let ch = row % c
+                        let r = savedInvStd[ch], gam = gamma[ch], mean = savedMean[ch]
+                        let gr = pg + row * spatial, xr = px + row * spatial, dst = pgx + row * spatial
+                        if training {
+                            // dx = γr/M · (M·g − Σg − x̂·Σ(g·x̂))
+                            let a = gam * r / m, sg = sumG[ch], sgx = sumGXhat[ch]
+                            for j in 0..<spatial { dst[j] = a * (m * gr[j] - sg - (xr[j] - mean) * r * sgx) }
+                        } else {
+                            for j in 0..<spatial { dst[j] = gr[j] * gam * r }  // dx = g·γ·r
+                        }
+                    }
+                }
+                grads.append(gx)
+            } else {
+                grads.append(nil)
+            }
+            if let weight { grads.append(weight.needsGrad ? Tensor(sumGXhat, shape: [c]) : nil) }  // dγ = Σ g·x̂
+            if let bias { grads.append(bias.needsGrad ? Tensor(sumG, shape: [c]) : nil) }  // dβ = Σ g
+            return grads
+        }
+    }
+
+    /// Layer normalisation over the trailing axes `normalizedShape` (Ba et al. 2016):
+    /// y = (x − μ)/√(σ² + ε)·γ + β, with γ and β of `normalizedShape` (or none).
+    public static func layerNorm(_ x: Tensor, normalizedShape: Shape, weight: Tensor?, bias: Tensor?,
+                                 epsilon: Float = 1e-5) -> Tensor {
+        precondition(normalizedShape.rank >= 1 && normalizedShape.rank <= x.rank
+                     && Array(x.shape.dimensions.suffix(normalizedShape.rank)) == normalizedShape.dimensions,
+                     "layerNorm: normalized shape \(normalizedShape) is not the trailing axes of \(x.shape)")
+        let normalizedCount = normalizedShape.count
+        if let weight { precondition(weight.count == normalizedCount, "layerNorm: weight \(weight.shape) is not of \(normalizedCount) elements") }
+        if let bias { precondition(bias.count == normalizedCount, "layerNorm: bias \(bias.shape) is not of \(normalizedCount) elements") }
+        let d = normalizedCount, rows = x.count / d
+        let gamma = weight?.scalars, beta = bias?.scalars
+        var mean = [Float](repeating: 0, count: rows), invStd = [Float](repeating: 0, count: rows)
+        let out = Tensor(uninitialized: x.shape)
+        let px = x.storage.pointer, po = out.storage.pointer
+        mean.withUnsafeMutableBufferPointer { mb in
+            invStd.withUnsafeMutableBufferPointer { sb in
+                let pm = mb.baseAddress!, ps = sb.baseAddress!
+                Compute.parallelFor(rows, costPerItem: d * 3) { range in
+                    for row in range {
+                        let src = px + row * d, dst = po + row * d
+                        let mu = ReductionKernels.sum(src, d) / Float(d)
+                        var squares: Float = 0
+                        for j in 0..<d { let v = src[j] - mu; squares += v * v }
+                        let r = 1 / (squares / Float(d) + epsilon).squareRoot()
+                        pm[row] = mu; ps[row] = r
+                        for j in 0..<d {
+                            let xhat = (src[j] - mu) * r
+                            dst[j] = xhat * (gamma?[j] ?? 1) + (beta?[j] ?? 0)
+                        }
+                    }
+                }
+            }
+        }
+        let inputs = [x] + [weight, bias].compactMap { $0 }
+        return out.recorded("layerNorm", inputs) { g in
+            let pg = g.storage.pointer
+            var grads: [Tensor?] = []
+            if x.needsGrad {
+                let gx = Tensor(uninitialized: x.shape)
+                let pgx = gx.storage.pointer
+                Compute.parallelFor(rows, costPerItem: d * 4) { range in
+                    for row in range {
+                        let src = px + row * d, gr = pg + row * d, dst = pgx + row * d
+                        let mu = mean[row], r = invStd[row]
+                        // dx = r/D · (D·ĝ − Σĝ − x̂·Σ(ĝ·x̂)) with ĝ = g·γ
+                        var sumG: Float = 0, sumGX: Float = 0
+                        for j in 0..<d {
+                            let gh = gr[j] * (gamma?[j] ?? 1)
+                            sumG += gh
+                            sumGX += gh * (src[j] - mu) * r
+                        }
+                        let scale = r / Float(d)
+                        for j in 0..<d {
+                            let gh = gr[j] * (gamma?[j] ?? 1)
+                            dst[j] = scale * (Float(d) * gh - sumG - (src[j] - mu) * r * sumGX)
+                        }
+                    }
+                }
+                grads.append(gx)
+            } else {
+                grads.append(nil)
+            }
+            if weight != nil || bias != nil {
+                var gGamma = [Float](repeating: 0, count: d), gBeta = [Float](repeating: 0, count: d)
+                for row in 0..<rows {
+                    let src = px + row * d, gr = pg + row * d
+                    for j in 0..<d {
+                        gGamma[j] += gr[j] * (src[j] - mean[row]) * invStd[row]  // dγ = Σ g·x̂
+                        gBeta[j] += gr[j]  // dβ = Σ g
+                    }
+                }
+                if let weight { grads.append(weight.needsGrad ? Tensor(gGamma, shape: weight.shape) : nil) }
+                if let bias { grads.append(bias.needsGrad ? Tensor(gBeta, shape: bias.shape) : nil) }
+            }
+            return grads
+        }
+    }
+
+    /// Inverted dropout: each element is zeroed with `probability` and the rest scaled by
+    /// 1/(1 − probability), so evaluation needs no rescaling. Identity when not training.
+    public func dropout(probability: Float, training: Bool, using generator: inout RandomGenerator) -> Tensor {
+        precondition(probability >= 0 && probability < 1, "dropout: probability \(probability) must be in [0, 1)")
+        guard training && probability > 0 else { return self }
+        let keep = 1 / (1 - probability)
+        let mask = Tensor(uninitialized: shape)
+        let pm = mask.storage.pointer
+        for i in 0..<count { pm[i] = generator.nextUniform() >= probability ? keep : 0 }
+        return self * mask
+    }
+}

@@ -1,0 +1,143 @@
+// Pooling over NCHW tensors. Each (sample, channel) plane is independent, so planes are
+// split over the cores.
+
+/// The input window of every output position of an averaging pool, and its divisor.
+private struct AveragingWindows {
+    var rows: [(start: Int, end: Int)] = []
+    var columns: [(start: Int, end: Int)] = []
+    /// When set, every window divides by this (count_include_pad); otherwise by its clipped area.
+    var fixedDivisor: Float?
+
+    func divisor(_ r: (start: Int, end: Int), _ c: (start: Int, end: Int)) -> Float {
+        fixedDivisor ?? Float((r.end - r.start) * (c.end - c.start))
+    }
+}
+
+extension Tensor {
+    /// Max over each `kernel` window (implicit −∞ padding), input [N, C, H, W].
+    /// The gradient goes to the first maximal element of each window.
+    public static func maxPool2d(_ input: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil,
+                                 padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1)) -> Tensor {
+        precondition(input.rank == 4, "maxPool2d: needs input [N, C, H, W], got \(input.shape)")
+        let g = Convolution2DGeometry(kernel: kernel, stride: stride ?? kernel, padding: padding, dilation: dilation)
+        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1,
+                     "maxPool2d: padding \(padding) must be at most half of kernel \(kernel)")
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = g.outputSize(height: h, width: w)
+        precondition(oh > 0 && ow > 0, "maxPool2d: kernel \(kernel) does not fit input \(input.shape)")
+        let out = Tensor(uninitialized: [n, c, oh, ow])
+        var argmax = [Int32](repeating: 0, count: out.count)
+        let px = input.storage.pointer, po = out.storage.pointer
+        argmax.withUnsafeMutableBufferPointer { indices in
+            let pi = indices.baseAddress!
+            Compute.parallelFor(n * c, costPerItem: oh * ow * kernel.0 * kernel.1) { planes in
+                for plane in planes {
+                    let src = px + plane * h * w
+                    for y in 0..<oh {
+                        for x in 0..<ow {
+                            var best = -Float.infinity, bestIndex = -1
+                            for ki in 0..<g.kernelHeight {
+                                let iy = y * g.strideHeight - g.paddingHeight + ki * g.dilationHeight
+                                if iy < 0 || iy >= h { continue }
+                                for kj in 0..<g.kernelWidth {
+                                    let ix = x * g.strideWidth - g.paddingWidth + kj * g.dilationWidth
+                                    if ix < 0 || ix >= w { continue }
+                                    let v = src[iy * w + ix]
+                                    if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = iy * w + ix }
+                                }
+                            }
+                            let o = (plane * oh + y) * ow + x
+                            po[o] = best
+                            pi[o] = Int32(bestIndex)
+                        }
+                    }
+                }
+            }
+        }
+        return out.recorded("maxPool2d", [input]) { grad in
+            let gx = Tensor.zeros(input.shape)
+            let pg = grad.storage.pointer, pgx = gx.storage.pointer
+            argmax.withUnsafeBufferPointer { indices in
+                let pi = indices.baseAddress!
+                Compute.parallelFor(n * c, costPerItem: oh * ow) { planes in
+                    for plane in planes {
+                        let dst = pgx + plane * h * w
+                        for o in (plane * oh * ow)..<((plane + 1) * oh * ow) { dst[Int(pi[o])] += pg[o] }
+                    }
+                }
+            }
+            return [gx]
+        }
+    }
+
+    /// Mean over each `kernel` window, input [N, C, H, W]. With `countIncludePadding` (PyTorch's
+    /// default) padded zeros count in the divisor.
+    public static func avgPool2d(_ input: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil,
+                                 padding: (Int, Int) = (0, 0), countIncludePadding: Bool = true) -> Tensor {
+        precondition(input.rank == 4, "avgPool2d: needs input [N, C, H, W], got \(input.shape)")
+        let g = Convolution2DGeometry(kernel: kernel, stride: stride ?? kernel, padding: padding)
+        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1,
+                     "avgPool2d: padding \(padding) must be at most half of kernel \(kernel)")
+        let (h, w) = (input.shape[2], input.shape[3])
+        let (oh, ow) = g.outputSize(height: h, width: w)
+        precondition(oh > 0 && ow > 0, "avgPool2d: kernel \(kernel) does not fit input \(input.shape)")
+        var windows = AveragingWindows()
+        windows.rows = (0..<oh).map { y in
+            let start = y * g.strideHeight - g.paddingHeight
+            return (Swift.max(start, 0), Swift.min(start + g.kernelHeight, h))
+        }
+        windows.columns = (0..<ow).map { x in
+            let start = x * g.strideWidth - g.paddingWidth
+            return (Swift.max(start, 0), Swift.min(start + g.kernelWidth, w))
+        }
+        if countIncludePadding { windows.fixedDivisor = Float(kernel.0 * kernel.1) }
+        return averagePool(input, windows, op: "avgPool2d")
+    }
+
+    /// Averages into a fixed output size, windows [⌊i·H/oh⌋, ⌈(i+1)·H/oh⌉) as in PyTorch.
+    public static func adaptiveAvgPool2d(_ input: Tensor, outputSize: (Int, Int)) -> Tensor {
+        precondition(input.rank == 4, "adaptiveAvgPool2d: needs input [N, C, H, W], got \(input.shape)")
+        precondition(outputSize.0 > 0 && outputSize.1 > 0, "adaptiveAvgPool2d: output size \(outputSize) must be positive")
+        let (h, w) = (input.shape[2], input.shape[3])
+        var windows = AveragingWindows()
+        windows.rows = (0..<outputSize.0).map { i in (i * h / outputSize.0, ((i + 1) * h + outputSize.0 - 1) / outputSize.0) }
+        windows.columns = (0..<outputSize.1).map { i in (i * w / outputSize.1, ((i + 1) * w + outputSize.1 - 1) / outputSize.1) }
+        return averagePool(input, windows, op: "adaptiveAvgPool2d")
+    }
+
+    private static func averagePool(_ input: Tensor, _ windows: AveragingWindows, op: String) -> Tensor {
+        let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let (oh, ow) = (windows.rows.count, windows.columns.count)
+        let out = Tensor(uninitialized: [n, c, oh, ow])
+        let px = input.storage.pointer, po = out.storage.pointer
+        Compute.parallelFor(n * c, costPerItem: h * w) { planes in
+            for plane in planes {
+                let src = px + plane * h * w
+                for (y, r) in windows.rows.enumerated() {
+                    for (x, col) in windows.columns.enumerated() {
+                        var total: Float = 0
+                        for iy in r.start..<r.end { for ix in col.start..<col.end { total += src[iy * w + ix] } }
+                        po[(plane * oh + y) * ow + x] = total / windows.divisor(r, col)
+                    }
+                }
+            }
+        }
+        return out.recorded(op, [input]) { grad in
+            // Each input in a window receives the window's gradient over its divisor.
+            let gx = Tensor.zeros(input.shape)
+            let pg = grad.storage.pointer, pgx = gx.storage.pointer
+            Compute.parallelFor(n * c, costPerItem: h * w) { planes in
+                for plane in planes {
+                    let dst = pgx + plane * h * w
+                    for (y, r) in windows.rows.enumerated() {
+                        for (x, col) in windows.columns.enumerated() {
+                            let share = pg[(plane * oh + y) * ow + x] / windows.divisor(r, col)
+                            for iy in r.start..<r.end { for ix in col.start..<col.end { dst[iy * w + ix] += share } }
+                        }
+                    }
+                }
+            }
+            return [gx]
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Tensors
+import TestSupport
+import XCTest
+
+final class KernelTests: XCTestCase {
+    override func tearDown() {
+        Compute.threadCount = ProcessInfo.processInfo.activeProcessorCount
+        Compute.flushDenormals = true
+    }
+
+    /// A batch large enough to be split into several im2col chunks gives the same output and
+    /// gradients as convolving each sample alone.
+    func testChunkedConvolutionMatchesPerSample() {
+        let x = randomLeaf([40, 16, 32, 32], seed: 1)
+        let w = randomLeaf([8, 16, 3, 3], seed: 2, scale: 0.1)
+        let b = randomLeaf([8], seed: 3)
+        let upstream = randomLeaf([40, 8, 32, 32], seed: 4).detached()
+        (Tensor.conv2d(x, weight: w, bias: b, padding: (1, 1)) * upstream).sum().backward()
+        let batchOut = withoutGradients { Tensor.conv2d(x, weight: w, bias: b, padding: (1, 1)) }
+        let gx = x.grad!, gw = w.grad!
+        x.zeroGrad(); w.zeroGrad()
+        var outputs: [Tensor] = []
+        for s in 0..<40 {
+            let xs = x.sliced(alongAxis: 0, s..<(s + 1))
+            let ys = Tensor.conv2d(xs, weight: w, bias: b, padding: (1, 1))
+            (ys * upstream.sliced(alongAxis: 0, s..<(s + 1))).sum().backward()
+            outputs.append(ys.detached())
+        }
+        assertClose(Tensor.concatenating(outputs, alongAxis: 0).scalars, batchOut.scalars, absolute: 1e-4, "output")
+        assertClose(x.grad!.scalars, gx.scalars, absolute: 1e-4, "input gradient")
+        assertClose(w.grad!.scalars, gw.scalars, absolute: 1e-2, relative: 1e-3, "weight gradient")
+    }
+
+    func testOneAndTwoThreadsAgree() {
+        let x = randomLeaf([64, 8, 20, 20], seed: 9)
+        let w = randomLeaf([16, 8, 3, 3], seed: 10, scale: 0.1)
+        func run() -> [Float] {
+            withoutGradients {
+                let y = Tensor.conv2d(x, weight: w, padding: (1, 1)).relu()
+                return (Tensor.maxPool2d(y, kernel: (2, 2)).softmax(alongAxis: 1) + y.mean(alongAxes: [2, 3], keepDims: true).sum()).scalars
+            }
+        }
+        Compute.threadCount = 1
+        let single = run()
+        Compute.threadCount = 2
+        assertClose(run(), single, absolute: 1e-5, "1 vs 2 threads")
+    }
+
+    func testDenormalsAreFlushedOnComputeThreads() {
+        // 1e-20 · 1e-20 = 1e-40 is a denormal Float; with flush-to-zero it becomes 0.
+        let a = Tensor.full([1 << 16], 1e-20), b = Tensor.full([1 << 16], 1e-20)
+        Compute.flushDenormals = true
+        XCTAssertTrue((a * b).scalars.allSatisfy { $0 == 0 }, "every chunk, on every thread, flushes")
+        Compute.flushDenormals = false
+        XCTAssertTrue((a * b).scalars.allSatisfy { $0 > 0 && !$0.isNormal }, "without the flag the denormal survives")
+    }
+
+    func testMatmulMatchesNaiveProduct() {
+        var g = RandomGenerator(seed: 11)
+        let a = Tensor.randomNormal([7, 13], using: &g), b = Tensor.randomNormal([13, 5], using: &g)
+        let pa = a.scalars, pb = b.scalars
+        var expected = [Float](repeating: 0, count: 35)
+        for i in 0..<7 { for j in 0..<5 { for k in 0..<13 { expected[i * 5 + j] += pa[i * 13 + k] * pb[k * 5 + j] } } }
+        assertClose(a.matmul(b).scalars, expected, absolute: 1e-4)
+    }
+
+    func testShapeHelpers() {
+        let x = Tensor.arange(0, 24).reshaped([2, 3, 4])
+        XCTAssertEqual(x.reshaped([-1, 4]).shape, [6, 4])
+        XCTAssertEqual(x.flattened().shape, [2, 12])
+        XCTAssertEqual(x.unsqueezed(axis: 1).shape, [2, 1, 3, 4])
+        XCTAssertEqual(x.unsqueezed(axis: 0).squeezed().shape, [2, 3, 4])
+        XCTAssertEqual(x.transposed(0, 2).shape, [4, 3, 2])
+        XCTAssertEqual(x.transposed(0, 2).scalars[0..<3], [0, 12, 4])
+        XCTAssertEqual(Tensor.oneHot([2, 0], classes: 3).scalars, [0, 0, 1, 1, 0, 0])
+        XCTAssertEqual(Tensor([1, 5, 3]).max(alongAxis: 0).indices, [1])
+        XCTAssertEqual(Tensor([1, 5, 3]).isGreater(than: Tensor(scalar: 2)).scalars, [0, 1, 1])
+        XCTAssertEqual(Tensor.arange(1, 2, step: 0.25).scalars, [1, 1.25, 1.5, 1.75])
+    }
+}

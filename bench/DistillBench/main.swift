@@ -1,0 +1,153 @@
+// DistillBench: times engine workloads for the side-by-side comparison with PyTorch
+// (bench/peers/run_side_by_side.py drives it and the PyTorch peer alternately).
+//
+//   DistillBench --case NAME [--iterations N] [--threads T] [--no-flush-denormals]
+//       prints one JSON line: {"case": NAME, "seconds": [per-iteration times]}
+//   DistillBench --smoke
+//       runs every case once at small size and checks the results are finite (CI).
+//
+// Cases (the PyTorch peer implements the same ones):
+//   sgemm            1024×1024 · 1024×1024
+//   conv             conv2d forward + backward, [128, 32, 28, 28] → 64 channels, 3×3, padding 1
+//   cnn              forward + backward (+ SGD update) of a small CNN at batch 128
+//   denormal         64 passes of y = x·0.5 + x·1e-3 over 1M denormal floats
+
+import Foundation
+import Tensors
+
+struct Options {
+    var caseName = ""
+    var iterations = 10
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+    var flushDenormals = true
+    var smoke = false
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    var arguments = CommandLine.arguments.dropFirst().makeIterator()
+    while let argument = arguments.next() {
+        switch argument {
+        case "--case": options.caseName = arguments.next() ?? ""
+        case "--iterations": options.iterations = Int(arguments.next() ?? "") ?? 0
+        case "--threads": options.threads = Int(arguments.next() ?? "") ?? 0
+        case "--no-flush-denormals": options.flushDenormals = false
+        case "--smoke": options.smoke = true
+        default:
+            FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
+            exit(2)
+        }
+    }
+    if options.iterations < 1 || options.threads < 1 {
+        FileHandle.standardError.write("DistillBench: --iterations and --threads must be positive\n".data(using: .utf8)!)
+        exit(2)
+    }
+    return options
+}
+
+/// A prepared workload: `step` runs one timed iteration and returns a value to check.
+struct Workload {
+    let step: () -> Float
+}
+
+func makeWorkload(_ name: String, small: Bool) -> Workload? {
+    var generator = RandomGenerator(seed: 0)
+    switch name {
+    case "sgemm":
+        let n = small ? 64 : 1024
+        let a = Tensor.randomNormal([n, n], using: &generator), b = Tensor.randomNormal([n, n], using: &generator)
+        return Workload { withoutGradients { a.matmul(b).sliced(alongAxis: 0, 0..<1).sum().item } }
+    case "conv":
+        let batch = small ? 4 : 128
+        let x = Tensor.randomNormal([batch, 32, 28, 28], using: &generator)
+        let w = Tensor.randomNormal([64, 32, 3, 3], standardDeviation: 0.05, using: &generator)
+        let b = Tensor.zeros([64])
+        x.requiresGrad = true; w.requiresGrad = true; b.requiresGrad = true
+        return Workload {
+            let y = Tensor.conv2d(x, weight: w, bias: b, padding: (1, 1))
+            y.backward(seed: Tensor.ones(y.shape))
+            let check = w.grad!.sum().item
+            x.zeroGrad(); w.zeroGrad(); b.zeroGrad()
+            return check
+        }
+    case "cnn":
+        let batch = small ? 8 : 128
+        let model = SmallCNN(using: &generator)
+        let x = Tensor.randomNormal([batch, 1, 28, 28], using: &generator)
+        let labels = (0..<batch).map { $0 % 10 }
+        return Workload { model.trainStep(x, labels) }
+    case "denormal":
+        let count = small ? 1024 : 1 << 20
+        let x = Tensor.full([count], Float(bitPattern: 0x000B_0000))  // about 1e-39, a denormal
+        return Workload {
+            var y = x
+            for _ in 0..<64 { y = y * 0.5 + y * 1e-3 + x }
+            return y.sum().item
+        }
+    default:
+        return nil
+    }
+}
+
+/// Conv(1→8)-ReLU-MaxPool-Conv(8→16)-ReLU-MaxPool-Linear(784→64)-ReLU-Linear(64→10),
+/// cross-entropy, plain SGD: the same network as the PyTorch peer's.
+final class SmallCNN {
+    let parameters: [Tensor]
+
+    init(using generator: inout RandomGenerator) {
+        func leaf(_ shape: Shape, fanIn: Int) -> Tensor {
+            let bound = 1 / Float(fanIn).squareRoot()
+            let t = Tensor.randomUniform(shape, low: -bound, high: bound, using: &generator)
+            t.requiresGrad = true
+            return t
+        }
+        parameters = [leaf([8, 1, 3, 3], fanIn: 9), leaf([8], fanIn: 9), leaf([16, 8, 3, 3], fanIn: 72), leaf([16], fanIn: 72),
+                      leaf([64, 784], fanIn: 784), leaf([64], fanIn: 784), leaf([10, 64], fanIn: 64), leaf([10], fanIn: 64)]
+    }
+
+    func trainStep(_ x: Tensor, _ labels: [Int]) -> Float {
+        let p = parameters
+        var h = Tensor.maxPool2d(Tensor.conv2d(x, weight: p[0], bias: p[1], padding: (1, 1)).relu(), kernel: (2, 2))
+        h = Tensor.maxPool2d(Tensor.conv2d(h, weight: p[2], bias: p[3], padding: (1, 1)).relu(), kernel: (2, 2)).flattened()
+        h = Tensor.linear(Tensor.linear(h, weight: p[4], bias: p[5]).relu(), weight: p[6], bias: p[7])
+        let loss = Tensor.crossEntropy(logits: h, labels: labels)
+        loss.backward()
+        for parameter in p {
+            let grad = parameter.grad!
+            parameter.withUnsafeMutableBufferPointer { w in
+                grad.withUnsafeBufferPointer { g in for i in 0..<w.count { w[i] -= 0.01 * g[i] } }
+            }
+            parameter.zeroGrad()
+        }
+        return loss.item
+    }
+}
+
+let options = parseOptions()
+Compute.threadCount = options.threads
+Compute.flushDenormals = options.flushDenormals
+
+if options.smoke {
+    for name in ["sgemm", "conv", "cnn", "denormal"] {
+        let value = makeWorkload(name, small: true)!.step()
+        guard value.isFinite else {
+            FileHandle.standardError.write("DistillBench smoke: case \(name) produced \(value)\n".data(using: .utf8)!)
+            exit(1)
+        }
+        print("smoke \(name): ok")
+    }
+    exit(0)
+}
+
+guard let workload = makeWorkload(options.caseName, small: false) else {
+    FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal)\n".data(using: .utf8)!)
+    exit(2)
+}
+_ = workload.step()  // warm-up: first-touch page faults, BLAS thread start
+var seconds: [Double] = []
+for _ in 0..<options.iterations {
+    let start = DispatchTime.now().uptimeNanoseconds
+    _ = workload.step()
+    seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+}
+print("{\"case\": \"\(options.caseName)\", \"seconds\": [\(seconds.map { String($0) }.joined(separator: ", "))]}")
