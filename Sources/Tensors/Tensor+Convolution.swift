@@ -1,5 +1,12 @@
-// 2-D convolution over NCHW tensors: im2col + one sgemm per chunk of samples and group.
-// Chunks bound the patch-matrix memory (about 16 MiB) while keeping each sgemm large.
+import Foundation
+
+// 2-D convolution over NCHW tensors: im2col + one sgemm per sample and group.
+//
+// Samples are split over the threads, each with its own patch matrix (a few hundred KiB,
+// so it stays in the core's cache between im2col and sgemm) and single-threaded sgemms.
+// An earlier version unfolded 16 MiB chunks of the batch for one large threaded sgemm; on
+// the small CNNs distillation trains, its memory traffic (im2col, then a copy back to NCHW)
+// cost more than the larger sgemm saved. With one sample, the kernels parallelise inside.
 
 /// Layout constants of one convolution call, shared by forward and backward.
 private struct ConvolutionPlan {
@@ -17,7 +24,6 @@ private struct ConvolutionPlan {
         geometry.kernelHeight == 1 && geometry.kernelWidth == 1 && geometry.strideHeight == 1
             && geometry.strideWidth == 1 && geometry.paddingHeight == 0 && geometry.paddingWidth == 0
     }
-    var samplesPerChunk: Int { Swift.max(1, Swift.min(batch, (4 << 20) / Swift.max(1, patchSize * outputArea))) }
 
     /// Unfolds samples [first, first+count) of group `group` into `columns` [patchSize, count·outputArea].
     func unfold(_ input: UnsafePointer<Float>, first: Int, count: Int, group: Int, into columns: UnsafeMutablePointer<Float>) {
@@ -45,21 +51,6 @@ private struct ConvolutionPlan {
                 ConvolutionKernels.col2im(columns + c * kernelArea * rowStride + s * outputArea, rowStride: rowStride,
                                           channels: 1, height: height, width: width, geometry: geometry,
                                           outputHeight: outputHeight, outputWidth: outputWidth, image: image)
-            }
-        }
-    }
-
-    /// Copies rows of group `group` between NCHW [batch, outChannels, area] and a chunk matrix
-    /// [outPerGroup, count·area]; `toMatrix` picks the direction.
-    func shuffle(_ nchw: UnsafeMutablePointer<Float>, _ matrix: UnsafeMutablePointer<Float>,
-                 first: Int, count: Int, group: Int, toMatrix: Bool) {
-        let area = outputArea
-        Compute.parallelFor(count * outPerGroup, costPerItem: area) { range in
-            for item in range {
-                let s = item / outPerGroup, o = item % outPerGroup
-                let a = nchw + ((first + s) * outChannels + group * outPerGroup + o) * area
-                let m = matrix + o * count * area + s * area
-                if toMatrix { m.update(from: a, count: area) } else { a.update(from: m, count: area) }
             }
         }
     }
@@ -97,44 +88,30 @@ extension Tensor {
         let out = Tensor(uninitialized: [plan.batch, plan.outChannels, plan.outputHeight, plan.outputWidth])
         let px = input.storage.pointer, pw = weight.storage.pointer, po = out.storage.pointer
         let area = plan.outputArea, k = plan.patchSize, og = plan.outPerGroup
-        if plan.isPointwise {
-            for s in 0..<plan.batch {
-                for group in 0..<plan.groups {
-                    MatrixKernels.gemm(transposeA: false, transposeB: false, m: og, n: area, k: k,
-                                       a: pw + group * og * k, lda: k,
-                                       b: px + (s * plan.channels + group * plan.channelsPerGroup) * area, ldb: area,
-                                       c: po + (s * plan.outChannels + group * og) * area, ldc: area)
-                }
-            }
-        } else {
-            let chunk = plan.samplesPerChunk
-            let columns = TensorStorage(uninitializedCount: k * chunk * area)
-            let product = TensorStorage(uninitializedCount: chunk > 1 ? og * chunk * area : 0)
-            defer { withExtendedLifetime((columns, product)) {} }  // kernels only see their pointers
-            for first in stride(from: 0, to: plan.batch, by: chunk) {
-                let count = Swift.min(chunk, plan.batch - first)
-                for group in 0..<plan.groups {
-                    plan.unfold(px, first: first, count: count, group: group, into: columns.pointer)
-                    if count == 1 {
-                        MatrixKernels.gemm(transposeA: false, transposeB: false, m: og, n: area, k: k,
-                                           a: pw + group * og * k, lda: k, b: columns.pointer, ldb: area,
-                                           c: po + (first * plan.outChannels + group * og) * area, ldc: area)
-                    } else {
-                        MatrixKernels.gemm(transposeA: false, transposeB: false, m: og, n: count * area, k: k,
-                                           a: pw + group * og * k, lda: k, b: columns.pointer, ldb: count * area,
-                                           c: product.pointer, ldc: count * area)
-                        plan.shuffle(po, product.pointer, first: first, count: count, group: group, toMatrix: false)
+        let pb = bias?.storage.pointer
+        Compute.parallelFor(plan.batch, costPerItem: plan.outChannels * k * area) { samples in
+            let columns = TensorStorage(uninitializedCount: plan.isPointwise ? 0 : k * area)
+            withExtendedLifetime(columns) {
+                for s in samples {
+                    let sampleOut = po + s * plan.outChannels * area
+                    if let pb {
+                        for o in 0..<plan.outChannels {
+                            let value = pb[o], row = sampleOut + o * area
+                            for j in 0..<area { row[j] = value }
+                        }
                     }
-                }
-            }
-        }
-        if let bias {
-            let pb = bias.storage.pointer
-            Compute.parallelFor(plan.batch * plan.outChannels, costPerItem: area) { range in
-                for item in range {
-                    let value = pb[item % plan.outChannels]
-                    let row = po + item * area
-                    for j in 0..<area { row[j] += value }
+                    for group in 0..<plan.groups {
+                        let patches: UnsafePointer<Float>
+                        if plan.isPointwise {
+                            patches = UnsafePointer(px + (s * plan.channels + group * plan.channelsPerGroup) * area)
+                        } else {
+                            plan.unfold(px, first: s, count: 1, group: group, into: columns.pointer)
+                            patches = UnsafePointer(columns.pointer)
+                        }
+                        MatrixKernels.gemm(transposeA: false, transposeB: false, m: og, n: area, k: k,
+                                           a: pw + group * og * k, lda: k, b: patches, ldb: area,
+                                           beta: pb == nil ? 0 : 1, c: sampleOut + group * og * area, ldc: area)
+                    }
                 }
             }
         }
@@ -147,46 +124,46 @@ extension Tensor {
         let gw = weight.needsGrad ? Tensor.zeros(weight.shape) : nil
         let px = input.storage.pointer, pw = weight.storage.pointer, pg = g.storage.pointer
         let area = plan.outputArea, k = plan.patchSize, og = plan.outPerGroup
-        if plan.isPointwise {
-            for s in 0..<plan.batch {
-                for group in 0..<plan.groups {
-                    let gOut = pg + (s * plan.outChannels + group * og) * area
-                    let x = px + (s * plan.channels + group * plan.channelsPerGroup) * area
-                    if let gw {
-                        MatrixKernels.gemm(transposeA: false, transposeB: true, m: og, n: k, k: area,
-                                           a: gOut, lda: area, b: x, ldb: area,
-                                           beta: 1, c: gw.storage.pointer + group * og * k, ldc: k)
-                    }
-                    if let gx {
-                        MatrixKernels.gemm(transposeA: true, transposeB: false, m: k, n: area, k: og,
-                                           a: pw + group * og * k, lda: k, b: gOut, ldb: area,
-                                           c: gx.storage.pointer + (s * plan.channels + group * plan.channelsPerGroup) * area, ldc: area)
+        let mergeLock = NSLock()
+        Compute.parallelFor(plan.batch, costPerItem: 2 * plan.outChannels * k * area) { samples in
+            // Each thread sums its samples' weight gradients privately, then adds them once.
+            let columns = TensorStorage(uninitializedCount: plan.isPointwise ? 0 : k * area)
+            let partial = gw.map { _ in Tensor.zeros(weight.shape) }
+            withExtendedLifetime((columns, partial)) {
+                for s in samples {
+                    for group in 0..<plan.groups {
+                        let gOut = pg + (s * plan.outChannels + group * og) * area
+                        let image = px + (s * plan.channels + group * plan.channelsPerGroup) * area
+                        if let partial {
+                            // dW = G · colsᵀ
+                            let patches: UnsafePointer<Float>
+                            if plan.isPointwise {
+                                patches = UnsafePointer(image)
+                            } else {
+                                plan.unfold(px, first: s, count: 1, group: group, into: columns.pointer)
+                                patches = UnsafePointer(columns.pointer)
+                            }
+                            MatrixKernels.gemm(transposeA: false, transposeB: true, m: og, n: k, k: area,
+                                               a: gOut, lda: area, b: patches, ldb: area,
+                                               beta: 1, c: partial.storage.pointer + group * og * k, ldc: k)
+                        }
+                        if let gx {
+                            // dcols = Wᵀ · G, folded back into the image (pointwise: dX = Wᵀ · G directly).
+                            let gImage = gx.storage.pointer + (s * plan.channels + group * plan.channelsPerGroup) * area
+                            MatrixKernels.gemm(transposeA: true, transposeB: false, m: k, n: area, k: og,
+                                               a: pw + group * og * k, lda: k, b: gOut, ldb: area,
+                                               c: plan.isPointwise ? gImage : columns.pointer, ldc: area)
+                            if !plan.isPointwise {
+                                plan.fold(columns.pointer, first: s, count: 1, group: group, into: gx.storage.pointer)
+                            }
+                        }
                     }
                 }
-            }
-            return (gx, gw)
-        }
-        let chunk = plan.samplesPerChunk
-        let columns = TensorStorage(uninitializedCount: k * chunk * area)
-        let gradOut = TensorStorage(uninitializedCount: og * chunk * area)
-        defer { withExtendedLifetime((columns, gradOut)) {} }  // kernels only see their pointers
-        for first in stride(from: 0, to: plan.batch, by: chunk) {
-            let count = Swift.min(chunk, plan.batch - first)
-            for group in 0..<plan.groups {
-                plan.shuffle(UnsafeMutablePointer(mutating: pg), gradOut.pointer, first: first, count: count, group: group, toMatrix: true)
-                if let gw {
-                    // dW = G · colsᵀ, summed over the chunk's samples.
-                    plan.unfold(px, first: first, count: count, group: group, into: columns.pointer)
-                    MatrixKernels.gemm(transposeA: false, transposeB: true, m: og, n: k, k: count * area,
-                                       a: gradOut.pointer, lda: count * area, b: columns.pointer, ldb: count * area,
-                                       beta: 1, c: gw.storage.pointer + group * og * k, ldc: k)
-                }
-                if let gx {
-                    // dcols = Wᵀ · G, folded back into the image.
-                    MatrixKernels.gemm(transposeA: true, transposeB: false, m: k, n: count * area, k: og,
-                                       a: pw + group * og * k, lda: k, b: gradOut.pointer, ldb: count * area,
-                                       c: columns.pointer, ldc: count * area)
-                    plan.fold(columns.pointer, first: first, count: count, group: group, into: gx.storage.pointer)
+                if let partial, let gw {
+                    mergeLock.lock()
+                    let source = partial.storage.pointer, target = gw.storage.pointer
+                    for i in 0..<gw.count { target[i] += source[i] }
+                    mergeLock.unlock()
                 }
             }
         }

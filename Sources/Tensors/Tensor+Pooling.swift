@@ -28,27 +28,52 @@ extension Tensor {
         let out = Tensor(uninitialized: [n, c, oh, ow])
         var argmax = [Int32](repeating: 0, count: out.count)
         let px = input.storage.pointer, po = out.storage.pointer
+        // Window taps that fall inside the image, per output row and column: the inner loops
+        // then run without bounds checks.
+        let rowTaps = (0..<oh).map { y in (0..<g.kernelHeight).map { y * g.strideHeight - g.paddingHeight + $0 * g.dilationHeight }.filter { $0 >= 0 && $0 < h } }
+        let columnTaps = (0..<ow).map { x in (0..<g.kernelWidth).map { x * g.strideWidth - g.paddingWidth + $0 * g.dilationWidth }.filter { $0 >= 0 && $0 < w } }
+        let isPlainPairs = kernel == (2, 2) && g.strideHeight == 2 && g.strideWidth == 2 && padding == (0, 0) && dilation == (1, 1)
         argmax.withUnsafeMutableBufferPointer { indices in
             let pi = indices.baseAddress!
             Compute.parallelFor(n * c, costPerItem: oh * ow * kernel.0 * kernel.1) { planes in
                 for plane in planes {
                     let src = px + plane * h * w
+                    let dst = po + plane * oh * ow, idx = pi + plane * oh * ow
+                    if isPlainPairs {
+                        // The common 2×2 / stride 2 case, branch-free: the first maximum wins ties;
+                        // a window holding NaN (rare, and predicted) gives NaN as in PyTorch.
+                        for y in 0..<oh {
+                            let top = src + 2 &* y &* w, bottom = top + w
+                            let rowBase = 2 &* y &* w
+                            for x in 0..<ow {
+                                let a = top[2 &* x], b = top[2 &* x &+ 1], c = bottom[2 &* x], d = bottom[2 &* x &+ 1]
+                                // Selects, not branches: random data would mispredict half of them.
+                                let rightTop = b > a, rightBottom = d > c
+                                let upper = rightTop ? b : a, lower = rightBottom ? d : c
+                                let fromBottom = lower > upper
+                                var best = fromBottom ? lower : upper
+                                var at = fromBottom ? w &+ (rightBottom ? 1 : 0) : (rightTop ? 1 : 0)
+                                if (a + b + c + d).isNaN {
+                                    let window = [(a, 0), (b, 1), (c, w), (d, w &+ 1)]
+                                    if let first = window.first(where: { $0.0.isNaN }) { best = first.0; at = first.1 }
+                                }
+                                dst[y &* ow &+ x] = best
+                                idx[y &* ow &+ x] = Int32(truncatingIfNeeded: rowBase &+ 2 &* x &+ at)
+                            }
+                        }
+                        continue
+                    }
                     for y in 0..<oh {
                         for x in 0..<ow {
                             var best = -Float.infinity, bestIndex = -1
-                            for ki in 0..<g.kernelHeight {
-                                let iy = y * g.strideHeight - g.paddingHeight + ki * g.dilationHeight
-                                if iy < 0 || iy >= h { continue }
-                                for kj in 0..<g.kernelWidth {
-                                    let ix = x * g.strideWidth - g.paddingWidth + kj * g.dilationWidth
-                                    if ix < 0 || ix >= w { continue }
+                            for iy in rowTaps[y] {
+                                for ix in columnTaps[x] {
                                     let v = src[iy * w + ix]
-                                    if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = iy * w + ix }
+                                    if v > best || bestIndex < 0 || (v.isNaN && !best.isNaN) { best = v; bestIndex = iy * w + ix }
                                 }
                             }
-                            let o = (plane * oh + y) * ow + x
-                            po[o] = best
-                            pi[o] = Int32(bestIndex)
+                            dst[y * ow + x] = best
+                            idx[y * ow + x] = Int32(bestIndex)
                         }
                     }
                 }

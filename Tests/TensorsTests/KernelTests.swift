@@ -8,9 +8,10 @@ final class KernelTests: XCTestCase {
         Compute.flushDenormals = true
     }
 
-    /// A batch large enough to be split into several im2col chunks gives the same output and
-    /// gradients as convolving each sample alone.
-    func testChunkedConvolutionMatchesPerSample() {
+    /// A batch split over threads (each with its own patch matrix and weight-gradient sum)
+    /// gives the same output and gradients as convolving each sample alone, where the
+    /// kernels parallelise inside the sample instead.
+    func testBatchConvolutionMatchesPerSample() {
         let x = randomLeaf([40, 16, 32, 32], seed: 1)
         let w = randomLeaf([8, 16, 3, 3], seed: 2, scale: 0.1)
         let b = randomLeaf([8], seed: 3)

@@ -53,7 +53,7 @@ def make_workload(name):
                 for t in p:
                     t -= 0.01 * t.grad
                     t.grad = None
-            return float(loss)
+            return float(loss.detach())
         return step
     if name == "denormal":
         x = torch.full((1 << 20,), 1e-39)

@@ -42,12 +42,13 @@ enum ConvolutionKernels {
             for oh in 0..<outputHeight {
                 let ih = oh * g.strideHeight - g.paddingHeight + ki * g.dilationHeight
                 if ih < 0 || ih >= height {
-                    dst.update(repeating: 0, count: outputWidth)
+                    for ow in 0..<outputWidth { dst[ow] = 0 }
                 } else {
                     let src = plane + ih * width + offsetW
                     for ow in 0..<low { dst[ow] = 0 }
                     if g.strideWidth == 1 {
-                        (dst + low).update(from: src + low, count: high - low)
+                        // Rows are short (tens of floats): an inline loop beats a memmove call.
+                        for ow in low..<high { dst[ow] = src[ow] }
                     } else {
                         for ow in low..<high { dst[ow] = src[ow * g.strideWidth] }
                     }
