@@ -5,7 +5,9 @@ let package = Package(
     name: "Distill",
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "ModelFormats", targets: ["ModelFormats"]),
         .executable(name: "distill", targets: ["DistillCLI"]),
     ],
     dependencies: [
@@ -34,11 +36,13 @@ let package = Package(
                 .linkedFramework("Accelerate", .when(platforms: [.macOS, .iOS])),
             ]
         ),
+        .target(name: "NeuralNet", dependencies: ["Tensors"]),
         .target(name: "Datasets", dependencies: ["Tensors", "CZlib"]),
+        .target(name: "ModelFormats", dependencies: ["Tensors", "NeuralNet"]),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Tensors", "Datasets",
+                "Tensors", "NeuralNet", "Datasets", "ModelFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -50,5 +54,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"]),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

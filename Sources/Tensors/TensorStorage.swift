@@ -31,16 +31,18 @@ final class BufferCache: @unchecked Sendable {
     private let limit = 256 << 20
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var cachedBytes = 0
-    private var lock = pthread_mutex_t()
-
-    private init() { pthread_mutex_init(&lock, nil) }
+    private let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(lock, nil)
+        return lock
+    }()
 
     func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         if bytes >= minimumBytes {
-            pthread_mutex_lock(&lock)
+            pthread_mutex_lock(lock)
             let reused = free[bytes]?.popLast()
             if reused != nil { cachedBytes -= bytes }
-            pthread_mutex_unlock(&lock)
+            pthread_mutex_unlock(lock)
             if let reused { return reused }
         }
         var raw: UnsafeMutableRawPointer?
@@ -51,14 +53,14 @@ final class BufferCache: @unchecked Sendable {
 
     func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
         if bytes >= minimumBytes {
-            pthread_mutex_lock(&lock)
+            pthread_mutex_lock(lock)
             if cachedBytes + bytes <= limit {
                 free[bytes, default: []].append(pointer)
                 cachedBytes += bytes
-                pthread_mutex_unlock(&lock)
+                pthread_mutex_unlock(lock)
                 return
             }
-            pthread_mutex_unlock(&lock)
+            pthread_mutex_unlock(lock)
         }
         Foundation.free(pointer)
     }

@@ -1,0 +1,23 @@
+import Tensors
+
+/// y = x·Wᵀ + b. Input [..., inFeatures] → output [..., outFeatures]; weight [out, in].
+public final class Linear: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let state = ModuleState()
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, using generator: inout RandomGenerator) {
+        precondition(inFeatures > 0 && outFeatures > 0, "Linear: features must be positive, got \(inFeatures) → \(outFeatures)")
+        weight = defaultUniform([outFeatures, inFeatures], fanIn: inFeatures, using: &generator)
+        self.bias = bias ? defaultUniform([outFeatures], fanIn: inFeatures, using: &generator) : nil
+    }
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public func forward(_ input: Tensor) -> Tensor { Tensor.linear(input, weight: weight, bias: bias) }
+
+    public var localParameters: [(name: String, tensor: Tensor)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+}

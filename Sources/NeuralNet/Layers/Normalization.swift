@@ -1,0 +1,79 @@
+import Tensors
+
+/// Batch normalisation over axis 1 of [N, C] (BatchNorm1d) or [N, C, H, W] (BatchNorm2d).
+/// Buffers `running_mean`, `running_var` and `num_batches_tracked`, as in PyTorch.
+public final class BatchNorm: Module {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let runningMean: Tensor
+    public let runningVariance: Tensor
+    /// Counted like PyTorch's (a float here, as every tensor is); kept for state-dict parity.
+    public let batchesTracked: Tensor
+    public let momentum: Float
+    public let epsilon: Float
+    public let state = ModuleState()
+
+    public init(_ features: Int, momentum: Float = 0.1, epsilon: Float = 1e-5) {
+        weight = constantParameter([features], 1)
+        bias = constantParameter([features], 0)
+        runningMean = Tensor.zeros([features])
+        runningVariance = Tensor.ones([features])
+        batchesTracked = Tensor.zeros([])
+        self.momentum = momentum
+        self.epsilon = epsilon
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        let useBatch = state.isTraining && !state.freezesStatistics
+        if useBatch {
+            batchesTracked.withUnsafeMutableBufferPointer { $0[0] += 1 }
+        }
+        return Tensor.batchNorm(input, runningMean: runningMean, runningVariance: runningVariance, weight: weight, bias: bias,
+                                training: useBatch, momentum: momentum, epsilon: epsilon)
+    }
+
+    public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
+    public var localBuffers: [(name: String, tensor: Tensor)] {
+        [("running_mean", runningMean), ("running_var", runningVariance), ("num_batches_tracked", batchesTracked)]
+    }
+}
+
+/// Layer normalisation over the trailing `normalizedShape` axes, with learned γ and β.
+public final class LayerNorm: Module {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let normalizedShape: Shape
+    public let epsilon: Float
+    public let state = ModuleState()
+
+    public init(_ normalizedShape: Shape, epsilon: Float = 1e-5) {
+        self.normalizedShape = normalizedShape
+        self.epsilon = epsilon
+        weight = constantParameter(normalizedShape, 1)
+        bias = constantParameter(normalizedShape, 0)
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        Tensor.layerNorm(input, normalizedShape: normalizedShape, weight: weight, bias: bias, epsilon: epsilon)
+    }
+
+    public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
+}
+
+/// Inverted dropout with its own seeded generator (saved with the training state, so a
+/// resumed run drops the same units).
+public final class Dropout: Module {
+    public let probability: Float
+    public var generator: RandomGenerator
+    public let state = ModuleState()
+
+    public init(probability: Float, using generator: inout RandomGenerator) {
+        precondition(probability >= 0 && probability < 1, "Dropout: probability \(probability) must be in [0, 1)")
+        self.probability = probability
+        self.generator = RandomGenerator(seed: generator.next())
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        input.dropout(probability: probability, training: state.isTraining, using: &generator)
+    }
+}

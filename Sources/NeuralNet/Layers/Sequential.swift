@@ -1,0 +1,31 @@
+import Tensors
+
+/// Applies its children in order. Children are named "0", "1", ... like `nn.Sequential`,
+/// or by the names given.
+public final class Sequential: Module {
+    public private(set) var layers: [(name: String, module: any Module)]
+    public let state = ModuleState()
+
+    public init(_ layers: [any Module]) {
+        self.layers = layers.enumerated().map { (String($0.offset), $0.element) }
+    }
+
+    public init(named layers: [(String, any Module)]) {
+        precondition(Set(layers.map(\.0)).count == layers.count, "Sequential: duplicate child names in \(layers.map(\.0))")
+        self.layers = layers.map { (name: $0.0, module: $0.1) }
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        layers.reduce(input) { x, layer in layer.module(x) }
+    }
+
+    public var children: [(name: String, module: any Module)] { layers }
+
+    /// Replaces the child called `name` (a new head for transfer learning).
+    public func replace(_ name: String, with module: any Module) throws {
+        guard let index = layers.firstIndex(where: { $0.name == name }) else {
+            throw ModuleError.noSuchModule(name, available: layers.map(\.name))
+        }
+        layers[index].module = module
+    }
+}

@@ -1,0 +1,246 @@
+import Foundation
+import Tensors
+
+/// Parameters that share hyper-parameters: a learning rate (the schedule scales
+/// `baseLearningRate` into `learningRate`) and a weight decay.
+public struct ParameterGroup {
+    public var name: String
+    public var parameters: [Tensor]
+    public var baseLearningRate: Float
+    public var learningRate: Float
+    public var weightDecay: Float
+
+    public init(name: String = "default", parameters: [Tensor], learningRate: Float, weightDecay: Float = 0) {
+        precondition(learningRate >= 0 && weightDecay >= 0, "ParameterGroup: learning rate and weight decay must be ≥ 0")
+        self.name = name
+        self.parameters = parameters
+        self.baseLearningRate = learningRate
+        self.learningRate = learningRate
+        self.weightDecay = weightDecay
+    }
+
+    /// Two groups from `model`'s trainable parameters: weights (rank ≥ 2) with `weightDecay`,
+    /// and biases and normalisation parameters (rank ≤ 1) without, the usual exemption.
+    public static func decayingWeightsOnly(_ model: any Module, learningRate: Float, weightDecay: Float) -> [ParameterGroup] {
+        let trainable = model.parameters.filter(\.requiresGrad)
+        return [ParameterGroup(name: "weights", parameters: trainable.filter { $0.rank >= 2 }, learningRate: learningRate, weightDecay: weightDecay),
+                ParameterGroup(name: "biases and norms", parameters: trainable.filter { $0.rank < 2 }, learningRate: learningRate, weightDecay: 0)]
+    }
+}
+
+/// An optimizer updates its groups' parameters from their gradients, in place.
+public protocol Optimizer: AnyObject {
+    var groups: [ParameterGroup] { get set }
+    /// One update from the current gradients; parameters without a gradient are skipped.
+    func step()
+    /// The optimizer's internal state (momenta, moments, step counts) as named tensors, for checkpoints.
+    func stateTensors() -> [(name: String, tensor: Tensor)]
+    /// Restores what `stateTensors` returned; throws if a name or shape does not fit.
+    func loadStateTensors(_ tensors: [String: Tensor]) throws
+}
+
+extension Optimizer {
+    /// Clears every parameter's gradient.
+    public func zeroGrad() { for group in groups { for p in group.parameters { p.zeroGrad() } } }
+
+    /// Sets each group's learning rate to its base rate times `factor` (what a schedule gives).
+    public func setLearningRateFactor(_ factor: Float) {
+        for i in groups.indices { groups[i].learningRate = groups[i].baseLearningRate * factor }
+    }
+
+    /// Every parameter, group by group.
+    var allParameters: [Tensor] { groups.flatMap(\.parameters) }
+}
+
+/// A problem restoring optimizer state.
+public struct OptimizerStateError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Per-parameter state tensors keyed "<index>.<slot>", shared by the optimizers.
+final class SlotStore {
+    var slots: [String: [Int: Tensor]] = [:]
+    var steps: [Int: Int] = [:]
+
+    func tensor(_ slot: String, _ index: Int, like parameter: Tensor) -> (Tensor, isNew: Bool) {
+        if let existing = slots[slot]?[index] { return (existing, false) }
+        let fresh = Tensor.zeros(parameter.shape)
+        slots[slot, default: [:]][index] = fresh
+        return (fresh, true)
+    }
+
+    func export() -> [(name: String, tensor: Tensor)] {
+        var result: [(name: String, tensor: Tensor)] = []
+        for slot in slots.keys.sorted() {
+            for (index, tensor) in slots[slot]!.sorted(by: { $0.key < $1.key }) { result.append(("\(index).\(slot)", tensor)) }
+        }
+        for (index, step) in steps.sorted(by: { $0.key < $1.key }) { result.append(("\(index).step", Tensor(scalar: Float(step)))) }
+        return result
+    }
+
+    func load(_ tensors: [String: Tensor], parameters: [Tensor], knownSlots: Set<String>) throws {
+        var newSlots: [String: [Int: Tensor]] = [:], newSteps: [Int: Int] = [:]
+        for (name, tensor) in tensors {
+            let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let index = Int(parts[0]), index >= 0, index < parameters.count else {
+                throw OptimizerStateError(description: "optimizer state '\(name)' does not name a parameter index below \(parameters.count)")
+            }
+            if parts[1] == "step" {
+                guard tensor.count == 1, tensor.item >= 0, tensor.item == tensor.item.rounded() else {
+                    throw OptimizerStateError(description: "optimizer state '\(name)' must be a whole non-negative number")
+                }
+                newSteps[index] = Int(tensor.item)
+                continue
+            }
+            guard knownSlots.contains(parts[1]) else {
+                throw OptimizerStateError(description: "optimizer state '\(name)': unknown slot '\(parts[1])' (expected \(knownSlots.sorted().joined(separator: ", ")))")
+            }
+            guard tensor.shape == parameters[index].shape else {
+                throw OptimizerStateError(description: "optimizer state '\(name)' has shape \(tensor.shape) but parameter \(index) has \(parameters[index].shape)")
+            }
+            newSlots[parts[1], default: [:]][index] = tensor.copy()
+        }
+        slots = newSlots
+        steps = newSteps
+    }
+}
+
+/// Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay, as
+/// `torch.optim.SGD`: g ← ∇ + λθ; b ← μb + (1 − τ)g (b = g on the first step);
+/// g ← g + μb (Nesterov) or b; θ ← θ − η·g.
+public final class SGD: Optimizer {
+    public var groups: [ParameterGroup]
+    public let momentum: Float, dampening: Float, nesterov: Bool
+    private let store = SlotStore()
+
+    public init(_ groups: [ParameterGroup], momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false) {
+        precondition(momentum >= 0 && (!nesterov || (momentum > 0 && dampening == 0)),
+                     "SGD: Nesterov momentum needs momentum > 0 and no dampening")
+        self.groups = groups
+        self.momentum = momentum
+        self.dampening = dampening
+        self.nesterov = nesterov
+    }
+
+    public convenience init(parameters: [Tensor], learningRate: Float, momentum: Float = 0, nesterov: Bool = false, weightDecay: Float = 0) {
+        self.init([ParameterGroup(parameters: parameters, learningRate: learningRate, weightDecay: weightDecay)], momentum: momentum, nesterov: nesterov)
+    }
+
+    public func step() {
+        var index = 0
+        for group in groups {
+            for parameter in group.parameters {
+                defer { index += 1 }
+                guard let grad = parameter.grad else { continue }
+                let (buffer, isNew) = momentum != 0 ? store.tensor("momentum_buffer", index, like: parameter) : (parameter, false)
+                let lr = group.learningRate, decay = group.weightDecay, mu = momentum, damp = dampening, nesterov = nesterov
+                let hasMomentum = momentum != 0
+                parameter.withUnsafeMutableBufferPointer { p in
+                    grad.withUnsafeBufferPointer { g in
+                        buffer.withUnsafeMutableBufferPointer { b in
+                            for i in 0..<p.count {
+                                var d = g[i] + decay * p[i]
+                                if hasMomentum {
+                                    b[i] = isNew ? d : mu * b[i] + (1 - damp) * d
+                                    d = nesterov ? d + mu * b[i] : b[i]
+                                }
+                                p[i] -= lr * d
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func stateTensors() -> [(name: String, tensor: Tensor)] { store.export() }
+
+    public func loadStateTensors(_ tensors: [String: Tensor]) throws {
+        try store.load(tensors, parameters: allParameters, knownSlots: ["momentum_buffer"])
+    }
+}
+
+/// Adam (Kingma & Ba 2015), and AdamW's decoupled weight decay (Loshchilov & Hutter 2019),
+/// computed as `torch.optim.Adam` / `AdamW` do:
+/// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − (η/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε).
+/// Adam adds λθ to g; AdamW multiplies θ by (1 − ηλ) first.
+public final class Adam: Optimizer {
+    public var groups: [ParameterGroup]
+    public let beta1: Float, beta2: Float, epsilon: Float
+    /// Decoupled (AdamW) rather than L2 (Adam) weight decay.
+    public let decoupledWeightDecay: Bool
+    private let store = SlotStore()
+
+    public init(_ groups: [ParameterGroup], beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, decoupledWeightDecay: Bool = false) {
+        precondition(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && epsilon > 0, "Adam: betas must be in [0, 1) and epsilon positive")
+        self.groups = groups
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.decoupledWeightDecay = decoupledWeightDecay
+    }
+
+    /// AdamW with PyTorch's default weight decay of 0.01.
+    public static func adamW(_ groups: [ParameterGroup]) -> Adam { Adam(groups, decoupledWeightDecay: true) }
+
+    public func step() {
+        var index = 0
+        for group in groups {
+            for parameter in group.parameters {
+                defer { index += 1 }
+                guard let grad = parameter.grad else { continue }
+                let (m, _) = store.tensor("exp_avg", index, like: parameter)
+                let (v, _) = store.tensor("exp_avg_sq", index, like: parameter)
+                let t = (store.steps[index] ?? 0) + 1
+                store.steps[index] = t
+                let lr = group.learningRate, decay = group.weightDecay
+                let b1 = beta1, b2 = beta2, eps = epsilon, decoupled = decoupledWeightDecay
+                let correction1 = 1 - Foundation.pow(b1, Float(t)), correction2 = 1 - Foundation.pow(b2, Float(t))
+                let stepSize = lr / correction1, root2 = correction2.squareRoot()
+                parameter.withUnsafeMutableBufferPointer { p in
+                    grad.withUnsafeBufferPointer { g in
+                        m.withUnsafeMutableBufferPointer { mb in
+                            v.withUnsafeMutableBufferPointer { vb in
+                                for i in 0..<p.count {
+                                    var d = g[i]
+                                    if decoupled { p[i] *= 1 - lr * decay } else { d += decay * p[i] }
+                                    mb[i] = b1 * mb[i] + (1 - b1) * d
+                                    vb[i] = b2 * vb[i] + (1 - b2) * d * d
+                                    p[i] -= stepSize * mb[i] / (vb[i].squareRoot() / root2 + eps)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func stateTensors() -> [(name: String, tensor: Tensor)] { store.export() }
+
+    public func loadStateTensors(_ tensors: [String: Tensor]) throws {
+        try store.load(tensors, parameters: allParameters, knownSlots: ["exp_avg", "exp_avg_sq"])
+    }
+}
+
+/// Scales all gradients so that their global L2 norm is at most `maxNorm`
+/// (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
+    precondition(maxNorm > 0, "clipGradientNorm: maxNorm must be positive, got \(maxNorm)")
+    var squares: Double = 0
+    for p in parameters {
+        guard let g = p.grad else { continue }
+        g.withUnsafeBufferPointer { for v in $0 { squares += Double(v) * Double(v) } }
+    }
+    let total = Float(squares.squareRoot())
+    let coefficient = maxNorm / (total + 1e-6)
+    if coefficient < 1 {
+        for p in parameters {
+            guard let g = p.grad else { continue }
+            // A fresh tensor: the gradient may share storage with a graph value.
+            p.grad = withoutGradients { g * coefficient }
+        }
+    }
+    return total
+}
