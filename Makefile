@@ -12,6 +12,7 @@ demo: deps
 	.build/release/distill demo
 
 test: deps
+	@scripts/install-deps.sh --test-oracles
 	swift build -c release --build-tests
 	swift test -c release --skip-build
 	swift run -c release DistillBench --smoke
