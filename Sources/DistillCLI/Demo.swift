@@ -1,16 +1,20 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import NeuralNet
 import Tensors
 
-/// `distill demo`: trains a small CNN on Fashion-MNIST with the tensor engine alone and
-/// reports loss, accuracy and throughput. (Teacher → student distillation joins this
-/// command once the distillation module lands.)
+/// `distill demo`: trains a zoo model on Fashion-MNIST and reports loss, accuracy and
+/// throughput per epoch. (Teacher → student distillation joins this command once the
+/// distillation module lands.)
 struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a small CNN on Fashion-MNIST and report accuracy and speed.")
+    static let configuration = CommandConfiguration(abstract: "Train a zoo model on Fashion-MNIST and report accuracy and speed.")
 
     @Option(help: "Folder with the four Fashion-MNIST IDX files (gzip or raw).")
     var data: String = FashionMNIST.defaultDirectory
+
+    @Option(help: "Zoo model to train (\(ModelZoo.names.joined(separator: ", "))).")
+    var model: String = "cnn-student"
 
     @Option(help: "Training epochs.")
     var epochs: Int = 1
@@ -18,7 +22,7 @@ struct Demo: ParsableCommand {
     @Option(help: "Batch size.")
     var batch: Int = 128
 
-    @Option(help: "Learning rate (SGD, momentum 0.9).")
+    @Option(help: "Learning rate (SGD, momentum 0.9, cosine schedule).")
     var lr: Float = 0.05
 
     @Option(help: "Random seed.")
@@ -31,6 +35,9 @@ struct Demo: ParsableCommand {
         guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
         guard lr > 0 && lr.isFinite else { throw ValidationError("--lr must be a positive number, got \(lr)") }
+        guard ModelZoo.names.contains(model) else {
+            throw ValidationError("unknown model '\(model)' (available: \(ModelZoo.names.joined(separator: ", ")))")
+        }
     }
 
     func run() throws {
@@ -39,88 +46,22 @@ struct Demo: ParsableCommand {
             throw ValidationError("\(error)")
         }
         let trainCount = quick ? 10_000 : dataset.train.count
+        let images = quick ? dataset.train.images.sliced(alongAxis: 0, 0..<trainCount) : dataset.train.images
+        let labels = Array(dataset.train.labels.prefix(trainCount))
         var generator = RandomGenerator(seed: seed)
-        let model = DemoNetwork(using: &generator)
-        print("Fashion-MNIST: \(trainCount) training and \(dataset.test.count) test images; model: \(model.parameters.reduce(0) { $0 + $1.count }) parameters; \(Compute.threadCount) threads")
+        let network = try ModelZoo.make(model, using: &generator)
+        let optimizer = SGD(parameters: network.parameters, learningRate: lr, momentum: 0.9)
+        let stepsPerEpoch = (trainCount + batch - 1) / batch
+        let schedule = CosineSchedule(totalSteps: stepsPerEpoch * epochs)
+        print("Fashion-MNIST: \(trainCount) training and \(dataset.test.count) test images; \(model): \(network.parameterCount) parameters; \(Compute.threadCount) threads")
+        var step = 0
         for epoch in 1...epochs {
-            let start = Date()
-            var order = Array(0..<trainCount)
-            order.shuffle(using: &generator)
-            var lossTotal: Float = 0, steps = 0
-            for first in stride(from: 0, to: trainCount, by: batch) {
-                let indices = Array(order[first..<min(first + batch, trainCount)])
-                let images = dataset.train.images.indexSelect(alongAxis: 0, indices: indices)
-                let labels = indices.map { dataset.train.labels[$0] }
-                let loss = Tensor.crossEntropy(logits: model(images), labels: labels)
-                loss.backward()
-                model.step(learningRate: lr)
-                lossTotal += loss.item
-                steps += 1
-            }
-            let seconds = Date().timeIntervalSince(start)
-            let accuracy = model.accuracy(dataset.test)
+            let result = ClassifierTraining.trainEpoch(network, optimizer: optimizer, schedule: schedule, images: images, labels: labels,
+                                                       batchSize: batch, firstStep: step, using: &generator)
+            step = result.steps
+            let accuracy = ClassifierTraining.accuracy(network, images: dataset.test.images, labels: dataset.test.labels)
             print(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s  %.0f images/s",
-                         epoch, lossTotal / Float(steps), accuracy * 100, seconds, Double(trainCount) / seconds))
+                         epoch, result.loss, accuracy * 100, result.seconds, result.examplesPerSecond))
         }
-    }
-}
-
-/// Conv(1→8)-ReLU-MaxPool-Conv(8→16)-ReLU-MaxPool-Linear(784→64)-ReLU-Linear(64→10),
-/// written directly against the engine, trained by SGD with momentum.
-private final class DemoNetwork {
-    let parameters: [Tensor]
-    private var velocity: [Tensor]
-
-    init(using generator: inout RandomGenerator) {
-        func uniform(_ shape: Shape, fanIn: Int) -> Tensor {
-            let bound = 1 / Float(fanIn).squareRoot()
-            let t = Tensor.randomUniform(shape, low: -bound, high: bound, using: &generator)
-            t.requiresGrad = true
-            return t
-        }
-        parameters = [uniform([8, 1, 3, 3], fanIn: 9), uniform([8], fanIn: 9),
-                      uniform([16, 8, 3, 3], fanIn: 72), uniform([16], fanIn: 72),
-                      uniform([64, 784], fanIn: 784), uniform([64], fanIn: 784),
-                      uniform([10, 64], fanIn: 64), uniform([10], fanIn: 64)]
-        velocity = parameters.map { Tensor.zeros($0.shape) }
-    }
-
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let p = parameters
-        var h = Tensor.conv2d(x, weight: p[0], bias: p[1], padding: (1, 1)).relu()
-        h = Tensor.maxPool2d(h, kernel: (2, 2))
-        h = Tensor.conv2d(h, weight: p[2], bias: p[3], padding: (1, 1)).relu()
-        h = Tensor.maxPool2d(h, kernel: (2, 2)).flattened()
-        h = Tensor.linear(h, weight: p[4], bias: p[5]).relu()
-        return Tensor.linear(h, weight: p[6], bias: p[7])
-    }
-
-    func step(learningRate: Float) {
-        for (parameter, v) in zip(parameters, velocity) {
-            guard let grad = parameter.grad else { continue }
-            parameter.withUnsafeMutableBufferPointer { w in
-                v.withUnsafeMutableBufferPointer { m in
-                    grad.withUnsafeBufferPointer { g in
-                        for i in 0..<w.count {
-                            m[i] = 0.9 * m[i] + g[i]
-                            w[i] -= learningRate * m[i]
-                        }
-                    }
-                }
-            }
-            parameter.zeroGrad()
-        }
-    }
-
-    func accuracy(_ split: FashionMNIST.Split) -> Double {
-        var correct = 0
-        withoutGradients {
-            for first in stride(from: 0, to: split.count, by: 1000) {
-                let indices = Array(first..<min(first + 1000, split.count))
-                let predictions = self(split.images.indexSelect(alongAxis: 0, indices: indices)).max(alongAxis: 1).indices
-                correct += zip(predictions, indices).filter { $0 == split.labels[$1] }.count
-            }
-        }
-        return Double(correct) / Double(split.count)
     }
 }

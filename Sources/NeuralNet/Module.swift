@@ -128,7 +128,7 @@ extension Module {
             guard let module = module(named: name) else {
                 throw ModuleError.noSuchModule(name, available: namedModules().map(\.name).filter { !$0.isEmpty })
             }
-            precondition(module.state.tap == nil, "forward(capturing:): module '\(name)' is already tapped")
+            require(module.state.tap == nil, "forward(capturing:): module '\(name)' is already tapped")
             module.state.tap = { _, output in features[name] = output }
             tapped.append(module)
         }

@@ -11,7 +11,7 @@ public struct ParameterGroup {
     public var weightDecay: Float
 
     public init(name: String = "default", parameters: [Tensor], learningRate: Float, weightDecay: Float = 0) {
-        precondition(learningRate >= 0 && weightDecay >= 0, "ParameterGroup: learning rate and weight decay must be ≥ 0")
+        require(learningRate >= 0 && weightDecay >= 0, "ParameterGroup: learning rate and weight decay must be ≥ 0")
         self.name = name
         self.parameters = parameters
         self.baseLearningRate = learningRate
@@ -114,7 +114,7 @@ public final class SGD: Optimizer {
     private let store = SlotStore()
 
     public init(_ groups: [ParameterGroup], momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false) {
-        precondition(momentum >= 0 && (!nesterov || (momentum > 0 && dampening == 0)),
+        require(momentum >= 0 && (!nesterov || (momentum > 0 && dampening == 0)),
                      "SGD: Nesterov momentum needs momentum > 0 and no dampening")
         self.groups = groups
         self.momentum = momentum
@@ -172,7 +172,7 @@ public final class Adam: Optimizer {
     private let store = SlotStore()
 
     public init(_ groups: [ParameterGroup], beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, decoupledWeightDecay: Bool = false) {
-        precondition(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && epsilon > 0, "Adam: betas must be in [0, 1) and epsilon positive")
+        require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && epsilon > 0, "Adam: betas must be in [0, 1) and epsilon positive")
         self.groups = groups
         self.beta1 = beta1
         self.beta2 = beta2
@@ -227,7 +227,7 @@ public final class Adam: Optimizer {
 /// (`torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
-    precondition(maxNorm > 0, "clipGradientNorm: maxNorm must be positive, got \(maxNorm)")
+    require(maxNorm > 0, "clipGradientNorm: maxNorm must be positive, got \(maxNorm)")
     var squares: Double = 0
     for p in parameters {
         guard let g = p.grad else { continue }

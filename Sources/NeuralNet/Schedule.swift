@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// A learning-rate schedule: the factor applied to each group's base learning rate before
 /// optimizer step `step` (0 for the first). Schedules are per step, like PyTorch's schedulers
@@ -17,7 +18,7 @@ public struct ConstantSchedule: LearningRateSchedule {
 public struct StepSchedule: LearningRateSchedule {
     public let stepSize: Int, gamma: Float
     public init(stepSize: Int, gamma: Float = 0.1) {
-        precondition(stepSize > 0, "StepSchedule: step size must be positive")
+        require(stepSize > 0, "StepSchedule: step size must be positive")
         self.stepSize = stepSize
         self.gamma = gamma
     }
@@ -39,7 +40,7 @@ public struct MultiStepSchedule: LearningRateSchedule {
 public struct CosineSchedule: LearningRateSchedule {
     public let totalSteps: Int, minimumFactor: Float
     public init(totalSteps: Int, minimumFactor: Float = 0) {
-        precondition(totalSteps > 0, "CosineSchedule: total steps must be positive")
+        require(totalSteps > 0, "CosineSchedule: total steps must be positive")
         self.totalSteps = totalSteps
         self.minimumFactor = minimumFactor
     }
@@ -55,7 +56,7 @@ public struct WarmupSchedule: LearningRateSchedule {
     public let warmupSteps: Int, startFactor: Float
     public let after: any LearningRateSchedule
     public init(warmupSteps: Int, startFactor: Float = 0.1, then after: any LearningRateSchedule = ConstantSchedule()) {
-        precondition(warmupSteps > 0 && startFactor > 0 && startFactor <= 1, "WarmupSchedule: needs warm-up steps > 0 and a start factor in (0, 1]")
+        require(warmupSteps > 0 && startFactor > 0 && startFactor <= 1, "WarmupSchedule: needs warm-up steps > 0 and a start factor in (0, 1]")
         self.warmupSteps = warmupSteps
         self.startFactor = startFactor
         self.after = after
@@ -73,7 +74,7 @@ public struct WarmupSchedule: LearningRateSchedule {
 public struct OneCycleSchedule: LearningRateSchedule {
     public let totalSteps: Int, warmupFraction: Double, divFactor: Double, finalDivFactor: Double
     public init(totalSteps: Int, warmupFraction: Double = 0.3, divFactor: Double = 25, finalDivFactor: Double = 1e4) {
-        precondition(totalSteps > 1 && warmupFraction > 0 && warmupFraction < 1, "OneCycleSchedule: needs more than one step and a warm-up fraction in (0, 1)")
+        require(totalSteps > 1 && warmupFraction > 0 && warmupFraction < 1, "OneCycleSchedule: needs more than one step and a warm-up fraction in (0, 1)")
         self.totalSteps = totalSteps
         self.warmupFraction = warmupFraction
         self.divFactor = divFactor

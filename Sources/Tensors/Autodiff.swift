@@ -68,13 +68,13 @@ extension Tensor {
     /// into the `grad` of every leaf with `requiresGrad`, then releases the graph.
     /// The walk is iterative, so graph depth is bounded by memory, not by the stack.
     public func backward() {
-        precondition(count == 1, "backward: needs a one-element tensor, got shape \(shape)")
+        require(count == 1, "backward: needs a one-element tensor, got shape \(shape)")
         backward(seed: Tensor.ones(shape))
     }
 
     /// Reverse-mode differentiation with an explicit upstream gradient `seed` (shape of self).
     public func backward(seed: Tensor) {
-        precondition(seed.shape == shape, "backward: seed shape \(seed.shape) differs from tensor shape \(shape)")
+        require(seed.shape == shape, "backward: seed shape \(seed.shape) differs from tensor shape \(shape)")
         guard needsGrad else { return }
         let order = topologicalOrder()
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
@@ -88,12 +88,12 @@ extension Tensor {
                     continue
                 }
                 guard let rule = node.backward else {
-                    preconditionFailure("backward: the graph through '\(node.op)' was already released by an earlier backward()")
+                    requirementFailed("backward: the graph through '\(node.op)' was already released by an earlier backward()")
                 }
                 let inputGrads = rule(g)
                 for (input, inputGrad) in zip(node.inputs, inputGrads) {
                     guard let inputGrad, input.needsGrad else { continue }
-                    precondition(inputGrad.shape == input.shape,
+                    require(inputGrad.shape == input.shape,
                                  "backward: '\(node.op)' gave gradient \(inputGrad.shape) for input \(input.shape)")
                     let key = ObjectIdentifier(input)
                     grads[key] = grads[key].map { $0 + inputGrad } ?? inputGrad

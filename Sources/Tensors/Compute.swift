@@ -12,7 +12,7 @@ public enum Compute {
     public static var threadCount: Int {
         get { storedThreadCount }
         set {
-            precondition(newValue >= 1, "Compute.threadCount: must be at least 1, got \(newValue)")
+            require(newValue >= 1, "Compute.threadCount: must be at least 1, got \(newValue)")
             storedThreadCount = newValue
         }
     }

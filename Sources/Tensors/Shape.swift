@@ -4,7 +4,7 @@ public struct Shape: Equatable, Hashable, Sendable, ExpressibleByArrayLiteral, C
     public var dimensions: [Int]
 
     public init(_ dimensions: [Int]) {
-        precondition(dimensions.allSatisfy { $0 >= 0 }, "Shape: negative dimension in \(dimensions)")
+        require(dimensions.allSatisfy { $0 >= 0 }, "Shape: negative dimension in \(dimensions)")
         self.dimensions = dimensions
     }
 
@@ -37,7 +37,7 @@ public struct Shape: Equatable, Hashable, Sendable, ExpressibleByArrayLiteral, C
     /// Resolves a possibly negative axis (-1 is the last), trapping with the op's name when out of range.
     public func normalizedAxis(_ axis: Int, op: String) -> Int {
         let resolved = axis < 0 ? axis + rank : axis
-        precondition(resolved >= 0 && resolved < rank, "\(op): axis \(axis) is out of range for shape \(self)")
+        require(resolved >= 0 && resolved < rank, "\(op): axis \(axis) is out of range for shape \(self)")
         return resolved
     }
 

@@ -61,7 +61,7 @@ extension Tensor {
     public func sumToShape(_ target: Shape) -> Tensor {
         if shape == target { return self }
         let lead = rank - target.rank
-        precondition(lead >= 0, "sumToShape: cannot reduce \(shape) to larger rank \(target)")
+        require(lead >= 0, "sumToShape: cannot reduce \(shape) to larger rank \(target)")
         var axes = Array(0..<lead)
         for axis in 0..<target.rank where target.dimensions[axis] == 1 && shape.dimensions[lead + axis] != 1 {
             axes.append(lead + axis)

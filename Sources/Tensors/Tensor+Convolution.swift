@@ -63,15 +63,15 @@ extension Tensor {
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                               stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                               dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
-        precondition(input.rank == 4 && weight.rank == 4,
+        require(input.rank == 4 && weight.rank == 4,
                      "conv2d: needs input [N, C, H, W] and weight [O, C/groups, kh, kw], got \(input.shape) and \(weight.shape)")
         let channels = input.shape[1], outChannels = weight.shape[0]
-        precondition(groups >= 1 && channels % groups == 0 && outChannels % groups == 0 && weight.shape[1] * groups == channels,
+        require(groups >= 1 && channels % groups == 0 && outChannels % groups == 0 && weight.shape[1] * groups == channels,
                      "conv2d: input \(input.shape) and weight \(weight.shape) do not fit groups = \(groups)")
-        if let bias { precondition(bias.shape == [outChannels], "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)") }
+        if let bias { require(bias.shape == [outChannels], "conv2d: bias \(bias.shape) does not fit weight \(weight.shape)") }
         let geometry = Convolution2DGeometry(kernel: (weight.shape[2], weight.shape[3]), stride: stride, padding: padding, dilation: dilation)
         let (oh, ow) = geometry.outputSize(height: input.shape[2], width: input.shape[3])
-        precondition(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) with padding \(padding), dilation \(dilation) does not fit input \(input.shape)")
+        require(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) with padding \(padding), dilation \(dilation) does not fit input \(input.shape)")
         let plan = ConvolutionPlan(batch: input.shape[0], channels: channels, height: input.shape[2], width: input.shape[3],
                                    outChannels: outChannels, groups: groups, geometry: geometry, outputHeight: oh, outputWidth: ow)
         let out = convolutionForward(input, weight, bias, plan)

@@ -31,9 +31,9 @@ extension Tensor {
     /// Cross-entropy of logits [N, C] against integer labels, mean over N. With label smoothing ε
     /// the target is (1 − ε)·onehot + ε/C (PyTorch's definition).
     public static func crossEntropy(logits: Tensor, labels: [Int], labelSmoothing: Float = 0) -> Tensor {
-        precondition(logits.rank == 2 && logits.shape[0] == labels.count,
+        require(logits.rank == 2 && logits.shape[0] == labels.count,
                      "crossEntropy: logits \(logits.shape) do not fit \(labels.count) labels")
-        precondition(labelSmoothing >= 0 && labelSmoothing <= 1, "crossEntropy: label smoothing \(labelSmoothing) is outside [0, 1]")
+        require(labelSmoothing >= 0 && labelSmoothing <= 1, "crossEntropy: label smoothing \(labelSmoothing) is outside [0, 1]")
         let classes = logits.shape[1]
         var target = Tensor.oneHot(labels, classes: classes)
         if labelSmoothing > 0 {
@@ -44,7 +44,7 @@ extension Tensor {
 
     /// Cross-entropy against a target distribution [N, C]: −(1/N) Σ t·log softmax(x).
     public static func crossEntropy(logits: Tensor, targetProbabilities target: Tensor) -> Tensor {
-        precondition(logits.shape == target.shape && logits.rank == 2,
+        require(logits.shape == target.shape && logits.rank == 2,
                      "crossEntropy: logits \(logits.shape) and targets \(target.shape) must both be [N, C]")
         return -(target * logits.logSoftmax(alongAxis: 1)).sum() / Float(logits.shape[0])
     }
@@ -54,7 +54,7 @@ extension Tensor {
     /// (1/N) Σ t·(log t − input). Terms with t = 0 contribute 0 (no −∞·0 NaN).
     /// With `targetIsLog`, target holds log-probabilities instead.
     public static func klDivergence(logProbabilities input: Tensor, target: Tensor, targetIsLog: Bool = false) -> Tensor {
-        precondition(input.shape == target.shape && input.rank >= 1,
+        require(input.shape == target.shape && input.rank >= 1,
                      "klDivergence: input \(input.shape) and target \(target.shape) differ")
         let batch = Float(input.shape[0])
         let pi = input.storage.pointer, pt = target.storage.pointer
@@ -76,15 +76,15 @@ extension Tensor {
 
     /// Mean squared error, mean over all elements.
     public static func meanSquaredError(_ prediction: Tensor, _ target: Tensor) -> Tensor {
-        precondition(prediction.shape == target.shape, "meanSquaredError: shapes \(prediction.shape) and \(target.shape) differ")
+        require(prediction.shape == target.shape, "meanSquaredError: shapes \(prediction.shape) and \(target.shape) differ")
         let difference = prediction - target
         return (difference * difference).mean()
     }
 
     /// Smooth L1 (Huber with β): 0.5·d²/β where |d| < β, |d| − 0.5·β elsewhere; mean over all elements.
     public static func smoothL1(_ prediction: Tensor, _ target: Tensor, beta: Float = 1) -> Tensor {
-        precondition(prediction.shape == target.shape, "smoothL1: shapes \(prediction.shape) and \(target.shape) differ")
-        precondition(beta > 0, "smoothL1: beta \(beta) must be positive")
+        require(prediction.shape == target.shape, "smoothL1: shapes \(prediction.shape) and \(target.shape) differ")
+        require(beta > 0, "smoothL1: beta \(beta) must be positive")
         let d = prediction - target
         let loss = ElementwiseKernels.map(d, SmoothL1(beta: beta))
             .recorded("smoothL1", [d]) { g in
@@ -108,7 +108,7 @@ extension Tensor {
     /// Euclidean distances between the rows of x [N, D] and y [M, D]: [N, M] (`torch.cdist`).
     /// The gradient at zero distance is 0.
     public static func pairwiseDistances(_ x: Tensor, _ y: Tensor) -> Tensor {
-        precondition(x.rank == 2 && y.rank == 2 && x.shape[1] == y.shape[1],
+        require(x.rank == 2 && y.rank == 2 && x.shape[1] == y.shape[1],
                      "pairwiseDistances: needs [N, D] and [M, D], got \(x.shape) and \(y.shape)")
         let (n, m, d) = (x.shape[0], y.shape[0], x.shape[1])
         let out = Tensor(uninitialized: [n, m])

@@ -27,16 +27,16 @@ extension Tensor {
 
     /// The unrecorded batched product.
     static func productKernel(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool) -> Tensor {
-        precondition(a.rank >= 2 && b.rank >= 2, "matmul: needs rank ≥ 2 operands, got \(a.shape) and \(b.shape)")
+        require(a.rank >= 2 && b.rank >= 2, "matmul: needs rank ≥ 2 operands, got \(a.shape) and \(b.shape)")
         let (ar, ac) = (a.shape[-2], a.shape[-1])
         let (br, bc) = (b.shape[-2], b.shape[-1])
         let (m, k) = transposeA ? (ac, ar) : (ar, ac)
         let (kb, n) = transposeB ? (bc, br) : (br, bc)
-        precondition(k == kb, "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+        require(k == kb, "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
         let batchA = Shape(Array(a.shape.dimensions.dropLast(2)))
         let batchB = Shape(Array(b.shape.dimensions.dropLast(2)))
         guard let batch = Shape.broadcast(batchA, batchB) else {
-            preconditionFailure("matmul: batch axes of \(a.shape) and \(b.shape) do not broadcast")
+            requirementFailed("matmul: batch axes of \(a.shape) and \(b.shape) do not broadcast")
         }
         let out = Tensor(uninitialized: Shape(batch.dimensions + [m, n]))
         let plan = BroadcastPlan(output: batch, batchA, batchB)
@@ -57,11 +57,11 @@ extension Tensor {
     /// `x · weightᵀ + bias` for x [..., in], weight [out, in], bias [out]: PyTorch's `F.linear`,
     /// as one sgemm with the bias added in place.
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        precondition(weight.rank == 2 && x.rank >= 1 && x.shape[-1] == weight.shape[1],
+        require(weight.rank == 2 && x.rank >= 1 && x.shape[-1] == weight.shape[1],
                      "linear: input \(x.shape) does not fit weight \(weight.shape)")
         let inFeatures = weight.shape[1], outFeatures = weight.shape[0]
         let rows = x.count / Swift.max(inFeatures, 1)
-        if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) does not fit weight \(weight.shape)") }
+        if let bias { require(bias.shape == [outFeatures], "linear: bias \(bias.shape) does not fit weight \(weight.shape)") }
         let out = Tensor(uninitialized: Shape(Array(x.shape.dimensions.dropLast()) + [outFeatures]))
         let po = out.storage.pointer
         if let bias {

@@ -11,18 +11,18 @@ extension Tensor {
     public static func batchNorm(_ x: Tensor, runningMean: Tensor?, runningVariance: Tensor?,
                                  weight: Tensor?, bias: Tensor?, training: Bool,
                                  momentum: Float = 0.1, epsilon: Float = 1e-5) -> Tensor {
-        precondition(x.rank >= 2, "batchNorm: needs [N, C, ...], got \(x.shape)")
+        require(x.rank >= 2, "batchNorm: needs [N, C, ...], got \(x.shape)")
         let (n, c) = (x.shape[0], x.shape[1])
         let spatial = x.count / Swift.max(n * c, 1)
         for (name, t) in [("runningMean", runningMean), ("runningVariance", runningVariance), ("weight", weight), ("bias", bias)] {
-            if let t { precondition(t.shape == [c], "batchNorm: \(name) \(t.shape) does not fit \(c) channels of \(x.shape)") }
+            if let t { require(t.shape == [c], "batchNorm: \(name) \(t.shape) does not fit \(c) channels of \(x.shape)") }
         }
         let reduced = n * spatial
         var mu = (training ? nil : runningMean?.scalars) ?? [Float](repeating: 0, count: c)
         var invStd = [Float](repeating: 0, count: c)
         let px = x.storage.pointer
         if training {
-            precondition(reduced > 1, "batchNorm: training needs more than one value per channel, got \(x.shape)")
+            require(reduced > 1, "batchNorm: training needs more than one value per channel, got \(x.shape)")
             mu.withUnsafeMutableBufferPointer { m in
                 invStd.withUnsafeMutableBufferPointer { s in
                     let pm = m.baseAddress!, ps = s.baseAddress!
@@ -54,7 +54,7 @@ extension Tensor {
             }
             for ch in 0..<c { invStd[ch] = 1 / (invStd[ch] + epsilon).squareRoot() }
         } else {
-            precondition(runningMean != nil && runningVariance != nil, "batchNorm: evaluation needs running statistics")
+            require(runningMean != nil && runningVariance != nil, "batchNorm: evaluation needs running statistics")
             for ch in 0..<c { invStd[ch] = 1 / (runningVariance!.storage.pointer[ch] + epsilon).squareRoot() }
         }
         let gamma = weight.map { $0.scalars } ?? [Float](repeating: 1, count: c)
@@ -124,12 +124,12 @@ extension Tensor {
     /// y = (x − μ)/√(σ² + ε)·γ + β, with γ and β of `normalizedShape` (or none).
     public static func layerNorm(_ x: Tensor, normalizedShape: Shape, weight: Tensor?, bias: Tensor?,
                                  epsilon: Float = 1e-5) -> Tensor {
-        precondition(normalizedShape.rank >= 1 && normalizedShape.rank <= x.rank
+        require(normalizedShape.rank >= 1 && normalizedShape.rank <= x.rank
                      && Array(x.shape.dimensions.suffix(normalizedShape.rank)) == normalizedShape.dimensions,
                      "layerNorm: normalized shape \(normalizedShape) is not the trailing axes of \(x.shape)")
         let normalizedCount = normalizedShape.count
-        if let weight { precondition(weight.count == normalizedCount, "layerNorm: weight \(weight.shape) is not of \(normalizedCount) elements") }
-        if let bias { precondition(bias.count == normalizedCount, "layerNorm: bias \(bias.shape) is not of \(normalizedCount) elements") }
+        if let weight { require(weight.count == normalizedCount, "layerNorm: weight \(weight.shape) is not of \(normalizedCount) elements") }
+        if let bias { require(bias.count == normalizedCount, "layerNorm: bias \(bias.shape) is not of \(normalizedCount) elements") }
         let d = normalizedCount, rows = x.count / d
         let gamma = weight?.scalars, beta = bias?.scalars
         var mean = [Float](repeating: 0, count: rows), invStd = [Float](repeating: 0, count: rows)
@@ -202,7 +202,7 @@ extension Tensor {
     /// Inverted dropout: each element is zeroed with `probability` and the rest scaled by
     /// 1/(1 − probability), so evaluation needs no rescaling. Identity when not training.
     public func dropout(probability: Float, training: Bool, using generator: inout RandomGenerator) -> Tensor {
-        precondition(probability >= 0 && probability < 1, "dropout: probability \(probability) must be in [0, 1)")
+        require(probability >= 0 && probability < 1, "dropout: probability \(probability) must be in [0, 1)")
         guard training && probability > 0 else { return self }
         let keep = 1 / (1 - probability)
         let mask = Tensor(uninitialized: shape)

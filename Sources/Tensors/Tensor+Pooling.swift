@@ -18,13 +18,13 @@ extension Tensor {
     /// The gradient goes to the first maximal element of each window.
     public static func maxPool2d(_ input: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil,
                                  padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1)) -> Tensor {
-        precondition(input.rank == 4, "maxPool2d: needs input [N, C, H, W], got \(input.shape)")
+        require(input.rank == 4, "maxPool2d: needs input [N, C, H, W], got \(input.shape)")
         let g = Convolution2DGeometry(kernel: kernel, stride: stride ?? kernel, padding: padding, dilation: dilation)
-        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1,
+        require(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1,
                      "maxPool2d: padding \(padding) must be at most half of kernel \(kernel)")
         let (n, c, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let (oh, ow) = g.outputSize(height: h, width: w)
-        precondition(oh > 0 && ow > 0, "maxPool2d: kernel \(kernel) does not fit input \(input.shape)")
+        require(oh > 0 && ow > 0, "maxPool2d: kernel \(kernel) does not fit input \(input.shape)")
         let out = Tensor(uninitialized: [n, c, oh, ow])
         var argmax = [Int32](repeating: 0, count: out.count)
         let px = input.storage.pointer, po = out.storage.pointer
@@ -99,13 +99,13 @@ extension Tensor {
     /// default) padded zeros count in the divisor.
     public static func avgPool2d(_ input: Tensor, kernel: (Int, Int), stride: (Int, Int)? = nil,
                                  padding: (Int, Int) = (0, 0), countIncludePadding: Bool = true) -> Tensor {
-        precondition(input.rank == 4, "avgPool2d: needs input [N, C, H, W], got \(input.shape)")
+        require(input.rank == 4, "avgPool2d: needs input [N, C, H, W], got \(input.shape)")
         let g = Convolution2DGeometry(kernel: kernel, stride: stride ?? kernel, padding: padding)
-        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1,
+        require(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1,
                      "avgPool2d: padding \(padding) must be at most half of kernel \(kernel)")
         let (h, w) = (input.shape[2], input.shape[3])
         let (oh, ow) = g.outputSize(height: h, width: w)
-        precondition(oh > 0 && ow > 0, "avgPool2d: kernel \(kernel) does not fit input \(input.shape)")
+        require(oh > 0 && ow > 0, "avgPool2d: kernel \(kernel) does not fit input \(input.shape)")
         var windows = AveragingWindows()
         windows.rows = (0..<oh).map { y in
             let start = y * g.strideHeight - g.paddingHeight
@@ -121,8 +121,8 @@ extension Tensor {
 
     /// Averages into a fixed output size, windows [⌊i·H/oh⌋, ⌈(i+1)·H/oh⌉) as in PyTorch.
     public static func adaptiveAvgPool2d(_ input: Tensor, outputSize: (Int, Int)) -> Tensor {
-        precondition(input.rank == 4, "adaptiveAvgPool2d: needs input [N, C, H, W], got \(input.shape)")
-        precondition(outputSize.0 > 0 && outputSize.1 > 0, "adaptiveAvgPool2d: output size \(outputSize) must be positive")
+        require(input.rank == 4, "adaptiveAvgPool2d: needs input [N, C, H, W], got \(input.shape)")
+        require(outputSize.0 > 0 && outputSize.1 > 0, "adaptiveAvgPool2d: output size \(outputSize) must be positive")
         let (h, w) = (input.shape[2], input.shape[3])
         var windows = AveragingWindows()
         windows.rows = (0..<outputSize.0).map { i in (i * h / outputSize.0, ((i + 1) * h + outputSize.0 - 1) / outputSize.0) }

@@ -82,7 +82,7 @@ extension Tensor {
 
     private func extreme(alongAxis axis: Int, keepDims: Bool, isMax: Bool) -> (values: Tensor, indices: [Int]) {
         let axis = shape.normalizedAxis(axis, op: isMax ? "max" : "min")
-        precondition(shape.dimensions[axis] > 0, "\(isMax ? "max" : "min"): axis \(axis) of shape \(shape) is empty")
+        require(shape.dimensions[axis] > 0, "\(isMax ? "max" : "min"): axis \(axis) of shape \(shape) is empty")
         let (outer, size, inner) = shape.split(at: axis)
         let values = Tensor(uninitialized: reducedShape([axis], keepDims: keepDims))
         var indices = [Int](repeating: 0, count: outer * inner)

@@ -10,11 +10,11 @@ extension Tensor {
         var dims = newDimensions
         if let inferred = dims.firstIndex(of: -1) {
             let known = dims.enumerated().filter { $0.offset != inferred }.reduce(1) { $0 * $1.element }
-            precondition(known > 0 && count % known == 0, "reshaped: cannot infer -1 in \(dims) for \(count) elements of \(shape)")
+            require(known > 0 && count % known == 0, "reshaped: cannot infer -1 in \(dims) for \(count) elements of \(shape)")
             dims[inferred] = count / known
         }
         let target = Shape(dims)
-        precondition(target.count == count, "reshaped: shape \(shape) (\(count) elements) cannot become \(target)")
+        require(target.count == count, "reshaped: shape \(shape) (\(count) elements) cannot become \(target)")
         if target == shape { return self }
         let input = self
         return Tensor(storage: storage, shape: target)
@@ -31,7 +31,7 @@ extension Tensor {
     public func unsqueezed(axis: Int) -> Tensor {
         var dims = shape.dimensions
         let resolved = axis < 0 ? axis + rank + 1 : axis
-        precondition(resolved >= 0 && resolved <= rank, "unsqueezed: axis \(axis) out of range for \(shape)")
+        require(resolved >= 0 && resolved <= rank, "unsqueezed: axis \(axis) out of range for \(shape)")
         dims.insert(1, at: resolved)
         return reshaped(Shape(dims))
     }
@@ -40,7 +40,7 @@ extension Tensor {
     public func squeezed(axis: Int? = nil) -> Tensor {
         if let axis {
             let resolved = shape.normalizedAxis(axis, op: "squeezed")
-            precondition(shape.dimensions[resolved] == 1, "squeezed: axis \(axis) of \(shape) is not of size 1")
+            require(shape.dimensions[resolved] == 1, "squeezed: axis \(axis) of \(shape) is not of size 1")
             var dims = shape.dimensions
             dims.remove(at: resolved)
             return reshaped(Shape(dims))
@@ -51,7 +51,7 @@ extension Tensor {
     /// Broadcasts to `target` by NumPy rules (a copy). The gradient sums back.
     public func expanded(to target: Shape) -> Tensor {
         if target == shape { return self }
-        precondition(Shape.broadcast(shape, target) == target, "expanded: shape \(shape) does not broadcast to \(target)")
+        require(Shape.broadcast(shape, target) == target, "expanded: shape \(shape) does not broadcast to \(target)")
         let input = self
         return CopyKernels.expand(self, to: target)
             .recorded("expand", [input]) { g in [g.sumToShape(input.shape)] }
@@ -60,7 +60,7 @@ extension Tensor {
     /// Reorders axes: axis i of the result is axis `axes[i]` of self.
     public func permuted(_ axes: [Int]) -> Tensor {
         let resolved = axes.map { shape.normalizedAxis($0, op: "permuted") }
-        precondition(resolved.count == rank && Set(resolved).count == rank, "permuted: \(axes) is not a permutation of the axes of \(shape)")
+        require(resolved.count == rank && Set(resolved).count == rank, "permuted: \(axes) is not a permutation of the axes of \(shape)")
         if resolved == Array(0..<rank) { return self }
         let out = Tensor(uninitialized: Shape(resolved.map { shape.dimensions[$0] }))
         CopyKernels.permute(self, axes: resolved, into: out)
@@ -80,7 +80,7 @@ extension Tensor {
     public func sliced(alongAxis axis: Int, _ range: Range<Int>) -> Tensor {
         let axis = shape.normalizedAxis(axis, op: "sliced")
         let (outer, size, inner) = shape.split(at: axis)
-        precondition(range.lowerBound >= 0 && range.upperBound <= size,
+        require(range.lowerBound >= 0 && range.upperBound <= size,
                      "sliced: range \(range) out of bounds for axis \(axis) of shape \(shape)")
         var dims = shape.dimensions
         dims[axis] = range.count
@@ -103,14 +103,14 @@ extension Tensor {
 
     /// Joins tensors along `axis`; all other dimensions must agree.
     public static func concatenating(_ tensors: [Tensor], alongAxis axis: Int) -> Tensor {
-        precondition(!tensors.isEmpty, "concatenating: needs at least one tensor")
+        require(!tensors.isEmpty, "concatenating: needs at least one tensor")
         let first = tensors[0].shape
         let axis = first.normalizedAxis(axis, op: "concatenating")
         for t in tensors {
             var a = t.shape.dimensions, b = first.dimensions
-            precondition(t.rank == first.rank, "concatenating: ranks differ, \(t.shape) vs \(first)")
+            require(t.rank == first.rank, "concatenating: ranks differ, \(t.shape) vs \(first)")
             a[axis] = 0; b[axis] = 0
-            precondition(a == b, "concatenating: shapes \(t.shape) and \(first) differ outside axis \(axis)")
+            require(a == b, "concatenating: shapes \(t.shape) and \(first) differ outside axis \(axis)")
         }
         var dims = first.dimensions
         dims[axis] = tensors.reduce(0) { $0 + $1.shape.dimensions[axis] }
@@ -134,8 +134,8 @@ extension Tensor {
 
     /// Stacks same-shaped tensors along a new axis.
     public static func stacking(_ tensors: [Tensor], alongAxis axis: Int = 0) -> Tensor {
-        precondition(!tensors.isEmpty, "stacking: needs at least one tensor")
-        precondition(tensors.allSatisfy { $0.shape == tensors[0].shape }, "stacking: shapes differ: \(tensors.map(\.shape))")
+        require(!tensors.isEmpty, "stacking: needs at least one tensor")
+        require(tensors.allSatisfy { $0.shape == tensors[0].shape }, "stacking: shapes differ: \(tensors.map(\.shape))")
         return concatenating(tensors.map { $0.unsqueezed(axis: axis) }, alongAxis: axis)
     }
 
@@ -144,7 +144,7 @@ extension Tensor {
         let axis = shape.normalizedAxis(axis, op: "indexSelect")
         let (outer, size, inner) = shape.split(at: axis)
         for index in indices {
-            precondition(index >= 0 && index < size, "indexSelect: index \(index) out of range 0..<\(size) for axis \(axis) of \(shape)")
+            require(index >= 0 && index < size, "indexSelect: index \(index) out of range 0..<\(size) for axis \(axis) of \(shape)")
         }
         var dims = shape.dimensions
         dims[axis] = indices.count
@@ -173,10 +173,10 @@ extension Tensor {
     /// `indices` (row-major, shape `indexShape`) has the rank of self and is no larger on other axes.
     public func gathering(alongAxis axis: Int, indices: [Int], indexShape: Shape) -> Tensor {
         let axis = shape.normalizedAxis(axis, op: "gathering")
-        precondition(indexShape.rank == rank && indices.count == indexShape.count,
+        require(indexShape.rank == rank && indices.count == indexShape.count,
                      "gathering: index shape \(indexShape) (\(indices.count) indices) does not fit tensor \(shape)")
         for a in 0..<rank where a != axis {
-            precondition(indexShape.dimensions[a] <= shape.dimensions[a], "gathering: index shape \(indexShape) exceeds \(shape) on axis \(a)")
+            require(indexShape.dimensions[a] <= shape.dimensions[a], "gathering: index shape \(indexShape) exceeds \(shape) on axis \(a)")
         }
         let size = shape.dimensions[axis]
         let inStrides = shape.strides
@@ -185,7 +185,7 @@ extension Tensor {
         var sourceOffsets = [Int](repeating: 0, count: indices.count)
         for flat in 0..<indices.count {
             let index = indices[flat]
-            precondition(index >= 0 && index < size, "gathering: index \(index) out of range 0..<\(size) on axis \(axis)")
+            require(index >= 0 && index < size, "gathering: index \(index) out of range 0..<\(size) on axis \(axis)")
             var rest = flat, offset = 0
             for a in 0..<rank {
                 let i = rest / outStrides[a]
@@ -210,7 +210,7 @@ extension Tensor {
     public static func oneHot(_ labels: [Int], classes: Int) -> Tensor {
         let out = Tensor.zeros([labels.count, classes])
         for (row, label) in labels.enumerated() {
-            precondition(label >= 0 && label < classes, "oneHot: label \(label) is outside 0..<\(classes)")
+            require(label >= 0 && label < classes, "oneHot: label \(label) is outside 0..<\(classes)")
             out.storage.pointer[row * classes + label] = 1
         }
         return out

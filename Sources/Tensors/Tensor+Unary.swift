@@ -132,7 +132,7 @@ extension Tensor {
 
     /// Limits values to [min, max]; the gradient passes where min ≤ x ≤ max.
     public func clamped(min low: Float = -.infinity, max high: Float = .infinity) -> Tensor {
-        precondition(low <= high, "clamped: min \(low) is above max \(high)")
+        require(low <= high, "clamped: min \(low) is above max \(high)")
         let x = self
         return ElementwiseKernels.map(x, Clamp(low: low, high: high))
             .recorded("clamp", [x]) { g in [ElementwiseKernels.zip(g, x, ClampGradient(low: low, high: high))] }

@@ -15,7 +15,7 @@ public final class Tensor: @unchecked Sendable {
     var gradNode: GradNode?
 
     init(storage: TensorStorage, shape: Shape, requiresGrad: Bool = false) {
-        precondition(storage.count == shape.count, "Tensor: storage of \(storage.count) values cannot hold shape \(shape)")
+        require(storage.count == shape.count, "Tensor: storage of \(storage.count) values cannot hold shape \(shape)")
         self.storage = storage
         self.shape = shape
         self.requiresGrad = requiresGrad
@@ -30,7 +30,7 @@ public final class Tensor: @unchecked Sendable {
 
     /// A tensor holding `scalars` in row-major order.
     public convenience init(_ scalars: [Float], shape: Shape, requiresGrad: Bool = false) {
-        precondition(scalars.count == shape.count, "Tensor(_:shape:): \(scalars.count) values do not fill shape \(shape)")
+        require(scalars.count == shape.count, "Tensor(_:shape:): \(scalars.count) values do not fill shape \(shape)")
         let storage = TensorStorage(uninitializedCount: scalars.count)
         scalars.withUnsafeBufferPointer { source in
             if let base = source.baseAddress { storage.pointer.initialize(from: base, count: scalars.count) }
@@ -57,7 +57,7 @@ public final class Tensor: @unchecked Sendable {
 
     /// `start, start + step, ...` below `end`, like `torch.arange`.
     public static func arange(_ start: Float, _ end: Float, step: Float = 1) -> Tensor {
-        precondition(step != 0, "arange: step must not be zero")
+        require(step != 0, "arange: step must not be zero")
         let count = Swift.max(0, Int(((end - start) / step).rounded(.up)))
         return Tensor((0..<count).map { start + Float($0) * step }, shape: [count])
     }
@@ -89,7 +89,7 @@ public final class Tensor: @unchecked Sendable {
 
     /// The value of a one-element tensor.
     public var item: Float {
-        precondition(count == 1, "item: tensor of shape \(shape) has \(count) elements, not 1")
+        require(count == 1, "item: tensor of shape \(shape) has \(count) elements, not 1")
         return storage.pointer[0]
     }
 

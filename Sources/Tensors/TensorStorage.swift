@@ -47,7 +47,7 @@ final class BufferCache: @unchecked Sendable {
         }
         var raw: UnsafeMutableRawPointer?
         let status = posix_memalign(&raw, 64, bytes)
-        precondition(status == 0 && raw != nil, "TensorStorage: could not allocate \(bytes) bytes")
+        require(status == 0 && raw != nil, "TensorStorage: could not allocate \(bytes) bytes")
         return raw!
     }
 

@@ -13,7 +13,7 @@ public final class Conv2d: Module {
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 dilation: Int = 1, groups: Int = 1, bias: Bool = true, using generator: inout RandomGenerator) {
-        precondition(inChannels > 0 && outChannels > 0 && groups > 0 && inChannels % groups == 0 && outChannels % groups == 0,
+        require(inChannels > 0 && outChannels > 0 && groups > 0 && inChannels % groups == 0 && outChannels % groups == 0,
                      "Conv2d: channels \(inChannels) → \(outChannels) do not fit groups = \(groups)")
         let fanIn = inChannels / groups * kernelSize * kernelSize
         weight = defaultUniform([outChannels, inChannels / groups, kernelSize, kernelSize], fanIn: fanIn, using: &generator)

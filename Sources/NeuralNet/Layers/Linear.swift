@@ -7,7 +7,7 @@ public final class Linear: Module {
     public let state = ModuleState()
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, using generator: inout RandomGenerator) {
-        precondition(inFeatures > 0 && outFeatures > 0, "Linear: features must be positive, got \(inFeatures) → \(outFeatures)")
+        require(inFeatures > 0 && outFeatures > 0, "Linear: features must be positive, got \(inFeatures) → \(outFeatures)")
         weight = defaultUniform([outFeatures, inFeatures], fanIn: inFeatures, using: &generator)
         self.bias = bias ? defaultUniform([outFeatures], fanIn: inFeatures, using: &generator) : nil
     }

@@ -68,7 +68,7 @@ public final class Dropout: Module {
     public let state = ModuleState()
 
     public init(probability: Float, using generator: inout RandomGenerator) {
-        precondition(probability >= 0 && probability < 1, "Dropout: probability \(probability) must be in [0, 1)")
+        require(probability >= 0 && probability < 1, "Dropout: probability \(probability) must be in [0, 1)")
         self.probability = probability
         self.generator = RandomGenerator(seed: generator.next())
     }

@@ -11,7 +11,7 @@ public final class Sequential: Module {
     }
 
     public init(named layers: [(String, any Module)]) {
-        precondition(Set(layers.map(\.0)).count == layers.count, "Sequential: duplicate child names in \(layers.map(\.0))")
+        require(Set(layers.map(\.0)).count == layers.count, "Sequential: duplicate child names in \(layers.map(\.0))")
         self.layers = layers.map { (name: $0.0, module: $0.1) }
     }
 

@@ -10,7 +10,7 @@ public struct Convolution2DGeometry: Equatable, Sendable {
         (strideHeight, strideWidth) = stride
         (paddingHeight, paddingWidth) = padding
         (dilationHeight, dilationWidth) = dilation
-        precondition(kernelHeight > 0 && kernelWidth > 0 && strideHeight > 0 && strideWidth > 0
+        require(kernelHeight > 0 && kernelWidth > 0 && strideHeight > 0 && strideWidth > 0
                      && paddingHeight >= 0 && paddingWidth >= 0 && dilationHeight > 0 && dilationWidth > 0,
                      "Convolution2DGeometry: kernel \(kernel), stride \(stride), padding \(padding), dilation \(dilation) must be positive (padding ≥ 0)")
     }

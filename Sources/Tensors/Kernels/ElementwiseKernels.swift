@@ -28,7 +28,7 @@ enum ElementwiseKernels {
     /// out[i] = f(a[i], b[i]) for tensors of one shape.
     @inline(__always)
     static func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _ f: F) -> Tensor {
-        precondition(a.shape == b.shape, "zip: shapes \(a.shape) and \(b.shape) differ")
+        require(a.shape == b.shape, "zip: shapes \(a.shape) and \(b.shape) differ")
         let out = Tensor(uninitialized: a.shape)
         let pa = a.storage.pointer, pb = b.storage.pointer, po = out.storage.pointer
         Compute.parallelFor(a.count) { range in
@@ -42,7 +42,7 @@ enum ElementwiseKernels {
     static func broadcast<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, op: String, _ f: F) -> Tensor {
         if a.shape == b.shape { return zip(a, b, f) }
         guard let shape = Shape.broadcast(a.shape, b.shape) else {
-            preconditionFailure("\(op): shapes \(a.shape) and \(b.shape) do not broadcast")
+            requirementFailed("\(op): shapes \(a.shape) and \(b.shape) do not broadcast")
         }
         let out = Tensor(uninitialized: shape)
         let pa = a.storage.pointer, pb = b.storage.pointer, po = out.storage.pointer
