@@ -6,6 +6,6 @@ struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
         abstract: "Knowledge distillation and transfer on a Swift-native CPU engine.",
-        subcommands: [Demo.self]
+        subcommands: [Demo.self, Inspect.self]
     )
 }
