@@ -37,7 +37,13 @@ let package = Package(
             ]
         ),
         .target(name: "NeuralNet", dependencies: ["Tensors"]),
-        .target(name: "Datasets", dependencies: ["Tensors", "CZlib"]),
+        // PNG and JPEG decoding through libpng and libjpeg-turbo; C for libjpeg's
+        // setjmp-based error handling, which Swift cannot express.
+        .target(
+            name: "CImage",
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
+        ),
+        .target(name: "Datasets", dependencies: ["Tensors", "CZlib", "CImage"]),
         .target(name: "ModelFormats", dependencies: ["Tensors", "NeuralNet"]),
         .executableTarget(
             name: "DistillCLI",

@@ -14,15 +14,13 @@ public struct FashionMNIST {
     public static let mean: Float = 0.2860
     public static let standardDeviation: Float = 0.3530
 
-    /// Images [N, 1, 28, 28] normalised with the dataset statistics, and labels 0...9.
-    public struct Split {
-        public var images: Tensor
-        public var labels: [Int]
-        public var count: Int { labels.count }
-    }
+    /// Training images [60000, 1, 28, 28], normalised with the dataset statistics, labels 0...9.
+    public let train: Dataset
+    /// Test images [10000, 1, 28, 28].
+    public let test: Dataset
 
-    public let train: Split
-    public let test: Split
+    /// The value a black pixel has after normalisation (what padding should fill).
+    public static let normalizedBlack: Float = -mean / standardDeviation
 
     /// Loads the four IDX files (gzip or raw) from `directory`.
     public init(directory: String = FashionMNIST.defaultDirectory) throws {
@@ -42,7 +40,7 @@ public struct FashionMNIST {
         throw DatasetError(file: (directory as NSString).appendingPathComponent(name + ".gz"), "does not exist")
     }
 
-    private static func loadSplit(directory: String, prefix: String) throws -> Split {
+    private static func loadSplit(directory: String, prefix: String) throws -> Dataset {
         let imagePath = try locate(directory, "\(prefix)-images-idx3-ubyte")
         let labelPath = try locate(directory, "\(prefix)-labels-idx1-ubyte")
         let images = try IDX.read(imagePath)
@@ -60,6 +58,6 @@ public struct FashionMNIST {
         let count = images.dimensions[0]
         let scale = 1 / (255 * standardDeviation), shift = -mean / standardDeviation
         let values = images.bytes.map { Float($0) * scale + shift }
-        return Split(images: Tensor(values, shape: [count, 1, 28, 28]), labels: labels.bytes.map(Int.init))
+        return Dataset(inputs: Tensor(values, shape: [count, 1, 28, 28]), labels: labels.bytes.map(Int.init), classNames: classNames)
     }
 }

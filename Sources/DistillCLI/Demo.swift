@@ -46,7 +46,7 @@ struct Demo: ParsableCommand {
             throw ValidationError("\(error)")
         }
         let trainCount = quick ? 10_000 : dataset.train.count
-        let images = quick ? dataset.train.images.sliced(alongAxis: 0, 0..<trainCount) : dataset.train.images
+        let images = quick ? dataset.train.inputs.sliced(alongAxis: 0, 0..<trainCount) : dataset.train.inputs
         let labels = Array(dataset.train.labels.prefix(trainCount))
         var generator = RandomGenerator(seed: seed)
         let network = try ModelZoo.make(model, using: &generator)
@@ -59,7 +59,7 @@ struct Demo: ParsableCommand {
             let result = ClassifierTraining.trainEpoch(network, optimizer: optimizer, schedule: schedule, images: images, labels: labels,
                                                        batchSize: batch, firstStep: step, using: &generator)
             step = result.steps
-            let accuracy = ClassifierTraining.accuracy(network, images: dataset.test.images, labels: dataset.test.labels)
+            let accuracy = ClassifierTraining.accuracy(network, images: dataset.test.inputs, labels: dataset.test.labels)
             print(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s  %.0f images/s",
                          epoch, result.loss, accuracy * 100, result.seconds, result.examplesPerSecond))
         }

@@ -52,8 +52,8 @@ final class IDXTests: XCTestCase {
         let data = try FashionMNIST()
         XCTAssertEqual(data.train.count, 60_000)
         XCTAssertEqual(data.test.count, 10_000)
-        XCTAssertEqual(data.train.images.shape, [60_000, 1, 28, 28])
-        let mean = data.train.images.mean().item
+        XCTAssertEqual(data.train.inputs.shape, [60_000, 1, 28, 28])
+        let mean = data.train.inputs.mean().item
         XCTAssertEqual(mean, 0, accuracy: 0.01, "normalised training pixels have mean ≈ 0")
     }
 }

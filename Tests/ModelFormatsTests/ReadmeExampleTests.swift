@@ -32,7 +32,7 @@ final class ReadmeExampleTests: XCTestCase {
         var generator = RandomGenerator(seed: 0)
         let model = try ModelZoo.make("cnn-student", using: &generator)
         let optimizer = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9, nesterov: true)
-        let images = Tensor.randomNormal([256, 1, 28, 28], using: &generator)   // or FashionMNIST().train.images
+        let images = Tensor.randomNormal([256, 1, 28, 28], using: &generator)   // or FashionMNIST().train.inputs
         let labels = (0..<256).map { $0 % 10 }
         let result = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: CosineSchedule(totalSteps: 2),
                                                    images: images, labels: labels, batchSize: 128, using: &generator)

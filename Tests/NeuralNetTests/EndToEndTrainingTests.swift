@@ -26,8 +26,8 @@ final class EndToEndTrainingTests: XCTestCase {
         let optimizer = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
         let steps = (data.train.count + 127) / 128
         _ = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: CosineSchedule(totalSteps: steps),
-                                          images: data.train.images, labels: data.train.labels, batchSize: 128, using: &g)
-        let accuracy = ClassifierTraining.accuracy(model, images: data.test.images, labels: data.test.labels)
+                                          images: data.train.inputs, labels: data.train.labels, batchSize: 128, using: &g)
+        let accuracy = ClassifierTraining.accuracy(model, images: data.test.inputs, labels: data.test.labels)
         XCTAssertGreaterThanOrEqual(accuracy, 0.85)
     }
 
@@ -39,10 +39,10 @@ final class EndToEndTrainingTests: XCTestCase {
         var g = RandomGenerator(seed: 0)
         let model = try ModelZoo.make("cnn-teacher", using: &g)
         let optimizer = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
-        let images = data.train.images.sliced(alongAxis: 0, 0..<10_000), labels = Array(data.train.labels.prefix(10_000))
+        let images = data.train.inputs.sliced(alongAxis: 0, 0..<10_000), labels = Array(data.train.labels.prefix(10_000))
         _ = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: CosineSchedule(totalSteps: 79),
                                           images: images, labels: labels, batchSize: 128, using: &g)
-        let accuracy = ClassifierTraining.accuracy(model, images: data.test.images, labels: data.test.labels)
+        let accuracy = ClassifierTraining.accuracy(model, images: data.test.inputs, labels: data.test.labels)
         print("cnn-teacher, 10,000 images, one epoch: \(accuracy)")
         XCTAssertGreaterThanOrEqual(accuracy, 0.75)  // 78.5% measured; chance is 10%
     }

@@ -1,0 +1,110 @@
+import Foundation
+import Tensors
+
+/// Tabular data from a CSV file: one example a row, a label column (class names or integers)
+/// and numeric feature columns. Fields may be quoted ("a, b"); empty lines are skipped.
+public enum CSV {
+    /// Which column holds the label.
+    public enum LabelColumn: Equatable, Sendable {
+        case name(String)
+        case index(Int)
+        /// The last column.
+        case last
+    }
+
+    /// Reads `path` into a dataset with features [N, D] (Float) and labels. Labels that are all
+    /// integers 0...k become classes "0"..."k"; any other labels become classes named by their
+    /// text, in sorted order.
+    public static func read(_ path: String, label: LabelColumn = .last, hasHeader: Bool = true, delimiter: Character = ",") throws -> Dataset {
+        let data = try readFile(path)
+        guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(file: path, "is not UTF-8 text") }
+        return try parse(text, file: path, label: label, hasHeader: hasHeader, delimiter: delimiter)
+    }
+
+    /// Parses CSV text; `file` names the source in errors.
+    public static func parse(_ text: String, file: String, label: LabelColumn = .last, hasHeader: Bool = true,
+                             delimiter: Character = ",") throws -> Dataset {
+        var rows: [(line: Int, fields: [String])] = []
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.hasSuffix("\r") ? line.dropLast() : line[...]
+            if trimmed.allSatisfy(\.isWhitespace) { continue }
+            rows.append((number + 1, try fields(of: trimmed, delimiter: delimiter, file: file, line: number + 1)))
+        }
+        guard !rows.isEmpty else { throw DatasetError(file: file, "has no rows") }
+        let header = hasHeader ? rows.removeFirst() : nil
+        guard !rows.isEmpty else { throw DatasetError(file: file, "has a header but no data rows") }
+        let width = header?.fields.count ?? rows[0].fields.count
+        guard width >= 2 else { throw DatasetError(file: file, "needs a label column and at least one feature column, found \(width) column") }
+        let labelIndex: Int
+        switch label {
+        case .last: labelIndex = width - 1
+        case let .index(i):
+            guard i >= 0 && i < width else { throw DatasetError(file: file, "label column \(i) is outside 0...\(width - 1)") }
+            labelIndex = i
+        case let .name(name):
+            guard let header else { throw DatasetError(file: file, "label column '\(name)' is named but the file has no header") }
+            guard let i = header.fields.firstIndex(of: name) else {
+                throw DatasetError(file: file, "no column named '\(name)' (columns: \(header.fields.joined(separator: ", ")))")
+            }
+            labelIndex = i
+        }
+        var features: [Float] = []
+        features.reserveCapacity(rows.count * (width - 1))
+        var labelTexts: [String] = []
+        for row in rows {
+            guard row.fields.count == width else {
+                throw DatasetError(file: "\(file):\(row.line)", "has \(row.fields.count) fields, expected \(width)")
+            }
+            for (column, field) in row.fields.enumerated() {
+                if column == labelIndex { labelTexts.append(field.trimmingCharacters(in: .whitespaces)); continue }
+                guard let value = Float(field.trimmingCharacters(in: .whitespaces)), value.isFinite else {
+                    let name = header.map { " ('\($0.fields[column])')" } ?? ""
+                    throw DatasetError(file: "\(file):\(row.line)", "column \(column + 1)\(name): '\(field)' is not a finite number")
+                }
+                features.append(value)
+            }
+        }
+        let integers = labelTexts.compactMap(Int.init)
+        let classNames: [String], labels: [Int]
+        if integers.count == labelTexts.count, let top = integers.max(), integers.allSatisfy({ $0 >= 0 }), top < 100_000 {
+            classNames = (0...top).map(String.init)
+            labels = integers
+        } else {
+            classNames = Array(Set(labelTexts)).sorted()
+            let index = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
+            labels = labelTexts.map { index[$0]! }
+        }
+        return Dataset(inputs: Tensor(features, shape: [rows.count, width - 1]), labels: labels, classNames: classNames)
+    }
+
+    /// Splits one line into fields, honouring double quotes ("" inside quotes is a quote).
+    static func fields(of line: Substring, delimiter: Character, file: String, line number: Int) throws -> [String] {
+        var result: [String] = [], current = "", quoted = false
+        var iterator = line.makeIterator()
+        var pending: Character? = nil
+        while let c = pending ?? iterator.next() {
+            pending = nil
+            if quoted {
+                if c == "\"" {
+                    if let next = iterator.next() {
+                        if next == "\"" { current.append("\"") } else { quoted = false; pending = next }
+                    } else {
+                        quoted = false
+                    }
+                } else {
+                    current.append(c)
+                }
+            } else if c == "\"" && current.isEmpty {
+                quoted = true
+            } else if c == delimiter {
+                result.append(current)
+                current = ""
+            } else {
+                current.append(c)
+            }
+        }
+        guard !quoted else { throw DatasetError(file: "\(file):\(number)", "has an unterminated quoted field") }
+        result.append(current)
+        return result
+    }
+}
