@@ -54,12 +54,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "DistillBench",
-            dependencies: ["Tensors"],
+            dependencies: ["Tensors", "Datasets"],
             path: "bench/DistillBench"
         ),
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
     ]

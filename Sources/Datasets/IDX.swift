@@ -35,14 +35,12 @@ public enum IDX {
 
     /// Reads the file at `path` (gzip-compressed or raw).
     public static func read(_ path: String) throws -> Array {
-        let data = try readFile(path)
-        let raw = Gzip.isCompressed(data) ? try Gzip.decompress(data, file: path) : data
-        return try parse(raw, file: path)
+        try parse(readFile(path), file: path)
     }
 
-    /// Parses IDX bytes; `file` names the source in errors.
+    /// Parses IDX bytes, gzip-compressed or raw; `file` names the source in errors.
     public static func parse(_ data: Data, file: String) throws -> Array {
-        let bytes = [UInt8](data)
+        let bytes = [UInt8](Gzip.isCompressed(data) ? try Gzip.decompress(data, file: file) : data)
         guard bytes.count >= 4 else { throw DatasetError(file: file, "too short for an IDX header (\(bytes.count) bytes)") }
         guard bytes[0] == 0, bytes[1] == 0 else {
             throw DatasetError(file: file, String(format: "wrong magic number 0x%02X%02X%02X%02X (expected 0x0000 then type and rank)", bytes[0], bytes[1], bytes[2], bytes[3]))

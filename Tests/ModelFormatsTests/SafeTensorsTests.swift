@@ -167,3 +167,13 @@ final class SafeTensorsTests: XCTestCase {
         }
     }
 }
+
+/// 100,000 mutated safetensors files in release builds: no crash, trap or huge allocation.
+final class SafeTensorsFuzzTests: XCTestCase {
+    func testSafeTensorsReader() throws {
+        let seed = try SafeTensors.encode([("a.weight", Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])), ("b", Tensor(scalar: 7))],
+                                          metadata: ["k": "v"])
+        let run = fuzz(seeds: [seed], seed: 11) { data in _ = try SafeTensors.parse(data, file: "fuzz.safetensors") }
+        XCTAssertGreaterThan(run.accepted, 0)
+    }
+}

@@ -11,7 +11,10 @@
 //   conv             conv2d forward + backward, [128, 32, 28, 28] → 64 channels, 3×3, padding 1
 //   cnn              forward + backward (+ SGD update) of a small CNN at batch 128
 //   denormal         64 passes of y = x·0.5 + x·1e-3 over 1M denormal floats
+//   loader           one epoch of Fashion-MNIST batches of 128 through DataLoader (no peer:
+//                    reported as images per second); loader-augmented adds crop, flip, erasing
 
+import Datasets
 import Foundation
 import Tensors
 
@@ -83,6 +86,21 @@ func makeWorkload(_ name: String, small: Bool) -> Workload? {
             var y = x
             for _ in 0..<64 { y = y * 0.5 + y * 1e-3 + x }
             return y.sum().item
+        }
+    case "loader", "loader-augmented":
+        guard let data = try? FashionMNIST() else {
+            FileHandle.standardError.write("DistillBench: the loader case needs dataset-fashion-mnist\n".data(using: .utf8)!)
+            exit(2)
+        }
+        let augmentation = name == "loader" ? Augmentation()
+            : Augmentation(cropPadding: 2, horizontalFlip: true, erasingProbability: 0.5, fillValue: FashionMNIST.normalizedBlack)
+        let loader = try! DataLoader(data.train, batchSize: 128, shuffle: true, seed: 0, augmentation: augmentation)
+        var epoch = 0
+        return Workload {
+            epoch += 1
+            var total: Float = 0
+            for batch in loader.batches(epoch: epoch) { total += Float(batch.labels.count) }
+            return total
         }
     default:
         return nil

@@ -1,0 +1,55 @@
+import Datasets
+import Foundation
+import TestSupport
+import XCTest
+
+/// Every reader gets 100,000 mutated inputs in release builds (make test) with no crash, trap
+/// or unbounded allocation. Run one reader longer with, for example:
+///
+///     DISTILL_FUZZ_ITERATIONS=2000000 swift test -c release --filter FuzzTests/testNPYReader
+final class FuzzTests: XCTestCase {
+    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+    func file(_ name: String) -> Data { try! Data(contentsOf: fixtures.appendingPathComponent(name)) }
+
+    func testIDXReader() {
+        let images = Data([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2] + [UInt8](0..<8))
+        let floats = Data([0, 0, 0x0D, 1, 0, 0, 0, 2, 0x3F, 0xC0, 0, 0, 0xC0, 0x20, 0, 0])
+        let run = fuzz(seeds: [images, floats], seed: 1) { data in _ = try IDX.parse(data, file: "fuzz.idx") }
+        XCTAssertGreaterThan(run.accepted, 0, "some mutations stay valid: the seeds are really parsed")
+    }
+
+    func testGzipIDXReader() throws {
+        // A gzip stream of a small IDX file (zlib, the path Fashion-MNIST's files take).
+        let gz = Data([0x1F, 0x8B, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x63, 0x60, 0xE0, 0x60, 0x66, 0x60, 0x60, 0x60,
+                       0x82, 0x63, 0x46, 0x26, 0x66, 0x16, 0x56, 0x36, 0x76, 0x00, 0x3F, 0xD4, 0x82, 0x16, 0x18, 0x00, 0x00, 0x00])
+        XCTAssertEqual(try IDX.parse(gz, file: "seed.gz").dimensions, [2, 2, 2], "the seed is a valid file")
+        fuzz(seeds: [gz], seed: 2) { data in _ = try IDX.parse(data, file: "fuzz.idx.gz") }
+    }
+
+    func testNPYReader() {
+        let run = fuzz(seeds: ["f4.npy", "i8.npy", "be_f4.npy", "v3.npy", "scalar.npy", "fortran.npy"].map(file), seed: 3) { data in
+            _ = try NPY.parse(data, file: "fuzz.npy")
+        }
+        XCTAssertGreaterThan(run.accepted, 0)
+    }
+
+    func testNPZReader() {
+        fuzz(seeds: [file("stored.npz"), file("compressed.npz")], seed: 4) { data in _ = try NPZ.parse(data, file: "fuzz.npz") }
+    }
+
+    func testCSVReader() {
+        let seeds = ["width,height,kind\n1.5,2,cat\n\"3\",4.25,dog\n5,6,cat\n", "0.5,1,2\n0.25,3,0\n"].map { Data($0.utf8) }
+        let run = fuzz(seeds: seeds, seed: 5) { data in
+            guard let text = String(data: data, encoding: .utf8) else { return }
+            _ = try CSV.parse(text, file: "fuzz.csv")
+        }
+        XCTAssertGreaterThan(run.accepted, 0)
+    }
+
+    func testImageDecoder() {
+        let run = fuzz(seeds: [file("gray.png"), file("rgb.png"), file("rgb.jpg")], seed: 6) { data in
+            _ = try ImageDecoder.decode(data, file: "fuzz.img", channels: 3)
+        }
+        XCTAssertGreaterThan(run.accepted, 0)
+    }
+}
