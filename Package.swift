@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "ModelFormats", targets: ["ModelFormats"]),
+        .library(name: "Distillation", targets: ["Distillation"]),
         .executable(name: "distill", targets: ["DistillCLI"]),
     ],
     dependencies: [
@@ -45,10 +46,11 @@ let package = Package(
         ),
         .target(name: "Datasets", dependencies: ["Tensors", "CZlib", "CImage"]),
         .target(name: "ModelFormats", dependencies: ["Tensors", "NeuralNet"]),
+        .target(name: "Distillation", dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats"]),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Tensors", "NeuralNet", "Datasets", "ModelFormats",
+                "Tensors", "NeuralNet", "Datasets", "ModelFormats", "Distillation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -61,6 +63,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "NeuralNet", "Tensors", "Datasets", "ModelFormats", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

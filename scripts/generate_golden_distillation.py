@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Regenerates Tests/DistillationTests/Fixtures/losses_golden.json: every distillation loss
+computed by a PyTorch implementation of the same formula (following mdistiller and
+torchdistill where those define it), with gradients with respect to the student's inputs.
+
+    pip install torch && python3 scripts/generate_golden_distillation.py
+"""
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+B, C = 6, 5
+
+
+def values(t):
+    return [float(v) for v in t.detach().reshape(-1).tolist()]
+
+
+def entry(t):
+    return {"shape": list(t.shape), "data": values(t)}
+
+
+cases = []
+
+
+def case(name, inputs, teacher, fn, params=None, extra=None):
+    leaves = {k: v.clone().requires_grad_() for k, v in inputs.items()}
+    loss = fn(leaves, teacher)
+    loss.backward()
+    cases.append({"name": name, "params": params or {}, "inputs": {k: entry(v) for k, v in leaves.items()},
+                  "teacher": {k: entry(v) for k, v in teacher.items()}, "loss": float(loss.detach()),
+                  "grads": {k: values(v.grad) for k, v in leaves.items()}, "extra": extra or {}})
+
+
+s_logits, t_logits = torch.randn(B, C) * 2, torch.randn(B, C) * 3
+labels = [0, 3, 1, 4, 2, 2]
+
+
+def kd(s, t, T=4.0):
+    return F.kl_div(F.log_softmax(s["logits"] / T, 1), F.softmax(t["logits"] / T, 1), reduction="batchmean") * T * T
+
+
+case("kd", {"logits": s_logits}, {"logits": t_logits}, kd, {"temperature": 4.0})
+
+
+def dkd(s, t, alpha=1.0, beta=8.0, T=4.0):
+    target = torch.tensor(labels)
+    gt = torch.zeros_like(s["logits"]).scatter_(1, target.unsqueeze(1), 1).bool()
+    other = ~gt
+    ps, pt = F.softmax(s["logits"] / T, 1), F.softmax(t["logits"] / T, 1)
+    cat = lambda p: torch.cat([(p * gt).sum(1, keepdims=True), (p * other).sum(1, keepdims=True)], 1)
+    tckd = F.kl_div(torch.log(cat(ps)), cat(pt), reduction="sum") * T ** 2 / B
+    pt2 = F.softmax(t["logits"] / T - 1000.0 * gt, 1)
+    ls2 = F.log_softmax(s["logits"] / T - 1000.0 * gt, 1)
+    nckd = F.kl_div(ls2, pt2, reduction="sum") * T ** 2 / B
+    return alpha * tckd + beta * nckd
+
+
+case("dkd", {"logits": s_logits}, {"logits": t_logits}, dkd, {"labels": labels})
+
+fs, ft = torch.randn(B, 3, 4, 4), torch.randn(B, 6, 8, 8)
+reg_w, reg_b = torch.randn(6, 3, 1, 1) * 0.3, torch.randn(6) * 0.1
+
+
+def fitnets(s, t):
+    return F.mse_loss(F.conv2d(s["feature"], reg_w, reg_b), F.adaptive_avg_pool2d(t["feature"], 4))
+
+
+case("fitnets", {"feature": fs}, {"feature": ft}, fitnets, extra={"conv.weight": entry(reg_w), "conv.bias": entry(reg_b)})
+
+at_t = torch.randn(B, 7, 4, 4)
+
+
+def at(s, t):
+    q = lambda f: F.normalize(f.pow(2).mean(1).view(f.size(0), -1))
+    return (q(s["feature"]) - q(t["feature"])).pow(2).mean()
+
+
+case("at", {"feature": fs}, {"feature": at_t}, at)
+
+es, et = torch.randn(B, 4), torch.randn(B, 9)
+
+
+def pdist(e):
+    e2 = e.pow(2).sum(1)
+    d = (e2.unsqueeze(1) + e2.unsqueeze(0) - 2 * e @ e.t()).clamp(min=1e-12).sqrt().clone()
+    d[range(len(e)), range(len(e))] = 0
+    return d
+
+
+def rkd(s, t):
+    with torch.no_grad():
+        td = pdist(t["embedding"]); td = td / td[td > 0].mean()
+    d = pdist(s["embedding"]); d = d / d[d > 0].mean()
+    loss_d = F.smooth_l1_loss(d, td)
+    with torch.no_grad():
+        n = F.normalize(t["embedding"].unsqueeze(0) - t["embedding"].unsqueeze(1), p=2, dim=2)
+        ta = torch.bmm(n, n.transpose(1, 2)).view(-1)
+    n = F.normalize(s["embedding"].unsqueeze(0) - s["embedding"].unsqueeze(1), p=2, dim=2)
+    sa = torch.bmm(n, n.transpose(1, 2)).view(-1)
+    return 25 * loss_d + 50 * F.smooth_l1_loss(sa, ta)
+
+
+case("rkd", {"embedding": es}, {"embedding": et}, rkd)
+
+
+def sp(s, t):
+    gs = F.normalize(s["feature"].view(B, -1) @ s["feature"].view(B, -1).t())
+    gt = F.normalize(t["feature"].view(B, -1) @ t["feature"].view(B, -1).t())
+    return ((gt - gs) ** 2).sum() / (B * B)
+
+
+case("sp", {"feature": fs}, {"feature": at_t}, sp)
+
+
+def pkt(s, t, eps=1e-7):
+    def cond(x):
+        x = x / (torch.sqrt((x ** 2).sum(1, keepdim=True)) + eps)
+        m = (x @ x.t() + 1) / 2
+        return m / m.sum(1, keepdim=True)
+    ps, pt = cond(s["embedding"]), cond(t["embedding"])
+    return torch.mean(pt * torch.log((pt + eps) / (ps + eps)))
+
+
+case("pkt", {"embedding": es}, {"embedding": et}, pkt)
+
+# CRD's contrast: anchors against their own memory row and k negatives, softmax over 1 + k.
+N, D, K = 10, 3, 4
+memory = F.normalize(torch.randn(N, D), dim=1)
+indices = [2, 7, 0, 5, 9, 3]
+negative_rows = [int(r) for r in torch.randint(0, N, (B * K,))]
+
+
+def crd(s, t, tau=0.07):
+    anchors = F.normalize(s["anchor"], dim=1)
+    rows = []
+    for i in range(B):
+        rows += [indices[i]] + negative_rows[i * K:(i + 1) * K]
+    cands = memory[rows].view(B, K + 1, D)
+    logits = torch.bmm(cands, anchors.unsqueeze(2)).squeeze(2) / tau
+    return F.cross_entropy(logits, torch.zeros(B, dtype=torch.long))
+
+
+case("crd contrast", {"anchor": torch.randn(B, D)}, {"memory": memory}, crd,
+     {"indices": indices, "negativeRows": negative_rows, "temperature": 0.07})
+
+path = os.path.join(os.path.dirname(__file__), "..", "Tests", "DistillationTests", "Fixtures", "losses_golden.json")
+with open(path, "w") as f:
+    json.dump({"generator": "scripts/generate_golden_distillation.py", "torch": torch.__version__, "cases": cases}, f)
+print(f"wrote {len(cases)} cases to {os.path.normpath(path)}")
