@@ -43,25 +43,30 @@ public struct Dataset {
         return result
     }
 
-    /// `perClass` labelled examples of every class, chosen at random with `seed` (stratified),
-    /// and every other example as the unlabelled rest (a distillation transfer set).
-    public func splittingLabeled(perClass: Int, seed: UInt64) throws -> (labeled: Dataset, rest: Dataset) {
+    /// Which examples keep their labels when only `perClass` of every class do, chosen at
+    /// random with `seed` (stratified).
+    public func labeledMask(perClass: Int, seed: UInt64) throws -> [Bool] {
         guard perClass >= 1 else { throw DatasetError(file: "labels per class", "must be at least 1, got \(perClass)") }
         var generator = RandomGenerator(seed: seed)
         var byClass = [[Int]](repeating: [], count: classCount)
         for (index, label) in labels.enumerated() { byClass[label].append(index) }
-        var chosen: [Int] = []
+        var mask = [Bool](repeating: false, count: count)
         for (label, members) in byClass.enumerated() {
             guard members.count >= perClass else {
                 throw DatasetError(file: "labels per class", "class \(label) (\(classNames[label])) has \(members.count) examples, fewer than \(perClass)")
             }
             var shuffled = members
             shuffled.shuffle(using: &generator)
-            chosen += shuffled.prefix(perClass)
+            for index in shuffled.prefix(perClass) { mask[index] = true }
         }
-        chosen.sort()
-        let chosenSet = Set(chosen)
-        return (subset(chosen), subset(labels.indices.filter { !chosenSet.contains($0) }))
+        return mask
+    }
+
+    /// `perClass` labelled examples of every class (see `labeledMask`), and every other example
+    /// as the unlabelled rest (a distillation transfer set).
+    public func splittingLabeled(perClass: Int, seed: UInt64) throws -> (labeled: Dataset, rest: Dataset) {
+        let mask = try labeledMask(perClass: perClass, seed: seed)
+        return (subset(mask.indices.filter { mask[$0] }), subset(mask.indices.filter { !mask[$0] }))
     }
 
     /// A random `validationFraction` of the examples (seeded) as validation, the rest as training.

@@ -1,7 +1,7 @@
 import Tensors
 
 /// Options shared by the zoo's builders; each model uses those that apply to it.
-public struct ModelOptions: Equatable, Sendable {
+public struct ModelOptions: Equatable, Sendable, Codable {
     /// Output classes.
     public var classes: Int = 10
     /// Input channels (1 for Fashion-MNIST).

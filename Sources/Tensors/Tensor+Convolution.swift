@@ -125,8 +125,10 @@ extension Tensor {
         let px = input.storage.pointer, pw = weight.storage.pointer, pg = g.storage.pointer
         let area = plan.outputArea, k = plan.patchSize, og = plan.outPerGroup
         let mergeLock = NSLock()
+        var partials: [(first: Int, sum: Tensor)] = []
         Compute.parallelFor(plan.batch, costPerItem: 2 * plan.outChannels * k * area) { samples in
-            // Each thread sums its samples' weight gradients privately, then adds them once.
+            // Each thread sums its samples' weight gradients privately; the sums are added in
+            // sample order afterwards, so results do not depend on which thread finished first.
             let columns = TensorStorage(uninitializedCount: plan.isPointwise ? 0 : k * area)
             let partial = gw.map { _ in Tensor.zeros(weight.shape) }
             withExtendedLifetime((columns, partial)) {
@@ -159,12 +161,19 @@ extension Tensor {
                         }
                     }
                 }
-                if let partial, let gw {
+                if let partial {
                     mergeLock.lock()
-                    let source = partial.storage.pointer, target = gw.storage.pointer
-                    for i in 0..<gw.count { target[i] += source[i] }
+                    partials.append((samples.lowerBound, partial))
                     mergeLock.unlock()
                 }
+            }
+        }
+        if let gw {
+            let target = gw.storage.pointer
+            for (_, partial) in partials.sorted(by: { $0.first < $1.first }) {
+                let source = partial.storage.pointer
+                for i in 0..<gw.count { target[i] += source[i] }
+                withExtendedLifetime(partial) {}
             }
         }
         return (gx, gw)

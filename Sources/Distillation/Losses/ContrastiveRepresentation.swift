@@ -19,7 +19,9 @@ public final class ContrastiveRepresentationDistillation: DistillationLoss {
     public let dimension: Int, negatives: Int, temperature: Float, momentum: Float
     public let name = "crd"
     private var heads: Heads?
-    private var generator = RandomGenerator(seed: 0)
+    /// Negatives are drawn from a generator derived from this seed and the batch (epoch and
+    /// indices), so a resumed run draws what an uninterrupted one would.
+    private var samplingSeed: UInt64 = 0
 
     /// The trainable heads and the memory banks (buffers, so checkpoints keep them).
     final class Heads: Module {
@@ -59,7 +61,7 @@ public final class ContrastiveRepresentationDistillation: DistillationLoss {
         guard examples >= 2 else { throw DistillationError("crd: needs at least 2 training examples") }
         heads = Heads(studentFeatures: studentShapes[studentLayer]!.count, teacherFeatures: teacherShapes[teacherLayer]!.count,
                       dimension: dimension, examples: examples, using: &generator)
-        self.generator = RandomGenerator(seed: generator.next())
+        samplingSeed = generator.next()
     }
 
     /// The contrastive loss for anchors [B, d] against their own rows and `negativeRows` of `memory`.
@@ -85,6 +87,8 @@ public final class ContrastiveRepresentationDistillation: DistillationLoss {
         let k = min(negatives, examples - 1)
         var negativeRows: [Int] = []
         negativeRows.reserveCapacity(batch.indices.count * k)
+        var generator = RandomGenerator(seed: samplingSeed)
+            .derived(UInt64(batch.epoch) << 40 ^ UInt64(batch.indices.first ?? 0) << 20 ^ UInt64(batch.indices.count))
         for index in batch.indices {
             for _ in 0..<k {
                 // Uniform over the other examples.

@@ -1,0 +1,115 @@
+import ArgumentParser
+import Datasets
+import Distillation
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+/// `distill distill`: teaches a student from one or more teachers.
+struct DistillCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "distill", abstract: "Distil teachers into a student on Fashion-MNIST.")
+
+    @Option(name: .customLong("teacher"), help: "Teacher run folder or model file (repeatable: an ensemble).")
+    var teachers: [String] = []
+
+    @Option(help: "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
+    var teacherOutputs: String?
+
+    @Option(help: "Student zoo model.")
+    var student: String = "cnn-student"
+
+    @Option(help: "Methods, comma-separated: \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var method: String = "kd"
+
+    @Option(help: "Softmax temperature for kd and dkd.")
+    var temperature: Float = 4
+
+    @Option(help: "KD's α: kd weight α, cross-entropy weight 1 − α.")
+    var alpha: Float = 0.9
+
+    @Option(help: "Override a method's weight: METHOD=W (repeatable).")
+    var weight: [String] = []
+
+    @Flag(help: "Turn off gradient clipping and learning-rate warm-up (the plain recipe).")
+    var plain = false
+
+    @Option(help: "Folder where teacher outputs are cached between runs (keyed by teacher weights and data).")
+    var cacheDirectory: String = (ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/distill"
+
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var training: TrainingOptions
+
+    func run() throws {
+        let methods = try method.split(separator: ",").map { name -> DistillationMethod in
+            guard let m = DistillationMethod(rawValue: String(name)) else {
+                throw ValidationError("unknown method '\(name)' (available: \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return m
+        }
+        var weights: [DistillationMethod: Float] = [:]
+        for item in weight {
+            let parts = item.split(separator: "=")
+            guard parts.count == 2, let m = DistillationMethod(rawValue: String(parts[0])), let w = Float(parts[1]), w >= 0 else {
+                throw ValidationError("--weight '\(item)' must be METHOD=NUMBER with a known method")
+            }
+            weights[m] = w
+        }
+        guard !teachers.isEmpty || teacherOutputs != nil else { throw ValidationError("give --teacher or --teacher-outputs") }
+        let (train, test, labeled) = try dataOptions.load(seed: training.seed)
+        var teacherList: [Teacher] = []
+        var teacherNames: [String] = []
+        for path in teachers {
+            do {
+                let loaded = try SavedModel.load(path)
+                teacherList.append(Teacher(.model(loaded.model)))
+                teacherNames.append(loaded.name)
+            } catch let error as ModelFormatError { throw ValidationError("teacher: \(error)") }
+        }
+        if let file = teacherOutputs {
+            do {
+                teacherList.append(Teacher(.outputs(try TeacherOutputs.load(file, examples: train.count, classes: train.classCount))))
+            } catch let error as DistillationError { throw ValidationError("\(error)") }
+        }
+        var generator = RandomGenerator(seed: training.seed)
+        let options = ModelOptions(classes: train.classCount, inputChannels: train.exampleShape[0], inputSize: train.exampleShape[1])
+        let studentModel = try ModelZoo.make(student, options: options, using: &generator)
+        guard let studentTaps = TapLayers.defaults(for: student) else { throw ValidationError("no default layers for student '\(student)'") }
+        let teacherTaps = teacherNames.first.flatMap(TapLayers.defaults(for:))
+        let losses = try methods.map { m -> WeightedLoss in
+            guard !m.usesFeatures || teacherTaps != nil else { throw ValidationError("\(m.rawValue) needs a teacher model from the zoo") }
+            let loss = try m.makeLoss(student: studentTaps, teacher: teacherTaps ?? studentTaps, temperature: temperature)
+            return WeightedLoss(loss, weight: weights[m] ?? (m == .kd ? alpha : m.defaultWeight))
+        }
+        var configuration = DistillerConfiguration()
+        configuration.epochs = training.epochs
+        configuration.batchSize = training.batch
+        configuration.seed = training.seed
+        configuration.crossEntropyWeight = methods.contains(.kd) ? 1 - (weights[.kd] ?? alpha) : 1
+        configuration.runDirectory = training.out
+        configuration.cacheDirectory = cacheDirectory
+        if plain {
+            configuration.clipNorm = nil
+            configuration.warmupSteps = 0
+        }
+        let distiller = try Distiller(student: studentModel, teachers: teacherList, losses: losses, configuration: configuration)
+        print("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(train.count) images\(labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")")
+        let start = Date()
+        do {
+            try distiller.fit(train: train, labeled: labeled, validation: test, learningRate: training.lr) { event in
+                switch event {
+                case let .cachingTeacher(done, total) where done == total: print("cached teacher outputs for \(total) images")
+                case let .epochFinished(record):
+                    print(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s", record.epoch + 1, record.loss,
+                                 (record.validationAccuracy ?? 0) * 100, record.seconds))
+                case let .rolledBack(epoch, step, factor):
+                    print("non-finite loss at epoch \(epoch + 1), step \(step + 1): rolled back, learning rate × \(factor)")
+                default: break
+                }
+            }
+        } catch let error as DistillationError { throw ValidationError("\(error)") }
+        try SavedModel.save(studentModel, name: student, options: options, to: (training.out as NSString).appendingPathComponent("model.safetensors"))
+        let accuracy = ClassifierTraining.accuracy(studentModel, images: test.inputs, labels: test.labels)
+        print(String(format: "student test accuracy %.2f%% after %.1f s; wrote %@/model.safetensors", accuracy * 100, Date().timeIntervalSince(start), training.out))
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import Tensors
+
+/// Where the data comes from and which part of it is used (shared by train and distill).
+struct DataOptions: ParsableArguments {
+    @Option(help: "Folder with the four Fashion-MNIST IDX files (gzip or raw).")
+    var data: String = FashionMNIST.defaultDirectory
+
+    @Option(help: "Classes to use, relabelled from 0: a range '5-9' or a list '0,2,4'.")
+    var classes: String?
+
+    @Option(help: "Keep labels for only this many training images per class (seeded); the rest stay unlabelled.")
+    var labelsPerClass: Int?
+
+    /// Parses "5-9" or "0,2,4".
+    static func parseClasses(_ text: String) throws -> [Int] {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        if parts.count == 2, let low = Int(parts[0]), let high = Int(parts[1]) {
+            guard low <= high else { throw ValidationError("--classes '\(text)': the range is empty") }
+            return Array(low...high)
+        }
+        let items = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !items.isEmpty, items.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--classes '\(text)' is not a range like 5-9 or a list like 0,2,4")
+        }
+        return items.map { $0! }
+    }
+
+    func validate() throws {
+        if let classes { _ = try Self.parseClasses(classes) }
+        if let labelsPerClass, labelsPerClass < 1 { throw ValidationError("--labels-per-class must be at least 1, got \(labelsPerClass)") }
+    }
+
+    /// Training and test sets after the class selection, and which training examples keep labels.
+    func load(seed: UInt64) throws -> (train: Dataset, test: Dataset, labeled: [Bool]?) {
+        let dataset: FashionMNIST
+        do { dataset = try FashionMNIST(directory: data) } catch let error as DatasetError { throw ValidationError("\(error)") }
+        var train = dataset.train, test = dataset.test
+        if let classes {
+            let list = try Self.parseClasses(classes)
+            do {
+                train = try train.selectingClasses(list)
+                test = try test.selectingClasses(list)
+            } catch let error as DatasetError { throw ValidationError("--classes: \(error.problem)") }
+        }
+        var labeled: [Bool]?
+        if let labelsPerClass {
+            do { labeled = try train.labeledMask(perClass: labelsPerClass, seed: seed) } catch let error as DatasetError {
+                throw ValidationError("--labels-per-class: \(error.problem)")
+            }
+        }
+        return (train, test, labeled)
+    }
+}
+
+/// How long and how fast to train.
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Training epochs.")
+    var epochs: Int = 3
+
+    @Option(help: "Batch size.")
+    var batch: Int = 128
+
+    @Option(help: "Peak learning rate.")
+    var lr: Float = 0.05
+
+    @Option(help: "Random seed (weights, data order, label choice).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Run folder to write (model, metrics, checkpoints).")
+    var out: String
+
+    func validate() throws {
+        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard lr > 0 && lr.isFinite else { throw ValidationError("--lr must be a positive number, got \(lr)") }
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` atomically.
+func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try AtomicFile.write(try encoder.encode(value), to: path)
+}

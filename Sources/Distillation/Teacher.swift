@@ -1,0 +1,112 @@
+import Datasets
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+/// A teacher: a model Distill runs (in evaluation mode, recording nothing), or only its
+/// outputs (a black box you can query but not run here).
+public enum TeacherSource {
+    case model(any Module)
+    /// Logits, or probabilities (rows in [0, 1] summing to 1, turned into log-probabilities),
+    /// [N, C] in the training set's order.
+    case outputs(Tensor)
+}
+
+/// One of the teachers and its weight in the ensemble (teacher logits are averaged with
+/// these weights).
+public struct Teacher {
+    public var source: TeacherSource
+    public var weight: Float
+    public init(_ source: TeacherSource, weight: Float = 1) {
+        self.source = source
+        self.weight = weight
+    }
+
+    public var model: (any Module)? {
+        if case let .model(m) = source { return m }
+        return nil
+    }
+}
+
+/// Black-box teacher outputs read from an NPY file aligned with the dataset order.
+public enum TeacherOutputs {
+    /// Reads and validates `path`: [examples, classes], finite. Probabilities (every row in
+    /// [0, 1] summing to 1 within 1e-3) become log-probabilities, which a softmax treats as logits.
+    public static func load(_ path: String, examples: Int, classes: Int) throws -> Tensor {
+        let array: NPY.Array
+        do { array = try NPY.read(path) } catch let error as DatasetError { throw DistillationError("\(error)") }
+        return try validate(array.tensor, source: path, examples: examples, classes: classes)
+    }
+
+    /// Checks count, class count and finiteness; converts probabilities to log-probabilities.
+    public static func validate(_ outputs: Tensor, source: String, examples: Int, classes: Int) throws -> Tensor {
+        guard outputs.rank == 2 else { throw DistillationError("\(source): teacher outputs must be [examples, classes], got \(outputs.shape)") }
+        guard outputs.shape[0] == examples else {
+            throw DistillationError("\(source): \(outputs.shape[0]) rows of teacher outputs for \(examples) training examples (they must be aligned)")
+        }
+        guard outputs.shape[1] == classes else {
+            throw DistillationError("\(source): teacher outputs have \(outputs.shape[1]) classes, the student \(classes)")
+        }
+        let values = outputs.scalars
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw DistillationError("\(source): teacher output at row \(bad / classes), class \(bad % classes) is \(values[bad])")
+        }
+        let isProbability = values.allSatisfy { $0 >= 0 && $0 <= 1 } && (0..<examples).allSatisfy { row in
+            abs(values[(row * classes)..<((row + 1) * classes)].reduce(0, +) - 1) < 1e-3
+        }
+        return isProbability ? Tensor(values.map { Foundation.log(max($0, 1e-12)) }, shape: outputs.shape) : outputs
+    }
+}
+
+/// Teacher logits (and tapped features) for a whole training set, computed once.
+///
+/// Valid only for a deterministic pipeline (no augmentation). The key hashes the teachers'
+/// weights and ensemble weights, every input value and the tap names, so a cache written for
+/// other data or other weights is never used: `load` refuses it.
+public struct TeacherCache {
+    public var logits: Tensor
+    public var features: [String: Tensor]
+    public var key: String
+
+    /// Writes the cache (logits, features, key) to `path` atomically.
+    public func save(_ path: String) throws {
+        try SafeTensors.write([("logits", logits)] + features.sorted { $0.key < $1.key }.map { ("feature." + $0.key, $0.value) },
+                              metadata: ["distill.teacher-cache": key], to: path)
+    }
+
+    /// Reads a cache written by `save`; its key says what it was computed from.
+    public static func load(_ path: String) throws -> TeacherCache {
+        let contents = try SafeTensors.read(path)
+        guard let key = contents.metadata["distill.teacher-cache"], let logits = contents.tensors["logits"] else {
+            throw DistillationError("\(path): not a teacher cache")
+        }
+        var features: [String: Tensor] = [:]
+        for (name, tensor) in contents.tensors where name.hasPrefix("feature.") { features[String(name.dropFirst(8))] = tensor }
+        return TeacherCache(logits: logits, features: features, key: key)
+    }
+
+    /// FNV-1a over the bytes that decide the teacher's outputs.
+    public static func key(teachers: [Teacher], inputs: Tensor, taps: [String]) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ buffer: UnsafeRawBufferPointer) { for byte in buffer { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 } }
+        func mix(_ tensor: Tensor) {
+            tensor.withUnsafeBufferPointer { mix(UnsafeRawBufferPointer($0)) }
+            withUnsafeBytes(of: tensor.shape.dimensions.count) { mix($0) }
+        }
+        for teacher in teachers {
+            withUnsafeBytes(of: teacher.weight) { mix($0) }
+            switch teacher.source {
+            case let .model(model):
+                for (name, t) in model.stateDict() {
+                    Array(name.utf8).withUnsafeBytes { mix($0) }
+                    mix(t)
+                }
+            case let .outputs(outputs): mix(outputs)
+            }
+        }
+        mix(inputs)
+        for tap in taps { Array(tap.utf8).withUnsafeBytes { mix($0) } }
+        return String(hash, radix: 16)
+    }
+}

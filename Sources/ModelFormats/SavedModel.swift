@@ -1,0 +1,47 @@
+import Foundation
+import NeuralNet
+import Tensors
+
+/// A zoo model saved with what rebuilds it: the weights as a safetensors state dict (loadable
+/// by PyTorch as is) and, in its metadata, the zoo name and options.
+public enum SavedModel {
+    static let nameKey = "distill.model", optionsKey = "distill.options"
+
+    /// Writes `model` (built as `name` with `options`) to `path` atomically.
+    public static func save(_ model: any Module, name: String, options: ModelOptions, to path: String, metadata: [String: String] = [:]) throws {
+        var meta = metadata
+        meta[nameKey] = name
+        meta[optionsKey] = String(decoding: try JSONEncoder().encode(options), as: UTF8.self)
+        try ModelWeights.save(model, to: path, metadata: meta)
+    }
+
+    /// Rebuilds and loads the model at `path`: a `.safetensors` file, or a run folder holding
+    /// `model.safetensors`. A file without Distill's metadata needs `name` (and `options`).
+    public static func load(_ path: String, name given: String? = nil, options givenOptions: ModelOptions? = nil) throws
+        -> (model: any Module, name: String, options: ModelOptions) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ModelFormatError(file: path, "does not exist")
+        }
+        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
+        let contents = try SafeTensors.read(file)
+        guard let name = given ?? contents.metadata[nameKey] else {
+            throw ModelFormatError(file: file, "does not say which zoo model it holds; name the architecture")
+        }
+        var options = givenOptions ?? ModelOptions()
+        if givenOptions == nil, let text = contents.metadata[optionsKey] {
+            do { options = try JSONDecoder().decode(ModelOptions.self, from: Data(text.utf8)) } catch {
+                throw ModelFormatError(file: file, "model options in the metadata are not valid: \(text)")
+            }
+        }
+        var generator = RandomGenerator(seed: 0)
+        let model: any Module
+        do { model = try ModelZoo.make(name, options: options, using: &generator) } catch let error as ModuleError {
+            throw ModelFormatError(file: file, "\(error)")
+        }
+        do { try model.loadStateDict(contents.tensors, strict: true) } catch let error as StateDictError {
+            throw ModelFormatError(file: file, "\(error)")
+        }
+        return (model, name, options)
+    }
+}

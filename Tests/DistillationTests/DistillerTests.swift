@@ -1,0 +1,203 @@
+import Datasets
+import Distillation
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+import XCTest
+
+final class DistillerTests: XCTestCase {
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("distiller-\(UUID())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }
+
+    /// 96 random 8×8 images of 4 classes.
+    func data(seed: UInt64 = 3) -> Dataset {
+        var g = RandomGenerator(seed: seed)
+        return Dataset(inputs: Tensor.randomNormal([96, 1, 8, 8], using: &g), labels: (0..<96).map { $0 % 4 }, classNames: ["a", "b", "c", "d"])
+    }
+
+    func models(seed: UInt64) throws -> (student: any Module, teacher: any Module) {
+        var g = RandomGenerator(seed: seed)
+        let options = ModelOptions(classes: 4, inputSize: 8, width: 0.5)
+        let teacher = try ModelZoo.make("cnn-teacher", options: ModelOptions(classes: 4, inputSize: 8, width: 0.25), using: &g)
+        return (try ModelZoo.make("cnn-student", options: options, using: &g), teacher)
+    }
+
+    func allMethods() throws -> [WeightedLoss] {
+        let s = TapLayers.defaults(for: "cnn-student")!, t = TapLayers.defaults(for: "cnn-teacher")!
+        return try DistillationMethod.allCases.map { WeightedLoss(try $0.makeLoss(student: s, teacher: t), weight: $0.defaultWeight / 10) }
+    }
+
+    func configuration(epochs: Int, directory: String? = nil) -> DistillerConfiguration {
+        var c = DistillerConfiguration()
+        c.epochs = epochs
+        c.batchSize = 16
+        c.warmupSteps = 3
+        c.runDirectory = directory
+        return c
+    }
+
+    func testEveryMethodTrainsAndTheResumedRunEndsWithTheSameWeights() throws {
+        let train = data()
+        var (student, teacher) = try models(seed: 1)
+        let straight = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
+                                     configuration: configuration(epochs: 2))
+        let history = try straight.fit(train: train)
+        XCTAssertEqual(history.count, 2)
+        XCTAssertEqual(Set(history[0].terms.keys), Set(["ce"] + DistillationMethod.allCases.map(\.rawValue)))
+        XCTAssertTrue(history.allSatisfy { $0.loss.isFinite })
+        let expected = student.stateDict().map(\.tensor.scalars)
+
+        let directory = scratch.appendingPathComponent("run").path
+        (student, teacher) = try models(seed: 1)
+        let first = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
+                                  configuration: configuration(epochs: 2, directory: directory))
+        try first.fit(train: train, stoppingAfter: 1)  // as if killed after the first epoch's checkpoint
+        for file in ["last.safetensors", "metrics.jsonl"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/" + file), file)
+        }
+        student = try models(seed: 2).student  // other weights: everything must come from the checkpoint
+        let sameTeacher = try models(seed: 1).teacher
+        let resumed = try Distiller(student: student, teachers: [Teacher(.model(sameTeacher))], losses: try allMethods(),
+                                    configuration: configuration(epochs: 2, directory: directory))
+        try resumed.resume(from: directory + "/last.safetensors", train: train)
+        let rest = try resumed.fit(train: train)
+        XCTAssertEqual(rest.map(\.epoch), [1])
+        XCTAssertTrue(student.stateDict().map(\.tensor.scalars) == expected, "resumed run ends with the uninterrupted run's weights")
+    }
+
+    func testExportedStudentHoldsNoTeacherOrLossWeights() throws {
+        let (student, teacher) = try models(seed: 1)
+        let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
+                                      configuration: configuration(epochs: 1))
+        try distiller.fit(train: data())
+        let path = scratch.appendingPathComponent("student.safetensors").path
+        try distiller.exportStudent(to: path)
+        XCTAssertEqual(Set(try SafeTensors.read(path).tensors.keys), Set(student.stateDict().map(\.name)))
+        XCTAssertGreaterThan(distiller.trainable.parameterCount, student.parameterCount, "regressors and heads trained alongside")
+    }
+
+    /// A loss that turns NaN at a given step.
+    final class Poison: DistillationLoss {
+        let name = "poison"
+        var calls = 0
+        let at: Int
+        var once: Bool
+        init(at: Int, once: Bool) { self.at = at; self.once = once }
+        func loss(_ batch: DistillationBatch) -> Tensor {
+            calls += 1
+            if calls == at + 1 {
+                return batch.studentLogits.sum() * .nan
+            }
+            return batch.studentLogits.sum() * 0
+        }
+    }
+
+    func testNonFiniteLossStopsNamingTheStep() throws {
+        let (student, teacher) = try models(seed: 1)
+        let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: [WeightedLoss(Poison(at: 7, once: true), weight: 1)],
+                                      configuration: configuration(epochs: 2))
+        XCTAssertThrowsError(try distiller.fit(train: data())) { error in
+            XCTAssertTrue("\(error)".contains("training diverged at epoch 2, step 2 of 6: loss or gradient is not finite"), "\(error)")
+            XCTAssertTrue("\(error)".contains("poison nan"), "\(error)")
+        }
+    }
+
+    func testRollbackRetriesTheEpochWithALowerLearningRate() throws {
+        let (student, teacher) = try models(seed: 1)
+        var c = configuration(epochs: 2)
+        c.nonFinite = .rollback(factor: 0.5, retries: 2)
+        let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: [WeightedLoss(Poison(at: 8, once: true), weight: 1)],
+                                      configuration: c)
+        var rollbacks: [Float] = []
+        let history = try distiller.fit(train: data()) { event in
+            if case let .rolledBack(_, _, factor) = event { rollbacks.append(factor) }
+        }
+        XCTAssertEqual(rollbacks, [0.5])
+        XCTAssertEqual(history.map(\.epoch), [0, 1])
+    }
+
+    /// Records what losses see.
+    final class Spy: DistillationLoss {
+        let name = "spy"
+        var labeledSeen: [Int: Bool] = [:]
+        var targets: [Int: Int] = [:]
+        var teacherLogits: [Int: [Float]] = [:]
+        func loss(_ batch: DistillationBatch) -> Tensor {
+            for (i, index) in batch.indices.enumerated() {
+                labeledSeen[index] = batch.isLabeled[i]
+                targets[index] = batch.labels[i]
+                teacherLogits[index] = Array(batch.teacherLogits.scalars[(i * 4)..<((i + 1) * 4)])
+            }
+            return batch.studentLogits.sum() * 0
+        }
+    }
+
+    func testTransferSetAndBlackBoxEnsemble() throws {
+        let train = data()
+        var g = RandomGenerator(seed: 5)
+        let outputsA = Tensor.randomNormal([96, 4], using: &g), outputsB = Tensor.randomNormal([96, 4], using: &g)
+        let spy = Spy()
+        let (student, _) = try models(seed: 1)
+        let mask = (0..<96).map { $0 < 8 }
+        let distiller = try Distiller(student: student, teachers: [Teacher(.outputs(outputsA), weight: 3), Teacher(.outputs(outputsB), weight: 1)],
+                                      losses: [WeightedLoss(spy, weight: 1)], configuration: configuration(epochs: 1))
+        try distiller.fit(train: train, labeled: mask)
+        XCTAssertEqual(spy.labeledSeen.count, 96)
+        for index in 0..<96 {
+            XCTAssertEqual(spy.labeledSeen[index], index < 8)
+            let a = outputsA.scalars[(index * 4)..<((index + 1) * 4)], b = outputsB.scalars[(index * 4)..<((index + 1) * 4)]
+            let ensemble = zip(a, b).map { 0.75 * $0 + 0.25 * $1 }
+            for (x, y) in zip(spy.teacherLogits[index]!, ensemble) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+            if index >= 8 {
+                XCTAssertEqual(spy.targets[index], ensemble.indices.max { ensemble[$0] < ensemble[$1] }, "unlabelled: the teacher's top class")
+            } else {
+                XCTAssertEqual(spy.targets[index], train.labels[index])
+            }
+        }
+    }
+
+    func testBlackBoxOutputsAreValidated() throws {
+        XCTAssertThrowsError(try TeacherOutputs.validate(Tensor.zeros([5, 4]), source: "t.npy", examples: 6, classes: 4)) {
+            XCTAssertTrue("\($0)".contains("5 rows of teacher outputs for 6 training examples"), "\($0)")
+        }
+        XCTAssertThrowsError(try TeacherOutputs.validate(Tensor.zeros([6, 3]), source: "t.npy", examples: 6, classes: 4)) {
+            XCTAssertTrue("\($0)".contains("3 classes, the student 4"), "\($0)")
+        }
+        var values = [Float](repeating: 0, count: 24)
+        values[13] = .nan
+        XCTAssertThrowsError(try TeacherOutputs.validate(Tensor(values, shape: [6, 4]), source: "t.npy", examples: 6, classes: 4)) {
+            XCTAssertTrue("\($0)".contains("row 3, class 1 is nan"), "\($0)")
+        }
+        let probabilities = Tensor.full([6, 4], 0.25)
+        let logits = try TeacherOutputs.validate(probabilities, source: "p.npy", examples: 6, classes: 4)
+        XCTAssertEqual(logits.scalars[0], Foundation.log(0.25), accuracy: 1e-6, "probabilities become log-probabilities")
+        let path = scratch.appendingPathComponent("outputs.npy").path
+        try NPY.write(Tensor.zeros([5, 4]), to: path)
+        XCTAssertThrowsError(try TeacherOutputs.load(path, examples: 6, classes: 4))
+    }
+
+    func testTeacherCacheKeyChangesWithWeightsAndData() throws {
+        let (_, teacher) = try models(seed: 1)
+        let train = data()
+        let key = TeacherCache.key(teachers: [Teacher(.model(teacher))], inputs: train.inputs, taps: [])
+        XCTAssertEqual(key, TeacherCache.key(teachers: [Teacher(.model(teacher))], inputs: train.inputs, taps: []))
+        XCTAssertNotEqual(key, TeacherCache.key(teachers: [Teacher(.model(teacher))], inputs: data(seed: 4).inputs, taps: []))
+        teacher.parameters[0].withUnsafeMutableBufferPointer { $0[0] += 1 }
+        XCTAssertNotEqual(key, TeacherCache.key(teachers: [Teacher(.model(teacher))], inputs: train.inputs, taps: []))
+    }
+
+    func testFeatureLossesWithoutATeacherModelAreRefused() throws {
+        let (student, _) = try models(seed: 1)
+        XCTAssertThrowsError(try Distiller(student: student, teachers: [Teacher(.outputs(Tensor.zeros([96, 4])))],
+                                           losses: [WeightedLoss(FitNets(studentLayer: "features.4", teacherLayer: "features.6"), weight: 1)])) {
+            XCTAssertTrue("\($0)".contains("need a teacher model"), "\($0)")
+        }
+    }
+}
