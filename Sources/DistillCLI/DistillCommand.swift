@@ -109,7 +109,17 @@ struct DistillCommand: ParsableCommand {
             }
         } catch let error as DistillationError { throw ValidationError("\(error)") }
         try SavedModel.save(studentModel, name: student, options: options, to: (training.out as NSString).appendingPathComponent("model.safetensors"))
-        let accuracy = ClassifierTraining.accuracy(studentModel, images: test.inputs, labels: test.labels)
-        print(String(format: "student test accuracy %.2f%% after %.1f s; wrote %@/model.safetensors", accuracy * 100, Date().timeIntervalSince(start), training.out))
+        let seconds = Date().timeIntervalSince(start)
+        let report = DistillationReport(student: studentModel, teacher: teacherList.first?.model, images: test.inputs, labels: test.labels,
+                                        classNames: test.classNames)
+        try writeJSON(report, to: (training.out as NSString).appendingPathComponent("evaluation.json"))
+        var summary = String(format: "student test accuracy %.2f%% (top-5 %.2f%%, calibration error %.3f)", report.student.top1 * 100,
+                             report.student.top5 * 100, report.student.expectedCalibrationError)
+        if let teacher = report.teacher, let agreement = report.student.agreement, let ratio = report.parameterRatio, let speed = report.latencyBatch1Ratio {
+            summary += String(format: "; teacher %.2f%%; agreement %.2f%%; %.1f× fewer parameters, %.1f× faster at batch 1",
+                              teacher.top1 * 100, agreement * 100, ratio, speed)
+        }
+        print(summary)
+        print(String(format: "distilled in %.1f s; wrote %@/model.safetensors and evaluation.json", seconds, training.out))
     }
 }

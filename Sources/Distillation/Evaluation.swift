@@ -1,0 +1,134 @@
+import Foundation
+import NeuralNet
+import Tensors
+
+/// How well a classifier does on labelled data.
+public struct ClassificationMetrics: Codable, Equatable, Sendable {
+    /// Fraction whose top class is the label.
+    public var top1: Double
+    /// Fraction whose label is among the five highest classes (or all, with fewer classes).
+    public var top5: Double
+    /// Expected calibration error over 15 equal-width confidence bins (Guo et al. 2017):
+    /// Σ_b (n_b / N)·|accuracy_b − confidence_b|.
+    public var expectedCalibrationError: Double
+    /// Accuracy per true class.
+    public var perClassAccuracy: [Double]
+    /// confusion[true][predicted] counts.
+    public var confusion: [[Int]]
+    /// Reliability diagram: per bin, the mean confidence, the accuracy and the count.
+    public var reliability: [ReliabilityBin]
+    /// Fraction of examples where this model's top class equals a reference model's (a teacher's).
+    public var agreement: Double?
+    public var classNames: [String]
+
+    public struct ReliabilityBin: Codable, Equatable, Sendable {
+        public var confidence: Double, accuracy: Double, count: Int
+    }
+
+    /// Metrics of `logits` [N, C] against `labels`; `reference` logits give the agreement.
+    public init(logits: Tensor, labels: [Int], classNames: [String], reference: Tensor? = nil, bins: Int = 15) {
+        require(logits.rank == 2 && logits.shape[0] == labels.count, "ClassificationMetrics: logits \(logits.shape) do not fit \(labels.count) labels")
+        let (n, c) = (logits.shape[0], logits.shape[1])
+        let probabilities = withoutGradients { logits.softmax(alongAxis: 1) }.scalars
+        var correct = 0, top5 = 0
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: c), count: c)
+        var binConfidence = [Double](repeating: 0, count: bins), binCorrect = [Int](repeating: 0, count: bins), binCount = [Int](repeating: 0, count: bins)
+        var predictions: [Int] = []
+        for i in 0..<n {
+            let row = probabilities[(i * c)..<((i + 1) * c)]
+            let predicted = row.indices.max { row[$0] < row[$1] }! - i * c
+            predictions.append(predicted)
+            let label = labels[i]
+            confusion[label][predicted] += 1
+            if predicted == label { correct += 1 }
+            let rank = row.filter { $0 > row[i * c + label] }.count
+            if rank < 5 { top5 += 1 }
+            let confidence = Double(row[i * c + predicted])
+            let bin = min(bins - 1, Int(confidence * Double(bins)))
+            binConfidence[bin] += confidence
+            binCount[bin] += 1
+            if predicted == label { binCorrect[bin] += 1 }
+        }
+        top1 = Double(correct) / Double(max(n, 1))
+        self.top5 = Double(top5) / Double(max(n, 1))
+        reliability = (0..<bins).map { b in
+            ReliabilityBin(confidence: binCount[b] > 0 ? binConfidence[b] / Double(binCount[b]) : 0,
+                           accuracy: binCount[b] > 0 ? Double(binCorrect[b]) / Double(binCount[b]) : 0, count: binCount[b])
+        }
+        expectedCalibrationError = reliability.reduce(0) { $0 + Double($1.count) / Double(max(n, 1)) * abs($1.accuracy - $1.confidence) }
+        perClassAccuracy = (0..<c).map { k in
+            let total = confusion[k].reduce(0, +)
+            return total > 0 ? Double(confusion[k][k]) / Double(total) : 0
+        }
+        self.confusion = confusion
+        self.classNames = classNames
+        if let reference {
+            let referenceTop = withoutGradients { reference.max(alongAxis: 1) }.indices
+            agreement = Double(zip(predictions, referenceTop).filter { $0 == $1 }.count) / Double(max(n, 1))
+        }
+    }
+}
+
+/// What running a model costs: size, work and measured latency.
+public struct ModelCost: Codable, Equatable, Sendable {
+    public var parameters: Int
+    public var multiplyAdds: Int
+    public var bytes: Int
+    /// Median forward time of one example, evaluation mode, in milliseconds.
+    public var latencyBatch1Milliseconds: Double
+    /// Median forward time of 256 examples, in milliseconds.
+    public var latencyBatch256Milliseconds: Double
+
+    /// Measures `model` on inputs of `inputShape` (one example's shape).
+    public init(_ model: any Module, inputShape: Shape, repeats: Int = 15) {
+        let summary = ModelSummary(model, inputShape: inputShape)
+        parameters = summary.totalParameters
+        multiplyAdds = summary.totalMultiplyAdds
+        bytes = summary.bytes
+        model.eval()
+        func median(batch: Int, times: Int) -> Double {
+            let x = Tensor.zeros(Shape([batch] + inputShape.dimensions))
+            _ = withoutGradients { model(x) }
+            var samples: [Double] = []
+            for _ in 0..<times {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = withoutGradients { model(x) }
+                samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
+            return samples.sorted()[samples.count / 2]
+        }
+        latencyBatch1Milliseconds = median(batch: 1, times: repeats * 4)
+        latencyBatch256Milliseconds = median(batch: 256, times: repeats)
+    }
+}
+
+/// Teacher against student after distillation: accuracy, calibration, agreement, and the
+/// cost ratios (teacher ÷ student: how much smaller and faster the student is).
+public struct DistillationReport: Codable, Equatable, Sendable {
+    public var student: ClassificationMetrics
+    public var teacher: ClassificationMetrics?
+    public var studentCost: ModelCost
+    public var teacherCost: ModelCost?
+    public var parameterRatio: Double?
+    public var multiplyAddRatio: Double?
+    public var byteRatio: Double?
+    public var latencyBatch1Ratio: Double?
+    public var latencyBatch256Ratio: Double?
+
+    public init(student: any Module, teacher: (any Module)?, images: Tensor, labels: [Int], classNames: [String]) {
+        let shape = Shape(Array(images.shape.dimensions.dropFirst()))
+        let teacherLogits = teacher.map { ClassifierTraining.predict($0, images: images) }
+        self.student = ClassificationMetrics(logits: ClassifierTraining.predict(student, images: images), labels: labels,
+                                             classNames: classNames, reference: teacherLogits)
+        self.teacher = teacherLogits.map { ClassificationMetrics(logits: $0, labels: labels, classNames: classNames) }
+        studentCost = ModelCost(student, inputShape: shape)
+        teacherCost = teacher.map { ModelCost($0, inputShape: shape) }
+        if let t = teacherCost {
+            parameterRatio = Double(t.parameters) / Double(max(studentCost.parameters, 1))
+            multiplyAddRatio = Double(t.multiplyAdds) / Double(max(studentCost.multiplyAdds, 1))
+            byteRatio = Double(t.bytes) / Double(max(studentCost.bytes, 1))
+            latencyBatch1Ratio = t.latencyBatch1Milliseconds / max(studentCost.latencyBatch1Milliseconds, 1e-9)
+            latencyBatch256Ratio = t.latencyBatch256Milliseconds / max(studentCost.latencyBatch256Milliseconds, 1e-9)
+        }
+    }
+}
