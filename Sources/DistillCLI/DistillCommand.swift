@@ -34,6 +34,9 @@ struct DistillCommand: ParsableCommand {
     @Flag(help: "Turn off gradient clipping and learning-rate warm-up (the plain recipe).")
     var plain = false
 
+    @Flag(help: "Augment training images (random crop with 2-pixel padding, random erasing); the teacher then runs online.")
+    var augment = false
+
     @Option(help: "Folder where teacher outputs are cached between runs (keyed by teacher weights and data).")
     var cacheDirectory: String = (ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/distill"
 
@@ -88,6 +91,9 @@ struct DistillCommand: ParsableCommand {
         configuration.crossEntropyWeight = methods.contains(.kd) ? 1 - (weights[.kd] ?? alpha) : 1
         configuration.runDirectory = training.out
         configuration.cacheDirectory = cacheDirectory
+        if augment {
+            configuration.augmentation = Augmentation(cropPadding: 2, erasingProbability: 0.25, fillValue: FashionMNIST.normalizedBlack)
+        }
         if plain {
             configuration.clipNorm = nil
             configuration.warmupSteps = 0
