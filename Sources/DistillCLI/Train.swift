@@ -39,6 +39,8 @@ struct Train: ParsableCommand {
                                                        batchSize: training.batch, firstStep: step, clipNorm: 5, using: &generator)
             step = result.steps
             guard result.loss.isFinite else { throw ValidationError("training diverged in epoch \(epoch) (loss \(result.loss)); lower --lr") }
+            // Long runs on few labels have many short epochs: evaluate about ten times.
+            guard epoch == training.epochs || epoch % max(1, training.epochs / 10) == 0 else { continue }
             let accuracy = ClassifierTraining.accuracy(network, images: test.inputs, labels: test.labels)
             print(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s", epoch, result.loss, accuracy * 100, result.seconds))
             lines += String(format: "{\"epoch\": %d, \"loss\": %.6f, \"test_accuracy\": %.6f, \"seconds\": %.3f}\n", epoch, result.loss, accuracy, result.seconds)

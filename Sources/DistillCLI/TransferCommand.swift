@@ -1,0 +1,105 @@
+import ArgumentParser
+import Datasets
+import Distillation
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+/// `distill transfer`: starts a new task from an old model with one or more strategies,
+/// over one or more seeds, and reports new-task and old-task accuracy (mean ± std).
+struct TransferCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
+
+    @Option(name: .customLong("from"), help: "The old model: a run folder or model file.")
+    var source: String
+
+    @Option(help: "Strategies, comma-separated (\(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), finetune-equal), or 'all'.")
+    var strategy: String = "finetune"
+
+    @Option(help: "The old model's classifier layer to replace.")
+    var head: String = "classifier.3"
+
+    @Option(help: "Classes of the old task (for measuring forgetting), a range or list.")
+    var oldClasses: String = "0-4"
+
+    @Option(help: "Backbone learning rate relative to the head's.")
+    var backboneLrScale: Float = 0.1
+
+    @Option(help: "Training steps.")
+    var steps: Int = 300
+
+    @Option(help: "Seeds: one number, or a range like 0-9 (results are mean ± std).")
+    var seeds: String = "0"
+
+    @OptionGroup var dataOptions: DataOptions
+
+    @Option(help: "Learning rate of the new head.")
+    var lr: Float = 0.03
+
+    @Option(help: "Batch size.")
+    var batch: Int = 32
+
+    @Option(help: "Folder for results.json.")
+    var out: String
+
+    func run() throws {
+        let names = strategy == "all" ? TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal"] : strategy.split(separator: ",").map(String.init)
+        for name in names where TransferStrategy(rawValue: name) == nil && name != "finetune-equal" {
+            throw ValidationError("unknown strategy '\(name)' (available: \(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), finetune-equal, all)")
+        }
+        let seedList = try DataOptions.parseClasses(seeds).map(UInt64.init)
+        guard dataOptions.classes != nil else { throw ValidationError("give the new task's --classes, such as 5-9") }
+        let dataset: FashionMNIST
+        do { dataset = try FashionMNIST(directory: dataOptions.data) } catch let error as DatasetError { throw ValidationError("\(error)") }
+        let oldList = try DataOptions.parseClasses(oldClasses)
+        let oldTrain = try dataset.train.selectingClasses(oldList), oldTest = try dataset.test.selectingClasses(oldList)
+        let oldModel: (model: any Module, name: String, options: ModelOptions)
+        do { oldModel = try SavedModel.load(source) } catch let error as ModelFormatError { throw ValidationError("--from: \(error)") }
+        var probeGenerator = RandomGenerator(seed: 0)
+        let before: MultiHeadModel
+        do { before = try MultiHeadModel(from: SavedModel.load(source).model, headPath: head, newClasses: 1, using: &probeGenerator) } catch let error as ModuleError {
+            throw ValidationError("--head: \(error)")
+        }
+        let oldAccuracy = KnowledgeTransfer.accuracy(before, head: "old", data: oldTest)
+        print(String(format: "old model %@ on classes %@: old-task test accuracy %.2f%%", oldModel.name, oldClasses, oldAccuracy * 100))
+        var results: [String: [[String: Double]]] = [:]
+        for name in names {
+            var newScores: [Double] = [], oldScores: [Double] = []
+            for seed in seedList {
+                let (train, test, labeled) = try dataOptions.load(seed: seed)
+                let newTrain = labeled.map { mask in train.subset(mask.indices.filter { mask[$0] }) } ?? train
+                var generator = RandomGenerator(seed: seed)
+                let base: any Module = name == "scratch"
+                    ? try ModelZoo.make(oldModel.name, options: oldModel.options, using: &generator)
+                    : try SavedModel.load(source).model
+                let model: MultiHeadModel
+                do { model = try MultiHeadModel(from: base, headPath: head, newClasses: newTrain.classCount, using: &generator) } catch let error as ModuleError {
+                    throw ValidationError("--head: \(error)")
+                }
+                var configuration = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
+                configuration.steps = steps
+                configuration.batchSize = batch
+                configuration.learningRate = lr
+                configuration.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLrScale
+                configuration.seed = seed
+                try KnowledgeTransfer.train(model, newTask: newTrain, oldTask: oldTrain, configuration: configuration)
+                newScores.append(KnowledgeTransfer.accuracy(model, head: "new", data: test))
+                oldScores.append(name == "scratch" ? .nan : KnowledgeTransfer.accuracy(model, head: "old", data: oldTest))
+                var row = ["seed": Double(seed), "new": newScores.last!]
+                if name != "scratch" { row["old"] = oldScores.last! }
+                results[name, default: []].append(row)
+            }
+            func stats(_ xs: [Double]) -> String {
+                guard !xs.contains(where: \.isNaN) else { return "—" }
+                let mean = xs.reduce(0, +) / Double(xs.count)
+                let std = (xs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(xs.count - 1, 1))).squareRoot()
+                return String(format: "%.2f ± %.2f", mean * 100, std * 100)
+            }
+            print("\(name): new task \(stats(newScores)), old task \(stats(oldScores)) (old model \(String(format: "%.2f", oldAccuracy * 100)))")
+        }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        results["old model"] = [["old": oldAccuracy]]
+        try writeJSON(results, to: (out as NSString).appendingPathComponent("results.json"))
+    }
+}
