@@ -57,6 +57,21 @@ public struct OptimizerStateError: Error, CustomStringConvertible {
     public let description: String
 }
 
+/// Optimizers that keep per-parameter slots in a `SlotStore`, which gives them checkpointing.
+protocol SlotStoring: Optimizer {
+    var store: SlotStore { get }
+    /// The slot names this optimizer keeps per parameter.
+    static var slotNames: Set<String> { get }
+}
+
+extension SlotStoring {
+    public func stateTensors() -> [(name: String, tensor: Tensor)] { store.export() }
+
+    public func loadStateTensors(_ tensors: [String: Tensor]) throws {
+        try store.load(tensors, parameters: allParameters, knownSlots: Self.slotNames)
+    }
+}
+
 /// Per-parameter state tensors keyed "<index>.<slot>", shared by the optimizers.
 final class SlotStore {
     var slots: [String: [Int: Tensor]] = [:]
@@ -108,10 +123,11 @@ final class SlotStore {
 /// Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay, as
 /// `torch.optim.SGD`: g ← ∇ + λθ; b ← μb + (1 − τ)g (b = g on the first step);
 /// g ← g + μb (Nesterov) or b; θ ← θ − η·g.
-public final class SGD: Optimizer {
+public final class SGD: SlotStoring {
     public var groups: [ParameterGroup]
     public let momentum: Float, dampening: Float, nesterov: Bool
-    private let store = SlotStore()
+    let store = SlotStore()
+    static let slotNames: Set<String> = ["momentum_buffer"]
 
     public init(_ groups: [ParameterGroup], momentum: Float = 0, dampening: Float = 0, nesterov: Bool = false) {
         require(momentum >= 0 && (!nesterov || (momentum > 0 && dampening == 0)),
@@ -152,24 +168,19 @@ public final class SGD: Optimizer {
             }
         }
     }
-
-    public func stateTensors() -> [(name: String, tensor: Tensor)] { store.export() }
-
-    public func loadStateTensors(_ tensors: [String: Tensor]) throws {
-        try store.load(tensors, parameters: allParameters, knownSlots: ["momentum_buffer"])
-    }
 }
 
 /// Adam (Kingma & Ba 2015), and AdamW's decoupled weight decay (Loshchilov & Hutter 2019),
 /// computed as `torch.optim.Adam` / `AdamW` do:
 /// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − (η/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε).
 /// Adam adds λθ to g; AdamW multiplies θ by (1 − ηλ) first.
-public final class Adam: Optimizer {
+public final class Adam: SlotStoring {
     public var groups: [ParameterGroup]
     public let beta1: Float, beta2: Float, epsilon: Float
     /// Decoupled (AdamW) rather than L2 (Adam) weight decay.
     public let decoupledWeightDecay: Bool
-    private let store = SlotStore()
+    let store = SlotStore()
+    static let slotNames: Set<String> = ["exp_avg", "exp_avg_sq"]
 
     public init(_ groups: [ParameterGroup], beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, decoupledWeightDecay: Bool = false) {
         require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && epsilon > 0, "Adam: betas must be in [0, 1) and epsilon positive")
@@ -214,12 +225,6 @@ public final class Adam: Optimizer {
                 }
             }
         }
-    }
-
-    public func stateTensors() -> [(name: String, tensor: Tensor)] { store.export() }
-
-    public func loadStateTensors(_ tensors: [String: Tensor]) throws {
-        try store.load(tensors, parameters: allParameters, knownSlots: ["exp_avg", "exp_avg_sq"])
     }
 }
 

@@ -5,23 +5,17 @@ import Foundation
 /// to disk, and the temporary file is renamed over the target. Every module that writes
 /// files (datasets, models, checkpoints, reports) goes through it.
 public enum AtomicFile {
-    /// A file that could not be written: its path and the reason.
-    public struct WriteError: Error, CustomStringConvertible, Equatable {
-        public let file: String
-        public let problem: String
-        public var description: String { "\(file): \(problem)" }
-    }
 
     public static func write(_ data: Data, to path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
         let folder = directory.isEmpty ? "." : directory
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw WriteError(file: path, problem: "folder \(folder) does not exist")
+            throw FileError(file: path, "folder \(folder) does not exist")
         }
         let temporary = (folder as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp")
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard descriptor >= 0 else { throw WriteError(file: path, problem: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else { throw FileError(file: path, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var failure: String?
         data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) in
             var offset = 0
@@ -40,7 +34,7 @@ public enum AtomicFile {
         if failure == nil && rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
         if let failure {
             unlink(temporary)
-            throw WriteError(file: path, problem: "could not be written: \(failure)")
+            throw FileError(file: path, "could not be written: \(failure)")
         }
     }
 }
