@@ -127,20 +127,19 @@ def pkt(s, t, eps=1e-7):
 
 case("pkt", {"embedding": es}, {"embedding": et}, pkt)
 
-# CRD's contrast: anchors against their own memory row and k negatives, softmax over 1 + k.
+# CRD's contrast: each anchor against its own memory row and K negatives shared by the batch,
+# softmax over 1 + K.
 N, D, K = 10, 3, 4
 memory = F.normalize(torch.randn(N, D), dim=1)
 indices = [2, 7, 0, 5, 9, 3]
-negative_rows = [int(r) for r in torch.randint(0, N, (B * K,))]
+negative_rows = [1, 4, 6, 8]
 
 
 def crd(s, t, tau=0.07):
     anchors = F.normalize(s["anchor"], dim=1)
-    rows = []
-    for i in range(B):
-        rows += [indices[i]] + negative_rows[i * K:(i + 1) * K]
-    cands = memory[rows].view(B, K + 1, D)
-    logits = torch.bmm(cands, anchors.unsqueeze(2)).squeeze(2) / tau
+    positive = (anchors * memory[indices]).sum(1, keepdim=True)
+    negative = anchors @ memory[negative_rows].t()
+    logits = torch.cat([positive, negative], 1) / tau
     return F.cross_entropy(logits, torch.zeros(B, dtype=torch.long))
 
 
