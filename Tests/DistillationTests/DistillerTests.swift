@@ -72,6 +72,21 @@ final class DistillerTests: XCTestCase {
         XCTAssertTrue(student.stateDict().map(\.tensor.scalars) == expected, "resumed run ends with the uninterrupted run's weights")
     }
 
+    func testTeacherIsCachedOnlyForADeterministicPipeline() throws {
+        for augmented in [false, true] {
+            let (student, teacher) = try models(seed: 1)
+            var c = configuration(epochs: 1)
+            if augmented { c.augmentation = Augmentation(cropPadding: 1, horizontalFlip: true) }
+            let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))],
+                                          losses: [WeightedLoss(KnowledgeDistillation(), weight: 0.9)], configuration: c)
+            var cached = 0
+            try distiller.fit(train: data()) { event in
+                if case .cachingTeacher = event { cached += 1 }
+            }
+            XCTAssertEqual(cached > 0, !augmented, augmented ? "augmented images: the teacher runs online" : "fixed images: computed once")
+        }
+    }
+
     func testExportedStudentHoldsNoTeacherOrLossWeights() throws {
         let (student, teacher) = try models(seed: 1)
         let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
