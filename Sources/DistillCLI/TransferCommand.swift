@@ -53,6 +53,10 @@ struct TransferCommand: ParsableCommand {
         let dataset: FashionMNIST
         do { dataset = try FashionMNIST(directory: dataOptions.data) } catch let error as DatasetError { throw ValidationError("\(error)") }
         let oldList = try DataOptions.parseClasses(oldClasses)
+        let overlap = Set(oldList).intersection(try DataOptions.parseClasses(dataOptions.classes!)).sorted()
+        guard overlap.isEmpty else {
+            throw ValidationError("--classes and --old-classes overlap on \(overlap.map(String.init).joined(separator: ", ")): the new task must be new classes")
+        }
         let oldTrain = try dataset.train.selectingClasses(oldList), oldTest = try dataset.test.selectingClasses(oldList)
         let oldModel: (model: any Module, name: String, options: ModelOptions)
         do { oldModel = try SavedModel.load(source) } catch let error as ModelFormatError { throw ValidationError("--from: \(error)") }

@@ -54,6 +54,8 @@ final class CommandLineTests: XCTestCase {
         try assertFails(["train", "--model", "mlp", "--epochs", "0", "--out", "/tmp/x"], mentioning: "--epochs must be at least 1")
         try assertFails(["distill", "--teacher", "/nonexistent/teacher", "--out", "/tmp/x"], mentioning: "/nonexistent/teacher: does not exist")
         try assertFails(["distill", "--teacher", "/nonexistent/teacher", "--method", "magic", "--out", "/tmp/x"], mentioning: "unknown method 'magic'")
+        try assertFails(["transfer", "--from", "/nonexistent/old", "--classes", "3-7", "--out", "/tmp/x"], mentioning: "overlap on 3, 4")
+        try assertFails(["transfer", "--from", "/nonexistent/old", "--classes", "5-9", "--strategy", "magic", "--out", "/tmp/x"], mentioning: "unknown strategy 'magic'")
         let corrupt = FileManager.default.temporaryDirectory.appendingPathComponent("corrupt-\(UUID()).safetensors")
         try Data("not a model at all".utf8).write(to: corrupt)
         defer { try? FileManager.default.removeItem(at: corrupt) }
