@@ -37,7 +37,7 @@ final class CommandLineTests: XCTestCase {
     func testHelpListsTheSubcommands() throws {
         let result = try run(["--help"])
         XCTAssertEqual(result.status, 0)
-        for command in ["train", "distill", "transfer", "inspect", "demo"] { XCTAssertTrue(result.output.contains(command), command) }
+        for command in ["train", "distill", "transfer", "evaluate", "inspect", "demo"] { XCTAssertTrue(result.output.contains(command), command) }
     }
 
     func testInspectPrintsASummary() throws {
@@ -55,6 +55,7 @@ final class CommandLineTests: XCTestCase {
         try assertFails(["distill", "--teacher", "/nonexistent/teacher", "--out", "/tmp/x"], mentioning: "/nonexistent/teacher: does not exist")
         try assertFails(["distill", "--teacher", "/nonexistent/teacher", "--method", "magic", "--out", "/tmp/x"], mentioning: "unknown method 'magic'")
         try assertFails(["transfer", "--from", "/nonexistent/old", "--classes", "3-7", "--out", "/tmp/x"], mentioning: "overlap on 3, 4")
+        try assertFails(["evaluate", "/nonexistent/run"], mentioning: "/nonexistent/run: does not exist")
         try assertFails(["transfer", "--from", "/nonexistent/old", "--classes", "5-9", "--strategy", "magic", "--out", "/tmp/x"], mentioning: "unknown strategy 'magic'")
         let corrupt = FileManager.default.temporaryDirectory.appendingPathComponent("corrupt-\(UUID()).safetensors")
         try Data("not a model at all".utf8).write(to: corrupt)
