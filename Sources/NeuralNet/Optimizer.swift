@@ -50,6 +50,18 @@ extension Optimizer {
 
     /// Every parameter, group by group.
     var allParameters: [Tensor] { groups.flatMap(\.parameters) }
+
+    /// Calls `body` with each parameter that has a gradient, its group and its index among
+    /// all parameters (the key of its optimizer state).
+    func forEachParameterWithGradient(_ body: (_ group: ParameterGroup, _ index: Int, _ parameter: Tensor, _ grad: Tensor) -> Void) {
+        var index = 0
+        for group in groups {
+            for parameter in group.parameters {
+                defer { index += 1 }
+                if let grad = parameter.grad { body(group, index, parameter, grad) }
+            }
+        }
+    }
 }
 
 /// A problem restoring optimizer state.
@@ -143,25 +155,20 @@ public final class SGD: SlotStoring {
     }
 
     public func step() {
-        var index = 0
-        for group in groups {
-            for parameter in group.parameters {
-                defer { index += 1 }
-                guard let grad = parameter.grad else { continue }
-                let (buffer, isNew) = momentum != 0 ? store.tensor("momentum_buffer", index, like: parameter) : (parameter, false)
-                let lr = group.learningRate, decay = group.weightDecay, mu = momentum, damp = dampening, nesterov = nesterov
-                let hasMomentum = momentum != 0
-                parameter.withUnsafeMutableBufferPointer { p in
-                    grad.withUnsafeBufferPointer { g in
-                        buffer.withUnsafeMutableBufferPointer { b in
-                            for i in 0..<p.count {
-                                var d = g[i] + decay * p[i]
-                                if hasMomentum {
-                                    b[i] = isNew ? d : mu * b[i] + (1 - damp) * d
-                                    d = nesterov ? d + mu * b[i] : b[i]
-                                }
-                                p[i] -= lr * d
+        forEachParameterWithGradient { group, index, parameter, grad in
+            let (buffer, isNew) = momentum != 0 ? store.tensor("momentum_buffer", index, like: parameter) : (parameter, false)
+            let lr = group.learningRate, decay = group.weightDecay, mu = momentum, damp = dampening, nesterov = nesterov
+            let hasMomentum = momentum != 0
+            parameter.withUnsafeMutableBufferPointer { p in
+                grad.withUnsafeBufferPointer { g in
+                    buffer.withUnsafeMutableBufferPointer { b in
+                        for i in 0..<p.count {
+                            var d = g[i] + decay * p[i]
+                            if hasMomentum {
+                                b[i] = isNew ? d : mu * b[i] + (1 - damp) * d
+                                d = nesterov ? d + mu * b[i] : b[i]
                             }
+                            p[i] -= lr * d
                         }
                     }
                 }
@@ -195,30 +202,25 @@ public final class Adam: SlotStoring {
     public static func adamW(_ groups: [ParameterGroup]) -> Adam { Adam(groups, decoupledWeightDecay: true) }
 
     public func step() {
-        var index = 0
-        for group in groups {
-            for parameter in group.parameters {
-                defer { index += 1 }
-                guard let grad = parameter.grad else { continue }
-                let (m, _) = store.tensor("exp_avg", index, like: parameter)
-                let (v, _) = store.tensor("exp_avg_sq", index, like: parameter)
-                let t = (store.steps[index] ?? 0) + 1
-                store.steps[index] = t
-                let lr = group.learningRate, decay = group.weightDecay
-                let b1 = beta1, b2 = beta2, eps = epsilon, decoupled = decoupledWeightDecay
-                let correction1 = 1 - Foundation.pow(b1, Float(t)), correction2 = 1 - Foundation.pow(b2, Float(t))
-                let stepSize = lr / correction1, root2 = correction2.squareRoot()
-                parameter.withUnsafeMutableBufferPointer { p in
-                    grad.withUnsafeBufferPointer { g in
-                        m.withUnsafeMutableBufferPointer { mb in
-                            v.withUnsafeMutableBufferPointer { vb in
-                                for i in 0..<p.count {
-                                    var d = g[i]
-                                    if decoupled { p[i] *= 1 - lr * decay } else { d += decay * p[i] }
-                                    mb[i] = b1 * mb[i] + (1 - b1) * d
-                                    vb[i] = b2 * vb[i] + (1 - b2) * d * d
-                                    p[i] -= stepSize * mb[i] / (vb[i].squareRoot() / root2 + eps)
-                                }
+        forEachParameterWithGradient { group, index, parameter, grad in
+            let (m, _) = store.tensor("exp_avg", index, like: parameter)
+            let (v, _) = store.tensor("exp_avg_sq", index, like: parameter)
+            let t = (store.steps[index] ?? 0) + 1
+            store.steps[index] = t
+            let lr = group.learningRate, decay = group.weightDecay
+            let b1 = beta1, b2 = beta2, eps = epsilon, decoupled = decoupledWeightDecay
+            let correction1 = 1 - Foundation.pow(b1, Float(t)), correction2 = 1 - Foundation.pow(b2, Float(t))
+            let stepSize = lr / correction1, root2 = correction2.squareRoot()
+            parameter.withUnsafeMutableBufferPointer { p in
+                grad.withUnsafeBufferPointer { g in
+                    m.withUnsafeMutableBufferPointer { mb in
+                        v.withUnsafeMutableBufferPointer { vb in
+                            for i in 0..<p.count {
+                                var d = g[i]
+                                if decoupled { p[i] *= 1 - lr * decay } else { d += decay * p[i] }
+                                mb[i] = b1 * mb[i] + (1 - b1) * d
+                                vb[i] = b2 * vb[i] + (1 - b2) * d * d
+                                p[i] -= stepSize * mb[i] / (vb[i].squareRoot() / root2 + eps)
                             }
                         }
                     }
