@@ -70,7 +70,9 @@ struct Demo: ParsableCommand {
 
         let distilled = DistillationReport(student: student, teacher: teacher, images: test.inputs, labels: test.labels, classNames: test.classNames)
         let baseline = DistillationReport(student: scratch, teacher: teacher, images: test.inputs, labels: test.labels, classNames: test.classNames)
-        try writeJSON(distilled, to: (out as NSString).appendingPathComponent("evaluation.json"))
+        let runDirectory = (out as NSString).appendingPathComponent("distillation")
+        try writeJSON(distilled, to: (runDirectory as NSString).appendingPathComponent("evaluation.json"))
+        try HTMLReport.write([try HTMLReport.Run.load(runDirectory)], to: (out as NSString).appendingPathComponent("report.html"))
         let teacherCost = distilled.teacherCost!
         print("")
         func pad(_ text: String, _ width: Int, right: Bool = false) -> String {

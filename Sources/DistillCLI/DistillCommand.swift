@@ -119,6 +119,7 @@ struct DistillCommand: ParsableCommand {
         let report = DistillationReport(student: studentModel, teacher: teacherList.first?.model, images: test.inputs, labels: test.labels,
                                         classNames: test.classNames)
         try writeJSON(report, to: (training.out as NSString).appendingPathComponent("evaluation.json"))
+        try HTMLReport.write([try HTMLReport.Run.load(training.out)], to: (training.out as NSString).appendingPathComponent("report.html"))
         var summary = String(format: "student test accuracy %.2f%% (top-5 %.2f%%, calibration error %.3f)", report.student.top1 * 100,
                              report.student.top5 * 100, report.student.expectedCalibrationError)
         if let teacher = report.teacher, let agreement = report.student.agreement, let ratio = report.parameterRatio, let speed = report.latencyBatch1Ratio {
@@ -126,6 +127,6 @@ struct DistillCommand: ParsableCommand {
                               teacher.top1 * 100, agreement * 100, ratio, speed)
         }
         print(summary)
-        print(String(format: "distilled in %.1f s; wrote %@/model.safetensors and evaluation.json", seconds, training.out))
+        print(String(format: "distilled in %.1f s; wrote %@/model.safetensors, evaluation.json and report.html", seconds, training.out))
     }
 }

@@ -59,6 +59,15 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var seconds: Double
     public var learningRate: Float
     public var validationAccuracy: Double?
+
+    public init(epoch: Int, loss: Float, terms: [String: Float], seconds: Double, learningRate: Float, validationAccuracy: Double? = nil) {
+        self.epoch = epoch
+        self.loss = loss
+        self.terms = terms
+        self.seconds = seconds
+        self.learningRate = learningRate
+        self.validationAccuracy = validationAccuracy
+    }
 }
 
 /// Trains a student against frozen teachers with a weighted sum of losses:
