@@ -47,7 +47,7 @@ struct Demo: ParsableCommand {
         let scratch = try ModelZoo.make("cnn-student", using: &generator)
         let scratchEpochs = max(1, steps / ((labeled.count + 127) / 128))
         try fit(scratch, name: "cnn-student on the \(labeled.count) labelled images alone", epochs: scratchEpochs, train: labeled, test: test,
-                reportEvery: max(1, scratchEpochs / 3), using: &generator)
+                using: &generator)
 
         let student = try ModelZoo.make("cnn-student", using: &generator)
         var configuration = DistillerConfiguration()
@@ -94,18 +94,9 @@ struct Demo: ParsableCommand {
                      (distilled.student.top1 - baseline.student.top1) * 100, distilled.parameterRatio ?? 0, distilled.latencyBatch1Ratio ?? 0, out))
     }
 
-    private func fit(_ model: any Module, name: String, epochs: Int, train: Dataset, test: Dataset, reportEvery: Int = 1,
-                     using generator: inout RandomGenerator) throws {
+    private func fit(_ model: any Module, name: String, epochs: Int, train: Dataset, test: Dataset, using generator: inout RandomGenerator) throws {
         print("\(name) (\(model.parameterCount) parameters):")
-        let optimizer = SGD(ParameterGroup.decayingWeightsOnly(model, learningRate: 0.05, weightDecay: 5e-4), momentum: 0.9, nesterov: true)
-        let schedule = CosineSchedule(totalSteps: (train.count + 127) / 128 * epochs)
-        var step = 0
-        for epoch in 1...epochs {
-            let result = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: schedule, images: train.inputs, labels: train.labels,
-                                                       batchSize: 128, firstStep: step, clipNorm: 5, using: &generator)
-            step = result.steps
-            guard epoch % reportEvery == 0 || epoch == epochs else { continue }
-            let accuracy = ClassifierTraining.accuracy(model, images: test.inputs, labels: test.labels)
+        try trainFromScratch(model, epochs: epochs, batchSize: 128, learningRate: 0.05, train: train, test: test, using: &generator) { epoch, result, accuracy in
             print(String(format: "  epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s  %.0f images/s", epoch, result.loss, accuracy * 100,
                          result.seconds, result.examplesPerSecond))
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import NeuralNet
 import Tensors
 
 /// Where the data comes from and which part of it is used (shared by train and distill).
@@ -84,4 +85,23 @@ func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try AtomicFile.write(try encoder.encode(value), to: path)
+}
+
+/// Trains `model` from scratch with the CLI's recipe (SGD with Nesterov momentum 0.9, weight
+/// decay 5e-4 on weights, cosine schedule, clipping at norm 5), evaluating on `test` about
+/// ten times (every epoch for short runs) and reporting each evaluation to `report`.
+func trainFromScratch(_ model: any Module, epochs: Int, batchSize: Int, learningRate: Float, train: Dataset, test: Dataset,
+                      using generator: inout RandomGenerator,
+                      report: (_ epoch: Int, _ result: EpochResult, _ accuracy: Double) throws -> Void) throws {
+    let optimizer = SGD(ParameterGroup.decayingWeightsOnly(model, learningRate: learningRate, weightDecay: 5e-4), momentum: 0.9, nesterov: true)
+    let schedule = CosineSchedule(totalSteps: (train.count + batchSize - 1) / batchSize * epochs)
+    var step = 0
+    for epoch in 1...epochs {
+        let result = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: schedule, images: train.inputs, labels: train.labels,
+                                                   batchSize: batchSize, firstStep: step, clipNorm: 5, using: &generator)
+        step = result.steps
+        guard result.loss.isFinite else { throw ValidationError("training diverged in epoch \(epoch) (loss \(result.loss)); lower --lr") }
+        guard epoch == epochs || epoch % max(1, epochs / 10) == 0 else { continue }
+        try report(epoch, result, ClassifierTraining.accuracy(model, images: test.inputs, labels: test.labels))
+    }
 }

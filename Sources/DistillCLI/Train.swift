@@ -27,21 +27,11 @@ struct Train: ParsableCommand {
         var generator = RandomGenerator(seed: training.seed)
         let options = ModelOptions(classes: train.classCount, inputChannels: train.exampleShape[0], inputSize: train.exampleShape[1])
         let network = try ModelZoo.make(model, options: options, using: &generator)
-        let optimizer = SGD(ParameterGroup.decayingWeightsOnly(network, learningRate: training.lr, weightDecay: 5e-4), momentum: 0.9, nesterov: true)
-        let steps = (train.count + training.batch - 1) / training.batch * training.epochs
-        let schedule = CosineSchedule(totalSteps: steps)
         try FileManager.default.createDirectory(atPath: training.out, withIntermediateDirectories: true)
         print("train \(model) (\(network.parameterCount) parameters) on \(train.count) images, \(training.epochs) epochs")
-        var step = 0
         var lines = ""
-        for epoch in 1...training.epochs {
-            let result = ClassifierTraining.trainEpoch(network, optimizer: optimizer, schedule: schedule, images: train.inputs, labels: train.labels,
-                                                       batchSize: training.batch, firstStep: step, clipNorm: 5, using: &generator)
-            step = result.steps
-            guard result.loss.isFinite else { throw ValidationError("training diverged in epoch \(epoch) (loss \(result.loss)); lower --lr") }
-            // Long runs on few labels have many short epochs: evaluate about ten times.
-            guard epoch == training.epochs || epoch % max(1, training.epochs / 10) == 0 else { continue }
-            let accuracy = ClassifierTraining.accuracy(network, images: test.inputs, labels: test.labels)
+        try trainFromScratch(network, epochs: training.epochs, batchSize: training.batch, learningRate: training.lr, train: train, test: test,
+                             using: &generator) { epoch, result, accuracy in
             print(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s", epoch, result.loss, accuracy * 100, result.seconds))
             lines += String(format: "{\"epoch\": %d, \"loss\": %.6f, \"test_accuracy\": %.6f, \"seconds\": %.3f}\n", epoch, result.loss, accuracy, result.seconds)
             try AtomicFile.write(Data(lines.utf8), to: (training.out as NSString).appendingPathComponent("metrics.jsonl"))
