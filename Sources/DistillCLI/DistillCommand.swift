@@ -101,9 +101,12 @@ struct DistillCommand: ParsableCommand {
         let distiller = try Distiller(student: studentModel, teachers: teacherList, losses: losses, configuration: configuration)
         print("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(train.count) images\(labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")")
         let start = Date()
+        var progress = ProgressReporter()
         do {
             try distiller.fit(train: train, labeled: labeled, validation: test, learningRate: training.lr) { event in
                 switch event {
+                case let .step(epoch, step, total, loss, rate):
+                    progress.step(epoch: epoch + 1, step: step, of: total, loss: loss, examplesPerSecond: rate, batchSize: training.batch)
                 case let .cachingTeacher(done, total) where done == total: print("cached teacher outputs for \(total) images")
                 case let .epochFinished(record):
                     print(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s", record.epoch + 1, record.loss,

@@ -96,9 +96,14 @@ func trainFromScratch(_ model: any Module, epochs: Int, batchSize: Int, learning
     let optimizer = SGD(ParameterGroup.decayingWeightsOnly(model, learningRate: learningRate, weightDecay: 5e-4), momentum: 0.9, nesterov: true)
     let schedule = CosineSchedule(totalSteps: (train.count + batchSize - 1) / batchSize * epochs)
     var step = 0
+    var progress = ProgressReporter()
+    // Long epochs (a teacher's) show progress; the many short epochs of a few-label run do not.
+    let showProgress = train.count >= 20_000
     for epoch in 1...epochs {
         let result = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: schedule, images: train.inputs, labels: train.labels,
-                                                   batchSize: batchSize, firstStep: step, clipNorm: 5, using: &generator)
+                                                   batchSize: batchSize, firstStep: step, clipNorm: 5, using: &generator) { batch, total, loss, rate in
+            if showProgress { progress.step(epoch: epoch, step: batch, of: total, loss: loss, examplesPerSecond: rate, batchSize: batchSize) }
+        }
         step = result.steps
         guard result.loss.isFinite else { throw ValidationError("training diverged in epoch \(epoch) (loss \(result.loss)); lower --lr") }
         guard epoch == epochs || epoch % max(1, epochs / 10) == 0 else { continue }

@@ -18,11 +18,12 @@ public enum ClassifierTraining {
     /// One epoch of cross-entropy training over `images` [N, ...] and `labels`, in an order
     /// shuffled by `generator`, batches of `batchSize` (the last one smaller). Before each
     /// step the schedule (counted from `firstStep`) sets the learning rates; gradients are
-    /// clipped to `clipNorm` when given.
+    /// clipped to `clipNorm` when given. `onStep` hears (batch, batches, loss, examples per second).
     public static func trainEpoch(_ model: any Module, optimizer: any Optimizer, schedule: (any LearningRateSchedule)? = nil,
                                   images: Tensor, labels: [Int], batchSize: Int, firstStep: Int = 0,
                                   clipNorm: Float? = nil, labelSmoothing: Float = 0,
-                                  using generator: inout RandomGenerator) -> EpochResult {
+                                  using generator: inout RandomGenerator,
+                                  onStep: (_ batch: Int, _ of: Int, _ loss: Float, _ examplesPerSecond: Double) -> Void = { _, _, _, _ in }) -> EpochResult {
         require(images.shape[0] == labels.count, "trainEpoch: \(images.shape[0]) images but \(labels.count) labels")
         require(batchSize > 0, "trainEpoch: batch size must be positive")
         let start = Date()
@@ -42,6 +43,8 @@ public enum ClassifierTraining {
             optimizer.step()
             total += loss.item
             step += 1
+            onStep(step - firstStep, (order.count + batchSize - 1) / batchSize, loss.item,
+                   Double((step - firstStep) * batchSize) / max(Date().timeIntervalSince(start), 1e-9))
         }
         let batches = step - firstStep
         return EpochResult(loss: total / Float(max(batches, 1)), steps: step, seconds: Date().timeIntervalSince(start), examples: labels.count)
