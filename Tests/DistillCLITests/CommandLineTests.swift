@@ -37,13 +37,32 @@ final class CommandLineTests: XCTestCase {
     func testHelpListsTheSubcommands() throws {
         let result = try run(["--help"])
         XCTAssertEqual(result.status, 0)
-        for command in ["train", "distill", "transfer", "evaluate", "inspect", "demo"] { XCTAssertTrue(result.output.contains(command), command) }
+        for command in ["train", "distill", "transfer", "evaluate", "report", "export", "inspect", "demo"] { XCTAssertTrue(result.output.contains(command), command) }
     }
 
     func testInspectPrintsASummary() throws {
         let result = try run(["inspect", "cnn-student"])
         XCTAssertEqual(result.status, 0)
         XCTAssertTrue(result.output.contains("total parameters: 52,138"), result.output)
+    }
+
+    /// The success path of train, export, evaluate and inspect on a zoo model (no data needed
+    /// for export and inspect; train and evaluate need dataset-fashion-mnist).
+    func testTrainExportEvaluate() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") else {
+            throw XCTSkip("dataset-fashion-mnist is not installed (make test installs it)")
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let trained = try run(["train", "--model", "mlp", "--classes", "0-4", "--labels-per-class", "20", "--epochs", "2", "--out", folder.path])
+        XCTAssertEqual(trained.status, 0, trained.errors)
+        XCTAssertTrue(trained.output.contains("wrote"), trained.output)
+        let exported = try run(["export", folder.path, "--out", folder.appendingPathComponent("out.safetensors").path])
+        XCTAssertEqual(exported.status, 0, exported.errors)
+        XCTAssertTrue(exported.output.contains("mlp, "), exported.output)
+        let evaluated = try run(["evaluate", folder.appendingPathComponent("out.safetensors").path, "--classes", "0-4"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.errors)
+        XCTAssertTrue(evaluated.output.contains("accuracy") && evaluated.output.contains("Pullover"), evaluated.output)
     }
 
     func testUserMistakesAreClearErrors() throws {
@@ -56,6 +75,8 @@ final class CommandLineTests: XCTestCase {
         try assertFails(["distill", "--teacher", "/nonexistent/teacher", "--method", "magic", "--out", "/tmp/x"], mentioning: "unknown method 'magic'")
         try assertFails(["transfer", "--from", "/nonexistent/old", "--classes", "3-7", "--out", "/tmp/x"], mentioning: "overlap on 3, 4")
         try assertFails(["evaluate", "/nonexistent/run"], mentioning: "/nonexistent/run: does not exist")
+        try assertFails(["export", "/nonexistent/run", "--format", "tflite", "--out", "/tmp/x"], mentioning: "--format 'tflite' is not available")
+        try assertFails(["report", "/nonexistent/run"], mentioning: "/nonexistent/run/metrics.jsonl")
         try assertFails(["transfer", "--from", "/nonexistent/old", "--classes", "5-9", "--strategy", "magic", "--out", "/tmp/x"], mentioning: "unknown strategy 'magic'")
         let corrupt = FileManager.default.temporaryDirectory.appendingPathComponent("corrupt-\(UUID()).safetensors")
         try Data("not a model at all".utf8).write(to: corrupt)
