@@ -25,30 +25,27 @@ private struct ConvolutionPlan {
             && geometry.strideWidth == 1 && geometry.paddingHeight == 0 && geometry.paddingWidth == 0
     }
 
-    /// Unfolds samples [first, first+count) of group `group` into `columns` [patchSize, count·outputArea].
-    func unfold(_ input: UnsafePointer<Float>, first: Int, count: Int, group: Int, into columns: UnsafeMutablePointer<Float>) {
+    /// Unfolds sample `sample`'s channels of group `group` into `columns` [patchSize, outputArea],
+    /// channels split over the threads (serially when called inside a parallel region).
+    func unfold(_ input: UnsafePointer<Float>, sample: Int, group: Int, into columns: UnsafeMutablePointer<Float>) {
         let kernelArea = geometry.kernelHeight * geometry.kernelWidth
-        let rowStride = count * outputArea
-        Compute.parallelFor(count * channelsPerGroup, costPerItem: kernelArea * outputArea) { range in
-            for item in range {
-                let s = item / channelsPerGroup, c = item % channelsPerGroup
-                let image = input + ((first + s) * channels + group * channelsPerGroup + c) * inputArea
+        Compute.parallelFor(channelsPerGroup, costPerItem: kernelArea * outputArea) { range in
+            for c in range {
+                let image = input + (sample * channels + group * channelsPerGroup + c) * inputArea
                 ConvolutionKernels.im2col(image, channels: 1, height: height, width: width, geometry: geometry,
                                           outputHeight: outputHeight, outputWidth: outputWidth,
-                                          columns: columns + c * kernelArea * rowStride + s * outputArea, rowStride: rowStride)
+                                          columns: columns + c * kernelArea * outputArea, rowStride: outputArea)
             }
         }
     }
 
-    /// Adds `columns` [patchSize, count·outputArea] back into the input gradient of group `group`.
-    func fold(_ columns: UnsafePointer<Float>, first: Int, count: Int, group: Int, into gradInput: UnsafeMutablePointer<Float>) {
+    /// Adds `columns` [patchSize, outputArea] back into sample `sample`'s input gradient, group `group`.
+    func fold(_ columns: UnsafePointer<Float>, sample: Int, group: Int, into gradInput: UnsafeMutablePointer<Float>) {
         let kernelArea = geometry.kernelHeight * geometry.kernelWidth
-        let rowStride = count * outputArea
-        Compute.parallelFor(count * channelsPerGroup, costPerItem: kernelArea * outputArea) { range in
-            for item in range {
-                let s = item / channelsPerGroup, c = item % channelsPerGroup
-                let image = gradInput + ((first + s) * channels + group * channelsPerGroup + c) * inputArea
-                ConvolutionKernels.col2im(columns + c * kernelArea * rowStride + s * outputArea, rowStride: rowStride,
+        Compute.parallelFor(channelsPerGroup, costPerItem: kernelArea * outputArea) { range in
+            for c in range {
+                let image = gradInput + (sample * channels + group * channelsPerGroup + c) * inputArea
+                ConvolutionKernels.col2im(columns + c * kernelArea * outputArea, rowStride: outputArea,
                                           channels: 1, height: height, width: width, geometry: geometry,
                                           outputHeight: outputHeight, outputWidth: outputWidth, image: image)
             }
@@ -105,7 +102,7 @@ extension Tensor {
                         if plan.isPointwise {
                             patches = UnsafePointer(px + (s * plan.channels + group * plan.channelsPerGroup) * area)
                         } else {
-                            plan.unfold(px, first: s, count: 1, group: group, into: columns.pointer)
+                            plan.unfold(px, sample: s, group: group, into: columns.pointer)
                             patches = UnsafePointer(columns.pointer)
                         }
                         MatrixKernels.gemm(transposeA: false, transposeB: false, m: og, n: area, k: k,
@@ -142,7 +139,7 @@ extension Tensor {
                             if plan.isPointwise {
                                 patches = UnsafePointer(image)
                             } else {
-                                plan.unfold(px, first: s, count: 1, group: group, into: columns.pointer)
+                                plan.unfold(px, sample: s, group: group, into: columns.pointer)
                                 patches = UnsafePointer(columns.pointer)
                             }
                             MatrixKernels.gemm(transposeA: false, transposeB: true, m: og, n: k, k: area,
@@ -156,7 +153,7 @@ extension Tensor {
                                                a: pw + group * og * k, lda: k, b: gOut, ldb: area,
                                                c: plan.isPointwise ? gImage : columns.pointer, ldc: area)
                             if !plan.isPointwise {
-                                plan.fold(columns.pointer, first: s, count: 1, group: group, into: gx.storage.pointer)
+                                plan.fold(columns.pointer, sample: s, group: group, into: gx.storage.pointer)
                             }
                         }
                     }
