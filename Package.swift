@@ -65,6 +65,6 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "NeuralNet", "Tensors", "Datasets", "ModelFormats", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DistillCLITests"),
-        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

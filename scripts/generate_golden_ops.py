@@ -160,6 +160,7 @@ add("smooth l1", "smoothL1", [r(3, 4) * 2, r(3, 4)], F.smooth_l1_loss)
 add("cosine similarity", "cosineSimilarity", [r(3, 5), r(3, 5)], lambda a, b: F.cosine_similarity(a, b, dim=1), {"axis": 1})
 add("pairwise distances", "pairwiseDistances", [r(4, 3), r(5, 3)], torch.cdist)
 add("l2 normalize", "l2Normalize", [r(3, 4)], lambda a: F.normalize(a, dim=1), {"axis": 1})
+add("erf", "erf", [r(3, 4) * 2], torch.erf)
 
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "TensorsTests", "Fixtures", "ops_golden.json")
 with open(path + ".tmp", "w") as f:

@@ -16,7 +16,8 @@ fi
 # Light Python oracles for interoperability tests (PyTorch itself is only needed to
 # regenerate fixtures). Tests that need them say so and skip when they are absent.
 if [ "${1:-}" = "--test-oracles" ] && command -v python3 >/dev/null; then
-  python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install -q safetensors numpy || \
-    echo "warning: could not install safetensors/numpy; interoperability tests will be skipped"
+  python3 -c "import safetensors, numpy, onnx, onnxruntime" 2>/dev/null || \
+    python3 -m pip install -q safetensors numpy onnx onnxruntime || \
+    echo "warning: could not install safetensors/numpy/onnx/onnxruntime; interoperability tests will be skipped"
 fi
 exit 0

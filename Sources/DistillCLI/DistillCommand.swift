@@ -10,8 +10,11 @@ import Tensors
 struct DistillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "distill", abstract: "Distil teachers into a student on Fashion-MNIST.")
 
-    @Option(name: .customLong("teacher"), help: "Teacher run folder or model file (repeatable: an ensemble).")
+    @Option(name: .customLong("teacher"), help: "Teacher: a run folder, a .safetensors file or an ONNX classifier (.onnx); repeat for an ensemble.")
     var teachers: [String] = []
+
+    @Option(help: "Zoo architecture of teacher .safetensors files that do not name one (PyTorch state dicts).")
+    var teacherArchitecture: String?
 
     @Option(help: "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
     var teacherOutputs: String?
@@ -63,11 +66,12 @@ struct DistillCommand: ParsableCommand {
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
         for path in teachers {
-            do {
-                let loaded = try SavedModel.load(path)
-                teacherList.append(Teacher(.model(loaded.model)))
-                teacherNames.append(loaded.name)
-            } catch let error as ModelFormatError { throw ValidationError("teacher: \(error)") }
+            let loaded = try loadModel(path, architecture: teacherArchitecture, role: "teacher")
+            if let network = loaded.model as? ONNXNetwork, network.inputShape != train.exampleShape.dimensions {
+                throw ValidationError("teacher \(path) takes examples of shape \(network.inputShape), the data has \(train.exampleShape)")
+            }
+            teacherList.append(Teacher(.model(loaded.model)))
+            teacherNames.append(loaded.name ?? (path as NSString).lastPathComponent)
         }
         if let file = teacherOutputs {
             do {
@@ -80,7 +84,9 @@ struct DistillCommand: ParsableCommand {
         guard let studentTaps = TapLayers.defaults(for: student) else { throw ValidationError("no default layers for student '\(student)'") }
         let teacherTaps = teacherNames.first.flatMap(TapLayers.defaults(for:))
         let losses = try methods.map { m -> WeightedLoss in
-            guard !m.usesFeatures || teacherTaps != nil else { throw ValidationError("\(m.rawValue) needs a teacher model from the zoo") }
+            guard !m.usesFeatures || teacherTaps != nil else {
+                throw ValidationError("\(m.rawValue) compares intermediate features and needs a zoo teacher (an ONNX or black-box teacher supports kd and dkd)")
+            }
             let loss = try m.makeLoss(student: studentTaps, teacher: teacherTaps ?? studentTaps, temperature: temperature)
             return WeightedLoss(loss, weight: weights[m] ?? (m == .kd ? alpha : m.defaultWeight))
         }

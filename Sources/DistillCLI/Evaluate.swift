@@ -11,8 +11,11 @@ import Tensors
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a saved model on the test set.")
 
-    @Argument(help: "Run folder or model file.")
+    @Argument(help: "Run folder, .safetensors or .onnx model file.")
     var model: String
+
+    @Option(help: "Zoo architecture of a .safetensors file that does not name one (a PyTorch state dict).")
+    var architecture: String?
 
     @Option(help: "A teacher (run folder or model file) to measure agreement and cost ratios against.")
     var teacher: String?
@@ -23,11 +26,8 @@ struct Evaluate: ParsableCommand {
     var json = false
 
     func run() throws {
-        let student: any Module, teacherModel: (any Module)?
-        do {
-            student = try SavedModel.load(model).model
-            teacherModel = try teacher.map { try SavedModel.load($0).model }
-        } catch let error as ModelFormatError { throw ValidationError("\(error)") }
+        let student = try loadModel(model, architecture: architecture, role: "model").model
+        let teacherModel = try teacher.map { try loadModel($0, role: "teacher").model }
         let (_, test, _) = try dataOptions.load(seed: 0)
         let report = DistillationReport(student: student, teacher: teacherModel, images: test.inputs, labels: test.labels, classNames: test.classNames)
         if json {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Datasets
 import Foundation
+import ModelFormats
 import NeuralNet
 import Tensors
 
@@ -108,5 +109,19 @@ func trainFromScratch(_ model: any Module, epochs: Int, batchSize: Int, learning
         guard result.loss.isFinite else { throw ValidationError("training diverged in epoch \(epoch) (loss \(result.loss)); lower --lr") }
         guard epoch == epochs || epoch % max(1, epochs / 10) == 0 else { continue }
         try report(epoch, result, ClassifierTraining.accuracy(model, images: test.inputs, labels: test.labels))
+    }
+}
+
+/// A model from a run folder, a safetensors file (Distill's, or a PyTorch state dict of a zoo
+/// architecture named by `architecture`), or an ONNX file. `name` is the zoo name when known.
+func loadModel(_ path: String, architecture: String? = nil, role: String) throws -> (model: any Module, name: String?) {
+    do {
+        if path.lowercased().hasSuffix(".onnx") {
+            return (try ONNXNetwork(contentsOf: path), nil)
+        }
+        let loaded = try SavedModel.load(path, name: architecture)
+        return (loaded.model, loaded.name)
+    } catch let error as ModelFormatError {
+        throw ValidationError("\(role): \(error)")
     }
 }

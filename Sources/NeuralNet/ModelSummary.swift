@@ -20,19 +20,8 @@ public struct ModelSummary: CustomStringConvertible {
 
     /// Summarises `model` for inputs of `inputShape` (without the batch axis, e.g. [1, 28, 28]).
     public init(_ model: any Module, inputShape: Shape) {
-        var shapes: [ObjectIdentifier: (Shape, Shape)] = [:]
+        let shapes = model.traceShapes(inputShape: inputShape)
         let modules = model.namedModules()
-        for (_, module) in modules {
-            let key = ObjectIdentifier(module)
-            module.state.tap = { input, output in shapes[key] = (input.shape, output.shape) }
-        }
-        let wasTraining = model.namedModules().map { $0.module.state.isTraining }
-        model.eval()
-        _ = withoutGradients { model(Tensor.zeros(Shape([1] + inputShape.dimensions))) }
-        for ((_, module), training) in zip(modules, wasTraining) {
-            module.state.tap = nil
-            module.state.isTraining = training
-        }
         rows = modules.filter { !$0.name.isEmpty }.map { name, module in
             let (input, output) = shapes[ObjectIdentifier(module)] ?? ([], [])
             return Row(name: name, type: String(describing: type(of: module)), outputShape: output,
@@ -47,6 +36,7 @@ public struct ModelSummary: CustomStringConvertible {
 
     /// Multiply-adds of one example through the layers that do them (conv and linear).
     static func multiplyAdds(_ module: any Module, input: Shape, output: Shape) -> Int {
+        if let counted = module as? CountsMultiplyAdds { return counted.multiplyAddsPerExample }
         if let conv = module as? Conv2d, output.rank == 4 {
             let w = conv.weight.shape
             return output.count * w[1] * w[2] * w[3]
@@ -82,5 +72,33 @@ public struct ModelSummary: CustomStringConvertible {
             out.append(ch)
         }
         return String(out.reversed())
+    }
+}
+
+/// A module that knows its own multiply-adds per example from its last run (graph nodes,
+/// whose cost depends on operands the summary cannot see).
+public protocol CountsMultiplyAdds {
+    var multiplyAddsPerExample: Int { get }
+}
+
+extension Module {
+    /// Every module's input and output shape when the model runs once, at batch 1 and in
+    /// evaluation mode, on zeros of `inputShape` (without the batch axis). The model's
+    /// modes are restored afterwards.
+    public func traceShapes(inputShape: Shape) -> [ObjectIdentifier: (input: Shape, output: Shape)] {
+        var shapes: [ObjectIdentifier: (input: Shape, output: Shape)] = [:]
+        let modules = namedModules().map(\.module)
+        let wasTraining = modules.map(\.state.isTraining)
+        for module in modules {
+            let key = ObjectIdentifier(module)
+            module.state.tap = { input, output in shapes[key] = (input.shape, output.shape) }
+        }
+        eval()
+        _ = withoutGradients { self(Tensor.zeros(Shape([1] + inputShape.dimensions))) }
+        for (module, training) in zip(modules, wasTraining) {
+            module.state.tap = nil
+            module.state.isTraining = training
+        }
+        return shapes
     }
 }

@@ -12,6 +12,10 @@ public final class ModuleState {
     var tap: ((Tensor, Tensor) -> Void)?
 
     public init() {}
+
+    /// Reports an output computed outside `callAsFunction` to the tap, if any: for modules
+    /// that stand for part of a larger computation (the nodes of an ONNX graph).
+    public func report(input: Tensor, output: Tensor) { tap?(input, output) }
 }
 
 /// A network layer or a composition of layers, PyTorch-style: named parameters and buffers

@@ -32,6 +32,11 @@ private struct GELUGradient: BinaryFunction {
         return g * (cdf + x * pdf)
     }
 }
+private struct Erf: UnaryFunction { func callAsFunction(_ x: Float) -> Float { erff(x) } }
+/// d/dx erf x = 2/√π · e^(−x²).
+private struct ErfGradient: BinaryFunction {
+    func callAsFunction(_ g: Float, _ x: Float) -> Float { g * 1.1283791671 * Foundation.exp(-x * x) }
+}
 /// 1/(1 + e⁻ˣ) without overflow for large |x|.
 struct Sigmoid: UnaryFunction {
     func callAsFunction(_ x: Float) -> Float {
@@ -107,6 +112,12 @@ extension Tensor {
     public func gelu() -> Tensor {
         let x = self
         return ElementwiseKernels.map(x, GELU()).recorded("gelu", [x]) { g in [ElementwiseKernels.zip(g, x, GELUGradient())] }
+    }
+
+    /// The Gauss error function (ONNX's Erf, which GELU decomposes into before opset 20).
+    public func erf() -> Tensor {
+        let x = self
+        return ElementwiseKernels.map(x, Erf()).recorded("erf", [x]) { g in [ElementwiseKernels.zip(g, x, ErfGradient())] }
     }
 
     /// 1 / (1 + e⁻ˣ), computed without overflow for large |x|.

@@ -62,6 +62,7 @@ final class GoldenOpsTests: XCTestCase {
         case "relu": return x[0].relu()
         case "leakyRelu": return x[0].leakyRelu(negativeSlope: float("slope"))
         case "gelu": return x[0].gelu()
+        case "erf": return x[0].erf()
         case "sigmoid": return x[0].sigmoid()
         case "tanh": return x[0].tanh()
         case "softplus": return x[0].softplus()
