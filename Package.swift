@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // The GEMM shim: oneDNN's sgemm on Linux (libdnnl-dev), Accelerate on Apple
@@ -52,6 +53,7 @@ let package = Package(
             dependencies: [
                 "Tensors", "NeuralNet", "Datasets", "ModelFormats", "Distillation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(

@@ -28,7 +28,7 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         let dataset: FashionMNIST
-        do { dataset = try FashionMNIST(directory: data) } catch let error as DatasetError { throw ValidationError("\(error)") }
+        do { dataset = try FashionMNIST(directory: data) } catch let error as DatasetError { throw UserError("\(error)") }
         let train = quick ? dataset.train.subset(Array(0..<10_000)) : dataset.train
         let test = dataset.test
         let (teacherEpochs, studentEpochs) = quick ? (2, 6) : (2, 3)
@@ -96,7 +96,9 @@ struct Demo: ParsableCommand {
 
     private func fit(_ model: any Module, name: String, epochs: Int, train: Dataset, test: Dataset, using generator: inout RandomGenerator) throws {
         print("\(name) (\(model.parameterCount) parameters):")
-        try trainFromScratch(model, epochs: epochs, batchSize: 128, learningRate: 0.05, train: train, test: test, using: &generator) { epoch, result, accuracy in
+        let console = Console(OutputOptions())
+        try trainFromScratch(model, epochs: epochs, batchSize: 128, learningRate: 0.05, train: train, test: test, console: console,
+                             using: &generator) { epoch, result, _, accuracy in
             print(String(format: "  epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s  %.0f images/s", epoch, result.loss, accuracy * 100,
                          result.seconds, result.examplesPerSecond))
         }

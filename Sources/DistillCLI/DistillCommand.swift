@@ -45,11 +45,26 @@ struct DistillCommand: ParsableCommand {
 
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
+    @OptionGroup var output: OutputOptions
+
+    /// The resolved configuration, defaults included.
+    var configEntries: [(String, Experiment.Value?)] {
+        [("teacher", teachers.isEmpty ? nil : .list(teachers)), ("teacher-architecture", teacherArchitecture.map { .text($0) }),
+         ("teacher-outputs", teacherOutputs.map { .text($0) }), ("student", .text(student)),
+         ("method", .list(method.split(separator: ",").map(String.init))), ("temperature", .number(temperature)),
+         ("alpha", .number(alpha)),
+         ("weight", weight.isEmpty ? nil : .weights(weight.compactMap { item in
+             let parts = item.split(separator: "=")
+             return parts.count == 2 ? Double(parts[1]).map { (String(parts[0]), $0) } : nil
+         })),
+         ("plain", .flag(plain)), ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
+            + dataOptions.configEntries + training.configEntries
+    }
 
     func run() throws {
         let methods = try method.split(separator: ",").map { name -> DistillationMethod in
             guard let m = DistillationMethod(rawValue: String(name)) else {
-                throw ValidationError("unknown method '\(name)' (available: \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw UserError("unknown method '\(name)' (available: \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             return m
         }
@@ -57,18 +72,18 @@ struct DistillCommand: ParsableCommand {
         for item in weight {
             let parts = item.split(separator: "=")
             guard parts.count == 2, let m = DistillationMethod(rawValue: String(parts[0])), let w = Float(parts[1]), w >= 0 else {
-                throw ValidationError("--weight '\(item)' must be METHOD=NUMBER with a known method")
+                throw UserError("--weight '\(item)' must be METHOD=NUMBER with a known method")
             }
             weights[m] = w
         }
-        guard !teachers.isEmpty || teacherOutputs != nil else { throw ValidationError("give --teacher or --teacher-outputs") }
+        guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
         let (train, test, labeled) = try dataOptions.load(seed: training.seed)
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
         for path in teachers {
             let loaded = try loadModel(path, architecture: teacherArchitecture, role: "teacher")
             if let network = loaded.model as? ONNXNetwork, network.inputShape != train.exampleShape.dimensions {
-                throw ValidationError("teacher \(path) takes examples of shape \(network.inputShape), the data has \(train.exampleShape)")
+                throw UserError("teacher \(path) takes examples of shape \(network.inputShape), the data has \(train.exampleShape)")
             }
             teacherList.append(Teacher(.model(loaded.model)))
             teacherNames.append(loaded.name ?? (path as NSString).lastPathComponent)
@@ -76,16 +91,16 @@ struct DistillCommand: ParsableCommand {
         if let file = teacherOutputs {
             do {
                 teacherList.append(Teacher(.outputs(try TeacherOutputs.load(file, examples: train.count, classes: train.classCount))))
-            } catch let error as DistillationError { throw ValidationError("\(error)") }
+            } catch let error as DistillationError { throw UserError("\(error)") }
         }
         var generator = RandomGenerator(seed: training.seed)
         let options = ModelOptions(classes: train.classCount, inputChannels: train.exampleShape[0], inputSize: train.exampleShape[1])
         let studentModel = try ModelZoo.make(student, options: options, using: &generator)
-        guard let studentTaps = TapLayers.defaults(for: student) else { throw ValidationError("no default layers for student '\(student)'") }
+        guard let studentTaps = TapLayers.defaults(for: student) else { throw UserError("no default layers for student '\(student)'") }
         let teacherTaps = teacherNames.first.flatMap(TapLayers.defaults(for:))
         let losses = try methods.map { m -> WeightedLoss in
             guard !m.usesFeatures || teacherTaps != nil else {
-                throw ValidationError("\(m.rawValue) compares intermediate features and needs a zoo teacher (an ONNX or black-box teacher supports kd and dkd)")
+                throw UserError("\(m.rawValue) compares intermediate features and needs a zoo teacher (an ONNX or black-box teacher supports kd and dkd)")
             }
             let loss = try m.makeLoss(student: studentTaps, teacher: teacherTaps ?? studentTaps, temperature: temperature)
             return WeightedLoss(loss, weight: weights[m] ?? (m == .kd ? alpha : m.defaultWeight))
@@ -97,6 +112,9 @@ struct DistillCommand: ParsableCommand {
         configuration.crossEntropyWeight = methods.contains(.kd) ? 1 - (weights[.kd] ?? alpha) : 1
         configuration.runDirectory = training.out
         configuration.cacheDirectory = cacheDirectory
+        configuration.optimizer = training.optimizer
+        configuration.schedule = training.schedule
+        configuration.weightDecay = training.weightDecay
         if augment {
             configuration.augmentation = Augmentation(cropPadding: 2, erasingProbability: 0.25, fillValue: FashionMNIST.normalizedBlack)
         }
@@ -105,24 +123,27 @@ struct DistillCommand: ParsableCommand {
             configuration.warmupSteps = 0
         }
         let distiller = try Distiller(student: studentModel, teachers: teacherList, losses: losses, configuration: configuration)
-        print("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(train.count) images\(labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")")
+        try Experiment.writeResolved(command: "distill", configEntries, to: training.out)
+        let console = Console(output)
+        console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(train.count) images\(labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")")
         let start = Date()
-        var progress = ProgressReporter()
         do {
             try distiller.fit(train: train, labeled: labeled, validation: test, learningRate: training.lr) { event in
                 switch event {
                 case let .step(epoch, step, total, loss, rate):
-                    progress.step(epoch: epoch + 1, step: step, of: total, loss: loss, examplesPerSecond: rate, batchSize: training.batch)
-                case let .cachingTeacher(done, total) where done == total: print("cached teacher outputs for \(total) images")
+                    console.step(epoch: epoch + 1, step: step, of: total, loss: loss, examplesPerSecond: rate, batchSize: training.batch)
+                case let .cachingTeacher(done, total) where done == total: console.say("cached teacher outputs for \(total) images")
                 case let .epochFinished(record):
-                    print(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s", record.epoch + 1, record.loss,
-                                 (record.validationAccuracy ?? 0) * 100, record.seconds))
+                    console.epoch(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s", record.epoch + 1, record.loss,
+                                         (record.validationAccuracy ?? 0) * 100, record.seconds),
+                                  ["epoch": record.epoch + 1, "loss": Double(record.loss), "terms": record.terms.mapValues(Double.init),
+                                   "test_accuracy": record.validationAccuracy ?? Double.nan, "seconds": record.seconds])
                 case let .rolledBack(epoch, step, factor):
-                    print("non-finite loss at epoch \(epoch + 1), step \(step + 1): rolled back, learning rate × \(factor)")
+                    console.say("non-finite loss at epoch \(epoch + 1), step \(step + 1): rolled back, learning rate × \(factor)")
                 default: break
                 }
             }
-        } catch let error as DistillationError { throw ValidationError("\(error)") }
+        } catch let error as DistillationError { throw UserError("\(error)") }
         try SavedModel.save(studentModel, name: student, options: options, to: (training.out as NSString).appendingPathComponent("model.safetensors"))
         let seconds = Date().timeIntervalSince(start)
         let report = DistillationReport(student: studentModel, teacher: teacherList.first?.model, images: test.inputs, labels: test.labels,
@@ -135,7 +156,11 @@ struct DistillCommand: ParsableCommand {
             summary += String(format: "; teacher %.2f%%; agreement %.2f%%; %.1f× fewer parameters, %.1f× faster at batch 1",
                               teacher.top1 * 100, agreement * 100, ratio, speed)
         }
-        print(summary)
-        print(String(format: "distilled in %.1f s; wrote %@/model.safetensors, evaluation.json and report.html", seconds, training.out))
+        summary += String(format: "; distilled in %.1f s; wrote %@/model.safetensors, evaluation.json and report.html", seconds, training.out)
+        var fields: [String: Any] = ["test_accuracy": report.student.top1, "top5": report.student.top5,
+                                     "calibration_error": report.student.expectedCalibrationError, "seconds": seconds, "out": training.out]
+        if let teacher = report.teacher { fields["teacher_test_accuracy"] = teacher.top1 }
+        if let agreement = report.student.agreement { fields["agreement"] = agreement }
+        console.result(summary, fields)
     }
 }

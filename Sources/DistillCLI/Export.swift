@@ -30,9 +30,9 @@ struct Export: ParsableCommand {
 
     func validate() throws {
         guard ["onnx", "safetensors"].contains(resolvedFormat) else {
-            throw ValidationError("--format '\(resolvedFormat)' is not available; formats: onnx, safetensors")
+            throw UserError("--format '\(resolvedFormat)' is not available; formats: onnx, safetensors")
         }
-        guard (13...20).contains(opset) else { throw ValidationError("--opset \(opset) is not supported (13 to 20)") }
+        guard (13...20).contains(opset) else { throw UserError("--opset \(opset) is not supported (13 to 20)") }
     }
 
     func run() throws {
@@ -49,6 +49,6 @@ struct Export: ParsableCommand {
                 try SavedModel.save(loaded.model, name: loaded.name, options: loaded.options, to: out)
                 print("wrote \(out): \(loaded.name), \(loaded.model.parameterCount) parameters")
             }
-        } catch let error as ModelFormatError { throw ValidationError("\(error)") }
+        } catch let error as ModelFormatError { throw UserError("\(error)") }
     }
 }

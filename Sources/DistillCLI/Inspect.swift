@@ -39,7 +39,7 @@ struct Inspect: ParsableCommand {
         let options = ModelOptions(classes: classes, inputChannels: inputChannels, inputSize: inputSize, width: width)
         let network: any Module
         do { network = try ModelZoo.make(model, options: options, using: &generator) } catch let error as ModuleError {
-            throw ValidationError("\(error)")
+            throw UserError("\(error)")
         }
         print(ModelSummary(network, inputShape: [inputChannels, inputSize, inputSize]))
     }

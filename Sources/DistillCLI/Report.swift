@@ -14,12 +14,12 @@ struct Report: ParsableCommand {
     var out: String?
 
     func validate() throws {
-        guard !runs.isEmpty else { throw ValidationError("give at least one run folder") }
+        guard !runs.isEmpty else { throw UserError("give at least one run folder") }
     }
 
     func run() throws {
         let loaded: [HTMLReport.Run]
-        do { loaded = try runs.map(HTMLReport.Run.load) } catch let error as FileError { throw ValidationError("\(error)") }
+        do { loaded = try runs.map(HTMLReport.Run.load) } catch let error as FileError { throw UserError("\(error)") }
         let path = out ?? (runs[0] as NSString).appendingPathComponent("report.html")
         try HTMLReport.write(loaded, to: path, title: "Distill report: " + loaded.map(\.name).joined(separator: ", "))
         print("wrote \(path)")

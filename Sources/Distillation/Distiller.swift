@@ -16,8 +16,14 @@ public struct DistillerConfiguration {
     /// Gradient clipping by global norm (nil: off). On by default: see `docs/distillation.md`
     /// for the recipe that collapses without it.
     public var clipNorm: Float? = 2
-    /// Linear learning-rate warm-up steps before the cosine schedule (0: none).
+    /// Linear learning-rate warm-up steps before the schedule (0: none).
     public var warmupSteps = 100
+    /// The optimizer built over the student (and any trainable loss parts) when `fit` is
+    /// not given one, and its weight decay (weights only).
+    public var optimizer: OptimizerChoice = .sgd
+    public var weightDecay: Float = 5e-4
+    /// The schedule after warm-up when `fit` is not given one.
+    public var schedule: ScheduleChoice = .cosine
     public var augmentation = Augmentation()
     /// What to do when a loss or gradient is not finite.
     public var nonFinite: NonFinitePolicy = .stop
@@ -112,7 +118,7 @@ public final class Distiller {
     private var teacherTaps: [String] { Array(Set(losses.flatMap(\.loss.teacherTaps))).sorted() }
 
     /// Checks taps, prepares the losses with the tapped shapes, and builds the optimizer
-    /// (SGD with Nesterov momentum 0.9, learning rate 0.05, weight decay 5e-4 on weights) unless one is given.
+    /// (by default SGD with Nesterov momentum 0.9, weight decay 5e-4 on weights) unless one is given.
     private func prepare(train: Dataset, optimizer given: (any Optimizer)?, learningRate: Float) throws {
         var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED)
         let probe = withoutGradients { train.inputs.sliced(alongAxis: 0, 0..<min(2, train.count)) }
@@ -136,7 +142,7 @@ public final class Distiller {
             try weighted.loss.prepare(studentShapes: strip(studentFeatures), teacherShapes: strip(teacherFeatures), examples: train.count, using: &generator)
         }
         trainable = Sequential(named: [("student", student)] + losses.enumerated().compactMap { i, w in w.loss.module.map { ("\(w.loss.name)\(i)", $0) } })
-        optimizer = given ?? SGD(ParameterGroup.decayingWeightsOnly(trainable, learningRate: learningRate, weightDecay: 5e-4), momentum: 0.9, nesterov: true)
+        optimizer = given ?? configuration.optimizer.make(trainable, learningRate: learningRate, weightDecay: configuration.weightDecay)
     }
 
     /// Teacher logits and tapped features for the whole set, once (with progress events).
@@ -228,9 +234,9 @@ public final class Distiller {
             schedule = givenSchedule
         } else if configuration.warmupSteps > 0 {
             schedule = WarmupSchedule(warmupSteps: configuration.warmupSteps, startFactor: 0.01,
-                                      then: CosineSchedule(totalSteps: max(1, totalSteps - configuration.warmupSteps)))
+                                      then: configuration.schedule.make(totalSteps: totalSteps - configuration.warmupSteps))
         } else {
-            schedule = CosineSchedule(totalSteps: max(1, totalSteps))
+            schedule = configuration.schedule.make(totalSteps: totalSteps)
         }
         let deterministic = !configuration.augmentation.isActive
         let useCache = configuration.cacheTeacher && deterministic && !teachers.isEmpty

@@ -89,3 +89,46 @@ public struct OneCycleSchedule: LearningRateSchedule {
         return Float(anneal(1, final, (t - peakStep) / (lastStep - peakStep)))
     }
 }
+
+/// The optimizers the command line and configuration files name.
+public enum OptimizerChoice: String, CaseIterable, Codable, Sendable {
+    /// SGD with Nesterov momentum 0.9.
+    case sgd
+    /// Adam with L2 weight decay added to the gradient.
+    case adam
+    /// Adam with decoupled weight decay (Loshchilov & Hutter).
+    case adamw
+
+    /// The optimizer over `model`'s parameters; weight decay applies to weights only, not to
+    /// biases or normalisation parameters.
+    public func make(_ model: any Module, learningRate: Float, weightDecay: Float) -> any Optimizer {
+        let groups = ParameterGroup.decayingWeightsOnly(model, learningRate: learningRate, weightDecay: weightDecay)
+        switch self {
+        case .sgd: return SGD(groups, momentum: 0.9, nesterov: true)
+        case .adam: return Adam(groups)
+        case .adamw: return Adam(groups, decoupledWeightDecay: true)
+        }
+    }
+}
+
+/// The learning-rate schedules the command line and configuration files name.
+public enum ScheduleChoice: String, CaseIterable, Codable, Sendable {
+    /// Cosine decay to zero over the run.
+    case cosine
+    /// ×0.1 at 50% and 75% of the run.
+    case step
+    /// The peak rate throughout.
+    case constant
+    /// One-cycle: warm up for 30% of the run, then anneal (Smith & Topin).
+    case onecycle
+
+    public func make(totalSteps: Int) -> any LearningRateSchedule {
+        let total = max(1, totalSteps)
+        switch self {
+        case .cosine: return CosineSchedule(totalSteps: total)
+        case .step: return MultiStepSchedule(milestones: [total / 2, total * 3 / 4], gamma: 0.1)
+        case .constant: return ConstantSchedule()
+        case .onecycle: return OneCycleSchedule(totalSteps: total)
+        }
+    }
+}

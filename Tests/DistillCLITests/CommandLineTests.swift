@@ -46,23 +46,138 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.output.contains("total parameters: 52,138"), result.output)
     }
 
-    /// The success path of train, export, evaluate and inspect on a zoo model (no data needed
-    /// for export and inspect; train and evaluate need dataset-fashion-mnist).
-    func testTrainExportEvaluate() throws {
-        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") else {
-            throw XCTSkip("dataset-fashion-mnist is not installed (make test installs it)")
+    static var hasData: Bool { FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist") }
+
+    func folder(_ name: String) -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(name)-\(UUID())")
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    func assertSucceeds(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let result = try run(arguments)
+        XCTAssertEqual(result.status, 0, "\(arguments): \(result.errors)", file: file, line: line)
+        return result.output
+    }
+
+    func testEverySubcommandHasHelp() throws {
+        for command in ["train", "distill", "transfer", "run", "evaluate", "report", "export", "inspect", "demo"] {
+            let result = try run([command, "--help"])
+            XCTAssertEqual(result.status, 0, command)
+            XCTAssertTrue(result.output.contains("USAGE: distill \(command)"), "\(command): \(result.output)")
         }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-\(UUID())")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let trained = try run(["train", "--model", "mlp", "--classes", "0-4", "--labels-per-class", "20", "--epochs", "2", "--out", folder.path])
-        XCTAssertEqual(trained.status, 0, trained.errors)
-        XCTAssertTrue(trained.output.contains("wrote"), trained.output)
-        let exported = try run(["export", folder.path, "--out", folder.appendingPathComponent("out.safetensors").path])
-        XCTAssertEqual(exported.status, 0, exported.errors)
-        XCTAssertTrue(exported.output.contains("mlp, "), exported.output)
-        let evaluated = try run(["evaluate", folder.appendingPathComponent("out.safetensors").path, "--classes", "0-4"])
-        XCTAssertEqual(evaluated.status, 0, evaluated.errors)
-        XCTAssertTrue(evaluated.output.contains("accuracy") && evaluated.output.contains("Pullover"), evaluated.output)
+        XCTAssertTrue(try run(["distill", "--help"]).output.contains("--teacher-architecture"))
+        XCTAssertTrue(try run(["export", "--help"]).output.contains("--fold-batchnorm"))
+    }
+
+    /// Every subcommand's success path on a small Fashion-MNIST subset: train a teacher on
+    /// classes 0-4, export it (safetensors and ONNX), evaluate and inspect both, distil a
+    /// student from the run folder and from the ONNX file, transfer to classes 5-9, rebuild
+    /// a report over two runs, and repeat a run from its resolved config.yaml.
+    func testEverySubcommandSucceedsOnASubset() throws {
+        guard Self.hasData else { throw XCTSkip("dataset-fashion-mnist is not installed (make test installs it)") }
+        let teacher = folder("teacher"), cache = folder("cache")
+        // train: a run folder with everything the issue lists.
+        var output = try assertSucceeds(["train", "--model", "mlp", "--classes", "0-4", "--labels-per-class", "40", "--epochs", "3",
+                                         "--optimizer", "adam", "--lr", "0.003", "--schedule", "step", "--out", teacher.path])
+        XCTAssertTrue(output.contains("test accuracy"), output)
+        for file in ["config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "model.safetensors", "evaluation.json", "report.html"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: teacher.appendingPathComponent(file).path), file)
+        }
+        let config = try String(contentsOf: teacher.appendingPathComponent("config.yaml"), encoding: .utf8)
+        for line in ["command: train", "model: mlp", "optimizer: adam", "schedule: step", "lr: 0.003", "classes: 0-4", "weight-decay: 0.0005"] {
+            XCTAssertTrue(config.contains(line), "\(line) in \(config)")
+        }
+        XCTAssertEqual(try String(contentsOf: teacher.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").count, 3)
+
+        // export: safetensors and ONNX; inspect and evaluate read both.
+        let onnx = teacher.appendingPathComponent("teacher.onnx").path
+        output = try assertSucceeds(["export", teacher.path, "--out", onnx])
+        XCTAssertTrue(output.contains("as ONNX (opset 17"), output)
+        output = try assertSucceeds(["export", teacher.path, "--format", "safetensors", "--out", teacher.appendingPathComponent("copy.safetensors").path])
+        XCTAssertTrue(output.contains("mlp, "), output)
+        output = try assertSucceeds(["inspect", onnx])
+        XCTAssertTrue(output.contains("total parameters: 101,125") && output.contains("Gemm ×2"), output)
+        output = try assertSucceeds(["inspect", teacher.path])
+        XCTAssertTrue(output.contains("total parameters: 101,125"), output)
+        let native = try assertSucceeds(["evaluate", teacher.path, "--classes", "0-4"])
+        let viaONNX = try assertSucceeds(["evaluate", onnx, "--classes", "0-4"])
+        XCTAssertEqual(native.split(separator: "\n").first, viaONNX.split(separator: "\n").first, "same accuracy through ONNX")
+        XCTAssertTrue(native.contains("Pullover"), native)
+
+        // distill: from the run folder (KD + feature-free methods) and from the ONNX file, as JSON lines.
+        let student = folder("student"), fromONNX = folder("onnx-student")
+        output = try assertSucceeds(["distill", "--teacher", teacher.path, "--student", "cnn-student", "--method", "kd,dkd", "--classes", "0-4",
+                                     "--labels-per-class", "40", "--epochs", "1", "--cache-directory", cache.path, "--quiet", "--out", student.path])
+        XCTAssertEqual(output.split(separator: "\n").count, 1, "--quiet prints one line: \(output)")
+        XCTAssertTrue(output.contains("student test accuracy"), output)
+        output = try assertSucceeds(["distill", "--teacher", onnx, "--classes", "0-4", "--labels-per-class", "40", "--epochs", "1",
+                                     "--cache-directory", cache.path, "--json", "--out", fromONNX.path])
+        let events = output.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertTrue(events.allSatisfy { $0 != nil }, "every line is JSON: \(output)")
+        XCTAssertEqual(events.first??["event"] as? String, "epoch")
+        XCTAssertEqual(events.last??["event"] as? String, "result")
+        XCTAssertGreaterThan(events.last??["test_accuracy"] as? Double ?? 0, 0.5)
+        for file in ["config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "model.safetensors", "evaluation.json", "report.html"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: fromONNX.appendingPathComponent(file).path), file)
+        }
+
+        // transfer: the mlp's head is layer "3"; each strategy's new-task model is saved.
+        let transfer = folder("transfer")
+        output = try assertSucceeds(["transfer", "--from", teacher.path, "--head", "3", "--classes", "5-9", "--old-classes", "0-4",
+                                     "--labels-per-class", "10", "--strategy", "freeze,lwf", "--steps", "30", "--out", transfer.path])
+        XCTAssertTrue(output.contains("freeze: new task") && output.contains("lwf: new task"), output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: transfer.appendingPathComponent("lwf.safetensors").path))
+        output = try assertSucceeds(["evaluate", transfer.appendingPathComponent("freeze.safetensors").path, "--classes", "5-9"])
+        XCTAssertTrue(output.contains("Sandal"), output)
+
+        // report over two runs.
+        let report = teacher.appendingPathComponent("both.html").path
+        _ = try assertSucceeds(["report", student.path, fromONNX.path, "--out", report])
+        let html = try String(contentsOfFile: report, encoding: .utf8)
+        XCTAssertTrue(html.contains("<svg") && html.contains(student.lastPathComponent) && html.contains(fromONNX.lastPathComponent))
+
+        // run: the student's resolved config repeats it; flags override the file.
+        let repeated = folder("repeated")
+        output = try assertSucceeds(["run", student.appendingPathComponent("config.yaml").path, "--out", repeated.path, "--quiet"])
+        XCTAssertTrue(output.contains("student test accuracy"), output)
+        let again = try String(contentsOf: repeated.appendingPathComponent("config.yaml"), encoding: .utf8)
+        XCTAssertTrue(again.contains("out: \(repeated.path)") && again.contains("method:\n- kd\n- dkd"), again)
+        let first = try String(contentsOf: student.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let second = try String(contentsOf: repeated.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        let loss = { (text: String) in (try? JSONSerialization.jsonObject(with: Data(text.split(separator: "\n")[0].utf8)) as? [String: Any])?["loss"] as? Double }
+        XCTAssertEqual(loss(first), loss(second), "the repeated run computes the same loss")
+    }
+
+    func testExperimentFileMistakesNameTheKeyAndLine() throws {
+        let directory = folder("yaml")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        func experiment(_ text: String) throws -> String {
+            let path = directory.appendingPathComponent("\(UUID()).yaml").path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        // (file, what the error must say after "FILE"), the line number included where there is one.
+        let cases = [
+            ("command: distill\nteacher: runs/t\nepoch: 3\nout: x\n", ":3: unknown key 'epoch' for a distill experiment (did you mean 'epochs'?)"),
+            ("command: train\nmodel: mlp\n\nepochs: three\nout: x\n", ":4: key 'epochs': expected an integer, got 'three'"),
+            ("command: distill\nalpha: 1.5\nout: x\n", ":2: key 'alpha': 1.5 is out of range"),
+            ("command: train\nmodel: mlp\nclasses: 9-3\nout: x\n", ":3: key 'classes': '9-3' is not a range"),
+            ("command: distill\nmethod: [kd, magic]\nout: x\n", ":2: key 'method': 'magic' is not one of"),
+            ("command: distill\nweight: 3\nout: x\n", ":2: key 'weight': expected a mapping"),
+            ("command: train\nmodel: mlp\n", ":1: missing key 'out'"),
+            ("command: evaluate\n", ":1: key 'command' must be one of train, distill, transfer"),
+            ("command: train\nmodel: [mlp\n", ": not valid YAML"),
+        ]
+        for (text, message) in cases {
+            let path = try experiment(text)
+            try assertFails(["run", path], mentioning: path + message)
+        }
+        try assertFails(["run", directory.appendingPathComponent("missing.yaml").path], mentioning: "missing.yaml: does not exist")
+        // A command-line flag overrides the file, and is checked like any flag.
+        let path = try experiment("command: train\nmodel: mlp\nepochs: 2\nout: x\n")
+        try assertFails(["run", path, "--epochs", "0"], mentioning: "--epochs must be at least 1")
+        try assertFails(["run", path, "--model", "resnet9000"], mentioning: "unknown model 'resnet9000'")
     }
 
     func testUserMistakesAreClearErrors() throws {
@@ -82,5 +197,11 @@ final class CommandLineTests: XCTestCase {
         try Data("not a model at all".utf8).write(to: corrupt)
         defer { try? FileManager.default.removeItem(at: corrupt) }
         try assertFails(["distill", "--teacher", corrupt.path, "--out", "/tmp/x"], mentioning: "header length")
+        try assertFails(["evaluate", corrupt.path], mentioning: corrupt.path)
+        let corruptONNX = FileManager.default.temporaryDirectory.appendingPathComponent("corrupt-\(UUID()).onnx")
+        try Data([0x08, 0x07, 0x3A, 0xFF, 0x01, 0x00]).write(to: corruptONNX)
+        defer { try? FileManager.default.removeItem(at: corruptONNX) }
+        try assertFails(["distill", "--teacher", corruptONNX.path, "--out", "/tmp/x"], mentioning: "is not a valid ONNX model")
+        try assertFails(["distill", "--teacher", "/nonexistent/teacher.onnx", "--out", "/tmp/x"], mentioning: "/nonexistent/teacher.onnx: does not exist")
     }
 }
