@@ -58,7 +58,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "DistillBench",
-            dependencies: ["Tensors", "Datasets"],
+            dependencies: ["Tensors", "NeuralNet", "Datasets", "Distillation"],
             path: "bench/DistillBench"
         ),
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),

@@ -162,13 +162,44 @@ public final class SGD: SlotStoring {
             parameter.withUnsafeMutableBufferPointer { p in
                 grad.withUnsafeBufferPointer { g in
                     buffer.withUnsafeMutableBufferPointer { b in
-                        for i in 0..<p.count {
-                            var d = g[i] + decay * p[i]
-                            if hasMomentum {
-                                b[i] = isNew ? d : mu * b[i] + (1 - damp) * d
-                                d = nesterov ? d + mu * b[i] : b[i]
+                        // One loop per case, 16 lanes at a time (the three buffers may not
+                        // alias, but the compiler cannot know that), then the tail.
+                        let n = p.count, pp = p.baseAddress!, gp = g.baseAddress!, bp = b.baseAddress!
+                        let lanes = 16, vectorEnd = n - n % lanes
+                        typealias V = SIMD16<Float>
+                        @inline(__always) func load(_ base: UnsafeMutablePointer<Float>, _ i: Int) -> V {
+                            UnsafeRawPointer(base + i).loadUnaligned(as: V.self)
+                        }
+                        @inline(__always) func store(_ v: V, _ base: UnsafeMutablePointer<Float>, _ i: Int) {
+                            UnsafeMutableRawPointer(base + i).storeBytes(of: v, as: V.self)
+                        }
+                        let gm = UnsafeMutablePointer(mutating: gp)
+                        if !hasMomentum {
+                            for i in 0..<n { pp[i] -= lr * (gp[i] + decay * pp[i]) }
+                        } else if isNew {
+                            for i in 0..<n {
+                                let d = gp[i] + decay * pp[i]
+                                bp[i] = d
+                                pp[i] -= lr * (nesterov ? d + mu * d : d)
                             }
-                            p[i] -= lr * d
+                        } else {
+                            let keep = 1 - damp
+                            var i = 0
+                            while i < vectorEnd {
+                                let w = load(pp, i)
+                                let d = load(gm, i) + decay * w
+                                let v = mu * load(bp, i) + keep * d
+                                store(v, bp, i)
+                                store(w - lr * (nesterov ? d + mu * v : v), pp, i)
+                                i += lanes
+                            }
+                            while i < n {
+                                let d = gp[i] + decay * pp[i]
+                                let v = mu * bp[i] + keep * d
+                                bp[i] = v
+                                pp[i] -= lr * (nesterov ? d + mu * v : v)
+                                i += 1
+                            }
                         }
                     }
                 }
@@ -215,9 +246,11 @@ public final class Adam: SlotStoring {
                 grad.withUnsafeBufferPointer { g in
                     m.withUnsafeMutableBufferPointer { mb in
                         v.withUnsafeMutableBufferPointer { vb in
+                            // The weight-decay form chosen outside the loop, so that it vectorises.
+                            let shrink: Float = decoupled ? 1 - lr * decay : 1, l2: Float = decoupled ? 0 : decay
                             for i in 0..<p.count {
-                                var d = g[i]
-                                if decoupled { p[i] *= 1 - lr * decay } else { d += decay * p[i] }
+                                let d = g[i] + l2 * p[i]
+                                p[i] *= shrink
                                 mb[i] = b1 * mb[i] + (1 - b1) * d
                                 vb[i] = b2 * vb[i] + (1 - b2) * d * d
                                 p[i] -= stepSize * mb[i] / (vb[i].squareRoot() / root2 + eps)

@@ -33,10 +33,7 @@ extension Tensor {
                             let average = Float(total / Double(reduced))
                             var squares: Double = 0
                             for i in 0..<n {
-                                let row = px + (i * c + ch) * spatial
-                                var partial: Float = 0
-                                for j in 0..<spatial { let d = row[j] - average; partial += d * d }
-                                squares += Double(partial)
+                                squares += Double(ReductionKernels.sumOfSquaredDeviations(px + (i * c + ch) * spatial, spatial, mean: average))
                             }
                             pm[ch] = average
                             ps[ch] = Float(squares / Double(reduced))  // biased variance, stored here for now
@@ -82,8 +79,10 @@ extension Tensor {
                         for ch in channels {
                             var a: Float = 0, b: Float = 0
                             for i in 0..<n {
-                                let gr = pg + (i * c + ch) * spatial, xr = px + (i * c + ch) * spatial
-                                for j in 0..<spatial { a += gr[j]; b += gr[j] * (xr[j] - savedMean[ch]) }
+                                let (sa, sb) = ReductionKernels.sumAndCenteredDot(pg + (i * c + ch) * spatial, px + (i * c + ch) * spatial,
+                                                                                   spatial, mean: savedMean[ch])
+                                a += sa
+                                b += sb
                             }
                             psg[ch] = a
                             psgx[ch] = b * savedInvStd[ch]

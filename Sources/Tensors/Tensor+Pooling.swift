@@ -26,19 +26,27 @@ extension Tensor {
         let (oh, ow) = g.outputSize(height: h, width: w)
         require(oh > 0 && ow > 0, "maxPool2d: kernel \(kernel) does not fit input \(input.shape)")
         let out = Tensor(uninitialized: [n, c, oh, ow])
-        var argmax = [Int32](repeating: 0, count: out.count)
+        // Where each maximum came from, for the backward pass: only kept when it will run.
+        let recording = GradientRecording.isEnabled && input.needsGrad
+        let argmax = TensorStorage(uninitializedCount: recording ? out.count : 1)
         let px = input.storage.pointer, po = out.storage.pointer
+        let isPlainPairs = kernel == (2, 2) && g.strideHeight == 2 && g.strideWidth == 2 && padding == (0, 0) && dilation == (1, 1)
         // Window taps that fall inside the image, per output row and column: the inner loops
         // then run without bounds checks.
-        let rowTaps = (0..<oh).map { y in (0..<g.kernelHeight).map { y * g.strideHeight - g.paddingHeight + $0 * g.dilationHeight }.filter { $0 >= 0 && $0 < h } }
-        let columnTaps = (0..<ow).map { x in (0..<g.kernelWidth).map { x * g.strideWidth - g.paddingWidth + $0 * g.dilationWidth }.filter { $0 >= 0 && $0 < w } }
-        let isPlainPairs = kernel == (2, 2) && g.strideHeight == 2 && g.strideWidth == 2 && padding == (0, 0) && dilation == (1, 1)
-        argmax.withUnsafeMutableBufferPointer { indices in
-            let pi = indices.baseAddress!
+        let rowTaps = isPlainPairs ? [] : (0..<oh).map { y in
+            (0..<g.kernelHeight).map { y * g.strideHeight - g.paddingHeight + $0 * g.dilationHeight }.filter { $0 >= 0 && $0 < h }
+        }
+        let columnTaps = isPlainPairs ? [] : (0..<ow).map { x in
+            (0..<g.kernelWidth).map { x * g.strideWidth - g.paddingWidth + $0 * g.dilationWidth }.filter { $0 >= 0 && $0 < w }
+        }
+        do {
+            // Indices are stored as Int32 in a Float-sized buffer (same width); a dummy slot when not recording.
+            let pi = UnsafeMutableRawPointer(argmax.pointer).bindMemory(to: Int32.self, capacity: Swift.max(out.count, 1))
+            let indexStride = recording ? 1 : 0
             Compute.parallelFor(n * c, costPerItem: oh * ow * kernel.0 * kernel.1) { planes in
                 for plane in planes {
                     let src = px + plane * h * w
-                    let dst = po + plane * oh * ow, idx = pi + plane * oh * ow
+                    let dst = po + plane * oh * ow, idx = pi + plane * oh * ow * indexStride
                     if isPlainPairs {
                         // The common 2×2 / stride 2 case, branch-free: the first maximum wins ties;
                         // a window holding NaN (rare, and predicted) gives NaN as in PyTorch.
@@ -58,7 +66,7 @@ extension Tensor {
                                     if let first = window.first(where: { $0.0.isNaN }) { best = first.0; at = first.1 }
                                 }
                                 dst[y &* ow &+ x] = best
-                                idx[y &* ow &+ x] = Int32(truncatingIfNeeded: rowBase &+ 2 &* x &+ at)
+                                idx[(y &* ow &+ x) &* indexStride] = Int32(truncatingIfNeeded: rowBase &+ 2 &* x &+ at)
                             }
                         }
                         continue
@@ -73,7 +81,7 @@ extension Tensor {
                                 }
                             }
                             dst[y * ow + x] = best
-                            idx[y * ow + x] = Int32(bestIndex)
+                            idx[(y * ow + x) * indexStride] = Int32(bestIndex)
                         }
                     }
                 }
@@ -82,13 +90,11 @@ extension Tensor {
         return out.recorded("maxPool2d", [input]) { grad in
             let gx = Tensor.zeros(input.shape)
             let pg = grad.storage.pointer, pgx = gx.storage.pointer
-            argmax.withUnsafeBufferPointer { indices in
-                let pi = indices.baseAddress!
-                Compute.parallelFor(n * c, costPerItem: oh * ow) { planes in
-                    for plane in planes {
-                        let dst = pgx + plane * h * w
-                        for o in (plane * oh * ow)..<((plane + 1) * oh * ow) { dst[Int(pi[o])] += pg[o] }
-                    }
+            let pi = UnsafeRawPointer(argmax.pointer).bindMemory(to: Int32.self, capacity: out.count)
+            Compute.parallelFor(n * c, costPerItem: oh * ow) { planes in
+                for plane in planes {
+                    let dst = pgx + plane * h * w
+                    for o in (plane * oh * ow)..<((plane + 1) * oh * ow) { dst[Int(pi[o])] += pg[o] }
                 }
             }
             return [gx]

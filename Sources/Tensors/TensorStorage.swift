@@ -27,7 +27,7 @@ public final class TensorStorage: @unchecked Sendable {
 /// Buffers of 64 KiB and more are cached by size, up to `limit` bytes in all.
 final class BufferCache: @unchecked Sendable {
     static let shared = BufferCache()
-    private let minimumBytes = 64 << 10
+    private let minimumBytes = 4 << 10
     private let limit = 256 << 20
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var cachedBytes = 0

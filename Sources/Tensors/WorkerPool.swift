@@ -81,7 +81,7 @@ final class WorkerPool: @unchecked Sendable {
             if stop { return }
             var generation = ticket.load(ordering: .acquiring) >> 32
             var spins = 0
-            while generation == seen && spins < 200_000 {
+            while generation == seen && spins < 1_000_000 {
                 spins += 1
                 generation = ticket.load(ordering: .acquiring) >> 32
             }

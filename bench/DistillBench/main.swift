@@ -13,6 +13,9 @@
 //   denormal         64 passes of y = x·0.5 + x·1e-3 over 1M denormal floats
 //   loader           one epoch of Fashion-MNIST batches of 128 through DataLoader (no peer:
 //                    reported as images per second); loader-augmented adds crop, flip, erasing
+//   train-*, infer-*, distill-epoch, epoch-size, memory-steps: zoo models, see ModelCases.swift
+//
+// Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line.
 
 import Datasets
 import Foundation
@@ -24,6 +27,8 @@ struct Options {
     var threads = ProcessInfo.processInfo.activeProcessorCount
     var flushDenormals = true
     var smoke = false
+    var batch = 128
+    var reportPeakMemory = false
 }
 
 func parseOptions() -> Options {
@@ -36,30 +41,44 @@ func parseOptions() -> Options {
         case "--threads": options.threads = Int(arguments.next() ?? "") ?? 0
         case "--no-flush-denormals": options.flushDenormals = false
         case "--smoke": options.smoke = true
+        case "--batch": options.batch = Int(arguments.next() ?? "") ?? 0
+        case "--rss": options.reportPeakMemory = true
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)
         }
     }
-    if options.iterations < 1 || options.threads < 1 {
-        FileHandle.standardError.write("DistillBench: --iterations and --threads must be positive\n".data(using: .utf8)!)
+    if options.iterations < 1 || options.threads < 1 || options.batch < 1 {
+        FileHandle.standardError.write("DistillBench: --iterations, --threads and --batch must be positive\n".data(using: .utf8)!)
         exit(2)
     }
     return options
 }
 
-/// A prepared workload: `step` runs one timed iteration and returns a value to check.
+/// A prepared workload: `step` runs one timed iteration (of `callsPerStep` calls, timed per
+/// call) and returns a value to check.
 struct Workload {
+    var callsPerStep = 1
     let step: () -> Float
+
+    init(callsPerStep: Int = 1, step: @escaping () -> Float) {
+        self.callsPerStep = callsPerStep
+        self.step = step
+    }
 }
 
-func makeWorkload(_ name: String, small: Bool) -> Workload? {
+func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
+    if let model = makeModelWorkload(name, batch: batch, small: small) { return model }
     var generator = RandomGenerator(seed: 0)
     switch name {
     case "sgemm":
         let n = small ? 64 : 1024
         let a = Tensor.randomNormal([n, n], using: &generator), b = Tensor.randomNormal([n, n], using: &generator)
         return Workload { withoutGradients { a.matmul(b).sliced(alongAxis: 0, 0..<1).sum().item } }
+    case "sgemm-mlp":
+        // The mlp's largest products: [128, 784] · [784, 128] (forward) and its weight gradient.
+        let x = Tensor.randomNormal([128, 784], using: &generator), w = Tensor.randomNormal([784, 128], using: &generator)
+        return Workload { withoutGradients { x.matmul(w).sliced(alongAxis: 0, 0..<1).sum().item } }
     case "conv":
         let batch = small ? 4 : 128
         let x = Tensor.randomNormal([batch, 32, 28, 28], using: &generator)
@@ -146,19 +165,34 @@ Compute.threadCount = options.threads
 Compute.flushDenormals = options.flushDenormals
 
 if options.smoke {
-    for name in ["sgemm", "conv", "cnn", "denormal"] {
-        let value = makeWorkload(name, small: true)!.step()
+    for name in ["sgemm", "conv", "cnn", "denormal", "train-cnn-teacher", "train-mlp", "infer-cnn-student", "distill-epoch"] {
+        guard let workload = makeWorkload(name, small: true) else {
+            FileHandle.standardError.write("DistillBench smoke: case \(name) could not be prepared\n".data(using: .utf8)!)
+            exit(1)
+        }
+        let value = workload.step()
         guard value.isFinite else {
             FileHandle.standardError.write("DistillBench smoke: case \(name) produced \(value)\n".data(using: .utf8)!)
             exit(1)
         }
         print("smoke \(name): ok")
     }
+    epochSizeCase(small: true)
     exit(0)
 }
 
-guard let workload = makeWorkload(options.caseName, small: false) else {
-    FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal)\n".data(using: .utf8)!)
+switch options.caseName {
+case "epoch-size":
+    epochSizeCase(small: false)
+    exit(0)
+case "memory-steps":
+    memoryStepsCase(steps: options.iterations, batch: options.batch)
+    exit(0)
+default: break
+}
+
+guard let workload = makeWorkload(options.caseName, small: false, batch: options.batch) else {
+    FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal, loader, train-NAME, infer-NAME, distill-epoch, epoch-size, memory-steps)\n".data(using: .utf8)!)
     exit(2)
 }
 _ = workload.step()  // warm-up: first-touch page faults, BLAS thread start
@@ -166,6 +200,7 @@ var seconds: [Double] = []
 for _ in 0..<options.iterations {
     let start = DispatchTime.now().uptimeNanoseconds
     _ = workload.step()
-    seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(workload.callsPerStep))
 }
-print("{\"case\": \"\(options.caseName)\", \"seconds\": [\(seconds.map { String($0) }.joined(separator: ", "))]}")
+let peak = options.reportPeakMemory ? ", \"peak_rss\": \(peakResidentBytes())" : ""
+print("{\"case\": \"\(options.caseName)\", \"seconds\": [\(seconds.map { String($0) }.joined(separator: ", "))]\(peak)}")

@@ -6,14 +6,61 @@ run alone it prints one JSON line per case.
     python3 bench/peers/torch_peer.py --case conv --iterations 10 --threads 2
 """
 import argparse
+import gzip
 import json
+import os
+import resource
+import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+import zoo_models  # noqa: E402
 
-def make_workload(name):
+_TRAIN_IMAGES = None
+_TEACHER_LOGITS = {}
+
+
+def fashion_mnist_train():
+    """The 60,000 training images, normalised as Distill does, and their labels."""
+    global _TRAIN_IMAGES
+    if _TRAIN_IMAGES is None:
+        root = "/usr/share/datasets/fashion-mnist"
+
+        def idx(name):
+            with gzip.open(os.path.join(root, name)) as f:
+                data = f.read()
+            dims = data[3]
+            shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+            return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+        x = (idx("train-images-idx3-ubyte.gz").astype(np.float32) / 255 - 0.2860) / 0.3530
+        _TRAIN_IMAGES = (torch.from_numpy(x[:, None].copy()), torch.from_numpy(idx("train-labels-idx1-ubyte.gz").astype(np.int64)))
+    return _TRAIN_IMAGES
+
+
+def kd_epoch(student, optimizer, teacher_logits_for, images, labels, batch=128, temperature=4.0, alpha=0.9):
+    """One KD epoch, as torchdistill and most tutorials write it: shuffled batches, the
+    teacher's logits for each batch, KL at temperature T scaled by T², plus (1 − α)·CE."""
+    order = torch.randperm(len(images))
+    for start in range(0, len(order), batch):
+        index = order[start:start + batch]
+        x, y = images[index], labels[index]
+        with torch.no_grad():
+            t = teacher_logits_for(x, index)
+        s = student(x)
+        kd = F.kl_div(F.log_softmax(s / temperature, 1), F.log_softmax(t / temperature, 1), reduction="batchmean", log_target=True)
+        loss = alpha * temperature ** 2 * kd + (1 - alpha) * F.cross_entropy(s, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 2.0)
+        optimizer.step()
+    return float(loss.detach())
+
+
+def make_workload(name, batch=128):
     g = torch.Generator().manual_seed(0)
     if name == "sgemm":
         a, b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
@@ -65,19 +112,68 @@ def make_workload(name):
                     y = y * 0.5 + y * 1e-3 + x
                 return float(y.sum())
         return step
+    if name.startswith("train-") or name.startswith("infer-"):
+        model = zoo_models.make(name[6:])
+        x = torch.randn(batch, 1, 28, 28, generator=g)
+        labels = torch.arange(batch) % 10
+        if name.startswith("train-"):
+            model.train()
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+            def step():
+                loss = F.cross_entropy(model(x), labels)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                return float(loss.detach())
+            return step
+        model.eval()
+        calls = 100 if batch == 1 else 1
+
+        def step():
+            with torch.no_grad():
+                total = 0.0
+                for _ in range(calls):
+                    total += float(model(x)[:, 0].sum())
+                return total
+        step.calls = calls
+        return step
+    if name in ("distill-epoch-online", "distill-epoch-cached"):
+        images, labels = fashion_mnist_train()
+        teacher = zoo_models.make("cnn-teacher").eval()
+        if name == "distill-epoch-online":
+            def logits_for(x, index):
+                return teacher(x)
+        else:
+            if "cached" not in _TEACHER_LOGITS:  # once per process, outside the timing
+                with torch.no_grad():
+                    _TEACHER_LOGITS["cached"] = torch.cat([teacher(images[i:i + 1000]) for i in range(0, len(images), 1000)])
+
+            def logits_for(x, index):
+                return _TEACHER_LOGITS["cached"][index]
+
+        def step():
+            student = zoo_models.make("cnn-student").train()
+            optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+            return kd_epoch(student, optimizer, logits_for, images, labels)
+        step.warmup = lambda: kd_epoch(zoo_models.make("cnn-student").train(),
+                                       torch.optim.SGD(zoo_models.make("cnn-student").parameters(), lr=0.05),
+                                       logits_for, images[:1280], labels[:1280])
+        return step
     raise SystemExit(f"torch_peer: unknown case {name}")
 
 
-def time_case(name, iterations, threads, flush_denormals=True):
+def time_case(name, iterations, threads, flush_denormals=True, batch=128):
     torch.set_num_threads(threads)
     torch.set_flush_denormal(flush_denormals)
-    step = make_workload(name)
-    step()
+    step = make_workload(name, batch)
+    getattr(step, "warmup", step)()
+    calls = getattr(step, "calls", 1)
     seconds = []
     for _ in range(iterations):
         start = time.perf_counter()
         step()
-        seconds.append(time.perf_counter() - start)
+        seconds.append((time.perf_counter() - start) / calls)
     torch.set_flush_denormal(False)
     return seconds
 
@@ -88,5 +184,10 @@ if __name__ == "__main__":
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-flush-denormals", action="store_true")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rss", action="store_true", help="add the peak resident memory of this process")
     args = parser.parse_args()
-    print(json.dumps({"case": args.case, "seconds": time_case(args.case, args.iterations, args.threads, not args.no_flush_denormals)}))
+    result = {"case": args.case, "seconds": time_case(args.case, args.iterations, args.threads, not args.no_flush_denormals, args.batch)}
+    if args.rss:
+        result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(result))
