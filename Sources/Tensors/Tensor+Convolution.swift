@@ -39,8 +39,9 @@ private struct ConvolutionPlan {
         }
     }
 
-    /// Adds `columns` [patchSize, outputArea] back into sample `sample`'s input gradient, group `group`.
-    func fold(_ columns: UnsafePointer<Float>, sample: Int, group: Int, into gradInput: UnsafeMutablePointer<Float>) {
+    /// Adds `columns` [patchSize, outputArea] back into sample `sample`'s input gradient, group
+    /// `group`. May overwrite entries of `columns` that fall in the padding (scratch memory).
+    func fold(_ columns: UnsafeMutablePointer<Float>, sample: Int, group: Int, into gradInput: UnsafeMutablePointer<Float>) {
         let kernelArea = geometry.kernelHeight * geometry.kernelWidth
         Compute.parallelFor(channelsPerGroup, costPerItem: kernelArea * outputArea) { range in
             for c in range {

@@ -25,11 +25,14 @@ func residentBytes() -> Int {
     return fields.count > 1 ? (Int(fields[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
 }
 
-/// Peak resident set size of this process, in bytes.
+/// Peak resident set size of this process, in bytes: VmHWM from /proc/self/status. (Not
+/// getrusage's ru_maxrss, which Linux carries over from the parent across fork and exec:
+/// a child of a 1.5 GB driver reported 1.5 GB.)
 func peakResidentBytes() -> Int {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return usage.ru_maxrss * 1024
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kilobytes * 1024
 }
 
 func makeModelWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {

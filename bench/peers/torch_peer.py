@@ -9,7 +9,6 @@ import argparse
 import gzip
 import json
 import os
-import resource
 import sys
 import time
 
@@ -189,5 +188,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     result = {"case": args.case, "seconds": time_case(args.case, args.iterations, args.threads, not args.no_flush_denormals, args.batch)}
     if args.rss:
-        result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork/exec.
+        with open("/proc/self/status") as f:
+            result["peak_rss"] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
     print(json.dumps(result))

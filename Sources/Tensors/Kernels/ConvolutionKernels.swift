@@ -31,6 +31,29 @@ enum ConvolutionKernels {
                        geometry g: Convolution2DGeometry, outputHeight: Int, outputWidth: Int,
                        columns: UnsafeMutablePointer<Float>, rowStride: Int) {
         let kernelArea = g.kernelHeight * g.kernelWidth
+        // "Same" convolutions (stride 1, no dilation, output as large as the input: 3×3 with
+        // padding 1) copy each kernel tap's row as one shifted plane, then clear the
+        // columns that wrapped around from the neighbouring image row. Row by row, the
+        // loop overhead of 28- and 14-float rows was 22% of a cnn-student training step.
+        if g.strideHeight == 1 && g.strideWidth == 1 && g.dilationHeight == 1 && g.dilationWidth == 1
+            && outputHeight == height && outputWidth == width {
+            let area = height * width
+            for row in 0..<(channels * kernelArea) {
+                let c = row / kernelArea, dy = (row % kernelArea) / g.kernelWidth - g.paddingHeight, dx = row % g.kernelWidth - g.paddingWidth
+                let src = image + c * area, dst = columns + row * rowStride
+                let shift = dy * width + dx
+                let start = Swift.min(area, Swift.max(0, -shift)), end = Swift.max(start, Swift.min(area, area - shift))
+                for i in 0..<start { dst[i] = 0 }
+                (dst + start).update(from: src + start + shift, count: end - start)
+                for i in end..<area { dst[i] = 0 }
+                if dx > 0 {
+                    for y in 0..<height { for x in (width - dx)..<width { dst[y * width + x] = 0 } }
+                } else if dx < 0 {
+                    for y in 0..<height { for x in 0..<(-dx) { dst[y * width + x] = 0 } }
+                }
+            }
+            return
+        }
         for row in 0..<(channels * kernelArea) {
             let c = row / kernelArea, ki = (row % kernelArea) / g.kernelWidth, kj = row % g.kernelWidth
             let plane = image + c * height * width
@@ -61,10 +84,31 @@ enum ConvolutionKernels {
 
     /// The adjoint of im2col: adds every column entry back into the image position it came from.
     /// `image` must be zeroed (or hold values to add to) beforehand.
-    static func col2im(_ columns: UnsafePointer<Float>, rowStride: Int, channels: Int, height: Int, width: Int,
+    static func col2im(_ columns: UnsafeMutablePointer<Float>, rowStride: Int, channels: Int, height: Int, width: Int,
                        geometry g: Convolution2DGeometry, outputHeight: Int, outputWidth: Int,
                        image: UnsafeMutablePointer<Float>) {
         let kernelArea = g.kernelHeight * g.kernelWidth
+        // "Same" convolutions, as in im2col: each kernel tap's row adds back as one shifted
+        // plane, after the entries that wrapped around a row edge (they belong to the
+        // padding, so their gradient is dropped) are zeroed in the scratch columns.
+        if g.strideHeight == 1 && g.strideWidth == 1 && g.dilationHeight == 1 && g.dilationWidth == 1
+            && outputHeight == height && outputWidth == width {
+            let area = height * width
+            for row in 0..<(channels * kernelArea) {
+                let c = row / kernelArea, dy = (row % kernelArea) / g.kernelWidth - g.paddingHeight, dx = row % g.kernelWidth - g.paddingWidth
+                let src = columns + row * rowStride, dst = image + c * area
+                if dx > 0 {
+                    for y in 0..<height { for x in (width - dx)..<width { src[y * width + x] = 0 } }
+                } else if dx < 0 {
+                    for y in 0..<height { for x in 0..<(-dx) { src[y * width + x] = 0 } }
+                }
+                let shift = dy * width + dx
+                let start = Swift.min(area, Swift.max(0, -shift)), end = Swift.max(start, Swift.min(area, area - shift))
+                let target = dst + shift
+                for i in start..<end { target[i] += src[i] }
+            }
+            return
+        }
         for row in 0..<(channels * kernelArea) {
             let c = row / kernelArea, ki = (row % kernelArea) / g.kernelWidth, kj = row % g.kernelWidth
             let plane = image + c * height * width
