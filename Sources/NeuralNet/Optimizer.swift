@@ -184,21 +184,26 @@ public final class SGD: SlotStoring {
                             }
                         } else {
                             let keep = 1 - damp
-                            var i = 0
-                            while i < vectorEnd {
-                                let w = load(pp, i)
-                                let d = load(gm, i) + decay * w
-                                let v = mu * load(bp, i) + keep * d
-                                store(v, bp, i)
-                                store(w - lr * (nesterov ? d + mu * v : v), pp, i)
-                                i += lanes
-                            }
-                            while i < n {
-                                let d = gp[i] + decay * pp[i]
-                                let v = mu * bp[i] + keep * d
-                                bp[i] = v
-                                pp[i] -= lr * (nesterov ? d + mu * v : v)
-                                i += 1
+                            // Large tensors are split over the compute threads in 4 KiB-aligned blocks.
+                            let blocks = (n + 1023) / 1024
+                            Compute.parallelFor(blocks, costPerItem: 1024 * 4) { range in
+                                var i = range.lowerBound * 1024
+                                let stop = Swift.min(n, range.upperBound * 1024), vectorStop = Swift.min(stop, vectorEnd)
+                                while i < vectorStop {
+                                    let w = load(pp, i)
+                                    let d = load(gm, i) + decay * w
+                                    let v = mu * load(bp, i) + keep * d
+                                    store(v, bp, i)
+                                    store(w - lr * (nesterov ? d + mu * v : v), pp, i)
+                                    i += lanes
+                                }
+                                while i < stop {
+                                    let d = gp[i] + decay * pp[i]
+                                    let v = mu * bp[i] + keep * d
+                                    bp[i] = v
+                                    pp[i] -= lr * (nesterov ? d + mu * v : v)
+                                    i += 1
+                                }
                             }
                         }
                     }

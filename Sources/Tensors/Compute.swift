@@ -36,9 +36,10 @@ public enum Compute {
     }
 
     /// Runs `body` over `0..<count` split into contiguous chunks, in parallel when the work
-    /// is large enough (`count * costPerItem` above about 32k simple operations).
+    /// is large enough (`count * costPerItem` above about 32k simple operations). Public for
+    /// other modules' kernels (the optimizers); nested calls run serially.
     @inline(__always)
-    static func parallelFor(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
+    public static func parallelFor(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
         prepareThread()
         let threads = storedThreadCount
         let work = count * max(costPerItem, 1)
