@@ -19,4 +19,4 @@ test: deps
 
 bench: deps
 	swift build -c release --product DistillBench
-	python3 bench/peers/run_side_by_side.py
+	python3 bench/peers/run_side_by_side.py --repeats 5 --extras

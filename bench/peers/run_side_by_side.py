@@ -77,15 +77,16 @@ def spread(values):
     return f"{min(values):.2f}–{max(values):.2f}"
 
 
-def extras(repeats):
+def extras(repeats, scaling_repeats=9, scaling_steps=10):
     """Two-thread scaling, peak memory, epoch time against data size, steady memory."""
     print("\n## Two-thread scaling of the cnn-teacher training step (images/s at 2 threads ÷ at 1)\n")
     ours, theirs = [], []
-    for _ in range(repeats):
-        one = statistics.median(distill_times("train-cnn-teacher", 5, 1)["seconds"])
-        two = statistics.median(distill_times("train-cnn-teacher", 5, 2)["seconds"])
-        t1 = statistics.median(torch_times("train-cnn-teacher", 5, 1))
-        t2 = statistics.median(torch_times("train-cnn-teacher", 5, 2))
+    # Scaling is the noisiest figure on a shared machine: more repeats and steps than the rest.
+    for _ in range(scaling_repeats):
+        one = statistics.median(distill_times("train-cnn-teacher", scaling_steps, 1)["seconds"])
+        two = statistics.median(distill_times("train-cnn-teacher", scaling_steps, 2)["seconds"])
+        t1 = statistics.median(torch_times("train-cnn-teacher", scaling_steps, 1))
+        t2 = statistics.median(torch_times("train-cnn-teacher", scaling_steps, 2))
         ours.append(one / two)
         theirs.append(t1 / t2)
     print("| | scaling | range |\n| --- | ---: | --- |")
