@@ -34,6 +34,9 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Override a method's weight: METHOD=W (repeatable).")
     var weight: [String] = []
 
+    @Flag(help: "Use no labels at all: the student learns from the teacher's outputs alone (the data is an unlabelled transfer set).")
+    var unlabeled = false
+
     @Flag(help: "Turn off gradient clipping and learning-rate warm-up (the plain recipe).")
     var plain = false
 
@@ -57,7 +60,7 @@ struct DistillCommand: ParsableCommand {
              let parts = item.split(separator: "=")
              return parts.count == 2 ? Double(parts[1]).map { (String(parts[0]), $0) } : nil
          })),
-         ("plain", .flag(plain)), ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
+         ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)), ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
             + dataOptions.configEntries + training.configEntries
     }
 
@@ -77,7 +80,11 @@ struct DistillCommand: ParsableCommand {
             weights[m] = w
         }
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
-        let (train, test, labeled) = try dataOptions.load(seed: training.seed)
+        guard !(unlabeled && dataOptions.labelsPerClass != nil) else {
+            throw UserError("--unlabeled and --labels-per-class exclude each other (no labels, or some)")
+        }
+        let (train, test, someLabeled) = try dataOptions.load(seed: training.seed)
+        let labeled = unlabeled ? [Bool](repeating: false, count: train.count) : someLabeled
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
         for path in teachers {

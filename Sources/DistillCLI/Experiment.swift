@@ -63,13 +63,13 @@ enum Experiment {
                 Key(name: "teacher-outputs", kind: .text), Key(name: "student", kind: .choice(ModelZoo.names)),
                 Key(name: "method", kind: .choices(DistillationMethod.allCases.map(\.rawValue))),
                 Key(name: "temperature", kind: .number(0.01...100)), Key(name: "alpha", kind: .number(0...1)),
-                Key(name: "weight", kind: .weights), Key(name: "plain", kind: .flag), Key(name: "augment", kind: .flag),
+                Key(name: "weight", kind: .weights), Key(name: "unlabeled", kind: .flag), Key(name: "plain", kind: .flag), Key(name: "augment", kind: .flag),
                 Key(name: "cache-directory", kind: .text),
             ] + dataKeys + trainingKeys + outputKeys
         case "transfer":
             return [
                 Key(name: "from", kind: .text, required: true),
-                Key(name: "strategy", kind: .choices(TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal", "all"])),
+                Key(name: "strategy", kind: .choices(TransferStrategy.allCases.map(\.rawValue) + ["head", "finetune-equal", "all"])),
                 Key(name: "head", kind: .text), Key(name: "old-classes", kind: .classes),
                 Key(name: "backbone-lr-scale", kind: .number(0...100)), Key(name: "steps", kind: .integer(1...10_000_000)),
                 Key(name: "seeds", kind: .classes), Key(name: "lr", kind: .number(1e-8...10)), Key(name: "batch", kind: .integer(1...65_536)),

@@ -14,7 +14,7 @@ struct TransferCommand: ParsableCommand {
     @Option(name: .customLong("from"), help: "The old model: a run folder or model file.")
     var source: String
 
-    @Option(help: "Strategies, comma-separated (\(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), finetune-equal), or 'all'.")
+    @Option(help: "Strategies, comma-separated (\(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), head (= freeze), finetune-equal), or 'all'.")
     var strategy: String = "finetune"
 
     @Option(help: "The old model's classifier layer to replace.")
@@ -67,9 +67,11 @@ struct TransferCommand: ParsableCommand {
     }
 
     func run() throws {
-        let names = strategy == "all" ? TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal"] : strategy.split(separator: ",").map(String.init)
+        // "head" (train a new head on the old features) is another name for freeze.
+        let names = strategy == "all" ? TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal"]
+            : strategy.split(separator: ",").map { $0 == "head" ? "freeze" : String($0) }
         for name in names where TransferStrategy(rawValue: name) == nil && name != "finetune-equal" {
-            throw UserError("unknown strategy '\(name)' (available: \(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), finetune-equal, all)")
+            throw UserError("unknown strategy '\(name)' (available: \(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), head (= freeze), finetune-equal, all)")
         }
         let seedList = try DataOptions.parseClasses(seeds).map(UInt64.init)
         guard dataOptions.classes != nil else { throw UserError("give the new task's --classes, such as 5-9") }

@@ -105,13 +105,14 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(native.split(separator: "\n").first, viaONNX.split(separator: "\n").first, "same accuracy through ONNX")
         XCTAssertTrue(native.contains("Pullover"), native)
 
-        // distill: from the run folder (KD + feature-free methods) and from the ONNX file, as JSON lines.
+        // distill: from the run folder (KD + DKD, 40 labels a class) and from the ONNX file with no
+        // labels at all, as JSON lines.
         let student = folder("student"), fromONNX = folder("onnx-student")
         output = try assertSucceeds(["distill", "--teacher", teacher.path, "--student", "cnn-student", "--method", "kd,dkd", "--classes", "0-4",
                                      "--labels-per-class", "40", "--epochs", "1", "--cache-directory", cache.path, "--quiet", "--out", student.path])
         XCTAssertEqual(output.split(separator: "\n").count, 1, "--quiet prints one line: \(output)")
         XCTAssertTrue(output.contains("student test accuracy"), output)
-        output = try assertSucceeds(["distill", "--teacher", onnx, "--classes", "0-4", "--labels-per-class", "40", "--epochs", "1",
+        output = try assertSucceeds(["distill", "--teacher", onnx, "--classes", "0-4", "--unlabeled", "--epochs", "1",
                                      "--cache-directory", cache.path, "--json", "--out", fromONNX.path])
         let events = output.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         XCTAssertTrue(events.allSatisfy { $0 != nil }, "every line is JSON: \(output)")
@@ -122,10 +123,11 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: fromONNX.appendingPathComponent(file).path), file)
         }
 
-        // transfer: the mlp's head is layer "3"; each strategy's new-task model is saved.
+        // transfer: the mlp's head is layer "3"; "head" is freeze's other name; each strategy's
+        // new-task model is saved.
         let transfer = folder("transfer")
         output = try assertSucceeds(["transfer", "--from", teacher.path, "--head", "3", "--classes", "5-9", "--old-classes", "0-4",
-                                     "--labels-per-class", "10", "--strategy", "freeze,lwf", "--steps", "30", "--out", transfer.path])
+                                     "--labels-per-class", "10", "--strategy", "head,lwf", "--steps", "30", "--out", transfer.path])
         XCTAssertTrue(output.contains("freeze: new task") && output.contains("lwf: new task"), output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: transfer.appendingPathComponent("lwf.safetensors").path))
         output = try assertSucceeds(["evaluate", transfer.appendingPathComponent("freeze.safetensors").path, "--classes", "5-9"])
