@@ -96,7 +96,7 @@ struct Demo: ParsableCommand {
 
     private func fit(_ model: any Module, name: String, epochs: Int, train: Dataset, test: Dataset, using generator: inout RandomGenerator) throws {
         print("\(name) (\(model.parameterCount) parameters):")
-        let console = Console(OutputOptions())
+        let console = Console()
         try trainFromScratch(model, epochs: epochs, batchSize: 128, learningRate: 0.05, train: train, test: test, console: console,
                              using: &generator) { epoch, result, _, accuracy in
             print(String(format: "  epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s  %.0f images/s", epoch, result.loss, accuracy * 100,

@@ -18,12 +18,19 @@ struct OutputOptions: ParsableArguments {
 /// Where a command's messages go: text with a progress bar, only the result (`--quiet`), or
 /// JSON lines (`--json`). Commands print through this and nothing else.
 final class Console {
-    let options: OutputOptions
+    let quiet: Bool, json: Bool
     private var progress = ProgressReporter()
 
-    init(_ options: OutputOptions) { self.options = options }
+    /// (A plain value, not `OutputOptions`: an ArgumentParser type built without parsing
+    /// traps when its flags are read, which the demo once did.)
+    init(quiet: Bool = false, json: Bool = false) {
+        self.quiet = quiet
+        self.json = json
+    }
 
-    var isText: Bool { !options.quiet && !options.json }
+    convenience init(_ options: OutputOptions) { self.init(quiet: options.quiet, json: options.json) }
+
+    var isText: Bool { !quiet && !json }
 
     /// A progress message (hidden by --quiet and --json).
     func say(_ text: String) { if isText { print(text) } }
@@ -34,12 +41,12 @@ final class Console {
 
     /// An epoch's line, or its JSON object.
     func epoch(_ text: String, _ fields: [String: Any]) {
-        if options.json { emit(["event": "epoch"].merging(fields) { a, _ in a }) } else { say(text) }
+        if json { emit(["event": "epoch"].merging(fields) { a, _ in a }) } else { say(text) }
     }
 
     /// The final result: shown in every mode.
     func result(_ text: String, _ fields: [String: Any]) {
-        if options.json { emit(["event": "result"].merging(fields) { a, _ in a }) } else { print(text) }
+        if json { emit(["event": "result"].merging(fields) { a, _ in a }) } else { print(text) }
     }
 
     private func emit(_ object: [String: Any]) {
