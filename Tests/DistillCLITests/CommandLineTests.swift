@@ -151,6 +151,18 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(loss(first), loss(second), "the repeated run computes the same loss")
     }
 
+    /// The example experiments in experiments/ are valid: each gets past the schema, the
+    /// flags and validation, and stops only at the (overridden, missing) data folder.
+    func testExampleExperimentsAreValid() throws {
+        let examples = Self.root.appendingPathComponent("experiments")
+        let files = try FileManager.default.contentsOfDirectory(atPath: examples.path).filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThanOrEqual(files.count, 4)
+        for file in files {
+            try assertFails(["run", examples.appendingPathComponent(file).path, "--data", "/nonexistent/fmnist", "--out", "/tmp/unused"],
+                            mentioning: "/nonexistent/fmnist: data folder does not exist")
+        }
+    }
+
     func testExperimentFileMistakesNameTheKeyAndLine() throws {
         let directory = folder("yaml")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
