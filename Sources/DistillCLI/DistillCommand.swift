@@ -16,6 +16,15 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Zoo architecture of teacher .safetensors files that do not name one (PyTorch state dicts).")
     var teacherArchitecture: String?
 
+    @Option(help: "Teacher layer for the FitNets hint (a module path, or an ONNX node's output name); default: the zoo teacher's.")
+    var teacherHint: String?
+
+    @Option(help: "Teacher layers for attention transfer, shallow to deep (repeatable); default: the zoo teacher's.")
+    var teacherAttention: [String] = []
+
+    @Option(help: "Teacher layer giving the embedding for rkd, sp, pkt and crd; default: the zoo teacher's.")
+    var teacherEmbedding: String?
+
     @Option(help: "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
     var teacherOutputs: String?
 
@@ -53,6 +62,8 @@ struct DistillCommand: ParsableCommand {
     /// The resolved configuration, defaults included.
     var configEntries: [(String, Experiment.Value?)] {
         [("teacher", teachers.isEmpty ? nil : .list(teachers)), ("teacher-architecture", teacherArchitecture.map { .text($0) }),
+         ("teacher-hint", teacherHint.map { .text($0) }), ("teacher-attention", teacherAttention.isEmpty ? nil : .list(teacherAttention)),
+         ("teacher-embedding", teacherEmbedding.map { .text($0) }),
          ("teacher-outputs", teacherOutputs.map { .text($0) }), ("student", .text(student)),
          ("method", .list(method.split(separator: ",").map(String.init))), ("temperature", .number(temperature)),
          ("alpha", .number(alpha)),
@@ -104,10 +115,17 @@ struct DistillCommand: ParsableCommand {
         let options = ModelOptions(classes: train.classCount, inputChannels: train.exampleShape[0], inputSize: train.exampleShape[1])
         let studentModel = try ModelZoo.make(student, options: options, using: &generator)
         guard let studentTaps = TapLayers.defaults(for: student) else { throw UserError("no default layers for student '\(student)'") }
-        let teacherTaps = teacherNames.first.flatMap(TapLayers.defaults(for:))
+        // The zoo teacher's layers, with any given on the command line in their place (an ONNX
+        // teacher has no defaults: its layers are node output names, see `distill inspect`).
+        var teacherTaps = teacherNames.first.flatMap(TapLayers.defaults(for:))
+        if teacherHint != nil || !teacherAttention.isEmpty || teacherEmbedding != nil {
+            let base = teacherTaps ?? TapLayers(hint: "", attention: [], embedding: "")
+            teacherTaps = TapLayers(hint: teacherHint ?? base.hint, attention: teacherAttention.isEmpty ? base.attention : teacherAttention,
+                                    embedding: teacherEmbedding ?? base.embedding)
+        }
         let losses = try methods.map { m -> WeightedLoss in
             guard !m.usesFeatures || teacherTaps != nil else {
-                throw UserError("\(m.rawValue) compares intermediate features and needs a zoo teacher (an ONNX or black-box teacher supports kd and dkd)")
+                throw UserError("\(m.rawValue) compares intermediate features: use a zoo teacher, or name the teacher's layers with --teacher-hint, --teacher-attention and --teacher-embedding")
             }
             let loss = try m.makeLoss(student: studentTaps, teacher: teacherTaps ?? studentTaps, temperature: temperature)
             return WeightedLoss(loss, weight: weights[m] ?? (m == .kd ? alpha : m.defaultWeight))

@@ -60,6 +60,8 @@ enum Experiment {
         case "distill":
             return [
                 Key(name: "teacher", kind: .repeated), Key(name: "teacher-architecture", kind: .choice(ModelZoo.names)),
+                Key(name: "teacher-hint", kind: .text), Key(name: "teacher-attention", kind: .repeated),
+                Key(name: "teacher-embedding", kind: .text),
                 Key(name: "teacher-outputs", kind: .text), Key(name: "student", kind: .choice(ModelZoo.names)),
                 Key(name: "method", kind: .choices(DistillationMethod.allCases.map(\.rawValue))),
                 Key(name: "temperature", kind: .number(0.01...100)), Key(name: "alpha", kind: .number(0...1)),

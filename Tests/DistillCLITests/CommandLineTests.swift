@@ -163,6 +163,22 @@ final class CommandLineTests: XCTestCase {
         }
     }
 
+    /// Feature methods from an ONNX teacher, its layers named by node output (the PyTorch
+    /// lenet5 fixture, exported by torch.onnx.export), on all 60,000 images for one epoch.
+    func testFeatureDistillationFromAnONNXTeacher() throws {
+        guard Self.hasData else { throw XCTSkip("dataset-fashion-mnist is not installed (make test installs it)") }
+        let teacher = Self.root.appendingPathComponent("Tests/ModelFormatsTests/Fixtures/onnx/teacher.onnx").path
+        let out = folder("onnx-fitnets"), cache = folder("onnx-cache")
+        try assertFails(["distill", "--teacher", teacher, "--method", "at", "--out", out.path], mentioning: "name the teacher's layers with --teacher-hint")
+        try assertFails(["distill", "--teacher", teacher, "--method", "fitnets", "--teacher-hint", "nope", "--epochs", "1", "--out", out.path],
+                        mentioning: "no module or parameter named 'nope' (modules: conv2d, relu, max_pool2d")
+        let output = try assertSucceeds(["distill", "--teacher", teacher, "--method", "kd,fitnets", "--teacher-hint", "max_pool2d", "--epochs", "1",
+                                         "--cache-directory", cache.path, "--quiet", "--out", out.path])
+        XCTAssertTrue(output.contains("student test accuracy") && output.contains("teacher 87.86%"), output)
+        let config = try String(contentsOf: out.appendingPathComponent("config.yaml"), encoding: .utf8)
+        XCTAssertTrue(config.contains("teacher-hint: max_pool2d"), config)
+    }
+
     func testExperimentFileMistakesNameTheKeyAndLine() throws {
         let directory = folder("yaml")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
