@@ -30,6 +30,23 @@ public struct ONNXTensor: Equatable, Sendable {
         }
     }
 
+    /// `raw_data` as `count` little-endian words of `width` bytes, checking its length.
+    static func littleEndianWords(_ raw: ArraySlice<UInt8>, width: Int, count: Int, label: String, dims: [Int]) throws -> [UInt64] {
+        guard raw.count == count * width else {
+            throw ProtoError(message: "\(label) has dimensions \(dims) (\(count) values) but \(raw.count) bytes of data")
+        }
+        var words = [UInt64]()
+        words.reserveCapacity(count)
+        var index = raw.startIndex
+        while index < raw.endIndex {
+            var bits: UInt64 = 0
+            for b in (0..<width).reversed() { bits = bits << 8 | UInt64(raw[index + b]) }
+            words.append(bits)
+            index += width
+        }
+        return words
+    }
+
     /// Checks that the values fill the dimensions exactly.
     func validate() throws {
         var expected = 1
@@ -96,19 +113,8 @@ public struct ONNXTensor: Equatable, Sendable {
         case ONNXTensor.float, ONNXTensor.double:
             if let raw {
                 let width = dataType == ONNXTensor.float ? 4 : 8
-                guard raw.count == count * width else {
-                    throw ProtoError(message: "\(label) has dimensions \(dims) (\(count) values) but \(raw.count) bytes of data")
-                }
-                var decoded = [Float]()
-                decoded.reserveCapacity(count)
-                var index = raw.startIndex
-                while index < raw.endIndex {
-                    var bits: UInt64 = 0
-                    for b in (0..<width).reversed() { bits = bits << 8 | UInt64(raw[index + b]) }
-                    decoded.append(width == 4 ? Float(bitPattern: UInt32(bits)) : Float(Double(bitPattern: bits)))
-                    index += width
-                }
-                values = .floats(decoded)
+                let words = try ONNXTensor.littleEndianWords(raw, width: width, count: count, label: label, dims: dims)
+                values = .floats(words.map { width == 4 ? Float(bitPattern: UInt32($0)) : Float(Double(bitPattern: $0)) })
             } else {
                 guard !hasDoubles || dataType == ONNXTensor.double else { throw ProtoError(message: "\(label) is FLOAT but holds doubles") }
                 values = .floats(floats)
@@ -116,23 +122,14 @@ public struct ONNXTensor: Equatable, Sendable {
         case ONNXTensor.int64, ONNXTensor.int32, ONNXTensor.int8, ONNXTensor.uint8, ONNXTensor.bool:
             if let raw {
                 let width = [ONNXTensor.int64: 8, ONNXTensor.int32: 4][dataType] ?? 1
-                guard raw.count == count * width else {
-                    throw ProtoError(message: "\(label) has dimensions \(dims) (\(count) values) but \(raw.count) bytes of data")
-                }
-                var decoded = [Int]()
-                decoded.reserveCapacity(count)
-                var index = raw.startIndex
-                while index < raw.endIndex {
-                    var bits: UInt64 = 0
-                    for b in (0..<width).reversed() { bits = bits << 8 | UInt64(raw[index + b]) }
+                let words = try ONNXTensor.littleEndianWords(raw, width: width, count: count, label: label, dims: dims)
+                values = .ints(words.map { bits in
                     switch width {
-                    case 8: decoded.append(Int(Int64(bitPattern: bits)))
-                    case 4: decoded.append(Int(Int32(bitPattern: UInt32(bits))))
-                    default: decoded.append(dataType == ONNXTensor.int8 ? Int(Int8(bitPattern: UInt8(bits))) : Int(bits))
+                    case 8: return Int(Int64(bitPattern: bits))
+                    case 4: return Int(Int32(bitPattern: UInt32(bits)))
+                    default: return dataType == ONNXTensor.int8 ? Int(Int8(bitPattern: UInt8(bits))) : Int(bits)
                     }
-                    index += width
-                }
-                values = .ints(decoded)
+                })
             } else {
                 values = .ints(ints)
             }

@@ -40,6 +40,13 @@ public final class ONNXNetwork: Module {
     enum Value {
         case tensor(Tensor)
         case ints([Int], dims: [Int])
+
+        var dims: [Int] {
+            switch self {
+            case let .tensor(t): return t.shape.dimensions
+            case let .ints(_, d): return d
+            }
+        }
     }
 
     /// Reads and checks the ONNX file at `path`.
@@ -383,13 +390,8 @@ struct ONNXOperators {
             low = try float("min", low)
             high = try float("max", high)
         } else {
-            for (i, bound) in [(1, 0), (2, 1)] {
-                guard let v = optional(i) else { continue }
-                let t: Tensor
-                switch v {
-                case let .tensor(tensor): t = tensor
-                case let .ints(list, dims): t = Tensor(list.map(Float.init), shape: Shape(dims))
-                }
+            for (i, bound) in [(1, 0), (2, 1)] where optional(i) != nil {
+                let t = try tensor(i)
                 guard t.count == 1 else { throw fail("min and max must be scalars, got \(t.shape)") }
                 if bound == 0 { low = t.scalars[0] } else { high = t.scalars[0] }
             }
@@ -520,11 +522,7 @@ struct ONNXOperators {
 
     func flatten() throws -> Value {
         let v = try value(0)
-        let dims: [Int]
-        switch v {
-        case let .tensor(t): dims = t.shape.dimensions
-        case let .ints(_, d): dims = d
-        }
+        let dims = v.dims
         var axis = try int("axis", 1)
         guard axis >= -dims.count, axis <= dims.count else { throw fail("axis \(axis) is out of range for rank \(dims.count)") }
         if axis < 0 { axis += dims.count }
@@ -545,11 +543,7 @@ struct ONNXOperators {
 
     func reshape() throws -> Value {
         let v = try value(0)
-        let dims: [Int]
-        switch v {
-        case let .tensor(t): dims = t.shape.dimensions
-        case let .ints(_, d): dims = d
-        }
+        let dims = v.dims
         let requested = try ints(1)
         let allowZero = try int("allowzero", 0) != 0
         guard requested.count <= 16 else { throw fail("shape \(requested) has too many axes") }
@@ -583,7 +577,7 @@ struct ONNXOperators {
         let (m, n) = (transA ? a.shape[1] : a.shape[0], transB ? b.shape[0] : b.shape[1])
         _ = try checked([m, n])
         let c = optional(2) == nil ? nil : try tensor(2)
-        if let c { _ = try broadcast(c.shape, [m, n]); guard try broadcast(c.shape, [m, n]) == [m, n] else { throw fail("C \(c.shape) does not broadcast to [\(m), \(n)]") } }
+        if let c, try broadcast(c.shape, [m, n]) != [m, n] { throw fail("C \(c.shape) does not broadcast to [\(m), \(n)]") }
         // The common case, a linear layer: one sgemm with the bias added in place.
         if !transA, transB, alpha == 1, beta == 1, c == nil || c!.shape == [n] { return Tensor.linear(a, weight: b, bias: c) }
         if transA { a = a.transposed() }
@@ -657,11 +651,7 @@ struct ONNXOperators {
 
     func squeezeOrUnsqueeze() throws -> Value {
         let v = try value(0)
-        let dims: [Int]
-        switch v {
-        case let .tensor(t): dims = t.shape.dimensions
-        case let .ints(_, d): dims = d
-        }
+        let dims = v.dims
         if node.opType == "Squeeze" {
             let axes = try axes(input: 1, attribute: "axes", rank: dims.count) ?? dims.indices.filter { dims[$0] == 1 }
             for a in axes where dims[a] != 1 { throw fail("axis \(a) of \(dims) is not of size 1") }
@@ -728,11 +718,7 @@ struct ONNXOperators {
     }
 
     func shape() throws -> Value {
-        let dims: [Int]
-        switch try value(0) {
-        case let .tensor(t): dims = t.shape.dimensions
-        case let .ints(_, d): dims = d
-        }
+        let dims = try value(0).dims
         let rank = dims.count
         func clamp(_ i: Int) -> Int { min(max(i < 0 ? i + rank : i, 0), rank) }
         let start = clamp(try int("start", 0)), end = clamp(try int("end", rank))
