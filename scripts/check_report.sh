@@ -14,7 +14,10 @@ dom=$(chromium "${flags[@]}" --dump-dom "file://$report" 2>/dev/null)
 lines=$(grep -o '<polyline class="series"' <<<"$dom" | wc -l)
 bars=$(grep -o 'class="bar"' <<<"$dom" | wc -l)
 cells=$(grep -o 'class="cell"' <<<"$dom" | wc -l)
+ticks=$(grep -o 'class="tick"' <<<"$dom" | wc -l)
+points=$(grep -o 'class="scatter"' <<<"$dom" | wc -l)
+compared=$(grep -o '<table class="comparison">' <<<"$dom" | wc -l)
 [ -s "$png" ] || { echo "no screenshot was written" >&2; exit 1; }
-[ "$lines" -ge 2 ] && [ "$bars" -ge 1 ] && [ "$cells" -ge 4 ] || {
-  echo "charts missing in the rendered page: $lines lines, $bars bars, $cells cells" >&2; exit 1; }
-echo "rendered $png: $lines line series, $bars bars, $cells confusion cells"
+[ "$lines" -ge 2 ] && [ "$bars" -ge 1 ] && [ "$cells" -ge 4 ] && [ "$ticks" -ge 5 ] || {
+  echo "charts missing in the rendered page: $lines lines, $bars bars, $cells cells, $ticks axis ticks" >&2; exit 1; }
+echo "rendered $png: $lines line series, $bars bars, $cells confusion cells, $ticks x-axis ticks, $points scatter points, $compared comparison tables"

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Regenerates Tests/TensorsTests/Fixtures/ops_golden.json: forward values and gradients
-computed by PyTorch for the engine's differentiable ops.
+"""Regenerates Tests/TensorsTests/Fixtures/ops_golden.json (the engine's differentiable ops)
+and Tests/NeuralNetTests/Fixtures/losses_golden.json (the losses, which live in NeuralNet):
+forward values and gradients computed by PyTorch.
 
 Each case stores its inputs, the op's parameters, the output, an upstream gradient G and
 the gradients of sum(output * G) with respect to every input that asks for one.
+
+All cases draw from one seeded stream, in the order below, and are then split by op into
+the two files; new cases go at the end so that existing values do not move.
 
     pip install torch && python3 scripts/generate_golden_ops.py
 """
@@ -91,7 +95,9 @@ add("linear no bias 3d", "linear", [r(2, 5, 4), r(3, 4)], F.linear)
 add("softmax last", "softmax", [r(3, 5)], lambda a: F.softmax(a, dim=-1), {"axis": -1})
 add("softmax axis 1 of 3d", "softmax", [r(2, 4, 3)], lambda a: F.softmax(a, dim=1), {"axis": 1})
 add("log softmax", "logSoftmax", [r(3, 5) * 3], lambda a: F.log_softmax(a, dim=1), {"axis": 1})
-add("softmax near 1e4", "softmax", [r(3, 5) * 1e4], lambda a: F.softmax(a, dim=1), {"axis": 1})
+# Rows offset by +1e4 and −1e4 (and one not), with spreads of a few units: exp overflows or
+# underflows without the max subtraction, and the outputs and gradients stay far from 0 and 1.
+add("softmax near 1e4", "softmax", [r(3, 5) * 2 + torch.tensor([[1e4], [-1e4], [0.0]])], lambda a: F.softmax(a, dim=1), {"axis": 1})
 add("log softmax near 1e4", "logSoftmax", [r(3, 5) * 1e4], lambda a: F.log_softmax(a, dim=1), {"axis": 1})
 
 # Convolutions: padding, stride, dilation, groups (depthwise), bias, 1x1.
@@ -162,8 +168,43 @@ add("pairwise distances", "pairwiseDistances", [r(4, 3), r(5, 3)], torch.cdist)
 add("l2 normalize", "l2Normalize", [r(3, 4)], lambda a: F.normalize(a, dim=1), {"axis": 1})
 add("erf", "erf", [r(3, 4) * 2], torch.erf)
 
-path = os.path.join(os.path.dirname(__file__), "..", "Tests", "TensorsTests", "Fixtures", "ops_golden.json")
-with open(path + ".tmp", "w") as f:
-    json.dump({"generator": "scripts/generate_golden_ops.py", "torch": torch.__version__, "cases": cases}, f, separators=(",", ":"))
-os.replace(path + ".tmp", path)
-print(f"wrote {len(cases)} cases to {os.path.normpath(path)}")
+# Added for issue 13 (appended, so the cases above keep their values).
+add("amin axes 0,2", "amin", [r(3, 4, 2)], lambda a: torch.amin(a, dim=(0, 2)), {"axes": [0, 2]})
+add("amin axis 1 keepdims", "amin", [r(2, 5, 3)], lambda a: torch.amin(a, dim=1, keepdim=True), {"axes": [1], "keepDims": True})
+tied = r(3, 4)
+tied[0, 1] = tied[2, 3] = tied.min() - 0.5
+add("amin all with a tie", "amin", [tied], torch.amin, {"axes": None})
+add("max pool 3 dilation 2 pad 1", "maxPool2d", [r(2, 2, 9, 9)], lambda a: F.max_pool2d(a, 3, 1, 1, dilation=2),
+    {"kernel": 3, "stride": 1, "padding": 1, "dilation": 2})
+add("max pool 2x3 dilation 2x1 stride 1x2", "maxPool2d", [r(1, 3, 7, 8)],
+    lambda a: F.max_pool2d(a, (2, 3), (1, 2), (1, 1), dilation=(2, 1)),
+    {"kernel": [2, 3], "stride": [1, 2], "padding": [1, 1], "dilation": [2, 1]})
+
+
+def bn_plain(name, shape, training):
+    c = shape[1]
+    rm, rv = torch.randn(c) * 0.1, torch.rand(c) + 0.5
+    add(name, "batchNorm", [r(*shape) * 2 + 1],
+        lambda x: F.batch_norm(x, rm.clone(), rv.clone(), None, None, training=training, momentum=0.1, eps=1e-5),
+        {"training": training, "runningMean": values(rm), "runningVariance": values(rv)})
+
+
+bn_plain("batch norm 2d training no affine", (4, 3, 3, 3), True)
+bn_plain("batch norm eval no affine", (2, 3, 2, 2), False)
+add("layer norm no affine", "layerNorm", [r(3, 2, 4)], lambda x: F.layer_norm(x, (2, 4)), {"normalizedShape": [2, 4]})
+add("kl divergence log target", "klDivergence", [F.log_softmax(r(3, 5), dim=1), F.log_softmax(r(3, 5) * 2, dim=1)],
+    lambda i, t: F.kl_div(i, t, reduction="batchmean", log_target=True), {"targetIsLog": True})
+add("smooth l1 beta 0.5", "smoothL1", [r(3, 4) * 2, r(3, 4)], lambda a, b: F.smooth_l1_loss(a, b, beta=0.5), {"beta": 0.5})
+add("smooth l1 beta 3", "smoothL1", [r(3, 4) * 2, r(3, 4)], lambda a, b: F.smooth_l1_loss(a, b, beta=3.0), {"beta": 3.0})
+
+# The losses are NeuralNet's; everything else is the engine's.
+loss_ops = {"crossEntropy", "crossEntropySoft", "klDivergence", "mse", "smoothL1", "cosineSimilarity",
+            "pairwiseDistances", "l2Normalize"}
+root = os.path.join(os.path.dirname(__file__), "..", "Tests")
+for folder, name, selected in [("TensorsTests", "ops_golden.json", [c for c in cases if c["op"] not in loss_ops]),
+                               ("NeuralNetTests", "losses_golden.json", [c for c in cases if c["op"] in loss_ops])]:
+    path = os.path.join(root, folder, "Fixtures", name)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"generator": "scripts/generate_golden_ops.py", "torch": torch.__version__, "cases": selected}, f, separators=(",", ":"))
+    os.replace(path + ".tmp", path)
+    print(f"wrote {len(selected)} cases to {os.path.normpath(path)}")

@@ -14,10 +14,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Light Python oracles for interoperability tests (PyTorch itself is only needed to
-# regenerate fixtures). Tests that need them say so and skip when they are absent.
-if [ "${1:-}" = "--test-oracles" ] && command -v python3 >/dev/null; then
-  python3 -c "import safetensors, numpy, onnx, onnxruntime" 2>/dev/null || \
-    python3 -m pip install -q safetensors numpy onnx onnxruntime || \
-    echo "warning: could not install safetensors/numpy/onnx/onnxruntime; interoperability tests will be skipped"
+# regenerate fixtures). Tests that need one skip on a developer's machine without it, and
+# fail in CI (CI=true), so a failed install here is an error, never a warning.
+if [ "${1:-}" = "--test-oracles" ]; then
+  # Headless Chromium renders the HTML reports in a test (scripts/check_report.sh).
+  if ! command -v chromium >/dev/null; then
+    echo "Installing chromium for the report test"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  oracles=(safetensors numpy onnx onnxruntime tensorboard)
+  if ! command -v python3 >/dev/null; then
+    echo "error: python3 is needed for the test oracles (${oracles[*]})" >&2
+    exit 1
+  fi
+  if ! python3 -c "import safetensors, numpy, onnx, onnxruntime, tensorboard" 2>/dev/null; then
+    echo "Installing the Python test oracles: ${oracles[*]}"
+    if ! python3 -m pip install -q "${oracles[@]}"; then
+      echo "error: pip could not install ${oracles[*]}; the interoperability tests need them" >&2
+      exit 1
+    fi
+  fi
 fi
 exit 0

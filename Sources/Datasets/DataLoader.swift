@@ -141,15 +141,17 @@ public final class DataLoader: @unchecked Sendable {
         return Batch(inputs: inputs, labels: indices.map { dataset.labels[$0] }, indices: indices)
     }
 
-    /// The batches of `epoch`, each prepared on a background thread while the previous one is used.
-    public func batches(epoch: Int) -> BatchSequence { BatchSequence(loader: self, epoch: epoch) }
+    /// The batches of `epoch` from batch `first` on (a resumed run's position), each prepared
+    /// on a background thread while the previous one is used.
+    public func batches(epoch: Int, from first: Int = 0) -> BatchSequence { BatchSequence(loader: self, epoch: epoch, first: first) }
 }
 
 /// The batches of one epoch (see `DataLoader.batches(epoch:)`).
 public struct BatchSequence: Sequence {
     let loader: DataLoader
     let epoch: Int
-    public func makeIterator() -> PrefetchingIterator { PrefetchingIterator(loader: loader, epoch: epoch) }
+    let first: Int
+    public func makeIterator() -> PrefetchingIterator { PrefetchingIterator(loader: loader, epoch: epoch, first: first) }
 }
 
 /// Runs batch preparation one batch ahead on its own thread. Stopping early (dropping the
@@ -166,12 +168,12 @@ public final class PrefetchingIterator: IteratorProtocol {
 
     private let shared = Shared()
 
-    init(loader: DataLoader, epoch: Int) {
+    init(loader: DataLoader, epoch: Int, first: Int) {
         let order = loader.order(epoch: epoch)
         let count = loader.batchesPerEpoch
         let shared = self.shared
         let thread = Thread {
-            for b in 0..<count {
+            for b in min(max(first, 0), count)..<count {
                 let indices = Array(order[(b * loader.batchSize)..<min((b + 1) * loader.batchSize, order.count)])
                 let batch = loader.makeBatch(indices, epoch: epoch)
                 shared.condition.lock()

@@ -69,15 +69,33 @@ public struct Dataset {
         return (subset(mask.indices.filter { mask[$0] }), subset(mask.indices.filter { !mask[$0] }))
     }
 
-    /// A random `validationFraction` of the examples (seeded) as validation, the rest as training.
-    public func splittingValidation(fraction: Double, seed: UInt64) throws -> (train: Dataset, validation: Dataset) {
+    /// Holds out `fraction` of each class's labelled examples (all examples when `labeled` is
+    /// nil) as a validation split: stratified, seeded, at least one per class, and at least one
+    /// labelled example of each class left to train on. The held-out examples leave the
+    /// training set entirely. Returns the rest, its labelled mask, the validation split, and
+    /// the positions in this dataset of the examples kept for training.
+    public func holdingOutValidation(fraction: Double, labeled: [Bool]? = nil, seed: UInt64) throws
+        -> (train: Dataset, labeled: [Bool]?, validation: Dataset, kept: [Int]) {
         guard fraction > 0 && fraction < 1 else { throw DatasetError(file: "validation split", "fraction must be in (0, 1), got \(fraction)") }
-        var generator = RandomGenerator(seed: seed)
-        var order = Array(0..<count)
-        order.shuffle(using: &generator)
-        let validationCount = Int((Double(count) * fraction).rounded())
-        return (subset(order[validationCount...].sorted()), subset(order[..<validationCount].sorted()))
+        var generator = RandomGenerator(seed: seed ^ 0x7A11_DA7E)
+        var byClass = [[Int]](repeating: [], count: classCount)
+        for (index, label) in labels.enumerated() where labeled?[index] ?? true { byClass[label].append(index) }
+        var heldOut: [Int] = []
+        for (label, members) in byClass.enumerated() {
+            guard members.count >= 2 else {
+                throw DatasetError(file: "validation split", "class \(label) (\(classNames[label])) has \(members.count) labelled example(s): a validation split needs at least 2 (give --validation-fraction 0 for none)")
+            }
+            let count = min(max(1, Int((Double(members.count) * fraction).rounded())), members.count - 1)
+            var shuffled = members
+            shuffled.shuffle(using: &generator)
+            heldOut += shuffled.prefix(count)
+        }
+        let isHeldOut = Set(heldOut)
+        let kept = indices(where: { !isHeldOut.contains($0) })
+        return (subset(kept), labeled.map { mask in kept.map { mask[$0] } }, subset(heldOut.sorted()), kept)
     }
+
+    private func indices(where keep: (Int) -> Bool) -> [Int] { (0..<count).filter(keep) }
 
     /// The examples of several datasets in order; they must share example shape and classes.
     public static func concatenating(_ parts: [Dataset]) throws -> Dataset {

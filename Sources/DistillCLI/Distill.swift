@@ -1,4 +1,6 @@
 import ArgumentParser
+import Distillation
+import Foundation
 
 /// The `distill` command.
 @main
@@ -6,6 +8,31 @@ struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
         abstract: "Knowledge distillation and transfer on a Swift-native CPU engine.",
-        subcommands: [Train.self, DistillCommand.self, TransferCommand.self, RunExperiment.self, Evaluate.self, Report.self, Export.self, Inspect.self, Demo.self]
+        subcommands: [Train.self, DistillCommand.self, TransferCommand.self, RunExperiment.self, Evaluate.self, Report.self, Export.self, Inspect.self, Demo.self, OptionsCommand.self]
     )
+
+    /// Parses, runs, and turns every error into one line on standard error: the one place
+    /// errors become messages. Exit codes: 0 success (and help), 1 any error, 128 + the
+    /// signal when SIGINT or SIGTERM stopped training after a checkpoint.
+    static func main() {
+        StopRequest.install()
+        do {
+            var command = try parseAsRoot(try Experiment.resolvingResume(Array(CommandLine.arguments.dropFirst())))
+            try command.run()
+        } catch let stop as TrainingInterrupted {
+            FileHandle.standardError.write(Data("Stopped: \(stop)\n".utf8))
+            Foundation.exit(128 + (StopRequest.signal == 0 ? SIGINT : StopRequest.signal))
+        } catch {
+            // Help and version requests, and ArgumentParser's own errors (with their usage hint).
+            if exitCode(for: error) == .success { exit(withError: error) }
+            let message: String
+            if String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+                message = fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+            } else {
+                message = "Error: " + String(describing: error).replacingOccurrences(of: "\n", with: " ")
+            }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            Foundation.exit(1)
+        }
+    }
 }

@@ -8,27 +8,31 @@ import Tensors
 
 /// `distill evaluate`: accuracy, per-class accuracy, calibration, agreement with a teacher and
 /// latency of a saved model on the Fashion-MNIST test set.
-struct Evaluate: ParsableCommand {
+struct Evaluate: TabledCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a saved model on the test set.")
+    static let experimentName = "evaluate"
+    static let architectureSpec = OptionSpec("architecture", .choice(ModelZoo.names), "Zoo architecture of a .safetensors file that does not name one (a PyTorch state dict).")
+    static let teacherSpec = OptionSpec("teacher", .text, "A teacher (run folder or model file) to measure agreement and cost ratios against.")
+    static let jsonSpec = OptionSpec("json", .flag, "Print the full report as JSON.")
+    static let options = [architectureSpec, teacherSpec, jsonSpec] + Spec.dataOptions
 
     @Argument(help: "Run folder, .safetensors or .onnx model file.")
     var model: String
-
-    @Option(help: "Zoo architecture of a .safetensors file that does not name one (a PyTorch state dict).")
-    var architecture: String?
-
-    @Option(help: "A teacher (run folder or model file) to measure agreement and cost ratios against.")
-    var teacher: String?
-
+    @Option(name: architectureSpec.long, help: architectureSpec.help) var architecture: String?
+    @Option(name: teacherSpec.long, help: teacherSpec.help) var teacher: String?
     @OptionGroup var dataOptions: DataOptions
+    @Flag(name: jsonSpec.long, help: jsonSpec.help) var json = false
 
-    @Flag(help: "Print the full report as JSON.")
-    var json = false
+    var values: [(String, OptionValue?)] {
+        [("architecture", architecture.map { .text($0) }), ("teacher", teacher.map { .text($0) }), ("json", .flag(json))] + dataOptions.values
+    }
+
+    func validate() throws { try checkOptions() }
 
     func run() throws {
         let student = try loadModel(model, architecture: architecture, role: "model").model
         let teacherModel = try teacher.map { try loadModel($0, role: "teacher").model }
-        let (_, test, _) = try dataOptions.load(seed: 0)
+        let test = try dataOptions.load(seed: 0).test
         let report = DistillationReport(student: student, teacher: teacherModel, images: test.inputs, labels: test.labels, classNames: test.classNames)
         if json {
             let encoder = JSONEncoder()

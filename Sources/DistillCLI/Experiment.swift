@@ -13,72 +13,18 @@ import Yams
 /// included, as `config.yaml` in its run folder: `distill run RUN/config.yaml` repeats it.
 /// docs/configs.md documents the schema.
 enum Experiment {
-    /// What a key holds.
-    enum Kind {
-        case integer(ClosedRange<Int>)
-        case number(ClosedRange<Double>)
-        case text
-        case choice([String])
-        /// One or more choices: a list, or a comma-separated string.
-        case choices([String])
-        /// One or more strings, each given as its own flag (`--teacher a --teacher b`).
-        case repeated
-        /// true adds the flag; false leaves it out.
-        case flag
-        /// A range like "5-9", one class, or a list of classes.
-        case classes
-        /// A mapping METHOD: weight, each given as `--weight METHOD=W`.
-        case weights
-    }
-
-    struct Key {
-        let name: String
-        let kind: Kind
-        /// Whether a file for this command must give the key.
-        var required = false
-    }
-
-    static let commands = ["train", "distill", "transfer"]
-
-    static let dataKeys = [Key(name: "data", kind: .text), Key(name: "classes", kind: .classes),
-                           Key(name: "labels-per-class", kind: .integer(1...1_000_000))]
-    static let trainingKeys = [
-        Key(name: "epochs", kind: .integer(1...100_000)), Key(name: "batch", kind: .integer(1...65_536)),
-        Key(name: "lr", kind: .number(1e-8...10)), Key(name: "seed", kind: .integer(0...Int(Int32.max))),
-        Key(name: "optimizer", kind: .choice(OptimizerChoice.allCases.map(\.rawValue))),
-        Key(name: "schedule", kind: .choice(ScheduleChoice.allCases.map(\.rawValue))),
-        Key(name: "weight-decay", kind: .number(0...1)),
-        Key(name: "out", kind: .text, required: true),
+    /// The commands an experiment can run, with their option tables.
+    static let tables: [(name: String, options: [OptionSpec], required: [String])] = [
+        (Train.experimentName, Train.options, ["model", "out"]),
+        (DistillCommand.experimentName, DistillCommand.options, ["out"]),
+        (TransferCommand.experimentName, TransferCommand.options, ["from", "out"]),
     ]
-    static let outputKeys = [Key(name: "quiet", kind: .flag), Key(name: "json", kind: .flag)]
+    static var commands: [String] { tables.map(\.name) }
 
-    /// The keys each command accepts.
-    static func keys(for command: String) -> [Key] {
-        switch command {
-        case "train":
-            return [Key(name: "model", kind: .choice(ModelZoo.names), required: true)] + dataKeys + trainingKeys + outputKeys
-        case "distill":
-            return [
-                Key(name: "teacher", kind: .repeated), Key(name: "teacher-architecture", kind: .choice(ModelZoo.names)),
-                Key(name: "teacher-hint", kind: .text), Key(name: "teacher-attention", kind: .repeated),
-                Key(name: "teacher-embedding", kind: .text),
-                Key(name: "teacher-outputs", kind: .text), Key(name: "student", kind: .choice(ModelZoo.names)),
-                Key(name: "method", kind: .choices(DistillationMethod.allCases.map(\.rawValue))),
-                Key(name: "temperature", kind: .number(0.01...100)), Key(name: "alpha", kind: .number(0...1)),
-                Key(name: "weight", kind: .weights), Key(name: "unlabeled", kind: .flag), Key(name: "plain", kind: .flag), Key(name: "augment", kind: .flag),
-                Key(name: "cache-directory", kind: .text),
-            ] + dataKeys + trainingKeys + outputKeys
-        case "transfer":
-            return [
-                Key(name: "from", kind: .text, required: true),
-                Key(name: "strategy", kind: .choices(TransferStrategy.allCases.map(\.rawValue) + ["head", "finetune-equal", "all"])),
-                Key(name: "head", kind: .text), Key(name: "old-classes", kind: .classes),
-                Key(name: "backbone-lr-scale", kind: .number(0...100)), Key(name: "steps", kind: .integer(1...10_000_000)),
-                Key(name: "seeds", kind: .classes), Key(name: "lr", kind: .number(1e-8...10)), Key(name: "batch", kind: .integer(1...65_536)),
-                Key(name: "out", kind: .text, required: true),
-            ] + dataKeys + outputKeys
-        default: return []
-        }
+    /// The keys a command's experiments accept: its options, less those that only make sense
+    /// typed (resuming names a run folder of its own).
+    static func keys(for command: String) -> [OptionSpec] {
+        (tables.first { $0.name == command }?.options ?? []).filter { $0.name != "resume" }
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -112,6 +58,7 @@ enum Experiment {
         let command = commandScalar.string
         let schema = keys(for: command)
         var arguments: [String] = []
+        let required = tables.first { $0.name == command }?.required ?? []
         for (name, keyNode, value) in entries where name != "command" {
             guard let key = schema.first(where: { $0.name == name }) else {
                 let suggestion = schema.map(\.name).min { editDistance($0, name) < editDistance($1, name) }
@@ -120,8 +67,8 @@ enum Experiment {
             }
             arguments += try flags(for: key, value, fail: { fail(value, "key '\(name)': \($0)") })
         }
-        for key in schema where key.required && !entries.contains(where: { $0.key == key.name }) {
-            throw fail(root, "missing key '\(key.name)' for a \(command) experiment")
+        for key in required where !entries.contains(where: { $0.key == key }) {
+            throw fail(root, "missing key '\(key)' for a \(command) experiment")
         }
         return (command, arguments)
     }
@@ -144,31 +91,36 @@ enum Experiment {
     /// Whether YAML would read the scalar as a number (unquoted).
     private static func isPlain(_ s: Node.Scalar) -> Bool { s.style == .plain || s.style == .any }
 
-    private static func flags(for key: Key, _ value: Node, fail: (String) -> Failure) throws -> [String] {
+    /// The flags for one key, after checking its value against the option's kind and range.
+    private static func flags(for key: OptionSpec, _ value: Node, fail: (String) -> Failure) throws -> [String] {
         let flag = "--" + key.name
+        func checked(_ value: OptionValue) throws {
+            do { try OptionTable.check(key, value) } catch let error as UserError {
+                throw fail(error.description.replacingOccurrences(of: flag + " ", with: ""))
+            }
+        }
         switch key.kind {
-        case let .integer(range):
+        case .integer:
             let s = try scalar(value, fail)
             guard isPlain(s), let v = Int(s.string) else { throw fail("expected an integer, got '\(s.string)'") }
-            guard range.contains(v) else { throw fail("\(v) is out of range \(range.lowerBound)...\(range.upperBound)") }
+            try checked(.integer(v))
             return [flag, String(v)]
-        case let .number(range):
+        case .number:
             let s = try scalar(value, fail)
-            guard isPlain(s), let v = Double(s.string), v.isFinite else { throw fail("expected a number, got '\(s.string)'") }
-            guard range.contains(v) else { throw fail("\(s.string) is out of range \(range.lowerBound)...\(range.upperBound)") }
+            guard isPlain(s), let v = Double(s.string) else { throw fail("expected a number, got '\(s.string)'") }
+            try checked(.number(v))
             return [flag, s.string]
         case .text:
             let s = try scalar(value, fail)
             guard !s.string.isEmpty else { throw fail("expected text, got an empty value") }
             return [flag, s.string]
-        case let .choice(options):
+        case .choice:
             let s = try scalar(value, fail)
-            guard options.contains(s.string) else { throw fail("'\(s.string)' is not one of \(options.joined(separator: ", "))") }
+            try checked(.text(s.string))
             return [flag, s.string]
-        case let .choices(options):
+        case .choices:
             let items = try strings(value, fail).flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-            guard !items.isEmpty else { throw fail("expected at least one of \(options.joined(separator: ", "))") }
-            for item in items where !options.contains(item) { throw fail("'\(item)' is not one of \(options.joined(separator: ", "))") }
+            try checked(.list(items))
             return [flag, items.joined(separator: ",")]
         case .repeated:
             let items = try strings(value, fail)
@@ -181,27 +133,26 @@ enum Experiment {
             case "false", "no", "off": return []
             default: throw fail("expected true or false, got '\(s.string)'")
             }
-        case .classes:
+        case .numbers:
+            let text: String
             if case let .sequence(list) = value {
-                let numbers = try list.map { item -> Int in
-                    guard case let .scalar(s) = item, let v = Int(s.string), v >= 0 else { throw fail("expected class numbers, got \(describe(item))") }
-                    return v
-                }
-                guard !numbers.isEmpty else { throw fail("expected at least one class") }
-                return [flag, numbers.map(String.init).joined(separator: ",")]
+                text = try list.map { item -> String in
+                    guard case let .scalar(s) = item, Int(s.string) != nil else { throw fail("expected whole numbers, got \(describe(item))") }
+                    return s.string
+                }.joined(separator: ",")
+                guard !text.isEmpty else { throw fail("expected at least one number") }
+            } else {
+                text = try scalar(value, fail).string
             }
-            let s = try scalar(value, fail)
-            do { _ = try DataOptions.parseClasses(s.string) } catch { throw fail("'\(s.string)' is not a range like 5-9 or a list like [0, 2, 4]") }
-            return [flag, s.string]
+            try checked(.text(text))
+            return [flag, text]
         case .weights:
             guard case let .mapping(pairs) = value else { throw fail("expected a mapping like {at: 1000, kd: 0.9}, got \(describe(value))") }
             return try pairs.flatMap { k, v -> [String] in
-                guard case let .scalar(method) = k, DistillationMethod(rawValue: method.string) != nil else {
-                    throw fail("\(describe(k)) is not a method (\(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
+                guard case let .scalar(method) = k, case let .scalar(w) = v, let weight = Double(w.string) else {
+                    throw fail("expected METHOD: number pairs, got \(describe(k)): \(describe(v))")
                 }
-                guard case let .scalar(w) = v, let weight = Double(w.string), weight.isFinite, weight >= 0 else {
-                    throw fail("the weight of \(method.string) must be a non-negative number, got \(describe(v))")
-                }
+                try checked(.weights([(method.string, weight)]))
                 return ["--weight", "\(method.string)=\(weight)"]
             }
         }
@@ -253,22 +204,10 @@ enum Experiment {
         return kept + overrides
     }
 
-    /// A resolved configuration entry: every value a run used, defaults included.
-    enum Value {
-        case text(String)
-        case integer(Int)
-        case number(Double)
-        case flag(Bool)
-        case list([String])
-        case weights([(String, Double)])
-
-        /// A Float option as the short decimal it was given as (0.05, not 0.0500000007).
-        static func number(_ value: Float) -> Value { .number(Double(String(value)) ?? Double(value)) }
-    }
-
-    /// Writes `entries` (after `command`) as YAML to `directory/config.yaml`, atomically.
-    static func writeResolved(command: String, _ entries: [(String, Value?)], to directory: String) throws {
-        func node(_ value: Value) -> Node {
+    /// Writes a command's values (after `command`) as YAML to `directory/config.yaml`,
+    /// atomically: every value the run used, defaults included, output options left out.
+    static func writeResolved<C: TabledCommand>(_ command: C.Type, _ values: [(String, OptionValue?)], to directory: String) throws {
+        func node(_ value: OptionValue) -> Node {
             switch value {
             case let .text(s): return Node(s, Tag(.str), .plain)
             case let .integer(i): return Node(String(i), Tag(.int))
@@ -278,12 +217,65 @@ enum Experiment {
             case let .weights(pairs): return Node(pairs.map { (Node($0.0), Node(String($0.1), Tag(.float))) })
             }
         }
-        var pairs: [(Node, Node)] = [(Node("command"), Node(command))]
-        for (key, value) in entries { if let value { pairs.append((Node(key), node(value))) } }
-        let text = "# Resolved configuration of this run; `distill run` on this file repeats it.\n"
+        var pairs: [(Node, Node)] = [(Node("command"), Node(C.experimentName))]
+        for (key, value) in values where !["quiet", "json"].contains(key) { if let value { pairs.append((Node(key), node(value))) } }
+        let text = "# Resolved configuration of this run; `distill run` on this file repeats it, `--resume` continues it.\n"
             + (try Yams.serialize(node: Node(pairs)))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try AtomicFile.write(Data(text.utf8), to: (directory as NSString).appendingPathComponent("config.yaml"))
+    }
+}
+
+extension Experiment {
+    /// The command and flags of the experiment file at `path`.
+    static func read(_ path: String) throws -> (command: String, arguments: [String]) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UserError("\(path): \(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw UserError("\(path): is not UTF-8 text") }
+        do { return try arguments(yaml: text, file: path) } catch let error as Failure { throw UserError(error.description) }
+    }
+
+    /// The options a resumed run may add: they cannot change its numbers.
+    static let resumableExtras: Set<String> = ["--quiet", "--json", "--checkpoint-every", "--dry-run"]
+
+    /// `distill COMMAND --resume RUN [--quiet …]` (COMMAND: train, distill, transfer or run)
+    /// becomes the run's own command with the flags of `RUN/config.yaml`, the extras, and
+    /// `--resume RUN --out RUN`; other arguments are returned as they are.
+    static func resolvingResume(_ arguments: [String]) throws -> [String] {
+        guard let first = arguments.first, ["train", "distill", "transfer", "run"].contains(first),
+              let at = arguments.firstIndex(where: { $0 == "--resume" || $0.hasPrefix("--resume=") }) else { return arguments }
+        let folder: String
+        var rest = Array(arguments.dropFirst())
+        if arguments[at].hasPrefix("--resume=") {
+            folder = String(arguments[at].dropFirst("--resume=".count))
+            rest.remove(at: at - 1)
+        } else {
+            guard at + 1 < arguments.count else { throw UserError("--resume needs a run folder") }
+            folder = arguments[at + 1]
+            rest.removeSubrange((at - 1)...at)
+        }
+        var extras: [String] = []
+        var index = 0
+        while index < rest.count {
+            let flag = String(rest[index].split(separator: "=", maxSplits: 1)[0])
+            guard resumableExtras.contains(flag) else {
+                throw UserError("--resume takes the configuration from \(folder)/config.yaml; only \(resumableExtras.sorted().joined(separator: ", ")) may be added, not '\(rest[index])'")
+            }
+            extras.append(rest[index])
+            if flag == "--checkpoint-every" && !rest[index].contains("="), index + 1 < rest.count {
+                extras.append(rest[index + 1])
+                index += 1
+            }
+            index += 1
+        }
+        let config = (folder as NSString).appendingPathComponent("config.yaml")
+        guard FileManager.default.fileExists(atPath: config) else { throw UserError("--resume \(folder): no config.yaml there (is it a run folder?)") }
+        let (command, flags) = try read(config)
+        guard first == "run" || first == command else {
+            throw UserError("--resume \(folder): it is a \(command) run; use 'distill \(command) --resume \(folder)' or 'distill run --resume \(folder)'")
+        }
+        return [command] + merge(file: flags, overrides: extras + ["--resume", folder, "--out", folder])
     }
 }
 
@@ -292,7 +284,7 @@ struct RunExperiment: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a train, distill or transfer experiment from a YAML file (schema: docs/configs.md).",
-        discussion: "Keys are the subcommand's long flags without dashes, plus 'command'. Flags after the file override its values, e.g. distill run kd.yaml --epochs 1 --out runs/quick.")
+        discussion: "Keys are the subcommand's long flags without dashes, plus 'command'. Flags after the file override its values, e.g. distill run kd.yaml --epochs 1 --out runs/quick. 'distill run --resume RUN' continues a run from its folder.")
 
     @Argument(help: "The experiment file.")
     var experiment: String
@@ -301,31 +293,12 @@ struct RunExperiment: ParsableCommand {
     var overrides: [String] = []
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: experiment) else {
-            throw UserError("\(experiment): \(FileManager.default.fileExists(atPath: experiment) ? "cannot be read" : "does not exist")")
-        }
-        guard let text = String(data: data, encoding: .utf8) else { throw UserError("\(experiment): is not UTF-8 text") }
-        let parsed: (command: String, arguments: [String])
-        do { parsed = try Experiment.arguments(yaml: text, file: experiment) } catch let error as Experiment.Failure {
-            throw UserError(error.description)
-        }
+        let parsed = try Experiment.read(experiment)
         let arguments = Experiment.merge(file: parsed.arguments, overrides: overrides)
+        let commands: [String: any ParsableCommand.Type] = ["train": Train.self, "distill": DistillCommand.self, "transfer": TransferCommand.self]
+        let type = commands[parsed.command]!
         var command: ParsableCommand
-        do {
-            switch parsed.command {
-            case "train": command = try Train.parse(arguments)
-            case "distill": command = try DistillCommand.parse(arguments)
-            default: command = try TransferCommand.parse(arguments)
-            }
-        } catch {
-            let message: String
-            switch parsed.command {
-            case "train": message = Train.message(for: error)
-            case "distill": message = DistillCommand.message(for: error)
-            default: message = TransferCommand.message(for: error)
-            }
-            throw UserError("\(experiment): \(message)")
-        }
+        do { command = try type.parse(arguments) } catch { throw UserError("\(experiment): \(type.message(for: error))") }
         try command.run()
     }
 }

@@ -4,35 +4,36 @@ import ModelFormats
 import NeuralNet
 
 /// `distill export`: writes a trained model for deployment (ONNX) or for PyTorch (safetensors).
-struct Export: ParsableCommand {
+struct Export: TabledCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a trained model: an ONNX graph for deployment, or a safetensors state dict PyTorch loads.")
 
     @Argument(help: "Run folder or model file.")
     var model: String
 
-    @Option(help: "Output format: onnx or safetensors (default: from the --out extension, else safetensors).")
-    var format: String?
+    static let formatSpec = OptionSpec("format", .choice(["onnx", "safetensors"]), "Output format (default: from the --out extension, else safetensors).")
+    static let outSpec = OptionSpec("out", .text, "File to write.")
+    static let opsetSpec = OptionSpec("opset", .integer(13...20), "ONNX operator set.")
+    static let foldSpec = OptionSpec("fold-batchnorm", .flag, "ONNX: fold each batch norm that follows a convolution into the convolution's weights.")
+    static let softmaxSpec = OptionSpec("softmax", .flag, "ONNX: end the graph with a softmax (probabilities instead of logits).")
+    static let experimentName = "export"
+    static let options = [formatSpec, outSpec, opsetSpec, foldSpec, softmaxSpec]
 
-    @Option(help: "File to write.")
-    var out: String
+    @Option(name: formatSpec.long, help: formatSpec.help) var format: String?
+    @Option(name: outSpec.long, help: outSpec.help) var out: String
+    @Option(name: opsetSpec.long, help: opsetSpec.help) var opset: Int = 17
+    @Flag(name: foldSpec.long, help: foldSpec.help) var foldBatchnorm = false
+    @Flag(name: softmaxSpec.long, help: softmaxSpec.help) var softmax = false
 
-    @Option(help: "ONNX operator set, 13 to 20.")
-    var opset: Int = 17
-
-    @Flag(help: "ONNX: fold each batch norm that follows a convolution into the convolution's weights.")
-    var foldBatchnorm = false
-
-    @Flag(help: "ONNX: end the graph with a softmax (probabilities instead of logits).")
-    var softmax = false
+    var values: [(String, OptionValue?)] {
+        [("format", .text(resolvedFormat)), ("out", .text(out)), ("opset", .integer(opset)), ("fold-batchnorm", .flag(foldBatchnorm)),
+         ("softmax", .flag(softmax))]
+    }
 
     var resolvedFormat: String { format ?? (out.lowercased().hasSuffix(".onnx") ? "onnx" : "safetensors") }
 
     func validate() throws {
-        guard ["onnx", "safetensors"].contains(resolvedFormat) else {
-            throw UserError("--format '\(resolvedFormat)' is not available; formats: onnx, safetensors")
-        }
-        guard (13...20).contains(opset) else { throw UserError("--opset \(opset) is not supported (13 to 20)") }
+        try checkOptions()
     }
 
     func run() throws {

@@ -5,23 +5,28 @@ import Tensors
 
 /// `distill inspect NAME`: a zoo model's summary (layers, output shapes, parameters,
 /// multiply-adds, size).
-struct Inspect: ParsableCommand {
+struct Inspect: TabledCommand {
     static let configuration = CommandConfiguration(abstract: "Print a zoo model's layers, output shapes, parameters and multiply-adds.")
+    static let experimentName = "inspect"
+    static let classesSpec = OptionSpec("classes", .integer(1...100_000), "Output classes.")
+    static let channelsSpec = OptionSpec("input-channels", .integer(1...64), "Input channels.")
+    static let sizeSpec = OptionSpec("input-size", .integer(4...1_024), "Input height and width.")
+    static let widthSpec = OptionSpec("width", .positive(upTo: 16), "Channel width multiplier.")
+    static let options = [classesSpec, channelsSpec, sizeSpec, widthSpec]
 
     @Argument(help: "Zoo model (\(ModelZoo.names.joined(separator: ", "))), run folder, .safetensors or .onnx file.")
     var model: String
 
-    @Option(help: "Output classes.")
-    var classes: Int = 10
+    @Option(name: classesSpec.long, help: classesSpec.help) var classes: Int = 10
+    @Option(name: channelsSpec.long, help: channelsSpec.help) var inputChannels: Int = 1
+    @Option(name: sizeSpec.long, help: sizeSpec.help) var inputSize: Int = 28
+    @Option(name: widthSpec.long, help: widthSpec.help) var width: Float = 1
 
-    @Option(help: "Input channels.")
-    var inputChannels: Int = 1
+    var values: [(String, OptionValue?)] {
+        [("classes", .integer(classes)), ("input-channels", .integer(inputChannels)), ("input-size", .integer(inputSize)), ("width", .number(width))]
+    }
 
-    @Option(help: "Input height and width.")
-    var inputSize: Int = 28
-
-    @Option(help: "Channel width multiplier.")
-    var width: Float = 1
+    func validate() throws { try checkOptions() }
 
     func run() throws {
         if model.contains("/") || model.contains(".") {

@@ -1,105 +1,132 @@
 import ArgumentParser
 import Datasets
+import Distillation
 import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
 
-/// Where the data comes from and which part of it is used (shared by train and distill).
+/// Where the data comes from and which part of it is used.
 struct DataOptions: ParsableArguments {
-    @Option(help: "Folder with the four Fashion-MNIST IDX files (gzip or raw).")
+    @Option(name: Spec.data.long, help: Spec.data.help)
     var data: String = FashionMNIST.defaultDirectory
 
-    @Option(help: "Classes to use, relabelled from 0: a range '5-9' or a list '0,2,4'.")
+    @Option(name: Spec.classes.long, help: Spec.classes.help)
     var classes: String?
 
-    @Option(help: "Keep labels for only this many training images per class (seeded); the rest stay unlabelled.")
+    @Option(name: Spec.labelsPerClass.long, help: Spec.labelsPerClass.help)
     var labelsPerClass: Int?
 
-    /// Parses "5-9" or "0,2,4".
-    static func parseClasses(_ text: String) throws -> [Int] {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        if parts.count == 2, let low = Int(parts[0]), let high = Int(parts[1]) {
-            guard low <= high else { throw UserError("--classes '\(text)': the range is empty") }
-            return Array(low...high)
-        }
-        let items = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !items.isEmpty, items.allSatisfy({ $0 != nil }) else {
-            throw UserError("--classes '\(text)' is not a range like 5-9 or a list like 0,2,4")
-        }
-        return items.map { $0! }
+    @Option(name: Spec.validationFraction.long, help: Spec.validationFraction.help)
+    var validationFraction: Double?
+
+    var values: [(String, OptionValue?)] {
+        [("data", .text(data)), ("classes", classes.map { .text($0) }), ("labels-per-class", labelsPerClass.map { .integer($0) }),
+         ("validation-fraction", validationFraction.map { .number($0) })]
     }
 
-    /// These options as resolved-configuration entries.
-    var configEntries: [(String, Experiment.Value?)] {
-        [("data", .text(data)), ("classes", classes.map { .text($0) }), ("labels-per-class", labelsPerClass.map { .integer($0) })]
+    /// The data a run uses: training examples (with the labelled mask, when only some keep
+    /// their labels), the validation split carved from the labelled ones, and the test set.
+    struct Loaded {
+        var train: Dataset
+        var labeled: [Bool]?
+        var validation: Dataset?
+        var test: Dataset
+        /// Where the training examples sit in the data as read (before the validation split).
+        var trainPositions: [Int]?
+        /// The labelled training examples alone.
+        var labeledTrain: Dataset { labeled.map { mask in train.subset(mask.indices.filter { mask[$0] }) } ?? train }
     }
 
-    func validate() throws {
-        if let classes { _ = try Self.parseClasses(classes) }
-        if let labelsPerClass, labelsPerClass < 1 { throw UserError("--labels-per-class must be at least 1, got \(labelsPerClass)") }
-    }
-
-    /// Training and test sets after the class selection, and which training examples keep labels.
-    func load(seed: UInt64) throws -> (train: Dataset, test: Dataset, labeled: [Bool]?) {
-        let dataset: FashionMNIST
-        do { dataset = try FashionMNIST(directory: data) } catch let error as DatasetError { throw UserError("\(error)") }
+    /// Reads the data, selects classes, keeps `labels-per-class` labels, then holds out the
+    /// validation split from the labelled examples (the test set is never touched).
+    func load(seed: UInt64, unlabeled: Bool = false) throws -> Loaded {
+        let dataset = try FashionMNIST(directory: data)
         var train = dataset.train, test = dataset.test
         if let classes {
-            let list = try Self.parseClasses(classes)
+            let list = try OptionTable.parseNumbers(classes, spec: Spec.classes)
             do {
                 train = try train.selectingClasses(list)
                 test = try test.selectingClasses(list)
             } catch let error as DatasetError { throw UserError("--classes: \(error.problem)") }
         }
         var labeled: [Bool]?
-        if let labelsPerClass {
+        if unlabeled {
+            labeled = [Bool](repeating: false, count: train.count)
+        } else if let labelsPerClass {
             do { labeled = try train.labeledMask(perClass: labelsPerClass, seed: seed) } catch let error as DatasetError {
                 throw UserError("--labels-per-class: \(error.problem)")
             }
         }
-        return (train, test, labeled)
+        let fewest = unlabeled ? 0 : (labelsPerClass ?? train.classCounts.min() ?? 0)
+        let fraction = validationFraction ?? (fewest >= TrainingDefaults.minimumLabelsPerClassForValidation ? TrainingDefaults.validationFraction : 0)
+        guard fraction > 0 else { return Loaded(train: train, labeled: labeled, validation: nil, test: test) }
+        do {
+            let split = try train.holdingOutValidation(fraction: fraction, labeled: labeled, seed: seed)
+            return Loaded(train: split.train, labeled: split.labeled, validation: split.validation, test: test, trainPositions: split.kept)
+        } catch let error as DatasetError { throw UserError("--validation-fraction: \(error.problem)") }
     }
 }
 
-/// How long and how fast to train.
+/// How long and how fast to train, and where the run folder is.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Training epochs.")
-    var epochs: Int = 3
+    @Option(name: Spec.epochs.long, help: Spec.epochs.help) var epochs: Int = TrainingDefaults.epochs
+    @Option(name: Spec.batch.long, help: Spec.batch.help) var batch: Int = TrainingDefaults.batchSize
+    @Option(name: Spec.lr.long, help: Spec.lr.help) var lr: Float = TrainingDefaults.learningRate
+    @Option(name: Spec.seed.long, help: Spec.seed.help) var seed: UInt64 = 0
+    @Option(name: Spec.optimizer.long, help: Spec.optimizer.help) var optimizer: OptimizerChoice = TrainingDefaults.optimizer
+    @Option(name: Spec.schedule.long, help: Spec.schedule.help) var schedule: ScheduleChoice = TrainingDefaults.schedule
+    @Option(name: Spec.weightDecay.long, help: Spec.weightDecay.help) var weightDecay: Float = TrainingDefaults.weightDecay
+    @Option(name: Spec.clipNorm.long, help: Spec.clipNorm.help) var clipNorm: Float = TrainingDefaults.clipNorm
+    @Option(name: Spec.warmupSteps.long, help: Spec.warmupSteps.help) var warmupSteps: Int = TrainingDefaults.warmupSteps
+    @Option(name: Spec.onNonFinite.long, help: Spec.onNonFinite.help) var onNonFinite: String = "stop"
+    @Option(name: Spec.patience.long, help: Spec.patience.help) var patience: Int?
+    @OptionGroup var run: RunOptions
 
-    @Option(help: "Batch size.")
-    var batch: Int = 128
-
-    @Option(help: "Peak learning rate.")
-    var lr: Float = 0.05
-
-    @Option(help: "Random seed (weights, data order, label choice).")
-    var seed: UInt64 = 0
-
-    @Option(help: "Optimizer: \(OptimizerChoice.allCases.map(\.rawValue).joined(separator: ", ")) (sgd has Nesterov momentum 0.9).")
-    var optimizer: OptimizerChoice = .sgd
-
-    @Option(help: "Learning-rate schedule: \(ScheduleChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var schedule: ScheduleChoice = .cosine
-
-    @Option(help: "Weight decay on weights (not biases or normalisation parameters).")
-    var weightDecay: Float = 5e-4
-
-    @Option(help: "Run folder to write (config, metrics, checkpoints, model, report).")
-    var out: String
-
-    /// These options as resolved-configuration entries.
-    var configEntries: [(String, Experiment.Value?)] {
-        [("epochs", .integer(epochs)), ("batch", .integer(batch)), ("lr", .number(lr)), ("seed", .integer(Int(seed))),
+    var values: [(String, OptionValue?)] {
+        [("epochs", .integer(epochs)), ("batch", .integer(batch)), ("lr", .number(lr)), ("seed", .integer(Int(clamping: seed))),
          ("optimizer", .text(optimizer.rawValue)), ("schedule", .text(schedule.rawValue)), ("weight-decay", .number(weightDecay)),
-         ("out", .text(out))]
+         ("clip-norm", .number(clipNorm)), ("warmup-steps", .integer(warmupSteps)), ("on-nonfinite", .text(onNonFinite)),
+         ("patience", patience.map { .integer($0) })] + run.values
     }
 
-    func validate() throws {
-        guard epochs >= 1 else { throw UserError("--epochs must be at least 1, got \(epochs)") }
-        guard batch >= 1 else { throw UserError("--batch must be at least 1, got \(batch)") }
-        guard lr > 0 && lr.isFinite else { throw UserError("--lr must be a positive number, got \(lr)") }
-        guard weightDecay >= 0 && weightDecay.isFinite else { throw UserError("--weight-decay must be zero or positive, got \(weightDecay)") }
+    /// The trainer's configuration from these options.
+    func configuration(seed: UInt64? = nil) -> TrainerConfiguration {
+        var c = TrainerConfiguration()
+        c.epochs = epochs
+        c.batchSize = batch
+        c.learningRate = lr
+        c.seed = seed ?? self.seed
+        c.optimizer = optimizer
+        c.schedule = schedule
+        c.weightDecay = weightDecay
+        c.clipNorm = clipNorm > 0 ? clipNorm : nil
+        c.warmupSteps = warmupSteps
+        c.nonFinite = onNonFinite == "rollback" ? .rollback(factor: 0.5, retries: 3) : .stop
+        c.patience = patience
+        c.runDirectory = run.out
+        c.checkpointEvery = run.checkpointEvery
+        return c
+    }
+}
+
+/// The run folder, resuming, checkpoints inside epochs and dry runs.
+struct RunOptions: ParsableArguments {
+    @Option(name: Spec.out.long, help: Spec.out.help) var out: String
+    @Option(name: Spec.resume.long, help: Spec.resume.help) var resume: String?
+    @Option(name: Spec.checkpointEvery.long, help: Spec.checkpointEvery.help) var checkpointEvery: Int?
+    @Flag(name: Spec.dryRun.long, help: Spec.dryRun.help) var dryRun = false
+
+    /// (`resume`, `checkpoint-every` and `dry-run` do not change results: they stay out of config.yaml.)
+    var values: [(String, OptionValue?)] {
+        [("out", .text(out)), ("checkpoint-every", checkpointEvery.map { .integer($0) })]
+    }
+
+    /// The checkpoint to continue from, when resuming and one was written.
+    var checkpoint: String? {
+        guard resume != nil else { return nil }
+        let path = Trainer.checkpointPath(in: out)
+        return FileManager.default.fileExists(atPath: path) ? path : nil
     }
 }
 
@@ -108,31 +135,6 @@ func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try AtomicFile.write(try encoder.encode(value), to: path)
-}
-
-/// Trains `model` from scratch with the CLI's recipe (by default SGD with Nesterov momentum
-/// 0.9, weight decay 5e-4 on weights, cosine schedule; clipping at norm 5), evaluating on
-/// `test` about ten times (every epoch for short runs) and reporting each evaluation to `report`.
-func trainFromScratch(_ model: any Module, epochs: Int, batchSize: Int, learningRate: Float, optimizer choice: OptimizerChoice = .sgd,
-                      schedule scheduleChoice: ScheduleChoice = .cosine, weightDecay: Float = 5e-4, train: Dataset, test: Dataset,
-                      console: Console, using generator: inout RandomGenerator,
-                      report: (_ epoch: Int, _ result: EpochResult, _ learningRate: Float, _ accuracy: Double) throws -> Void) throws {
-    let optimizer = choice.make(model, learningRate: learningRate, weightDecay: weightDecay)
-    let schedule = scheduleChoice.make(totalSteps: (train.count + batchSize - 1) / batchSize * epochs)
-    var step = 0
-    // Long epochs (a teacher's) show progress; the many short epochs of a few-label run do not.
-    let showProgress = train.count >= 20_000
-    for epoch in 1...epochs {
-        let result = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: schedule, images: train.inputs, labels: train.labels,
-                                                   batchSize: batchSize, firstStep: step, clipNorm: 5, using: &generator) { batch, total, loss, rate in
-            if showProgress { console.step(epoch: epoch, step: batch, of: total, loss: loss, examplesPerSecond: rate, batchSize: batchSize) }
-        }
-        step = result.steps
-        guard result.loss.isFinite else { throw UserError("training diverged in epoch \(epoch) (loss \(result.loss)); lower --lr") }
-        guard epoch == epochs || epoch % max(1, epochs / 10) == 0 else { continue }
-        try report(epoch, result, learningRate * schedule.factor(atStep: max(step - 1, 0)),
-                   ClassifierTraining.accuracy(model, images: test.inputs, labels: test.labels))
-    }
 }
 
 /// A model from a run folder, a safetensors file (Distill's, or a PyTorch state dict of a zoo

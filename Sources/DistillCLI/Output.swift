@@ -1,14 +1,17 @@
 import ArgumentParser
 import Foundation
+import Distillation
 import NeuralNet
 
 /// How much a long-running command prints.
 struct OutputOptions: ParsableArguments {
-    @Flag(help: "Print only the final result line (errors still go to standard error).")
+    @Flag(name: Spec.quiet.long, help: Spec.quiet.help)
     var quiet = false
 
-    @Flag(help: "Print one JSON object a line (each epoch, then the result) instead of text, for machines.")
+    @Flag(name: Spec.json.long, help: Spec.json.help)
     var json = false
+
+    var values: [(String, OptionValue?)] { [("quiet", .flag(quiet)), ("json", .flag(json))] }
 
     func validate() throws {
         guard !(quiet && json) else { throw UserError("--quiet and --json exclude each other") }
@@ -49,6 +52,30 @@ final class Console {
         if json { emit(["event": "result"].merging(fields) { a, _ in a }) } else { print(text) }
     }
 
+    /// A training event: progress bar and epoch lines as text, every step, checkpoint and
+    /// epoch as a JSON line.
+    func training(_ event: TrainingEvent, batchSize: Int, label: String = "") {
+        switch event {
+        case let .step(epoch, step, total, globalStep, loss, rate):
+            if json { emit(["event": "step", "epoch": epoch + 1, "step": globalStep, "loss": Double(loss)]) }
+            self.step(epoch: epoch + 1, step: step, of: total, loss: loss, examplesPerSecond: rate, batchSize: batchSize)
+        case let .checkpoint(globalStep, written):
+            if json { emit(["event": "checkpoint", "step": globalStep, "written": written]) }
+        case let .cachingTeacher(done, total) where done == total:
+            say("\(label)cached teacher outputs for \(total) images")
+        case let .epochFinished(record, isBest):
+            let validation = record.validationAccuracy.map { String(format: "  validation accuracy %.2f%%%@", $0 * 100, isBest ? " (best)" : "") } ?? ""
+            epoch(String(format: "%@epoch %d  loss %.4f%@  %.1f s", label, record.epoch + 1, record.loss, validation, record.seconds),
+                  ["epoch": record.epoch + 1, "loss": Double(record.loss), "terms": record.terms.mapValues(Double.init),
+                   "validation_accuracy": record.validationAccuracy ?? Double.nan, "seconds": record.seconds, "best": isBest])
+        case let .rolledBack(epoch, step, factor):
+            say("\(label)non-finite loss at epoch \(epoch + 1), step \(step + 1): rolled back, learning rate × \(factor)")
+        case let .stoppedEarly(epoch):
+            say("\(label)stopped early after epoch \(epoch + 1): no better validation accuracy for --patience epochs")
+        default: break
+        }
+    }
+
     private func emit(_ object: [String: Any]) {
         let cleaned = object.mapValues { value -> Any in
             if let d = value as? Double, !d.isFinite { return NSNull() }
@@ -56,7 +83,8 @@ final class Console {
             return value
         }
         guard let data = try? JSONSerialization.data(withJSONObject: cleaned, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        print(String(decoding: data, as: UTF8.self))
+        // Unbuffered: a reader of the pipe sees each line as it happens.
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 }
 

@@ -7,59 +7,64 @@ import NeuralNet
 import Tensors
 
 /// `distill train`: trains a zoo model from scratch (teachers are trained this way).
-struct Train: ParsableCommand {
+struct Train: TabledCommand {
     static let configuration = CommandConfiguration(abstract: "Train a zoo model from scratch on Fashion-MNIST.")
+    static let experimentName = "train"
+    static let options = [Spec.model] + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
 
-    @Option(help: "Zoo model (\(ModelZoo.names.joined(separator: ", "))).")
-    var model: String
-
+    @Option(name: Spec.model.long, help: Spec.model.help) var model: String
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
 
-    func validate() throws {
-        guard ModelZoo.names.contains(model) else {
-            throw UserError("unknown model '\(model)' (available: \(ModelZoo.names.joined(separator: ", ")))")
-        }
-    }
+    var values: [(String, OptionValue?)] { [("model", .text(model))] + dataOptions.values + training.values + output.values }
+
+    func validate() throws { try checkOptions() }
 
     func run() throws {
-        let (fullTrain, test, labeled) = try dataOptions.load(seed: training.seed)
-        let train = labeled.map { mask in fullTrain.subset(mask.indices.filter { mask[$0] }) } ?? fullTrain
+        if training.run.dryRun { return Console(output).result("options are valid", ["valid": true]) }
+        let data = try dataOptions.load(seed: training.seed)
+        let train = data.labeledTrain
         var generator = RandomGenerator(seed: training.seed)
         let options = ModelOptions(classes: train.classCount, inputChannels: train.exampleShape[0], inputSize: train.exampleShape[1])
         let network = try ModelZoo.make(model, options: options, using: &generator)
-        let out = training.out
-        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
-        try Experiment.writeResolved(command: "train", [("model", .text(model))] + dataOptions.configEntries + training.configEntries, to: out)
+        let out = training.run.out
+        try Experiment.writeResolved(Self.self, values, to: out)
         let console = Console(output)
-        console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) images, \(training.epochs) epochs")
-        var records: [EpochRecord] = [], best = -1.0
-        let start = Date()
-        try trainFromScratch(network, epochs: training.epochs, batchSize: training.batch, learningRate: training.lr,
-                             optimizer: training.optimizer, schedule: training.schedule, weightDecay: training.weightDecay,
-                             train: train, test: test, console: console, using: &generator) { epoch, result, rate, accuracy in
-            console.epoch(String(format: "epoch %d  loss %.4f  test accuracy %.2f%%  %.1f s", epoch, result.loss, accuracy * 100, result.seconds),
-                          ["epoch": epoch, "loss": Double(result.loss), "test_accuracy": accuracy, "seconds": result.seconds])
-            records.append(EpochRecord(epoch: epoch - 1, loss: result.loss, terms: ["ce": result.loss], seconds: result.seconds,
-                                       learningRate: rate, validationAccuracy: accuracy))
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            let lines = try records.map { String(decoding: try encoder.encode($0), as: UTF8.self) }.joined(separator: "\n") + "\n"
-            try AtomicFile.write(Data(lines.utf8), to: path("metrics.jsonl"))
-            // Weights after each evaluation, and the best so far by test accuracy.
-            try SavedModel.save(network, name: model, options: options, to: path("last.safetensors"), metadata: ["epoch": String(epoch)])
-            if accuracy > best {
-                best = accuracy
-                try SavedModel.save(network, name: model, options: options, to: path("best.safetensors"), metadata: ["epoch": String(epoch)])
-            }
+        console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) images\(data.validation.map { ", \($0.count) held out for validation" } ?? ""), \(training.epochs) epochs")
+        let trainer = try Trainer(model: network, configuration: training.configuration())
+        trainer.shouldStop = StopRequest.isRequested
+        let name = model
+        let outcome = try trainer.run(train: train, validation: data.validation, test: data.test, resumingFrom: training.run.checkpoint,
+                                      saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },
+                                      loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
+        console.result(outcome.summary(out: out), outcome.fields(out: out))
+    }
+}
+
+extension RunOutcome {
+    /// The result line: test accuracy of the final model and of the one selected on validation.
+    func summary(out: String) -> String {
+        var text = String(format: "test accuracy %.2f%% (final model", report.student.top1 * 100)
+        if let selected = report.selected, let epoch = report.selectedEpoch {
+            text += String(format: "; %.2f%% for the model selected on validation, epoch %d", selected.top1 * 100, epoch + 1)
         }
-        try SavedModel.save(network, name: model, options: options, to: path("model.safetensors"))
-        let report = DistillationReport(student: network, teacher: nil, images: test.inputs, labels: test.labels, classNames: test.classNames)
-        try writeJSON(report, to: path("evaluation.json"))
-        try HTMLReport.write([try HTMLReport.Run.load(out)], to: path("report.html"))
-        console.result(String(format: "test accuracy %.2f%% (best %.2f%%) in %.1f s; wrote %@/model.safetensors, metrics.jsonl, evaluation.json, report.html",
-                              report.student.top1 * 100, best * 100, Date().timeIntervalSince(start), out),
-                       ["test_accuracy": report.student.top1, "best_test_accuracy": best, "seconds": Date().timeIntervalSince(start), "out": out])
+        text += String(format: ")")
+        if let teacher = report.teacher, let agreement = report.student.agreement, let ratio = report.parameterRatio, let speed = report.latencyBatch1Ratio {
+            text += String(format: "; teacher %.2f%%; agreement %.2f%%; %.1f× fewer parameters, %.1f× faster at batch 1",
+                           teacher.top1 * 100, agreement * 100, ratio, speed)
+        }
+        return text + String(format: " in %.1f s; wrote %@/model.safetensors, evaluation.json, report.html", seconds, out)
+    }
+
+    func fields(out: String) -> [String: Any] {
+        var fields: [String: Any] = ["test_accuracy": report.student.top1, "top5": report.student.top5,
+                                     "calibration_error": report.student.expectedCalibrationError, "seconds": seconds, "out": out,
+                                     "steps": result.steps]
+        if let selected = report.selected { fields["selected_test_accuracy"] = selected.top1 }
+        if let epoch = report.selectedEpoch { fields["selected_epoch"] = epoch + 1 }
+        if let teacher = report.teacher { fields["teacher_test_accuracy"] = teacher.top1 }
+        if let agreement = report.student.agreement { fields["agreement"] = agreement }
+        return fields
     }
 }

@@ -7,49 +7,47 @@ import NeuralNet
 import Tensors
 
 /// `distill transfer`: starts a new task from an old model with one or more strategies,
-/// over one or more seeds, and reports new-task and old-task accuracy (mean ± std).
-struct TransferCommand: ParsableCommand {
+/// over one or more seeds, and reports new-task and old-task accuracy (mean ± std). Each
+/// strategy and seed trains in its own folder (`OUT/STRATEGY/seed-N`), so `--resume` goes on
+/// strategy by strategy and seed by seed.
+struct TransferCommand: TabledCommand {
     static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
+    static let experimentName = "transfer"
+    static let options = [Spec.from, Spec.strategy, Spec.head, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
+                          Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun] + Spec.dataOptions + Spec.outputOptions
 
-    @Option(name: .customLong("from"), help: "The old model: a run folder or model file.")
-    var source: String
-
-    @Option(help: "Strategies, comma-separated (\(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), head (= freeze), finetune-equal), or 'all'.")
-    var strategy: String = "finetune"
-
-    @Option(help: "The old model's classifier layer to replace.")
-    var head: String = "classifier.3"
-
-    @Option(help: "Classes of the old task (for measuring forgetting), a range or list.")
-    var oldClasses: String = "0-4"
-
-    @Option(help: "Backbone learning rate relative to the head's.")
-    var backboneLrScale: Float = 0.1
-
-    @Option(help: "Training steps.")
-    var steps: Int = 300
-
-    @Option(help: "Seeds: one number, or a range like 0-9 (results are mean ± std).")
-    var seeds: String = "0"
-
+    @Option(name: Spec.from.long, help: Spec.from.help) var source: String
+    @Option(name: Spec.strategy.long, help: Spec.strategy.help) var strategy: String = "finetune"
+    @Option(name: Spec.head.long, help: Spec.head.help) var head: String = "classifier.3"
+    @Option(name: Spec.oldClasses.long, help: Spec.oldClasses.help) var oldClasses: String = "0-4"
+    @Option(name: Spec.backboneLrScale.long, help: Spec.backboneLrScale.help) var backboneLrScale: Float = 0.1
+    @Option(name: Spec.steps.long, help: Spec.steps.help) var steps: Int = 300
+    @Option(name: Spec.seeds.long, help: Spec.seeds.help) var seeds: String = "0"
     @OptionGroup var dataOptions: DataOptions
-
-    @Option(help: "Learning rate of the new head.")
-    var lr: Float = 0.03
-
-    @Option(help: "Batch size.")
-    var batch: Int = 32
-
-    @Option(help: "Run folder: config.yaml, results.json and the new-task model of each strategy (first seed).")
-    var out: String
-
+    @Option(name: Spec.lr.long, help: Spec.lr.help) var lr: Float = 0.03
+    @Option(name: Spec.batch.long, help: Spec.batch.help) var batch: Int = 32
+    @OptionGroup var runOptions: RunOptions
     @OptionGroup var output: OutputOptions
 
-    /// The resolved configuration, defaults included.
-    var configEntries: [(String, Experiment.Value?)] {
+    var strategies: [String] {
+        strategy == "all" ? TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal"]
+            : strategy.split(separator: ",").map { $0 == "head" ? "freeze" : $0.trimmingCharacters(in: .whitespaces) }
+    }
+
+    var values: [(String, OptionValue?)] {
         [("from", .text(source)), ("strategy", .list(strategy.split(separator: ",").map(String.init))), ("head", .text(head)),
          ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
-         ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)), ("out", .text(out))] + dataOptions.configEntries
+         ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch))] + runOptions.values + dataOptions.values + output.values
+    }
+
+    func validate() throws {
+        try checkOptions()
+        guard let classes = dataOptions.classes else { throw UserError("give the new task's --classes, such as 5-9") }
+        let overlap = Set(try OptionTable.parseNumbers(oldClasses, spec: Spec.oldClasses))
+            .intersection(try OptionTable.parseNumbers(classes, spec: Spec.classes)).sorted()
+        guard overlap.isEmpty else {
+            throw UserError("--classes and --old-classes overlap on \(overlap.map(String.init).joined(separator: ", ")): the new task must be new classes")
+        }
     }
 
     /// The re-headed model as a plain zoo model for the new classes, so that evaluate, export
@@ -66,77 +64,50 @@ struct TransferCommand: ParsableCommand {
         return (plain, newOptions)
     }
 
+    /// One strategy and seed's accuracies, kept in its folder once it has finished.
+    struct SeedResult: Codable {
+        var new: Double
+        var old: Double?
+    }
+
     func run() throws {
-        // "head" (train a new head on the old features) is another name for freeze.
-        let names = strategy == "all" ? TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal"]
-            : strategy.split(separator: ",").map { $0 == "head" ? "freeze" : String($0) }
-        for name in names where TransferStrategy(rawValue: name) == nil && name != "finetune-equal" {
-            throw UserError("unknown strategy '\(name)' (available: \(TransferStrategy.allCases.map(\.rawValue).joined(separator: ", ")), head (= freeze), finetune-equal, all)")
+        if runOptions.dryRun { return Console(output).result("options are valid", ["valid": true]) }
+        let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
+        let dataset = try FashionMNIST(directory: dataOptions.data)
+        let oldList = try OptionTable.parseNumbers(oldClasses, spec: Spec.oldClasses)
+        let oldTrain: Dataset, oldTest: Dataset
+        do { (oldTrain, oldTest) = (try dataset.train.selectingClasses(oldList), try dataset.test.selectingClasses(oldList)) } catch let error as DatasetError {
+            throw UserError("--old-classes: \(error.problem)")
         }
-        let seedList = try DataOptions.parseClasses(seeds).map(UInt64.init)
-        guard dataOptions.classes != nil else { throw UserError("give the new task's --classes, such as 5-9") }
-        let dataset: FashionMNIST
-        do { dataset = try FashionMNIST(directory: dataOptions.data) } catch let error as DatasetError { throw UserError("\(error)") }
-        let oldList = try DataOptions.parseClasses(oldClasses)
-        let overlap = Set(oldList).intersection(try DataOptions.parseClasses(dataOptions.classes!)).sorted()
-        guard overlap.isEmpty else {
-            throw UserError("--classes and --old-classes overlap on \(overlap.map(String.init).joined(separator: ", ")): the new task must be new classes")
-        }
-        let oldTrain = try dataset.train.selectingClasses(oldList), oldTest = try dataset.test.selectingClasses(oldList)
-        let oldModel: (model: any Module, name: String, options: ModelOptions)
-        do { oldModel = try SavedModel.load(source) } catch let error as ModelFormatError { throw UserError("--from: \(error)") }
-        var probeGenerator = RandomGenerator(seed: 0)
-        let before: MultiHeadModel
-        do { before = try MultiHeadModel(from: SavedModel.load(source).model, headPath: head, newClasses: 1, using: &probeGenerator) } catch let error as ModuleError {
-            throw UserError("--head: \(error)")
-        }
-        let oldAccuracy = KnowledgeTransfer.accuracy(before, head: "old", data: oldTest)
-        try Experiment.writeResolved(command: "transfer", configEntries, to: out)
+        let oldModel = try SavedModel.load(source)
+        let oldAccuracy = try Evaluation.accuracy(oldModel.model, on: oldTest)
+        let out = runOptions.out
+        try Experiment.writeResolved(Self.self, values, to: out)
         let console = Console(output)
         console.say(String(format: "old model %@ on classes %@: old-task test accuracy %.2f%%", oldModel.name, oldClasses, oldAccuracy * 100))
         var summaries: [String] = []
         var fields: [String: Any] = ["old_model_accuracy": oldAccuracy, "out": out]
         var results: [String: [[String: Double]]] = [:]
-        for name in names {
+        for name in strategies {
             var newScores: [Double] = [], oldScores: [Double] = []
             for seed in seedList {
-                let (train, test, labeled) = try dataOptions.load(seed: seed)
-                let newTrain = labeled.map { mask in train.subset(mask.indices.filter { mask[$0] }) } ?? train
-                var generator = RandomGenerator(seed: seed)
-                let base: any Module = name == "scratch"
-                    ? try ModelZoo.make(oldModel.name, options: oldModel.options, using: &generator)
-                    : try SavedModel.load(source).model
-                let model: MultiHeadModel
-                do { model = try MultiHeadModel(from: base, headPath: head, newClasses: newTrain.classCount, using: &generator) } catch let error as ModuleError {
-                    throw UserError("--head: \(error)")
+                let folder = ((out as NSString).appendingPathComponent(name) as NSString).appendingPathComponent("seed-\(seed)")
+                let resultPath = (folder as NSString).appendingPathComponent("result.json")
+                let result: SeedResult
+                if runOptions.resume != nil, let stored = FileManager.default.contents(atPath: resultPath),
+                   let decoded = try? JSONDecoder().decode(SeedResult.self, from: stored) {
+                    result = decoded  // finished before the interruption
+                } else {
+                    result = try trainSeed(name, seed: seed, folder: folder, oldModel: oldModel, oldTrain: oldTrain, oldTest: oldTest, console: console)
+                    try writeJSON(result, to: resultPath)
                 }
-                var configuration = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
-                configuration.steps = steps
-                configuration.batchSize = batch
-                configuration.learningRate = lr
-                configuration.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLrScale
-                configuration.seed = seed
-                try KnowledgeTransfer.train(model, newTask: newTrain, oldTask: oldTrain, configuration: configuration)
-                newScores.append(KnowledgeTransfer.accuracy(model, head: "new", data: test))
-                oldScores.append(name == "scratch" ? .nan : KnowledgeTransfer.accuracy(model, head: "old", data: oldTest))
-                if seed == seedList[0] {
-                    let (plain, options) = try Self.newTaskModel(model, name: oldModel.name, options: oldModel.options, head: head)
-                    try SavedModel.save(plain, name: oldModel.name, options: options, to: (out as NSString).appendingPathComponent("\(name).safetensors"))
-                    if names.count == 1 {
-                        try SavedModel.save(plain, name: oldModel.name, options: options, to: (out as NSString).appendingPathComponent("model.safetensors"))
-                    }
-                }
-                var row = ["seed": Double(seed), "new": newScores.last!]
-                if name != "scratch" { row["old"] = oldScores.last! }
+                newScores.append(result.new)
+                oldScores.append(result.old ?? .nan)
+                var row = ["seed": Double(seed), "new": result.new]
+                if let old = result.old { row["old"] = old }
                 results[name, default: []].append(row)
             }
-            func stats(_ xs: [Double]) -> String {
-                guard !xs.contains(where: \.isNaN) else { return "—" }
-                let mean = xs.reduce(0, +) / Double(xs.count)
-                let std = (xs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(xs.count - 1, 1))).squareRoot()
-                return String(format: "%.2f ± %.2f", mean * 100, std * 100)
-            }
-            let line = "\(name): new task \(stats(newScores)), old task \(stats(oldScores)) (old model \(String(format: "%.2f", oldAccuracy * 100)))"
+            let line = "\(name): new task \(meanAndDeviation(newScores)), old task \(meanAndDeviation(oldScores)) (old model \(String(format: "%.2f", oldAccuracy * 100)))"
             console.epoch(line, ["strategy": name, "new_task_accuracy": newScores, "old_task_accuracy": oldScores])
             summaries.append(line)
             fields[name] = ["new_task_mean": newScores.reduce(0, +) / Double(newScores.count),
@@ -146,4 +117,51 @@ struct TransferCommand: ParsableCommand {
         try writeJSON(results, to: (out as NSString).appendingPathComponent("results.json"))
         console.result(summaries.joined(separator: "\n") + "\nwrote \(out)/results.json and the new-task models", fields)
     }
+
+    /// Trains one strategy with one seed in `folder` (resuming from its checkpoint when asked)
+    /// and scores both tasks on their test sets; the first seed's model is saved as
+    /// `OUT/STRATEGY.safetensors` (and `model.safetensors` for a single strategy).
+    private func trainSeed(_ name: String, seed: UInt64, folder: String, oldModel: (model: any Module, name: String, options: ModelOptions),
+                           oldTrain: Dataset, oldTest: Dataset, console: Console) throws -> SeedResult {
+        let data = try dataOptions.load(seed: seed)
+        let newTrain = data.labeledTrain
+        var generator = RandomGenerator(seed: seed)
+        let base: any Module = name == "scratch"
+            ? try ModelZoo.make(oldModel.name, options: oldModel.options, using: &generator)
+            : try SavedModel.load(source).model
+        let model = try MultiHeadModel(from: base, headPath: head, newClasses: newTrain.classCount, using: &generator)
+        var strategyConfiguration = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
+        strategyConfiguration.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLrScale
+        var training = TrainerConfiguration()
+        training.steps = steps
+        training.batchSize = batch
+        training.learningRate = lr
+        training.seed = seed
+        training.runDirectory = folder
+        training.checkpointEvery = runOptions.checkpointEvery
+        let trainer = try KnowledgeTransfer.trainer(model, strategy: strategyConfiguration, training: training,
+                                                    oldModel: name == "lwf" ? try SavedModel.load(source).model : nil, oldTask: oldTrain)
+        trainer.shouldStop = StopRequest.isRequested
+        let checkpoint = Trainer.checkpointPath(in: folder)
+        if runOptions.resume != nil, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: newTrain) }
+        try trainer.fit(train: newTrain, validation: data.validation) { console.training($0, batchSize: batch, label: "\(name), seed \(seed): ") }
+        let result = SeedResult(new: try Evaluation.accuracy(model, on: data.test),
+                                old: name == "scratch" ? nil : try Evaluation.accuracy(model, on: oldTest, output: "old_head"))
+        if seed == (try OptionTable.parseNumbers(seeds, spec: Spec.seeds)).first.map(UInt64.init) {
+            let (plain, options) = try Self.newTaskModel(model, name: oldModel.name, options: oldModel.options, head: head)
+            try SavedModel.save(plain, name: oldModel.name, options: options, to: (runOptions.out as NSString).appendingPathComponent("\(name).safetensors"))
+            if strategies.count == 1 {
+                try SavedModel.save(plain, name: oldModel.name, options: options, to: (runOptions.out as NSString).appendingPathComponent("model.safetensors"))
+            }
+        }
+        return result
+    }
+}
+
+/// "mean ± sample standard deviation" in percent, or "—" when a value is missing.
+func meanAndDeviation(_ values: [Double]) -> String {
+    guard !values.isEmpty, !values.contains(where: \.isNaN) else { return "—" }
+    let mean = values.reduce(0, +) / Double(values.count)
+    let deviation = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(values.count - 1, 1))).squareRoot()
+    return String(format: "%.2f ± %.2f", mean * 100, deviation * 100)
 }

@@ -47,6 +47,9 @@ public protocol DistillationLoss: AnyObject {
     var teacherTaps: [String] { get }
     /// Trainable parts, trained with the student; nil when the loss has none.
     var module: (any Module)? { get }
+    /// The student module whose output logit losses compare with the teachers' logits (LwF's
+    /// old head); nil: the model's output.
+    var studentOutput: String? { get }
     /// Called once before training with the per-example shapes of the tapped outputs
     /// (batch axis removed) and the training-set size.
     func prepare(studentShapes: [String: Shape], teacherShapes: [String: Shape], examples: Int,
@@ -59,6 +62,7 @@ extension DistillationLoss {
     public var studentTaps: [String] { [] }
     public var teacherTaps: [String] { [] }
     public var module: (any Module)? { nil }
+    public var studentOutput: String? { nil }
     public func prepare(studentShapes: [String: Shape], teacherShapes: [String: Shape], examples: Int,
                         using generator: inout RandomGenerator) throws {}
 }

@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import NeuralNet
 import Tensors
@@ -114,11 +115,16 @@ public struct DistillationReport: Codable, Equatable, Sendable {
     public var byteRatio: Double?
     public var latencyBatch1Ratio: Double?
     public var latencyBatch256Ratio: Double?
+    /// The model selected on the validation split (the best epoch's), scored on the same test
+    /// set, when the run had a validation split; `student` is the final model.
+    public var selected: ClassificationMetrics?
+    /// The selected model's epoch, from 0.
+    public var selectedEpoch: Int?
 
     public init(student: any Module, teacher: (any Module)?, images: Tensor, labels: [Int], classNames: [String]) {
         let shape = Shape(Array(images.shape.dimensions.dropFirst()))
-        let teacherLogits = teacher.map { ClassifierTraining.predict($0, images: images) }
-        self.student = ClassificationMetrics(logits: ClassifierTraining.predict(student, images: images), labels: labels,
+        let teacherLogits = teacher.map { $0.predictions(images) }
+        self.student = ClassificationMetrics(logits: student.predictions(images), labels: labels,
                                              classNames: classNames, reference: teacherLogits)
         self.teacher = teacherLogits.map { ClassificationMetrics(logits: $0, labels: labels, classNames: classNames) }
         studentCost = ModelCost(student, inputShape: shape)
@@ -130,5 +136,17 @@ public struct DistillationReport: Codable, Equatable, Sendable {
             latencyBatch1Ratio = t.latencyBatch1Milliseconds / max(studentCost.latencyBatch1Milliseconds, 1e-9)
             latencyBatch256Ratio = t.latencyBatch256Milliseconds / max(studentCost.latencyBatch256Milliseconds, 1e-9)
         }
+    }
+}
+
+/// Scores of a model on labelled data.
+public enum Evaluation {
+    /// The fraction of `data` whose label `model` ranks first (with `output`, scored on that
+    /// submodule's outputs: one head of a multi-head model).
+    public static func accuracy(_ model: any Module, on data: Dataset, output: String? = nil) throws -> Double {
+        guard data.count > 0 else { return 0 }
+        let outputs = try output.map { try model.predictions(data.inputs, output: $0) } ?? model.predictions(data.inputs)
+        let predicted = outputs.max(alongAxis: 1).indices
+        return Double(zip(predicted, data.labels).filter { $0 == $1 }.count) / Double(data.count)
     }
 }

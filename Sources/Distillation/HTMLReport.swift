@@ -47,7 +47,7 @@ public enum HTMLReport {
     }
 
     /// A line chart of `series` (name, points) with axes and a legend, as inline SVG.
-    static func lineChart(title: String, yLabel: String, series: [(String, [(Double, Double)])]) -> String {
+    static func lineChart(title: String, xLabel: String = "epoch", yLabel: String, series: [(String, [(Double, Double)])], markersOnly: Bool = false) -> String {
         let (w, h, left, bottom, top, right) = (520.0, 260.0, 56.0, 36.0, 28.0, 130.0)
         let points = series.flatMap(\.1)
         guard !points.isEmpty else { return "" }
@@ -66,13 +66,18 @@ public enum HTMLReport {
             svg += "<text x=\"\(left - 6)\" y=\"\(py(y) + 4)\" text-anchor=\"end\" font-size=\"11\">\(String(format: "%.3g", y))</text>"
             svg += "<line x1=\"\(left)\" y1=\"\(py(y))\" x2=\"\(w - right)\" y2=\"\(py(y))\" stroke=\"#eee\"/>"
         }
-        svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 6)\" text-anchor=\"middle\" font-size=\"11\">epoch</text>"
+        for k in 0...4 {
+            let x = x0 + (x1 - x0) * Double(k) / 4
+            svg += "<line x1=\"\(px(x))\" y1=\"\(h - bottom)\" x2=\"\(px(x))\" y2=\"\(h - bottom + 4)\" stroke=\"#444\"/>"
+            svg += "<text class=\"tick\" x=\"\(px(x))\" y=\"\(h - bottom + 15)\" text-anchor=\"middle\" font-size=\"11\">\(String(format: "%.3g", x))</text>"
+        }
+        svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 4)\" text-anchor=\"middle\" font-size=\"11\">\(escape(xLabel))</text>"
         svg += "<text x=\"14\" y=\"\((top + h - bottom) / 2)\" font-size=\"11\" transform=\"rotate(-90 14 \((top + h - bottom) / 2))\" text-anchor=\"middle\">\(escape(yLabel))</text>"
         for (i, (name, data)) in series.enumerated() {
             let color = palette[i % palette.count]
             let path = data.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
-            svg += "<polyline class=\"series\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(path)\"/>"
-            for (x, y) in data { svg += "<circle cx=\"\(px(x))\" cy=\"\(py(y))\" r=\"3\" fill=\"\(color)\"/>" }
+            if !markersOnly { svg += "<polyline class=\"series\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(path)\"/>" }
+            for (x, y) in data { svg += "<circle class=\"\(markersOnly ? "scatter" : "point")\" cx=\"\(px(x))\" cy=\"\(py(y))\" r=\"\(markersOnly ? 5 : 3)\" fill=\"\(color)\"/>" }
             svg += "<rect x=\"\(w - right + 10)\" y=\"\(top + Double(i) * 18)\" width=\"12\" height=\"12\" fill=\"\(color)\"/>"
             svg += "<text x=\"\(w - right + 28)\" y=\"\(top + Double(i) * 18 + 10)\" font-size=\"11\">\(escape(name))</text>"
         }
@@ -137,6 +142,23 @@ public enum HTMLReport {
         return svg + "</svg>"
     }
 
+    /// Every run side by side: a table of test accuracy (final and selected model), size and
+    /// latency, and test accuracy against batch-1 latency as a scatter, for two runs or more.
+    static func comparison(_ runs: [Run]) -> String {
+        let evaluated = runs.compactMap { run in run.evaluation.map { (run.name, $0) } }
+        guard evaluated.count >= 2 else { return "" }
+        var html = "<h2>Runs compared</h2><table class=\"comparison\"><tr><th>run</th><th>test accuracy, final model</th><th>test accuracy, selected model</th><th>parameters</th><th>size</th><th>latency, batch 1</th></tr>"
+        for (name, e) in evaluated {
+            html += "<tr><td>\(escape(name))</td><td>\(String(format: "%.2f%%", e.student.top1 * 100))</td>"
+                + "<td>\(e.selected.map { String(format: "%.2f%% (epoch %d)", $0.top1 * 100, (e.selectedEpoch ?? 0) + 1) } ?? "—")</td>"
+                + "<td>\(e.studentCost.parameters)</td><td>\(String(format: "%.0f KB", Double(e.studentCost.bytes) / 1024))</td>"
+                + "<td>\(String(format: "%.3f ms", e.studentCost.latencyBatch1Milliseconds))</td></tr>"
+        }
+        html += "</table>"
+        return html + lineChart(title: "Test accuracy against latency", xLabel: "latency at batch 1, ms", yLabel: "test accuracy",
+                                series: evaluated.map { ($0.0, [($0.1.studentCost.latencyBatch1Milliseconds, $0.1.student.top1)]) }, markersOnly: true)
+    }
+
     /// The whole page.
     public static func render(_ runs: [Run], title: String = "Distill report") -> String {
         var html = """
@@ -146,9 +168,10 @@ public enum HTMLReport {
         .chart{margin:8px 16px 8px 0;vertical-align:top}</style></head><body><h1>\(escape(title))</h1>
         """
         html += lineChart(title: "Training loss", yLabel: "loss", series: runs.map { run in (run.name, run.epochs.map { (Double($0.epoch + 1), Double($0.loss)) }) })
-        html += lineChart(title: "Test accuracy", yLabel: "accuracy", series: runs.map { run in
+        html += lineChart(title: "Validation accuracy", yLabel: "accuracy", series: runs.map { run in
             (run.name, run.epochs.compactMap { e in e.validationAccuracy.map { (Double(e.epoch + 1), $0) } })
         })
+        html += comparison(runs)
         for run in runs {
             guard let e = run.evaluation else { continue }
             html += "<h2>\(escape(run.name))</h2><table><tr><th></th><th>accuracy</th><th>top-5</th><th>calibration error</th><th>parameters</th><th>multiply-adds</th><th>size</th><th>latency, batch 1</th><th>latency, batch 256</th><th>agreement</th></tr>"

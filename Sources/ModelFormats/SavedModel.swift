@@ -3,15 +3,24 @@ import NeuralNet
 import Tensors
 
 /// A zoo model saved with what rebuilds it: the weights as a safetensors state dict (loadable
-/// by PyTorch as is) and, in its metadata, the zoo name and options.
+/// by PyTorch as is) and, in its metadata, the zoo name and options and the format version.
+/// The one model file of every command (`model.safetensors`, `best.safetensors`); the full
+/// training state is `TrainingCheckpoint`'s. Files without a version (written before it
+/// existed) are version 1 and load the same way.
 public enum SavedModel {
-    static let nameKey = "distill.model", optionsKey = "distill.options"
+    static let nameKey = "distill.model", optionsKey = "distill.options", formatKey = "distill.model-format"
+    /// The format this version writes; `load` refuses newer ones.
+    public static let formatVersion = 2
 
     /// Writes `model` (built as `name` with `options`) to `path` atomically.
     public static func save(_ model: any Module, name: String, options: ModelOptions, to path: String, metadata: [String: String] = [:]) throws {
         var meta = metadata
         meta[nameKey] = name
-        meta[optionsKey] = String(decoding: try JSONEncoder().encode(options), as: UTF8.self)
+        meta[formatKey] = String(formatVersion)
+        // Sorted keys: the same model gives the same bytes (a resumed run's file equals an uninterrupted run's).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        meta[optionsKey] = String(decoding: try encoder.encode(options), as: UTF8.self)
         try ModelWeights.save(model, to: path, metadata: meta)
     }
 
@@ -25,6 +34,9 @@ public enum SavedModel {
         }
         let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
         let contents = try SafeTensors.read(file)
+        if let version = contents.metadata[formatKey], (Int(version) ?? Int.max) > formatVersion {
+            throw ModelFormatError(file: file, "is a model file of format \(version); this Distill reads formats up to \(formatVersion)")
+        }
         guard let name = given ?? contents.metadata[nameKey] else {
             throw ModelFormatError(file: file, "does not say which zoo model it holds; name the architecture")
         }

@@ -102,9 +102,13 @@ public enum OptimizerChoice: String, CaseIterable, Codable, Sendable {
     /// The optimizer over `model`'s parameters; weight decay applies to weights only, not to
     /// biases or normalisation parameters.
     public func make(_ model: any Module, learningRate: Float, weightDecay: Float) -> any Optimizer {
-        let groups = ParameterGroup.decayingWeightsOnly(model, learningRate: learningRate, weightDecay: weightDecay)
+        make(ParameterGroup.decayingWeightsOnly(model, learningRate: learningRate, weightDecay: weightDecay))
+    }
+
+    /// The optimizer over `groups`; `momentum` is SGD's Nesterov momentum.
+    public func make(_ groups: [ParameterGroup], momentum: Float = 0.9) -> any Optimizer {
         switch self {
-        case .sgd: return SGD(groups, momentum: 0.9, nesterov: true)
+        case .sgd: return SGD(groups, momentum: momentum, nesterov: true)
         case .adam: return Adam(groups)
         case .adamw: return Adam(groups, decoupledWeightDecay: true)
         }

@@ -48,16 +48,21 @@ final class GradNode {
 }
 
 extension Tensor {
-    /// True when gradients must flow through this tensor.
-    var needsGrad: Bool { requiresGrad || gradNode != nil }
+    /// True when gradients must flow through this tensor: a backward rule computes the
+    /// gradients of the inputs that need them and returns nil for the others.
+    public var needsGrad: Bool { requiresGrad || gradNode != nil }
 
     /// True when an op recorded how this tensor was made (so backward can pass through it).
     public var isRecorded: Bool { gradNode != nil }
 
     /// Attaches `backward` to `self` (an op's fresh output) when recording is on and any
     /// input needs a gradient. The closure runs without recording. Returns `self`.
+    ///
+    /// The one way an op becomes differentiable, here and in other modules (the losses in
+    /// NeuralNet): compute the value with kernels or public ops, then record the rule that
+    /// maps the output's gradient to one gradient per input (of the input's shape, or nil).
     @discardableResult
-    func recorded(_ op: String, _ inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+    public func recorded(_ op: String, _ inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         if GradientRecording.isEnabled && inputs.contains(where: { $0.needsGrad }) {
             gradNode = GradNode(op: op, inputs: inputs, backward: backward)
         }

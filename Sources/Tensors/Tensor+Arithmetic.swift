@@ -54,7 +54,10 @@ private struct Greater: BinaryFunction { func callAsFunction(_ a: Float, _ b: Fl
 private struct LessOrEqual: BinaryFunction { func callAsFunction(_ a: Float, _ b: Float) -> Float { a <= b ? 1 : 0 } }
 private struct GreaterOrEqual: BinaryFunction { func callAsFunction(_ a: Float, _ b: Float) -> Float { a >= b ? 1 : 0 } }
 /// g/d where d > 0, else 0 (gradients of norms and distances at zero).
-struct SafeDivide: BinaryFunction { func callAsFunction(_ g: Float, _ d: Float) -> Float { d > 0 ? g / d : 0 } }
+public struct SafeDivide: BinaryFunction {
+    public init() {}
+    @inlinable public func callAsFunction(_ g: Float, _ d: Float) -> Float { d > 0 ? g / d : 0 }
+}
 
 extension Tensor {
     /// Sums a broadcast gradient back down to `target` (the inverse of broadcasting).

@@ -21,7 +21,9 @@ public final class Tensor: @unchecked Sendable {
         self.requiresGrad = requiresGrad
     }
 
-    /// Uninitialised tensor for kernels that write every element.
+    /// Uninitialised tensor for kernels that write every element (usable from the inlinable
+    /// `ElementwiseKernels`).
+    @usableFromInline
     init(uninitialized shape: Shape) {
         self.storage = TensorStorage(uninitializedCount: shape.count)
         self.shape = shape

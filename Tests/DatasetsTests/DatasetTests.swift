@@ -36,9 +36,19 @@ final class DatasetTests: XCTestCase {
     }
 
     func testValidationSplitAndConcatenation() throws {
-        let (train, validation) = try makeDataset().splittingValidation(fraction: 0.25, seed: 1)
-        XCTAssertEqual(train.count, 30)
-        XCTAssertEqual(validation.count, 10)
+        let (train, _, validation, _) = try makeDataset().holdingOutValidation(fraction: 0.25, seed: 1)
+        XCTAssertEqual(train.count, 28)
+        XCTAssertEqual(validation.count, 12)
+        XCTAssertEqual(validation.classCounts, [3, 3, 3, 3], "stratified: round(10 × 0.25) = 3 of each class")
+        // From the labelled examples only, at least one per class, and never all of a class.
+        let mask = (0..<40).map { $0 % 8 < 4 }
+        let few = try makeDataset().holdingOutValidation(fraction: 0.01, labeled: mask, seed: 1)
+        XCTAssertEqual(few.validation.classCounts, [1, 1, 1, 1])
+        XCTAssertEqual(few.labeled?.filter { $0 }.count, 16)
+        XCTAssertEqual(few.train.count, 36)
+        XCTAssertThrowsError(try makeDataset().holdingOutValidation(fraction: 0.5, labeled: (0..<40).map { $0 < 4 }, seed: 1)) {
+            XCTAssertTrue("\($0)".contains("at least 2"), "\($0)")
+        }
         let joined = try Dataset.concatenating([train, validation])
         XCTAssertEqual(joined.count, 40)
         XCTAssertEqual(joined.classCounts, [10, 10, 10, 10])

@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import TestSupport
 import XCTest
 
 final class IDXTests: XCTestCase {
@@ -46,9 +47,8 @@ final class IDXTests: XCTestCase {
     }
 
     func testLoadsFashionMNISTWhenInstalled() throws {
-        guard FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory) else {
-            throw XCTSkip("dataset-fashion-mnist is not installed (make test installs it)")
-        }
+        try requireTool(FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory),
+                        "dataset-fashion-mnist is not installed (make test installs it)")
         let data = try FashionMNIST()
         XCTAssertEqual(data.train.count, 60_000)
         XCTAssertEqual(data.test.count, 10_000)

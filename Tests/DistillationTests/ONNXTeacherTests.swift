@@ -18,23 +18,23 @@ final class ONNXTeacherTests: XCTestCase {
         let native = try SavedModel.load(fixtures.appendingPathComponent("teacher.safetensors").path).model
         let onnx = try ONNXNetwork(contentsOf: fixtures.appendingPathComponent("teacher.onnx").path)
         let legacy = try ONNXNetwork(contentsOf: fixtures.appendingPathComponent("teacher_legacy.onnx").path)
-        let teacherAccuracy = ClassifierTraining.accuracy(native, images: test.inputs, labels: test.labels)
-        XCTAssertEqual(ClassifierTraining.accuracy(onnx, images: test.inputs, labels: test.labels), teacherAccuracy, accuracy: 0.001)
+        let teacherAccuracy = try Evaluation.accuracy(native, on: test)
+        XCTAssertEqual(try Evaluation.accuracy(onnx, on: test), teacherAccuracy, accuracy: 0.001)
 
         var accuracies: [Double] = []
         for teacher in [native, onnx, legacy] as [any Module] {
             var g = RandomGenerator(seed: 7)
             let student = try ModelZoo.make("cnn-student", using: &g)
-            var configuration = DistillerConfiguration()
+            var configuration = TrainerConfiguration()
             configuration.epochs = 1
             configuration.batchSize = 64
             configuration.seed = 7
             configuration.cacheTeacher = false
             let kd = WeightedLoss(KnowledgeDistillation(temperature: 4), weight: 0.9)
             configuration.crossEntropyWeight = 0.1
-            let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: [kd], configuration: configuration)
-            try distiller.fit(train: train, learningRate: 0.05)
-            accuracies.append(ClassifierTraining.accuracy(student, images: test.inputs, labels: test.labels))
+            let distiller = try Trainer(model: student, teachers: [Teacher(.model(teacher))], losses: [kd], configuration: configuration)
+            try distiller.fit(train: train)
+            accuracies.append(try Evaluation.accuracy(student, on: test))
         }
         print("teacher \(teacherAccuracy); students from native, ONNX, legacy ONNX teachers: \(accuracies)")
         XCTAssertGreaterThan(accuracies[0], 0.70, "the distilled student learns")

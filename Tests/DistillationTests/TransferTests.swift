@@ -23,23 +23,35 @@ final class TransferTests: XCTestCase {
         return try MultiHeadModel(from: oldModel(), headPath: "classifier.4", newClasses: 3, using: &g)
     }
 
-    func configuration(_ strategy: TransferStrategy) -> TransferConfiguration {
-        var c = TransferConfiguration(strategy: strategy)
-        c.steps = 12
+    func training(steps: Int = 12) -> TrainerConfiguration {
+        var c = TrainerConfiguration()
+        c.steps = steps
         c.batchSize = 8
+        c.learningRate = 0.03
         return c
+    }
+
+    /// Trains `model` with `strategy` through the one Trainer; returns the last epoch's loss.
+    @discardableResult
+    func train(_ model: MultiHeadModel, _ strategy: TransferConfiguration, new: Dataset, old: Dataset? = nil, steps: Int = 12) throws -> Float {
+        let trainer = try KnowledgeTransfer.trainer(model, strategy: strategy, training: training(steps: steps),
+                                                    oldModel: strategy.strategy == .lwf ? try oldModel() : nil, oldTask: old)
+        return try trainer.fit(train: new).history.last!.loss
+    }
+
+    func outputs(_ model: MultiHeadModel, _ x: Tensor) throws -> [String: Tensor] {
+        ["old": try model.predictions(x, output: "old_head"), "new": model.predictions(x)]
     }
 
     func testMultiHeadModelKeepsTheOldHeadAndAddsANewOne() throws {
         let model = try reheaded()
-        model.eval()  // a training-mode pass would move batch-norm statistics
         let x = tasks().new.inputs.sliced(alongAxis: 0, 0..<2)
-        let outputs = withoutGradients { model.outputs(x) }
-        XCTAssertEqual(outputs["old"]?.shape, [2, 4])
-        XCTAssertEqual(outputs["new"]?.shape, [2, 3])
+        let heads = try outputs(model, x)
+        XCTAssertEqual(heads["old"]?.shape, [2, 4])
+        XCTAssertEqual(heads["new"]?.shape, [2, 3])
         let old = try oldModel()
         old.eval()
-        XCTAssertEqual(withoutGradients { model.outputs(x)["old"]! }.scalars, withoutGradients { old(x) }.scalars,
+        XCTAssertEqual(try outputs(model, x)["old"]!.scalars, withoutGradients { old(x) }.scalars,
                        "the old head on the shared backbone is the old model")
         XCTAssertTrue(model.stateDict().contains { $0.name == "backbone.features.0.weight" })
         XCTAssertTrue(model.stateDict().contains { $0.name == "new_head.weight" })
@@ -48,12 +60,12 @@ final class TransferTests: XCTestCase {
     func testFeatureExtractionLeavesTheOldTaskExactlyUnchanged() throws {
         let (old, new) = tasks()
         let model = try reheaded()
-        let before = KnowledgeTransfer.accuracy(model, head: "old", data: old)
+        let before = try Evaluation.accuracy(model, on: old, output: "old_head")
         let backboneBefore = model.backbone.stateDict().map(\.tensor.scalars)
         let headBefore = model.head("new").weight.scalars
-        try KnowledgeTransfer.train(model, newTask: new, configuration: configuration(.freeze))
+        try train(model, TransferConfiguration(strategy: .freeze), new: new)
         XCTAssertTrue(model.backbone.stateDict().map(\.tensor.scalars) == backboneBefore, "weights and batch-norm statistics unchanged")
-        XCTAssertEqual(KnowledgeTransfer.accuracy(model, head: "old", data: old), before)
+        XCTAssertEqual(try Evaluation.accuracy(model, on: old, output: "old_head"), before)
         XCTAssertNotEqual(model.head("new").weight.scalars, headBefore, "the new head trained")
     }
 
@@ -62,7 +74,7 @@ final class TransferTests: XCTestCase {
         for strategy in TransferStrategy.allCases {
             let model = try reheaded()
             let before = model.backbone.stateDict().map(\.tensor.scalars)
-            let loss = try KnowledgeTransfer.train(model, newTask: new, oldTask: old, configuration: configuration(strategy))
+            let loss = try train(model, TransferConfiguration(strategy: strategy), new: new, old: old)
             XCTAssertTrue(loss.isFinite, "\(strategy)")
             let after = model.backbone.stateDict().map(\.tensor.scalars)
             XCTAssertEqual(after == before, strategy == .freeze, "\(strategy): backbone \(strategy == .freeze ? "frozen" : "trained")")
@@ -74,10 +86,9 @@ final class TransferTests: XCTestCase {
         let model = try reheaded()
         let firstConv = model.backbone.namedParameters().first { $0.name == "features.0.weight" }!.tensor
         let before = firstConv.scalars
-        var c = configuration(.gradual)
-        c.steps = 3  // stage 0 only: (step · 4 / 3) < 1 for step 0; the deepest layers unfreeze last
+        var c = TransferConfiguration(strategy: .gradual)
         c.groups = 3
-        try KnowledgeTransfer.train(model, newTask: new, configuration: c)
+        try train(model, c, new: new, steps: 3)  // stage 0 only: (step · 4 / 3) < 1 for step 0; the deepest layers unfreeze last
         XCTAssertEqual(firstConv.scalars, before, "the first layer is still frozen early in gradual unfreezing")
     }
 
@@ -90,9 +101,35 @@ final class TransferTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("is a Conv2d, not a Linear layer"), "\($0)")
         }
         XCTAssertThrowsError(try MultiHeadModel(from: oldModel(), headPath: "classifier.4", newClasses: 0, using: &g))
-        XCTAssertThrowsError(try KnowledgeTransfer.train(reheaded(), newTask: tasks().new, configuration: configuration(.joint))) {
+        XCTAssertThrowsError(try KnowledgeTransfer.trainer(reheaded(), strategy: TransferConfiguration(strategy: .joint), training: training())) {
             XCTAssertTrue("\($0)".contains("joint training needs the old task's data"), "\($0)")
         }
         XCTAssertThrowsError(try oldModel().freeze(["backbone.layer9"]))
+        var negative = TransferConfiguration(strategy: .finetune)
+        negative.backboneLearningRateScale = -1
+        XCTAssertThrowsError(try KnowledgeTransfer.trainer(reheaded(), strategy: negative, training: training())) {
+            XCTAssertTrue("\($0)".contains("backbone learning-rate scale"), "\($0)")
+        }
+    }
+
+    /// LwF is a KnowledgeDistillation term on the old head against the old model's outputs,
+    /// and keeps the old task closer to the old model than fine-tuning without it.
+    func testLearningWithoutForgettingDistilsTheOldHead() throws {
+        let (old, new) = tasks()
+        let lwf = try reheaded()
+        let trainer = try KnowledgeTransfer.trainer(lwf, strategy: TransferConfiguration(strategy: .lwf), training: training(steps: 24), oldModel: try oldModel())
+        XCTAssertEqual(trainer.losses.map(\.loss.name), ["lwf"])
+        XCTAssertEqual((trainer.losses[0].loss as? KnowledgeDistillation)?.studentOutput, "old_head")
+        let history = try trainer.fit(train: new).history
+        XCTAssertNotNil(history.last?.terms["lwf"])
+        var scale = TransferConfiguration(strategy: .finetune)
+        scale.backboneLearningRateScale = 1
+        let tuned = try reheaded()
+        try train(tuned, scale, new: new, steps: 24)
+        let reference = try oldModel().predictions(old.inputs)
+        func drift(_ model: MultiHeadModel) throws -> Float {
+            ((try model.predictions(old.inputs, output: "old_head")) - reference).abs().mean().item
+        }
+        XCTAssertLessThan(try drift(lwf), try drift(tuned), "LwF keeps the old head's answers closer to the old model's")
     }
 }

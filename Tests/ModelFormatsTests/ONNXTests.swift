@@ -71,9 +71,8 @@ final class ONNXTests: XCTestCase {
     /// passes onnx.checker and gives our outputs in onnxruntime within 1e-4 on 100 test
     /// images; read back by Distill, the file gives the same outputs again.
     func testEveryZooModelMatchesOnnxRuntimeAndReadsBack() throws {
-        guard try python(["-c", "import onnx, onnxruntime, numpy"]).status == 0 else {
-            throw XCTSkip("python3 with onnx, onnxruntime and numpy is not installed (make test installs them)")
-        }
+        try requireTool(pythonCanImport("onnx", "onnxruntime", "numpy"),
+                        "python3 with onnx, onnxruntime and numpy is not installed (make test installs them)")
         let data = try FashionMNIST()
         let images = data.test.inputs.sliced(alongAxis: 0, 0..<100)
         let inputPath = scratch.appendingPathComponent("input.npy").path

@@ -8,6 +8,7 @@ import XCTest
 /// temporary folder). Change both together.
 final class ReadmeExampleTests: XCTestCase {
     func testEngineExample() {
+        // The README's imports: NeuralNet (the losses) and Tensors.
         var generator = RandomGenerator(seed: 0)
         let x = Tensor.randomNormal([64, 1, 28, 28], using: &generator)
         let weight = Tensor.randomNormal([8, 1, 3, 3], standardDeviation: 0.1, using: &generator)
@@ -34,12 +35,12 @@ final class ReadmeExampleTests: XCTestCase {
         let optimizer = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9, nesterov: true)
         let images = Tensor.randomNormal([256, 1, 28, 28], using: &generator)   // or FashionMNIST().train.inputs
         let labels = (0..<256).map { $0 % 10 }
-        let result = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: CosineSchedule(totalSteps: 2),
-                                                   images: images, labels: labels, batchSize: 128, using: &generator)
+        optimizer.zeroGrad()                                                    // one step by hand; Trainer runs whole runs
+        Tensor.crossEntropy(logits: model(images), labels: labels).backward()
+        optimizer.step()
         try ModelWeights.save(model, to: folder + "/student.safetensors")            // loads in PyTorch too
-        try TrainingCheckpoint(model: model, optimizer: optimizer, epoch: 1, step: result.steps).save(to: folder + "/last.safetensors")
+        try TrainingCheckpoint(model: model, optimizer: optimizer, epoch: 0, step: 1).save(to: folder + "/checkpoint.safetensors")
 
-        XCTAssertEqual(result.steps, 2)
-        XCTAssertEqual(try TrainingCheckpoint.load(from: folder + "/last.safetensors").step, 2)
+        XCTAssertEqual(try TrainingCheckpoint.load(from: folder + "/checkpoint.safetensors").step, 1)
     }
 }

@@ -55,15 +55,8 @@ final class SafeTensorsTests: XCTestCase {
 
     /// Python's safetensors reads what Distill writes.
     func testPythonSafetensorsReadsOurFiles() throws {
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        check.arguments = ["python3", "-c", "import safetensors, numpy"]
-        check.standardError = FileHandle.nullDevice
-        try? check.run()
-        check.waitUntilExit()
-        guard check.terminationStatus == 0 else {
-            throw XCTSkip("python3 with safetensors and numpy is not installed (make test installs them)")
-        }
+        try requireTool(pythonCanImport("safetensors", "numpy"),
+                        "python3 with safetensors and numpy is not installed (make test installs them)")
         let path = scratch.appendingPathComponent("for-python.safetensors").path
         try SafeTensors.write([("w", Tensor([0.5, -1, 2, 4], shape: [2, 2])), ("bias", Tensor([3]))], metadata: ["from": "distill"], to: path)
         let script = """

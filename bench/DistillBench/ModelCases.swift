@@ -74,14 +74,15 @@ func makeModelWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
             run += 1
             var g = RandomGenerator(seed: UInt64(run))
             let student = try! ModelZoo.make("cnn-student", using: &g)
-            var configuration = DistillerConfiguration()
+            var configuration = TrainerConfiguration()
             configuration.epochs = 1
             configuration.batchSize = 128
             configuration.cacheDirectory = cache
-            let distiller = try! Distiller(student: student, teachers: [Teacher(.model(teacher))],
-                                           losses: [WeightedLoss(KnowledgeDistillation(temperature: 4), weight: 0.9)],
-                                           configuration: configuration)
-            return try! distiller.fit(train: train, learningRate: 0.05).last!.loss
+            configuration.crossEntropyWeight = 0.1
+            let distiller = try! Trainer(model: student, teachers: [Teacher(.model(teacher))],
+                                         losses: [WeightedLoss(KnowledgeDistillation(temperature: 4), weight: 0.9)],
+                                         configuration: configuration)
+            return try! distiller.fit(train: train).history.last!.loss
         }
     default:
         return nil
@@ -96,10 +97,10 @@ func epochSizeCase(small: Bool) {
         var g = RandomGenerator(seed: 0)
         let model = try! ModelZoo.make("cnn-student", using: &g)
         let subset = data.train.subset(Array(0..<count))
-        let optimizer = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
-        let result = ClassifierTraining.trainEpoch(model, optimizer: optimizer, images: subset.inputs, labels: subset.labels,
-                                                   batchSize: 128, using: &g)
-        line.append("\"\(count)\": \(result.seconds)")
+        var configuration = TrainerConfiguration()
+        configuration.epochs = 1
+        let result = try! Trainer(model: model, configuration: configuration).fit(train: subset)
+        line.append("\"\(count)\": \(result.history[0].seconds)")
     }
     print("{\"case\": \"epoch-size\", \"seconds\": {\(line.joined(separator: ", "))}}")
 }

@@ -19,6 +19,7 @@
 
 import Datasets
 import Foundation
+import NeuralNet
 import Tensors
 
 struct Options {

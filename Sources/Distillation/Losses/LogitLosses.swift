@@ -1,17 +1,25 @@
 import Foundation
+import NeuralNet
 import Tensors
 
 /// Knowledge distillation (Hinton, Vinyals & Dean 2015): T²·KL(softmax(t/T) ‖ softmax(s/T)),
 /// KL summed over classes and averaged over the batch. With the usual cross-entropy weighted
 /// 1 − α and this loss α, the objective is α·T²·KL + (1 − α)·CE; defaults T = 4, α = 0.9.
 /// The T² keeps gradient magnitudes comparable across temperatures.
+///
+/// With `studentOutput`, the student side is that module's output instead of the model's:
+/// Learning without Forgetting (Li & Hoiem 2016) is this loss on the old head, against the
+/// old model's outputs recorded before training.
 public final class KnowledgeDistillation: DistillationLoss {
     public let temperature: Float
-    public let name = "kd"
+    public let studentOutput: String?
+    public let name: String
 
-    public init(temperature: Float = 4) {
+    public init(temperature: Float = TrainingDefaults.temperature, studentOutput: String? = nil, name: String = "kd") {
         require(temperature > 0, "KnowledgeDistillation: temperature must be positive, got \(temperature)")
         self.temperature = temperature
+        self.studentOutput = studentOutput
+        self.name = name
     }
 
     public func loss(_ batch: DistillationBatch) -> Tensor {

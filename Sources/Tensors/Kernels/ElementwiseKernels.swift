@@ -2,21 +2,25 @@
 /// function types rather than taking closures: a closure reaching a worker thread through
 /// the pool would be called indirectly for every element (measured 3-6× slower), while a
 /// generic kernel is specialised, inlined and vectorised for each function type.
-protocol UnaryFunction {
+///
+/// Public, with `ElementwiseKernels.map`/`zip` and `Tensor.recorded`, so that other modules
+/// define differentiable ops the way this one does (the losses in NeuralNet).
+public protocol UnaryFunction {
     func callAsFunction(_ x: Float) -> Float
 }
 
 /// A per-element function of two values (see `UnaryFunction`).
-protocol BinaryFunction {
+public protocol BinaryFunction {
     func callAsFunction(_ a: Float, _ b: Float) -> Float
 }
 
 /// Elementwise loops over raw buffers. Kernels compute values only; the ops that call
-/// them record gradients.
-enum ElementwiseKernels {
-    /// out[i] = f(x[i]).
-    @inline(__always)
-    static func map<F: UnaryFunction>(_ x: Tensor, _ f: F) -> Tensor {
+/// them record gradients. `map` and `zip` are inlinable so that a function type defined in
+/// another module is specialised into the loop there too.
+public enum ElementwiseKernels {
+    /// out[i] = f(x[i]), not recorded.
+    @inlinable @inline(__always)
+    public static func map<F: UnaryFunction>(_ x: Tensor, _ f: F) -> Tensor {
         let out = Tensor(uninitialized: x.shape)
         let px = x.storage.pointer, po = out.storage.pointer
         Compute.parallelFor(x.count) { range in
@@ -25,9 +29,9 @@ enum ElementwiseKernels {
         return out
     }
 
-    /// out[i] = f(a[i], b[i]) for tensors of one shape.
-    @inline(__always)
-    static func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _ f: F) -> Tensor {
+    /// out[i] = f(a[i], b[i]) for tensors of one shape, not recorded.
+    @inlinable @inline(__always)
+    public static func zip<F: BinaryFunction>(_ a: Tensor, _ b: Tensor, _ f: F) -> Tensor {
         require(a.shape == b.shape, "zip: shapes \(a.shape) and \(b.shape) differ")
         let out = Tensor(uninitialized: a.shape)
         let pa = a.storage.pointer, pb = b.storage.pointer, po = out.storage.pointer

@@ -1,7 +1,9 @@
 import Datasets
+import Distillation
 import Foundation
 import NeuralNet
 import Tensors
+import TestSupport
 import XCTest
 
 /// Short training runs on real Fashion-MNIST that must reach an accuracy. Release builds only
@@ -11,9 +13,7 @@ final class EndToEndTrainingTests: XCTestCase {
         #if DEBUG
         throw XCTSkip("end-to-end training runs in release builds (make test)")
         #else
-        guard FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory) else {
-            throw XCTSkip("dataset-fashion-mnist is not installed (make test installs it)")
-        }
+        try requireTool(FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory), "dataset-fashion-mnist is not installed (make test installs it)")
         return try FashionMNIST()
         #endif
     }
@@ -23,26 +23,25 @@ final class EndToEndTrainingTests: XCTestCase {
         let data = try loadData()
         var g = RandomGenerator(seed: 0)
         let model = try ModelZoo.make("cnn-student", using: &g)
-        let optimizer = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
-        let steps = (data.train.count + 127) / 128
-        _ = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: CosineSchedule(totalSteps: steps),
-                                          images: data.train.inputs, labels: data.train.labels, batchSize: 128, using: &g)
-        let accuracy = ClassifierTraining.accuracy(model, images: data.test.inputs, labels: data.test.labels)
+        var c = TrainerConfiguration()
+        c.epochs = 1
+        try Trainer(model: model, configuration: c).fit(train: data.train)
+        let accuracy = try Evaluation.accuracy(model, on: data.test)
+        print("cnn-student, 60,000 images, one epoch: \(accuracy)")
         XCTAssertGreaterThanOrEqual(accuracy, 0.85)
     }
 
     /// cnn-teacher on the first 10,000 images for one epoch (the CI-sized version of the
-    /// two-epoch run over 60,000, which reaches 90.5% in about 3 minutes: `distill demo
+    /// two-epoch run over 60,000, which reaches 90.5% in about 3 minutes: `distill train
     /// --model cnn-teacher --epochs 2`).
     func testTeacherLearnsOnASubset() throws {
         let data = try loadData()
         var g = RandomGenerator(seed: 0)
         let model = try ModelZoo.make("cnn-teacher", using: &g)
-        let optimizer = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
-        let images = data.train.inputs.sliced(alongAxis: 0, 0..<10_000), labels = Array(data.train.labels.prefix(10_000))
-        _ = ClassifierTraining.trainEpoch(model, optimizer: optimizer, schedule: CosineSchedule(totalSteps: 79),
-                                          images: images, labels: labels, batchSize: 128, using: &g)
-        let accuracy = ClassifierTraining.accuracy(model, images: data.test.inputs, labels: data.test.labels)
+        var c = TrainerConfiguration()
+        c.epochs = 1
+        try Trainer(model: model, configuration: c).fit(train: data.train.subset(Array(0..<10_000)))
+        let accuracy = try Evaluation.accuracy(model, on: data.test)
         print("cnn-teacher, 10,000 images, one epoch: \(accuracy)")
         XCTAssertGreaterThanOrEqual(accuracy, 0.75)  // 78.5% measured; chance is 10%
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// d KL / d input = −t/N (t from log-probabilities when `targetIsLog`).
 private struct KLInputGradient: UnaryFunction {
@@ -24,8 +25,10 @@ private struct SmoothL1Gradient: BinaryFunction {
     func callAsFunction(_ g: Float, _ v: Float) -> Float { Swift.abs(v) < beta ? g * v / beta : (v > 0 ? g : -g) }
 }
 
-// Losses and similarity functions. Losses reduce to a scalar mean over the batch unless
-// their doc says otherwise.
+// Losses and similarity functions, as Tensor extensions beside the layers they train.
+// Losses reduce to a scalar mean over the batch unless their doc says otherwise. The fused
+// ones (KL divergence, smooth L1, pairwise distances) record their own backward rule with
+// `recorded`, as the engine's ops do; the rest are composed from differentiable ops.
 
 extension Tensor {
     /// Cross-entropy of logits [N, C] against integer labels, mean over N. With label smoothing ε
@@ -37,7 +40,7 @@ extension Tensor {
         let classes = logits.shape[1]
         var target = Tensor.oneHot(labels, classes: classes)
         if labelSmoothing > 0 {
-            target = ElementwiseKernels.map(target, Affine(scale: 1 - labelSmoothing, shift: labelSmoothing / Float(classes)))
+            target = target * (1 - labelSmoothing) + labelSmoothing / Float(classes)
         }
         return crossEntropy(logits: logits, targetProbabilities: target)
     }
@@ -111,7 +114,7 @@ extension Tensor {
         require(x.rank == 2 && y.rank == 2 && x.shape[1] == y.shape[1],
                      "pairwiseDistances: needs [N, D] and [M, D], got \(x.shape) and \(y.shape)")
         let (n, m, d) = (x.shape[0], y.shape[0], x.shape[1])
-        let out = Tensor(uninitialized: [n, m])
+        let out = Tensor.zeros([n, m])
         let px = x.storage.pointer, py = y.storage.pointer, po = out.storage.pointer
         // Direct differences rather than ‖x‖² + ‖y‖² − 2x·y: no cancellation for close points.
         Compute.parallelFor(n, costPerItem: m * d) { rows in

@@ -6,7 +6,7 @@ import NeuralNet
 import Tensors
 import XCTest
 
-final class DistillerTests: XCTestCase {
+final class TrainerTests: XCTestCase {
     var scratch: URL!
 
     override func setUpWithError() throws {
@@ -34,8 +34,8 @@ final class DistillerTests: XCTestCase {
         return try DistillationMethod.allCases.map { WeightedLoss(try $0.makeLoss(student: s, teacher: t), weight: $0.defaultWeight / 10) }
     }
 
-    func configuration(epochs: Int, directory: String? = nil) -> DistillerConfiguration {
-        var c = DistillerConfiguration()
+    func configuration(epochs: Int, directory: String? = nil) -> TrainerConfiguration {
+        var c = TrainerConfiguration()
         c.epochs = epochs
         c.batchSize = 16
         c.warmupSteps = 3
@@ -46,30 +46,42 @@ final class DistillerTests: XCTestCase {
     func testEveryMethodTrainsAndTheResumedRunEndsWithTheSameWeights() throws {
         let train = data()
         var (student, teacher) = try models(seed: 1)
-        let straight = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
+        let straight = try Trainer(model: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
                                      configuration: configuration(epochs: 2))
-        let history = try straight.fit(train: train)
+        let history = try straight.fit(train: train).history
         XCTAssertEqual(history.count, 2)
         XCTAssertEqual(Set(history[0].terms.keys), Set(["ce"] + DistillationMethod.allCases.map(\.rawValue)))
         XCTAssertTrue(history.allSatisfy { $0.loss.isFinite })
         let expected = student.stateDict().map(\.tensor.scalars)
 
+        // Killed after step 10 of 12: the last checkpoint is the one inside the second epoch at
+        // step 9 (every 3 steps), so step 10 is lost and done again.
         let directory = scratch.appendingPathComponent("run").path
         (student, teacher) = try models(seed: 1)
-        let first = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
-                                  configuration: configuration(epochs: 2, directory: directory))
-        try first.fit(train: train, stoppingAfter: 1)  // as if killed after the first epoch's checkpoint
-        for file in ["last.safetensors", "metrics.jsonl"] {
+        var c = configuration(epochs: 2, directory: directory)
+        c.checkpointEvery = 3
+        let first = try Trainer(model: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(), configuration: c)
+        try first.fit(train: train, stoppingAfter: 10)
+        for file in ["checkpoint.safetensors", "metrics.jsonl"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: directory + "/" + file), file)
         }
+        XCTAssertEqual(try TrainingCheckpoint.load(from: directory + "/checkpoint.safetensors").step, 9)
         student = try models(seed: 2).student  // other weights: everything must come from the checkpoint
         let sameTeacher = try models(seed: 1).teacher
-        let resumed = try Distiller(student: student, teachers: [Teacher(.model(sameTeacher))], losses: try allMethods(),
-                                    configuration: configuration(epochs: 2, directory: directory))
-        try resumed.resume(from: directory + "/last.safetensors", train: train)
-        let rest = try resumed.fit(train: train)
-        XCTAssertEqual(rest.map(\.epoch), [1])
+        let resumed = try Trainer(model: student, teachers: [Teacher(.model(sameTeacher))], losses: try allMethods(), configuration: c)
+        try resumed.resume(from: directory + "/checkpoint.safetensors", train: train)
+        let rest = try resumed.fit(train: train).history
+        XCTAssertEqual(rest.map(\.epoch), [0, 1])
+        XCTAssertEqual(rest.map(\.loss), history.map(\.loss), "the resumed run's epochs sum the same losses")
         XCTAssertTrue(student.stateDict().map(\.tensor.scalars) == expected, "resumed run ends with the uninterrupted run's weights")
+
+        // A checkpoint of another configuration is refused, naming what differs.
+        var other = c
+        other.learningRate = 0.1
+        let mismatched = try Trainer(model: try models(seed: 1).student, teachers: [Teacher(.model(sameTeacher))], losses: try allMethods(), configuration: other)
+        XCTAssertThrowsError(try mismatched.resume(from: directory + "/checkpoint.safetensors", train: train)) {
+            XCTAssertTrue("\($0)".contains("learningRate is 0.1 here but 0.05 in the checkpoint"), "\($0)")
+        }
     }
 
     func testTeacherIsCachedOnlyForADeterministicPipeline() throws {
@@ -77,7 +89,7 @@ final class DistillerTests: XCTestCase {
             let (student, teacher) = try models(seed: 1)
             var c = configuration(epochs: 1)
             if augmented { c.augmentation = Augmentation(cropPadding: 1, horizontalFlip: true) }
-            let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))],
+            let distiller = try Trainer(model: student, teachers: [Teacher(.model(teacher))],
                                           losses: [WeightedLoss(KnowledgeDistillation(), weight: 0.9)], configuration: c)
             var cached = 0
             try distiller.fit(train: data()) { event in
@@ -89,11 +101,11 @@ final class DistillerTests: XCTestCase {
 
     func testExportedStudentHoldsNoTeacherOrLossWeights() throws {
         let (student, teacher) = try models(seed: 1)
-        let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
+        let distiller = try Trainer(model: student, teachers: [Teacher(.model(teacher))], losses: try allMethods(),
                                       configuration: configuration(epochs: 1))
         try distiller.fit(train: data())
         let path = scratch.appendingPathComponent("student.safetensors").path
-        try distiller.exportStudent(to: path)
+        try ModelWeights.save(distiller.model, to: path)
         XCTAssertEqual(Set(try SafeTensors.read(path).tensors.keys), Set(student.stateDict().map(\.name)))
         XCTAssertGreaterThan(distiller.trainable.parameterCount, student.parameterCount, "regressors and heads trained alongside")
     }
@@ -116,7 +128,7 @@ final class DistillerTests: XCTestCase {
 
     func testNonFiniteLossStopsNamingTheStep() throws {
         let (student, teacher) = try models(seed: 1)
-        let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: [WeightedLoss(Poison(at: 7, once: true), weight: 1)],
+        let distiller = try Trainer(model: student, teachers: [Teacher(.model(teacher))], losses: [WeightedLoss(Poison(at: 7, once: true), weight: 1)],
                                       configuration: configuration(epochs: 2))
         XCTAssertThrowsError(try distiller.fit(train: data())) { error in
             XCTAssertTrue("\(error)".contains("training diverged at epoch 2, step 2 of 6: loss or gradient is not finite"), "\(error)")
@@ -128,12 +140,12 @@ final class DistillerTests: XCTestCase {
         let (student, teacher) = try models(seed: 1)
         var c = configuration(epochs: 2)
         c.nonFinite = .rollback(factor: 0.5, retries: 2)
-        let distiller = try Distiller(student: student, teachers: [Teacher(.model(teacher))], losses: [WeightedLoss(Poison(at: 8, once: true), weight: 1)],
+        let distiller = try Trainer(model: student, teachers: [Teacher(.model(teacher))], losses: [WeightedLoss(Poison(at: 8, once: true), weight: 1)],
                                       configuration: c)
         var rollbacks: [Float] = []
         let history = try distiller.fit(train: data()) { event in
             if case let .rolledBack(_, _, factor) = event { rollbacks.append(factor) }
-        }
+        }.history
         XCTAssertEqual(rollbacks, [0.5])
         XCTAssertEqual(history.map(\.epoch), [0, 1])
     }
@@ -161,7 +173,7 @@ final class DistillerTests: XCTestCase {
         let spy = Spy()
         let (student, _) = try models(seed: 1)
         let mask = (0..<96).map { $0 < 8 }
-        let distiller = try Distiller(student: student, teachers: [Teacher(.outputs(outputsA), weight: 3), Teacher(.outputs(outputsB), weight: 1)],
+        let distiller = try Trainer(model: student, teachers: [Teacher(.outputs(outputsA), weight: 3), Teacher(.outputs(outputsB), weight: 1)],
                                       losses: [WeightedLoss(spy, weight: 1)], configuration: configuration(epochs: 1))
         try distiller.fit(train: train, labeled: mask)
         XCTAssertEqual(spy.labeledSeen.count, 96)
@@ -210,9 +222,41 @@ final class DistillerTests: XCTestCase {
 
     func testFeatureLossesWithoutATeacherModelAreRefused() throws {
         let (student, _) = try models(seed: 1)
-        XCTAssertThrowsError(try Distiller(student: student, teachers: [Teacher(.outputs(Tensor.zeros([96, 4])))],
+        XCTAssertThrowsError(try Trainer(model: student, teachers: [Teacher(.outputs(Tensor.zeros([96, 4])))],
                                            losses: [WeightedLoss(FitNets(studentLayer: "features.4", teacherLayer: "features.6"), weight: 1)])) {
             XCTAssertTrue("\($0)".contains("need a teacher model"), "\($0)")
         }
+    }
+}
+
+extension TrainerTests {
+    /// Selection on the validation split: the best epoch's model is written, `patience` stops
+    /// a run that no longer improves, and scratch training (no teachers) uses the same loop.
+    func testValidationSelectsTheBestEpochAndPatienceStops() throws {
+        let train = data(), validation = data(seed: 9)
+        let student = try models(seed: 1).student
+        let directory = scratch.appendingPathComponent("select").path
+        var c = configuration(epochs: 30, directory: directory)
+        c.learningRate = 0.001
+        c.patience = 2
+        c.schedule = .constant
+        let trainer = try Trainer(model: student, configuration: c)
+        let result = try trainer.fit(train: train, validation: validation)
+        let accuracies = result.history.map { $0.validationAccuracy! }
+        let best = try XCTUnwrap(result.bestEpoch)
+        XCTAssertEqual(accuracies[best], accuracies.max())
+        XCTAssertEqual(accuracies.firstIndex(of: accuracies.max()!), best, "the first epoch with the best score")
+        XCTAssertTrue(result.stoppedEarly, "random labels stop improving within 30 epochs")
+        XCTAssertEqual(result.history.count, best + 3, "two epochs without improvement, then stop")
+        let saved = try models(seed: 5).student
+        try ModelWeights.load(into: saved, from: directory + "/best.safetensors")
+        XCTAssertEqual(try Evaluation.accuracy(saved, on: validation), accuracies[best], "best.safetensors is the selected epoch's model")
+    }
+
+    /// The trainer's options that user input reaches are errors, not traps.
+    func testEmptyTrainingSetIsAnError() throws {
+        let trainer = try Trainer(model: try models(seed: 1).student, configuration: configuration(epochs: 1))
+        let empty = Dataset(inputs: Tensor.zeros([0, 1, 8, 8]), labels: [], classNames: ["a"])
+        XCTAssertThrowsError(try trainer.fit(train: empty)) { XCTAssertTrue("\($0)".contains("empty"), "\($0)") }
     }
 }

@@ -1,0 +1,67 @@
+import Distillation
+import NeuralNet
+
+/// Every option of the training commands, declared once: name, kind, range, help. Defaults
+/// live in `TrainingDefaults` (shared) or beside the `@Option` that uses them (one command's own).
+enum Spec {
+    // Data.
+    static let data = OptionSpec("data", .text, "Folder with the four Fashion-MNIST IDX files (gzip or raw).")
+    static let classes = OptionSpec("classes", .numbers(values: 0...9_999, maximumCount: 10_000), "Classes to use, relabelled from 0: a range '5-9' or a list '0,2,4'.")
+    static let labelsPerClass = OptionSpec("labels-per-class", .integer(1...1_000_000), "Keep labels for only this many training images per class (seeded); the rest stay unlabelled.")
+    static let validationFraction = OptionSpec("validation-fraction", .number(0...0.9),
+        "Fraction of each class's labelled training examples held out to select the checkpoint (stratified, seeded); 0: none. Default \(TrainingDefaults.validationFraction), or none below \(TrainingDefaults.minimumLabelsPerClassForValidation) labels per class.")
+
+    // Training.
+    static let epochs = OptionSpec("epochs", .integer(1...100_000), "Training epochs.")
+    static let batch = OptionSpec("batch", .integer(1...65_536), "Batch size.")
+    static let lr = OptionSpec("lr", .positive(upTo: 10), "Peak learning rate.")
+    static let seed = OptionSpec("seed", .integer(0...Int(Int32.max)), "Random seed (weights, data order, label choice, validation split).")
+    static let optimizer = OptionSpec("optimizer", .choice(OptimizerChoice.allCases.map(\.rawValue)), "Optimizer (sgd has Nesterov momentum \(TrainingDefaults.momentum)).")
+    static let schedule = OptionSpec("schedule", .choice(ScheduleChoice.allCases.map(\.rawValue)), "Learning-rate schedule after the warm-up.")
+    static let weightDecay = OptionSpec("weight-decay", .number(0...1), "Weight decay on weights (not biases or normalisation parameters).")
+    static let clipNorm = OptionSpec("clip-norm", .number(0...1e6), "Clip gradients to this global norm; 0: no clipping.")
+    static let warmupSteps = OptionSpec("warmup-steps", .integer(0...10_000_000), "Linear learning-rate warm-up steps (at most a tenth of the run).")
+    static let onNonFinite = OptionSpec("on-nonfinite", .choice(["stop", "rollback"]), "When a loss or gradient is NaN or infinite: stop with an error, or roll back to the epoch's start at half the learning rate (3 times at most).")
+    static let patience = OptionSpec("patience", .integer(1...100_000), "Stop when validation accuracy has not improved for this many epochs (default: never).")
+    static let checkpointEvery = OptionSpec("checkpoint-every", .integer(1...100_000_000), "Also checkpoint every this many steps inside an epoch (default: at the end of each epoch).")
+    static let out = OptionSpec("out", .text, "Run folder to write (config, metrics, checkpoint, models, report).")
+    static let resume = OptionSpec("resume", .text, "Continue the run in this folder from its last checkpoint, with its config.yaml (only --quiet, --json, --checkpoint-every may be added).")
+    static let dryRun = OptionSpec("dry-run", .flag, "Check the options and exit without reading data or models.")
+
+    // Output.
+    static let quiet = OptionSpec("quiet", .flag, "Print only the final result line (errors still go to standard error).")
+    static let json = OptionSpec("json", .flag, "Print one JSON object a line (steps, epochs, checkpoints, then the result) instead of text, for machines.")
+
+    // Models and distillation.
+    static let model = OptionSpec("model", .choice(ModelZoo.names), "Zoo model.")
+    static let teacher = OptionSpec("teacher", .repeated, "Teacher: a run folder, a .safetensors file or an ONNX classifier (.onnx); repeat for an ensemble.")
+    static let teacherArchitecture = OptionSpec("teacher-architecture", .choice(ModelZoo.names), "Zoo architecture of teacher .safetensors files that do not name one (PyTorch state dicts).")
+    static let teacherHint = OptionSpec("teacher-hint", .text, "Teacher layer for the FitNets hint (a module path, or an ONNX node's output name); default: the zoo teacher's.")
+    static let teacherAttention = OptionSpec("teacher-attention", .repeated, "Teacher layers for attention transfer, shallow to deep (repeatable); default: the zoo teacher's.")
+    static let teacherEmbedding = OptionSpec("teacher-embedding", .text, "Teacher layer giving the embedding for rkd, sp, pkt and crd; default: the zoo teacher's.")
+    static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
+    static let student = OptionSpec("student", .choice(ModelZoo.names), "Student zoo model.")
+    static let method = OptionSpec("method", .choices(DistillationMethod.allCases.map(\.rawValue)), "Methods, comma-separated.")
+    static let temperature = OptionSpec("temperature", .positive(upTo: 100), "Softmax temperature for kd and dkd.")
+    static let alpha = OptionSpec("alpha", .number(0...1), "KD's α: kd weight α, cross-entropy weight 1 − α.")
+    static let weight = OptionSpec("weight", .weights(DistillationMethod.allCases.map(\.rawValue)), "Override a method's weight: METHOD=W (repeatable).")
+    static let unlabeled = OptionSpec("unlabeled", .flag, "Use no labels at all: the student learns from the teacher's outputs alone.")
+    static let plain = OptionSpec("plain", .flag, "Turn off gradient clipping and learning-rate warm-up (the plain recipe).")
+    static let augment = OptionSpec("augment", .flag, "Augment training images (random crop with 2-pixel padding, random erasing); the teacher then runs online.")
+    static let cacheDirectory = OptionSpec("cache-directory", .text, "Folder where teacher outputs are cached between runs (keyed by teacher weights and data).")
+
+    // Transfer.
+    static let from = OptionSpec("from", .text, "The old model: a run folder or model file.")
+    static let strategy = OptionSpec("strategy", .choices(TransferStrategy.allCases.map(\.rawValue) + ["head", "finetune-equal", "all"]),
+                                     "Strategies, comma-separated (head = freeze; finetune-equal: backbone at the head's rate), or 'all'.")
+    static let head = OptionSpec("head", .text, "The old model's classifier layer to replace.")
+    static let oldClasses = OptionSpec("old-classes", .numbers(values: 0...9_999, maximumCount: 10_000), "Classes of the old task (for measuring forgetting), a range or list.")
+    static let backboneLrScale = OptionSpec("backbone-lr-scale", .number(0...100), "Backbone learning rate relative to the head's.")
+    static let steps = OptionSpec("steps", .integer(1...10_000_000), "Training steps.")
+    static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000), "Seeds: one number, or a range like 0-9 (results are mean ± std).")
+
+    static let dataOptions = [data, classes, labelsPerClass, validationFraction]
+    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, patience,
+                                  checkpointEvery, out, resume, dryRun]
+    static let outputOptions = [quiet, json]
+}

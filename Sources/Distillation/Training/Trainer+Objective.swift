@@ -1,0 +1,177 @@
+import Datasets
+import Foundation
+import NeuralNet
+import Tensors
+
+/// Another task trained together with the main one (joint training): batches of `data`,
+/// as many as the main task's and in step with it, scored by cross-entropy on the model's
+/// `output` module (a head) with `weight`.
+public struct AuxiliaryTask {
+    public var name: String
+    public var data: Dataset
+    public var output: String
+    public var weight: Float
+    public init(name: String, data: Dataset, output: String, weight: Float = 1) {
+        self.name = name
+        self.data = data
+        self.output = output
+        self.weight = weight
+    }
+}
+
+extension Trainer {
+    /// The teacher whose features feature losses see: the first model teacher.
+    var featureTeacher: (any Module)? { teachers.lazy.compactMap(\.model).first }
+    /// The student modules the losses read: their taps and the outputs logit losses compare.
+    var studentTaps: [String] { Array(Set(losses.flatMap(\.loss.studentTaps) + losses.compactMap(\.loss.studentOutput))).sorted() }
+    var teacherTaps: [String] { Array(Set(losses.flatMap(\.loss.teacherTaps))).sorted() }
+
+    /// Checks taps and teacher shapes, prepares the losses with the tapped shapes, and builds
+    /// the optimizer over the model and every loss's trainable parts.
+    func prepare(train: Dataset) throws {
+        var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED)
+        let probe = withoutGradients { train.inputs.sliced(alongAxis: 0, 0..<min(2, train.count)) }
+        model.eval()
+        let (studentOut, studentFeatures) = try withoutGradients { try model.forward(probe, capturing: studentTaps) }
+        var teacherFeatures: [String: Tensor] = [:]
+        if let teacher = featureTeacher {
+            teacher.eval()
+            teacherFeatures = try withoutGradients { try teacher.forward(probe, capturing: teacherTaps).features }
+        }
+        // Logit losses compare teachers with the model's output, or with the module they name (LwF's old head).
+        let compared = losses.lazy.compactMap(\.loss.studentOutput).first.flatMap { studentFeatures[$0] } ?? studentOut
+        for teacher in teachers {
+            if let teacherModel = teacher.model {
+                let out = withoutGradients { teacherModel(probe) }
+                guard out.shape == compared.shape else {
+                    throw DistillationError("a teacher gives outputs \(Array(out.shape.dimensions.dropFirst())) but the student \(Array(compared.shape.dimensions.dropFirst()))")
+                }
+            }
+        }
+        let strip = { (d: [String: Tensor]) in d.mapValues { Shape(Array($0.shape.dimensions.dropFirst())) } }
+        for weighted in losses {
+            try weighted.loss.prepare(studentShapes: strip(studentFeatures), teacherShapes: strip(teacherFeatures), examples: train.count, using: &generator)
+        }
+        trainable = Sequential(named: [("student", model)] + losses.enumerated().compactMap { i, w in w.loss.module.map { ("\(w.loss.name)\(i)", $0) } })
+        optimizer = configuration.optimizer.make(parameterGroups(), momentum: TrainingDefaults.momentum)
+    }
+
+    /// Every parameter of the model and the losses (frozen ones too: gradual unfreezing thaws
+    /// them later), grouped by learning-rate scale and by whether weight decay applies.
+    func parameterGroups() -> [ParameterGroup] {
+        var groups: [String: ParameterGroup] = [:]
+        var order: [String] = []
+        for (name, parameter) in trainable.namedParameters() {
+            let path = name.hasPrefix("student.") ? String(name.dropFirst("student.".count)) : name
+            let match = configuration.learningRateScales.keys.filter { path == $0 || path.hasPrefix($0 + ".") || $0.isEmpty }.max { $0.count < $1.count }
+            let scale = match.map { configuration.learningRateScales[$0]! } ?? 1
+            let decays = parameter.rank >= 2
+            let key = "\(match ?? "")|\(decays)"
+            if groups[key] == nil {
+                order.append(key)
+                groups[key] = ParameterGroup(name: "\(match ?? "all") \(decays ? "weights" : "biases and norms")", parameters: [],
+                                             learningRate: configuration.learningRate * scale, weightDecay: decays ? configuration.weightDecay : 0)
+            }
+            groups[key]!.parameters.append(parameter)
+        }
+        return order.map { groups[$0]! }
+    }
+
+    /// Teacher logits and tapped features for the whole set, once (with progress events).
+    func buildCache(_ train: Dataset, events: (TrainingEvent) -> Void) throws -> TeacherCache {
+        let taps = teacherTaps
+        let key = TeacherCache.key(teachers: teachers, inputs: train.inputs, taps: taps)
+        if let cache, cache.key == key { return cache }
+        let file = configuration.cacheDirectory.map { ($0 as NSString).appendingPathComponent("teacher-\(key).safetensors") }
+        if let file, FileManager.default.fileExists(atPath: file), let stored = try? TeacherCache.load(file), stored.key == key,
+           stored.logits.shape[0] == train.count, Set(stored.features.keys) == Set(taps) {
+            events(.cachingTeacher(done: train.count, total: train.count))
+            return stored
+        }
+        let total = train.count, chunk = 512
+        var logitParts: [Tensor] = [], featureParts: [String: [Tensor]] = [:]
+        for first in stride(from: 0, to: total, by: chunk) {
+            let range = first..<min(first + chunk, total)
+            let inputs = withoutGradients { train.inputs.sliced(alongAxis: 0, range) }
+            let (logits, features) = try teacherOutputs(inputs, indices: Array(range), cached: nil)
+            logitParts.append(logits)
+            for (name, value) in features { featureParts[name, default: []].append(value) }
+            events(.cachingTeacher(done: range.upperBound, total: total))
+        }
+        let built = TeacherCache(logits: Tensor.concatenating(logitParts, alongAxis: 0),
+                                 features: featureParts.mapValues { Tensor.concatenating($0, alongAxis: 0) }, key: key)
+        if let file, let directory = configuration.cacheDirectory {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try built.save(file)
+        }
+        return built
+    }
+
+    /// Ensemble logits (weighted mean) and the feature teacher's taps for a batch.
+    func teacherOutputs(_ inputs: Tensor, indices: [Int], cached: TeacherCache?) throws -> (Tensor, [String: Tensor]) {
+        if let cached {
+            return withoutGradients {
+                (cached.logits.indexSelect(alongAxis: 0, indices: indices), cached.features.mapValues { $0.indexSelect(alongAxis: 0, indices: indices) })
+            }
+        }
+        var features: [String: Tensor] = [:]
+        var sum: Tensor?
+        let totalWeight = teachers.reduce(0) { $0 + $1.weight }
+        for teacher in teachers {
+            let logits: Tensor
+            switch teacher.source {
+            case let .model(teacherModel):
+                teacherModel.eval()
+                if features.isEmpty && !teacherTaps.isEmpty && teacherModel === featureTeacher {
+                    let out = try withoutGradients { try teacherModel.forward(inputs, capturing: teacherTaps) }
+                    logits = out.output
+                    features = out.features
+                } else {
+                    logits = withoutGradients { teacherModel(inputs) }
+                }
+            case let .outputs(outputs):
+                logits = withoutGradients { outputs.indexSelect(alongAxis: 0, indices: indices) }
+            }
+            let weighted = withoutGradients { logits * (teacher.weight / totalWeight) }
+            sum = sum.map { a in withoutGradients { a + weighted } } ?? weighted
+        }
+        return (sum ?? Tensor.zeros([inputs.shape[0], 0]), features)
+    }
+
+    /// The weighted loss terms of one batch ("ce", each distillation loss, each auxiliary
+    /// task), recorded for backward. Unlabelled examples (`labeled` false) get the
+    /// distillation terms only; their label slot holds the teacher's top class.
+    func terms(_ batch: Batch, labeled: [Bool]?, epoch: Int, step: Int, auxiliary: [DataLoader]) throws -> [String: Tensor] {
+        let (logits, studentFeatures) = try model.forward(batch.inputs, capturing: studentTaps)
+        let (teacherLogits, teacherFeatures) = teachers.isEmpty
+            ? (Tensor.zeros(logits.shape), [:]) : try teacherOutputs(batch.inputs, indices: batch.indices, cached: cache)
+        let mask = batch.indices.map { labeled?[$0] ?? true }
+        let teacherTop = mask.allSatisfy { $0 } || teachers.isEmpty ? [] : teacherLogits.max(alongAxis: 1).indices
+        let targets = zip(batch.labels, mask).enumerated().map { i, pair in pair.1 ? pair.0 : teacherTop[i] }
+        var terms: [String: Tensor] = [:]
+        let labeledRows = mask.indices.filter { mask[$0] }
+        if configuration.crossEntropyWeight > 0 && !labeledRows.isEmpty {
+            let rows = labeledRows.count == mask.count ? logits : logits.indexSelect(alongAxis: 0, indices: labeledRows)
+            terms["ce"] = Tensor.crossEntropy(logits: rows, labels: labeledRows.map { targets[$0] }, labelSmoothing: configuration.labelSmoothing)
+                * configuration.crossEntropyWeight
+        }
+        for (i, weighted) in losses.enumerated() {
+            var context = DistillationBatch(studentLogits: logits, teacherLogits: teacherLogits, labels: targets, isLabeled: mask,
+                                            studentFeatures: studentFeatures, teacherFeatures: teacherFeatures,
+                                            indices: batch.indices, epoch: epoch)
+            if let output = weighted.loss.studentOutput { context.studentLogits = studentFeatures[output]! }
+            let key = terms[weighted.loss.name] == nil ? weighted.loss.name : "\(weighted.loss.name)\(i)"
+            terms[key] = weighted.loss.loss(context) * weighted.weight
+        }
+        for (task, loader) in zip(auxiliaryTasks, auxiliary) {
+            // The auxiliary data cycles through its own seeded epochs, in step with the main run.
+            let perEpoch = loader.batchesPerEpoch
+            let auxEpoch = step / perEpoch, b = step % perEpoch
+            let order = loader.order(epoch: auxEpoch)
+            let auxBatch = loader.makeBatch(Array(order[(b * loader.batchSize)..<min((b + 1) * loader.batchSize, order.count)]), epoch: auxEpoch)
+            let outputs = try model.forward(auxBatch.inputs, capturing: [task.output]).features
+            terms[task.name] = Tensor.crossEntropy(logits: outputs[task.output]!, labels: auxBatch.labels) * task.weight
+        }
+        return terms
+    }
+}

@@ -1,0 +1,207 @@
+import Datasets
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+/// The one training loop: scratch training (cross-entropy alone), distillation (teachers and
+/// weighted loss terms) and transfer (learning-rate scales, frozen modules, extra heads and
+/// tasks) are configurations of it. It owns the data loader, the optimizer and its parameter
+/// groups, warm-up and schedule, gradient clipping, the non-finite policy, validation and
+/// checkpoint selection, checkpoints (also inside an epoch) and the run folder, and a run
+/// resumed from its checkpoint ends with the same weights, bit for bit, as one never stopped.
+///
+/// The objective is w_ce·CE(model, labels) + Σ wᵢ·Lᵢ(model, teachers) + Σ auxiliary tasks.
+///
+/// ```swift
+/// let trainer = try Trainer(model: student, teachers: [Teacher(.model(teacher))],
+///                           losses: [WeightedLoss(KnowledgeDistillation(temperature: 4), weight: 0.9)])
+/// trainer.configuration.crossEntropyWeight = 0.1
+/// let result = try trainer.fit(train: data.train, validation: validation)
+/// ```
+public final class Trainer {
+    /// What is trained and exported (the student).
+    public let model: any Module
+    public let teachers: [Teacher]
+    public let losses: [WeightedLoss]
+    public var configuration: TrainerConfiguration
+    /// Tasks trained together with the main one (joint training).
+    public var auxiliaryTasks: [AuxiliaryTask] = []
+    /// Called before every optimizer step with the step (from 0) and the run's total:
+    /// schedules of freezing, such as gradual unfreezing.
+    public var beforeStep: ((_ step: Int, _ totalSteps: Int) throws -> Void)?
+    /// Writes the model file (weights and what rebuilds them) to a path: the selected model's
+    /// `best.safetensors`. Without it the weights alone are written.
+    public var saveModel: ((_ path: String) throws -> Void)?
+    /// Asked after every step; when it returns true the trainer writes a checkpoint and throws
+    /// `TrainingInterrupted` (what SIGINT and SIGTERM do on the command line).
+    public var shouldStop: () -> Bool = { false }
+    /// Settings of the caller's that decide the run's numbers, recorded in checkpoints beside
+    /// the trainer's own: resuming with other values is refused, naming them.
+    public var runSettings: [String: String] = [:]
+
+    /// The model and every loss's trainable parts, as one module: what the optimizer and
+    /// checkpoints cover.
+    public internal(set) var trainable: Sequential
+    public internal(set) var optimizer: (any Optimizer)?
+    var cache: TeacherCache?
+    var state = RunState()
+    /// When the part of the epoch since its start or the last checkpoint began.
+    var segmentStart = Date()
+    /// The run folder's TensorBoard event file, opened at the first epoch's end.
+    var tensorBoard: TensorBoardWriter?
+
+    public init(model: any Module, teachers: [Teacher] = [], losses: [WeightedLoss] = [],
+                configuration: TrainerConfiguration = TrainerConfiguration()) throws {
+        guard !teachers.isEmpty || losses.isEmpty else { throw DistillationError("distillation losses need at least one teacher") }
+        guard teachers.allSatisfy({ $0.weight > 0 && $0.weight.isFinite }) else { throw DistillationError("teacher weights must be positive") }
+        let featureLosses = losses.filter { !$0.loss.teacherTaps.isEmpty }
+        if !featureLosses.isEmpty && !teachers.contains(where: { $0.model != nil }) {
+            throw DistillationError("feature-based losses (\(featureLosses.map(\.loss.name).joined(separator: ", "))) need a teacher model, not only its outputs")
+        }
+        self.model = model
+        self.teachers = teachers
+        self.losses = losses
+        self.configuration = configuration
+        self.trainable = Sequential(named: [("student", model)])
+    }
+
+    /// Trains on `train` and returns the history. Examples whose `labeled` entry is false (a
+    /// transfer set) get the distillation terms only. After each epoch the model is scored
+    /// on `validation` (when given): the best epoch's model is written as `best.safetensors`
+    /// and `patience` stops the run. The test set is never seen here. With `stoppingAfter`,
+    /// returns once that many steps of the run are done (as if interrupted: the schedule
+    /// still spans the whole run).
+    @discardableResult
+    public func fit(train: Dataset, labeled: [Bool]? = nil, validation: Dataset? = nil, stoppingAfter: Int? = nil,
+                    events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingResult {
+        try check(train: train, labeled: labeled)
+        if optimizer == nil { try prepare(train: train) }
+        let optimizer = self.optimizer!
+        let c = configuration
+        let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, seed: c.seed, augmentation: c.augmentation)
+        let auxiliary = try auxiliaryTasks.enumerated().map { i, task in
+            try DataLoader(task.data, batchSize: c.batchSize, shuffle: true, seed: c.seed &+ UInt64(i + 1) &* 0x51ED)
+        }
+        let totalSteps = c.steps ?? loader.batchesPerEpoch * c.epochs
+        let warmup = c.warmup(totalSteps: totalSteps)
+        let schedule: any LearningRateSchedule = warmup > 0
+            ? WarmupSchedule(warmupSteps: warmup, startFactor: 0.01, then: c.schedule.make(totalSteps: totalSteps - warmup))
+            : c.schedule.make(totalSteps: totalSteps)
+        if c.cacheTeacher && !c.augmentation.isActive && !teachers.isEmpty {
+            let featureBytes = teacherTaps.isEmpty ? 0 : 4 * train.count * (try teacherFeatureSize(train))
+            if featureBytes <= c.featureCacheBytes { cache = try buildCache(train, events: events) }
+        }
+        let parameters = optimizer.groups.flatMap(\.parameters)
+        let limit = min(totalSteps, stoppingAfter ?? .max)
+        var snapshot = c.nonFinite == .stop ? nil : Snapshot(self)
+        while state.step < limit && !state.stoppedEarly {
+            let epoch = state.epoch
+            let start = Date()
+            segmentStart = start
+            var failure: (batch: Int, terms: [String: Float])?
+            trainable.train()
+            for batch in loader.batches(epoch: epoch, from: state.batchInEpoch) {
+                if state.step >= limit { break }
+                try beforeStep?(state.step, totalSteps)
+                optimizer.setLearningRateFactor(schedule.factor(atStep: state.step) * state.learningRateFactor)
+                optimizer.zeroGrad()
+                let terms = try self.terms(batch, labeled: labeled, epoch: epoch, step: state.step, auxiliary: auxiliary)
+                // A fixed order: the order of additions decides the order in which gradients
+                // accumulate, and a resumed run must reproduce an uninterrupted one bit for bit.
+                let total = terms.sorted { $0.key < $1.key }.map(\.value).reduce(Tensor(scalar: 0), +)
+                total.backward()
+                let values = terms.mapValues(\.item)
+                let norm = clipGradientNorm(parameters, maxNorm: c.clipNorm ?? .greatestFiniteMagnitude)
+                if !total.item.isFinite || !norm.isFinite {
+                    failure = (state.batchInEpoch, values)
+                    break
+                }
+                optimizer.step()
+                state.add(loss: total.item, terms: values)
+                events(.step(epoch: epoch, step: state.batchInEpoch, of: loader.batchesPerEpoch, globalStep: state.step, loss: total.item,
+                             examplesPerSecond: Double(state.batches * c.batchSize) / max(Date().timeIntervalSince(start), 1e-9)))
+                let midEpoch = state.batchInEpoch < loader.batchesPerEpoch && state.step < totalSteps
+                if let every = c.checkpointEvery, state.step % every == 0, midEpoch {
+                    try writeCheckpoint(events: events)
+                    if snapshot != nil { snapshot = Snapshot(self) }
+                }
+                if shouldStop() {
+                    let path = try writeCheckpoint(events: events)
+                    throw TrainingInterrupted(step: state.step, checkpoint: path)
+                }
+            }
+            if let failure {
+                let description = failure.terms.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                guard case let .rollback(scale, limit) = c.nonFinite, let saved = snapshot, state.retries < limit else {
+                    throw DistillationError("training diverged at epoch \(epoch + 1), step \(failure.batch + 1) of \(loader.batchesPerEpoch): loss or gradient is not finite (\(description)); lower the learning rate or keep gradient clipping on")
+                }
+                let retries = state.retries + 1, factor = state.learningRateFactor * scale
+                try saved.restore(into: self)
+                state.retries = retries
+                state.learningRateFactor = factor
+                events(.rolledBack(epoch: epoch, step: failure.batch, learningRateFactor: factor))
+                continue
+            }
+            guard state.batchInEpoch == loader.batchesPerEpoch || state.step == totalSteps else { break }  // stoppingAfter
+            let isBest = try finishEpoch(validation: validation, learningRate: optimizer.groups.first?.learningRate ?? 0)
+            try writeCheckpoint(events: events)
+            events(.epochFinished(state.history.last!, isBest: isBest))
+            if state.stoppedEarly { events(.stoppedEarly(epoch: epoch)) }
+            if snapshot != nil { snapshot = Snapshot(self) }
+        }
+        return TrainingResult(history: state.history, bestEpoch: state.bestEpoch, bestValidationAccuracy: state.bestAccuracy,
+                              stoppedEarly: state.stoppedEarly, steps: state.step)
+    }
+
+    func check(train: Dataset, labeled: [Bool]?) throws {
+        guard train.count >= 1 else { throw DistillationError("the training set is empty") }
+        if let labeled, labeled.count != train.count {
+            throw DistillationError("the labelled mask has \(labeled.count) entries for \(train.count) examples")
+        }
+        for teacher in teachers {
+            if case let .outputs(outputs) = teacher.source {
+                _ = try TeacherOutputs.validate(outputs, source: "teacher outputs", examples: train.count, classes: outputs.shape[1])
+            }
+        }
+        for task in auxiliaryTasks where task.data.count == 0 { throw DistillationError("auxiliary task '\(task.name)' has no examples") }
+    }
+
+    private func teacherFeatureSize(_ train: Dataset) throws -> Int {
+        guard let teacher = featureTeacher else { return 0 }
+        let probe = withoutGradients { train.inputs.sliced(alongAxis: 0, 0..<1) }
+        teacher.eval()
+        return try withoutGradients { try teacher.forward(probe, capturing: teacherTaps).features.values.reduce(0) { $0 + $1.count } }
+    }
+
+    /// Closes the epoch: its record, validation, the best model and patience. Returns whether
+    /// this epoch's model is the best so far.
+    private func finishEpoch(validation: Dataset?, learningRate: Float) throws -> Bool {
+        let batches = Float(max(state.batches, 1))
+        var record = EpochRecord(epoch: state.epoch, loss: state.lossSum / batches, terms: state.termSums.mapValues { $0 / batches },
+                                 seconds: state.seconds + Date().timeIntervalSince(segmentStart), learningRate: learningRate)
+        var isBest = false
+        if let validation {
+            let accuracy = try Evaluation.accuracy(model, on: validation)
+            record.validationAccuracy = accuracy
+            if accuracy > (state.bestAccuracy ?? -1) {
+                isBest = true
+                state.bestAccuracy = accuracy
+                state.bestEpoch = state.epoch
+                state.epochsSinceBest = 0
+                if let directory = configuration.runDirectory {
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    let path = (directory as NSString).appendingPathComponent("best.safetensors")
+                    if let saveModel { try saveModel(path) } else { try ModelWeights.save(model, to: path) }
+                }
+            } else {
+                state.epochsSinceBest += 1
+                if let patience = configuration.patience, state.epochsSinceBest >= patience { state.stoppedEarly = true }
+            }
+        }
+        state.history.append(record)
+        state.nextEpoch()
+        try writeMetrics(record)
+        return isBest
+    }
+}

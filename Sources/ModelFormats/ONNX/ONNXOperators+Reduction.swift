@@ -1,0 +1,36 @@
+import Tensors
+
+extension ONNXOperators {
+    // MARK: Softmax, ReduceMean, ReduceMax, ReduceSum
+
+    func softmax() throws -> Tensor {
+        let x = try tensor(0)
+        guard x.rank >= 1 else { throw fail("needs rank ≥ 1, got a scalar") }
+        var axis = try int("axis", opset >= 13 ? -1 : 1)
+        guard axis >= -x.rank, axis < x.rank else { throw fail("axis \(axis) is out of range for \(x.shape)") }
+        if axis < 0 { axis += x.rank }
+        if opset >= 13 || axis == x.rank - 1 { return x.softmax(alongAxis: axis) }
+        // Before opset 13, Softmax normalises over all axes from `axis` on, as one.
+        let dims = x.shape.dimensions
+        let flat = x.reshaped([dims[..<axis].reduce(1, *), dims[axis...].reduce(1, *)])
+        return flat.softmax(alongAxis: 1).reshaped(dims)
+    }
+
+    func reduce() throws -> Tensor {
+        let x = try tensor(0)
+        let keep = try int("keepdims", 1) != 0
+        // Axes became an input in opset 13 for ReduceSum and in 18 for the others.
+        let axesAsInput = node.opType == "ReduceSum" ? opset >= 13 : opset >= 18
+        var axes = axesAsInput ? try axes(input: 1, attribute: "", rank: x.rank) : try axes(input: 99, attribute: "axes", rank: x.rank)
+        if axes?.isEmpty ?? true {
+            if try int("noop_with_empty_axes", 0) != 0 { return x }
+            axes = nil
+        }
+        guard x.count > 0 else { throw fail("cannot reduce an empty tensor \(x.shape)") }
+        switch node.opType {
+        case "ReduceMean": return x.mean(alongAxes: axes, keepDims: keep)
+        case "ReduceSum": return x.sum(alongAxes: axes, keepDims: keep)
+        default: return x.max(alongAxes: axes, keepDims: keep)
+        }
+    }
+}

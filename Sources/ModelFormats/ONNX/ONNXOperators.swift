@@ -1,0 +1,145 @@
+import Tensors
+
+/// The operators, one node at a time. Every check that the engine would otherwise trap on
+/// is made here first and thrown as a `Failure`.
+struct ONNXOperators {
+    struct Failure: Error { let message: String }
+    typealias Value = ONNXNetwork.Value
+
+    let node: ONNXNode
+    let inputs: [Value?]
+    let opset: Int
+
+    static let maximumElements = 1 << 28
+
+    func fail(_ message: String) -> Failure { Failure(message: message) }
+
+    // MARK: Inputs and attributes
+
+    func value(_ i: Int) throws -> Value {
+        guard i < inputs.count, let v = inputs[i] else { throw fail("input \(i) is missing") }
+        return v
+    }
+
+    func optional(_ i: Int) -> Value? { i < inputs.count ? inputs[i] : nil }
+
+    func tensor(_ i: Int) throws -> Tensor {
+        switch try value(i) {
+        case let .tensor(t): return t
+        case let .ints(v, dims): return Tensor(v.map(Float.init), shape: Shape(dims))
+        }
+    }
+
+    func ints(_ i: Int) throws -> [Int] {
+        guard case let .ints(v, _) = try value(i) else { throw fail("input \(i) should be integers") }
+        return v
+    }
+
+    func int(_ name: String, _ fallback: Int) throws -> Int {
+        switch node.attribute(name) {
+        case nil: return fallback
+        case let .int(v)?: return v
+        default: throw fail("attribute '\(name)' should be an integer")
+        }
+    }
+
+    func float(_ name: String, _ fallback: Float) throws -> Float {
+        switch node.attribute(name) {
+        case nil: return fallback
+        case let .float(v)?: return v
+        default: throw fail("attribute '\(name)' should be a float")
+        }
+    }
+
+    func intList(_ name: String) throws -> [Int]? {
+        switch node.attribute(name) {
+        case nil: return nil
+        case let .ints(v)?: return v
+        default: throw fail("attribute '\(name)' should be a list of integers")
+        }
+    }
+
+    func string(_ name: String, _ fallback: String) throws -> String {
+        switch node.attribute(name) {
+        case nil: return fallback
+        case let .string(v)?: return v
+        default: throw fail("attribute '\(name)' should be a string")
+        }
+    }
+
+    /// Axes from an input (newer opsets) or an attribute (older ones), normalised for `rank`.
+    func axes(input: Int, attribute: String, rank: Int) throws -> [Int]? {
+        let raw: [Int]?
+        if let v = optional(input) {
+            guard case let .ints(list, _) = v else { throw fail("axes should be integers") }
+            raw = list
+        } else {
+            raw = try intList(attribute)
+        }
+        guard let raw else { return nil }
+        let normalized = try raw.map { a -> Int in
+            guard a >= -rank, a < rank else { throw fail("axis \(a) is out of range for rank \(rank)") }
+            return a < 0 ? a + rank : a
+        }
+        guard Set(normalized).count == normalized.count else { throw fail("axes \(raw) repeat an axis") }
+        return normalized
+    }
+
+    func checked(_ shape: [Int]) throws -> Shape {
+        var count = 1
+        for d in shape {
+            guard d >= 0 else { throw fail("negative dimension in \(shape)") }
+            let (p, o) = count.multipliedReportingOverflow(by: d)
+            guard !o, p <= ONNXOperators.maximumElements else { throw fail("result shape \(shape) is too large") }
+            count = p
+        }
+        return Shape(shape)
+    }
+
+    func broadcast(_ a: Shape, _ b: Shape) throws -> Shape {
+        guard let s = Shape.broadcast(a, b) else { throw fail("shapes \(a) and \(b) do not broadcast") }
+        return try checked(s.dimensions)
+    }
+
+    // MARK: Dispatch
+
+    func run() throws -> [Value] {
+        switch node.opType {
+        case "Identity": return [try value(0)]
+        case "Dropout":
+            guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw fail("the dropout mask output is not supported") }
+            return [try value(0)]
+        case "Constant": return [try constant()]
+        case "Relu": return [.tensor(try tensor(0).relu())]
+        case "Sigmoid": return [.tensor(try tensor(0).sigmoid())]
+        case "Tanh": return [.tensor(try tensor(0).tanh())]
+        case "Erf": return [.tensor(try tensor(0).erf())]
+        case "LeakyRelu": return [.tensor(try tensor(0).leakyRelu(negativeSlope: try float("alpha", 0.01)))]
+        case "Gelu": return [.tensor(try gelu())]
+        case "Clip": return [.tensor(try clip())]
+        case "Add", "Sub", "Mul", "Div": return [try arithmetic()]
+        case "Conv": return [.tensor(try conv())]
+        case "BatchNormalization": return [.tensor(try batchNorm())]
+        case "MaxPool", "AveragePool": return [.tensor(try pool())]
+        case "GlobalAveragePool":
+            let x = try tensor(0)
+            guard x.rank == 4 else { throw fail("needs [N, C, H, W], got \(x.shape)") }
+            guard x.shape[2] > 0, x.shape[3] > 0 else { throw fail("empty spatial axes in \(x.shape)") }
+            return [.tensor(Tensor.adaptiveAvgPool2d(x, outputSize: (1, 1)))]
+        case "Flatten": return [try flatten()]
+        case "Reshape": return [try reshape()]
+        case "Gemm": return [.tensor(try gemm())]
+        case "MatMul": return [.tensor(try matmul())]
+        case "Concat": return [try concat()]
+        case "Softmax": return [.tensor(try softmax())]
+        case "Transpose": return [.tensor(try transpose())]
+        case "Squeeze", "Unsqueeze": return [try squeezeOrUnsqueeze()]
+        case "ReduceMean", "ReduceMax", "ReduceSum": return [.tensor(try reduce())]
+        case "Slice": return [.tensor(try slice())]
+        case "Shape": return [try shape()]
+        case "Gather": return [try gather()]
+        case "Cast": return [try cast()]
+        default: throw fail("operator \(node.opType) is not supported")
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import XCTest
+
+/// The error that ends a test whose tool is missing in CI (XCTest records it as a failure).
+public struct MissingTestTool: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Ends the test when a tool or oracle it needs (python3 with numpy, onnxruntime, the
+/// Fashion-MNIST package, ...) is not `available`: a visible skip on a developer's machine,
+/// a failure in CI (`CI=true`), where `make test` installs every tool and a skip would hide
+/// a broken install.
+///
+/// `message` names what is missing and how to get it. Every skip in the test targets goes
+/// through here.
+public func requireTool(_ available: Bool, _ message: @autoclosure () -> String,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+    guard !available else { return }
+    guard isContinuousIntegration else { throw XCTSkip(message(), file: file, line: line) }
+    XCTFail("CI=true, so a missing test tool fails: \(message())", file: file, line: line)
+    throw MissingTestTool(description: message())
+}
+
+/// True when the environment says this is a CI run (`CI=true`, as CI services set it).
+public var isContinuousIntegration: Bool {
+    ProcessInfo.processInfo.environment["CI"]?.lowercased() == "true"
+}
+
+/// True when `python3` runs and imports every module named (checked, not assumed: a test
+/// that needs an oracle passes this to `requireTool`).
+public func pythonCanImport(_ modules: String...) -> Bool {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import " + modules.joined(separator: ", ")]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}
