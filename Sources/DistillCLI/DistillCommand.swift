@@ -66,10 +66,18 @@ struct DistillCommand: TabledCommand {
     }
 
     func run() throws {
-        if training.run.dryRun { return Console(output).result("options are valid", ["valid": true]) }
+        let console = Console(output)
+        if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
+        try Experiment.writeResolved(Self.self, values, to: training.run.out)
+        try runSeeds(training, console: console) { seed, folder, checkpoint in
+            try distill(seed: seed, folder: folder, checkpoint: checkpoint, console: console)
+        }
+    }
+
+    private func distill(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
         let methodList = methods.map { DistillationMethod(rawValue: $0)! }
         let weights = Dictionary(try parsedWeights().map { (DistillationMethod(rawValue: $0.0)!, Float($0.1)) }, uniquingKeysWith: { _, last in last })
-        let data = try dataOptions.load(seed: training.seed, unlabeled: unlabeled)
+        let data = try dataOptions.load(seed: seed, unlabeled: unlabeled)
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
         for path in teachers {
@@ -85,7 +93,7 @@ struct DistillCommand: TabledCommand {
             let all = try TeacherOutputs.load(file, examples: data.train.count + (data.validation?.count ?? 0), classes: data.train.classCount)
             teacherList.append(Teacher(.outputs(data.trainPositions.map { all.indexSelect(alongAxis: 0, indices: $0) } ?? all)))
         }
-        var generator = RandomGenerator(seed: training.seed)
+        var generator = RandomGenerator(seed: seed)
         let options = ModelOptions(classes: data.train.classCount, inputChannels: data.train.exampleShape[0], inputSize: data.train.exampleShape[1])
         let studentModel = try ModelZoo.make(student, options: options, using: &generator)
         guard let studentTaps = TapLayers.defaults(for: student) else { throw UserError("no default layers for student '\(student)'") }
@@ -104,7 +112,7 @@ struct DistillCommand: TabledCommand {
             let loss = try m.makeLoss(student: studentTaps, teacher: teacherTaps ?? studentTaps, temperature: temperature)
             return WeightedLoss(loss, weight: weights[m] ?? (m == .kd ? alpha : m.defaultWeight))
         }
-        var configuration = training.configuration()
+        var configuration = training.configuration(seed: seed, folder: folder)
         configuration.crossEntropyWeight = methodList.contains(.kd) ? 1 - (weights[.kd] ?? alpha) : 1
         configuration.cacheDirectory = cacheDirectory
         if augment {
@@ -116,14 +124,11 @@ struct DistillCommand: TabledCommand {
         }
         let trainer = try Trainer(model: studentModel, teachers: teacherList, losses: losses, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
-        try Experiment.writeResolved(Self.self, values, to: training.run.out)
-        let console = Console(output)
         console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) images\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")
         let name = student
-        let outcome = try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
-                                      resumingFrom: training.run.checkpoint, teacher: teacherList.first?.model,
-                                      saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },
-                                      loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
-        console.result(outcome.summary(out: training.run.out), outcome.fields(out: training.run.out))
+        return try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
+                               resumingFrom: checkpoint, teacher: teacherList.first?.model,
+                               saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },
+                               loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
     }
 }

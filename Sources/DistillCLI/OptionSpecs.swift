@@ -58,10 +58,11 @@ enum Spec {
     static let oldClasses = OptionSpec("old-classes", .numbers(values: 0...9_999, maximumCount: 10_000), "Classes of the old task (for measuring forgetting), a range or list.")
     static let backboneLrScale = OptionSpec("backbone-lr-scale", .number(0...100), "Backbone learning rate relative to the head's.")
     static let steps = OptionSpec("steps", .integer(1...10_000_000), "Training steps.")
-    static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000), "Seeds: one number, or a range like 0-9 (results are mean ± std).")
+    static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
+                                  "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
     static let dataOptions = [data, classes, labelsPerClass, validationFraction]
     static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, patience,
-                                  checkpointEvery, out, resume, dryRun]
+                                  seeds, checkpointEvery, out, resume, dryRun]
     static let outputOptions = [quiet, json]
 }

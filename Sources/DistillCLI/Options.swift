@@ -81,22 +81,23 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: Spec.warmupSteps.long, help: Spec.warmupSteps.help) var warmupSteps: Int = TrainingDefaults.warmupSteps
     @Option(name: Spec.onNonFinite.long, help: Spec.onNonFinite.help) var onNonFinite: String = "stop"
     @Option(name: Spec.patience.long, help: Spec.patience.help) var patience: Int?
+    @Option(name: Spec.seeds.long, help: Spec.seeds.help) var seeds: String?
     @OptionGroup var run: RunOptions
 
     var values: [(String, OptionValue?)] {
         [("epochs", .integer(epochs)), ("batch", .integer(batch)), ("lr", .number(lr)), ("seed", .integer(Int(clamping: seed))),
          ("optimizer", .text(optimizer.rawValue)), ("schedule", .text(schedule.rawValue)), ("weight-decay", .number(weightDecay)),
          ("clip-norm", .number(clipNorm)), ("warmup-steps", .integer(warmupSteps)), ("on-nonfinite", .text(onNonFinite)),
-         ("patience", patience.map { .integer($0) })] + run.values
+         ("patience", patience.map { .integer($0) }), ("seeds", seeds.map { .text($0) })] + run.values
     }
 
     /// The trainer's configuration from these options.
-    func configuration(seed: UInt64? = nil) -> TrainerConfiguration {
+    func configuration(seed: UInt64, folder: String) -> TrainerConfiguration {
         var c = TrainerConfiguration()
         c.epochs = epochs
         c.batchSize = batch
         c.learningRate = lr
-        c.seed = seed ?? self.seed
+        c.seed = seed
         c.optimizer = optimizer
         c.schedule = schedule
         c.weightDecay = weightDecay
@@ -104,7 +105,7 @@ struct TrainingOptions: ParsableArguments {
         c.warmupSteps = warmupSteps
         c.nonFinite = onNonFinite == "rollback" ? .rollback(factor: 0.5, retries: 3) : .stop
         c.patience = patience
-        c.runDirectory = run.out
+        c.runDirectory = folder
         c.checkpointEvery = run.checkpointEvery
         return c
     }
@@ -149,4 +150,40 @@ func loadModel(_ path: String, architecture: String? = nil, role: String) throws
     } catch let error as ModelFormatError {
         throw UserError("\(role): \(error)")
     }
+}
+
+/// Runs one training per seed — one run for `--seed`, or each of `--seeds` in `OUT/seed-N` —
+/// and reports the result, with mean ± std over seeds and a report comparing them when
+/// there are several. When resuming, a seed that had finished keeps its results and an
+/// unfinished one continues from its checkpoint.
+func runSeeds(_ training: TrainingOptions, console: Console,
+              _ train: (_ seed: UInt64, _ folder: String, _ checkpoint: String?) throws -> RunOutcome) throws {
+    let out = training.run.out
+    guard let text = training.seeds else {
+        let outcome = try train(training.seed, out, training.run.checkpoint)
+        return console.result(outcome.summary(out: out), outcome.fields(out: out))
+    }
+    var reports: [DistillationReport] = []
+    var folders: [String] = []
+    for seed in try OptionTable.parseNumbers(text, spec: Spec.seeds).map(UInt64.init) {
+        let folder = (out as NSString).appendingPathComponent("seed-\(seed)")
+        folders.append(folder)
+        let evaluation = (folder as NSString).appendingPathComponent("evaluation.json")
+        if training.run.resume != nil, let data = FileManager.default.contents(atPath: evaluation),
+           let finished = try? JSONDecoder().decode(DistillationReport.self, from: data) {
+            reports.append(finished)
+            continue
+        }
+        let checkpoint = Trainer.checkpointPath(in: folder)
+        let outcome = try train(seed, folder, training.run.resume != nil && FileManager.default.fileExists(atPath: checkpoint) ? checkpoint : nil)
+        console.say("seed \(seed): " + outcome.summary(out: folder))
+        reports.append(outcome.report)
+    }
+    try HTMLReport.write(try folders.map { try HTMLReport.Run.load($0) }, to: (out as NSString).appendingPathComponent("report.html"),
+                         title: "\(folders.count) seeds")
+    let final = reports.map(\.student.top1), selected = reports.compactMap { $0.selected?.top1 }
+    try writeJSON(["final_test_accuracy": final, "selected_test_accuracy": selected], to: (out as NSString).appendingPathComponent("results.json"))
+    var line = "test accuracy over \(reports.count) seeds: \(meanAndDeviation(final)) (final models)"
+    if selected.count == final.count { line += ", \(meanAndDeviation(selected)) (models selected on validation)" }
+    console.result(line + "; wrote \(out)/results.json and report.html", ["final_test_accuracies": final, "selected_test_accuracies": selected, "out": out])
 }

@@ -11,7 +11,59 @@ struct OptionsCommand: ParsableCommand {
         ("export", Export.self), ("inspect", Inspect.self), ("demo", Demo.self),
     ]
 
+    @Flag(help: "Print the experiment keys as the Markdown tables of docs/configs.md instead.")
+    var markdown = false
+
+    /// Arguments that satisfy each experiment command's required options, so that parsing
+    /// them gives every default.
+    static let minimal: [String: [String]] = [
+        "train": ["--model", "mlp", "--out", "RUN"], "distill": ["--teacher", "TEACHER", "--out", "RUN"],
+        "transfer": ["--from", "OLD", "--classes", "5-9", "--out", "RUN"],
+    ]
+
+    /// One Markdown table per experiment command: key, kind and range, default, help.
+    static func markdownTables() throws -> String {
+        var text = ""
+        for (name, type) in tabled where minimal[name] != nil {
+            let parsed = try type.parse(minimal[name]!) as! any TabledCommand
+            let defaults = Dictionary(parsed.values.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+            text += "### `\(name)`\n\n| key | kind | default | meaning |\n| --- | --- | --- | --- |\n"
+            for spec in Experiment.keys(for: name) {
+                let given = minimal[name]!.contains("--" + spec.name)
+                let value = given ? "**required**" : defaults[spec.name].flatMap { $0 }.map(describe) ?? "—"
+                text += "| `\(spec.name)` | \(kindText(spec.kind)) | \(value) | \(spec.summary.replacingOccurrences(of: "|", with: "\\|")) |\n"
+            }
+            text += "\n"
+        }
+        return text
+    }
+
+    static func kindText(_ kind: OptionKind) -> String {
+        switch kind {
+        case .integer, .number: return "number, " + (kind.rangeText ?? "")
+        case let .choice(options): return "one of " + options.map { "`\($0)`" }.joined(separator: ", ")
+        case let .choices(options): return "list of " + options.map { "`\($0)`" }.joined(separator: ", ")
+        case .numbers: return "range `5-9` or list, " + (kind.rangeText ?? "")
+        case .repeated: return "path or list of paths"
+        case .flag: return "true/false"
+        case .weights: return "mapping method → number 0 to 1e9"
+        case .text: return "text"
+        }
+    }
+
+    static func describe(_ value: OptionValue) -> String {
+        switch value {
+        case let .text(text): return "`\(text)`"
+        case let .integer(number): return String(number)
+        case let .number(number): return OptionKind.format(number)
+        case let .flag(flag): return String(flag)
+        case let .list(items): return "`[\(items.joined(separator: ", "))]`"
+        case let .weights(pairs): return pairs.map { "\($0.0): \($0.1)" }.joined(separator: ", ")
+        }
+    }
+
     func run() throws {
+        if markdown { return print(try Self.markdownTables(), terminator: "") }
         var tables: [String: [[String: String]]] = [:]
         for (name, type) in Self.tabled {
             tables[name] = type.options.map { spec in

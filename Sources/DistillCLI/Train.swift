@@ -22,23 +22,27 @@ struct Train: TabledCommand {
     func validate() throws { try checkOptions() }
 
     func run() throws {
-        if training.run.dryRun { return Console(output).result("options are valid", ["valid": true]) }
-        let data = try dataOptions.load(seed: training.seed)
+        let console = Console(output)
+        if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
+        try Experiment.writeResolved(Self.self, values, to: training.run.out)
+        try runSeeds(training, console: console) { seed, folder, checkpoint in
+            try train(seed: seed, folder: folder, checkpoint: checkpoint, console: console)
+        }
+    }
+
+    private func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
+        let data = try dataOptions.load(seed: seed)
         let train = data.labeledTrain
-        var generator = RandomGenerator(seed: training.seed)
+        var generator = RandomGenerator(seed: seed)
         let options = ModelOptions(classes: train.classCount, inputChannels: train.exampleShape[0], inputSize: train.exampleShape[1])
         let network = try ModelZoo.make(model, options: options, using: &generator)
-        let out = training.run.out
-        try Experiment.writeResolved(Self.self, values, to: out)
-        let console = Console(output)
         console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) images\(data.validation.map { ", \($0.count) held out for validation" } ?? ""), \(training.epochs) epochs")
-        let trainer = try Trainer(model: network, configuration: training.configuration())
+        let trainer = try Trainer(model: network, configuration: training.configuration(seed: seed, folder: folder))
         trainer.shouldStop = StopRequest.isRequested
         let name = model
-        let outcome = try trainer.run(train: train, validation: data.validation, test: data.test, resumingFrom: training.run.checkpoint,
-                                      saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },
-                                      loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
-        console.result(outcome.summary(out: out), outcome.fields(out: out))
+        return try trainer.run(train: train, validation: data.validation, test: data.test, resumingFrom: checkpoint,
+                               saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },
+                               loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
     }
 }
 

@@ -154,6 +154,10 @@ public enum HTMLReport {
                 + "<td>\(e.studentCost.parameters)</td><td>\(String(format: "%.0f KB", Double(e.studentCost.bytes) / 1024))</td>"
                 + "<td>\(String(format: "%.3f ms", e.studentCost.latencyBatch1Milliseconds))</td></tr>"
         }
+        let accuracies = evaluated.map { $0.1.student.top1 * 100 }
+        let mean = accuracies.reduce(0, +) / Double(accuracies.count)
+        let deviation = (accuracies.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(accuracies.count - 1)).squareRoot()
+        html += "<tr class=\"summary\"><td>mean ± std</td><td>\(String(format: "%.2f ± %.2f%%", mean, deviation))</td><td></td><td></td><td></td><td></td></tr>"
         html += "</table>"
         return html + lineChart(title: "Test accuracy against latency", xLabel: "latency at batch 1, ms", yLabel: "test accuracy",
                                 series: evaluated.map { ($0.0, [($0.1.studentCost.latencyBatch1Milliseconds, $0.1.student.top1)]) }, markersOnly: true)

@@ -32,6 +32,14 @@ extension CommandLineTests {
         }
     }
 
+    /// docs/configs.md shows the key tables exactly as the option tables print them.
+    func testConfigDocsShowTheOptionTables() throws {
+        let result = try run(["options", "--markdown"])
+        XCTAssertEqual(result.status, 0, result.errors)
+        let docs = try String(contentsOf: Self.root.appendingPathComponent("docs/configs.md"), encoding: .utf8)
+        XCTAssertTrue(docs.contains(result.output), "regenerate docs/configs.md's keys with: distill options --markdown")
+    }
+
     /// Arguments that make each command valid apart from the option under test.
     static let requiredArguments: [String: [String]] = [
         "train": ["--model", "mlp", "--out", "/tmp/distill-range", "--dry-run"],
@@ -188,5 +196,26 @@ extension CommandLineTests {
         check.waitUntilExit()
         XCTAssertEqual(check.terminationStatus, 0, said)
         XCTAssertTrue(said.contains("3 scatter points, 1 comparison tables"), said)
+    }
+}
+
+extension CommandLineTests {
+    /// `--seeds` runs one training per seed in OUT/seed-N and reports mean ± std; resuming a
+    /// finished set of seeds keeps their results.
+    func testSeedsGiveMeanAndDeviation() throws {
+        try requireData()
+        let out = folder("seeds")
+        let output = try assertSucceeds(["train", "--model", "mlp", "--classes", "0-1", "--labels-per-class", "50", "--epochs", "2",
+                                         "--seeds", "0-2", "--quiet", "--out", out.path])
+        XCTAssertTrue(output.contains("test accuracy over 3 seeds: ") && output.contains(" ± "), output)
+        for seed in 0...2 {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("seed-\(seed)/model.safetensors").path), "seed \(seed)")
+        }
+        let results = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as? [String: [Double]])
+        XCTAssertEqual(results["final_test_accuracy"]?.count, 3)
+        XCTAssertNotEqual(Set(results["final_test_accuracy"]!).count, 1, "seeds change the run")
+        let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("mean ± std"), "the report's comparison ends with mean ± std")
+        XCTAssertEqual(try assertSucceeds(["train", "--resume", out.path, "--quiet"]), output, "finished seeds keep their results")
     }
 }

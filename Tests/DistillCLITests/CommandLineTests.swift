@@ -96,6 +96,22 @@ final class CommandLineTests: XCTestCase {
         }
         XCTAssertTrue(output.contains("for the model selected on validation"), output)
         XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: teacher.path).contains { $0.hasPrefix("events.out.tfevents.") }, "TensorBoard events")
+        // TensorBoard's own reader finds every epoch's scalars.
+        let reader = Process()
+        reader.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        reader.arguments = ["python3", Self.root.appendingPathComponent("scripts/read_tensorboard.py").path, teacher.path]
+        let scalars = Pipe()
+        reader.standardOutput = scalars
+        try reader.run()
+        let read = scalars.fileHandleForReading.readDataToEndOfFile()
+        reader.waitUntilExit()
+        if reader.terminationStatus == 2 && ProcessInfo.processInfo.environment["CI"] != "true" {
+            print("tensorboard is not installed: the event file is not read back (make test installs it)")
+        } else {
+            XCTAssertEqual(reader.terminationStatus, 0)
+            let tags = try XCTUnwrap(try JSONSerialization.jsonObject(with: read) as? [String: [[Double]]])
+            for tag in ["loss/total", "loss/ce", "learning_rate", "accuracy/validation"] { XCTAssertEqual(tags[tag]?.count, 3, tag) }
+        }
         let config = try String(contentsOf: teacher.appendingPathComponent("config.yaml"), encoding: .utf8)
         for line in ["command: train", "model: mlp", "optimizer: adam", "schedule: step", "lr: 0.003", "classes: 0-4", "weight-decay: 0.0005"] {
             XCTAssertTrue(config.contains(line), "\(line) in \(config)")
