@@ -37,18 +37,18 @@ struct Evaluate: TabledCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            Console().text(String(decoding: try encoder.encode(report), as: UTF8.self))
             return
         }
         let m = report.student
-        print(String(format: "accuracy %.2f%%  top-5 %.2f%%  calibration error %.4f", m.top1 * 100, m.top5 * 100, m.expectedCalibrationError))
+        Console().text(String(format: "accuracy %.2f%%  top-5 %.2f%%  calibration error %.4f", m.top1 * 100, m.top5 * 100, m.expectedCalibrationError))
         for (name, accuracy) in zip(m.classNames, m.perClassAccuracy) {
-            print(String(format: "  %-12@ %.2f%%", name as NSString, accuracy * 100))
+            Console().text(String(format: "  %-12@ %.2f%%", name as NSString, accuracy * 100))
         }
-        print(String(format: "latency %.3f ms at batch 1, %.1f ms at batch 256; %d parameters", report.studentCost.latencyBatch1Milliseconds,
+        Console().text(String(format: "latency %.3f ms at batch 1, %.1f ms at batch 256; %d parameters", report.studentCost.latencyBatch1Milliseconds,
                      report.studentCost.latencyBatch256Milliseconds, report.studentCost.parameters))
         if let t = report.teacher, let agreement = m.agreement {
-            print(String(format: "teacher accuracy %.2f%%; agreement %.2f%%; teacher/student: %.1f× parameters, %.1f× multiply-adds, %.1f× latency at batch 1, %.1f× at 256",
+            Console().text(String(format: "teacher accuracy %.2f%%; agreement %.2f%%; teacher/student: %.1f× parameters, %.1f× multiply-adds, %.1f× latency at batch 1, %.1f× at 256",
                          t.top1 * 100, agreement * 100, report.parameterRatio ?? 0, report.multiplyAddRatio ?? 0,
                          report.latencyBatch1Ratio ?? 0, report.latencyBatch256Ratio ?? 0))
         }

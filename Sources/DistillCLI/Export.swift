@@ -44,11 +44,11 @@ struct Export: TabledCommand {
                 let shape = [loaded.options.inputChannels, loaded.options.inputSize, loaded.options.inputSize]
                 let onnx = try ONNXExport.model(loaded.model, inputShape: shape, options: options, metadata: ["distill.model": loaded.name])
                 try onnx.write(to: out)
-                print("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(shape.map(String.init).joined(separator: ", "))])")
+                Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(shape.map(String.init).joined(separator: ", "))])")
             } else {
                 // Only the model's own tensors: a distillation run's teachers and loss parts never travel.
                 try SavedModel.save(loaded.model, name: loaded.name, options: loaded.options, to: out)
-                print("wrote \(out): \(loaded.name), \(loaded.model.parameterCount) parameters")
+                Console().text("wrote \(out): \(loaded.name), \(loaded.model.parameterCount) parameters")
             }
         } catch let error as ModelFormatError { throw UserError("\(error)") }
     }

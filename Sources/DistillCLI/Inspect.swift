@@ -32,11 +32,11 @@ struct Inspect: TabledCommand {
         if model.contains("/") || model.contains(".") {
             let loaded = try loadModel(model, role: "model")
             if let network = loaded.model as? ONNXNetwork {
-                print(ModelSummary(network, inputShape: Shape(network.inputShape)))
+                Console().text(String(describing: ModelSummary(network, inputShape: Shape(network.inputShape))))
                 let ops = Dictionary(grouping: network.model.graph.nodes, by: \.opType).map { "\($0.key) ×\($0.value.count)" }.sorted()
-                print("ONNX opset \(network.model.opset), producer \(network.model.producerName.isEmpty ? "unknown" : network.model.producerName); input '\(network.inputName)' [batch, \(network.inputShape.map(String.init).joined(separator: ", "))]; operators: \(ops.joined(separator: ", "))")
+                Console().text("ONNX opset \(network.model.opset), producer \(network.model.producerName.isEmpty ? "unknown" : network.model.producerName); input '\(network.inputName)' [batch, \(network.inputShape.map(String.init).joined(separator: ", "))]; operators: \(ops.joined(separator: ", "))")
             } else if let saved = try? SavedModel.load(model) {
-                print(ModelSummary(saved.model, inputShape: [saved.options.inputChannels, saved.options.inputSize, saved.options.inputSize]))
+                Console().text(String(describing: ModelSummary(saved.model, inputShape: [saved.options.inputChannels, saved.options.inputSize, saved.options.inputSize])))
             }
             return
         }
@@ -46,6 +46,6 @@ struct Inspect: TabledCommand {
         do { network = try ModelZoo.make(model, options: options, using: &generator) } catch let error as ModuleError {
             throw UserError("\(error)")
         }
-        print(ModelSummary(network, inputShape: [inputChannels, inputSize, inputSize]))
+        Console().text(String(describing: ModelSummary(network, inputShape: [inputChannels, inputSize, inputSize])))
     }
 }

@@ -63,7 +63,7 @@ struct OptionsCommand: ParsableCommand {
     }
 
     func run() throws {
-        if markdown { return print(try Self.markdownTables(), terminator: "") }
+        if markdown { return Console().text(try Self.markdownTables(), terminator: "") }
         var tables: [String: [[String: String]]] = [:]
         for (name, type) in Self.tabled {
             tables[name] = type.options.map { spec in
@@ -79,6 +79,6 @@ struct OptionsCommand: ParsableCommand {
             }
         }
         let data = try JSONSerialization.data(withJSONObject: tables, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        Console().text(String(decoding: data, as: UTF8.self))
     }
 }

@@ -47,6 +47,10 @@ final class Console {
         if json { emit(["event": "epoch"].merging(fields) { a, _ in a }) } else { say(text) }
     }
 
+    /// Output that is the command's result itself (a summary, a table, JSON it was asked for):
+    /// printed in every mode.
+    func text(_ value: String, terminator: String = "\n") { print(value, terminator: terminator) }
+
     /// The final result: shown in every mode.
     func result(_ text: String, _ fields: [String: Any]) {
         if json { emit(["event": "result"].merging(fields) { a, _ in a }) } else { print(text) }

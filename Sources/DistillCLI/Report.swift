@@ -22,6 +22,6 @@ struct Report: ParsableCommand {
         do { loaded = try runs.map(HTMLReport.Run.load) } catch let error as FileError { throw UserError("\(error)") }
         let path = out ?? (runs[0] as NSString).appendingPathComponent("report.html")
         try HTMLReport.write(loaded, to: path, title: "Distill report: " + loaded.map(\.name).joined(separator: ", "))
-        print("wrote \(path)")
+        Console().text("wrote \(path)")
     }
 }

@@ -219,3 +219,28 @@ extension CommandLineTests {
         XCTAssertEqual(try assertSucceeds(["train", "--resume", out.path, "--quiet"]), output, "finished seeds keep their results")
     }
 }
+
+extension CommandLineTests {
+    /// `transfer` stopped with SIGTERM in its third strategy-and-seed run and resumed gives the
+    /// results of an uninterrupted run: finished runs are kept, the stopped one continues
+    /// from its checkpoint.
+    func testTransferResumesStrategyBySeed() throws {
+        try requireData()
+        let old = folder("transfer-old"), straight = folder("transfer-straight"), stopped = folder("transfer-stopped")
+        _ = try assertSucceeds(["train", "--model", "mlp", "--classes", "0-4", "--labels-per-class", "40", "--epochs", "2", "--quiet", "--out", old.path])
+        let arguments = ["transfer", "--from", old.path, "--head", "3", "--classes", "5-9", "--labels-per-class", "10", "--strategy", "head,lwf",
+                         "--seeds", "0-1", "--steps", "20", "--checkpoint-every", "4", "--json"]
+        XCTAssertEqual(try runUntil(arguments + ["--out", straight.path], signal: SIGKILL) { _ in false }, 0)
+        var steps = 0
+        let status = try runUntil(arguments + ["--out", stopped.path], signal: SIGTERM) { event in
+            if event["event"] as? String == "step" { steps += 1 }
+            return steps == 51  // the third run (lwf, seed 0), step 11
+        }
+        XCTAssertEqual(status, 128 + SIGTERM)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: stopped.appendingPathComponent("freeze/seed-1/result.json").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stopped.appendingPathComponent("lwf/seed-0/result.json").path))
+        XCTAssertEqual(try runUntil(["transfer", "--resume", stopped.path, "--json"], signal: SIGKILL) { _ in false }, 0)
+        let results = { (run: URL) in try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("results.json"))) as? NSDictionary }
+        XCTAssertEqual(try results(stopped), try results(straight), "the same accuracies for every strategy and seed")
+    }
+}
