@@ -7,7 +7,7 @@ import NeuralNet
 import Tensors
 
 /// `distill distill`: teaches a student from one or more teachers.
-struct DistillCommand: TabledCommand {
+struct DistillCommand: TrainingCommand {
     static let configuration = CommandConfiguration(commandName: "distill", abstract: "Distil teachers into a student on Fashion-MNIST.")
     static let experimentName = "distill"
     static let options = [Spec.teacher, Spec.teacherArchitecture, Spec.teacherHint, Spec.teacherAttention, Spec.teacherEmbedding,
@@ -65,16 +65,7 @@ struct DistillCommand: TabledCommand {
         }
     }
 
-    func run() throws {
-        let console = Console(output)
-        if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
-        try Experiment.writeResolved(Self.self, values, to: training.run.out)
-        try runSeeds(training, console: console) { seed, folder, checkpoint in
-            try distill(seed: seed, folder: folder, checkpoint: checkpoint, console: console)
-        }
-    }
-
-    private func distill(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
+    func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
         let methodList = methods.map { DistillationMethod(rawValue: $0)! }
         let weights = Dictionary(try parsedWeights().map { (DistillationMethod(rawValue: $0.0)!, Float($0.1)) }, uniquingKeysWith: { _, last in last })
         let data = try dataOptions.load(seed: seed, unlabeled: unlabeled)

@@ -152,6 +152,25 @@ func loadModel(_ path: String, architecture: String? = nil, role: String) throws
     }
 }
 
+/// A command that trains (train, distill): its options map to one training per seed.
+protocol TrainingCommand: TabledCommand {
+    var training: TrainingOptions { get }
+    var output: OutputOptions { get }
+    /// One run with `seed` in `folder`, continuing from `checkpoint` when given.
+    func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome
+}
+
+extension TrainingCommand {
+    func run() throws {
+        let console = Console(output)
+        if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
+        try Experiment.writeResolved(Self.self, values, to: training.run.out)
+        try runSeeds(training, console: console) { seed, folder, checkpoint in
+            try train(seed: seed, folder: folder, checkpoint: checkpoint, console: console)
+        }
+    }
+}
+
 /// Runs one training per seed — one run for `--seed`, or each of `--seeds` in `OUT/seed-N` —
 /// and reports the result, with mean ± std over seeds and a report comparing them when
 /// there are several. When resuming, a seed that had finished keeps its results and an

@@ -7,7 +7,7 @@ import NeuralNet
 import Tensors
 
 /// `distill train`: trains a zoo model from scratch (teachers are trained this way).
-struct Train: TabledCommand {
+struct Train: TrainingCommand {
     static let configuration = CommandConfiguration(abstract: "Train a zoo model from scratch on Fashion-MNIST.")
     static let experimentName = "train"
     static let options = [Spec.model] + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
@@ -21,16 +21,7 @@ struct Train: TabledCommand {
 
     func validate() throws { try checkOptions() }
 
-    func run() throws {
-        let console = Console(output)
-        if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
-        try Experiment.writeResolved(Self.self, values, to: training.run.out)
-        try runSeeds(training, console: console) { seed, folder, checkpoint in
-            try train(seed: seed, folder: folder, checkpoint: checkpoint, console: console)
-        }
-    }
-
-    private func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
+    func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
         let data = try dataOptions.load(seed: seed)
         let train = data.labeledTrain
         var generator = RandomGenerator(seed: seed)

@@ -64,48 +64,51 @@ struct TransferCommand: TabledCommand {
         return (plain, newOptions)
     }
 
-    /// One strategy and seed's accuracies, kept in its folder once it has finished.
-    struct SeedResult: Codable {
-        var new: Double
-        var old: Double?
-    }
-
     func run() throws {
-        if runOptions.dryRun { return Console(output).result("options are valid", ["valid": true]) }
-        let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
+        let console = Console(output)
+        if runOptions.dryRun { return console.result("options are valid", ["valid": true]) }
         let dataset = try FashionMNIST(directory: dataOptions.data)
         let oldList = try OptionTable.parseNumbers(oldClasses, spec: Spec.oldClasses)
         let oldTrain: Dataset, oldTest: Dataset
         do { (oldTrain, oldTest) = (try dataset.train.selectingClasses(oldList), try dataset.test.selectingClasses(oldList)) } catch let error as DatasetError {
             throw UserError("--old-classes: \(error.problem)")
         }
-        let oldModel = try SavedModel.load(source)
-        let oldAccuracy = try Evaluation.accuracy(oldModel.model, on: oldTest)
+        let old = try SavedModel.load(source)
+        let oldAccuracy = try Evaluation.accuracy(old.model, on: oldTest)
         let out = runOptions.out
         try Experiment.writeResolved(Self.self, values, to: out)
-        let console = Console(output)
-        console.say(String(format: "old model %@ on classes %@: old-task test accuracy %.2f%%", oldModel.name, oldClasses, oldAccuracy * 100))
+        console.say(String(format: "old model %@ on classes %@: old-task test accuracy %.2f%%", old.name, oldClasses, oldAccuracy * 100))
+        var training = TrainerConfiguration()
+        training.steps = steps
+        training.batchSize = batch
+        training.learningRate = lr
+        training.checkpointEvery = runOptions.checkpointEvery
+        let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
+        let study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
+                                      headPath: head, directory: out, resume: runOptions.resume != nil)
+        let scores = try study.run(
+            oldModel: { try SavedModel.load(source).model }, scratchModel: { try ModelZoo.make(old.name, options: old.options, using: &$0) },
+            newTask: { seed in
+                let data = try dataOptions.load(seed: seed)
+                return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test)
+            },
+            oldTask: (oldTrain, oldTest), shouldStop: StopRequest.isRequested,
+            trained: { name, seed, model in
+                // The first seed's new-task model, as a plain zoo model that evaluate, export and distill read.
+                guard seed == seedList[0] else { return }
+                let (plain, options) = try Self.newTaskModel(model, name: old.name, options: old.options, head: head)
+                try SavedModel.save(plain, name: old.name, options: options, to: (out as NSString).appendingPathComponent("\(name).safetensors"))
+                if strategies.count == 1 {
+                    try SavedModel.save(plain, name: old.name, options: options, to: (out as NSString).appendingPathComponent("model.safetensors"))
+                }
+            }) { name, seed, event in console.training(event, batchSize: batch, label: "\(name), seed \(seed): ") }
         var summaries: [String] = []
         var fields: [String: Any] = ["old_model_accuracy": oldAccuracy, "out": out]
-        var results: [String: [[String: Double]]] = [:]
+        var results: [String: [[String: Double]]] = ["old model": [["old": oldAccuracy]]]
         for name in strategies {
-            var newScores: [Double] = [], oldScores: [Double] = []
-            for seed in seedList {
-                let folder = ((out as NSString).appendingPathComponent(name) as NSString).appendingPathComponent("seed-\(seed)")
-                let resultPath = (folder as NSString).appendingPathComponent("result.json")
-                let result: SeedResult
-                if runOptions.resume != nil, let stored = FileManager.default.contents(atPath: resultPath),
-                   let decoded = try? JSONDecoder().decode(SeedResult.self, from: stored) {
-                    result = decoded  // finished before the interruption
-                } else {
-                    result = try trainSeed(name, seed: seed, folder: folder, oldModel: oldModel, oldTrain: oldTrain, oldTest: oldTest, console: console)
-                    try writeJSON(result, to: resultPath)
-                }
-                newScores.append(result.new)
-                oldScores.append(result.old ?? .nan)
-                var row = ["seed": Double(seed), "new": result.new]
-                if let old = result.old { row["old"] = old }
-                results[name, default: []].append(row)
+            let newScores = scores[name]!.map(\.new), oldScores = scores[name]!.map { $0.old ?? .nan }
+            results[name] = zip(seedList, scores[name]!).map { seed, score in
+                ["seed": Double(seed), "new": score.new].merging(score.old.map { ["old": $0] } ?? [:]) { a, _ in a }
             }
             let line = "\(name): new task \(meanAndDeviation(newScores)), old task \(meanAndDeviation(oldScores)) (old model \(String(format: "%.2f", oldAccuracy * 100)))"
             console.epoch(line, ["strategy": name, "new_task_accuracy": newScores, "old_task_accuracy": oldScores])
@@ -113,48 +116,8 @@ struct TransferCommand: TabledCommand {
             fields[name] = ["new_task_mean": newScores.reduce(0, +) / Double(newScores.count),
                             "old_task_mean": oldScores.reduce(0, +) / Double(oldScores.count)]
         }
-        results["old model"] = [["old": oldAccuracy]]
         try writeJSON(results, to: (out as NSString).appendingPathComponent("results.json"))
         console.result(summaries.joined(separator: "\n") + "\nwrote \(out)/results.json and the new-task models", fields)
-    }
-
-    /// Trains one strategy with one seed in `folder` (resuming from its checkpoint when asked)
-    /// and scores both tasks on their test sets; the first seed's model is saved as
-    /// `OUT/STRATEGY.safetensors` (and `model.safetensors` for a single strategy).
-    private func trainSeed(_ name: String, seed: UInt64, folder: String, oldModel: (model: any Module, name: String, options: ModelOptions),
-                           oldTrain: Dataset, oldTest: Dataset, console: Console) throws -> SeedResult {
-        let data = try dataOptions.load(seed: seed)
-        let newTrain = data.labeledTrain
-        var generator = RandomGenerator(seed: seed)
-        let base: any Module = name == "scratch"
-            ? try ModelZoo.make(oldModel.name, options: oldModel.options, using: &generator)
-            : try SavedModel.load(source).model
-        let model = try MultiHeadModel(from: base, headPath: head, newClasses: newTrain.classCount, using: &generator)
-        var strategyConfiguration = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
-        strategyConfiguration.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLrScale
-        var training = TrainerConfiguration()
-        training.steps = steps
-        training.batchSize = batch
-        training.learningRate = lr
-        training.seed = seed
-        training.runDirectory = folder
-        training.checkpointEvery = runOptions.checkpointEvery
-        let trainer = try KnowledgeTransfer.trainer(model, strategy: strategyConfiguration, training: training,
-                                                    oldModel: name == "lwf" ? try SavedModel.load(source).model : nil, oldTask: oldTrain)
-        trainer.shouldStop = StopRequest.isRequested
-        let checkpoint = Trainer.checkpointPath(in: folder)
-        if runOptions.resume != nil, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: newTrain) }
-        try trainer.fit(train: newTrain, validation: data.validation) { console.training($0, batchSize: batch, label: "\(name), seed \(seed): ") }
-        let result = SeedResult(new: try Evaluation.accuracy(model, on: data.test),
-                                old: name == "scratch" ? nil : try Evaluation.accuracy(model, on: oldTest, output: "old_head"))
-        if seed == (try OptionTable.parseNumbers(seeds, spec: Spec.seeds)).first.map(UInt64.init) {
-            let (plain, options) = try Self.newTaskModel(model, name: oldModel.name, options: oldModel.options, head: head)
-            try SavedModel.save(plain, name: oldModel.name, options: options, to: (runOptions.out as NSString).appendingPathComponent("\(name).safetensors"))
-            if strategies.count == 1 {
-                try SavedModel.save(plain, name: oldModel.name, options: options, to: (runOptions.out as NSString).appendingPathComponent("model.safetensors"))
-            }
-        }
-        return result
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ModelFormats
 import Tensors
 
 /// Writes scalars as a TensorBoard event file, so that `tensorboard --logdir runs` plots a
@@ -50,7 +51,7 @@ public final class TensorBoardWriter {
         path = candidate
         descriptor = opened
         guard descriptor >= 0 else { throw FileError(file: path, "cannot be created: \(String(cString: strerror(errno)))") }
-        var event = ProtoEncoder()
+        var event = ProtoWriter()
         event.double(1, wallTime)
         event.string(3, "brain.Event:2")
         appendRecord(event.bytes)
@@ -67,15 +68,16 @@ public final class TensorBoardWriter {
     /// Buffers one point of the curve `tag` (shown as a chart of that name; a `/` groups
     /// charts, as in `loss/train`). It does not touch the disk, so it is cheap per batch.
     public func addScalar(_ tag: String, value: Float, step: Int, wallTime: Double = Date().timeIntervalSince1970) {
-        var point = ProtoEncoder()
-        point.string(1, tag)
-        point.float(2, value)
-        var summary = ProtoEncoder()
-        summary.bytes(1, point.bytes)
-        var event = ProtoEncoder()
+        // Event{wall_time = 1, step = 2, summary = 5 {value = 1 {tag = 1, simple_value = 2}}}
+        var event = ProtoWriter()
         event.double(1, wallTime)
         event.int(2, step)
-        event.bytes(5, summary.bytes)
+        event.message(5) { summary in
+            summary.message(1) { point in
+                point.string(1, tag)
+                point.float(2, value)
+            }
+        }
         appendRecord(event.bytes)
     }
 
@@ -128,46 +130,4 @@ private func maskedCRC32C(_ bytes: [UInt8]) -> UInt32 {
     for byte in bytes { crc = crc32cTable[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
     crc = ~crc
     return ((crc >> 15) | (crc << 17)) &+ 0xA282_EAD8
-}
-
-/// The protobuf wire format for the field kinds an Event uses. ModelFormats' `ProtoWriter`
-/// does the same but is internal to that module.
-private struct ProtoEncoder {
-    var bytes: [UInt8] = []
-
-    mutating func varint(_ value: UInt64) {
-        var rest = value
-        while rest >= 0x80 {
-            bytes.append(UInt8(rest & 0x7F) | 0x80)
-            rest >>= 7
-        }
-        bytes.append(UInt8(rest))
-    }
-
-    mutating func key(_ field: Int, _ wireType: UInt64) { varint(UInt64(field) << 3 | wireType) }
-
-    /// An int64 field; a negative value takes ten bytes, as protobuf writes it.
-    mutating func int(_ field: Int, _ value: Int) {
-        key(field, 0)
-        varint(UInt64(bitPattern: Int64(value)))
-    }
-
-    mutating func double(_ field: Int, _ value: Double) {
-        key(field, 1)
-        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes += $0 }
-    }
-
-    mutating func float(_ field: Int, _ value: Float) {
-        key(field, 5)
-        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes += $0 }
-    }
-
-    /// A length-delimited field: bytes, a string or a nested message.
-    mutating func bytes(_ field: Int, _ data: [UInt8]) {
-        key(field, 2)
-        varint(UInt64(data.count))
-        bytes += data
-    }
-
-    mutating func string(_ field: Int, _ text: String) { bytes(field, Array(text.utf8)) }
 }

@@ -64,6 +64,12 @@ public enum ModelZoo {
         }
         var layers: [any Module] = [Flatten()]
         var width = o.inputChannels * o.inputSize * o.inputSize
+        // Options come from users and files: a layer too large to allocate is an error, not a trap.
+        let sizes = [width] + o.hiddenSizes + [o.classes]
+        let weights = zip(sizes, sizes.dropFirst()).map { $0.multipliedReportingOverflow(by: $1) }
+        guard weights.allSatisfy({ !$0.overflow && $0.partialValue <= 1 << 28 }) else {
+            throw ModuleError.invalidOption("mlp with layer sizes \(sizes) has a weight matrix above 2^28 values (1 GiB): use smaller inputs or hidden sizes")
+        }
         for hidden in o.hiddenSizes {
             layers += [Linear(width, hidden, using: &g), Activation(.relu)]
             width = hidden

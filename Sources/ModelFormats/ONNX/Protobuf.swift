@@ -3,13 +3,16 @@ import Foundation
 // The protobuf wire format, as much of it as ONNX files use: varints, 32- and 64-bit fixed
 // values and length-delimited fields (strings, bytes, packed arrays, nested messages).
 // Written by hand because the format is small and a generated swift-protobuf file would
-// need a plugin build CI cannot repeat.
+// need a plugin build CI cannot repeat. The writer is `package`: TensorBoard's event files
+// (Distillation) are protobuf records too.
 
 /// Appends protobuf fields to a byte buffer.
-struct ProtoWriter {
-    private(set) var bytes: [UInt8] = []
+package struct ProtoWriter {
+    package private(set) var bytes: [UInt8] = []
 
-    mutating func varint(_ value: UInt64) {
+    package init() {}
+
+    package mutating func varint(_ value: UInt64) {
         var v = value
         while v >= 0x80 {
             bytes.append(UInt8(v & 0x7F) | 0x80)
@@ -21,26 +24,31 @@ struct ProtoWriter {
     private mutating func key(_ field: Int, _ wireType: UInt64) { varint(UInt64(field) << 3 | wireType) }
 
     /// An int32/int64/enum field (negative values as ten-byte two's complement, as protobuf does).
-    mutating func int(_ field: Int, _ value: Int) {
+    package mutating func int(_ field: Int, _ value: Int) {
         key(field, 0)
         varint(UInt64(bitPattern: Int64(value)))
     }
 
-    mutating func float(_ field: Int, _ value: Float) {
+    package mutating func float(_ field: Int, _ value: Float) {
         key(field, 5)
         withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
-    mutating func bytes(_ field: Int, _ data: [UInt8]) {
+    package mutating func double(_ field: Int, _ value: Double) {
+        key(field, 1)
+        withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    package mutating func bytes(_ field: Int, _ data: [UInt8]) {
         key(field, 2)
         varint(UInt64(data.count))
         bytes.append(contentsOf: data)
     }
 
-    mutating func string(_ field: Int, _ text: String) { bytes(field, Array(text.utf8)) }
+    package mutating func string(_ field: Int, _ text: String) { bytes(field, Array(text.utf8)) }
 
     /// A nested message, written by `body` into its own writer.
-    mutating func message(_ field: Int, _ body: (inout ProtoWriter) -> Void) {
+    package mutating func message(_ field: Int, _ body: (inout ProtoWriter) -> Void) {
         var nested = ProtoWriter()
         body(&nested)
         bytes(field, nested.bytes)

@@ -1,0 +1,102 @@
+import Datasets
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+/// A transfer study: every strategy with every seed, each trained by the `Trainer` in its
+/// own folder (`directory/STRATEGY/seed-N`), scored on both tasks' test sets once training
+/// ends. Resuming keeps the runs that finished (their `result.json`) and continues the one
+/// that was stopped from its checkpoint, so a study resumes strategy by strategy and seed
+/// by seed.
+public struct TransferStudy {
+    /// One run's scores: new-task accuracy, and old-task accuracy through the old head (nil
+    /// for a model trained from scratch, which has no old head worth measuring).
+    public struct Score: Codable, Equatable, Sendable {
+        public var new: Double
+        public var old: Double?
+    }
+
+    /// A seed's data for the new task.
+    public struct NewTask {
+        public var train: Dataset
+        public var validation: Dataset?
+        public var test: Dataset
+        public init(train: Dataset, validation: Dataset?, test: Dataset) {
+            self.train = train
+            self.validation = validation
+            self.test = test
+        }
+    }
+
+    /// Strategy names: `TransferStrategy` values, or `finetune-equal` (fine-tuning with the
+    /// backbone at the head's rate).
+    public var strategies: [String]
+    public var seeds: [UInt64]
+    /// Steps, batch size, the new head's learning rate, checkpoints; each run sets its seed and folder.
+    public var training: TrainerConfiguration
+    public var backboneLearningRateScale: Float
+    /// The old model's classifier layer, replaced by the new head.
+    public var headPath: String
+    public var directory: String
+    /// Keep finished runs and continue the stopped one.
+    public var resume: Bool
+
+    public init(strategies: [String], seeds: [UInt64], training: TrainerConfiguration, backboneLearningRateScale: Float,
+                headPath: String, directory: String, resume: Bool) throws {
+        for name in strategies where TransferStrategy(rawValue: name) == nil && name != "finetune-equal" {
+            throw DistillationError("unknown strategy '\(name)'")
+        }
+        self.strategies = strategies
+        self.seeds = seeds
+        self.training = training
+        self.backboneLearningRateScale = backboneLearningRateScale
+        self.headPath = headPath
+        self.directory = directory
+        self.resume = resume
+    }
+
+    /// Runs the study. `oldModel` loads a fresh copy of the old model, `scratchModel` builds an
+    /// untrained one of its architecture, `newTask` gives a seed's data; `trained` hears about
+    /// each newly trained model (to save it), `events` about training.
+    public func run(oldModel: () throws -> any Module, scratchModel: (inout RandomGenerator) throws -> any Module,
+                    newTask: (UInt64) throws -> NewTask, oldTask: (train: Dataset, test: Dataset), shouldStop: @escaping () -> Bool = { false },
+                    trained: (_ strategy: String, _ seed: UInt64, _ model: MultiHeadModel) throws -> Void = { _, _, _ in },
+                    events: (_ strategy: String, _ seed: UInt64, TrainingEvent) -> Void = { _, _, _ in }) throws -> [String: [Score]] {
+        var scores: [String: [Score]] = [:]
+        for name in strategies {
+            for seed in seeds {
+                let folder = ((directory as NSString).appendingPathComponent(name) as NSString).appendingPathComponent("seed-\(seed)")
+                let resultPath = (folder as NSString).appendingPathComponent("result.json")
+                if resume, let stored = FileManager.default.contents(atPath: resultPath),
+                   let finished = try? JSONDecoder().decode(Score.self, from: stored) {
+                    scores[name, default: []].append(finished)
+                    continue
+                }
+                let task = try newTask(seed)
+                var generator = RandomGenerator(seed: seed)
+                let base = name == "scratch" ? try scratchModel(&generator) : try oldModel()
+                let model = try MultiHeadModel(from: base, headPath: headPath, newClasses: task.train.classCount, using: &generator)
+                var strategy = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
+                strategy.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLearningRateScale
+                var configuration = training
+                configuration.seed = seed
+                configuration.runDirectory = folder
+                let trainer = try KnowledgeTransfer.trainer(model, strategy: strategy, training: configuration,
+                                                            oldModel: name == "lwf" ? try oldModel() : nil, oldTask: oldTask.train)
+                trainer.shouldStop = shouldStop
+                let checkpoint = Trainer.checkpointPath(in: folder)
+                if resume, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: task.train) }
+                try trainer.fit(train: task.train, validation: task.validation) { events(name, seed, $0) }
+                let score = Score(new: try Evaluation.accuracy(model, on: task.test),
+                                  old: name == "scratch" ? nil : try Evaluation.accuracy(model, on: oldTask.test, output: "old_head"))
+                try trained(name, seed, model)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                try AtomicFile.write(try encoder.encode(score), to: resultPath)
+                scores[name, default: []].append(score)
+            }
+        }
+        return scores
+    }
+}
