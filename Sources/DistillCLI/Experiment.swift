@@ -27,18 +27,14 @@ enum Experiment {
         (tables.first { $0.name == command }?.options ?? []).filter { $0.name != "resume" }
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-    }
-
     /// The command and its flags from the YAML text of `file`.
     static func arguments(yaml: String, file: String) throws -> (command: String, arguments: [String]) {
-        func fail(_ node: Node?, _ message: String) -> Failure {
-            Failure(description: "\(file)\(node?.mark.map { ":\($0.line)" } ?? ""): \(message)")
+        func fail(_ node: Node?, _ message: String) -> UserError {
+            UserError("\(file)\(node?.mark.map { ":\($0.line)" } ?? ""): \(message)")
         }
         let root: Node?
         do { root = try Yams.compose(yaml: yaml) } catch let error as YamlError {
-            throw Failure(description: "\(file): not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+            throw UserError("\(file): not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
         }
         guard let root, case let .mapping(mapping) = root else {
             throw fail(root, "an experiment is a mapping of keys to values, like 'command: distill'")
@@ -74,7 +70,7 @@ enum Experiment {
     }
 
     /// A scalar's text, refusing mappings and lists.
-    private static func scalar(_ node: Node, _ fail: (String) -> Failure) throws -> Node.Scalar {
+    private static func scalar(_ node: Node, _ fail: (String) -> UserError) throws -> Node.Scalar {
         guard case let .scalar(s) = node else { throw fail("expected a single value, got \(describe(node))") }
         return s
     }
@@ -92,7 +88,7 @@ enum Experiment {
     private static func isPlain(_ s: Node.Scalar) -> Bool { s.style == .plain || s.style == .any }
 
     /// The flags for one key, after checking its value against the option's kind and range.
-    private static func flags(for key: OptionSpec, _ value: Node, fail: (String) -> Failure) throws -> [String] {
+    private static func flags(for key: OptionSpec, _ value: Node, fail: (String) -> UserError) throws -> [String] {
         let flag = "--" + key.name
         func checked(_ value: OptionValue) throws {
             do { try OptionTable.check(key, value) } catch let error as UserError {
@@ -158,7 +154,7 @@ enum Experiment {
         }
     }
 
-    private static func strings(_ node: Node, _ fail: (String) -> Failure) throws -> [String] {
+    private static func strings(_ node: Node, _ fail: (String) -> UserError) throws -> [String] {
         switch node {
         case let .scalar(s): return [s.string]
         case let .sequence(list):
@@ -233,7 +229,7 @@ extension Experiment {
             throw UserError("\(path): \(FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")")
         }
         guard let text = String(data: data, encoding: .utf8) else { throw UserError("\(path): is not UTF-8 text") }
-        do { return try arguments(yaml: text, file: path) } catch let error as Failure { throw UserError(error.description) }
+        return try arguments(yaml: text, file: path)
     }
 
     /// The options a resumed run may add: they cannot change its numbers.
