@@ -260,3 +260,32 @@ extension TrainerTests {
         XCTAssertThrowsError(try trainer.fit(train: empty)) { XCTAssertTrue("\($0)".contains("empty"), "\($0)") }
     }
 }
+
+extension TrainerTests {
+    /// A stop request writes a checkpoint and throws; resumed, the run ends as an
+    /// uninterrupted one. A request at an epoch's end closes the epoch first, and one at the
+    /// very last step lets the run finish.
+    func testStopRequestsCheckpointAndResumeExactly() throws {
+        let train = data()
+        let reference = try models(seed: 1).student
+        try Trainer(model: reference, configuration: configuration(epochs: 2)).fit(train: train)
+        for stopAt in [4, 6, 12] {  // mid-epoch, an epoch's end, the last step (6 steps an epoch)
+            let directory = scratch.appendingPathComponent("stop-\(stopAt)").path
+            let student = try models(seed: 1).student
+            let trainer = try Trainer(model: student, configuration: configuration(epochs: 2, directory: directory))
+            var steps = 0
+            trainer.shouldStop = { steps >= stopAt }
+            do {
+                let result = try trainer.fit(train: train) { if case .step = $0 { steps += 1 } }
+                XCTAssertEqual(stopAt, 12, "only a stop at the last step lets fit return")
+                XCTAssertEqual(result.history.count, 2)
+            } catch let stop as TrainingInterrupted {
+                XCTAssertEqual(stop.step, stopAt)
+                let resumed = try Trainer(model: try models(seed: 3).student, configuration: configuration(epochs: 2, directory: directory))
+                try resumed.resume(from: directory + "/checkpoint.safetensors", train: train)
+                XCTAssertEqual(try resumed.fit(train: train).history.count, 2, "stop at \(stopAt): every epoch recorded once")
+                XCTAssertTrue(resumed.model.stateDict().map(\.tensor.scalars) == reference.stateDict().map(\.tensor.scalars), "stop at \(stopAt)")
+            }
+        }
+    }
+}

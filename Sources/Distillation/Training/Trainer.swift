@@ -100,6 +100,7 @@ public final class Trainer {
             let start = Date()
             segmentStart = start
             var failure: (batch: Int, terms: [String: Float])?
+            var stepsHere = 0
             trainable.train()
             for batch in loader.batches(epoch: epoch, from: state.batchInEpoch) {
                 if state.step >= limit { break }
@@ -119,14 +120,16 @@ public final class Trainer {
                 }
                 optimizer.step()
                 state.add(loss: total.item, terms: values)
+                stepsHere += 1
                 events(.step(epoch: epoch, step: state.batchInEpoch, of: loader.batchesPerEpoch, globalStep: state.step, loss: total.item,
-                             examplesPerSecond: Double(state.batches * c.batchSize) / max(Date().timeIntervalSince(start), 1e-9)))
+                             examplesPerSecond: Double(stepsHere * c.batchSize) / max(Date().timeIntervalSince(start), 1e-9)))
                 let midEpoch = state.batchInEpoch < loader.batchesPerEpoch && state.step < totalSteps
                 if let every = c.checkpointEvery, state.step % every == 0, midEpoch {
                     try writeCheckpoint(events: events)
                     if snapshot != nil { snapshot = Snapshot(self) }
                 }
-                if shouldStop() {
+                // At an epoch's end the epoch is closed (and checkpointed) first, below.
+                if midEpoch && shouldStop() {
                     let path = try writeCheckpoint(events: events)
                     throw TrainingInterrupted(step: state.step, checkpoint: path)
                 }
@@ -145,10 +148,11 @@ public final class Trainer {
             }
             guard state.batchInEpoch == loader.batchesPerEpoch || state.step == totalSteps else { break }  // stoppingAfter
             let isBest = try finishEpoch(validation: validation, learningRate: optimizer.groups.first?.learningRate ?? 0)
-            try writeCheckpoint(events: events)
+            let path = try writeCheckpoint(events: events)
             events(.epochFinished(state.history.last!, isBest: isBest))
             if state.stoppedEarly { events(.stoppedEarly(epoch: epoch)) }
             if snapshot != nil { snapshot = Snapshot(self) }
+            if shouldStop() && state.step < limit && !state.stoppedEarly { throw TrainingInterrupted(step: state.step, checkpoint: path) }
         }
         return TrainingResult(history: state.history, bestEpoch: state.bestEpoch, bestValidationAccuracy: state.bestAccuracy,
                               stoppedEarly: state.stoppedEarly, steps: state.step)
