@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "NeuralNet", "Tensors", "Datasets", "ModelFormats", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "DistillCLITests"),
+        .testTarget(name: "DistillCLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

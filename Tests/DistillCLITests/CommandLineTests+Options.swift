@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// The option tables against what the binary parses, every numeric option's range, resuming
@@ -184,8 +185,7 @@ extension CommandLineTests {
         // Headless Chromium renders it: curves with axis ticks, bars, the confusion matrix, and
         // one point per run in the accuracy-against-latency scatter.
         let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].contains { FileManager.default.fileExists(atPath: $0) }
-        if !chromium && ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("chromium is missing in CI") }
-        guard chromium else { throw XCTSkip("chromium is not installed (make test installs it)") }
+        try requireTool(chromium, "chromium is not installed (make test installs it)")
         let check = Process()
         check.executableURL = URL(fileURLWithPath: "/bin/bash")
         check.arguments = [Self.root.appendingPathComponent("scripts/check_report.sh").path, out.appendingPathComponent("report.html").path]

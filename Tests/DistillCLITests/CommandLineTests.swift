@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// Runs the built `distill` binary: user mistakes give a non-zero exit and a one-line reason.
@@ -13,10 +14,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func run(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
-        guard FileManager.default.fileExists(atPath: Self.binary.path) else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("\(Self.binary.path) is not built") }
-            throw XCTSkip("\(Self.binary.path) is not built")
-        }
+        try requireTool(FileManager.default.fileExists(atPath: Self.binary.path), "\(Self.binary.path) is not built")
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
@@ -53,9 +51,7 @@ final class CommandLineTests: XCTestCase {
 
     /// Skips without the data set, except in CI (CI=true), where a missing data set fails.
     func requireData() throws {
-        guard !Self.hasData else { return }
-        if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("dataset-fashion-mnist is missing in CI") }
-        throw XCTSkip("dataset-fashion-mnist is not installed (make test installs it)")
+        try requireTool(Self.hasData, "dataset-fashion-mnist is not installed (make test installs it)")
     }
 
     func folder(_ name: String) -> URL {
@@ -105,9 +101,8 @@ final class CommandLineTests: XCTestCase {
         try reader.run()
         let read = scalars.fileHandleForReading.readDataToEndOfFile()
         reader.waitUntilExit()
-        if reader.terminationStatus == 2 && ProcessInfo.processInfo.environment["CI"] != "true" {
-            print("tensorboard is not installed: the event file is not read back (make test installs it)")
-        } else {
+        try requireTool(reader.terminationStatus != 2, "python3 with tensorboard is not installed (make test installs it)")
+        do {
             XCTAssertEqual(reader.terminationStatus, 0)
             let tags = try XCTUnwrap(try JSONSerialization.jsonObject(with: read) as? [String: [[Double]]])
             for tag in ["loss/total", "loss/ce", "learning_rate", "accuracy/validation"] { XCTAssertEqual(tags[tag]?.count, 3, tag) }
