@@ -115,6 +115,7 @@ struct DistillCommand: TrainingCommand {
         }
         let trainer = try Trainer(model: studentModel, teachers: teacherList, losses: losses, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
+        trainer.runSettings.merge(recordedSettings) { _, command in command }
         console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) images\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")
         let name = student
         return try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,

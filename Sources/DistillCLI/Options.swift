@@ -152,6 +152,27 @@ func loadModel(_ path: String, architecture: String? = nil, role: String) throws
     }
 }
 
+extension TabledCommand {
+    /// The values that decide a run's numbers, as text, for the trainer to keep in its
+    /// checkpoints: resuming after config.yaml changed names each value that differs. Output,
+    /// the run folder and checkpoint frequency cannot change the numbers and stay out.
+    var recordedSettings: [String: String] {
+        var settings: [String: String] = [:]
+        for (name, value) in values where !["quiet", "json", "out", "checkpoint-every"].contains(name) {
+            guard let value else { continue }
+            switch value {
+            case let .text(text): settings["--" + name] = text
+            case let .integer(number): settings["--" + name] = String(number)
+            case let .number(number): settings["--" + name] = String(number)
+            case let .flag(flag): settings["--" + name] = String(flag)
+            case let .list(items): settings["--" + name] = items.joined(separator: ",")
+            case let .weights(pairs): settings["--" + name] = pairs.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
+            }
+        }
+        return settings
+    }
+}
+
 /// A command that trains (train, distill): its options map to one training per seed.
 protocol TrainingCommand: TabledCommand {
     var training: TrainingOptions { get }

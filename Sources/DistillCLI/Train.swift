@@ -30,6 +30,7 @@ struct Train: TrainingCommand {
         console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) images\(data.validation.map { ", \($0.count) held out for validation" } ?? ""), \(training.epochs) epochs")
         let trainer = try Trainer(model: network, configuration: training.configuration(seed: seed, folder: folder))
         trainer.shouldStop = StopRequest.isRequested
+        trainer.runSettings.merge(recordedSettings) { _, command in command }
         let name = model
         return try trainer.run(train: train, validation: data.validation, test: data.test, resumingFrom: checkpoint,
                                saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },

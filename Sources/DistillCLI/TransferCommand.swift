@@ -84,8 +84,9 @@ struct TransferCommand: TabledCommand {
         training.learningRate = lr
         training.checkpointEvery = runOptions.checkpointEvery
         let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
-        let study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
+        var study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
                                       headPath: head, directory: out, resume: runOptions.resume != nil)
+        study.runSettings = recordedSettings
         let scores = try study.run(
             oldModel: { try SavedModel.load(source).model }, scratchModel: { try ModelZoo.make(old.name, options: old.options, using: &$0) },
             newTask: { seed in

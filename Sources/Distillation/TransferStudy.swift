@@ -41,6 +41,9 @@ public struct TransferStudy {
     public var directory: String
     /// Keep finished runs and continue the stopped one.
     public var resume: Bool
+    /// The caller's settings that decide the numbers, kept in every run's checkpoint (see
+    /// `Trainer.runSettings`).
+    public var runSettings: [String: String] = [:]
 
     public init(strategies: [String], seeds: [UInt64], training: TrainerConfiguration, backboneLearningRateScale: Float,
                 headPath: String, directory: String, resume: Bool) throws {
@@ -85,6 +88,7 @@ public struct TransferStudy {
                 let trainer = try KnowledgeTransfer.trainer(model, strategy: strategy, training: configuration,
                                                             oldModel: name == "lwf" ? try oldModel() : nil, oldTask: oldTask.train)
                 trainer.shouldStop = shouldStop
+                trainer.runSettings.merge(runSettings) { _, caller in caller }
                 let checkpoint = Trainer.checkpointPath(in: folder)
                 if resume, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: task.train) }
                 try trainer.fit(train: task.train, validation: task.validation) { events(name, seed, $0) }

@@ -244,3 +244,18 @@ extension CommandLineTests {
         XCTAssertEqual(try results(stopped), try results(straight), "the same accuracies for every strategy and seed")
     }
 }
+
+extension CommandLineTests {
+    /// Resuming a folder whose config.yaml no longer matches its checkpoint is a one-line
+    /// error naming what differs.
+    func testResumeRefusesAChangedConfiguration() throws {
+        try requireData()
+        let out = folder("changed")
+        _ = try assertSucceeds(["train", "--model", "mlp", "--classes", "0-1", "--labels-per-class", "50", "--epochs", "1", "--quiet", "--out", out.path])
+        let config = out.appendingPathComponent("config.yaml")
+        let text = try String(contentsOf: config, encoding: .utf8)
+        try text.replacingOccurrences(of: "lr: 0.05", with: "lr: 0.1").write(to: config, atomically: true, encoding: .utf8)
+        try assertFails(["train", "--resume", out.path], mentioning: "--lr is 0.1 here but 0.05 in the checkpoint")
+        XCTAssertEqual(try run(["train", "--resume", out.path]).errors.split(separator: "\n").count, 1)
+    }
+}
