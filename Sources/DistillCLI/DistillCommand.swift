@@ -88,23 +88,12 @@ struct DistillCommand: TrainingCommand {
         let options = ModelOptions(classes: data.train.classCount, inputChannels: data.train.exampleShape[0], inputSize: data.train.exampleShape[1])
         let studentModel = try ModelZoo.make(student, options: options, using: &generator)
         guard let studentTaps = TapLayers.defaults(for: student) else { throw UserError("no default layers for student '\(student)'") }
-        // The zoo teacher's layers, with any given on the command line in their place (an ONNX
-        // teacher has no defaults: its layers are node output names, see `distill inspect`).
-        var teacherTaps = teacherNames.first.flatMap(TapLayers.defaults(for:))
-        if teacherHint != nil || !teacherAttention.isEmpty || teacherEmbedding != nil {
-            let base = teacherTaps ?? TapLayers(hint: "", attention: [], embedding: "")
-            teacherTaps = TapLayers(hint: teacherHint ?? base.hint, attention: teacherAttention.isEmpty ? base.attention : teacherAttention,
-                                    embedding: teacherEmbedding ?? base.embedding)
-        }
-        let losses = try methodList.map { m -> WeightedLoss in
-            guard !m.usesFeatures || teacherTaps != nil else {
-                throw UserError("\(m.rawValue) compares intermediate features: use a zoo teacher, or name the teacher's layers with --teacher-hint, --teacher-attention and --teacher-embedding")
-            }
-            let loss = try m.makeLoss(student: studentTaps, teacher: teacherTaps ?? studentTaps, temperature: temperature)
-            return WeightedLoss(loss, weight: weights[m] ?? (m == .kd ? alpha : m.defaultWeight))
-        }
+        // An ONNX teacher has no default layers: they are node output names (see `distill inspect`).
+        let teacherTaps = TapLayers.resolve(model: teacherNames.first, hint: teacherHint, attention: teacherAttention, embedding: teacherEmbedding)
+        let objective = try DistillationMethod.objective(methodList, student: studentTaps, teacher: teacherTaps, temperature: temperature,
+                                                         alpha: alpha, weights: weights)
         var configuration = training.configuration(seed: seed, folder: folder)
-        configuration.crossEntropyWeight = methodList.contains(.kd) ? 1 - (weights[.kd] ?? alpha) : 1
+        configuration.crossEntropyWeight = objective.crossEntropyWeight
         configuration.cacheDirectory = cacheDirectory
         if augment {
             configuration.augmentation = Augmentation(cropPadding: 2, erasingProbability: 0.25, fillValue: FashionMNIST.normalizedBlack)
@@ -113,7 +102,7 @@ struct DistillCommand: TrainingCommand {
             configuration.clipNorm = nil
             configuration.warmupSteps = 0
         }
-        let trainer = try Trainer(model: studentModel, teachers: teacherList, losses: losses, configuration: configuration)
+        let trainer = try Trainer(model: studentModel, teachers: teacherList, losses: objective.losses, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
         trainer.runSettings.merge(recordedSettings) { _, command in command }
         console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) images\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")

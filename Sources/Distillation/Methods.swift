@@ -38,6 +38,15 @@ public struct TapLayers: Equatable, Sendable {
         self.embedding = embedding
     }
 
+    /// A zoo model's layers (`defaults(for: model)`) with any named explicitly in their place;
+    /// nil when the model has no defaults and none are named (an ONNX teacher, say).
+    public static func resolve(model: String?, hint: String?, attention: [String], embedding: String?) -> TapLayers? {
+        let base = model.flatMap(defaults(for:))
+        guard hint != nil || !attention.isEmpty || embedding != nil else { return base }
+        let start = base ?? TapLayers(hint: "", attention: [], embedding: "")
+        return TapLayers(hint: hint ?? start.hint, attention: attention.isEmpty ? start.attention : attention, embedding: embedding ?? start.embedding)
+    }
+
     /// Defaults for the zoo's architectures.
     public static func defaults(for model: String) -> TapLayers? {
         switch model {
@@ -55,6 +64,23 @@ public struct TapLayers: Equatable, Sendable {
 }
 
 extension DistillationMethod {
+    /// The weighted losses of `methods` for a student and a teacher tapped at the given layers,
+    /// with KD's weight `alpha` and each other method's default unless `weights` names one.
+    /// `teacher` nil (a teacher with no known layers) is an error for feature methods. Returns
+    /// the losses and the cross-entropy weight (1 − KD's weight with KD, else 1).
+    public static func objective(_ methods: [DistillationMethod], student: TapLayers, teacher: TapLayers?,
+                                 temperature: Float = TrainingDefaults.temperature, alpha: Float = TrainingDefaults.alpha,
+                                 weights: [DistillationMethod: Float] = [:]) throws -> (losses: [WeightedLoss], crossEntropyWeight: Float) {
+        let losses = try methods.map { method -> WeightedLoss in
+            guard !method.usesFeatures || teacher != nil else {
+                throw DistillationError("\(method.rawValue) compares intermediate features: use a zoo teacher, or name the teacher's layers with --teacher-hint, --teacher-attention and --teacher-embedding")
+            }
+            let loss = try method.makeLoss(student: student, teacher: teacher ?? student, temperature: temperature)
+            return WeightedLoss(loss, weight: weights[method] ?? (method == .kd ? alpha : method.defaultWeight))
+        }
+        return (losses, methods.contains(.kd) ? 1 - (weights[.kd] ?? alpha) : 1)
+    }
+
     /// The method's loss for a student and teacher tapped at `student` and `teacher` layers.
     public func makeLoss(student: TapLayers, teacher: TapLayers, temperature: Float = 4) throws -> any DistillationLoss {
         switch self {
