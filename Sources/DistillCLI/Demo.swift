@@ -41,8 +41,9 @@ struct Demo: TabledCommand {
         let (teacherEpochs, studentEpochs) = quick ? (2, 6) : (2, 3)
         // 100 labels per class, 10 of them held out to select the checkpoint.
         let mask = try train.labeledMask(perClass: 100, seed: seed)
+        // One validation split for all three runs: the teacher never trains on the images the
+        // students are selected on.
         let split = try train.holdingOutValidation(fraction: TrainingDefaults.validationFraction, labeled: mask, seed: seed)
-        let teacherSplit = try train.holdingOutValidation(fraction: TrainingDefaults.validationFraction, seed: seed)
         let labeled = split.train.subset(split.labeled!.indices.filter { split.labeled![$0] })
         console.say("Fashion-MNIST: \(train.count) training and \(test.count) test images; \(Compute.threadCount) threads")
         func folder(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
@@ -66,7 +67,7 @@ struct Demo: TabledCommand {
         var generator = RandomGenerator(seed: seed)
         let teacher = try ModelZoo.make("cnn-teacher", using: &generator)
         let teacherRun = try fit(try Trainer(model: teacher, configuration: configuration("teacher", epochs: teacherEpochs)), name: "cnn-teacher",
-                                 label: "cnn-teacher on all labels", train: teacherSplit.train, validation: teacherSplit.validation)
+                                 label: "cnn-teacher on all labels", train: split.train, validation: split.validation)
 
         // The scratch student gets as many steps as the distilled one, on its labelled images.
         let steps = (split.train.count + 127) / 128 * studentEpochs

@@ -254,7 +254,7 @@ extension Experiment {
         var extras: [String] = []
         var index = 0
         while index < rest.count {
-            let flag = String(rest[index].split(separator: "=", maxSplits: 1)[0])
+            let flag = String(rest[index].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
             guard resumableExtras.contains(flag) else {
                 throw UserError("--resume takes the configuration from \(folder)/config.yaml; only \(resumableExtras.sorted().joined(separator: ", ")) may be added, not '\(rest[index])'")
             }

@@ -121,9 +121,12 @@ public enum KnowledgeTransfer {
             let size = max(1, (layers.count + c.groups - 1) / c.groups)
             let stages = stride(from: 0, to: layers.count, by: size).map { Array(layers[$0..<min($0 + size, layers.count)]) }
             trainer.beforeStep = { step, total in
-                let stage = step * (c.groups + 1) / total
-                // Every stage reached so far, so that a resumed run thaws what the original had.
-                for thawed in stages.prefix(max(0, min(stage, stages.count))) { try model.backbone.unfreeze(thawed) }
+                // The whole freezing state from the step alone, so that a resumed or rolled-back
+                // run has exactly the layers trainable that the original had at that step.
+                let reached = step * (c.groups + 1) / total
+                for (index, group) in stages.enumerated() {
+                    if index < reached { try model.backbone.unfreeze(group) } else { try model.backbone.freeze(group, statistics: true) }
+                }
             }
         }
         trainer.runSettings["strategy"] = c.strategy.rawValue

@@ -165,6 +165,8 @@ extension CommandLineTests {
         // Resuming with an option that changes results is refused; so is a folder of another command.
         try assertFails(["train", "--resume", killed.path, "--lr", "0.1"], mentioning: "only --checkpoint-every, --dry-run, --json, --quiet may be added")
         try assertFails(["distill", "--resume", killed.path], mentioning: "it is a train run")
+        try assertFails(["train", "--resume", killed.path, ""], mentioning: "may be added, not ''")
+        try assertFails(["train", "--resume", killed.path, "="], mentioning: "may be added, not '='")
     }
 
     /// `distill demo --quick` end to end: the comparison table and a report with all three runs.

@@ -258,6 +258,9 @@ extension TrainerTests {
         let trainer = try Trainer(model: try models(seed: 1).student, configuration: configuration(epochs: 1))
         let empty = Dataset(inputs: Tensor.zeros([0, 1, 8, 8]), labels: [], classNames: ["a"])
         XCTAssertThrowsError(try trainer.fit(train: empty)) { XCTAssertTrue("\($0)".contains("empty"), "\($0)") }
+        XCTAssertThrowsError(try trainer.fit(train: data(), labeled: (0..<96).map { $0 < 8 })) {
+            XCTAssertTrue("\($0)".contains("unlabelled examples need a teacher"), "\($0)")
+        }
     }
 }
 

@@ -94,6 +94,10 @@ public final class Trainer {
         }
         let parameters = optimizer.groups.flatMap(\.parameters)
         let limit = min(totalSteps, stoppingAfter ?? .max)
+        // The rollback point: the start of the epoch (taken here and at each epoch's end, never
+        // at in-epoch checkpoints, so that their frequency cannot change a run). A run resumed
+        // inside an epoch rolls back to where it resumed instead: under the rollback policy,
+        // bit-identity with an uninterrupted run holds only for resumes at epoch ends.
         var snapshot = c.nonFinite == .stop ? nil : Snapshot(self)
         while state.step < limit && !state.stoppedEarly {
             let epoch = state.epoch
@@ -124,10 +128,7 @@ public final class Trainer {
                 events(.step(epoch: epoch, step: state.batchInEpoch, of: loader.batchesPerEpoch, globalStep: state.step, loss: total.item,
                              examplesPerSecond: Double(stepsHere * c.batchSize) / max(Date().timeIntervalSince(start), 1e-9)))
                 let midEpoch = state.batchInEpoch < loader.batchesPerEpoch && state.step < totalSteps
-                if let every = c.checkpointEvery, state.step % every == 0, midEpoch {
-                    try writeCheckpoint(events: events)
-                    if snapshot != nil { snapshot = Snapshot(self) }
-                }
+                if let every = c.checkpointEvery, state.step % every == 0, midEpoch { try writeCheckpoint(events: events) }
                 // At an epoch's end the epoch is closed (and checkpointed) first, below.
                 if midEpoch && shouldStop() {
                     let path = try writeCheckpoint(events: events)
@@ -162,6 +163,9 @@ public final class Trainer {
         guard train.count >= 1 else { throw DistillationError("the training set is empty") }
         if let labeled, labeled.count != train.count {
             throw DistillationError("the labelled mask has \(labeled.count) entries for \(train.count) examples")
+        }
+        if let labeled, teachers.isEmpty, labeled.contains(false) {
+            throw DistillationError("unlabelled examples need a teacher: without one they would teach nothing")
         }
         for teacher in teachers {
             if case let .outputs(outputs) = teacher.source {

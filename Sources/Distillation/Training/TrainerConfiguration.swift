@@ -37,8 +37,9 @@ public enum TrainingDefaults {
 public enum NonFinitePolicy: Equatable, Sendable {
     /// Stop with an error that names the epoch, the step and the loss terms.
     case stop
-    /// Restore the state from the start of the epoch (or the last checkpoint inside it),
-    /// scale the learning rate by `factor` and go on, at most `retries` times in the run.
+    /// Restore the state from the start of the epoch (for a run resumed inside an epoch, from
+    /// where it resumed), scale the learning rate by `factor` and go on, at most `retries`
+    /// times in the run.
     case rollback(factor: Float, retries: Int)
 }
 
