@@ -62,7 +62,8 @@ final class Console {
         switch event {
         case let .step(epoch, step, total, globalStep, loss, rate):
             if json { emit(["event": "step", "epoch": epoch + 1, "step": globalStep, "loss": Double(loss)]) }
-            self.step(epoch: epoch + 1, step: step, of: total, loss: loss, examplesPerSecond: rate, batchSize: batchSize)
+            // Short epochs (a few-label run's) end within a blink: their epoch lines are enough.
+            if total >= 50 { self.step(epoch: epoch + 1, step: step, of: total, loss: loss, examplesPerSecond: rate, batchSize: batchSize) }
         case let .checkpoint(globalStep, written):
             if json { emit(["event": "checkpoint", "step": globalStep, "written": written]) }
         case let .cachingTeacher(done, total) where done == total:
