@@ -12,20 +12,39 @@ public enum CSV {
         case last
     }
 
+    /// A table read: its examples and, when it had a header, the feature columns' names.
+    public struct Table {
+        public var dataset: Dataset
+        public var featureNames: [String]?
+    }
+
     /// Reads `path` into a dataset with features [N, D] (Float) and labels. Labels that are all
     /// integers 0...k become classes "0"..."k"; any other labels become classes named by their
-    /// text, in sorted order.
+    /// text, in sorted order. With `classNames` (a test table read after its training table)
+    /// labels must be among them and keep their indices.
     public static func read(_ path: String, label: LabelColumn = .last, hasHeader: Bool = true, delimiter: Character = ",") throws -> Dataset {
-        let data = try readFile(path)
-        guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(file: path, "is not UTF-8 text") }
-        return try parse(text, file: path, label: label, hasHeader: hasHeader, delimiter: delimiter)
+        try readTable(path, label: label, hasHeader: hasHeader, delimiter: delimiter).dataset
     }
 
     /// Parses CSV text; `file` names the source in errors.
     public static func parse(_ text: String, file: String, label: LabelColumn = .last, hasHeader: Bool = true,
                              delimiter: Character = ",") throws -> Dataset {
+        try parseTable(text, file: file, label: label, hasHeader: hasHeader, delimiter: delimiter).dataset
+    }
+
+    /// `read`, with the feature names and fixed class names.
+    public static func readTable(_ path: String, label: LabelColumn = .last, hasHeader: Bool = true, delimiter: Character = ",",
+                                 classNames given: [String]? = nil) throws -> Table {
+        let data = try readFile(path)
+        guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(file: path, "is not UTF-8 text") }
+        return try parseTable(text, file: path, label: label, hasHeader: hasHeader, delimiter: delimiter, classNames: given)
+    }
+
+    /// `parse`, with the feature names and fixed class names.
+    public static func parseTable(_ text: String, file: String, label: LabelColumn = .last, hasHeader: Bool = true,
+                                  delimiter: Character = ",", classNames given: [String]? = nil) throws -> Table {
         var rows: [(line: Int, fields: [String])] = []
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.hasSuffix("\r") ? line.dropLast() : line[...]
             if trimmed.allSatisfy(\.isWhitespace) { continue }
             rows.append((number + 1, try fields(of: trimmed, delimiter: delimiter, file: file, line: number + 1)))
@@ -56,7 +75,12 @@ public enum CSV {
                 throw DatasetError(file: "\(file):\(row.line)", "has \(row.fields.count) fields, expected \(width)")
             }
             for (column, field) in row.fields.enumerated() {
-                if column == labelIndex { labelTexts.append(field.trimmingCharacters(in: .whitespaces)); continue }
+                if column == labelIndex {
+                    let text = field.trimmingCharacters(in: .whitespaces)
+                    guard !text.isEmpty else { throw DatasetError(file: "\(file):\(row.line)", "column \(column + 1) (the label) is empty") }
+                    labelTexts.append(text)
+                    continue
+                }
                 guard let value = Float(field.trimmingCharacters(in: .whitespaces)), value.isFinite else {
                     let name = header.map { " ('\($0.fields[column])')" } ?? ""
                     throw DatasetError(file: "\(file):\(row.line)", "column \(column + 1)\(name): '\(field)' is not a finite number")
@@ -66,7 +90,16 @@ public enum CSV {
         }
         let integers = labelTexts.compactMap(Int.init)
         let classNames: [String], labels: [Int]
-        if integers.count == labelTexts.count, let top = integers.max(), integers.allSatisfy({ $0 >= 0 }), top < 100_000 {
+        if let given {
+            let index = Dictionary(given.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            classNames = given
+            labels = try zip(labelTexts, rows).map { text, row in
+                guard let label = index[text] else {
+                    throw DatasetError(file: "\(file):\(row.line)", "label '\(text)' is not a class of the training data (\(given.prefix(20).joined(separator: ", ")))")
+                }
+                return label
+            }
+        } else if integers.count == labelTexts.count, let top = integers.max(), integers.allSatisfy({ $0 >= 0 }), top < 100_000 {
             classNames = (0...top).map(String.init)
             labels = integers
         } else {
@@ -74,7 +107,9 @@ public enum CSV {
             let index = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
             labels = labelTexts.map { index[$0]! }
         }
-        return Dataset(inputs: Tensor(features, shape: [rows.count, width - 1]), labels: labels, classNames: classNames)
+        let names = header.map { h in h.fields.enumerated().filter { $0.offset != labelIndex }.map { $0.element.trimmingCharacters(in: .whitespaces) } }
+        return Table(dataset: Dataset(inputs: Tensor(features, shape: [rows.count, width - 1]), labels: labels, classNames: classNames),
+                     featureNames: names)
     }
 
     /// Splits one line into fields, honouring double quotes ("" inside quotes is a quote).

@@ -8,10 +8,11 @@ import Tensors
 
 /// `distill distill`: teaches a student from one or more teachers.
 struct DistillCommand: TrainingCommand {
-    static let configuration = CommandConfiguration(commandName: "distill", abstract: "Distil teachers into a student on Fashion-MNIST.")
+    static let configuration = CommandConfiguration(commandName: "distill", abstract: "Distil teachers into a student on your data (Fashion-MNIST by default).")
     static let experimentName = "distill"
     static let options = [Spec.teacher, Spec.teacherArchitecture, Spec.teacherHint, Spec.teacherAttention, Spec.teacherEmbedding,
-                          Spec.teacherOutputs, Spec.student, Spec.method, Spec.temperature, Spec.alpha, Spec.weight, Spec.unlabeled,
+                          Spec.teacherOutputs, Spec.teacherInputSize, Spec.teacherMean, Spec.teacherStd, Spec.teacherChannelOrder,
+                          Spec.student, Spec.width, Spec.hidden, Spec.method, Spec.temperature, Spec.alpha, Spec.weight, Spec.unlabeled,
                           Spec.plain, Spec.augment, Spec.cacheDirectory] + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.teacher.long, help: Spec.teacher.help) var teachers: [String] = []
@@ -20,7 +21,12 @@ struct DistillCommand: TrainingCommand {
     @Option(name: Spec.teacherAttention.long, help: Spec.teacherAttention.help) var teacherAttention: [String] = []
     @Option(name: Spec.teacherEmbedding.long, help: Spec.teacherEmbedding.help) var teacherEmbedding: String?
     @Option(name: Spec.teacherOutputs.long, help: Spec.teacherOutputs.help) var teacherOutputs: String?
+    @Option(name: Spec.teacherInputSize.long, help: Spec.teacherInputSize.help) var teacherInputSize: String?
+    @Option(name: Spec.teacherMean.long, help: Spec.teacherMean.help) var teacherMean: String?
+    @Option(name: Spec.teacherStd.long, help: Spec.teacherStd.help) var teacherStd: String?
+    @Option(name: Spec.teacherChannelOrder.long, help: Spec.teacherChannelOrder.help) var teacherChannelOrder: String?
     @Option(name: Spec.student.long, help: Spec.student.help) var student: String = "cnn-student"
+    @OptionGroup var size: ModelSizeOptions
     @Option(name: Spec.method.long, help: Spec.method.help) var method: String = "kd"
     @Option(name: Spec.temperature.long, help: Spec.temperature.help) var temperature: Float = TrainingDefaults.temperature
     @Option(name: Spec.alpha.long, help: Spec.alpha.help) var alpha: Float = TrainingDefaults.alpha
@@ -50,7 +56,9 @@ struct DistillCommand: TrainingCommand {
         [("teacher", teachers.isEmpty ? nil : .list(teachers)), ("teacher-architecture", teacherArchitecture.map { .text($0) }),
          ("teacher-hint", teacherHint.map { .text($0) }), ("teacher-attention", teacherAttention.isEmpty ? nil : .list(teacherAttention)),
          ("teacher-embedding", teacherEmbedding.map { .text($0) }), ("teacher-outputs", teacherOutputs.map { .text($0) }),
-         ("student", .text(student)), ("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
+         ("teacher-input-size", teacherInputSize.map { .text($0) }), ("teacher-mean", teacherMean.map { .text($0) }),
+         ("teacher-std", teacherStd.map { .text($0) }), ("teacher-channel-order", teacherChannelOrder.map { .text($0) }),
+         ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
          ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
             + dataOptions.values + training.values + output.values
@@ -59,6 +67,9 @@ struct DistillCommand: TrainingCommand {
     func validate() throws {
         _ = try parsedWeights()
         try checkOptions()
+        _ = try size.hiddenSizes()
+        _ = try dataOptions.parsedImageSize()
+        _ = try teacherPreprocessingOverrides()
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
         guard !(unlabeled && dataOptions.labelsPerClass != nil) else {
             throw UserError("--unlabeled and --labels-per-class exclude each other (no labels, or some)")
@@ -71,12 +82,12 @@ struct DistillCommand: TrainingCommand {
         let data = try dataOptions.load(seed: seed, unlabeled: unlabeled)
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
+        let overrides = try teacherPreprocessingOverrides()
         for path in teachers {
-            let loaded = try loadModel(path, architecture: teacherArchitecture, role: "teacher")
-            if let network = loaded.model as? ONNXNetwork, network.inputShape != data.train.exampleShape.dimensions {
-                throw UserError("teacher \(path) takes examples of shape \(network.inputShape), the data has \(data.train.exampleShape)")
-            }
-            teacherList.append(Teacher(.model(loaded.model)))
+            let loaded = try loadModel(path, architecture: teacherArchitecture, inputShape: overrides.inputShape(for: data.preprocessing), role: "teacher")
+            // The teacher's own preprocessing (its run's record), or the student's with the --teacher-* overrides.
+            let model = try adapted(loaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
+            teacherList.append(Teacher(.model(model)))
             teacherNames.append(loaded.name ?? (path as NSString).lastPathComponent)
         }
         if let file = teacherOutputs {
@@ -85,8 +96,11 @@ struct DistillCommand: TrainingCommand {
             teacherList.append(Teacher(.outputs(data.trainPositions.map { all.indexSelect(alongAxis: 0, indices: $0) } ?? all)))
         }
         var generator = RandomGenerator(seed: seed)
-        let options = ModelOptions(classes: data.train.classCount, inputChannels: data.train.exampleShape[0], inputSize: data.train.exampleShape[1])
-        let studentModel = try ModelZoo.make(student, options: options, using: &generator)
+        let options = try size.modelOptions(for: data)
+        let studentModel: any Module
+        do { studentModel = try ModelZoo.make(student, options: options, using: &generator) } catch let error as ModuleError {
+            throw UserError("--student: \(error)")
+        }
         guard let studentTaps = TapLayers.defaults(for: student) else { throw UserError("no default layers for student '\(student)'") }
         // An ONNX teacher has no default layers: they are node output names (see `distill inspect`).
         let teacherTaps = TapLayers.resolve(model: teacherNames.first, hint: teacherHint, attention: teacherAttention, embedding: teacherEmbedding)
@@ -96,7 +110,7 @@ struct DistillCommand: TrainingCommand {
         configuration.crossEntropyWeight = objective.crossEntropyWeight
         configuration.cacheDirectory = cacheDirectory
         if augment {
-            configuration.augmentation = Augmentation(cropPadding: 2, erasingProbability: 0.25, fillValue: FashionMNIST.normalizedBlack)
+            configuration.augmentation = try data.augmentation()
         }
         if plain {
             configuration.clipNorm = nil
@@ -105,11 +119,58 @@ struct DistillCommand: TrainingCommand {
         let trainer = try Trainer(model: studentModel, teachers: teacherList, losses: objective.losses, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
         trainer.runSettings.merge(recordedSettings) { _, command in command }
-        console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) images\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")
+        console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) \(data.noun)\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")
         let name = student
         return try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
                                resumingFrom: checkpoint, teacher: teacherList.first?.model,
-                               saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },
+                               saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
                                loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
+    }
+
+    /// The --teacher-* preprocessing options, parsed and checked.
+    func teacherPreprocessingOverrides() throws -> TeacherPreprocessing {
+        func floats(_ text: String?, _ flag: String, positive: Bool) throws -> [Float]? {
+            guard let text else { return nil }
+            let items = text.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...3).contains(items.count), items.allSatisfy({ $0.map { $0.isFinite && (positive ? $0 > 0 && $0 <= 1e3 : abs($0) <= 1e3) } ?? false }) else {
+                throw UserError("--\(flag) '\(text)' must be 1 to 3 comma-separated \(positive ? "positive numbers up to 1000" : "numbers from -1000 to 1000")")
+            }
+            return items.map { $0! }
+        }
+        return TeacherPreprocessing(size: try teacherInputSize.map { try parseImageSize($0, flag: "teacher-input-size") }, mean: try floats(teacherMean, "teacher-mean", positive: false),
+                                    standardDeviation: try floats(teacherStd, "teacher-std", positive: true),
+                                    channelOrder: teacherChannelOrder.flatMap(Preprocessing.ChannelOrder.init(rawValue:)))
+    }
+}
+
+/// What `--teacher-input-size`, `--teacher-mean`, `--teacher-std` and `--teacher-channel-order`
+/// say about teachers that carry no preprocessing of their own (ONNX files from other projects).
+struct TeacherPreprocessing {
+    var size: (height: Int, width: Int)?
+    var mean: [Float]?
+    var standardDeviation: [Float]?
+    var channelOrder: Preprocessing.ChannelOrder?
+
+    /// The student's preprocessing with these changes.
+    func applied(to student: Preprocessing) throws -> Preprocessing {
+        var result = student
+        if let size { (result.height, result.width) = size }
+        let channels = student.normalization.mean.count
+        func expand(_ values: [Float]?, _ flag: String) throws -> [Float]? {
+            guard let values else { return nil }
+            if values.count == channels { return values }
+            if values.count == 1 { return Array(repeating: values[0], count: channels) }
+            throw UserError("--\(flag) has \(values.count) values for \(channels) channels")
+        }
+        if let mean = try expand(mean, "teacher-mean") { result.normalization.mean = mean }
+        if let std = try expand(standardDeviation, "teacher-std") { result.normalization.standardDeviation = std }
+        if let channelOrder { result.channelOrder = channelOrder }
+        return result
+    }
+
+    /// The per-example input shape ONNX teachers' symbolic axes are fixed to.
+    func inputShape(for student: Preprocessing) -> [Int] {
+        guard student.kind == .images, let size else { return student.exampleShape }
+        return [student.channels, size.height, size.width]
     }
 }

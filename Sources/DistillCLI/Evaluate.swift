@@ -30,9 +30,14 @@ struct Evaluate: TabledCommand {
     func validate() throws { try checkOptions() }
 
     func run() throws {
-        let student = try loadModel(model, architecture: architecture, role: "model").model
-        let teacherModel = try teacher.map { try loadModel($0, role: "teacher").model }
-        let test = try dataOptions.load(seed: 0).test
+        let loaded = try loadModel(model, architecture: architecture, role: "model")
+        let student = loaded.model
+        let data = try dataOptions.load(seed: 0, recorded: loaded.preprocessing)
+        let test = data.test
+        let teacherModel = try teacher.map { path in
+            let teacherLoaded = try loadModel(path, inputShape: data.preprocessing.exampleShape, role: "teacher")
+            return try adapted(teacherLoaded, to: data.preprocessing, role: "teacher \(path)")
+        }
         let report = DistillationReport(student: student, teacher: teacherModel, images: test.inputs, labels: test.labels, classNames: test.classNames)
         if json {
             let encoder = JSONEncoder()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Datasets
 import ModelFormats
 import NeuralNet
 
@@ -16,40 +17,78 @@ struct Export: TabledCommand {
     static let opsetSpec = OptionSpec("opset", .integer(13...20), "ONNX operator set.")
     static let foldSpec = OptionSpec("fold-batchnorm", .flag, "ONNX: fold each batch norm that follows a convolution into the convolution's weights.")
     static let softmaxSpec = OptionSpec("softmax", .flag, "ONNX: end the graph with a softmax (probabilities instead of logits).")
+    static let preprocessingSpec = OptionSpec("include-preprocessing", .flag,
+        "ONNX: build the run's normalisation into the graph, so that it takes raw 0-255 pixels (or raw table features); resizing stays outside.")
     static let experimentName = "export"
-    static let options = [formatSpec, outSpec, opsetSpec, foldSpec, softmaxSpec]
+    static let options = [formatSpec, outSpec, opsetSpec, foldSpec, softmaxSpec, preprocessingSpec]
 
     @Option(name: formatSpec.long, help: formatSpec.help) var format: String?
     @Option(name: outSpec.long, help: outSpec.help) var out: String
     @Option(name: opsetSpec.long, help: opsetSpec.help) var opset: Int = 17
     @Flag(name: foldSpec.long, help: foldSpec.help) var foldBatchnorm = false
     @Flag(name: softmaxSpec.long, help: softmaxSpec.help) var softmax = false
+    @Flag(name: preprocessingSpec.long, help: preprocessingSpec.help) var includePreprocessing = false
 
     var values: [(String, OptionValue?)] {
         [("format", .text(resolvedFormat)), ("out", .text(out)), ("opset", .integer(opset)), ("fold-batchnorm", .flag(foldBatchnorm)),
-         ("softmax", .flag(softmax))]
+         ("softmax", .flag(softmax)), ("include-preprocessing", .flag(includePreprocessing))]
     }
 
     var resolvedFormat: String { format ?? (out.lowercased().hasSuffix(".onnx") ? "onnx" : "safetensors") }
 
     func validate() throws {
         try checkOptions()
+        if includePreprocessing && resolvedFormat != "onnx" { throw UserError("--include-preprocessing applies to ONNX export") }
     }
 
     func run() throws {
         do {
             let loaded = try SavedModel.load(model)
             if resolvedFormat == "onnx" {
-                let options = ONNXExportOptions(opset: opset, foldBatchNorm: foldBatchnorm, appendSoftmax: softmax)
-                let shape = [loaded.options.inputChannels, loaded.options.inputSize, loaded.options.inputSize]
-                let onnx = try ONNXExport.model(loaded.model, inputShape: shape, options: options, metadata: ["distill.model": loaded.name])
+                var options = ONNXExportOptions(opset: opset, foldBatchNorm: foldBatchnorm, appendSoftmax: softmax)
+                var metadata = ["distill.model": loaded.name]
+                let preprocessing = try loaded.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: loaded.file) }
+                if let preprocessing {
+                    var stated = preprocessing
+                    if includePreprocessing {
+                        // The graph now normalises: what it takes is raw pixels (0-255) or raw features.
+                        let n = preprocessing.normalization, pixels: Float = preprocessing.kind == .images ? 255 : 1
+                        options.inputScale = n.standardDeviation.map { 1 / (pixels * $0) }
+                        options.inputShift = zip(n.mean, n.standardDeviation).map { -$0 / $1 }
+                        stated.normalization = Normalization(mean: n.mean.map { _ in 0 }, standardDeviation: n.standardDeviation.map { _ in 1 / pixels })
+                    }
+                    metadata[Preprocessing.metadataKey] = stated.json
+                    metadata.merge(Self.describe(preprocessing, built: includePreprocessing)) { a, _ in a }
+                } else if includePreprocessing {
+                    throw UserError("\(model) records no preprocessing to build in (it was saved before Distill recorded it)")
+                }
+                let shape = loaded.options.exampleShape
+                let onnx = try ONNXExport.model(loaded.model, inputShape: shape, options: options, metadata: metadata)
                 try onnx.write(to: out)
-                Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(shape.map(String.init).joined(separator: ", "))])")
+                Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(shape.map(String.init).joined(separator: ", "))]\(includePreprocessing ? ", raw \(preprocessing?.kind == .images ? "0-255 pixels" : "features") in" : ""))")
             } else {
                 // Only the model's own tensors: a distillation run's teachers and loss parts never travel.
                 try SavedModel.save(loaded.model, name: loaded.name, options: loaded.options, to: out)
                 Console().text("wrote \(out): \(loaded.name), \(loaded.model.parameterCount) parameters")
             }
         } catch let error as ModelFormatError { throw UserError("\(error)") }
+    }
+
+    /// Human-readable metadata entries saying what input the exported graph expects (with the
+    /// training normalisation, also when it is built into the graph).
+    static func describe(_ p: Preprocessing, built: Bool) -> [String: String] {
+        func list(_ values: [Float]) -> String { values.map { String(format: "%.6g", $0) }.joined(separator: ",") }
+        var entries = ["distill.classes": p.classNames.joined(separator: ","), "distill.input.mean": list(p.normalization.mean),
+                       "distill.input.std": list(p.normalization.standardDeviation)]
+        if p.kind == .images {
+            entries["distill.input"] = built
+                ? "images [batch, \(p.channels), \(p.height), \(p.width)], \((p.channelOrder ?? .rgb).rawValue.uppercased()), raw pixel values 0-255 (normalisation is inside the graph)"
+                : "images [batch, \(p.channels), \(p.height), \(p.width)], \((p.channelOrder ?? .rgb).rawValue.uppercased()), pixels scaled to [0, 1] then (x - mean) / std per channel"
+        } else {
+            entries["distill.input"] = built ? "features [batch, \(p.exampleShape[0])], raw values (standardisation is inside the graph)"
+                : "features [batch, \(p.exampleShape[0])], (x - mean) / std per feature"
+            if let names = p.featureNames { entries["distill.features"] = names.joined(separator: ",") }
+        }
+        return entries
     }
 }

@@ -1,3 +1,4 @@
+import Datasets
 import Distillation
 import NeuralNet
 
@@ -5,7 +6,13 @@ import NeuralNet
 /// live in `TrainingDefaults` (shared) or beside the `@Option` that uses them (one command's own).
 enum Spec {
     // Data.
-    static let data = OptionSpec("data", .text, "Folder with the four Fashion-MNIST IDX files (gzip or raw).")
+    static let data = OptionSpec("data", .text, "Your data: a folder of Fashion-MNIST IDX files (the default); a folder of PNG/JPEG images in one subfolder per class, or with train/ and test/ (and optionally val/) folders of them inside; an .npz archive of inputs and labels; an .npy inputs file (with --labels LABELS.npy); or a .csv table.")
+    static let testData = OptionSpec("test-data", .text, "The test set, of the same kind as --data (an .npz archive or a .csv table), for data without one of its own.")
+    static let testFraction = OptionSpec("test-fraction", .number(0.01...0.9), "Fraction of each class held out as the test set (stratified, seeded) for data without a test set of its own. Default \(UserData.defaultTestFraction).")
+    static let imageSize = OptionSpec("image-size", .text, "Image folders: resize every image to this size, a side (32) or HEIGHTxWIDTH (48x192), sides 1 to 4096; default: the images' own size, which must then agree.")
+    static let channels = OptionSpec("channels", .integer(1...3), "Image folders: 1 (grayscale) or 3 (RGB, the default).")
+    static let inputs = OptionSpec("inputs", .text, "NPZ data: the inputs array's name (default: the first of inputs, x, X, images, features, data).")
+    static let labels = OptionSpec("labels", .text, "NPZ data: the labels array's name (default: labels, y, Y or targets); CSV: the label column, a name or a 0-based index (default: the last); NPY: the labels file.")
     static let classes = OptionSpec("classes", .numbers(values: 0...9_999, maximumCount: 10_000), "Classes to use, relabelled from 0: a range '5-9' or a list '0,2,4'.")
     static let labelsPerClass = OptionSpec("labels-per-class", .integer(1...1_000_000), "Keep labels for only this many training images per class (seeded); the rest stay unlabelled.")
     static let validationFraction = OptionSpec("validation-fraction", .number(0...0.9),
@@ -40,6 +47,12 @@ enum Spec {
     static let teacherAttention = OptionSpec("teacher-attention", .repeated, "Teacher layers for attention transfer, shallow to deep (repeatable); default: the zoo teacher's.")
     static let teacherEmbedding = OptionSpec("teacher-embedding", .text, "Teacher layer giving the embedding for rkd, sp, pkt and crd; default: the zoo teacher's.")
     static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
+    static let width = OptionSpec("width", .positive(upTo: 16), "Channel width multiplier of the zoo model (1: the published widths).")
+    static let hidden = OptionSpec("hidden", .text, "Hidden layer sizes of mlp, comma-separated (256,128), each 1 to 65536, at most 16 layers.")
+    static let teacherInputSize = OptionSpec("teacher-input-size", .text, "Input size of ONNX teachers with symbolic image axes, a side or HEIGHTxWIDTH (default: the data's).")
+    static let teacherMean = OptionSpec("teacher-mean", .text, "Per-channel mean an ONNX teacher's inputs are normalised with, comma-separated pixels in [0, 1] (default: the student's).")
+    static let teacherStd = OptionSpec("teacher-std", .text, "Per-channel standard deviation for ONNX teachers' inputs, comma-separated, positive (default: the student's).")
+    static let teacherChannelOrder = OptionSpec("teacher-channel-order", .choice(Preprocessing.ChannelOrder.allCases.map(\.rawValue)), "Colour order ONNX teachers expect: rgb (the default) or bgr.")
     static let student = OptionSpec("student", .choice(ModelZoo.names), "Student zoo model: \(ModelZoo.names.joined(separator: ", ")).")
     static let method = OptionSpec("method", .choices(DistillationMethod.allCases.map(\.rawValue)), "Methods, comma-separated: \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
     static let temperature = OptionSpec("temperature", .positive(upTo: 100), "Softmax temperature for kd and dkd.")
@@ -61,7 +74,7 @@ enum Spec {
     static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
-    static let dataOptions = [data, classes, labelsPerClass, validationFraction]
+    static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
     static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, patience,
                                   seeds, checkpointEvery, out, resume, dryRun]
     static let outputOptions = [quiet, json]

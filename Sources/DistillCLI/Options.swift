@@ -11,6 +11,13 @@ struct DataOptions: ParsableArguments {
     @Option(name: Spec.data.long, help: Spec.data.help)
     var data: String = FashionMNIST.defaultDirectory
 
+    @Option(name: Spec.testData.long, help: Spec.testData.help) var testData: String?
+    @Option(name: Spec.testFraction.long, help: Spec.testFraction.help) var testFraction: Double?
+    @Option(name: Spec.imageSize.long, help: Spec.imageSize.help) var imageSize: String?
+    @Option(name: Spec.channels.long, help: Spec.channels.help) var channels: Int?
+    @Option(name: Spec.inputs.long, help: Spec.inputs.help) var inputs: String?
+    @Option(name: Spec.labels.long, help: Spec.labels.help) var labels: String?
+
     @Option(name: Spec.classes.long, help: Spec.classes.help)
     var classes: String?
 
@@ -21,12 +28,16 @@ struct DataOptions: ParsableArguments {
     var validationFraction: Double?
 
     var values: [(String, OptionValue?)] {
-        [("data", .text(data)), ("classes", classes.map { .text($0) }), ("labels-per-class", labelsPerClass.map { .integer($0) }),
+        [("data", .text(data)), ("test-data", testData.map { .text($0) }), ("test-fraction", testFraction.map { .number($0) }),
+         ("image-size", imageSize.map { .text($0) }), ("channels", channels.map { .integer($0) }), ("inputs", inputs.map { .text($0) }),
+         ("labels", labels.map { .text($0) }),
+         ("classes", classes.map { .text($0) }), ("labels-per-class", labelsPerClass.map { .integer($0) }),
          ("validation-fraction", validationFraction.map { .number($0) })]
     }
 
     /// The data a run uses: training examples (with the labelled mask, when only some keep
-    /// their labels), the validation split carved from the labelled ones, and the test set.
+    /// their labels), the validation split, the test set, and the preprocessing fitted on the
+    /// training examples — all three sets normalised with it.
     struct Loaded {
         var train: Dataset
         var labeled: [Bool]?
@@ -34,20 +45,62 @@ struct DataOptions: ParsableArguments {
         var test: Dataset
         /// Where the training examples sit in the data as read (before the validation split).
         var trainPositions: [Int]?
+        var preprocessing: Preprocessing
+        var kind: UserData.Kind
+        /// What one example is, for messages.
+        var noun: String { preprocessing.kind == .images ? "images" : "examples" }
         /// The labelled training examples alone.
         var labeledTrain: Dataset { labeled.map { mask in train.subset(mask.indices.filter { mask[$0] }) } ?? train }
+
+        /// The options of a zoo model that fits this data.
+        func modelOptions(width: Float = 1, hidden: [Int]? = nil) throws -> ModelOptions {
+            do {
+                return try ModelOptions(classes: train.classCount, exampleShape: train.exampleShape.dimensions, width: width,
+                                        hiddenSizes: hidden ?? ModelOptions().hiddenSizes)
+            } catch let error as ModuleError { throw UserError("\(error)") }
+        }
+
+        /// Training-time augmentation for `--augment`: for grayscale 28×28 images (Fashion-MNIST)
+        /// random crops with 2-pixel padding and random erasing; for colour images random crops
+        /// padded by an eighth of the side (4 pixels at 32) and horizontal flips, as CIFAR recipes do.
+        func augmentation() throws -> Augmentation {
+            guard preprocessing.kind == .images else { throw UserError("--augment applies to images, and this data is a table of features") }
+            let n = preprocessing.normalization
+            let black = zip(n.mean, n.standardDeviation).map { -$0 / $1 }.reduce(0, +) / Float(max(n.mean.count, 1))
+            if preprocessing.channels == 3 {
+                return Augmentation(cropPadding: max(2, min(preprocessing.height, preprocessing.width) / 8), horizontalFlip: true, fillValue: black)
+            }
+            return Augmentation(cropPadding: 2, erasingProbability: 0.25, fillValue: black)
+        }
     }
 
-    /// Reads the data, selects classes, keeps `labels-per-class` labels, then holds out the
-    /// validation split from the labelled examples (the test set is never touched).
-    func load(seed: UInt64, unlabeled: Bool = false) throws -> Loaded {
-        let dataset = try FashionMNIST(directory: data)
-        var train = dataset.train, test = dataset.test
+    /// The image size as (height, width).
+    func parsedImageSize() throws -> (height: Int, width: Int)? { try imageSize.map { try parseImageSize($0, flag: "image-size") } }
+
+    /// Reads the data; carves the test set (when the data has none), selects classes, keeps
+    /// `labels-per-class` labels, holds out the validation split from the labelled examples
+    /// (unless the data brings one), then fits the preprocessing on the training examples
+    /// and applies it to every set. With `recorded` (a trained model's preprocessing: evaluate,
+    /// predict) images take its size and channels, and its normalisation is applied, never refitted.
+    func load(seed: UInt64, unlabeled: Bool = false, recorded: Preprocessing? = nil) throws -> Loaded {
+        var size = try parsedImageSize()
+        var channels = self.channels
+        if let recorded, recorded.kind == .images, UserData.isImageFolder(data) {
+            size = size ?? (recorded.height, recorded.width)
+            channels = channels ?? recorded.channels
+        }
+        let user: UserData
+        do {
+            user = try UserData.load(UserData.Request(path: data, testPath: testData, testFraction: testFraction, imageHeight: size?.height,
+                                                      imageWidth: size?.width, channels: channels, inputs: inputs, labels: labels))
+        } catch let error as DatasetError { throw UserError("--data: \(error)") }
+        var train = user.train, test = user.test, validation = user.validation
         if let classes {
             let list = try OptionTable.parseNumbers(classes, spec: Spec.classes)
             do {
                 train = try train.selectingClasses(list)
                 test = try test.selectingClasses(list)
+                validation = try validation?.selectingClasses(list)
             } catch let error as DatasetError { throw UserError("--classes: \(error.problem)") }
         }
         var labeled: [Bool]?
@@ -58,14 +111,48 @@ struct DataOptions: ParsableArguments {
                 throw UserError("--labels-per-class: \(error.problem)")
             }
         }
-        let fewest = unlabeled ? 0 : (labelsPerClass ?? train.classCounts.min() ?? 0)
-        let fraction = validationFraction ?? (fewest >= TrainingDefaults.minimumLabelsPerClassForValidation ? TrainingDefaults.validationFraction : 0)
-        guard fraction > 0 else { return Loaded(train: train, labeled: labeled, validation: nil, test: test) }
+        var positions: [Int]?
+        if validation == nil {
+            let fewest = unlabeled ? 0 : (labelsPerClass ?? train.classCounts.min() ?? 0)
+            let fraction = validationFraction ?? (fewest >= TrainingDefaults.minimumLabelsPerClassForValidation ? TrainingDefaults.validationFraction : 0)
+            if fraction > 0 {
+                do {
+                    let split = try train.holdingOutValidation(fraction: fraction, labeled: labeled, seed: seed)
+                    (train, labeled, validation, positions) = (split.train, split.labeled, split.validation, split.kept)
+                } catch let error as DatasetError { throw UserError("--validation-fraction: \(error.problem)") }
+            }
+        } else if validationFraction != nil {
+            throw UserError("--validation-fraction: \(data) brings its own validation folder (val/)")
+        }
         do {
-            let split = try train.holdingOutValidation(fraction: fraction, labeled: labeled, seed: seed)
-            return Loaded(train: split.train, labeled: split.labeled, validation: split.validation, test: test, trainPositions: split.kept)
-        } catch let error as DatasetError { throw UserError("--validation-fraction: \(error.problem)") }
+            var preprocessing = try user.preprocessing(fittedOn: train)
+            if let recorded {
+                guard recorded.exampleShape == preprocessing.exampleShape else {
+                    throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(preprocessing.exampleShape)")
+                }
+                guard recorded.classNames == preprocessing.classNames else {
+                    throw UserError("--data: the model's classes (\(recorded.classNames.prefix(12).joined(separator: ", "))) are not \(data)'s (\(preprocessing.classNames.prefix(12).joined(separator: ", "))); select them with --classes")
+                }
+                preprocessing = recorded
+            }
+            if user.fixedNormalization == nil {
+                train = try train.normalized(preprocessing.normalization)
+                test = try test.normalized(preprocessing.normalization)
+                validation = try validation?.normalized(preprocessing.normalization)
+            }
+            return Loaded(train: train, labeled: labeled, validation: validation, test: test, trainPositions: positions,
+                          preprocessing: preprocessing, kind: user.kind)
+        } catch let error as DatasetError { throw UserError("--data: \(error)") }
     }
+}
+
+/// An image size from "32" (square) or "48x192" (height × width), sides 1 to 4096.
+func parseImageSize(_ text: String, flag: String) throws -> (height: Int, width: Int) {
+    let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard (1...2).contains(parts.count), parts.allSatisfy({ $0.map { (1...4_096).contains($0) } ?? false }) else {
+        throw UserError("--\(flag) '\(text)' must be a side like 32 or HEIGHTxWIDTH like 48x192, sides 1 to 4096")
+    }
+    return (parts[0]!, parts.count == 2 ? parts[1]! : parts[0]!)
 }
 
 /// How long and how fast to train, and where the run folder is.
@@ -138,17 +225,75 @@ func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
     try AtomicFile.write(try encoder.encode(value), to: path)
 }
 
+/// A model read by a command: the model, its zoo name when known, and the preprocessing its
+/// run recorded (absent for PyTorch state dicts and ONNX files from other projects).
+struct LoadedModel {
+    var model: any Module
+    var name: String?
+    var preprocessing: Preprocessing?
+    /// The zoo options, for Distill's own model files.
+    var options: ModelOptions?
+}
+
 /// A model from a run folder, a safetensors file (Distill's, or a PyTorch state dict of a zoo
-/// architecture named by `architecture`), or an ONNX file. `name` is the zoo name when known.
-func loadModel(_ path: String, architecture: String? = nil, role: String) throws -> (model: any Module, name: String?) {
+/// architecture named by `architecture`), or an ONNX file (symbolic input axes fixed to
+/// `inputShape`, per example).
+func loadModel(_ path: String, architecture: String? = nil, inputShape: [Int]? = nil, role: String) throws -> LoadedModel {
     do {
         if path.lowercased().hasSuffix(".onnx") {
-            return (try ONNXNetwork(contentsOf: path), nil)
+            let network = try ONNXNetwork(contentsOf: path)
+            let preprocessing = try network.model.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: path) }
+            return LoadedModel(model: network, name: nil, preprocessing: preprocessing)
         }
         let loaded = try SavedModel.load(path, name: architecture)
-        return (loaded.model, loaded.name)
-    } catch let error as ModelFormatError {
+        let preprocessing = try loaded.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: loaded.file) }
+        return LoadedModel(model: loaded.model, name: loaded.name, preprocessing: preprocessing, options: loaded.options)
+    } catch let error as FileError {
         throw UserError("\(role): \(error)")
+    }
+}
+
+/// `loaded` (a teacher) fed batches prepared with `data`: converted to the preprocessing it
+/// recorded, or for models that recorded none (ONNX files from other projects) to `data`'s
+/// with the `--teacher-*` overrides.
+func adapted(_ loaded: LoadedModel, to data: Preprocessing, overriding overrides: TeacherPreprocessing = TeacherPreprocessing(),
+             role: String) throws -> any Module {
+    let expected = try loaded.preprocessing ?? overrides.applied(to: data)
+    if let network = loaded.model as? ONNXNetwork, network.inputShape != expected.exampleShape {
+        throw UserError("\(role) takes examples of shape \(network.inputShape), and would be fed \(expected.exampleShape) (give --teacher-input-size)")
+    }
+    do {
+        return try expected.conversion(from: data).map { AdaptedModel(loaded.model, conversion: $0) } ?? loaded.model
+    } catch let error as DatasetError { throw UserError("\(role): \(error.problem)") }
+}
+
+/// Saves a run's model: weights, zoo name and options, and the run's preprocessing.
+func modelSaver(name: String, options: ModelOptions, preprocessing: Preprocessing) -> (any Module, String) throws -> Void {
+    { model, path in
+        try SavedModel.save(model, name: name, options: options, to: path, metadata: [Preprocessing.metadataKey: preprocessing.json])
+    }
+}
+
+/// The zoo model's size: its width multiplier and the MLP's hidden layers.
+struct ModelSizeOptions: ParsableArguments {
+    @Option(name: Spec.width.long, help: Spec.width.help) var width: Float = 1
+    @Option(name: Spec.hidden.long, help: Spec.hidden.help) var hidden: String?
+
+    var values: [(String, OptionValue?)] { [("width", .number(width)), ("hidden", hidden.map { .text($0) })] }
+
+    /// The hidden sizes from "256,128".
+    func hiddenSizes() throws -> [Int]? {
+        guard let hidden else { return nil }
+        let sizes = hidden.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !sizes.isEmpty, sizes.count <= 16, sizes.allSatisfy({ $0.map { (1...65_536).contains($0) } ?? false }) else {
+            throw UserError("--hidden '\(hidden)' must be 1 to 16 layer sizes like 256,128, each 1 to 65536")
+        }
+        return sizes.map { $0! }
+    }
+
+    /// Options of a zoo model of this size for `data`.
+    func modelOptions(for data: DataOptions.Loaded) throws -> ModelOptions {
+        try data.modelOptions(width: width, hidden: try hiddenSizes())
     }
 }
 

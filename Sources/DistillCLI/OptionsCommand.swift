@@ -7,7 +7,7 @@ struct OptionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "options", abstract: "Print the option tables as JSON.", shouldDisplay: false)
 
     static let tabled: [(name: String, type: any TabledCommand.Type)] = [
-        ("train", Train.self), ("distill", DistillCommand.self), ("transfer", TransferCommand.self), ("evaluate", Evaluate.self),
+        ("train", Train.self), ("distill", DistillCommand.self), ("transfer", TransferCommand.self), ("evaluate", Evaluate.self), ("predict", Predict.self),
         ("export", Export.self), ("inspect", Inspect.self), ("demo", Demo.self),
     ]
 

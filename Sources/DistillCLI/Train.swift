@@ -8,32 +8,43 @@ import Tensors
 
 /// `distill train`: trains a zoo model from scratch (teachers are trained this way).
 struct Train: TrainingCommand {
-    static let configuration = CommandConfiguration(abstract: "Train a zoo model from scratch on Fashion-MNIST.")
+    static let configuration = CommandConfiguration(abstract: "Train a zoo model from scratch on your data (Fashion-MNIST by default).")
     static let experimentName = "train"
-    static let options = [Spec.model] + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
+    static let options = [Spec.model, Spec.width, Spec.hidden, Spec.augment] + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.model.long, help: Spec.model.help) var model: String
+    @OptionGroup var size: ModelSizeOptions
+    @Flag(name: Spec.augment.long, help: Spec.augment.help) var augment = false
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
 
-    var values: [(String, OptionValue?)] { [("model", .text(model))] + dataOptions.values + training.values + output.values }
+    var values: [(String, OptionValue?)] {
+        [("model", .text(model))] + size.values + [("augment", .flag(augment))] + dataOptions.values + training.values + output.values
+    }
 
-    func validate() throws { try checkOptions() }
+    func validate() throws {
+        try checkOptions()
+        _ = try size.hiddenSizes()
+        _ = try dataOptions.parsedImageSize()
+    }
 
     func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
         let data = try dataOptions.load(seed: seed)
         let train = data.labeledTrain
         var generator = RandomGenerator(seed: seed)
-        let options = ModelOptions(classes: train.classCount, inputChannels: train.exampleShape[0], inputSize: train.exampleShape[1])
-        let network = try ModelZoo.make(model, options: options, using: &generator)
-        console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) images\(data.validation.map { ", \($0.count) held out for validation" } ?? ""), \(training.epochs) epochs")
-        let trainer = try Trainer(model: network, configuration: training.configuration(seed: seed, folder: folder))
+        let options = try size.modelOptions(for: data)
+        let network: any Module
+        do { network = try ModelZoo.make(model, options: options, using: &generator) } catch let error as ModuleError { throw UserError("--model: \(error)") }
+        console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) \(data.noun)\(data.validation.map { ", \($0.count) held out for validation" } ?? ""), \(training.epochs) epochs")
+        var configuration = training.configuration(seed: seed, folder: folder)
+        if augment { configuration.augmentation = try data.augmentation() }
+        let trainer = try Trainer(model: network, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
         trainer.runSettings.merge(recordedSettings) { _, command in command }
         let name = model
         return try trainer.run(train: train, validation: data.validation, test: data.test, resumingFrom: checkpoint,
-                               saveModel: { try SavedModel.save($0, name: name, options: options, to: $1) },
+                               saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
                                loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
     }
 }

@@ -26,8 +26,7 @@ public enum SavedModel {
 
     /// Rebuilds and loads the model at `path`: a `.safetensors` file, or a run folder holding
     /// `model.safetensors`. A file without Distill's metadata needs `name` (and `options`).
-    public static func load(_ path: String, name given: String? = nil, options givenOptions: ModelOptions? = nil) throws
-        -> (model: any Module, name: String, options: ModelOptions) {
+    public static func load(_ path: String, name given: String? = nil, options givenOptions: ModelOptions? = nil) throws -> Loaded {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ModelFormatError(file: path, "does not exist")
@@ -54,6 +53,17 @@ public enum SavedModel {
         do { try model.loadStateDict(contents.tensors, strict: true) } catch let error as StateDictError {
             throw ModelFormatError(file: file, "\(error)")
         }
-        return (model, name, options)
+        return Loaded(model: model, name: name, options: options, metadata: contents.metadata, file: file)
+    }
+
+    /// A model file read back: the model, its zoo name and options, and the file's metadata
+    /// (what else the run recorded, such as its preprocessing).
+    public struct Loaded {
+        public var model: any Module
+        public var name: String
+        public var options: ModelOptions
+        public var metadata: [String: String]
+        /// The file read (`model.safetensors` inside a run folder).
+        public var file: String
     }
 }

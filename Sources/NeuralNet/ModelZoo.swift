@@ -1,25 +1,51 @@
 import Tensors
 
-/// Options shared by the zoo's builders; each model uses those that apply to it.
+/// Options shared by the zoo's builders; each model uses those that apply to it. The input is
+/// an image [inputChannels, inputSize, inputWidth ?? inputSize] or, with `inputFeatures`, a
+/// feature vector [inputFeatures] (a table's row: `mlp` only). Fields added after the first
+/// release are optional, so model files written before them still decode.
 public struct ModelOptions: Equatable, Sendable, Codable {
     /// Output classes.
     public var classes: Int = 10
     /// Input channels (1 for Fashion-MNIST).
     public var inputChannels: Int = 1
-    /// Input height and width (square).
+    /// Input height (and width, unless `inputWidth` is given).
     public var inputSize: Int = 28
+    /// Input width when it differs from the height.
+    public var inputWidth: Int?
+    /// Feature-vector inputs of this length instead of images.
+    public var inputFeatures: Int?
     /// Channel multiplier for the convolutional models (1 = the published widths).
     public var width: Float = 1
     /// Hidden layer sizes of `mlp`.
     public var hiddenSizes: [Int] = [128]
 
-    public init(classes: Int = 10, inputChannels: Int = 1, inputSize: Int = 28, width: Float = 1, hiddenSizes: [Int] = [128]) {
+    public init(classes: Int = 10, inputChannels: Int = 1, inputSize: Int = 28, inputWidth: Int? = nil, inputFeatures: Int? = nil,
+                width: Float = 1, hiddenSizes: [Int] = [128]) {
         self.classes = classes
         self.inputChannels = inputChannels
         self.inputSize = inputSize
+        self.inputWidth = inputWidth
+        self.inputFeatures = inputFeatures
         self.width = width
         self.hiddenSizes = hiddenSizes
     }
+
+    /// Options for examples of `exampleShape`: [C, H, W] images or [D] feature vectors.
+    public init(classes: Int, exampleShape: [Int], width: Float = 1, hiddenSizes: [Int] = [128]) throws {
+        switch exampleShape.count {
+        case 3: self.init(classes: classes, inputChannels: exampleShape[0], inputSize: exampleShape[1],
+                          inputWidth: exampleShape[2] == exampleShape[1] ? nil : exampleShape[2], width: width, hiddenSizes: hiddenSizes)
+        case 1: self.init(classes: classes, inputChannels: 1, inputSize: 1, inputFeatures: exampleShape[0], width: width, hiddenSizes: hiddenSizes)
+        default: throw ModuleError.invalidOption("zoo models take images [channels, height, width] or feature vectors [features], not examples of shape \(exampleShape)")
+        }
+    }
+
+    /// The shape of one input example.
+    public var exampleShape: [Int] { inputFeatures.map { [$0] } ?? [inputChannels, inputSize, inputWidth ?? inputSize] }
+    /// Input height and width.
+    var height: Int { inputSize }
+    var imageWidth: Int { inputWidth ?? inputSize }
 
     func scaled(_ channels: Int) -> Int { max(1, Int((Float(channels) * width).rounded())) }
 }
@@ -34,8 +60,11 @@ public enum ModelZoo {
     /// Builds the model called `name` with `options`, initialised from `generator`.
     public static func make(_ name: String, options: ModelOptions = ModelOptions(),
                             using generator: inout RandomGenerator) throws -> any Module {
-        guard options.classes > 0, options.inputChannels > 0, options.width > 0 else {
-            throw ModuleError.invalidOption("model options need positive classes, input channels and width, got \(options)")
+        guard options.classes > 0, options.inputChannels > 0, options.width > 0, options.exampleShape.allSatisfy({ $0 > 0 }) else {
+            throw ModuleError.invalidOption("model options need positive classes, input sizes and width, got \(options)")
+        }
+        if options.inputFeatures != nil && name != "mlp" {
+            throw ModuleError.invalidOption("\(name) takes images; feature vectors (tables) train an mlp")
         }
         switch name {
         case "mlp": return try mlp(options, using: &generator)
@@ -52,8 +81,8 @@ public enum ModelZoo {
     }
 
     private static func requireSize(_ options: ModelOptions, divisibleBy factor: Int, minimum: Int, model: String) throws {
-        guard options.inputSize >= minimum, options.inputSize % factor == 0 else {
-            throw ModuleError.invalidOption("\(model) needs an input size divisible by \(factor) and at least \(minimum), got \(options.inputSize)")
+        for side in [options.height, options.imageWidth] where side < minimum || side % factor != 0 {
+            throw ModuleError.invalidOption("\(model) needs an input height and width divisible by \(factor) and at least \(minimum), got \(options.height)×\(options.imageWidth)")
         }
     }
 
@@ -63,7 +92,7 @@ public enum ModelZoo {
             throw ModuleError.invalidOption("mlp needs positive hidden sizes, got \(o.hiddenSizes)")
         }
         var layers: [any Module] = [Flatten()]
-        var width = o.inputChannels * o.inputSize * o.inputSize
+        var width = o.exampleShape.reduce(1, *)
         // Options come from users and files: a layer too large to allocate is an error, not a trap.
         let sizes = [width] + o.hiddenSizes + [o.classes]
         let weights = zip(sizes, sizes.dropFirst()).map { $0.multipliedReportingOverflow(by: $1) }
@@ -82,13 +111,13 @@ public enum ModelZoo {
     static func lenet5(_ o: ModelOptions, using g: inout RandomGenerator) throws -> any Module {
         try requireSize(o, divisibleBy: 4, minimum: 12, model: "lenet5")
         let c1 = o.scaled(6), c2 = o.scaled(16)
-        let side = (o.inputSize / 2 - 4) / 2
+        let (sideY, sideX) = ((o.height / 2 - 4) / 2, (o.imageWidth / 2 - 4) / 2)
         return Sequential(named: [
             ("conv1", Conv2d(o.inputChannels, c1, kernelSize: 5, padding: 2, using: &g)), ("relu1", Activation(.relu)),
             ("pool1", MaxPool2d(kernelSize: 2)),
             ("conv2", Conv2d(c1, c2, kernelSize: 5, using: &g)), ("relu2", Activation(.relu)), ("pool2", MaxPool2d(kernelSize: 2)),
             ("flatten", Flatten()),
-            ("fc1", Linear(c2 * side * side, 120, using: &g)), ("relu3", Activation(.relu)),
+            ("fc1", Linear(c2 * sideY * sideX, 120, using: &g)), ("relu3", Activation(.relu)),
             ("fc2", Linear(120, 84, using: &g)), ("relu4", Activation(.relu)),
             ("fc3", Linear(84, o.classes, using: &g)),
         ])
@@ -104,9 +133,9 @@ public enum ModelZoo {
             Conv2d(c1, c2, kernelSize: 3, padding: 1, using: &g), BatchNorm(c2), Activation(.relu), MaxPool2d(kernelSize: 2),
             Conv2d(c2, c3, kernelSize: 3, padding: 1, using: &g), BatchNorm(c3), Activation(.relu), MaxPool2d(kernelSize: 2),
         ])
-        let side = o.inputSize / 4
+        let (sideY, sideX) = (o.height / 4, o.imageWidth / 4)
         let classifier = Sequential([
-            Flatten(), Linear(c3 * side * side, o.scaled(256), using: &g), Activation(.relu),
+            Flatten(), Linear(c3 * sideY * sideX, o.scaled(256), using: &g), Activation(.relu),
             Dropout(probability: 0.3, using: &g), Linear(o.scaled(256), o.classes, using: &g),
         ])
         return Sequential(named: [("features", features), ("classifier", classifier)])
@@ -121,9 +150,9 @@ public enum ModelZoo {
             Conv2d(o.inputChannels, c1, kernelSize: 3, padding: 1, using: &g), Activation(.relu), MaxPool2d(kernelSize: 2),
             Conv2d(c1, c2, kernelSize: 3, padding: 1, using: &g), Activation(.relu), MaxPool2d(kernelSize: 2),
         ])
-        let side = o.inputSize / 4
+        let (sideY, sideX) = (o.height / 4, o.imageWidth / 4)
         let classifier = Sequential([
-            Flatten(), Linear(c2 * side * side, o.scaled(64), using: &g), Activation(.relu), Linear(o.scaled(64), o.classes, using: &g),
+            Flatten(), Linear(c2 * sideY * sideX, o.scaled(64), using: &g), Activation(.relu), Linear(o.scaled(64), o.classes, using: &g),
         ])
         return Sequential(named: [("features", features), ("classifier", classifier)])
     }

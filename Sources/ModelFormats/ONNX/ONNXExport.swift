@@ -12,6 +12,11 @@ public struct ONNXExportOptions: Equatable, Sendable {
     public var appendSoftmax = false
     public var inputName = "input"
     public var outputName = "logits"
+    /// Preprocessing built into the graph: the input becomes x · scale[c] + shift[c] per
+    /// channel (axis 1) before the model runs — for images read as raw 0–255 pixels,
+    /// scale = 1/(255·std) and shift = −mean/std. Nil: the graph takes preprocessed inputs.
+    public var inputScale: [Float]?
+    public var inputShift: [Float]?
 
     public init(opset: Int = 17, foldBatchNorm: Bool = false, appendSoftmax: Bool = false) {
         self.opset = opset
@@ -157,7 +162,16 @@ public enum ONNXExport {
             throw ModelFormatError(file: "ONNX export", "the model did not run on inputs of shape \(inputShape)")
         }
         let builder = ONNXGraphBuilder(options: options, shapes: shapes)
-        var result = try builder.emit(model, options.inputName, path: "")
+        var input = options.inputName
+        if let scale = options.inputScale, let shift = options.inputShift {
+            guard scale.count == inputShape[0], shift.count == inputShape[0] else {
+                throw ModelFormatError(file: "ONNX export", "built-in preprocessing needs \(inputShape[0]) scales and shifts, got \(scale.count) and \(shift.count)")
+            }
+            let perChannel = [inputShape[0]] + Array(repeating: 1, count: inputShape.count - 1)
+            let scaled = builder.node("Mul", [input, builder.initializer("preprocessing.scale", Tensor(scale, shape: Shape(perChannel)))], path: "preprocessing.scale")
+            input = builder.node("Add", [scaled, builder.initializer("preprocessing.shift", Tensor(shift, shape: Shape(perChannel)))], path: "preprocessing")
+        }
+        var result = try builder.emit(model, input, path: "")
         if options.appendSoftmax { result = builder.node("Softmax", [result], [ONNXAttribute("axis", .int(-1))], path: "softmax") }
         if options.foldBatchNorm { builder.foldBatchNorms() }
         // The graph output takes its name from the options.

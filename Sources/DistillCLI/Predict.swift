@@ -1,0 +1,80 @@
+import ArgumentParser
+import Datasets
+import Distillation
+import Foundation
+import NeuralNet
+import Tensors
+
+/// `distill predict MODEL INPUTS...`: class, probability and top-k for images, folders, NPY
+/// arrays or CSV rows, with the preprocessing the model's run recorded.
+struct Predict: TabledCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Predict classes for images, folders of images, .npy arrays or .csv rows with a trained model.")
+    static let experimentName = "predict"
+    static let topSpec = OptionSpec("top-k", .integer(1...1_000), "How many classes to list per input, most probable first.")
+    static let formatSpec = OptionSpec("format", .choice(["text", "jsonl", "csv"]), "Output: aligned text, JSON lines, or CSV.")
+    static let batchSpec = OptionSpec("batch", .integer(1...65_536), "Inputs run together (images are decoded a batch at a time).")
+    static let options = [topSpec, formatSpec, batchSpec]
+
+    @Argument(help: "Run folder, .safetensors or .onnx model file written by Distill (it records its preprocessing).")
+    var model: String
+    @Argument(help: "PNG or JPEG images, folders of them, .npy arrays ([N, ...] or one example) or .csv tables.")
+    var inputs: [String]
+    @Option(name: topSpec.long, help: topSpec.help) var topK: Int = 1
+    @Option(name: formatSpec.long, help: formatSpec.help) var format: String = "text"
+    @Option(name: batchSpec.long, help: batchSpec.help) var batch: Int = 64
+
+    var values: [(String, OptionValue?)] { [("top-k", .integer(topK)), ("format", .text(format)), ("batch", .integer(batch))] }
+
+    func validate() throws {
+        try checkOptions()
+        guard !inputs.isEmpty else { throw UserError("give at least one input: an image, a folder, an .npy or a .csv file") }
+    }
+
+    func run() throws {
+        let loaded = try loadModel(model, role: "model")
+        guard let preprocessing = loaded.preprocessing else {
+            throw UserError("model \(model) records no preprocessing (it was not trained by this Distill, or came from another project): train or export it with Distill first")
+        }
+        let examples: [Preprocessing.Input]
+        do { examples = try preprocessing.inputs(inputs) } catch let error as DatasetError { throw UserError("\(error)") }
+        let classes = preprocessing.classNames
+        let k = min(topK, classes.count)
+        let console = Console()
+        if format == "csv" {
+            console.text((["input", "class", "probability"] + (k > 1 ? (2...k).flatMap { ["class_\($0)", "probability_\($0)"] } : [])).joined(separator: ","))
+        }
+        for start in stride(from: 0, to: examples.count, by: batch) {
+            let slice = examples[start..<min(start + batch, examples.count)]
+            let inputs: Tensor
+            do { inputs = try preprocessing.batch(slice) } catch let error as DatasetError { throw UserError("\(error)") }
+            let logits = loaded.model.predictions(inputs)
+            guard logits.rank == 2, logits.shape[1] == classes.count else {
+                throw UserError("model \(model) gives outputs \(logits.shape) for \(classes.count) classes")
+            }
+            let probabilities = logits.softmax(alongAxis: 1).scalars
+            for (row, example) in slice.enumerated() {
+                let p = Array(probabilities[(row * classes.count)..<((row + 1) * classes.count)])
+                let top = p.indices.sorted { p[$0] > p[$1] || (p[$0] == p[$1] && $0 < $1) }.prefix(k)
+                console.text(line(example.name, top.map { (classes[$0], p[$0]) }))
+            }
+        }
+    }
+
+    /// One input's output line in the chosen format.
+    func line(_ name: String, _ top: [(String, Float)]) -> String {
+        switch format {
+        case "jsonl":
+            let object: [String: Any] = ["input": name, "class": top[0].0, "probability": Double(top[0].1),
+                                         "top": top.map { ["class": $0.0, "probability": Double($0.1)] }]
+            return String(decoding: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data(), as: UTF8.self)
+        case "csv":
+            func quoted(_ text: String) -> String {
+                text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+            }
+            return ([quoted(name)] + top.flatMap { [quoted($0.0), String(format: "%.6f", $0.1)] }).joined(separator: ",")
+        default:
+            return "\(name)\t" + top.map { String(format: "%@ %.2f%%", $0.0, $0.1 * 100) }.joined(separator: "\t")
+        }
+    }
+}
