@@ -81,7 +81,8 @@ public struct UserData {
         let path = request.path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw DatasetError(file: path, "does not exist")
+            throw DatasetError(file: path, path == FashionMNIST.defaultDirectory
+                ? "data folder does not exist (install Debian's dataset-fashion-mnist, or give your own data with --data)" : "data does not exist")
         }
         let kind = try detect(path, isDirectory: isDirectory.boolValue)
         let ownTest = kind == .idx || kind == .splitImageFolders

@@ -47,6 +47,7 @@ extension CommandLineTests {
         "distill": ["--teacher", "/nonexistent/t", "--out", "/tmp/distill-range", "--dry-run"],
         "transfer": ["--from", "/nonexistent/t", "--classes", "5-9", "--out", "/tmp/distill-range", "--dry-run"],
         "evaluate": ["/nonexistent/model"],
+        "predict": ["/nonexistent/model", "/nonexistent/image.png"],
         "export": ["/nonexistent/model", "--out", "/tmp/distill-range.onnx"],
         "inspect": ["mlp"],
         "demo": ["--dry-run"],

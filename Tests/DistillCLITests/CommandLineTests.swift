@@ -185,7 +185,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(files.count, 4)
         for file in files {
             try assertFails(["run", examples.appendingPathComponent(file).path, "--data", "/nonexistent/fmnist", "--out", "/tmp/unused"],
-                            mentioning: "/nonexistent/fmnist: data folder does not exist")
+                            mentioning: "/nonexistent/fmnist: data does not exist")
         }
     }
 
