@@ -45,7 +45,7 @@ public enum ClassWeights {
     static func write(_ weights: [Float], classNames: [String], to directory: String) throws {
         struct Entry: Encodable { let `class`: String, weight: Float }
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try AtomicFile.write(try encoder.encode(zip(classNames, weights).map(Entry.init)),
                              to: (directory as NSString).appendingPathComponent("class-weights.json"))
