@@ -197,6 +197,16 @@ add("kl divergence log target", "klDivergence", [F.log_softmax(r(3, 5), dim=1), 
 add("smooth l1 beta 0.5", "smoothL1", [r(3, 4) * 2, r(3, 4)], lambda a, b: F.smooth_l1_loss(a, b, beta=0.5), {"beta": 0.5})
 add("smooth l1 beta 3", "smoothL1", [r(3, 4) * 2, r(3, 4)], lambda a, b: F.smooth_l1_loss(a, b, beta=3.0), {"beta": 3.0})
 
+# Added for issue 14 (class weights; appended, so the cases above keep their values).
+weighted_labels = [1, 0, 3, 2, 1, 1]
+class_weights = [0.5, 2.0, 1.0, 3.0, 0.25]
+add("cross entropy class weights", "crossEntropy", [r(6, 5)],
+    lambda a: F.cross_entropy(a, torch.tensor(weighted_labels), weight=torch.tensor(class_weights)),
+    {"labels": weighted_labels, "smoothing": 0.0, "weights": class_weights})
+add("cross entropy class weights smoothing", "crossEntropy", [r(6, 5)],
+    lambda a: F.cross_entropy(a, torch.tensor(weighted_labels), weight=torch.tensor(class_weights), label_smoothing=0.2),
+    {"labels": weighted_labels, "smoothing": 0.2, "weights": class_weights})
+
 # The losses are NeuralNet's; everything else is the engine's.
 loss_ops = {"crossEntropy", "crossEntropySoft", "klDivergence", "mse", "smoothL1", "cosineSimilarity",
             "pairwiseDistances", "l2Normalize"}

@@ -109,6 +109,7 @@ struct DistillCommand: TrainingCommand {
         var configuration = training.configuration(seed: seed, folder: folder)
         configuration.crossEntropyWeight = objective.crossEntropyWeight
         configuration.cacheDirectory = cacheDirectory
+        configuration.classWeights = try resolvedClassWeights(training.classWeights, labeled: data.labeledTrain)
         if augment {
             configuration.augmentation = try data.augmentation()
         }
@@ -120,6 +121,7 @@ struct DistillCommand: TrainingCommand {
         trainer.shouldStop = StopRequest.isRequested
         trainer.runSettings.merge(recordedSettings) { _, command in command }
         console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) \(data.noun)\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")
+        if let weights = configuration.classWeights { console.say(classWeightsLine(weights, classNames: data.train.classNames)) }
         let name = student
         return try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
                                resumingFrom: checkpoint, teacher: teacherList.first?.model,

@@ -46,9 +46,13 @@ struct Evaluate: TabledCommand {
             return
         }
         let m = report.student
-        Console().text(String(format: "accuracy %.2f%%  top-5 %.2f%%  calibration error %.4f", m.top1 * 100, m.top5 * 100, m.expectedCalibrationError))
-        for (name, accuracy) in zip(m.classNames, m.perClassAccuracy) {
-            Console().text(String(format: "  %-12@ %.2f%%", name as NSString, accuracy * 100))
+        Console().text(String(format: "accuracy %.2f%%  macro-F1 %.4f  top-5 %.2f%%  calibration error %.4f", m.top1 * 100, m.macroF1, m.top5 * 100,
+                              m.expectedCalibrationError))
+        let width = max(12, m.classNames.map(\.count).max() ?? 0) + 2
+        func padded(_ name: String) -> String { name + String(repeating: " ", count: max(0, width - name.count)) }
+        Console().text("  " + padded("class") + "precision  recall      F1  support")
+        for c in m.classNames.indices {
+            Console().text("  " + padded(m.classNames[c]) + String(format: "%9.4f %7.4f %7.4f %8d", m.precision[c], m.recall[c], m.f1[c], m.support[c]))
         }
         Console().text(String(format: "latency %.3f ms at batch 1, %.1f ms at batch 256; %d parameters", report.studentCost.latencyBatch1Milliseconds,
                      report.studentCost.latencyBatch256Milliseconds, report.studentCost.parameters))

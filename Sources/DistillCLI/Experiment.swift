@@ -129,11 +129,16 @@ enum Experiment {
             case "false", "no", "off": return []
             default: throw fail("expected true or false, got '\(s.string)'")
             }
-        case .numbers:
+        case .numbers, .positiveNumbers:
+            // A list of numbers, or one scalar: "5-9", "0,2,4", "2,1,1", "balanced".
+            var whole = false
+            if case .numbers = key.kind { whole = true }
             let text: String
             if case let .sequence(list) = value {
                 text = try list.map { item -> String in
-                    guard case let .scalar(s) = item, Int(s.string) != nil else { throw fail("expected whole numbers, got \(describe(item))") }
+                    guard case let .scalar(s) = item, whole ? Int(s.string) != nil : Double(s.string) != nil else {
+                        throw fail("expected \(whole ? "whole numbers" : "numbers"), got \(describe(item))")
+                    }
                     return s.string
                 }.joined(separator: ",")
                 guard !text.isEmpty else { throw fail("expected at least one number") }

@@ -29,6 +29,8 @@ enum Spec {
     static let clipNorm = OptionSpec("clip-norm", .number(0...1e6), "Clip gradients to this global norm; 0: no clipping.")
     static let warmupSteps = OptionSpec("warmup-steps", .integer(0...10_000_000), "Linear learning-rate warm-up steps (at most a tenth of the run).")
     static let onNonFinite = OptionSpec("on-nonfinite", .choice(["stop", "rollback"]), "When a loss or gradient is NaN or infinite: 'stop' with an error, or 'rollback' to the epoch's start at half the learning rate (3 times at most).")
+    static let classWeights = OptionSpec("class-weights", .positiveNumbers(upTo: 1e6, or: ["balanced"]),
+        "Weights of the classes in the hard-label cross-entropy, for imbalanced data: 'balanced' (n / (classes · n_c), counted on the labelled training split) or one number per class after --classes, comma-separated. Distillation terms are not weighted.")
     static let patience = OptionSpec("patience", .integer(1...100_000), "Stop when validation accuracy has not improved for this many epochs (default: never).")
     static let checkpointEvery = OptionSpec("checkpoint-every", .integer(1...100_000_000), "Also checkpoint every this many steps inside an epoch (default: at the end of each epoch).")
     static let out = OptionSpec("out", .text, "Run folder to write (config, metrics, checkpoint, models, report).")
@@ -75,7 +77,7 @@ enum Spec {
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
-    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, patience,
+    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience,
                                   seeds, checkpointEvery, out, resume, dryRun]
     static let outputOptions = [quiet, json]
 }

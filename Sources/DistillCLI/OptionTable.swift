@@ -20,6 +20,9 @@ enum OptionKind {
     case numbers(values: ClosedRange<Int>, maximumCount: Int)
     /// A mapping METHOD: weight, each given as `--weight METHOD=W`.
     case weights([String])
+    /// Comma-separated numbers, each above 0 and at most `upper`, or one of `keywords`
+    /// instead: class weights ("2,1,1" or "balanced").
+    case positiveNumbers(upTo: Double, or: [String])
 
     static func positive(upTo upper: Double) -> OptionKind { .number(lower: 0, upper: upper, lowerOpen: true) }
     static func number(_ range: ClosedRange<Double>) -> OptionKind { .number(lower: range.lowerBound, upper: range.upperBound, lowerOpen: false) }
@@ -31,6 +34,8 @@ enum OptionKind {
         case let .number(lower, upper, open): return open ? "above \(Self.format(lower)), at most \(Self.format(upper))" : "\(Self.format(lower)) to \(Self.format(upper))"
         case let .choice(options), let .choices(options): return options.joined(separator: ", ")
         case let .numbers(values, count): return "whole numbers \(values.lowerBound) to \(values.upperBound), at most \(count) of them"
+        case let .positiveNumbers(upper, keywords):
+            return "numbers above 0, at most \(Self.format(upper)), comma-separated, or " + keywords.joined(separator: ", ")
         default: return nil
         }
     }
@@ -57,7 +62,7 @@ struct OptionSpec {
     var long: NameSpecification { .customLong(name) }
     var help: ArgumentHelp {
         switch kind {
-        case .integer, .number, .numbers: return ArgumentHelp(summary + (kind.rangeText.map { " (\($0))" } ?? ""))
+        case .integer, .number, .numbers, .positiveNumbers: return ArgumentHelp(summary + (kind.rangeText.map { " (\($0))" } ?? ""))
         default: return ArgumentHelp(summary)
         }
     }
@@ -117,6 +122,8 @@ enum OptionTable {
             for item in items where !options.contains(item) { throw UserError("\(flag) '\(item)' is not one of \(options.joined(separator: ", "))") }
         case let (.numbers, .text(v)):
             _ = try parseNumbers(v, spec: spec)
+        case let (.positiveNumbers, .text(v)):
+            _ = try parsePositiveNumbers(v, spec: spec)
         case let (.weights(methods), .weights(pairs)):
             for (method, weight) in pairs {
                 guard methods.contains(method) else { throw UserError("\(flag) '\(method)' is not one of \(methods.joined(separator: ", "))") }
@@ -151,6 +158,25 @@ enum OptionTable {
             }
             guard result.count <= maximum else { throw UserError("\(flag) '\(text)' has \(result.count) numbers, at most \(maximum) are allowed") }
             guard Set(result).count == result.count else { throw UserError("\(flag) '\(text)' repeats a number") }
+        }
+        return result
+    }
+
+    /// Parses "2,1,0.5" into numbers within the option's bounds, or nil for one of its keywords.
+    static func parsePositiveNumbers(_ text: String, spec: OptionSpec) throws -> [Double]? {
+        guard case let .positiveNumbers(upper, keywords) = spec.kind else { return nil }
+        let flag = "--" + spec.name
+        if keywords.contains(text) { return nil }
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        var result: [Double] = []
+        for item in items {
+            guard let value = Double(item), value.isFinite else {
+                throw UserError("\(flag) '\(text)': '\(item)' is not a number; give numbers like 2,1,0.5 or \(keywords.joined(separator: ", "))")
+            }
+            guard value > 0 && value <= upper else {
+                throw UserError("\(flag) '\(text)': \(item) is outside the range: each must be above 0 and at most \(OptionKind.format(upper))")
+            }
+            result.append(value)
         }
         return result
     }

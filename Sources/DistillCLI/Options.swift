@@ -167,6 +167,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: Spec.clipNorm.long, help: Spec.clipNorm.help) var clipNorm: Float = TrainingDefaults.clipNorm
     @Option(name: Spec.warmupSteps.long, help: Spec.warmupSteps.help) var warmupSteps: Int = TrainingDefaults.warmupSteps
     @Option(name: Spec.onNonFinite.long, help: Spec.onNonFinite.help) var onNonFinite: String = "stop"
+    @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
     @Option(name: Spec.patience.long, help: Spec.patience.help) var patience: Int?
     @Option(name: Spec.seeds.long, help: Spec.seeds.help) var seeds: String?
     @OptionGroup var run: RunOptions
@@ -175,6 +176,7 @@ struct TrainingOptions: ParsableArguments {
         [("epochs", .integer(epochs)), ("batch", .integer(batch)), ("lr", .number(lr)), ("seed", .integer(Int(clamping: seed))),
          ("optimizer", .text(optimizer.rawValue)), ("schedule", .text(schedule.rawValue)), ("weight-decay", .number(weightDecay)),
          ("clip-norm", .number(clipNorm)), ("warmup-steps", .integer(warmupSteps)), ("on-nonfinite", .text(onNonFinite)),
+         ("class-weights", classWeights.map { .text($0) }),
          ("patience", patience.map { .integer($0) }), ("seeds", seeds.map { .text($0) })] + run.values
     }
 
@@ -367,8 +369,12 @@ func runSeeds(_ training: TrainingOptions, console: Console,
     try HTMLReport.write(try folders.map { try HTMLReport.Run.load($0) }, to: (out as NSString).appendingPathComponent("report.html"),
                          title: "\(folders.count) seeds")
     let final = reports.map(\.student.top1), selected = reports.compactMap { $0.selected?.top1 }
-    try writeJSON(["final_test_accuracy": final, "selected_test_accuracy": selected], to: (out as NSString).appendingPathComponent("results.json"))
+    let finalF1 = reports.map(\.student.macroF1), selectedF1 = reports.compactMap { $0.selected?.macroF1 }
+    try writeJSON(["final_test_accuracy": final, "selected_test_accuracy": selected, "final_macro_f1": finalF1, "selected_macro_f1": selectedF1],
+                  to: (out as NSString).appendingPathComponent("results.json"))
     var line = "test accuracy over \(reports.count) seeds: \(meanAndDeviation(final)) (final models)"
     if selected.count == final.count { line += ", \(meanAndDeviation(selected)) (models selected on validation)" }
-    console.result(line + "; wrote \(out)/results.json and report.html", ["final_test_accuracies": final, "selected_test_accuracies": selected, "out": out])
+    line += "; macro-F1 \(meanAndDeviation(finalF1, percent: false)) (final models)"
+    console.result(line + "; wrote \(out)/results.json and report.html", ["final_test_accuracies": final, "selected_test_accuracies": selected,
+                                                                         "final_macro_f1": finalF1, "selected_macro_f1": selectedF1, "out": out])
 }

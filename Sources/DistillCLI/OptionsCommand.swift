@@ -47,6 +47,8 @@ struct OptionsCommand: ParsableCommand {
         case .repeated: return "path or list of paths"
         case .flag: return "true/false"
         case .weights: return "mapping method → number 0 to 1e9"
+        case let .positiveNumbers(upper, keywords):
+            return "numbers above 0, at most \(OptionKind.format(upper)), as a list or comma-separated; or " + keywords.map { "`\($0)`" }.joined(separator: ", ")
         case .text: return "text"
         }
     }
@@ -72,6 +74,7 @@ struct OptionsCommand: ParsableCommand {
                 case .integer: kind = "integer"
                 case .number: kind = "number"
                 case .numbers: kind = "numbers"
+                case .positiveNumbers: kind = "positive numbers"
                 case .flag: kind = "flag"
                 default: kind = "text"
                 }

@@ -82,11 +82,15 @@ final class Console {
     }
 
     private func emit(_ object: [String: Any]) {
-        let cleaned = object.mapValues { value -> Any in
+        // JSON has no NaN: a missing score (a scratch run's old task, say), at any depth, is null.
+        func clean(_ value: Any) -> Any {
             if let d = value as? Double, !d.isFinite { return NSNull() }
             if let f = value as? Float, !f.isFinite { return NSNull() }
+            if let list = value as? [Any] { return list.map(clean) }
+            if let fields = value as? [String: Any] { return fields.mapValues(clean) }
             return value
         }
+        let cleaned = object.mapValues(clean)
         guard let data = try? JSONSerialization.data(withJSONObject: cleaned, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
         // Unbuffered: a reader of the pipe sees each line as it happens.
         FileHandle.standardOutput.write(data + Data("\n".utf8))

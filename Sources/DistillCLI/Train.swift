@@ -39,6 +39,8 @@ struct Train: TrainingCommand {
         console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) \(data.noun)\(data.validation.map { ", \($0.count) held out for validation" } ?? ""), \(training.epochs) epochs")
         var configuration = training.configuration(seed: seed, folder: folder)
         if augment { configuration.augmentation = try data.augmentation() }
+        configuration.classWeights = try resolvedClassWeights(training.classWeights, labeled: train)
+        if let weights = configuration.classWeights { console.say(classWeightsLine(weights, classNames: train.classNames)) }
         let trainer = try Trainer(model: network, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
         trainer.runSettings.merge(recordedSettings) { _, command in command }
@@ -50,11 +52,11 @@ struct Train: TrainingCommand {
 }
 
 extension RunOutcome {
-    /// The result line: test accuracy of the final model and of the one selected on validation.
+    /// The result line: test accuracy and macro-F1 of the final model and of the one selected on validation.
     func summary(out: String) -> String {
-        var text = String(format: "test accuracy %.2f%% (final model", report.student.top1 * 100)
+        var text = String(format: "test accuracy %.2f%%, macro-F1 %.4f (final model", report.student.top1 * 100, report.student.macroF1)
         if let selected = report.selected, let epoch = report.selectedEpoch {
-            text += String(format: "; %.2f%% for the model selected on validation, epoch %d", selected.top1 * 100, epoch + 1)
+            text += String(format: "; %.2f%%, macro-F1 %.4f for the model selected on validation, epoch %d", selected.top1 * 100, selected.macroF1, epoch + 1)
         }
         text += String(format: ")")
         if let teacher = report.teacher, let agreement = report.student.agreement, let ratio = report.parameterRatio, let speed = report.latencyBatch1Ratio {
@@ -65,10 +67,13 @@ extension RunOutcome {
     }
 
     func fields(out: String) -> [String: Any] {
-        var fields: [String: Any] = ["test_accuracy": report.student.top1, "top5": report.student.top5,
+        var fields: [String: Any] = ["test_accuracy": report.student.top1, "macro_f1": report.student.macroF1, "top5": report.student.top5,
                                      "calibration_error": report.student.expectedCalibrationError, "seconds": seconds, "out": out,
                                      "steps": result.steps]
-        if let selected = report.selected { fields["selected_test_accuracy"] = selected.top1 }
+        if let selected = report.selected {
+            fields["selected_test_accuracy"] = selected.top1
+            fields["selected_macro_f1"] = selected.macroF1
+        }
         if let epoch = report.selectedEpoch { fields["selected_epoch"] = epoch + 1 }
         if let teacher = report.teacher { fields["teacher_test_accuracy"] = teacher.top1 }
         if let agreement = report.student.agreement { fields["agreement"] = agreement }

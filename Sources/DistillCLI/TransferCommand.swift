@@ -14,7 +14,7 @@ struct TransferCommand: TabledCommand {
     static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
     static let experimentName = "transfer"
     static let options = [Spec.from, Spec.strategy, Spec.head, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
-                          Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun] + Spec.dataOptions + Spec.outputOptions
+                          Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun, Spec.classWeights] + Spec.dataOptions + Spec.outputOptions
 
     @Option(name: Spec.from.long, help: Spec.from.help) var source: String
     @Option(name: Spec.strategy.long, help: Spec.strategy.help) var strategy: String = "finetune"
@@ -26,6 +26,7 @@ struct TransferCommand: TabledCommand {
     @OptionGroup var dataOptions: DataOptions
     @Option(name: Spec.lr.long, help: Spec.lr.help) var lr: Float = 0.03
     @Option(name: Spec.batch.long, help: Spec.batch.help) var batch: Int = 32
+    @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
     @OptionGroup var runOptions: RunOptions
     @OptionGroup var output: OutputOptions
 
@@ -37,7 +38,8 @@ struct TransferCommand: TabledCommand {
     var values: [(String, OptionValue?)] {
         [("from", .text(source)), ("strategy", .list(strategy.split(separator: ",").map(String.init))), ("head", .text(head)),
          ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
-         ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch))] + runOptions.values + dataOptions.values + output.values
+         ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)),
+         ("class-weights", classWeights.map { .text($0) })] + runOptions.values + dataOptions.values + output.values
     }
 
     func validate() throws {
@@ -87,11 +89,17 @@ struct TransferCommand: TabledCommand {
         var study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
                                       headPath: head, directory: out, resume: runOptions.resume != nil)
         study.runSettings = recordedSettings
+        var printedWeights: [Float]?
         let scores = try study.run(
             oldModel: { try SavedModel.load(source).model }, scratchModel: { try ModelZoo.make(old.name, options: old.options, using: &$0) },
             newTask: { seed in
                 let data = try dataOptions.load(seed: seed)
-                return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test)
+                let weights = try resolvedClassWeights(classWeights, labeled: data.labeledTrain)
+                if let weights, weights != printedWeights {
+                    console.say(classWeightsLine(weights, classNames: data.labeledTrain.classNames))
+                    printedWeights = weights
+                }
+                return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test, classWeights: weights)
             },
             oldTask: (oldTrain, oldTest), shouldStop: StopRequest.isRequested,
             trained: { name, seed, model in
@@ -110,11 +118,14 @@ struct TransferCommand: TabledCommand {
             let newScores = scores[name]!.map(\.new), oldScores = scores[name]!.map { $0.old ?? .nan }
             results[name] = zip(seedList, scores[name]!).map { seed, score in
                 ["seed": Double(seed), "new": score.new].merging(score.old.map { ["old": $0] } ?? [:]) { a, _ in a }
+                    .merging(score.newMacroF1.map { ["new_macro_f1": $0] } ?? [:]) { a, _ in a }
             }
-            let line = "\(name): new task \(meanAndDeviation(newScores)), old task \(meanAndDeviation(oldScores)) (old model \(String(format: "%.2f", oldAccuracy * 100)))"
-            console.epoch(line, ["strategy": name, "new_task_accuracy": newScores, "old_task_accuracy": oldScores])
+            let newF1 = scores[name]!.map { $0.newMacroF1 ?? .nan }
+            let line = "\(name): new task \(meanAndDeviation(newScores)) (macro-F1 \(meanAndDeviation(newF1, percent: false))), old task \(meanAndDeviation(oldScores)) (old model \(String(format: "%.2f", oldAccuracy * 100)))"
+            console.epoch(line, ["strategy": name, "new_task_accuracy": newScores, "new_task_macro_f1": newF1, "old_task_accuracy": oldScores])
             summaries.append(line)
             fields[name] = ["new_task_mean": newScores.reduce(0, +) / Double(newScores.count),
+                            "new_task_macro_f1_mean": newF1.reduce(0, +) / Double(newF1.count),
                             "old_task_mean": oldScores.reduce(0, +) / Double(oldScores.count)]
         }
         try writeJSON(results, to: (out as NSString).appendingPathComponent("results.json"))
@@ -122,10 +133,11 @@ struct TransferCommand: TabledCommand {
     }
 }
 
-/// "mean ± sample standard deviation" in percent, or "—" when a value is missing.
-func meanAndDeviation(_ values: [Double]) -> String {
+/// "mean ± sample standard deviation" in percent (as fractions with `percent` false), or "—"
+/// when a value is missing.
+func meanAndDeviation(_ values: [Double], percent: Bool = true) -> String {
     guard !values.isEmpty, !values.contains(where: \.isNaN) else { return "—" }
     let mean = values.reduce(0, +) / Double(values.count)
     let deviation = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(values.count - 1, 1))).squareRoot()
-    return String(format: "%.2f ± %.2f", mean * 100, deviation * 100)
+    return percent ? String(format: "%.2f ± %.2f", mean * 100, deviation * 100) : String(format: "%.4f ± %.4f", mean, deviation)
 }

@@ -21,6 +21,21 @@ public struct ClassificationMetrics: Codable, Equatable, Sendable {
     /// Fraction of examples where this model's top class equals a reference model's (a teacher's).
     public var agreement: Double?
     public var classNames: [String]
+    /// Per predicted class c, the fraction of the examples predicted as c that are c:
+    /// precision_c = TP_c / (TP_c + FP_c) = confusion[c][c] / Σₜ confusion[t][c]; 0 when nothing
+    /// is predicted as c (0/0 is 0, as scikit-learn's `zero_division=0`).
+    public var precision: [Double]
+    /// Per true class c, the fraction found: recall_c = TP_c / (TP_c + FN_c) =
+    /// confusion[c][c] / Σₚ confusion[c][p] (the same as `perClassAccuracy`); 0 without examples of c.
+    public var recall: [Double]
+    /// F1_c = 2·P_c·R_c / (P_c + R_c) = 2·TP_c / (2·TP_c + FP_c + FN_c); 0 when the denominator is 0.
+    public var f1: [Double]
+    /// Examples of each true class: Σₚ confusion[c][p].
+    public var support: [Int]
+    /// The unweighted mean of `f1` over all C classes (scikit-learn's
+    /// `f1_score(average="macro", labels=range(C), zero_division=0)`): every class counts
+    /// alike, however rare, so a model that ignores a minority class loses here, not in accuracy.
+    public var macroF1: Double
 
     public struct ReliabilityBin: Codable, Equatable, Sendable {
         public var confidence: Double, accuracy: Double, count: Int
@@ -63,10 +78,47 @@ public struct ClassificationMetrics: Codable, Equatable, Sendable {
         }
         self.confusion = confusion
         self.classNames = classNames
+        (precision, recall, f1, support, macroF1) = Self.scores(confusion: confusion)
         if let reference {
             let referenceTop = withoutGradients { reference.max(alongAxis: 1) }.indices
             agreement = Double(zip(predictions, referenceTop).filter { $0 == $1 }.count) / Double(max(n, 1))
         }
+    }
+}
+
+extension ClassificationMetrics {
+    /// Precision, recall, F1 and support per class, and macro-F1, from `confusion[true][predicted]`
+    /// (the formulas are the properties' own; every 0/0 is 0).
+    static func scores(confusion: [[Int]]) -> (precision: [Double], recall: [Double], f1: [Double], support: [Int], macroF1: Double) {
+        let classes = confusion.indices
+        let support = confusion.map { $0.reduce(0, +) }
+        let predicted = classes.map { c in confusion.reduce(0) { $0 + $1[c] } }
+        func ratio(_ a: Int, _ b: Int) -> Double { b > 0 ? Double(a) / Double(b) : 0 }
+        let truePositives = classes.map { confusion[$0][$0] }
+        let precision = classes.map { ratio(truePositives[$0], predicted[$0]) }
+        let recall = classes.map { ratio(truePositives[$0], support[$0]) }
+        // 2·TP + FP + FN = predicted + support.
+        let f1 = classes.map { ratio(2 * truePositives[$0], predicted[$0] + support[$0]) }
+        return (precision, recall, f1, support, f1.isEmpty ? 0 : f1.reduce(0, +) / Double(f1.count))
+    }
+
+    /// Decodes `evaluation.json` files, also those written before precision, recall, F1 and
+    /// macro-F1 existed: those are recomputed from the confusion matrix.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        top1 = try container.decode(Double.self, forKey: .top1)
+        top5 = try container.decode(Double.self, forKey: .top5)
+        expectedCalibrationError = try container.decode(Double.self, forKey: .expectedCalibrationError)
+        perClassAccuracy = try container.decode([Double].self, forKey: .perClassAccuracy)
+        let confusion = try container.decode([[Int]].self, forKey: .confusion)
+        self.confusion = confusion
+        reliability = try container.decode([ReliabilityBin].self, forKey: .reliability)
+        agreement = try container.decodeIfPresent(Double.self, forKey: .agreement)
+        classNames = try container.decode([String].self, forKey: .classNames)
+        guard confusion.allSatisfy({ $0.count == confusion.count }) else {
+            throw DecodingError.dataCorruptedError(forKey: .confusion, in: container, debugDescription: "the confusion matrix is not square")
+        }
+        (precision, recall, f1, support, macroF1) = Self.scores(confusion: confusion)
     }
 }
 

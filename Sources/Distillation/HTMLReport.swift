@@ -3,7 +3,8 @@ import Tensors
 
 /// A self-contained HTML report (inline SVG charts, no scripts, no network) comparing runs:
 /// loss and accuracy per epoch for each run, per-class accuracy teacher against student, the
-/// student's confusion matrix and reliability diagram, and the teacher-student table.
+/// student's per-class precision, recall and F1, its confusion matrix and reliability
+/// diagram, and the teacher-student table (with macro-F1).
 public enum HTMLReport {
     /// One run's numbers: its name, per-epoch records and final evaluation.
     public struct Run {
@@ -109,6 +110,23 @@ public enum HTMLReport {
         return svg + "</svg>"
     }
 
+    /// The student's per-class scores: support, precision, recall and F1 (and the teacher's F1
+    /// beside them, when there is a teacher), then macro-F1.
+    static func perClassTable(_ m: ClassificationMetrics, teacher: ClassificationMetrics?) -> String {
+        var html = "<table class=\"per-class\"><tr><th>class</th><th>support</th><th>precision</th><th>recall</th><th>F1</th>"
+            + (teacher == nil ? "" : "<th>teacher F1</th>") + "</tr>"
+        func cell(_ values: [Double]?, _ c: Int) -> String {
+            "<td>\(values.flatMap { c < $0.count ? String(format: "%.4f", $0[c]) : nil } ?? "—")</td>"
+        }
+        for c in m.f1.indices {
+            html += "<tr><td>\(escape(c < m.classNames.count ? m.classNames[c] : String(c)))</td><td>\(m.support[c])</td>"
+                + cell(m.precision, c) + cell(m.recall, c) + cell(m.f1, c) + (teacher == nil ? "" : cell(teacher?.f1, c)) + "</tr>"
+        }
+        html += "<tr class=\"summary\"><td>macro average</td><td>\(m.support.reduce(0, +))</td><td></td><td></td>"
+            + "<td>\(String(format: "%.4f", m.macroF1))</td>" + (teacher.map { "<td>\(String(format: "%.4f", $0.macroF1))</td>" } ?? "") + "</tr>"
+        return html + "</table>"
+    }
+
     /// The confusion matrix as a heat map (rows: true class, columns: predicted).
     static func confusionChart(_ m: ClassificationMetrics) -> String {
         let n = m.confusion.count, cell = 30.0, left = 96.0, top = 40.0
@@ -147,17 +165,20 @@ public enum HTMLReport {
     static func comparison(_ runs: [Run]) -> String {
         let evaluated = runs.compactMap { run in run.evaluation.map { (run.name, $0) } }
         guard evaluated.count >= 2 else { return "" }
-        var html = "<h2>Runs compared</h2><table class=\"comparison\"><tr><th>run</th><th>test accuracy, final model</th><th>test accuracy, selected model</th><th>parameters</th><th>size</th><th>latency, batch 1</th></tr>"
+        var html = "<h2>Runs compared</h2><table class=\"comparison\"><tr><th>run</th><th>test accuracy, final model</th><th>macro-F1, final model</th><th>test accuracy, selected model</th><th>parameters</th><th>size</th><th>latency, batch 1</th></tr>"
         for (name, e) in evaluated {
-            html += "<tr><td>\(escape(name))</td><td>\(String(format: "%.2f%%", e.student.top1 * 100))</td>"
+            html += "<tr><td>\(escape(name))</td><td>\(String(format: "%.2f%%", e.student.top1 * 100))</td><td>\(String(format: "%.4f", e.student.macroF1))</td>"
                 + "<td>\(e.selected.map { String(format: "%.2f%% (epoch %d)", $0.top1 * 100, (e.selectedEpoch ?? 0) + 1) } ?? "—")</td>"
                 + "<td>\(e.studentCost.parameters)</td><td>\(String(format: "%.0f KB", Double(e.studentCost.bytes) / 1024))</td>"
                 + "<td>\(String(format: "%.3f ms", e.studentCost.latencyBatch1Milliseconds))</td></tr>"
         }
-        let accuracies = evaluated.map { $0.1.student.top1 * 100 }
-        let mean = accuracies.reduce(0, +) / Double(accuracies.count)
-        let deviation = (accuracies.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(accuracies.count - 1)).squareRoot()
-        html += "<tr class=\"summary\"><td>mean ± std</td><td>\(String(format: "%.2f ± %.2f%%", mean, deviation))</td><td></td><td></td><td></td><td></td></tr>"
+        func meanAndDeviation(_ values: [Double]) -> (Double, Double) {
+            let mean = values.reduce(0, +) / Double(values.count)
+            return (mean, (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)).squareRoot())
+        }
+        let (mean, deviation) = meanAndDeviation(evaluated.map { $0.1.student.top1 * 100 })
+        let (meanF1, deviationF1) = meanAndDeviation(evaluated.map { $0.1.student.macroF1 })
+        html += "<tr class=\"summary\"><td>mean ± std</td><td>\(String(format: "%.2f ± %.2f%%", mean, deviation))</td><td>\(String(format: "%.4f ± %.4f", meanF1, deviationF1))</td><td></td><td></td><td></td><td></td></tr>"
         html += "</table>"
         return html + lineChart(title: "Test accuracy against latency", xLabel: "latency at batch 1, ms", yLabel: "test accuracy",
                                 series: evaluated.map { ($0.0, [($0.1.studentCost.latencyBatch1Milliseconds, $0.1.student.top1)]) }, markersOnly: true)
@@ -178,9 +199,9 @@ public enum HTMLReport {
         html += comparison(runs)
         for run in runs {
             guard let e = run.evaluation else { continue }
-            html += "<h2>\(escape(run.name))</h2><table><tr><th></th><th>accuracy</th><th>top-5</th><th>calibration error</th><th>parameters</th><th>multiply-adds</th><th>size</th><th>latency, batch 1</th><th>latency, batch 256</th><th>agreement</th></tr>"
+            html += "<h2>\(escape(run.name))</h2><table><tr><th></th><th>accuracy</th><th>macro-F1</th><th>top-5</th><th>calibration error</th><th>parameters</th><th>multiply-adds</th><th>size</th><th>latency, batch 1</th><th>latency, batch 256</th><th>agreement</th></tr>"
             func row(_ name: String, _ m: ClassificationMetrics, _ c: ModelCost, agreement: Double?) -> String {
-                "<tr><td>\(name)</td><td>\(String(format: "%.2f%%", m.top1 * 100))</td><td>\(String(format: "%.2f%%", m.top5 * 100))</td><td>\(String(format: "%.4f", m.expectedCalibrationError))</td><td>\(c.parameters)</td><td>\(c.multiplyAdds)</td><td>\(String(format: "%.0f KB", Double(c.bytes) / 1024))</td><td>\(String(format: "%.3f ms", c.latencyBatch1Milliseconds))</td><td>\(String(format: "%.2f ms", c.latencyBatch256Milliseconds))</td><td>\(agreement.map { String(format: "%.2f%%", $0 * 100) } ?? "—")</td></tr>"
+                "<tr><td>\(name)</td><td>\(String(format: "%.2f%%", m.top1 * 100))</td><td>\(String(format: "%.4f", m.macroF1))</td><td>\(String(format: "%.2f%%", m.top5 * 100))</td><td>\(String(format: "%.4f", m.expectedCalibrationError))</td><td>\(c.parameters)</td><td>\(c.multiplyAdds)</td><td>\(String(format: "%.0f KB", Double(c.bytes) / 1024))</td><td>\(String(format: "%.3f ms", c.latencyBatch1Milliseconds))</td><td>\(String(format: "%.2f ms", c.latencyBatch256Milliseconds))</td><td>\(agreement.map { String(format: "%.2f%%", $0 * 100) } ?? "—")</td></tr>"
             }
             if let t = e.teacher, let tc = e.teacherCost { html += row("teacher", t, tc, agreement: nil) }
             html += row("student", e.student, e.studentCost, agreement: e.student.agreement)
@@ -189,6 +210,7 @@ public enum HTMLReport {
             if let t = e.teacher { bars.append(("teacher", t.perClassAccuracy)) }
             bars.append(("student", e.student.perClassAccuracy))
             html += barChart(title: "Per-class accuracy", classes: e.student.classNames, series: bars)
+            html += perClassTable(e.student, teacher: e.teacher)
             html += confusionChart(e.student) + reliabilityChart(e.student)
         }
         return html + "</body></html>\n"

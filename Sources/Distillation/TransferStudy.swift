@@ -11,21 +11,26 @@ import Tensors
 /// by seed.
 public struct TransferStudy {
     /// One run's scores: new-task accuracy, and old-task accuracy through the old head (nil
-    /// for a model trained from scratch, which has no old head worth measuring).
+    /// for a model trained from scratch, which has no old head worth measuring), and the
+    /// new task's macro-F1 (`ClassificationMetrics.macroF1`; nil in results written before it).
     public struct Score: Codable, Equatable, Sendable {
         public var new: Double
         public var old: Double?
+        public var newMacroF1: Double?
     }
 
-    /// A seed's data for the new task.
+    /// A seed's data for the new task, and the class weights of its cross-entropy (nil: none;
+    /// see `TrainerConfiguration.classWeights`).
     public struct NewTask {
         public var train: Dataset
         public var validation: Dataset?
         public var test: Dataset
-        public init(train: Dataset, validation: Dataset?, test: Dataset) {
+        public var classWeights: [Float]?
+        public init(train: Dataset, validation: Dataset?, test: Dataset, classWeights: [Float]? = nil) {
             self.train = train
             self.validation = validation
             self.test = test
+            self.classWeights = classWeights
         }
     }
 
@@ -85,6 +90,7 @@ public struct TransferStudy {
                 var configuration = training
                 configuration.seed = seed
                 configuration.runDirectory = folder
+                configuration.classWeights = task.classWeights
                 let trainer = try KnowledgeTransfer.trainer(model, strategy: strategy, training: configuration,
                                                             oldModel: name == "lwf" ? try oldModel() : nil, oldTask: oldTask.train)
                 trainer.shouldStop = shouldStop
@@ -92,8 +98,10 @@ public struct TransferStudy {
                 let checkpoint = Trainer.checkpointPath(in: folder)
                 if resume, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: task.train) }
                 try trainer.fit(train: task.train, validation: task.validation) { events(name, seed, $0) }
+                let newMetrics = ClassificationMetrics(logits: model.predictions(task.test.inputs), labels: task.test.labels, classNames: task.test.classNames)
                 let score = Score(new: try Evaluation.accuracy(model, on: task.test),
-                                  old: name == "scratch" ? nil : try Evaluation.accuracy(model, on: oldTask.test, output: "old_head"))
+                                  old: name == "scratch" ? nil : try Evaluation.accuracy(model, on: oldTask.test, output: "old_head"),
+                                  newMacroF1: newMetrics.macroF1)
                 try trained(name, seed, model)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]

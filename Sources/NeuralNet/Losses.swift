@@ -33,16 +33,32 @@ private struct SmoothL1Gradient: BinaryFunction {
 extension Tensor {
     /// Cross-entropy of logits [N, C] against integer labels, mean over N. With label smoothing ε
     /// the target is (1 − ε)·onehot + ε/C (PyTorch's definition).
-    public static func crossEntropy(logits: Tensor, labels: [Int], labelSmoothing: Float = 0) -> Tensor {
+    ///
+    /// With `classWeights` w [C] (non-negative, finite) the mean is weighted by the label's
+    /// weight, as PyTorch's `CrossEntropyLoss(weight: w)`:
+    /// Σᵢ w[yᵢ]·ceᵢ / Σᵢ w[yᵢ], and with label smoothing
+    /// [(1 − ε)·Σᵢ w[yᵢ]·(−log pᵢ,yᵢ) + (ε/C)·Σᵢ Σ_c w_c·(−log pᵢ,c)] / Σᵢ w[yᵢ].
+    /// Without weights every w is 1 and both reduce to the plain mean. A batch whose labels
+    /// all weigh 0 gives NaN, as in PyTorch.
+    public static func crossEntropy(logits: Tensor, labels: [Int], labelSmoothing: Float = 0, classWeights: [Float]? = nil) -> Tensor {
         require(logits.rank == 2 && logits.shape[0] == labels.count,
                      "crossEntropy: logits \(logits.shape) do not fit \(labels.count) labels")
         require(labelSmoothing >= 0 && labelSmoothing <= 1, "crossEntropy: label smoothing \(labelSmoothing) is outside [0, 1]")
-        let classes = logits.shape[1]
-        var target = Tensor.oneHot(labels, classes: classes)
-        if labelSmoothing > 0 {
-            target = target * (1 - labelSmoothing) + labelSmoothing / Float(classes)
+        let (n, classes) = (labels.count, logits.shape[1])
+        let weights = classWeights ?? [Float](repeating: 1, count: classes)
+        require(weights.count == classes, "crossEntropy: \(weights.count) class weights for logits \(logits.shape)")
+        require(weights.allSatisfy { $0 >= 0 && $0.isFinite }, "crossEntropy: class weights must be finite and ≥ 0, got \(weights)")
+        require(labels.allSatisfy { (0..<classes).contains($0) }, "crossEntropy: labels must lie in 0..<\(classes)")
+        // The weighted target t[i][c] = (1 − ε)·w[yᵢ]·onehot + (ε/C)·w_c, scaled by N / Σᵢ w[yᵢ] so
+        // that the mean over N below is the weighted mean (the scale is exactly 1 without weights).
+        let scale = Float(n) / labels.reduce(0) { $0 + weights[$1] }
+        var target = [Float](repeating: 0, count: n * classes)
+        for (i, label) in labels.enumerated() {
+            for c in 0..<classes { target[i * classes + c] = labelSmoothing / Float(classes) * weights[c] }
+            target[i * classes + label] += (1 - labelSmoothing) * weights[label]
+            for c in 0..<classes { target[i * classes + c] *= scale }
         }
-        return crossEntropy(logits: logits, targetProbabilities: target)
+        return crossEntropy(logits: logits, targetProbabilities: Tensor(target, shape: logits.shape))
     }
 
     /// Cross-entropy against a target distribution [N, C]: −(1/N) Σ t·log softmax(x).

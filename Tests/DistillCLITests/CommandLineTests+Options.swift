@@ -59,7 +59,7 @@ extension CommandLineTests {
     func testEveryNumericOptionIsRangeChecked() throws {
         var tried = 0
         for (command, options) in try tables() {
-            for option in options where ["integer", "number", "numbers"].contains(option["kind"]!) {
+            for option in options where ["integer", "number", "numbers", "positive numbers"].contains(option["kind"]!) {
                 let name = option["name"]!
                 let base = Self.requiredArguments[command]!
                 for value in ["0", "-1", "nan", "inf", "1e30"] {

@@ -1,4 +1,6 @@
+import Datasets
 import Distillation
+import Foundation
 import NeuralNet
 import Tensors
 import XCTest
@@ -32,5 +34,76 @@ final class EvaluationTests: XCTestCase {
         XCTAssertGreaterThan(report.multiplyAddRatio!, 1)
         XCTAssertGreaterThan(report.studentCost.latencyBatch1Milliseconds, 0)
         XCTAssertNotNil(report.student.agreement)
+    }
+
+    /// Ten examples of four classes; class 3 is never predicted (its precision is 0/0 := 0).
+    /// Expected values from scikit-learn 1.x:
+    /// `precision_recall_fscore_support(t, p, labels=[0, 1, 2, 3], zero_division=0)` and
+    /// `f1_score(t, p, average="macro", labels=[0, 1, 2, 3], zero_division=0)`.
+    func testPrecisionRecallAndF1MatchScikitLearn() {
+        let truth = [0, 0, 0, 0, 1, 1, 2, 2, 2, 3]
+        let predicted = [0, 0, 1, 2, 1, 1, 2, 0, 0, 0]
+        let logits = Tensor(predicted.flatMap { p in (0..<4).map { $0 == p ? Float(3) : 0 } }, shape: [10, 4])
+        let m = ClassificationMetrics(logits: logits, labels: truth, classNames: ["a", "b", "c", "d"])
+        XCTAssertEqual(m.confusion, [[2, 1, 1, 0], [0, 2, 0, 0], [2, 0, 1, 0], [1, 0, 0, 0]])
+        XCTAssertEqual(m.support, [4, 2, 3, 1])
+        // precision = TP / predicted as the class: 2/5, 2/3, 1/2, 0/0 → 0
+        assertNear(m.precision, [0.4, 2.0 / 3, 0.5, 0])
+        // recall = TP / support: 2/4, 2/2, 1/3, 0/1
+        assertNear(m.recall, [0.5, 1, 1.0 / 3, 0])
+        XCTAssertEqual(m.recall, m.perClassAccuracy)
+        // F1 = 2·TP / (2·TP + FP + FN): 4/9, 4/5, 2/5, 0
+        assertNear(m.f1, [4.0 / 9, 0.8, 0.4, 0])
+        XCTAssertEqual(m.macroF1, (4.0 / 9 + 0.8 + 0.4 + 0) / 4, accuracy: 1e-12)  // 0.41111
+        XCTAssertEqual(m.top1, 0.5)
+    }
+
+    /// An evaluation.json written before precision and recall existed still reads, with the
+    /// new scores computed from its confusion matrix; a new one round-trips.
+    func testOlderEvaluationFilesDecodeWithTheScoresRecomputed() throws {
+        let l8 = Float(log(8.0))
+        let m = ClassificationMetrics(logits: Tensor([l8, 0, 0, 0, l8, 0, 0, 0, l8, l8, 0, 0], shape: [4, 3]), labels: [0, 1, 0, 2],
+                                      classNames: ["a", "b", "c"])
+        let encoded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(m)) as! [String: Any]
+        XCTAssertEqual(encoded["macroF1"] as? Double, 0.5)
+        var older = encoded
+        for key in ["precision", "recall", "f1", "support", "macroF1"] { older[key] = nil }
+        let decoded = try JSONDecoder().decode(ClassificationMetrics.self, from: JSONSerialization.data(withJSONObject: older))
+        XCTAssertEqual(decoded, m)
+        XCTAssertEqual(decoded.precision, [0.5, 1, 0])
+        XCTAssertEqual(try JSONDecoder().decode(ClassificationMetrics.self, from: JSONEncoder().encode(m)), m)
+    }
+
+    /// scikit-learn's `compute_class_weight("balanced", classes=[0, 1, 2], y=[0]*6 + [1]*3 + [2])`
+    /// is [0.5556, 1.1111, 3.3333]: n / (C · n_c) = 10 / (3 · 6), 10 / (3 · 3), 10 / (3 · 1).
+    func testBalancedClassWeightsMatchScikitLearn() throws {
+        let labels = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]
+        let data = Dataset(inputs: Tensor.zeros([10, 1]), labels: labels, classNames: ["a", "b", "c"])
+        let weights = try ClassWeights.balanced(for: data)
+        XCTAssertEqual(weights[0], 10.0 / 18, accuracy: 1e-6)
+        XCTAssertEqual(weights[1], 10.0 / 9, accuracy: 1e-6)
+        XCTAssertEqual(weights[2], 10.0 / 3, accuracy: 1e-6)
+        // Only labelled examples count: here 3 of class 0, 3 of class 1, 1 of class 2.
+        let mask = [true, true, true, false, false, false, true, true, true, true]
+        XCTAssertEqual(try ClassWeights.balanced(for: data, labeled: mask), [7.0 / 9, 7.0 / 9, 7.0 / 3].map { Float($0) })
+        XCTAssertThrowsError(try ClassWeights.balanced(for: data, labeled: labels.map { $0 != 1 })) { error in
+            XCTAssertTrue("\(error)".contains("class 1 (b) has no labelled training examples"), "\(error)")
+        }
+    }
+
+    func testClassWeightMistakesAreErrorsNamingThem() {
+        let names = ["a", "b", "c"]
+        XCTAssertNoThrow(try ClassWeights.validate([1, 2, 0.5], classNames: names))
+        for (weights, message) in [([1, 2] as [Float], "2 class weights for 3 classes"), ([1, 0, 1], "class 1 (b) is 0.0"),
+                                   ([1, 1, -.infinity], "class 2 (c) is -inf"), ([.nan, 1, 1], "class 0 (a) is nan")] {
+            XCTAssertThrowsError(try ClassWeights.validate(weights, classNames: names)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(weights): \(error)")
+            }
+        }
+    }
+
+    func assertNear(_ actual: [Double], _ expected: [Double], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.count, expected.count, file: file, line: line)
+        for (a, e) in zip(actual, expected) { XCTAssertEqual(a, e, accuracy: 1e-12, "\(actual) vs \(expected)", file: file, line: line) }
     }
 }

@@ -291,4 +291,43 @@ extension TrainerTests {
             }
         }
     }
+
+    /// Class weights reach the cross-entropy (not the distillation terms), are written to the
+    /// run folder, are checked before training, and a checkpoint records them.
+    func testClassWeightsWeighTheCrossEntropyAndAreRecorded() throws {
+        let train = data(), directory = scratch.appendingPathComponent("weighted").path
+        /// The epoch's mean terms, the model held still (learning rate 0) so that only the weights differ.
+        func losses(_ weights: [Float]?, directory: String? = nil) throws -> [String: Float] {
+            let (student, teacher) = try models(seed: 1)
+            var c = configuration(epochs: 1, directory: directory)
+            c.classWeights = weights
+            c.learningRate = 0
+            c.crossEntropyWeight = 0.5
+            let trainer = try Trainer(model: student, teachers: [Teacher(.model(teacher))],
+                                      losses: [WeightedLoss(KnowledgeDistillation(temperature: 4), weight: 0.5)], configuration: c)
+            return try trainer.fit(train: train).history[0].terms
+        }
+        let plain = try losses(nil), ones = try losses([1, 1, 1, 1]), weighted = try losses([4, 1, 1, 1], directory: directory)
+        XCTAssertEqual(plain, ones, "weights of 1 change nothing")
+        XCTAssertNotEqual(weighted["ce"], plain["ce"])
+        XCTAssertEqual(weighted["kd"], plain["kd"], "distillation terms are not weighted")
+        let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/class-weights.json"))) as! [[String: Any]]
+        XCTAssertEqual(written.map { $0["class"] as! String }, ["a", "b", "c", "d"])
+        XCTAssertEqual(written.map { ($0["weight"] as! NSNumber).floatValue }, [4, 1, 1, 1])
+
+        for (weights, message) in [([1, 1] as [Float], "2 class weights for 4 classes"), ([1, 1, 0, 1], "class 2 (c) is 0.0")] {
+            var c = configuration(epochs: 1)
+            c.classWeights = weights
+            XCTAssertThrowsError(try Trainer(model: try models(seed: 1).student, configuration: c).fit(train: train)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error)")
+            }
+        }
+        // A checkpoint written with other weights is refused on resume, naming them.
+        var c = configuration(epochs: 1, directory: directory)
+        c.classWeights = [1, 1, 1, 1]
+        XCTAssertThrowsError(try Trainer(model: try models(seed: 1).student, configuration: c)
+            .resume(from: Trainer.checkpointPath(in: directory), train: train)) { error in
+            XCTAssertTrue("\(error)".contains("classWeights is 1.0,1.0,1.0,1.0 here but 4.0,1.0,1.0,1.0 in the checkpoint"), "\(error)")
+        }
+    }
 }

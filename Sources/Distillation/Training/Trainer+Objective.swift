@@ -33,6 +33,9 @@ extension Trainer {
         let probe = withoutGradients { train.inputs.sliced(alongAxis: 0, 0..<min(2, train.count)) }
         model.eval()
         let (studentOut, studentFeatures) = try withoutGradients { try model.forward(probe, capturing: studentTaps) }
+        if let weights = configuration.classWeights, studentOut.rank == 2, studentOut.shape[1] != weights.count {
+            throw DistillationError("\(weights.count) class weights for a model with \(studentOut.shape[1]) outputs: give one per class")
+        }
         var teacherFeatures: [String: Tensor] = [:]
         if let teacher = featureTeacher {
             teacher.eval()
@@ -152,8 +155,8 @@ extension Trainer {
         let labeledRows = mask.indices.filter { mask[$0] }
         if configuration.crossEntropyWeight > 0 && !labeledRows.isEmpty {
             let rows = labeledRows.count == mask.count ? logits : logits.indexSelect(alongAxis: 0, indices: labeledRows)
-            terms["ce"] = Tensor.crossEntropy(logits: rows, labels: labeledRows.map { targets[$0] }, labelSmoothing: configuration.labelSmoothing)
-                * configuration.crossEntropyWeight
+            terms["ce"] = Tensor.crossEntropy(logits: rows, labels: labeledRows.map { targets[$0] }, labelSmoothing: configuration.labelSmoothing,
+                                         classWeights: configuration.classWeights) * configuration.crossEntropyWeight
         }
         for (i, weighted) in losses.enumerated() {
             var context = DistillationBatch(studentLogits: logits, teacherLogits: teacherLogits, labels: targets, isLabeled: mask,

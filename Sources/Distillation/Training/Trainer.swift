@@ -77,6 +77,9 @@ public final class Trainer {
                     events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingResult {
         try check(train: train, labeled: labeled)
         if optimizer == nil { try prepare(train: train) }
+        if let weights = configuration.classWeights, let directory = configuration.runDirectory {
+            try ClassWeights.write(weights, classNames: train.classNames, to: directory)
+        }
         let optimizer = self.optimizer!
         let c = configuration
         let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, seed: c.seed, augmentation: c.augmentation)
@@ -173,6 +176,7 @@ public final class Trainer {
             }
         }
         for task in auxiliaryTasks where task.data.count == 0 { throw DistillationError("auxiliary task '\(task.name)' has no examples") }
+        if let weights = configuration.classWeights { try ClassWeights.validate(weights, classNames: train.classNames) }
     }
 
     private func teacherFeatureSize(_ train: Dataset) throws -> Int {

@@ -56,6 +56,11 @@ public struct TrainerConfiguration {
     /// Weight of the hard-label cross-entropy (1 − α with KD).
     public var crossEntropyWeight: Float = 1
     public var labelSmoothing: Float = 0
+    /// Weights of the classes in the hard-label cross-entropy (nil: all 1), one per class of
+    /// the training set, each positive and finite: Σᵢ w[yᵢ]·ceᵢ / Σᵢ w[yᵢ], as PyTorch's
+    /// `CrossEntropyLoss(weight: w)`. Distillation terms and auxiliary tasks are not weighted.
+    /// `ClassWeights.balanced` gives scikit-learn's "balanced" weights, n / (C · n_c).
+    public var classWeights: [Float]?
     public var optimizer = TrainingDefaults.optimizer
     public var weightDecay = TrainingDefaults.weightDecay
     public var schedule = TrainingDefaults.schedule
@@ -96,6 +101,7 @@ public struct TrainerConfiguration {
                       "augmentation": String(describing: augmentation), "patience": patience.map(String.init) ?? "off",
                       "learningRateScales": learningRateScales.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
         if let steps { result["steps"] = String(steps) }
+        if let classWeights { result["classWeights"] = classWeights.map { String($0) }.joined(separator: ",") }
         if case let .rollback(factor, retries) = nonFinite { result["nonFinite"] = "rollback \(factor) \(retries)" } else { result["nonFinite"] = "stop" }
         return result
     }
