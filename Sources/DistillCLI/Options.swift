@@ -139,11 +139,12 @@ func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
 }
 
 /// A model from a run folder, a safetensors file (Distill's, or a PyTorch state dict of a zoo
-/// architecture named by `architecture`), or an ONNX file. `name` is the zoo name when known.
+/// architecture named by `architecture`), or an ONNX file (or a run folder holding
+/// `model.onnx`: `SavedModel.onnxFile(at:)`). `name` is the zoo name when known.
 func loadModel(_ path: String, architecture: String? = nil, role: String) throws -> (model: any Module, name: String?) {
     do {
-        if path.lowercased().hasSuffix(".onnx") {
-            return (try ONNXNetwork(contentsOf: path), nil)
+        if let file = SavedModel.onnxFile(at: path) {
+            return (try ONNXNetwork(contentsOf: file), nil)
         }
         let loaded = try SavedModel.load(path, name: architecture)
         return (loaded.model, loaded.name)
