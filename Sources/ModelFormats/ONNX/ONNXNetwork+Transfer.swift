@@ -51,8 +51,8 @@ extension ONNXNetwork {
         }
         let title = "head '\(label(node))' (\(node.opType))"
         let floats = Dictionary(floatInitializers.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
-        guard node.inputs.count >= 2, let b = floats[node.inputs[1]], b.rank == 2 else {
-            throw fail("\(title): its weight (input 2) must be a matrix held in the file, as a linear layer's is")
+        guard node.inputs.count >= 2, let b = floats[node.inputs[1]], b.rank == 2, b.shape[0] > 0, b.shape[1] > 0 else {
+            throw fail("\(title): its weight (input 2) must be a non-empty matrix held in the file, as a linear layer's is")
         }
         var readers: [String: [ONNXNode]] = [:]
         for n in order { for input in Set(n.inputs) where !input.isEmpty { readers[input, default: []].append(n) } }
