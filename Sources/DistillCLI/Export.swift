@@ -9,12 +9,12 @@ struct Export: TabledCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a trained model: an ONNX graph for deployment, or a safetensors state dict PyTorch loads.")
 
-    @Argument(help: "Run folder or model file.")
+    @Argument(help: "Run folder, model file (.safetensors) or ONNX file (an imported or transferred model, re-exported with its current weights).")
     var model: String
 
     static let formatSpec = OptionSpec("format", .choice(["onnx", "safetensors"]), "Output format (default: from the --out extension, else safetensors).")
     static let outSpec = OptionSpec("out", .text, "File to write.")
-    static let opsetSpec = OptionSpec("opset", .integer(13...20), "ONNX operator set.")
+    static let opsetSpec = OptionSpec("opset", .integer(13...20), "ONNX operator set (default 17; a model holding an imported ONNX graph keeps that graph's).")
     static let foldSpec = OptionSpec("fold-batchnorm", .flag, "ONNX: fold each batch norm that follows a convolution into the convolution's weights.")
     static let softmaxSpec = OptionSpec("softmax", .flag, "ONNX: end the graph with a softmax (probabilities instead of logits).")
     static let preprocessingSpec = OptionSpec("include-preprocessing", .flag,
@@ -24,13 +24,13 @@ struct Export: TabledCommand {
 
     @Option(name: formatSpec.long, help: formatSpec.help) var format: String?
     @Option(name: outSpec.long, help: outSpec.help) var out: String
-    @Option(name: opsetSpec.long, help: opsetSpec.help) var opset: Int = 17
+    @Option(name: opsetSpec.long, help: opsetSpec.help) var opset: Int?
     @Flag(name: foldSpec.long, help: foldSpec.help) var foldBatchnorm = false
     @Flag(name: softmaxSpec.long, help: softmaxSpec.help) var softmax = false
     @Flag(name: preprocessingSpec.long, help: preprocessingSpec.help) var includePreprocessing = false
 
     var values: [(String, OptionValue?)] {
-        [("format", .text(resolvedFormat)), ("out", .text(out)), ("opset", .integer(opset)), ("fold-batchnorm", .flag(foldBatchnorm)),
+        [("format", .text(resolvedFormat)), ("out", .text(out)), ("opset", opset.map { .integer($0) }), ("fold-batchnorm", .flag(foldBatchnorm)),
          ("softmax", .flag(softmax)), ("include-preprocessing", .flag(includePreprocessing))]
     }
 
@@ -43,8 +43,10 @@ struct Export: TabledCommand {
 
     func run() throws {
         do {
+            if let file = SavedModel.onnxFile(at: model) { return try exportImported(file) }
             let loaded = try SavedModel.load(model)
             if resolvedFormat == "onnx" {
+                let opset = opset ?? 17
                 var options = ONNXExportOptions(opset: opset, foldBatchNorm: foldBatchnorm, appendSoftmax: softmax)
                 var metadata = ["distill.model": loaded.name]
                 let preprocessing = try loaded.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: loaded.file) }
@@ -90,5 +92,20 @@ struct Export: TabledCommand {
             if let names = p.featureNames { entries["distill.features"] = names.joined(separator: ",") }
         }
         return entries
+    }
+
+    /// An ONNX model (a file, or a transfer run's `model.onnx`) written again as ONNX, at its own opset.
+    func exportImported(_ file: String) throws {
+        let network = try ONNXNetwork(contentsOf: file)
+        guard resolvedFormat == "onnx" else {
+            throw UserError("\(model) is an ONNX model, which exports to ONNX only (no zoo architecture rebuilds it from safetensors)")
+        }
+        if let opset, opset != network.model.opset {
+            throw UserError("--opset \(opset): \(model) holds an ONNX graph of opset \(network.model.opset), which is written as it is (Distill does not convert operators between opsets)")
+        }
+        let options = ONNXExportOptions(opset: network.model.opset, foldBatchNorm: foldBatchnorm, appendSoftmax: softmax)
+        let onnx = try ONNXExport.model(network, inputShape: network.inputShape, options: options, metadata: network.model.metadata)
+        try onnx.write(to: out)
+        Console().text("wrote \(out): \((file as NSString).lastPathComponent) as ONNX (opset \(onnx.opset), \(onnx.graph.nodes.count) nodes, input [batch, \(network.inputShape.map(String.init).joined(separator: ", "))])")
     }
 }

@@ -82,7 +82,9 @@ struct DataOptions: ParsableArguments {
     /// (unless the data brings one), then fits the preprocessing on the training examples
     /// and applies it to every set. With `recorded` (a trained model's preprocessing: evaluate,
     /// predict) images take its size and channels, and its normalisation is applied, never refitted.
-    func load(seed: UInt64, unlabeled: Bool = false, recorded: Preprocessing? = nil) throws -> Loaded {
+    /// With `sameClasses` false (a new task for an old model) the recorded class names are not
+    /// held against the data's, and the data's own are kept.
+    func load(seed: UInt64, unlabeled: Bool = false, recorded: Preprocessing? = nil, sameClasses: Bool = true) throws -> Loaded {
         var size = try parsedImageSize()
         var channels = self.channels
         if let recorded, recorded.kind == .images, UserData.isImageFolder(data) {
@@ -130,10 +132,12 @@ struct DataOptions: ParsableArguments {
                 guard recorded.exampleShape == preprocessing.exampleShape else {
                     throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(preprocessing.exampleShape)")
                 }
-                guard recorded.classNames == preprocessing.classNames else {
+                guard !sameClasses || recorded.classNames == preprocessing.classNames else {
                     throw UserError("--data: the model's classes (\(recorded.classNames.prefix(12).joined(separator: ", "))) are not \(data)'s (\(preprocessing.classNames.prefix(12).joined(separator: ", "))); select them with --classes")
                 }
+                let classNames = preprocessing.classNames
                 preprocessing = recorded
+                preprocessing.classNames = classNames
             }
             if user.fixedNormalization == nil {
                 train = try train.normalized(preprocessing.normalization)
@@ -238,13 +242,13 @@ struct LoadedModel {
 }
 
 /// A model from a run folder, a safetensors file (Distill's, or a PyTorch state dict of a zoo
-/// architecture named by `architecture`), or an ONNX file (symbolic input axes fixed to
-/// `inputShape`, per example).
+/// architecture named by `architecture`), or an ONNX file (or a run folder holding
+/// `model.onnx`: `SavedModel.onnxFile(at:)`; symbolic input axes fixed to `inputShape`, per example).
 func loadModel(_ path: String, architecture: String? = nil, inputShape: [Int]? = nil, role: String) throws -> LoadedModel {
     do {
-        if path.lowercased().hasSuffix(".onnx") {
-            let network = try ONNXNetwork(contentsOf: path)
-            let preprocessing = try network.model.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: path) }
+        if let file = SavedModel.onnxFile(at: path) {
+            let network = try ONNXNetwork(contentsOf: file)
+            let preprocessing = try network.model.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
             return LoadedModel(model: network, name: nil, preprocessing: preprocessing)
         }
         let loaded = try SavedModel.load(path, name: architecture)

@@ -9,16 +9,18 @@ import Tensors
 /// `distill transfer`: starts a new task from an old model with one or more strategies,
 /// over one or more seeds, and reports new-task and old-task accuracy (mean ± std). Each
 /// strategy and seed trains in its own folder (`OUT/STRATEGY/seed-N`), so `--resume` goes on
-/// strategy by strategy and seed by seed.
+/// strategy by strategy and seed by seed. The old model is a zoo model (run folder or
+/// safetensors) or any ONNX classifier (`TransferSource`).
 struct TransferCommand: TabledCommand {
     static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
     static let experimentName = "transfer"
-    static let options = [Spec.from, Spec.strategy, Spec.head, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
+    static let options = [Spec.from, Spec.strategy, Spec.head, Spec.freeze, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
                           Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun, Spec.classWeights] + Spec.dataOptions + Spec.outputOptions
 
     @Option(name: Spec.from.long, help: Spec.from.help) var source: String
     @Option(name: Spec.strategy.long, help: Spec.strategy.help) var strategy: String = "finetune"
-    @Option(name: Spec.head.long, help: Spec.head.help) var head: String = "classifier.3"
+    @Option(name: Spec.head.long, help: Spec.head.help) var head: String?
+    @Option(name: Spec.freeze.long, help: Spec.freeze.help) var freeze: String?
     @Option(name: Spec.oldClasses.long, help: Spec.oldClasses.help) var oldClasses: String = "0-4"
     @Option(name: Spec.backboneLrScale.long, help: Spec.backboneLrScale.help) var backboneLrScale: Float = 0.1
     @Option(name: Spec.steps.long, help: Spec.steps.help) var steps: Int = 300
@@ -36,7 +38,8 @@ struct TransferCommand: TabledCommand {
     }
 
     var values: [(String, OptionValue?)] {
-        [("from", .text(source)), ("strategy", .list(strategy.split(separator: ",").map(String.init))), ("head", .text(head)),
+        [("from", .text(source)), ("strategy", .list(strategy.split(separator: ",").map(String.init))), ("head", (head ?? (SavedModel.onnxFile(at: source) == nil ? TransferSource.zooHead : nil)).map { .text($0) }),
+         ("freeze", freeze.map { .text($0) }),
          ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
          ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)),
          ("class-weights", classWeights.map { .text($0) })] + runOptions.values + dataOptions.values + output.values
@@ -52,34 +55,27 @@ struct TransferCommand: TabledCommand {
         }
     }
 
-    /// The re-headed model as a plain zoo model for the new classes, so that evaluate, export
-    /// and distill read it like any other.
-    static func newTaskModel(_ model: MultiHeadModel, name: String, options: ModelOptions, head: String) throws -> (any Module, ModelOptions) {
-        var newOptions = options
-        newOptions.classes = model.head("new").outFeatures
-        var generator = RandomGenerator(seed: 0)
-        let plain = try ModelZoo.make(name, options: newOptions, using: &generator)
-        var state = Dictionary(model.backbone.stateDict().map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
-        state[head + ".weight"] = model.head("new").weight
-        if let bias = model.head("new").bias { state[head + ".bias"] = bias }
-        _ = try plain.loadStateDict(state, strict: true)
-        return (plain, newOptions)
-    }
-
     func run() throws {
         let console = Console(output)
         if runOptions.dryRun { return console.result("options are valid", ["valid": true]) }
-        let dataset = try FashionMNIST(directory: dataOptions.data)
-        let oldList = try OptionTable.parseNumbers(oldClasses, spec: Spec.oldClasses)
-        let oldTrain: Dataset, oldTest: Dataset
-        do { (oldTrain, oldTest) = (try dataset.train.selectingClasses(oldList), try dataset.test.selectingClasses(oldList)) } catch let error as DatasetError {
-            throw UserError("--old-classes: \(error.problem)")
-        }
-        let old = try SavedModel.load(source)
+        // Both tasks read the data through the old model's recorded preprocessing (its size and
+        // normalisation), as fine-tuning a pretrained model should; the old task's classes must
+        // be the old model's own.
+        let recorded = try loadModel(source, role: "--from").preprocessing
+        var oldOptions = dataOptions
+        oldOptions.classes = oldClasses
+        oldOptions.labelsPerClass = nil
+        oldOptions.validationFraction = 0
+        let oldData = try oldOptions.load(seed: 0, recorded: recorded)
+        let (oldTrain, oldTest) = (oldData.train, oldData.test)
+        let newTaskPreprocessing = NewTaskPreprocessing()
+        let old = try TransferSource.load(source, head: head, exampleShape: oldTest.exampleShape.dimensions,
+                                          preprocessing: { newTaskPreprocessing.bySeed.values.first })
         let oldAccuracy = try Evaluation.accuracy(old.model, on: oldTest)
         let out = runOptions.out
         try Experiment.writeResolved(Self.self, values, to: out)
         console.say(String(format: "old model %@ on classes %@: old-task test accuracy %.2f%%", old.name, oldClasses, oldAccuracy * 100))
+        if let note = old.headNote { console.say(note) }
         var training = TrainerConfiguration()
         training.steps = steps
         training.batchSize = batch
@@ -87,30 +83,33 @@ struct TransferCommand: TabledCommand {
         training.checkpointEvery = runOptions.checkpointEvery
         let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
         var study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
-                                      headPath: head, directory: out, resume: runOptions.resume != nil)
+                                      headPath: old.head, directory: out, resume: runOptions.resume != nil)
+        study.frozenLayers = freeze.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
         study.runSettings = recordedSettings
         var printedWeights: [Float]?
-        let scores = try study.run(
-            oldModel: { try SavedModel.load(source).model }, scratchModel: { try ModelZoo.make(old.name, options: old.options, using: &$0) },
-            newTask: { seed in
-                let data = try dataOptions.load(seed: seed)
-                let weights = try resolvedClassWeights(classWeights, labeled: data.labeledTrain)
-                if let weights, weights != printedWeights {
-                    console.say(classWeightsLine(weights, classNames: data.labeledTrain.classNames))
-                    printedWeights = weights
-                }
-                return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test, classWeights: weights)
-            },
-            oldTask: (oldTrain, oldTest), shouldStop: StopRequest.isRequested,
-            trained: { name, seed, model in
-                // The first seed's new-task model, as a plain zoo model that evaluate, export and distill read.
-                guard seed == seedList[0] else { return }
-                let (plain, options) = try Self.newTaskModel(model, name: old.name, options: old.options, head: head)
-                try SavedModel.save(plain, name: old.name, options: options, to: (out as NSString).appendingPathComponent("\(name).safetensors"))
-                if strategies.count == 1 {
-                    try SavedModel.save(plain, name: old.name, options: options, to: (out as NSString).appendingPathComponent("model.safetensors"))
-                }
-            }) { name, seed, event in console.training(event, batchSize: batch, label: "\(name), seed \(seed): ") }
+        let scores: [String: [TransferStudy.Score]]
+        do {
+            scores = try study.run(
+                oldModel: old.load, scratchModel: old.scratch,
+                newTask: { seed in
+                    let data = try dataOptions.load(seed: seed, recorded: recorded, sameClasses: false)
+                    newTaskPreprocessing.bySeed[seed] = data.preprocessing
+                    let weights = try resolvedClassWeights(classWeights, labeled: data.labeledTrain)
+                    if let weights, weights != printedWeights {
+                        console.say(classWeightsLine(weights, classNames: data.labeledTrain.classNames))
+                        printedWeights = weights
+                    }
+                    return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test, classWeights: weights)
+                },
+                oldTask: (oldTrain, oldTest), shouldStop: StopRequest.isRequested,
+                trained: { name, seed, model in
+                    // The first seed's new-task model, in the file that evaluate, export and distill read.
+                    guard seed == seedList[0] else { return }
+                    newTaskPreprocessing.bySeed = newTaskPreprocessing.bySeed.filter { $0.key == seed }
+                    try old.save(model, (out as NSString).appendingPathComponent(name))
+                    if strategies.count == 1 { try old.save(model, (out as NSString).appendingPathComponent("model")) }
+                }) { name, seed, event in console.training(event, batchSize: batch, label: "\(name), seed \(seed): ") }
+        } catch let error as ModelFormatError { throw UserError("\(error)") }
         var summaries: [String] = []
         var fields: [String: Any] = ["old_model_accuracy": oldAccuracy, "out": out]
         var results: [String: [[String: Double]]] = ["old model": [["old": oldAccuracy]]]
@@ -140,4 +139,9 @@ func meanAndDeviation(_ values: [Double], percent: Bool = true) -> String {
     let mean = values.reduce(0, +) / Double(values.count)
     let deviation = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(values.count - 1, 1))).squareRoot()
     return percent ? String(format: "%.2f ± %.2f", mean * 100, deviation * 100) : String(format: "%.4f ± %.4f", mean, deviation)
+}
+
+/// The new task's preprocessing, as each seed's data load found it (the model files record it).
+final class NewTaskPreprocessing {
+    var bySeed: [UInt64: Preprocessing] = [:]
 }

@@ -1,22 +1,42 @@
 import Datasets
 import Foundation
+import ModelFormats
 import NeuralNet
 import Tensors
 
-/// A model trained on an old task, re-headed for a new one: the old model with its classifier
-/// head (a `Linear` found by name) swapped for `Identity` is the shared backbone; the old head
-/// stays (its task can still be measured, so forgetting is visible) and a new head, sized for
-/// the new classes, is added. Calling the model gives the new task's logits [B, new classes];
-/// every head runs on each call, so `old_head` can be tapped (LwF, joint training, evaluation).
+/// A model trained on an old task, re-headed for a new one: a shared backbone that gives
+/// features [B, in], the old classifier head (kept, so the old task can still be measured and
+/// forgetting is visible) and a new head sized for the new classes. Calling the model gives the
+/// new task's logits [B, new classes]; every head runs on each call, so `old_head` can be
+/// tapped (LwF, joint training, evaluation). Parameter names: `backbone.*`, `old_head.*`,
+/// `new_head.*`.
+///
+/// A zoo model is re-headed by swapping its classifier `Linear` for `Identity`
+/// (`init(from:headPath:newClasses:using:)`); an imported ONNX graph by cutting it at its
+/// classifier node (`init(from:head:newClasses:using:)` for an `ONNXNetwork`); any other
+/// model by giving the backbone and the old head directly.
 public final class MultiHeadModel: Module {
     public let backbone: any Module
     /// Heads by task, in order ("old", "new").
     public let heads: [(task: String, head: Linear)]
     public let state = ModuleState()
 
+    /// A model of `backbone`, whose output the old head `oldHead` reads, and a fresh `Linear`
+    /// from the same features to `newClasses` outputs.
+    public init(backbone: any Module, oldHead: Linear, newClasses: Int, using generator: inout RandomGenerator) throws {
+        guard newClasses >= 1 else { throw ModuleError.invalidOption("the new task needs at least one class, got \(newClasses)") }
+        self.backbone = backbone
+        heads = [("old", oldHead), ("new", Linear(oldHead.inFeatures, newClasses, using: &generator))]
+    }
+
     /// Re-heads `model`: the `Linear` at `headPath` (a child of a `Sequential`) becomes the
-    /// "old" head and a fresh `Linear` for `newClasses` the "new" one.
-    public init(from model: any Module, headPath: String, newClasses: Int, using generator: inout RandomGenerator) throws {
+    /// "old" head and a fresh `Linear` for `newClasses` the "new" one. An `ONNXNetwork` is
+    /// re-headed at the classifier node `headPath` names (see `init(from:head:newClasses:using:)`).
+    public convenience init(from model: any Module, headPath: String, newClasses: Int, using generator: inout RandomGenerator) throws {
+        if let network = model as? ONNXNetwork {
+            try self.init(from: network, head: headPath, newClasses: newClasses, using: &generator)
+            return
+        }
         guard newClasses >= 1 else { throw ModuleError.invalidOption("the new task needs at least one class, got \(newClasses)") }
         guard let old = model.module(named: headPath) else {
             throw ModuleError.noSuchModule(headPath, available: model.namedModules().map(\.name).filter { !$0.isEmpty })
@@ -30,8 +50,7 @@ public final class MultiHeadModel: Module {
             throw ModuleError.invalidOption("head '\(headPath)' must sit in a Sequential to be replaced")
         }
         try parent.replace(String(parts.last!), with: Identity())
-        backbone = model
-        heads = [("old", oldHead), ("new", Linear(oldHead.inFeatures, newClasses, using: &generator))]
+        try self.init(backbone: model, oldHead: oldHead, newClasses: newClasses, using: &generator)
     }
 
     public func forward(_ input: Tensor) -> Tensor {
@@ -77,6 +96,11 @@ public struct TransferConfiguration {
     public var lwfWeight: Float = 1
     /// Weight of the old task's loss in joint training.
     public var jointOldWeight: Float = 1
+    /// Backbone layers kept frozen in every strategy but scratch (gradual unfreezing never
+    /// thaws them): prefixes of backbone parameter names, as `Module.freeze` takes them (a
+    /// zoo model's module paths such as `features.0`; for an imported graph, the parameter
+    /// names `ONNXNetwork.parameterNames(readBy:)` gives for node names).
+    public var frozenLayers: [String] = []
 
     public init(strategy: TransferStrategy) { self.strategy = strategy }
 }
@@ -110,16 +134,23 @@ public enum KnowledgeTransfer {
             losses = [WeightedLoss(KnowledgeDistillation(temperature: c.lwfTemperature, studentOutput: "old_head", name: "lwf"), weight: c.lwfWeight)]
         case .joint, .scratch: break
         }
+        if c.strategy != .scratch, !c.frozenLayers.isEmpty { try model.backbone.freeze(c.frozenLayers, statistics: true) }
         let trainer = try Trainer(model: model, teachers: teachers, losses: losses, configuration: configuration)
         if c.strategy == .joint {
             guard let oldTask else { throw DistillationError("joint training needs the old task's data") }
             trainer.auxiliaryTasks = [AuxiliaryTask(name: "old task", data: oldTask, output: "old_head", weight: c.jointOldWeight)]
         }
         if c.strategy == .gradual {
-            // Backbone modules with parameters, from the top, in `groups` groups; stage 0 trains the head only.
-            let layers = Array(model.backbone.namedModules().filter { !$0.module.localParameters.isEmpty }.map(\.name).reversed())
-            let size = max(1, (layers.count + c.groups - 1) / c.groups)
-            let stages = stride(from: 0, to: layers.count, by: size).map { Array(layers[$0..<min($0 + size, layers.count)]) }
+            // Backbone modules with parameters, from the top, in `groups` groups (an imported graph
+            // groups its own parameters: `LayerGroups`); stage 0 trains the head only.
+            let stages: [[String]]
+            if let grouped = model.backbone as? any LayerGroups {
+                stages = grouped.layerGroups(count: c.groups)
+            } else {
+                let layers = Array(model.backbone.namedModules().filter { !$0.module.localParameters.isEmpty }.map(\.name).reversed())
+                let size = max(1, (layers.count + c.groups - 1) / c.groups)
+                stages = stride(from: 0, to: layers.count, by: size).map { Array(layers[$0..<min($0 + size, layers.count)]) }
+            }
             trainer.beforeStep = { step, total in
                 // The whole freezing state from the step alone, so that a resumed or rolled-back
                 // run has exactly the layers trainable that the original had at that step.
@@ -127,6 +158,7 @@ public enum KnowledgeTransfer {
                 for (index, group) in stages.enumerated() {
                     if index < reached { try model.backbone.unfreeze(group) } else { try model.backbone.freeze(group, statistics: true) }
                 }
+                if !c.frozenLayers.isEmpty { try model.backbone.freeze(c.frozenLayers, statistics: true) }
             }
         }
         trainer.runSettings["strategy"] = c.strategy.rawValue

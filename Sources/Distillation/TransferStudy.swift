@@ -41,8 +41,13 @@ public struct TransferStudy {
     /// Steps, batch size, the new head's learning rate, checkpoints; each run sets its seed and folder.
     public var training: TrainerConfiguration
     public var backboneLearningRateScale: Float
-    /// The old model's classifier layer, replaced by the new head.
+    /// The old model's classifier layer, replaced by the new head: a module path, or for an
+    /// imported ONNX graph a Gemm or MatMul node's name or output.
     public var headPath: String
+    /// Backbone layers kept frozen in every strategy but scratch: module paths, or for an
+    /// imported ONNX graph node names (`NAME*` for a prefix), resolved by
+    /// `ONNXNetwork.parameterNames(readBy:)`. See `TransferConfiguration.frozenLayers`.
+    public var frozenLayers: [String] = []
     public var directory: String
     /// Keep finished runs and continue the stopped one.
     public var resume: Bool
@@ -87,6 +92,9 @@ public struct TransferStudy {
                 let model = try MultiHeadModel(from: base, headPath: headPath, newClasses: task.train.classCount, using: &generator)
                 var strategy = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
                 strategy.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLearningRateScale
+                if !frozenLayers.isEmpty {
+                    strategy.frozenLayers = try (model.backbone as? ONNXNetwork)?.parameterNames(readBy: frozenLayers) ?? frozenLayers
+                }
                 var configuration = training
                 configuration.seed = seed
                 configuration.runDirectory = folder

@@ -68,10 +68,10 @@ public final class ONNXGraphBuilder {
         return unique
     }
 
-    /// Adds an int64 initializer (shapes, axes).
-    public func integers(_ name: String, _ values: [Int]) -> String {
+    /// Adds an int64 initializer (shapes, axes), a vector unless `dims` says otherwise.
+    public func integers(_ name: String, _ values: [Int], dims: [Int]? = nil) -> String {
         let unique = unique(name)
-        initializers.append(ONNXTensor(name: unique, dims: [values.count], values: .ints(values)))
+        initializers.append(ONNXTensor(name: unique, dims: dims ?? [values.count], values: .ints(values)))
         return unique
     }
 
@@ -88,6 +88,16 @@ public final class ONNXGraphBuilder {
         let name = unique((path.isEmpty ? "" : path + "/") + opType)
         nodes.append(ONNXNode(name: name, opType: opType, inputs: inputs, outputs: [name], attributes: attributes))
         return name
+    }
+
+    /// Adds a node as an imported graph has it: several outputs, another domain, any name.
+    /// Returns its output names, each made unique ("" stays "": an output not wanted).
+    @discardableResult
+    public func node(_ opType: String, _ inputs: [String], outputs: [String], _ attributes: [ONNXAttribute] = [],
+                     domain: String = "", name: String) -> [String] {
+        let names = outputs.map { $0.isEmpty ? "" : unique($0) }
+        nodes.append(ONNXNode(name: unique(name), opType: opType, domain: domain, inputs: inputs, outputs: names, attributes: attributes))
+        return names
     }
 
     /// Exports `module` (at dotted `path`) reading `input`; names its output after the path.
@@ -152,10 +162,19 @@ public final class ONNXGraphBuilder {
 /// Writes Distill models as ONNX graphs.
 public enum ONNXExport {
     /// The ONNX form of `model`, which takes inputs of `inputShape` ([C, H, W]) with any batch size.
-    public static func model(_ model: any Module, inputShape: [Int], options: ONNXExportOptions = ONNXExportOptions(),
+    /// A model that holds an imported graph (`ONNXNetwork`) is written at that graph's opset
+    /// and IR version (at least 8), whatever `options.opset` says: its nodes are written as
+    /// they were read, and Distill does not convert operators between opsets.
+    public static func model(_ model: any Module, inputShape: [Int], options requested: ONNXExportOptions = ONNXExportOptions(),
                              metadata: [String: String] = [:]) throws -> ONNXModel {
-        guard (13...20).contains(options.opset) else {
-            throw ModelFormatError(file: "ONNX export", "opset \(options.opset) is not supported (13 to 20)")
+        var options = requested, irVersion = 8
+        if let imported = try importedVersions(in: model) {
+            options.opset = imported.opset
+            irVersion = max(irVersion, imported.irVersion)
+        } else {
+            guard (13...20).contains(options.opset) else {
+                throw ModelFormatError(file: "ONNX export", "opset \(options.opset) is not supported (13 to 20)")
+            }
         }
         let shapes = model.traceShapes(inputShape: Shape(inputShape))
         guard let output = shapes[ObjectIdentifier(model)]?.output else {
@@ -186,7 +205,7 @@ public enum ONNXExport {
             name: "distill", nodes: nodes, initializers: builder.initializers,
             inputs: [ONNXValueInfo(name: options.inputName, dims: [nil] + inputShape.map { Optional($0) })],
             outputs: [ONNXValueInfo(name: options.outputName, dims: [nil] + output.dimensions.dropFirst().map { Optional($0) })])
-        return ONNXModel(irVersion: 8, opsets: ["": options.opset], producerName: "distill", graph: graph, metadata: metadata)
+        return ONNXModel(irVersion: irVersion, opsets: ["": options.opset], producerName: "distill", graph: graph, metadata: metadata)
     }
 }
 

@@ -10,7 +10,8 @@ import Tensors
 /// Loading checks the whole graph before anything runs: every operator supported, every
 /// value produced before it is read, no cycles, attributes in range, and one trial run at
 /// the declared input shape with every shape checked, so that running it on inputs of that
-/// shape cannot fail. Initializers become the module's parameters (by their ONNX names);
+/// shape cannot fail. Float initializers become the module's parameters (by their ONNX names;
+/// batch-norm statistics and scalar constants are buffers);
 /// every node's first output is a child module of that name, so feature-based methods can
 /// tap any intermediate value (`forward(_:capturing: ["/features/features.2/Relu_output_0"])`).
 public final class ONNXNetwork: Module {
@@ -34,6 +35,8 @@ public final class ONNXNetwork: Module {
     let order: [ONNXNode]
     let floatInitializers: [(name: String, tensor: Tensor)]
     let integerInitializers: [String: Value]
+    /// Float initializers that never train (`ONNXNetwork.constantNames`): the module's buffers.
+    let constantNames: Set<String>
     let nodeModules: [(name: String, module: any Module)]
 
     /// Reads and checks the ONNX file at `path`.
@@ -121,6 +124,7 @@ public final class ONNXNetwork: Module {
         self.order = order
         floatInitializers = floats
         integerInitializers = ints
+        constantNames = ONNXNetwork.constantNames(order, floats: floats)
         var seen = Set<String>()
         nodeModules = order.compactMap { node in
             let name = node.outputs[0]
@@ -134,7 +138,10 @@ public final class ONNXNetwork: Module {
         guard result.rank >= 1 else { throw fail("output '\(outputName)' is a scalar, not a batch of class scores") }
     }
 
-    public var localParameters: [(name: String, tensor: Tensor)] { floatInitializers }
+    /// The float initializers that train: every one but batch-norm statistics and scalar constants.
+    public var localParameters: [(name: String, tensor: Tensor)] { floatInitializers.filter { !constantNames.contains($0.name) } }
+    /// Batch-norm running statistics and scalar constants, kept fixed (see `constantNames`).
+    public var localBuffers: [(name: String, tensor: Tensor)] { floatInitializers.filter { constantNames.contains($0.name) } }
     public var children: [(name: String, module: any Module)] { nodeModules }
 
     /// Runs the graph; shape errors are thrown, naming the node.
