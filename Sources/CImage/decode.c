@@ -210,6 +210,11 @@ struct distill_image_buffers {
     size_t file_capacity;
     unsigned char *pixels;
     size_t pixel_capacity;
+    /* table[c][v]: the normalised value of 8-bit level v in channel c, for the statistics in
+       table_mean and table_std (table_channels 0: not yet computed). */
+    float table[3][256];
+    float table_mean[3], table_std[3];
+    int table_channels;
 };
 
 distill_image_buffers *distill_image_buffers_create(void) { return calloc(1, sizeof(distill_image_buffers)); }
@@ -221,15 +226,26 @@ void distill_image_buffers_free(distill_image_buffers *buffers) {
     free(buffers);
 }
 
-void distill_image_to_planar(const unsigned char *pixels, int width, int height, int channels,
-                             int out_height, int out_width, const float *mean, const float *std, float *out) {
+/* Fills table[c][v] = (v / 255 - mean[c]) / std[c]: the same floats as computing it per pixel. */
+static void fill_table(float table[3][256], int channels, const float *mean, const float *std) {
+    for (int c = 0; c < channels; c++)
+        for (int v = 0; v < 256; v++) table[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+}
+
+static void to_planar(const unsigned char *pixels, int width, int height, int channels, int out_height, int out_width,
+                      const float *mean, const float *std, float table[3][256], float *out) {
     size_t plane = (size_t)out_height * (size_t)out_width;
     if (width == out_width && height == out_height) {
-        for (int c = 0; c < channels; c++) {
-            const float m = mean[c], s = std[c];
-            float *target = out + (size_t)c * plane;
-            const unsigned char *source = pixels + c;
-            for (size_t i = 0; i < plane; i++) target[i] = ((float)source[i * (size_t)channels] / 255.0f - m) / s;
+        /* Same size: one table lookup a value (a division per value cost 40% of a JPEG's time). */
+        if (channels == 1) {
+            for (size_t i = 0; i < plane; i++) out[i] = table[0][pixels[i]];
+        } else {
+            float *r = out, *g = out + plane, *b = out + 2 * plane;
+            for (size_t i = 0; i < plane; i++) {
+                r[i] = table[0][pixels[3 * i]];
+                g[i] = table[1][pixels[3 * i + 1]];
+                b[i] = table[2][pixels[3 * i + 2]];
+            }
         }
         return;
     }
@@ -302,6 +318,13 @@ int distill_image_load(const char *path, distill_image_buffers *buffers, int cha
                              found_width, found_height, message, message_size);
     if (status != 0) return status;
     if (!resize && (*found_width != width || *found_height != height)) return 2;
-    distill_image_to_planar(buffers->pixels, *found_width, *found_height, channels, height, width, mean, std, out);
+    if (buffers->table_channels != channels || memcmp(buffers->table_mean, mean, sizeof(float) * (size_t)channels) != 0
+        || memcmp(buffers->table_std, std, sizeof(float) * (size_t)channels) != 0) {
+        fill_table(buffers->table, channels, mean, std);
+        memcpy(buffers->table_mean, mean, sizeof(float) * (size_t)channels);
+        memcpy(buffers->table_std, std, sizeof(float) * (size_t)channels);
+        buffers->table_channels = channels;
+    }
+    to_planar(buffers->pixels, *found_width, *found_height, channels, height, width, mean, std, buffers->table, out);
     return 0;
 }

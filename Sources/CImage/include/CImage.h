@@ -35,10 +35,4 @@ int distill_image_load(const char *path, distill_image_buffers *buffers, int cha
                        const float *mean, const float *std, float *out,
                        int *found_width, int *found_height, char *message, size_t message_size);
 
-/* Writes 8-bit interleaved `pixels` (width x height x channels) planar into `out`
-   [channels, out_height, out_width] as distill_image_load does (bilinear when the sizes differ,
-   then (v - mean[c]) / std[c]). */
-void distill_image_to_planar(const unsigned char *pixels, int width, int height, int channels,
-                             int out_height, int out_width, const float *mean, const float *std, float *out);
-
 #endif
