@@ -128,13 +128,15 @@ public enum ImageFolder {
     /// The size every file's header gives, or an error naming the first that differs from the
     /// first readable file's. Unreadable headers are left for decoding to report.
     static func commonSize(_ paths: [String]) throws -> (height: Int, width: Int) {
-        let chunks = Swift.min(paths.count, ProcessInfo.processInfo.activeProcessorCount * 4)
+        // Small folders on this thread: waking Dispatch's threads costs more than their headers.
+        let chunks = paths.count < 64 ? 1 : Swift.min(paths.count, ProcessInfo.processInfo.activeProcessorCount * 4)
         let sizes = UnsafeSendable(UnsafeMutablePointer<(width: Int, height: Int)?>.allocate(capacity: paths.count))
         sizes.value.initialize(repeating: nil, count: paths.count)
         defer { sizes.value.deinitialize(count: paths.count); sizes.value.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        let probe: @Sendable (Int) -> Void = { chunk in
             for i in (chunk * paths.count / chunks)..<((chunk + 1) * paths.count / chunks) { sizes.value[i] = try? ImageFiles.probe(paths[i]) }
         }
+        if chunks == 1 { probe(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: probe) }
         guard let first = (0..<paths.count).first(where: { sizes.value[$0] != nil }), let reference = sizes.value[first] else {
             _ = try ImageFiles.probe(paths[0])  // throws, naming the file
             throw DatasetError(file: paths[0], "no image header could be read")
