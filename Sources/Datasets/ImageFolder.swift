@@ -32,102 +32,118 @@ public enum ImageDecoder {
 }
 
 /// Your own images: one subfolder per class (sorted by name, as torchvision's ImageFolder
-/// does), PNG and JPEG files in each, grayscale or RGB. Images are resized (bilinear) to one
-/// size and normalised.
+/// does), PNG and JPEG files in each, grayscale or RGB, streamed from disk:
+///
+/// ```swift
+/// let listing = try ImageFolder.scan("photos/train")
+/// let train = try ImageFolder.dataset(listing, channels: 3, size: (height: 32, width: 32))
+/// let statistics = try train.channelStatistics()
+/// let test = try ImageFolder.dataset(try ImageFolder.scan("photos/test", classNames: listing.classNames),
+///                                    channels: 3, size: (height: 32, width: 32)).normalized(statistics)
+/// ```
 public enum ImageFolder {
-    /// How pixel values in [0, 1] are normalised, per channel: (x − mean)/std.
-    public struct Normalization: Equatable, Sendable {
-        public var mean: [Float], standardDeviation: [Float]
-        public init(mean: [Float], standardDeviation: [Float]) {
-            self.mean = mean
-            self.standardDeviation = standardDeviation
+    /// The image files of a folder and their classes, before anything is decoded.
+    public struct Listing: Equatable, Sendable {
+        /// Every image's path, class by class, sorted by name within a class.
+        public var files: [String]
+        /// Each file's class: an index into `classNames`.
+        public var labels: [Int]
+        /// The class folders' names, sorted (or as given to `scan`).
+        public var classNames: [String]
+
+        public init(files: [String], labels: [Int], classNames: [String]) {
+            self.files = files
+            self.labels = labels
+            self.classNames = classNames
         }
     }
 
     static let extensions: Set<String> = ["png", "jpg", "jpeg"]
 
-    /// Loads every image under `path` into [N, channels, height, width]. With no
-    /// `normalization` the images' own per-channel mean and standard deviation are used and
-    /// returned (apply the same to a test folder).
-    public static func load(_ path: String, channels: Int = 1, height: Int = 28, width: Int = 28,
-                            normalization: Normalization? = nil) throws -> (dataset: Dataset, normalization: Normalization) {
-        guard channels == 1 || channels == 3 else { throw DatasetError(file: path, "channels must be 1 or 3, got \(channels)") }
-        guard height >= 1, width >= 1, height * width <= ImageDecoder.maximumPixels else {
-            throw DatasetError(file: path, "image size \(height)×\(width) is not accepted")
-        }
-        if let normalization, normalization.mean.count != channels || normalization.standardDeviation.count != channels
-            || normalization.standardDeviation.contains(where: { !($0 > 0) }) {
-            throw DatasetError(file: path, "normalization needs \(channels) means and \(channels) positive standard deviations")
-        }
+    /// Lists the images under `path`: one subfolder per class, PNG and JPEG files (by
+    /// extension; hidden files and other files are ignored). With `classNames` (a test or
+    /// validation folder scanned with the training folder's classes) the folder must hold
+    /// exactly those class folders, and labels follow that order. Throws a `DatasetError`
+    /// naming the folder when it is missing, has no class folders, a class folder has no
+    /// images, or the class folders differ from `classNames`.
+    public static func scan(_ path: String, classNames expected: [String]? = nil) throws -> Listing {
+        let manager = FileManager.default
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard manager.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw DatasetError(file: path, "image folder does not exist")
         }
-        let fm = FileManager.default
-        let classNames = try fm.contentsOfDirectory(atPath: path).filter { name in
+        func join(_ folder: String, _ name: String) -> String { (folder as NSString).appendingPathComponent(name) }
+        let found = try manager.contentsOfDirectory(atPath: path).filter { name in
             var sub: ObjCBool = false
-            return !name.hasPrefix(".") && fm.fileExists(atPath: (path as NSString).appendingPathComponent(name), isDirectory: &sub) && sub.boolValue
+            return !name.hasPrefix(".") && manager.fileExists(atPath: join(path, name), isDirectory: &sub) && sub.boolValue
         }.sorted()
-        guard !classNames.isEmpty else { throw DatasetError(file: path, "has no class subfolders (expected one folder of images per class)") }
-        var values: [Float] = [], labels: [Int] = []
+        guard !found.isEmpty else { throw DatasetError(file: path, "has no class subfolders (expected one folder of images per class)") }
+        let classNames = expected ?? found
+        if let expected {
+            if let missing = expected.first(where: { !found.contains($0) }) {
+                throw DatasetError(file: path, "has no folder for class '\(missing)' (expected the same class folders as the training images: \(expected.joined(separator: ", ")))")
+            }
+            if let extra = found.first(where: { !expected.contains($0) }) {
+                throw DatasetError(file: join(path, extra), "is not one of the training classes (\(expected.joined(separator: ", ")))")
+            }
+        }
+        var files: [String] = [], labels: [Int] = []
         for (label, name) in classNames.enumerated() {
-            let folder = (path as NSString).appendingPathComponent(name)
-            let files = try fm.contentsOfDirectory(atPath: folder)
+            let folder = join(path, name)
+            let images = try manager.contentsOfDirectory(atPath: folder)
                 .filter { !$0.hasPrefix(".") && extensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
-            guard !files.isEmpty else { throw DatasetError(file: folder, "class folder has no PNG or JPEG images") }
-            for file in files {
-                let filePath = (folder as NSString).appendingPathComponent(file)
-                let image = try ImageDecoder.decode(try readFile(filePath), file: filePath, channels: channels)
-                values += resized(image, height: height, width: width)
-                labels.append(label)
-            }
+            guard !images.isEmpty else { throw DatasetError(file: folder, "class folder has no PNG or JPEG images") }
+            files += images.map { join(folder, $0) }
+            labels += Array(repeating: label, count: images.count)
         }
-        let plane = height * width
-        let stats = normalization ?? {
-            var mean = [Float](repeating: 0, count: channels), std = [Float](repeating: 0, count: channels)
-            for c in 0..<channels {
-                var total: Double = 0, squares: Double = 0, n = 0
-                for image in 0..<labels.count {
-                    for v in values[(image * channels + c) * plane..<((image * channels + c) + 1) * plane] {
-                        total += Double(v); squares += Double(v) * Double(v); n += 1
-                    }
-                }
-                let m = total / Double(n)
-                mean[c] = Float(m)
-                std[c] = Float(max((squares / Double(n) - m * m).squareRoot(), 1e-6))
-            }
-            return Normalization(mean: mean, standardDeviation: std)
-        }()
-        for image in 0..<labels.count {
-            for c in 0..<channels {
-                let base = (image * channels + c) * plane
-                for i in base..<(base + plane) { values[i] = (values[i] - stats.mean[c]) / stats.standardDeviation[c] }
-            }
-        }
-        let dataset = Dataset(inputs: Tensor(values, shape: [labels.count, channels, height, width]), labels: labels, classNames: classNames)
-        return (dataset, stats)
+        return Listing(files: files, labels: labels, classNames: classNames)
     }
 
-    /// Planar [channels, height, width] values in [0, 1], resized bilinearly with half-pixel
-    /// centres (PyTorch's `interpolate(mode="bilinear", align_corners=False)`).
-    static func resized(_ image: ImageDecoder.Image, height: Int, width: Int) -> [Float] {
-        let (ih, iw, c) = (image.height, image.width, image.channels)
-        var out = [Float](repeating: 0, count: c * height * width)
-        let scaleY = Float(ih) / Float(height), scaleX = Float(iw) / Float(width)
-        for y in 0..<height {
-            let sy = max(0, (Float(y) + 0.5) * scaleY - 0.5)
-            let y0 = min(Int(sy), ih - 1), y1 = min(y0 + 1, ih - 1), fy = sy - Float(y0)
-            for x in 0..<width {
-                let sx = max(0, (Float(x) + 0.5) * scaleX - 0.5)
-                let x0 = min(Int(sx), iw - 1), x1 = min(x0 + 1, iw - 1), fx = sx - Float(x0)
-                for ch in 0..<c {
-                    func p(_ yy: Int, _ xx: Int) -> Float { Float(image.pixels[(yy * iw + xx) * c + ch]) / 255 }
-                    let top = p(y0, x0) * (1 - fx) + p(y0, x1) * fx
-                    let bottom = p(y1, x0) * (1 - fx) + p(y1, x1) * fx
-                    out[(ch * height + y) * width + x] = top * (1 - fy) + bottom * fy
-                }
-            }
+    /// A streamed dataset of the listed images: each decoded when a batch needs it, with
+    /// `channels` (1: grayscale, 3: RGB) and pixel values in [0, 1] (normalise with
+    /// `Dataset.normalized`). With `size`, every image is resized bilinearly to it (half-pixel
+    /// centres, as PyTorch's `interpolate(mode="bilinear", align_corners=False)`); without,
+    /// the first image's size is the dataset's, and every image's header is read now (in
+    /// parallel, nothing decoded) so that an image of another size is an error naming it before
+    /// training starts. A file that cannot be decoded is found when its batch is read.
+    public static func dataset(_ listing: Listing, channels: Int, size: (height: Int, width: Int)?) throws -> Dataset {
+        guard channels == 1 || channels == 3 else { throw DatasetError(file: "image folder", "channels must be 1 or 3, got \(channels)") }
+        guard !listing.files.isEmpty, listing.files.count == listing.labels.count,
+              listing.labels.allSatisfy({ $0 >= 0 && $0 < listing.classNames.count }) else {
+            throw DatasetError(file: "image folder", "the listing needs one label in 0..<\(listing.classNames.count) per file, and at least one file")
         }
-        return out
+        let (height, width): (Int, Int)
+        if let size {
+            guard size.height >= 1, size.width >= 1, size.height * size.width <= ImageDecoder.maximumPixels else {
+                throw DatasetError(file: "image size", "\(size.height)×\(size.width) is not accepted (1 to \(ImageDecoder.maximumPixels) pixels)")
+            }
+            (height, width) = (size.height, size.width)
+        } else {
+            (height, width) = try commonSize(listing.files)
+        }
+        let files = ImageFiles(paths: listing.files, channels: channels, height: height, width: width, resizes: size != nil)
+        return Dataset(files: files, labels: listing.labels, classNames: listing.classNames)
+    }
+
+    /// The size every file's header gives, or an error naming the first that differs from the
+    /// first readable file's. Unreadable headers are left for decoding to report.
+    static func commonSize(_ paths: [String]) throws -> (height: Int, width: Int) {
+        // Small folders on this thread: waking Dispatch's threads costs more than their headers.
+        let chunks = paths.count < 64 ? 1 : Swift.min(paths.count, ProcessInfo.processInfo.activeProcessorCount * 4)
+        let sizes = UnsafeSendable(UnsafeMutablePointer<(width: Int, height: Int)?>.allocate(capacity: paths.count))
+        sizes.value.initialize(repeating: nil, count: paths.count)
+        defer { sizes.value.deinitialize(count: paths.count); sizes.value.deallocate() }
+        let probe: @Sendable (Int) -> Void = { chunk in
+            for i in (chunk * paths.count / chunks)..<((chunk + 1) * paths.count / chunks) { sizes.value[i] = try? ImageFiles.probe(paths[i]) }
+        }
+        if chunks == 1 { probe(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: probe) }
+        guard let first = (0..<paths.count).first(where: { sizes.value[$0] != nil }), let reference = sizes.value[first] else {
+            _ = try ImageFiles.probe(paths[0])  // throws, naming the file
+            throw DatasetError(file: paths[0], "no image header could be read")
+        }
+        if let other = (0..<paths.count).first(where: { sizes.value[$0].map { $0 != reference } ?? false }), let found = sizes.value[other] {
+            throw DatasetError(file: paths[other], "is \(found.width)×\(found.height) pixels but \(paths[first]) is \(reference.width)×\(reference.height); give --image-size to resize every image to one size")
+        }
+        return (reference.height, reference.width)
     }
 }

@@ -80,8 +80,9 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     /// One image file as the model's input [channels, height, width].
     public func image(contentsOf path: String) throws -> [Float] {
         guard kind == .images else { throw DatasetError(file: path, "the model takes feature vectors, not images") }
-        let decoded = try ImageDecoder.decode(try readFile(path), file: path, channels: channels)
-        var values = ImageFolder.resized(decoded, height: height, width: width)
+        var values = [Float](repeating: 0, count: channels * height * width)
+        let files = ImageFiles(paths: [path], channels: channels, height: height, width: width, resizes: true)
+        try values.withUnsafeMutableBufferPointer { try files.decode(0, into: $0.baseAddress!, buffers: ImageBuffers()) }
         if channelOrder == .bgr && channels == 3 { values = Preprocessing.swappingRedAndBlue(values, plane: height * width) }
         normalize(&values)
         return values

@@ -151,8 +151,8 @@ public struct UserData {
 
     /// The normalisation of this data's training split: the fixed one (IDX), or per channel
     /// (images) / per feature (tables) mean and standard deviation of `train`'s examples.
-    public func preprocessing(fittedOn train: Dataset) throws -> Preprocessing {
-        let normalization = try fixedNormalization ?? train.channelStatistics()
+    public func preprocessing(fittedOn train: Dataset, skippingBadFiles: Bool = false) throws -> Preprocessing {
+        let normalization = try fixedNormalization ?? train.channelStatistics(skippingBadFiles: skippingBadFiles)
         let shape = train.exampleShape.dimensions
         if shape.count == 1 {
             return .features(shape[0], names: featureNames, normalization: normalization, classNames: train.classNames)

@@ -79,7 +79,7 @@ struct DistillCommand: TrainingCommand {
     func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
         let methodList = methods.map { DistillationMethod(rawValue: $0)! }
         let weights = Dictionary(try parsedWeights().map { (DistillationMethod(rawValue: $0.0)!, Float($0.1)) }, uniquingKeysWith: { _, last in last })
-        let data = try dataOptions.load(seed: seed, unlabeled: unlabeled)
+        let data = try dataOptions.load(seed: seed, unlabeled: unlabeled, skippingBadFiles: training.skipBadFiles)
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
         let overrides = try teacherPreprocessingOverrides()

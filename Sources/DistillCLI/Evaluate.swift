@@ -38,7 +38,7 @@ struct Evaluate: TabledCommand {
             let teacherLoaded = try loadModel(path, inputShape: data.preprocessing.exampleShape, role: "teacher")
             return try adapted(teacherLoaded, to: data.preprocessing, role: "teacher \(path)")
         }
-        let report = DistillationReport(student: student, teacher: teacherModel, images: test.inputs, labels: test.labels, classNames: test.classNames)
+        let report = try DistillationReport(student: student, teacher: teacherModel, test: test)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -84,7 +84,8 @@ struct DataOptions: ParsableArguments {
     /// predict) images take its size and channels, and its normalisation is applied, never refitted.
     /// With `sameClasses` false (a new task for an old model) the recorded class names are not
     /// held against the data's, and the data's own are kept.
-    func load(seed: UInt64, unlabeled: Bool = false, recorded: Preprocessing? = nil, sameClasses: Bool = true) throws -> Loaded {
+    func load(seed: UInt64, unlabeled: Bool = false, recorded: Preprocessing? = nil, sameClasses: Bool = true,
+              skippingBadFiles: Bool = false) throws -> Loaded {
         var size = try parsedImageSize()
         var channels = self.channels
         if let recorded, recorded.kind == .images, UserData.isImageFolder(data) {
@@ -127,7 +128,7 @@ struct DataOptions: ParsableArguments {
             throw UserError("--validation-fraction: \(data) brings its own validation folder (val/)")
         }
         do {
-            var preprocessing = try user.preprocessing(fittedOn: train)
+            var preprocessing = try user.preprocessing(fittedOn: train, skippingBadFiles: skippingBadFiles)
             if let recorded {
                 guard recorded.exampleShape == preprocessing.exampleShape else {
                     throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(preprocessing.exampleShape)")
@@ -173,6 +174,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: Spec.onNonFinite.long, help: Spec.onNonFinite.help) var onNonFinite: String = "stop"
     @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
     @Option(name: Spec.patience.long, help: Spec.patience.help) var patience: Int?
+    @Flag(name: Spec.skipBadFiles.long, help: Spec.skipBadFiles.help) var skipBadFiles = false
     @Option(name: Spec.seeds.long, help: Spec.seeds.help) var seeds: String?
     @OptionGroup var run: RunOptions
 
@@ -181,7 +183,7 @@ struct TrainingOptions: ParsableArguments {
          ("optimizer", .text(optimizer.rawValue)), ("schedule", .text(schedule.rawValue)), ("weight-decay", .number(weightDecay)),
          ("clip-norm", .number(clipNorm)), ("warmup-steps", .integer(warmupSteps)), ("on-nonfinite", .text(onNonFinite)),
          ("class-weights", classWeights.map { .text($0) }),
-         ("patience", patience.map { .integer($0) }), ("seeds", seeds.map { .text($0) })] + run.values
+         ("patience", patience.map { .integer($0) }), ("skip-bad-files", .flag(skipBadFiles)), ("seeds", seeds.map { .text($0) })] + run.values
     }
 
     /// The trainer's configuration from these options.
@@ -198,6 +200,7 @@ struct TrainingOptions: ParsableArguments {
         c.warmupSteps = warmupSteps
         c.nonFinite = onNonFinite == "rollback" ? .rollback(factor: 0.5, retries: 3) : .stop
         c.patience = patience
+        c.skipBadFiles = skipBadFiles
         c.runDirectory = folder
         c.checkpointEvery = run.checkpointEvery
         return c

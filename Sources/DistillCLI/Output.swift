@@ -70,13 +70,18 @@ final class Console {
             say("\(label)cached teacher outputs for \(total) images")
         case let .epochFinished(record, isBest):
             let validation = record.validationAccuracy.map { String(format: "  validation accuracy %.2f%%%@", $0 * 100, isBest ? " (best)" : "") } ?? ""
-            epoch(String(format: "%@epoch %d  loss %.4f%@  %.1f s", label, record.epoch + 1, record.loss, validation, record.seconds),
+            let skipped = record.skippedFiles.map { "  \($0) bad file\($0 == 1 ? "" : "s") skipped" } ?? ""
+            epoch(String(format: "%@epoch %d  loss %.4f%@  %.1f s%@", label, record.epoch + 1, record.loss, validation, record.seconds, skipped),
                   ["epoch": record.epoch + 1, "loss": Double(record.loss), "terms": record.terms.mapValues(Double.init),
-                   "validation_accuracy": record.validationAccuracy ?? Double.nan, "seconds": record.seconds, "best": isBest])
+                   "validation_accuracy": record.validationAccuracy ?? Double.nan, "seconds": record.seconds, "best": isBest, "skipped_files": record.skippedFiles ?? 0])
         case let .rolledBack(epoch, step, factor):
             say("\(label)non-finite loss at epoch \(epoch + 1), step \(step + 1): rolled back, learning rate × \(factor)")
         case let .stoppedEarly(epoch):
             say("\(label)stopped early after epoch \(epoch + 1): no better validation accuracy for --patience epochs")
+        case let .skippedFile(epoch, error):
+            // Skipped files are worth a line each, also when quiet: the user's data has a problem.
+            if json { emit(["event": "skipped_file", "epoch": epoch + 1, "file": error.file, "problem": error.problem]) }
+            else { FileHandle.standardError.write(Data("\(label)skipped \(error.file): \(error.problem) (--skip-bad-files)\n".utf8)) }
         default: break
         }
     }

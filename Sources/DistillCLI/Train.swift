@@ -30,7 +30,7 @@ struct Train: TrainingCommand {
     }
 
     func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
-        let data = try dataOptions.load(seed: seed)
+        let data = try dataOptions.load(seed: seed, skippingBadFiles: training.skipBadFiles)
         let train = data.labeledTrain
         var generator = RandomGenerator(seed: seed)
         let options = try size.modelOptions(for: data)

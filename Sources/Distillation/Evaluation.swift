@@ -174,9 +174,22 @@ public struct DistillationReport: Codable, Equatable, Sendable {
     public var selectedEpoch: Int?
 
     public init(student: any Module, teacher: (any Module)?, images: Tensor, labels: [Int], classNames: [String]) {
-        let shape = Shape(Array(images.shape.dimensions.dropFirst()))
-        let teacherLogits = teacher.map { $0.predictions(images) }
-        self.student = ClassificationMetrics(logits: student.predictions(images), labels: labels,
+        self.init(student: student, teacher: teacher, studentLogits: student.predictions(images), teacherLogits: teacher.map { $0.predictions(images) },
+                  exampleShape: Shape(Array(images.shape.dimensions.dropFirst())), labels: labels, classNames: classNames)
+    }
+
+    /// The report on `test`, read in batches (a streamed set is decoded batch by batch, never
+    /// held whole); throws a `DatasetError` naming a file that does not decode.
+    public init(student: any Module, teacher: (any Module)?, test: Dataset) throws {
+        guard test.count > 0 else { throw DistillationError("the test set is empty") }
+        self.init(student: student, teacher: teacher, studentLogits: try student.predictions(on: test),
+                  teacherLogits: try teacher.map { try $0.predictions(on: test) }, exampleShape: test.exampleShape,
+                  labels: test.labels, classNames: test.classNames)
+    }
+
+    private init(student: any Module, teacher: (any Module)?, studentLogits: Tensor, teacherLogits: Tensor?, exampleShape shape: Shape,
+                 labels: [Int], classNames: [String]) {
+        self.student = ClassificationMetrics(logits: studentLogits, labels: labels,
                                              classNames: classNames, reference: teacherLogits)
         self.teacher = teacherLogits.map { ClassificationMetrics(logits: $0, labels: labels, classNames: classNames) }
         studentCost = ModelCost(student, inputShape: shape)
@@ -197,7 +210,7 @@ public enum Evaluation {
     /// submodule's outputs: one head of a multi-head model).
     public static func accuracy(_ model: any Module, on data: Dataset, output: String? = nil) throws -> Double {
         guard data.count > 0 else { return 0 }
-        let outputs = try output.map { try model.predictions(data.inputs, output: $0) } ?? model.predictions(data.inputs)
+        let outputs = try model.predictions(on: data, output: output)
         let predicted = outputs.max(alongAxis: 1).indices
         return Double(zip(predicted, data.labels).filter { $0 == $1 }.count) / Double(data.count)
     }

@@ -62,8 +62,9 @@ public enum TeacherOutputs {
 /// Teacher logits (and tapped features) for a whole training set, computed once.
 ///
 /// Valid only for a deterministic pipeline (no augmentation). The key hashes the teachers'
-/// weights and ensemble weights, every input value and the tap names, so a cache written for
-/// other data or other weights is never used: `load` refuses it.
+/// weights and ensemble weights, the data (every input value of an in-memory set; a streamed
+/// set's file paths, sizes, modification times and preprocessing) and the tap names, so a
+/// cache written for other data or other weights is never used: `load` refuses it.
 public struct TeacherCache {
     public var logits: Tensor
     public var features: [String: Tensor]
@@ -86,8 +87,22 @@ public struct TeacherCache {
         return TeacherCache(logits: logits, features: features, key: key)
     }
 
-    /// FNV-1a over the bytes that decide the teacher's outputs.
+    /// FNV-1a over the bytes that decide the teacher's outputs on `inputs`.
     public static func key(teachers: [Teacher], inputs: Tensor, taps: [String]) -> String {
+        key(teachers: teachers, taps: taps) { mix in
+            inputs.withUnsafeBufferPointer { mix(UnsafeRawBufferPointer($0)) }
+            withUnsafeBytes(of: inputs.shape.dimensions.count) { mix($0) }
+        }
+    }
+
+    /// The key for `data`: its input values when in memory (as `key(teachers:inputs:taps:)`),
+    /// its files' paths, sizes and modification times and its preprocessing when streamed.
+    public static func key(teachers: [Teacher], data: Dataset, taps: [String]) -> String {
+        guard let fingerprint = data.fileFingerprint else { return key(teachers: teachers, inputs: data.inputs, taps: taps) }
+        return key(teachers: teachers, taps: taps) { mix in fingerprint.withUnsafeBytes { mix($0) } }
+    }
+
+    private static func key(teachers: [Teacher], taps: [String], data: ((UnsafeRawBufferPointer) -> Void) -> Void) -> String {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         func mix(_ buffer: UnsafeRawBufferPointer) { for byte in buffer { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 } }
         func mix(_ tensor: Tensor) {
@@ -105,7 +120,7 @@ public struct TeacherCache {
             case let .outputs(outputs): mix(outputs)
             }
         }
-        mix(inputs)
+        data { mix($0) }
         for tap in taps { Array(tap.utf8).withUnsafeBytes { mix($0) } }
         return String(hash, radix: 16)
     }

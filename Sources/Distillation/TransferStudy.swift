@@ -106,8 +106,8 @@ public struct TransferStudy {
                 let checkpoint = Trainer.checkpointPath(in: folder)
                 if resume, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: task.train) }
                 try trainer.fit(train: task.train, validation: task.validation) { events(name, seed, $0) }
-                let newMetrics = ClassificationMetrics(logits: model.predictions(task.test.inputs), labels: task.test.labels, classNames: task.test.classNames)
-                let score = Score(new: try Evaluation.accuracy(model, on: task.test),
+                let newMetrics = ClassificationMetrics(logits: try model.predictions(on: task.test), labels: task.test.labels, classNames: task.test.classNames)
+                let score = Score(new: newMetrics.top1,
                                   old: name == "scratch" ? nil : try Evaluation.accuracy(model, on: oldTask.test, output: "old_head"),
                                   newMacroF1: newMetrics.macroF1)
                 try trained(name, seed, model)

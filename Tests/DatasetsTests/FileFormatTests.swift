@@ -136,7 +136,7 @@ final class FileFormatTests: XCTestCase {
         assertError(try ImageDecoder.decode(broken, file: "broken.jpg", channels: 1), contains: "broken.jpg", "JPEG data is invalid")
     }
 
-    func testImageFolderLoadsResizesAndNormalises() throws {
+    func testImageFolderScansStreamsResizesAndNormalises() throws {
         let root = scratch.appendingPathComponent("images")
         for (folder, files) in [("boots", ["gray.png", "rgb.jpg"]), ("shirts", ["rgb.png"])] {
             let dir = root.appendingPathComponent(folder)
@@ -144,24 +144,30 @@ final class FileFormatTests: XCTestCase {
             for file in files { try FileManager.default.copyItem(atPath: path(file), toPath: dir.appendingPathComponent(file).path) }
         }
         try Data("not an image".utf8).write(to: root.appendingPathComponent("shirts/readme.txt"))
-        let (dataset, stats) = try ImageFolder.load(root.path, channels: 3, height: 8, width: 8)
-        XCTAssertEqual(dataset.inputs.shape, [3, 3, 8, 8])
-        XCTAssertEqual(dataset.labels, [0, 0, 1])
-        XCTAssertEqual(dataset.classNames, ["boots", "shirts"])
-        XCTAssertEqual(stats.mean.count, 3)
-        XCTAssertEqual(dataset.inputs.mean().item, 0, accuracy: 1e-4, "normalised with the folder's own statistics")
-        let (again, _) = try ImageFolder.load(root.path, channels: 1, height: 4, width: 6,
-                                              normalization: .init(mean: [0], standardDeviation: [1]))
+        let listing = try ImageFolder.scan(root.path)
+        XCTAssertEqual(listing.files.map { ($0 as NSString).lastPathComponent }, ["gray.png", "rgb.jpg", "rgb.png"])
+        XCTAssertEqual(listing.labels, [0, 0, 1])
+        XCTAssertEqual(listing.classNames, ["boots", "shirts"])
+        let dataset = try ImageFolder.dataset(listing, channels: 3, size: (height: 8, width: 8))
+        XCTAssertTrue(dataset.isStreamed)
+        XCTAssertEqual(dataset.exampleShape, [3, 8, 8])
+        let statistics = try dataset.channelStatistics()
+        XCTAssertEqual(statistics.mean.count, 3)
+        XCTAssertEqual(try dataset.normalized(statistics).batch([0, 1, 2]).mean().item, 0, accuracy: 1e-4,
+                       "normalised with the folder's own statistics")
+        let same = try ImageFolder.dataset(listing, channels: 1, size: nil)
+        XCTAssertEqual(same.exampleShape, [1, 4, 6], "the first image's size")
         let e = expected["gray.png"] as! [String: Any]
-        assertClose(Array(again.inputs.scalars.prefix(24)), (e["pixels"] as! [Int]).map { Float($0) / 255 }, absolute: 1e-6,
+        assertClose(try same.batch([0]).scalars, (e["pixels"] as! [Int]).map { Float($0) / 255 }, absolute: 1e-6,
                     "same size: no interpolation")
 
         try FileManager.default.createDirectory(at: root.appendingPathComponent("empty"), withIntermediateDirectories: true)
-        assertError(try ImageFolder.load(root.path), contains: "empty", "class folder has no PNG or JPEG images")
+        assertError(try ImageFolder.scan(root.path), contains: "empty", "class folder has no PNG or JPEG images")
         try FileManager.default.removeItem(at: root.appendingPathComponent("empty"))
         try Data("garbage".utf8).write(to: root.appendingPathComponent("shirts/bad.png"))
-        assertError(try ImageFolder.load(root.path), contains: "shirts/bad.png", "neither PNG nor JPEG")
-        assertError(try ImageFolder.load(scratch.appendingPathComponent("nowhere").path), contains: "image folder does not exist")
+        let withBad = try ImageFolder.dataset(try ImageFolder.scan(root.path), channels: 1, size: (height: 4, width: 4))
+        assertError(try withBad.batch([2]), contains: "shirts/bad.png", "neither PNG nor JPEG")
+        assertError(try ImageFolder.scan(scratch.appendingPathComponent("nowhere").path), contains: "image folder does not exist")
     }
 
     func testIDXReadsOtherTypesAndMismatchedCountsAreNamed() throws {

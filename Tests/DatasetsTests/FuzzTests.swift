@@ -52,4 +52,25 @@ final class FuzzTests: XCTestCase {
         }
         XCTAssertGreaterThan(run.accepted, 0)
     }
+
+    /// The streaming path reads files itself: the header probe (a JPEG's segments walked to its
+    /// frame header), then reading, decoding and resizing into a batch.
+    func testStreamedImageFiles() throws {
+        // In memory where there is a tmpfs: ext4 flushes a file truncated and rewritten on close
+        // (auto_da_alloc), which made 100,000 rewrites take minutes.
+        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
+        let folder = base.appendingPathComponent("distill-fuzz-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("image").path
+        let listing = ImageFolder.Listing(files: [path], labels: [0], classNames: ["x"])
+        let run = fuzz(seeds: [file("gray.png"), file("rgb.png"), file("rgb.jpg")], seed: 7) { data in
+            guard let handle = fopen(path, "wb") else { return XCTFail("cannot write \(path)") }
+            _ = data.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, handle) }
+            fclose(handle)
+            _ = try ImageFolder.dataset(listing, channels: 3, size: nil)
+            _ = try ImageFolder.dataset(listing, channels: 1, size: (height: 3, width: 5)).batch([0])
+        }
+        XCTAssertGreaterThan(run.accepted, 0)
+    }
 }

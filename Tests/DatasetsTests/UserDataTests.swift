@@ -24,8 +24,7 @@ final class UserDataTests: XCTestCase {
             let folder = root.appendingPathComponent(name)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             for i in 0..<count {
-                try PNGWriter.write(folder.appendingPathComponent("\(i).png"), width: 6, height: 6, channels: 1,
-                                    pixels: [UInt8](repeating: UInt8(label * 40 + i % 3), count: 36))
+                try PNGWriter.write([UInt8](repeating: UInt8(label * 40 + i % 3), count: 36), width: 6, height: 6, channels: 1, to: folder.appendingPathComponent("\(i).png").path)
             }
         }
         return root
@@ -103,7 +102,7 @@ final class UserDataTests: XCTestCase {
     func testConversionMatchesPreprocessingDirectly() throws {
         let file = scratch.appendingPathComponent("gray.png")
         let pixels = (0..<16).map { UInt8($0 * 15) }
-        try PNGWriter.write(file, width: 4, height: 4, channels: 1, pixels: pixels)
+        try PNGWriter.write(pixels, width: 4, height: 4, channels: 1, to: file.path)
         let student = Preprocessing.images(channels: 1, height: 4, width: 4, normalization: Normalization(mean: [0.3], standardDeviation: [0.2]), classNames: ["a"])
         var teacher = Preprocessing.images(channels: 3, height: 4, width: 4,
                                            normalization: Normalization(mean: [0.5, 0.4, 0.3], standardDeviation: [0.5, 0.25, 0.2]), classNames: ["a"])

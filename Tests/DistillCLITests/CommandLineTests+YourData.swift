@@ -36,8 +36,8 @@ extension CommandLineTests {
                 let folder = root.appendingPathComponent(split).appendingPathComponent(name)
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
                 for i in 0..<count {
-                    try PNGWriter.write(folder.appendingPathComponent(String(format: "%03d.png", i)), width: 32, height: 32, channels: 3,
-                                        pixels: Self.colourImage(label: label, seed: &seed))
+                    try PNGWriter.write(Self.colourImage(label: label, seed: &seed), width: 32, height: 32, channels: 3,
+                                        to: folder.appendingPathComponent(String(format: "%03d.png", i)).path)
                 }
             }
         }
@@ -173,11 +173,16 @@ extension CommandLineTests {
         try FileManager.default.createDirectory(at: all.appendingPathComponent("zebra"), withIntermediateDirectories: true)
         try assertFails(["train", "--model", "mlp", "--data", all.path, "--out", out], mentioning: "zebra: class folder has no PNG or JPEG images")
         try FileManager.default.removeItem(at: all.appendingPathComponent("zebra"))
-        try PNGWriter.write(all.appendingPathComponent("red/big.png"), width: 40, height: 40, channels: 3, pixels: [UInt8](repeating: 9, count: 4_800))
+        try PNGWriter.write([UInt8](repeating: 9, count: 4_800), width: 40, height: 40, channels: 3, to: all.appendingPathComponent("red/big.png").path)
         try assertFails(["train", "--model", "mlp", "--data", all.path, "--out", out], mentioning: "--image-size")
         try FileManager.default.removeItem(at: all.appendingPathComponent("red/big.png"))
         _ = try write("images/all/red/broken.png", "not a png")
         try assertFails(["train", "--model", "mlp", "--data", all.path, "--out", out], mentioning: "red/broken.png")
+        // With --skip-bad-files the run goes on, naming the file and counting it in the epoch's line.
+        let skipping = try run(["train", "--model", "mlp", "--data", all.path, "--epochs", "2", "--test-fraction", "0.34", "--skip-bad-files", "--out", out])
+        XCTAssertEqual(skipping.status, 0, skipping.errors)
+        XCTAssertTrue(skipping.errors.contains("skipped \(all.path)/red/broken.png"), skipping.errors)
+        XCTAssertTrue(skipping.output.contains("1 bad file skipped"), skipping.output)
         // Layouts and options that do not fit the data.
         let trainOnly = root.appendingPathComponent("train-only/train/red")
         try FileManager.default.createDirectory(at: trainOnly, withIntermediateDirectories: true)

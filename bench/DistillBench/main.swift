@@ -14,6 +14,7 @@
 //   loader           one epoch of Fashion-MNIST batches of 128 through DataLoader (no peer:
 //                    reported as images per second); loader-augmented adds crop, flip, erasing
 //   train-*, infer-*, distill-epoch, epoch-size, memory-steps: zoo models, see ModelCases.swift
+//   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift
 //
 // Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line.
 
@@ -30,6 +31,7 @@ struct Options {
     var smoke = false
     var batch = 128
     var reportPeakMemory = false
+    var folder = ""
 }
 
 func parseOptions() -> Options {
@@ -44,6 +46,7 @@ func parseOptions() -> Options {
         case "--smoke": options.smoke = true
         case "--batch": options.batch = Int(arguments.next() ?? "") ?? 0
         case "--rss": options.reportPeakMemory = true
+        case "--folder": options.folder = arguments.next() ?? ""
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)
@@ -189,11 +192,20 @@ case "epoch-size":
 case "memory-steps":
     memoryStepsCase(steps: options.iterations, batch: options.batch)
     exit(0)
+case "stream-epoch", "stream-train":
+    do {
+        if options.caseName == "stream-epoch" { try streamEpochCase(folder: options.folder, iterations: options.iterations) }
+        else { try streamTrainCase(folder: options.folder, steps: options.iterations) }
+    } catch {
+        FileHandle.standardError.write("DistillBench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
+    exit(0)
 default: break
 }
 
 guard let workload = makeWorkload(options.caseName, small: false, batch: options.batch) else {
-    FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal, loader, train-NAME, infer-NAME, distill-epoch, epoch-size, memory-steps)\n".data(using: .utf8)!)
+    FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal, loader, train-NAME, infer-NAME, distill-epoch, epoch-size, memory-steps, stream-epoch, stream-train)\n".data(using: .utf8)!)
     exit(2)
 }
 _ = workload.step()  // warm-up: first-touch page faults, BLAS thread start

@@ -30,7 +30,7 @@ extension Trainer {
     /// the optimizer over the model and every loss's trainable parts.
     func prepare(train: Dataset) throws {
         var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED)
-        let probe = withoutGradients { train.inputs.sliced(alongAxis: 0, 0..<min(2, train.count)) }
+        let probe = try probeInputs(train, examples: 2)
         model.eval()
         let (studentOut, studentFeatures) = try withoutGradients { try model.forward(probe, capturing: studentTaps) }
         if let weights = configuration.classWeights, studentOut.rank == 2, studentOut.shape[1] != weights.count {
@@ -59,6 +59,17 @@ extension Trainer {
         optimizer = configuration.optimizer.make(parameterGroups(), momentum: TrainingDefaults.momentum)
     }
 
+    /// The first `examples` examples of `train` that decode (any that do not are skipped
+    /// with `skipBadFiles`, else their error is thrown): what shapes are probed with.
+    func probeInputs(_ train: Dataset, examples: Int) throws -> Tensor {
+        var rows: [Tensor] = []
+        for index in 0..<train.count where rows.count < examples {
+            do { rows.append(try train.batch([index])) } catch is DatasetError where configuration.skipBadFiles {}
+        }
+        guard !rows.isEmpty else { throw DistillationError("no training example could be decoded") }
+        return withoutGradients { Tensor.concatenating(rows, alongAxis: 0) }
+    }
+
     /// Every parameter of the model and the losses (frozen ones too: gradual unfreezing thaws
     /// them later), grouped by learning-rate scale and by whether weight decay applies.
     func parameterGroups() -> [ParameterGroup] {
@@ -80,10 +91,12 @@ extension Trainer {
         return order.map { groups[$0]! }
     }
 
-    /// Teacher logits and tapped features for the whole set, once (with progress events).
+    /// Teacher logits and tapped features for the whole set, once (with progress events),
+    /// over its batches in order (a streamed set is decoded batch by batch). Rows of files
+    /// skipped as undecodable stay zero: training skips those examples too.
     func buildCache(_ train: Dataset, events: (TrainingEvent) -> Void) throws -> TeacherCache {
         let taps = teacherTaps
-        let key = TeacherCache.key(teachers: teachers, inputs: train.inputs, taps: taps)
+        let key = TeacherCache.key(teachers: teachers, data: train, taps: taps)
         if let cache, cache.key == key { return cache }
         let file = configuration.cacheDirectory.map { ($0 as NSString).appendingPathComponent("teacher-\(key).safetensors") }
         if let file, FileManager.default.fileExists(atPath: file), let stored = try? TeacherCache.load(file), stored.key == key,
@@ -92,17 +105,39 @@ extension Trainer {
             return stored
         }
         let total = train.count, chunk = 512
-        var logitParts: [Tensor] = [], featureParts: [String: [Tensor]] = [:]
-        for first in stride(from: 0, to: total, by: chunk) {
+        typealias Part = (rows: [Int], logits: Tensor, features: [String: Tensor])
+        var parts: [Part?] = []
+        let loader = try DataLoader(train, batchSize: chunk, shuffle: false, skipBadFiles: configuration.skipBadFiles)
+        let batches = loader.batches(epoch: 0).makeIterator()
+        var first = 0
+        while let batch = try batches.nextBatch() {
             let range = first..<min(first + chunk, total)
-            let inputs = withoutGradients { train.inputs.sliced(alongAxis: 0, range) }
-            let (logits, features) = try teacherOutputs(inputs, indices: Array(range), cached: nil)
-            logitParts.append(logits)
-            for (name, value) in features { featureParts[name, default: []].append(value) }
+            first = range.upperBound
             events(.cachingTeacher(done: range.upperBound, total: total))
+            guard !batch.indices.isEmpty else {
+                parts.append(nil)
+                continue
+            }
+            let (logits, features) = try teacherOutputs(batch.inputs, indices: batch.indices, cached: nil)
+            parts.append((batch.indices.map { $0 - range.lowerBound }, logits, features))
         }
-        let built = TeacherCache(logits: Tensor.concatenating(logitParts, alongAxis: 0),
-                                 features: featureParts.mapValues { Tensor.concatenating($0, alongAxis: 0) }, key: key)
+        guard let sample = parts.lazy.compactMap({ $0 }).first else { throw DistillationError("no training example could be decoded") }
+        // Rows of skipped files are zeros, so that row i is example i.
+        func filled(_ values: Tensor?, _ count: Int, _ rows: [Int], like sample: Tensor) -> Tensor {
+            let result = Tensor.zeros(Shape([count] + sample.shape.dimensions.dropFirst()))
+            guard let values else { return result }
+            if rows.count == count { return values }
+            let size = values.count / rows.count
+            for (i, row) in rows.enumerated() { (result.storage.pointer + row * size).update(from: values.storage.pointer + i * size, count: size) }
+            return result
+        }
+        let counts = (0..<parts.count).map { min(chunk, total - $0 * chunk) }
+        func gathered(_ pick: (Part) -> Tensor, like sample: Tensor) -> Tensor {
+            Tensor.concatenating(parts.indices.map { filled(parts[$0].map(pick), counts[$0], parts[$0]?.rows ?? [], like: sample) }, alongAxis: 0)
+        }
+        let built = TeacherCache(logits: gathered({ $0.logits }, like: sample.logits),
+                                 features: Dictionary(uniqueKeysWithValues: sample.features.map { name, value in (name, gathered({ $0.features[name]! }, like: value)) }),
+                                 key: key)
         if let file, let directory = configuration.cacheDirectory {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try built.save(file)
@@ -171,7 +206,7 @@ extension Trainer {
             let perEpoch = loader.batchesPerEpoch
             let auxEpoch = step / perEpoch, b = step % perEpoch
             let order = loader.order(epoch: auxEpoch)
-            let auxBatch = loader.makeBatch(Array(order[(b * loader.batchSize)..<min((b + 1) * loader.batchSize, order.count)]), epoch: auxEpoch)
+            let auxBatch = try loader.makeBatch(Array(order[(b * loader.batchSize)..<min((b + 1) * loader.batchSize, order.count)]), epoch: auxEpoch)
             let outputs = try model.forward(auxBatch.inputs, capturing: [task.output]).features
             terms[task.name] = Tensor.crossEntropy(logits: outputs[task.output]!, labels: auxBatch.labels) * task.weight
         }

@@ -26,13 +26,13 @@ extension Trainer {
         self.saveModel = { path in try saveModel(exported, path) }
         if let checkpoint { try resume(from: checkpoint, train: train) }
         let result = try fit(train: train, labeled: labeled, validation: validation, events: events)
-        var report = DistillationReport(student: model, teacher: teacher, images: test.inputs, labels: test.labels, classNames: test.classNames)
+        var report = try DistillationReport(student: model, teacher: teacher, test: test)
         guard let directory = configuration.runDirectory else { return RunOutcome(result: result, report: report, seconds: Date().timeIntervalSince(start)) }
         func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
         try saveModel(model, path("model.safetensors"))
         if let bestEpoch = result.bestEpoch, FileManager.default.fileExists(atPath: path("best.safetensors")) {
             let best = try loadModel(path("best.safetensors"))
-            report.selected = ClassificationMetrics(logits: best.predictions(test.inputs), labels: test.labels, classNames: test.classNames)
+            report.selected = ClassificationMetrics(logits: try best.predictions(on: test), labels: test.labels, classNames: test.classNames)
             report.selectedEpoch = bestEpoch
         }
         let encoder = JSONEncoder()

@@ -24,12 +24,17 @@ struct RunState: Codable, Equatable {
     var termSums: [String: Float] = [:]
     var batches = 0
     var seconds: Double = 0
+    /// Files of the current epoch skipped as undecodable (nil: none).
+    var skippedFiles: Int?
     var history: [EpochRecord] = []
 
-    mutating func add(loss: Float, terms: [String: Float]) {
-        lossSum += loss
-        for (k, v) in terms { termSums[k, default: 0] += v }
-        batches += 1
+    /// Counts a step; `loss` nil for a batch with nothing left to train on (every file skipped).
+    mutating func add(loss: Float?, terms: [String: Float]) {
+        if let loss {
+            lossSum += loss
+            for (k, v) in terms { termSums[k, default: 0] += v }
+            batches += 1
+        }
         batchInEpoch += 1
         step += 1
     }
@@ -41,6 +46,7 @@ struct RunState: Codable, Equatable {
         termSums = [:]
         batches = 0
         seconds = 0
+        skippedFiles = nil
     }
 }
 

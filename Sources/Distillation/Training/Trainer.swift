@@ -82,7 +82,8 @@ public final class Trainer {
         }
         let optimizer = self.optimizer!
         let c = configuration
-        let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, seed: c.seed, augmentation: c.augmentation)
+        let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, seed: c.seed, augmentation: c.augmentation,
+                                    skipBadFiles: c.skipBadFiles)
         let auxiliary = try auxiliaryTasks.enumerated().map { i, task in
             try DataLoader(task.data, batchSize: c.batchSize, shuffle: true, seed: c.seed &+ UInt64(i + 1) &* 0x51ED)
         }
@@ -109,8 +110,19 @@ public final class Trainer {
             var failure: (batch: Int, terms: [String: Float])?
             var stepsHere = 0
             trainable.train()
-            for batch in loader.batches(epoch: epoch, from: state.batchInEpoch) {
+            let batches = loader.batches(epoch: epoch, from: state.batchInEpoch).makeIterator()
+            // A file that does not decode (without skipBadFiles) throws here, naming it; the
+            // last checkpoint stays as it was.
+            while let batch = try batches.nextBatch() {
                 if state.step >= limit { break }
+                for skipped in batch.skippedFiles { events(.skippedFile(epoch: epoch, skipped)) }
+                state.skippedFiles = (state.skippedFiles ?? 0) + batch.skippedFiles.count
+                if batch.indices.isEmpty {
+                    // Every file of the batch was skipped: the step passes without an update,
+                    // so that steps and the schedule stay where an intact batch would leave them.
+                    state.add(loss: nil, terms: [:])
+                    continue
+                }
                 try beforeStep?(state.step, totalSteps)
                 optimizer.setLearningRateFactor(schedule.factor(atStep: state.step) * state.learningRateFactor)
                 optimizer.zeroGrad()
@@ -181,7 +193,7 @@ public final class Trainer {
 
     private func teacherFeatureSize(_ train: Dataset) throws -> Int {
         guard let teacher = featureTeacher else { return 0 }
-        let probe = withoutGradients { train.inputs.sliced(alongAxis: 0, 0..<1) }
+        let probe = try probeInputs(train, examples: 1)
         teacher.eval()
         return try withoutGradients { try teacher.forward(probe, capturing: teacherTaps).features.values.reduce(0) { $0 + $1.count } }
     }
@@ -192,6 +204,7 @@ public final class Trainer {
         let batches = Float(max(state.batches, 1))
         var record = EpochRecord(epoch: state.epoch, loss: state.lossSum / batches, terms: state.termSums.mapValues { $0 / batches },
                                  seconds: state.seconds + Date().timeIntervalSince(segmentStart), learningRate: learningRate)
+        record.skippedFiles = state.skippedFiles
         var isBest = false
         if let validation {
             let accuracy = try Evaluation.accuracy(model, on: validation)

@@ -85,6 +85,10 @@ public struct TrainerConfiguration {
     public var checkpointEvery: Int?
     /// Stop when validation accuracy has not improved for this many epochs (nil: never).
     public var patience: Int?
+    /// Drop training examples whose image file cannot be decoded (counted per epoch in
+    /// `EpochRecord.skippedFiles`, each reported as `TrainingEvent.skippedFile`) instead of
+    /// stopping with an error that names the file.
+    public var skipBadFiles = false
 
     public init() {}
 

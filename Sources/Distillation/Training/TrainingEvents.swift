@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 
 /// Progress reports while training.
@@ -12,6 +13,9 @@ public enum TrainingEvent {
     case epochFinished(EpochRecord, isBest: Bool)
     /// Validation accuracy did not improve for `patience` epochs.
     case stoppedEarly(epoch: Int)
+    /// A file that could not be decoded was dropped from its batch (`skipBadFiles`); the error
+    /// names it and says what is wrong.
+    case skippedFile(epoch: Int, DatasetError)
 }
 
 /// One epoch's numbers.
@@ -24,6 +28,8 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var learningRate: Float
     /// Accuracy on the validation split (never the test set).
     public var validationAccuracy: Double?
+    /// Files skipped in the epoch because they could not be decoded (nil: none).
+    public var skippedFiles: Int?
 
     public init(epoch: Int, loss: Float, terms: [String: Float], seconds: Double, learningRate: Float, validationAccuracy: Double? = nil) {
         self.epoch = epoch

@@ -1,0 +1,97 @@
+import Foundation
+import Tensors
+
+/// Per-channel normalisation, (x − mean[c]) / standardDeviation[c], where the channel is the
+/// first axis of one example: a colour channel of an image [C, H, W], a feature of a table row
+/// [D]. Images are normalised from pixel values in [0, 1].
+public struct Normalization: Codable, Equatable, Sendable {
+    public var mean: [Float]
+    public var standardDeviation: [Float]
+
+    public init(mean: [Float], standardDeviation: [Float]) {
+        self.mean = mean
+        self.standardDeviation = standardDeviation
+    }
+
+    /// The normalisation that changes nothing, for `channels` channels.
+    public static func identity(channels: Int) -> Normalization {
+        Normalization(mean: Array(repeating: 0, count: channels), standardDeviation: Array(repeating: 1, count: channels))
+    }
+
+    /// Throws unless there are `channels` finite means and positive, finite standard deviations.
+    func check(channels: Int, source: String) throws {
+        guard mean.count == channels, standardDeviation.count == channels,
+              mean.allSatisfy(\.isFinite), standardDeviation.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw DatasetError(file: source, "normalization needs \(channels) finite means and \(channels) positive standard deviations, got mean \(mean), standard deviation \(standardDeviation)")
+        }
+    }
+}
+
+extension Dataset {
+    /// Examples per batch when a whole dataset is read in batches (statistics, evaluation,
+    /// the teacher cache).
+    public static let readingBatchSize = 256
+
+    /// Normalised per channel with `normalization` (see `Normalization`). In-memory sets are
+    /// normalised now; streamed sets when their batches are decoded, after any normalisation
+    /// they already have.
+    public func normalized(_ normalization: Normalization) throws -> Dataset {
+        let channels = exampleShape.rank == 0 ? 1 : exampleShape[0]
+        try normalization.check(channels: channels, source: "normalization")
+        switch examples {
+        case let .files(files):
+            var result = self
+            result.examples = .files(files.normalized(normalization))
+            return result
+        case let .memory(inputs):
+            let normalized = inputs.copy()
+            let plane = Swift.max(exampleShape.count / channels, 1)
+            normalized.withUnsafeMutableBufferPointer { values in
+                for start in stride(from: 0, to: values.count, by: plane) {
+                    let c = (start / plane) % channels
+                    let mean = normalization.mean[c], deviation = normalization.standardDeviation[c]
+                    for i in start..<(start + plane) { values[i] = (values[i] - mean) / deviation }
+                }
+            }
+            return Dataset(inputs: normalized, labels: labels, classNames: classNames)
+        }
+    }
+
+    /// The mean and standard deviation of every channel (the first axis of an example) over all
+    /// examples, computed in batches of `readingBatchSize` (a streamed set is decoded once,
+    /// never held whole). Standard deviations below 1e-6 are raised to it, so the result can
+    /// normalise. Use the training set's statistics for its validation and test sets. With
+    /// `skippingBadFiles`, images that cannot be read are left out (as training skips them).
+    public func channelStatistics(skippingBadFiles: Bool = false) throws -> Normalization {
+        guard count > 0 else { throw DatasetError(file: "channel statistics", "the dataset is empty") }
+        let channels = exampleShape.rank == 0 ? 1 : exampleShape[0]
+        let plane = Swift.max(exampleShape.count / channels, 1)
+        var sums = [Double](repeating: 0, count: channels), squares = [Double](repeating: 0, count: channels)
+        var used = 0
+        for first in stride(from: 0, to: count, by: Self.readingBatchSize) {
+            let indices = Array(first..<Swift.min(first + Self.readingBatchSize, count))
+            let values = Tensor.zeros(Shape([indices.count] + exampleShape.dimensions))
+            let failures = fill(values.storage.pointer, with: indices, threads: ProcessInfo.processInfo.activeProcessorCount)
+            if let failure = failures.first, !skippingBadFiles { throw failure.error }
+            let bad = Set(failures.map(\.row))
+            used += indices.count - bad.count
+            values.withUnsafeBufferPointer { buffer in
+                for start in stride(from: 0, to: buffer.count, by: plane) where !bad.contains(start / exampleShape.count) {
+                    var sum: Double = 0, square: Double = 0
+                    for v in buffer[start..<(start + plane)] {
+                        sum += Double(v)
+                        square += Double(v) * Double(v)
+                    }
+                    let c = (start / plane) % channels
+                    sums[c] += sum
+                    squares[c] += square
+                }
+            }
+        }
+        guard used > 0 else { throw DatasetError(file: "channel statistics", "no example could be read") }
+        let n = Double(used * plane)
+        let means = sums.map { $0 / n }
+        return Normalization(mean: means.map { Float($0) },
+                             standardDeviation: zip(squares, means).map { Float(Swift.max(Swift.max($0 / n - $1 * $1, 0).squareRoot(), 1e-6)) })
+    }
+}
