@@ -7,7 +7,7 @@
   onnxruntime's output. Cases cover Resize (every interpolation mode and coordinate
   transformation Distill runs), Pad, Split, Expand, Where, Pow, Sqrt, HardSigmoid,
   HardSwish, PRelu, Clip, Squeeze/Unsqueeze, the reductions, Slice with negative steps,
-  ConstantOfShape and the comparisons. `gradients` names the initializers whose gradients
+  ConstantOfShape, the comparisons, and Conv and pooling with asymmetric padding. `gradients` names the initializers whose gradients
   the Swift test checks by finite differences, beside the input's.
 - small_cnn_legacy.onnx (TorchScript exporter, opset 11) and small_cnn_dynamo.onnx
   (torch.export-based exporter, opset 20): a small CNN with Hardswish, Hardsigmoid, PReLU,
@@ -172,6 +172,18 @@ def operator_cases():
     case("softmax one axis opset 13", 13, [node("Softmax", ["x"], axis=2)])
     case("dropout training mode off opset 13", 13, [node("Dropout", ["x", "ratio", "training"])],
          {"ratio": np.array(0.5, dtype=np.float32), "training": np.array(False)})
+
+    # Asymmetric padding (explicit pads, and auto_pad SAME with an odd total) in Conv and pooling.
+    weights = {"w": (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), "b": floats(0.1, -0.2, 0.3, 0)}
+    case("conv asymmetric pads opset 11", 11, [node("Conv", ["x", "w", "b"], pads=[0, 1, 2, 0])], weights, gradients=["w", "b"])
+    case("conv auto_pad same_upper stride 2 opset 13", 13, [node("Conv", ["x", "w", "b"], auto_pad="SAME_UPPER", strides=[2, 2])], weights,
+         gradients=["w", "b"])
+    case("conv auto_pad same_lower opset 18", 18, [node("Conv", ["x", "w"], auto_pad="SAME_LOWER", kernel_shape=[2, 4])],
+         {"w": (rng.standard_normal((2, 3, 2, 4)) * 0.3).astype(np.float32)}, gradients=["w"])
+    case("max pool asymmetric pads opset 11", 11, [node("MaxPool", ["x"], kernel_shape=[3, 3], pads=[1, 0, 0, 1], strides=[2, 2])])
+    case("max pool auto_pad same_upper opset 13", 13, [node("MaxPool", ["x"], kernel_shape=[3, 3], auto_pad="SAME_UPPER", strides=[2, 2])])
+    case("average pool asymmetric pads counted opset 19", 19,
+         [node("AveragePool", ["x"], kernel_shape=[2, 3], pads=[1, 1, 0, 0], count_include_pad=1)])
 
 
 class SmallCNN(nn.Module):

@@ -37,7 +37,8 @@ extension ONNXOperators {
         return y
     }
 
-    private func padded(_ x: Tensor, axis: Int, before: Int, after: Int, mode: String, value: Float) throws -> Tensor {
+    /// One axis of `pad`: `before` and `after` values added (or, negative, removed).
+    func padded(_ x: Tensor, axis: Int, before: Int, after: Int, mode: String, value: Float) throws -> Tensor {
         let size = x.shape[axis]
         let limit = -(1 << 20)...(1 << 20)
         guard limit.contains(before), limit.contains(after), size + before + after > 0, size + min(before, 0) + min(after, 0) >= 0 else {
