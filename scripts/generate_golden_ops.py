@@ -196,6 +196,11 @@ add("kl divergence log target", "klDivergence", [F.log_softmax(r(3, 5), dim=1), 
     lambda i, t: F.kl_div(i, t, reduction="batchmean", log_target=True), {"targetIsLog": True})
 add("smooth l1 beta 0.5", "smoothL1", [r(3, 4) * 2, r(3, 4)], lambda a, b: F.smooth_l1_loss(a, b, beta=0.5), {"beta": 0.5})
 add("smooth l1 beta 3", "smoothL1", [r(3, 4) * 2, r(3, 4)], lambda a, b: F.smooth_l1_loss(a, b, beta=3.0), {"beta": 3.0})
+# where(condition, a, b), the three broadcast; the 0/1 condition gets no gradient.
+add("select broadcast", "select", [r(3, 1), r(4), (r(2, 3, 4) > 0).float()],
+    lambda a, b, c: torch.where(c != 0, a, b), grads=[True, True, False])
+add("select same shapes", "select", [r(2, 3), r(2, 3), torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])],
+    lambda a, b, c: torch.where(c != 0, a, b), grads=[True, True, False])
 
 # Added for issue 14 (class weights; appended, so the cases above keep their values).
 weighted_labels = [1, 0, 3, 2, 1, 1]

@@ -30,9 +30,8 @@ struct Evaluate: TabledCommand {
     func validate() throws { try checkOptions() }
 
     func run() throws {
-        let loaded = try loadModel(model, architecture: architecture, role: "model")
-        let student = loaded.model
-        let data = try dataOptions.load(seed: 0, recorded: loaded.preprocessing)
+        let data = try dataOptions.load(seed: 0, recorded: try recordedPreprocessing(model, role: "model"))
+        let student = try loadModel(model, architecture: architecture, inputShape: data.preprocessing.exampleShape, role: "model").model
         let test = data.test
         let teacherModel = try teacher.map { path in
             let teacherLoaded = try loadModel(path, inputShape: data.preprocessing.exampleShape, role: "teacher")

@@ -41,7 +41,9 @@ struct Inspect: TabledCommand {
 
     func run() throws {
         if !ModelZoo.names.contains(model) && (FileManager.default.fileExists(atPath: model) || model.contains("/") || model.contains(".")) {
-            let loaded = try loadModel(model, role: "model")
+            // An ONNX model with open input sizes takes them from --channels and --image-size.
+            let size = try imageSize.map { try parseImageSize($0, flag: "image-size") }
+            let loaded = try loadModel(model, inputShape: size.map { [channels ?? 3, $0.height, $0.width] }, role: "model")
             if let network = loaded.model as? ONNXNetwork {
                 Console().text(String(describing: ModelSummary(network, inputShape: Shape(network.inputShape))))
                 let ops = Dictionary(grouping: network.model.graph.nodes, by: \.opType).map { "\($0.key) ×\($0.value.count)" }.sorted()

@@ -250,13 +250,29 @@ struct LoadedModel {
 func loadModel(_ path: String, architecture: String? = nil, inputShape: [Int]? = nil, role: String) throws -> LoadedModel {
     do {
         if let file = SavedModel.onnxFile(at: path) {
-            let network = try ONNXNetwork(contentsOf: file)
+            let network = try ONNXNetwork(contentsOf: file, inputShape: inputShape)
             let preprocessing = try network.model.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
             return LoadedModel(model: network, name: nil, preprocessing: preprocessing)
         }
         let loaded = try SavedModel.load(path, name: architecture)
         let preprocessing = try loaded.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: loaded.file) }
         return LoadedModel(model: loaded.model, name: loaded.name, preprocessing: preprocessing, options: loaded.options)
+    } catch let error as FileError {
+        throw UserError("\(role): \(error)")
+    }
+}
+
+/// The preprocessing a model file records, read without building the model (an ONNX model
+/// with open input sizes needs them from the data first).
+func recordedPreprocessing(_ path: String, role: String) throws -> Preprocessing? {
+    do {
+        if let file = SavedModel.onnxFile(at: path) {
+            return try ONNXModel.read(file).metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw FileError(file: path, "does not exist") }
+        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
+        return try SafeTensors.read(file).metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
     } catch let error as FileError {
         throw UserError("\(role): \(error)")
     }

@@ -70,7 +70,7 @@ final class Console {
             say("\(label)cached teacher outputs for \(total) images")
         case let .epochFinished(record, isBest):
             let validation = record.validationAccuracy.map { String(format: "  validation accuracy %.2f%%%@", $0 * 100, isBest ? " (best)" : "") } ?? ""
-            let skipped = record.skippedFiles.map { "  \($0) bad file\($0 == 1 ? "" : "s") skipped" } ?? ""
+            let skipped = record.skippedFiles.flatMap { $0 > 0 ? "  \($0) bad file\($0 == 1 ? "" : "s") skipped" : nil } ?? ""
             epoch(String(format: "%@epoch %d  loss %.4f%@  %.1f s%@", label, record.epoch + 1, record.loss, validation, record.seconds, skipped),
                   ["epoch": record.epoch + 1, "loss": Double(record.loss), "terms": record.terms.mapValues(Double.init),
                    "validation_accuracy": record.validationAccuracy ?? Double.nan, "seconds": record.seconds, "best": isBest, "skipped_files": record.skippedFiles ?? 0])

@@ -60,8 +60,12 @@ extension RunOutcome {
         }
         text += String(format: ")")
         if let teacher = report.teacher, let agreement = report.student.agreement, let ratio = report.parameterRatio, let speed = report.latencyBatch1Ratio {
-            text += String(format: "; teacher %.2f%%; agreement %.2f%%; %.1f× fewer parameters, %.1f× faster at batch 1",
-                           teacher.top1 * 100, agreement * 100, ratio, speed)
+            // Ratios below 1 read the other way round: a student larger or slower than its teacher says so.
+            func compare(_ ratio: Double, _ better: String, _ worse: String) -> String {
+                ratio >= 1 ? String(format: "%.1f× %@", ratio, better) : String(format: "%.1f× %@", 1 / ratio, worse)
+            }
+            text += String(format: "; teacher %.2f%%; agreement %.2f%%; ", teacher.top1 * 100, agreement * 100)
+                + compare(ratio, "fewer parameters", "more parameters") + ", " + compare(speed, "faster at batch 1", "slower at batch 1")
         }
         return text + String(format: " in %.1f s; wrote %@/model.safetensors, evaluation.json, report.html", seconds, out)
     }

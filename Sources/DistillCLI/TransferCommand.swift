@@ -61,7 +61,7 @@ struct TransferCommand: TabledCommand {
         // Both tasks read the data through the old model's recorded preprocessing (its size and
         // normalisation), as fine-tuning a pretrained model should; the old task's classes must
         // be the old model's own.
-        let recorded = try loadModel(source, role: "--from").preprocessing
+        let recorded = try recordedPreprocessing(source, role: "--from")
         var oldOptions = dataOptions
         oldOptions.classes = oldClasses
         oldOptions.labelsPerClass = nil

@@ -52,7 +52,7 @@ struct TransferSource {
     }
 
     private static func onnx(_ file: String, head: String?, exampleShape: [Int], preprocessing: @escaping () -> Preprocessing?) throws -> TransferSource {
-        let network = try ONNXNetwork(contentsOf: file)
+        let network = try ONNXNetwork(contentsOf: file, inputShape: exampleShape)
         guard network.inputShape == exampleShape else {
             throw UserError("--from \(file) takes examples of shape \(network.inputShape), the data has \(exampleShape)")
         }
@@ -62,9 +62,9 @@ struct TransferSource {
         if !classifier.droppedAfter.isEmpty { note += "; the \(classifier.droppedAfter.joined(separator: " and ")) after it is dropped (both heads give logits)" }
         return TransferSource(
             name: (file as NSString).lastPathComponent, model: network, head: classifier.node, headNote: note,
-            load: { try ONNXNetwork(contentsOf: file).truncated(at: logits) },
+            load: { try ONNXNetwork(contentsOf: file, inputShape: exampleShape).truncated(at: logits) },
             scratch: { generator in
-                let fresh = try ONNXNetwork(contentsOf: file).truncated(at: logits)
+                let fresh = try ONNXNetwork(contentsOf: file, inputShape: exampleShape).truncated(at: logits)
                 fresh.reinitializeParameters(using: &generator)
                 return fresh
             },

@@ -188,3 +188,34 @@ extension Tensor {
     public func isGreater(than value: Float) -> Tensor { isGreater(than: Tensor(scalar: value)) }
     public func isLess(than value: Float) -> Tensor { isLess(than: Tensor(scalar: value)) }
 }
+
+extension Tensor {
+    /// Elementwise choice, NumPy's `where`: `a` where `condition` is nonzero, `b` elsewhere,
+    /// the three shapes broadcast together. A value that is not chosen never reaches the
+    /// result (an infinite `b` under a true condition leaves no NaN), and gets no gradient.
+    public static func selecting(_ a: Tensor, where condition: Tensor, otherwise b: Tensor) -> Tensor {
+        guard let pair = Shape.broadcast(a.shape, b.shape), let shape = Shape.broadcast(pair, condition.shape) else {
+            requirementFailed("selecting: shapes \(a.shape), \(b.shape) and condition \(condition.shape) do not broadcast")
+        }
+        let chosen = ElementwiseKernels.map(CopyKernels.expand(condition, to: shape), NonZero())
+        let ea = CopyKernels.expand(a, to: shape), eb = CopyKernels.expand(b, to: shape)
+        let out = Tensor(uninitialized: shape)
+        let pc = chosen.storage.pointer, pa = ea.storage.pointer, pb = eb.storage.pointer, po = out.storage.pointer
+        Compute.parallelFor(shape.count) { range in
+            for i in range { po[i] = pc[i] != 0 ? pa[i] : pb[i] }
+        }
+        // d(out)/da = 1 where chosen, 0 elsewhere; d(out)/db = the complement.
+        return out.recorded("select", [a, b]) { g in
+            [a.needsGrad ? ElementwiseKernels.zip(g, chosen, Masked(keepWhere: 1)).sumToShape(a.shape) : nil,
+             b.needsGrad ? ElementwiseKernels.zip(g, chosen, Masked(keepWhere: 0)).sumToShape(b.shape) : nil]
+        }
+    }
+}
+
+/// 1 where x ≠ 0 (NaN included), else 0.
+private struct NonZero: UnaryFunction { func callAsFunction(_ x: Float) -> Float { x != 0 ? 1 : 0 } }
+/// g where the mask equals `keepWhere`, else 0 (not g·mask: a NaN gradient must not leak across).
+private struct Masked: BinaryFunction {
+    let keepWhere: Float
+    func callAsFunction(_ g: Float, _ mask: Float) -> Float { mask == keepWhere ? g : 0 }
+}

@@ -28,6 +28,17 @@ final class AutodiffTests: XCTestCase {
         XCTAssertEqual(b.grad?.scalars, [2, 2, 2])
     }
 
+    func testSelectingNeverMixesInTheUnchosenValue() {
+        let a = Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], requiresGrad: true)
+        let masked = Tensor([-.infinity, 7, -.infinity], requiresGrad: true)
+        let condition = Tensor([1, 0, 1])
+        let y = Tensor.selecting(a, where: condition, otherwise: masked)     // a where 1, else the masked row
+        XCTAssertEqual(y.scalars, [1, 7, 3, 4, 7, 6])
+        (y * 2).sum().backward()                                             // d/da = 2 where chosen; d/dmasked sums 2 over the rows
+        XCTAssertEqual(a.grad?.scalars, [2, 0, 2, 2, 0, 2])
+        XCTAssertEqual(masked.grad?.scalars, [0, 4, 0])
+    }
+
     func testNoGradientScopeRecordsNothing() {
         let x = Tensor([1, 2], requiresGrad: true)
         let y = withoutGradients { (x * x).exp().sum() }

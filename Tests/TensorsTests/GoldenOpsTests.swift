@@ -73,6 +73,7 @@ final class GoldenOpsTests: XCTestCase {
         case "concat": return Tensor.concatenating(x, alongAxis: c.int("axis"))
         case "stack": return Tensor.stacking(x, alongAxis: c.int("axis"))
         case "indexSelect": return x[0].indexSelect(alongAxis: c.int("axis"), indices: c.params["indices"] as! [Int])
+        case "select": return Tensor.selecting(x[0], where: x[2], otherwise: x[1])
         case "gather":
             return x[0].gathering(alongAxis: c.int("axis"), indices: c.floats("indices").map { Int($0) },
                                   indexShape: Shape(c.params["indexShape"] as! [Int]))

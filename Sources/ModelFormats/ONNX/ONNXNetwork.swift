@@ -9,17 +9,22 @@ import Tensors
 ///
 /// Loading checks the whole graph before anything runs: every operator supported, every
 /// value produced before it is read, no cycles, attributes in range, and one trial run at
-/// the declared input shape with every shape checked, so that running it on inputs of that
-/// shape cannot fail. Float initializers become the module's parameters (by their ONNX names;
-/// batch-norm statistics and scalar constants are buffers);
+/// the input shape with every shape checked, so that running it on inputs of that shape
+/// cannot fail. The input shape is the model's own where it declares fixed sizes after the
+/// batch axis; models exported with symbolic sizes (`dynamic_axes` in PyTorch, `?` in
+/// Paddle's exports) are given the per-example shape when they are loaded (`inputShape:`).
+/// Float initializers become the module's parameters (by their ONNX names; batch-norm
+/// statistics and scalar constants are buffers);
 /// every node's first output is a child module of that name, so feature-based methods can
 /// tap any intermediate value (`forward(_:capturing: ["/features/features.2/Relu_output_0"])`).
 public final class ONNXNetwork: Module {
     /// Operators of the default domain that Distill runs.
     public static let supportedOperators = [
-        "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv", "Div", "Dropout", "Erf",
-        "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul",
-        "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
+        "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div",
+        "Dropout", "Equal", "Erf", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater",
+        "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Less", "LessOrEqual", "MatMul", "MaxPool",
+        "Mul", "Pad", "Pow", "PRelu", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape",
+        "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
     ]
 
     public let model: ONNXModel
@@ -40,12 +45,18 @@ public final class ONNXNetwork: Module {
     let nodeModules: [(name: String, module: any Module)]
 
     /// Reads and checks the ONNX file at `path`.
-    public convenience init(contentsOf path: String) throws {
-        try self.init(try ONNXModel.read(path), file: path)
+    ///
+    /// `inputShape` is the shape of one example without the batch axis (`[3, 48, 192]`): it
+    /// fixes the sizes the model leaves symbolic, and must agree with the ones it fixes. It
+    /// may be omitted when the model fixes every size after the batch axis.
+    public convenience init(contentsOf path: String, inputShape: [Int]? = nil) throws {
+        try self.init(try ONNXModel.read(path), file: path, inputShape: inputShape)
     }
 
-    /// Checks `model` and prepares it to run; `file` names the source in errors.
-    public init(_ model: ONNXModel, file: String = "ONNX model") throws {
+    /// Checks `model` and prepares it to run on examples of `inputShape` (without the batch
+    /// axis; nil takes the model's declared sizes, which must then all be fixed); `file`
+    /// names the source in errors.
+    public init(_ model: ONNXModel, file: String = "ONNX model", inputShape: [Int]? = nil) throws {
         self.model = model
         self.file = file
         opset = model.opset
@@ -68,13 +79,9 @@ public final class ONNXNetwork: Module {
             throw fail("has \(graph.inputs.filter { !defined.contains($0.name) }.count) graph inputs; a teacher takes one image batch")
         }
         guard input.elementType == ONNXTensor.float else { throw fail("input '\(input.name)' has element type \(input.elementType); Distill feeds float images") }
-        guard input.dims.count >= 2, input.dims.dropFirst().allSatisfy({ ($0 ?? 0) > 0 }) else {
-            throw fail("input '\(input.name)' needs a batch axis and fixed positive sizes after it, got \(input.dims.map { $0.map(String.init) ?? "?" })")
-        }
-        let perExample = input.dims.dropFirst().map { $0! }
-        guard perExample.reduce(1, { $0 > 1 << 24 ? $0 : $0 * $1 }) <= 1 << 24 else { throw fail("input '\(input.name)' shape \(input.dims) is too large") }
+        let perExample = try ONNXNetwork.exampleShape(of: input, given: inputShape, fail: fail)
         inputName = input.name
-        inputShape = perExample
+        self.inputShape = perExample
         defined.insert(input.name)
         guard let output = graph.outputs.first else { throw fail("has no graph output") }
         outputName = output.name

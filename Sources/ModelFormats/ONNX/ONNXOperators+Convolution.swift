@@ -1,28 +1,39 @@
 import Tensors
 
 extension ONNXOperators {
-    // MARK: Conv, BatchNormalization, MaxPool, AveragePool
+    // MARK: Conv, BatchNormalization, MaxPool, AveragePool (asymmetric padding made explicit)
 
-    /// Symmetric (top/left = bottom/right) padding from `pads` and `auto_pad`.
-    func padding(kernel: [Int], strides: [Int], dilations: [Int], input: [Int]) throws -> (Int, Int) {
+    /// Padding from `pads` and `auto_pad`: [top, left, bottom, right]. SAME_UPPER puts the
+    /// odd pixel at the end, SAME_LOWER at the start.
+    func padding(kernel: [Int], strides: [Int], dilations: [Int], input: [Int]) throws -> [Int] {
         switch try string("auto_pad", "NOTSET") {
         case "NOTSET":
             let pads = try intList("pads") ?? [0, 0, 0, 0]
-            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else { throw fail("pads \(pads) should be four non-negative numbers") }
-            guard pads[0] == pads[2], pads[1] == pads[3] else { throw fail("asymmetric pads \(pads) are not supported") }
-            return (pads[0], pads[1])
-        case "VALID": return (0, 0)
-        case "SAME_UPPER", "SAME_LOWER":
-            var result = [0, 0]
+            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 && $0 <= 1 << 16 }) else { throw fail("pads \(pads) should be four non-negative numbers") }
+            return pads
+        case "VALID": return [0, 0, 0, 0]
+        case let mode where mode == "SAME_UPPER" || mode == "SAME_LOWER":
+            var result = [0, 0, 0, 0]
             for a in 0..<2 {
                 let out = (input[a] + strides[a] - 1) / strides[a]
                 let total = max(0, (out - 1) * strides[a] + (kernel[a] - 1) * dilations[a] + 1 - input[a])
-                guard total % 2 == 0 else { throw fail("auto_pad SAME needs asymmetric padding here, which is not supported") }
-                result[a] = total / 2
+                result[a] = mode == "SAME_UPPER" ? total / 2 : total - total / 2
+                result[a + 2] = total - result[a]
             }
-            return (result[0], result[1])
+            return result
         case let other: throw fail("auto_pad '\(other)' is not known")
         }
+    }
+
+    /// The part of `pads` ([top, left, bottom, right]) a kernel can apply itself (the same on
+    /// both sides), and `x` with the rest added explicitly as `value`.
+    func symmetricPadding(_ x: Tensor, _ pads: [Int], value: Float) throws -> (input: Tensor, padding: (Int, Int)) {
+        let common = (min(pads[0], pads[2]), min(pads[1], pads[3]))
+        var y = x
+        for (axis, before, after) in [(2, pads[0] - common.0, pads[2] - common.0), (3, pads[1] - common.1, pads[3] - common.1)] where before + after > 0 {
+            y = try padded(y, axis: axis, before: before, after: after, mode: "constant", value: value)
+        }
+        return (y, common)
     }
 
     func window(_ name: String, _ fallback: Int) throws -> [Int] {
@@ -42,8 +53,8 @@ extension ONNXOperators {
         guard kernel.allSatisfy({ $0 >= 1 }) else { throw fail("empty kernel in weight \(w.shape)") }
         if let k = try intList("kernel_shape"), k != kernel { throw fail("kernel_shape \(k) disagrees with weight \(w.shape)") }
         let strides = try window("strides", 1), dilations = try window("dilations", 1)
-        let pad = try padding(kernel: kernel, strides: strides, dilations: dilations, input: [x.shape[2], x.shape[3]])
-        guard pad.0 <= 1 << 16, pad.1 <= 1 << 16 else { throw fail("padding \(pad) is too large") }
+        let pads = try padding(kernel: kernel, strides: strides, dilations: dilations, input: [x.shape[2], x.shape[3]])
+        let (input, pad) = try symmetricPadding(x, pads, value: 0)
         var bias: Tensor?
         if optional(2) != nil {
             let b = try tensor(2)
@@ -52,11 +63,11 @@ extension ONNXOperators {
         }
         let geometry = Convolution2DGeometry(kernel: (kernel[0], kernel[1]), stride: (strides[0], strides[1]),
                                              padding: pad, dilation: (dilations[0], dilations[1]))
-        let (oh, ow) = geometry.outputSize(height: x.shape[2], width: x.shape[3])
+        let (oh, ow) = geometry.outputSize(height: input.shape[2], width: input.shape[3])
         guard oh > 0, ow > 0 else { throw fail("kernel \(kernel) does not fit input \(x.shape)") }
         _ = try checked([x.shape[0], w.shape[0], oh, ow])
         _ = try checked([x.shape[1] / groups * kernel[0] * kernel[1], oh * ow])
-        return Tensor.conv2d(x, weight: w, bias: bias, stride: (strides[0], strides[1]), padding: pad,
+        return Tensor.conv2d(input, weight: w, bias: bias, stride: (strides[0], strides[1]), padding: pad,
                              dilation: (dilations[0], dilations[1]), groups: groups)
     }
 
@@ -82,16 +93,24 @@ extension ONNXOperators {
         let strides = try window("strides", 1)
         guard try window("dilations", 1) == [1, 1] else { throw fail("dilated pooling is not supported") }
         guard try int("ceil_mode", 0) == 0 else { throw fail("ceil_mode 1 is not supported") }
-        let pad = try padding(kernel: kernel, strides: strides, dilations: [1, 1], input: [x.shape[2], x.shape[3]])
-        guard pad.0 * 2 <= kernel[0], pad.1 * 2 <= kernel[1] else { throw fail("padding \(pad) is more than half of kernel \(kernel)") }
-        let geometry = Convolution2DGeometry(kernel: (kernel[0], kernel[1]), stride: (strides[0], strides[1]), padding: pad)
-        let (oh, ow) = geometry.outputSize(height: x.shape[2], width: x.shape[3])
-        guard oh > 0, ow > 0 else { throw fail("kernel \(kernel) does not fit input \(x.shape)") }
-        if node.opType == "MaxPool" {
-            guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw fail("the indices output is not supported") }
-            return Tensor.maxPool2d(x, kernel: (kernel[0], kernel[1]), stride: (strides[0], strides[1]), padding: pad)
+        let pads = try padding(kernel: kernel, strides: strides, dilations: [1, 1], input: [x.shape[2], x.shape[3]])
+        guard pads[0] * 2 <= kernel[0], pads[2] * 2 <= kernel[0], pads[1] * 2 <= kernel[1], pads[3] * 2 <= kernel[1] else {
+            throw fail("padding \(pads) is more than half of kernel \(kernel)")
         }
-        return Tensor.avgPool2d(x, kernel: (kernel[0], kernel[1]), stride: (strides[0], strides[1]), padding: pad,
-                                countIncludePadding: try int("count_include_pad", 0) != 0)
+        let isMax = node.opType == "MaxPool", includePadding = try int("count_include_pad", 0) != 0
+        guard isMax || includePadding || (pads[0] == pads[2] && pads[1] == pads[3]) else {
+            throw fail("asymmetric pads \(pads) are supported with count_include_pad 1 only")
+        }
+        // Explicit padding that max pooling never picks, or that averaging counts as zeros.
+        let (input, pad) = try symmetricPadding(x, pads, value: isMax ? -.infinity : 0)
+        let geometry = Convolution2DGeometry(kernel: (kernel[0], kernel[1]), stride: (strides[0], strides[1]), padding: pad)
+        let (oh, ow) = geometry.outputSize(height: input.shape[2], width: input.shape[3])
+        guard oh > 0, ow > 0 else { throw fail("kernel \(kernel) does not fit input \(x.shape)") }
+        if isMax {
+            guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw fail("the indices output is not supported") }
+            return Tensor.maxPool2d(input, kernel: (kernel[0], kernel[1]), stride: (strides[0], strides[1]), padding: pad)
+        }
+        return Tensor.avgPool2d(input, kernel: (kernel[0], kernel[1]), stride: (strides[0], strides[1]), padding: pad,
+                                countIncludePadding: includePadding)
     }
 }

@@ -1,7 +1,7 @@
 import Tensors
 
 extension ONNXOperators {
-    // MARK: Constant, Flatten, Reshape, Concat, Transpose, Squeeze, Unsqueeze, Slice, Shape, Gather, Cast
+    // MARK: Constant, ConstantOfShape, Flatten, Reshape, Concat, Transpose, Squeeze, Unsqueeze, Slice, Split, Expand, Shape, Gather, Cast
 
     func constant() throws -> Value {
         switch node.attribute("value") {
@@ -96,11 +96,30 @@ extension ONNXOperators {
         return .tensor(Tensor.concatenating(tensors, alongAxis: a))
     }
 
-    func transpose() throws -> Tensor {
-        let x = try tensor(0)
-        let perm = try intList("perm") ?? Array((0..<x.rank).reversed())
-        guard perm.count == x.rank, Set(perm) == Set(0..<x.rank) else { throw fail("perm \(perm) is not a permutation of \(x.rank) axes") }
-        return x.permuted(perm)
+    /// A tensor of `input 0`'s shape filled with the `value` attribute's one element (float 0 by default).
+    func constantOfShape() throws -> Value {
+        let shape = try checked(try ints(0))
+        switch node.attribute("value") {
+        case nil: return .tensor(Tensor.zeros(shape))
+        case let .tensor(t)?:
+            do { try t.validate() } catch let error as ProtoError { throw fail(error.message) }
+            switch t.values {
+            case let .floats(v) where v.count == 1: return .tensor(Tensor.full(shape, v[0]))
+            case let .ints(v) where v.count == 1:
+                guard shape.count <= 1 << 20 else { throw fail("\(shape) integers are too many") }
+                return .ints([Int](repeating: v[0], count: shape.count), dims: shape.dimensions)
+            default: throw fail("value should hold one element, got \(t.count)")
+            }
+        default: throw fail("attribute 'value' should be a tensor")
+        }
+    }
+
+    func transpose() throws -> Value {
+        let v = try value(0)
+        let rank = v.dims.count
+        let perm = try intList("perm") ?? Array((0..<rank).reversed())
+        guard perm.count == rank, Set(perm) == Set(0..<rank) else { throw fail("perm \(perm) is not a permutation of \(rank) axes") }
+        return try rearranging(v) { $0.permuted(perm) }
     }
 
     func squeezeOrUnsqueeze() throws -> Value {
@@ -119,9 +138,11 @@ extension ONNXOperators {
         return try reshaped(v, to: result)
     }
 
-    /// Slice with unit steps (what PyTorch's `x[:, a:b]` exports).
-    func slice() throws -> Tensor {
-        let x = try tensor(0)
+    /// Slice, with any non-zero steps (negative ones walk backwards, as `x.flip` and the
+    /// legacy exporter's pad reversal export), on tensors and on integers.
+    func slice() throws -> Value {
+        let v = try value(0)
+        let dims = v.dims
         let starts: [Int], ends: [Int], axesList: [Int]?, steps: [Int]?
         if opset >= 10 {
             starts = try ints(1)
@@ -138,19 +159,73 @@ extension ONNXOperators {
         guard starts.count == ends.count, axes.count == starts.count, steps.map({ $0.count == starts.count }) ?? true else {
             throw fail("starts \(starts), ends \(ends) and axes \(axes) differ in length")
         }
-        guard steps?.allSatisfy({ $0 == 1 }) ?? true else { throw fail("steps other than 1 are not supported") }
-        var y = x
+        guard steps?.allSatisfy({ $0 != 0 }) ?? true else { throw fail("steps \(steps!) include 0") }
+        var cuts: [(axis: Int, indices: StrideTo<Int>)] = []
         var seen = Set<Int>()
         for (i, rawAxis) in axes.enumerated() {
-            guard rawAxis >= -x.rank, rawAxis < x.rank else { throw fail("axis \(rawAxis) is out of range for \(x.shape)") }
-            let axis = rawAxis < 0 ? rawAxis + x.rank : rawAxis
+            guard rawAxis >= -dims.count, rawAxis < dims.count else { throw fail("axis \(rawAxis) is out of range for \(dims)") }
+            let axis = rawAxis < 0 ? rawAxis + dims.count : rawAxis
             guard seen.insert(axis).inserted else { throw fail("axis \(axis) is sliced twice") }
-            let size = x.shape[axis]
-            func clamp(_ v: Int) -> Int { min(max(v < 0 ? v + size : v, 0), size) }
-            let lower = clamp(starts[i]), upper = max(clamp(ends[i]), lower)
-            y = y.sliced(alongAxis: axis, lower..<upper)
+            // A step longer than the axis takes one element, whatever its size.
+            let size = dims[axis], step = max(min(steps?[i] ?? 1, size + 1), -(size + 1))
+            // Negative positions count from the end; then both clamp to where the walk can go.
+            func resolve(_ p: Int, _ low: Int, _ high: Int) -> Int { min(max(p < 0 ? p &+ size : p, low), high) }
+            let start = step > 0 ? resolve(starts[i], 0, size) : resolve(starts[i], 0, size - 1)
+            let end = step > 0 ? resolve(ends[i], 0, size) : resolve(ends[i], -1, size - 1)
+            cuts.append((axis, stride(from: start, to: end, by: step)))
         }
-        return y
+        return try rearranging(v) { x in
+            cuts.reduce(x) { y, cut in
+                let indices = Array(cut.indices)
+                if let first = indices.first, indices.count == 1 || indices[1] == first + 1 {
+                    return y.sliced(alongAxis: cut.axis, first..<(first + indices.count))
+                }
+                return indices.isEmpty ? y.sliced(alongAxis: cut.axis, 0..<0) : y.indexSelect(alongAxis: cut.axis, indices: indices)
+            }
+        }
+    }
+
+    /// Split along `axis` into the node's outputs: sizes from the `split` attribute (before
+    /// opset 13) or input, else `num_outputs` (opset 18) chunks of ⌈size/n⌉ with a smaller
+    /// last one, else equal parts.
+    func split() throws -> [Value] {
+        let v = try value(0)
+        let dims = v.dims
+        let rawAxis = try int("axis", 0)
+        guard rawAxis >= -dims.count, rawAxis < dims.count else { throw fail("axis \(rawAxis) is out of range for \(dims)") }
+        let axis = rawAxis < 0 ? rawAxis + dims.count : rawAxis
+        let size = dims[axis], parts = node.outputs.count
+        var sizes: [Int]
+        if opset >= 13, optional(1) != nil {
+            sizes = try ints(1)
+        } else if opset < 13, let list = try intList("split") {
+            sizes = list
+        } else if opset >= 18, node.attribute("num_outputs") != nil {
+            let n = try int("num_outputs", parts)
+            guard n == parts, n >= 1 else { throw fail("num_outputs \(n) differs from the node's \(parts) outputs") }
+            let chunk = (size + n - 1) / n
+            sizes = (0..<n).map { min(chunk, max(0, size - $0 * chunk)) }
+        } else {
+            guard size % parts == 0 else { throw fail("axis \(axis) of \(dims) does not split into \(parts) equal parts") }
+            sizes = [Int](repeating: size / parts, count: parts)
+        }
+        guard sizes.count == parts, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, { $0 &+ $1 }) == size else {
+            throw fail("split \(sizes) does not divide axis \(axis) of \(dims) into \(parts) outputs")
+        }
+        var offset = 0
+        return try sizes.map { count in
+            defer { offset += count }
+            return try rearranging(v) { [offset] in $0.sliced(alongAxis: axis, offset..<(offset + count)) }
+        }
+    }
+
+    /// Broadcasts the input with the `shape` input (NumPy rules both ways: a 1 in `shape` keeps the input's size).
+    func expand() throws -> Value {
+        let v = try value(0)
+        let requested = try ints(1)
+        guard requested.count <= 16, requested.allSatisfy({ $0 >= 0 }) else { throw fail("shape \(requested) is not a shape") }
+        let target = try broadcast(Shape(v.dims), Shape(requested))
+        return try rearranging(v) { $0.expanded(to: target) }
     }
 
     func shape() throws -> Value {
@@ -196,6 +271,10 @@ extension ONNXOperators {
         case let (.tensor(t), ONNXTensor.float), let (.tensor(t), ONNXTensor.double): return .tensor(t)
         case let (.ints(v, dims), ONNXTensor.float), let (.ints(v, dims), ONNXTensor.double): return .tensor(Tensor(v.map(Float.init), shape: Shape(dims)))
         case let (.ints(v, dims), ONNXTensor.int64), let (.ints(v, dims), ONNXTensor.int32): return .ints(v, dims: dims)
+        case let (.ints(v, dims), ONNXTensor.bool): return .ints(v.map { $0 != 0 ? 1 : 0 }, dims: dims)
+        case let (.tensor(t), ONNXTensor.bool):
+            guard t.count <= 1 << 20 else { throw fail("cannot cast \(t.shape) values to booleans") }
+            return .ints(t.scalars.map { $0 != 0 ? 1 : 0 }, dims: t.shape.dimensions)
         case let (.tensor(t), ONNXTensor.int64), let (.tensor(t), ONNXTensor.int32):
             guard t.count <= 1 << 20, t.scalars.allSatisfy({ $0.isFinite && Swift.abs($0) < 1e15 }) else { throw fail("cannot cast these values to integers") }
             return .ints(t.scalars.map { Int($0) }, dims: t.shape.dimensions)

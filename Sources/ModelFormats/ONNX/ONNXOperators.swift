@@ -96,6 +96,18 @@ struct ONNXOperators {
         return Shape(shape)
     }
 
+    /// Applies an op that only moves values (slice, transpose, expand) to either kind of
+    /// value; integers move exactly, as positions 0..<n that then pick them.
+    func rearranging(_ v: Value, _ move: (Tensor) throws -> Tensor) throws -> Value {
+        switch v {
+        case let .tensor(t): return .tensor(try move(t))
+        case let .ints(list, dims):
+            guard list.count <= 1 << 24 else { throw fail("\(list.count) integers are too many to rearrange") }
+            let moved = try move(Tensor(list.indices.map(Float.init), shape: Shape(dims)))
+            return .ints(moved.scalars.map { list[Int($0)] }, dims: moved.shape.dimensions)
+        }
+    }
+
     func broadcast(_ a: Shape, _ b: Shape) throws -> Shape {
         guard let s = Shape.broadcast(a, b) else { throw fail("shapes \(a) and \(b) do not broadcast") }
         return try checked(s.dimensions)
@@ -108,6 +120,8 @@ struct ONNXOperators {
         case "Identity": return [try value(0)]
         case "Dropout":
             guard node.outputs.count < 2 || node.outputs[1].isEmpty else { throw fail("the dropout mask output is not supported") }
+            // From opset 12 the training mode is an input; a graph that trains its dropout is not a teacher.
+            if optional(2) != nil, try tensor(2).scalars.contains(where: { $0 != 0 }) { throw fail("training mode is not supported") }
             return [try value(0)]
         case "Constant": return [try constant()]
         case "Relu": return [.tensor(try tensor(0).relu())]
@@ -117,7 +131,18 @@ struct ONNXOperators {
         case "LeakyRelu": return [.tensor(try tensor(0).leakyRelu(negativeSlope: try float("alpha", 0.01)))]
         case "Gelu": return [.tensor(try gelu())]
         case "Clip": return [.tensor(try clip())]
-        case "Add", "Sub", "Mul", "Div": return [try arithmetic()]
+        case "HardSigmoid": return [.tensor(try hardSigmoid())]
+        case "HardSwish": return [.tensor(try hardSwish())]
+        case "PRelu": return [.tensor(try prelu())]
+        case "Sqrt": return [.tensor(try tensor(0).sqrt())]
+        case "Pow": return [.tensor(try power())]
+        case "Add", "Sub", "Mul", "Div", "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual": return [try arithmetic()]
+        case "Where": return [try select()]
+        case "Pad": return [.tensor(try pad())]
+        case "Resize": return [.tensor(try resize())]
+        case "Split": return try split()
+        case "Expand": return [try expand()]
+        case "ConstantOfShape": return [try constantOfShape()]
         case "Conv": return [.tensor(try conv())]
         case "BatchNormalization": return [.tensor(try batchNorm())]
         case "MaxPool", "AveragePool": return [.tensor(try pool())]
@@ -132,10 +157,10 @@ struct ONNXOperators {
         case "MatMul": return [.tensor(try matmul())]
         case "Concat": return [try concat()]
         case "Softmax": return [.tensor(try softmax())]
-        case "Transpose": return [.tensor(try transpose())]
+        case "Transpose": return [try transpose()]
         case "Squeeze", "Unsqueeze": return [try squeezeOrUnsqueeze()]
         case "ReduceMean", "ReduceMax", "ReduceSum": return [.tensor(try reduce())]
-        case "Slice": return [.tensor(try slice())]
+        case "Slice": return [try slice()]
         case "Shape": return [try shape()]
         case "Gather": return [try gather()]
         case "Cast": return [try cast()]
