@@ -61,6 +61,8 @@ struct TransferCommand: TabledCommand {
         // Both tasks read the data through the old model's recorded preprocessing (its size and
         // normalisation), as fine-tuning a pretrained model should; the old task's classes must
         // be the old model's own.
+        // The data is read after the old model's record, but a missing folder is the first thing to say.
+        guard FileManager.default.fileExists(atPath: dataOptions.data) else { throw UserError("--data: \(dataOptions.data): data does not exist") }
         let recorded = try recordedPreprocessing(source, role: "--from")
         var oldOptions = dataOptions
         oldOptions.classes = oldClasses
