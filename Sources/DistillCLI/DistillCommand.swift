@@ -21,10 +21,10 @@ struct DistillCommand: TrainingCommand {
     @Option(name: Spec.teacherAttention.long, help: Spec.teacherAttention.help) var teacherAttention: [String] = []
     @Option(name: Spec.teacherEmbedding.long, help: Spec.teacherEmbedding.help) var teacherEmbedding: String?
     @Option(name: Spec.teacherOutputs.long, help: Spec.teacherOutputs.help) var teacherOutputs: String?
-    @Option(name: Spec.teacherInputSize.long, help: Spec.teacherInputSize.help) var teacherInputSize: String?
-    @Option(name: Spec.teacherMean.long, help: Spec.teacherMean.help) var teacherMean: String?
-    @Option(name: Spec.teacherStd.long, help: Spec.teacherStd.help) var teacherStd: String?
-    @Option(name: Spec.teacherChannelOrder.long, help: Spec.teacherChannelOrder.help) var teacherChannelOrder: String?
+    @Option(name: Spec.teacherInputSize.long, help: Spec.teacherInputSize.help) var teacherInputSize: [String] = []
+    @Option(name: Spec.teacherMean.long, help: Spec.teacherMean.help) var teacherMean: [String] = []
+    @Option(name: Spec.teacherStd.long, help: Spec.teacherStd.help) var teacherStd: [String] = []
+    @Option(name: Spec.teacherChannelOrder.long, help: Spec.teacherChannelOrder.help) var teacherChannelOrder: [String] = []
     @Option(name: Spec.student.long, help: Spec.student.help) var student: String = "cnn-student"
     @OptionGroup var size: ModelSizeOptions
     @Option(name: Spec.method.long, help: Spec.method.help) var method: String = "kd"
@@ -56,8 +56,8 @@ struct DistillCommand: TrainingCommand {
         [("teacher", teachers.isEmpty ? nil : .list(teachers)), ("teacher-architecture", teacherArchitecture.map { .text($0) }),
          ("teacher-hint", teacherHint.map { .text($0) }), ("teacher-attention", teacherAttention.isEmpty ? nil : .list(teacherAttention)),
          ("teacher-embedding", teacherEmbedding.map { .text($0) }), ("teacher-outputs", teacherOutputs.map { .text($0) }),
-         ("teacher-input-size", teacherInputSize.map { .text($0) }), ("teacher-mean", teacherMean.map { .text($0) }),
-         ("teacher-std", teacherStd.map { .text($0) }), ("teacher-channel-order", teacherChannelOrder.map { .text($0) }),
+         ("teacher-input-size", teacherInputSize.isEmpty ? nil : .list(teacherInputSize)), ("teacher-mean", teacherMean.isEmpty ? nil : .list(teacherMean)),
+         ("teacher-std", teacherStd.isEmpty ? nil : .list(teacherStd)), ("teacher-channel-order", teacherChannelOrder.isEmpty ? nil : .list(teacherChannelOrder)),
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
          ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
@@ -82,8 +82,9 @@ struct DistillCommand: TrainingCommand {
         let data = try dataOptions.load(seed: seed, unlabeled: unlabeled, skippingBadFiles: training.skipBadFiles)
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
-        let overrides = try teacherPreprocessingOverrides()
-        for path in teachers {
+        let overrideList = try teacherPreprocessingOverrides()
+        for (index, path) in teachers.enumerated() {
+            let overrides = overrideList[index]
             let loaded = try loadModel(path, architecture: teacherArchitecture, inputShape: overrides.inputShape(for: data.preprocessing), role: "teacher")
             // The teacher's own preprocessing (its run's record), or the student's with the --teacher-* overrides.
             let model = try adapted(loaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
@@ -129,8 +130,17 @@ struct DistillCommand: TrainingCommand {
                                loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
     }
 
-    /// The --teacher-* preprocessing options, parsed and checked.
-    func teacherPreprocessingOverrides() throws -> TeacherPreprocessing {
+    /// The --teacher-* preprocessing options, parsed and checked: one entry per `--teacher`.
+    /// Each option is given once (for every teacher) or once per teacher, in order.
+    func teacherPreprocessingOverrides() throws -> [TeacherPreprocessing] {
+        func perTeacher(_ values: [String], _ flag: String) throws -> [String?] {
+            switch values.count {
+            case 0: return Array(repeating: nil, count: teachers.count)
+            case 1: return Array(repeating: values[0], count: teachers.count)
+            case teachers.count: return values
+            default: throw UserError("--\(flag) is given \(values.count) times for \(teachers.count) teachers: give it once (for all) or once per --teacher, in order")
+            }
+        }
         func floats(_ text: String?, _ flag: String, positive: Bool) throws -> [Float]? {
             guard let text else { return nil }
             let items = text.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
@@ -139,9 +149,18 @@ struct DistillCommand: TrainingCommand {
             }
             return items.map { $0! }
         }
-        return TeacherPreprocessing(size: try teacherInputSize.map { try parseImageSize($0, flag: "teacher-input-size") }, mean: try floats(teacherMean, "teacher-mean", positive: false),
-                                    standardDeviation: try floats(teacherStd, "teacher-std", positive: true),
-                                    channelOrder: teacherChannelOrder.flatMap(Preprocessing.ChannelOrder.init(rawValue:)))
+        let orders = try perTeacher(teacherChannelOrder, "teacher-channel-order").map { text -> Preprocessing.ChannelOrder? in
+            guard let text else { return nil }
+            guard let order = Preprocessing.ChannelOrder(rawValue: text) else { throw UserError("--teacher-channel-order '\(text)' is not one of rgb, bgr") }
+            return order
+        }
+        let sizes = try perTeacher(teacherInputSize, "teacher-input-size"), means = try perTeacher(teacherMean, "teacher-mean")
+        let deviations = try perTeacher(teacherStd, "teacher-std")
+        return try (0..<teachers.count).map { i in
+            TeacherPreprocessing(size: try sizes[i].map { try parseImageSize($0, flag: "teacher-input-size") },
+                                 mean: try floats(means[i], "teacher-mean", positive: false),
+                                 standardDeviation: try floats(deviations[i], "teacher-std", positive: true), channelOrder: orders[i])
+        }
     }
 }
 

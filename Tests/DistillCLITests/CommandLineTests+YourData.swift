@@ -191,6 +191,13 @@ extension CommandLineTests {
         try assertFails(["train", "--model", "mlp", "--data", try write("notes.txt", "hello"), "--out", out], mentioning: "is not data Distill reads")
         try assertFails(["train", "--model", "mlp", "--data", all.path, "--image-size", "0x5", "--out", out], mentioning: "--image-size '0x5'")
         try assertFails(["train", "--model", "mlp", "--hidden", "64,0", "--out", out], mentioning: "--hidden '64,0'")
+        // Teachers' preprocessing: once for all, or once per teacher; every value checked.
+        let teachers = ["distill", "--teacher", "a.onnx", "--teacher", "b.onnx", "--out", out, "--dry-run"]
+        _ = try assertSucceeds(teachers + ["--teacher-mean", "0.485,0.456,0.406", "--teacher-std", "0.5", "--teacher-std", "0.25"])
+        try assertFails(teachers + ["--teacher-mean", "0.5", "--teacher-mean", "0.5", "--teacher-mean", "0.5"], mentioning: "--teacher-mean is given 3 times for 2 teachers")
+        try assertFails(teachers + ["--teacher-std", "0,1,1"], mentioning: "--teacher-std '0,1,1' must be 1 to 3 comma-separated positive numbers")
+        try assertFails(teachers + ["--teacher-channel-order", "grb"], mentioning: "--teacher-channel-order 'grb' is not one of rgb, bgr")
+        try assertFails(teachers + ["--teacher-input-size", "224x"], mentioning: "--teacher-input-size '224x'")
         try requireData()
         try assertFails(["train", "--model", "mlp", "--test-fraction", "0.3", "--out", out], mentioning: "has a test set of its own")
     }

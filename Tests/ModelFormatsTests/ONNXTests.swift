@@ -38,18 +38,6 @@ final class ONNXTests: XCTestCase {
         return zip(a.scalars, b.scalars).map { Swift.abs($0 - $1) }.max() ?? 0
     }
 
-    func python(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
 
     // MARK: Writing
 
@@ -102,7 +90,7 @@ final class ONNXTests: XCTestCase {
                 XCTAssertLessThan(maxDifference(withoutGradients { reread(images) }, expected), 1e-4, "\(name) \(variant) read back")
             }
         }
-        let (status, output) = try python(arguments.map { $0.hasPrefix("scripts/") ? packageRoot + "/" + $0 : $0 })
+        let (status, output) = try runPython(arguments.map { $0.hasPrefix("scripts/") ? packageRoot + "/" + $0 : $0 })
         XCTAssertEqual(status, 0, output)
         let lines = output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         XCTAssertEqual(lines.count, ModelZoo.names.count * 3, output)

@@ -38,3 +38,18 @@ public func pythonCanImport(_ modules: String...) -> Bool {
     process.waitUntilExit()
     return process.terminationStatus == 0
 }
+
+/// Runs `python3` with `arguments` and returns its exit status and its output (standard
+/// output and error together): the oracles' scripts under scripts/.
+public func runPython(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3"] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
