@@ -27,7 +27,10 @@ extension Preprocessing {
             if isDirectory.boolValue {
                 guard kind == .images else { throw DatasetError(file: path, "is a folder; the model takes feature vectors (give .csv or .npy files)") }
                 guard let walker = FileManager.default.enumerator(atPath: path) else { throw DatasetError(file: path, "cannot be read") }
-                let files = walker.compactMap { $0 as? String }.filter { ImageFolder.extensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+                // Hidden files (macOS's ._name.png) are not images, as ImageFolder.scan skips them.
+                let files = walker.compactMap { $0 as? String }
+                    .filter { !($0 as NSString).lastPathComponent.hasPrefix(".") && ImageFolder.extensions.contains(($0 as NSString).pathExtension.lowercased()) }
+                    .sorted()
                 guard !files.isEmpty else { throw DatasetError(file: path, "holds no PNG or JPEG images") }
                 result += files.map { let file = (path as NSString).appendingPathComponent($0); return Input(name: file, source: .imageFile(file)) }
             } else if ImageFolder.extensions.contains(ext) {
@@ -75,6 +78,7 @@ extension Preprocessing {
             throw DatasetError(file: path, "has shape \(array.shape); the model takes examples of shape \(shape) (one, or [N, \(shape.map(String.init).joined(separator: ", "))])")
         }
         if let bad = array.values.firstIndex(where: { !$0.isFinite }) { throw DatasetError(file: path, "value \(bad) is not finite") }
+        guard count > 0 else { throw DatasetError(file: path, "has no examples") }
         return (0..<count).map { i in
             Input(name: count == 1 ? path : "\(path)[\(i)]", source: .values(Array(array.values[(i * size)..<((i + 1) * size)])))
         }
@@ -92,8 +96,10 @@ extension Preprocessing {
         let count = features ?? channels
         var columns = Array(0..<count)
         var rows = lines[...]
+        var hasHeader = false
         // A header is a first row that is not all numbers; the model's feature names pick its columns.
         if firstFields.contains(where: { Float($0) == nil }) {
+            hasHeader = true
             rows = rows.dropFirst()
             if let names = featureNames {
                 columns = try names.map { name in
@@ -104,10 +110,13 @@ extension Preprocessing {
                 }
             }
         }
+        guard !rows.isEmpty else { throw DatasetError(file: path, "has no rows") }
         return try rows.map { line in
             let fields = try CSV.fields(of: line.element, delimiter: delimiter, file: path, line: line.offset + 1)
-            guard fields.count >= count, columns.allSatisfy({ $0 < fields.count }) else {
-                throw DatasetError(file: "\(path):\(line.offset + 1)", "has \(fields.count) fields; the model takes \(count) features")
+            // Without a header the columns are the features alone, in training order: an extra
+            // column (a label, somewhere) would be a guess.
+            guard hasHeader ? columns.allSatisfy({ $0 < fields.count }) : fields.count == count else {
+                throw DatasetError(file: "\(path):\(line.offset + 1)", "has \(fields.count) fields; the model takes \(count) features (without a header row naming the columns, give exactly those)")
             }
             let values = try columns.map { column -> Float in
                 guard let value = Float(fields[column].trimmingCharacters(in: .whitespaces)), value.isFinite else {

@@ -62,17 +62,19 @@ public struct Preprocessing: Codable, Equatable, Sendable {
         return value
     }
 
-    /// Checks that the record is usable: positive sizes, one mean and one positive standard
-    /// deviation per channel or feature, at least one class.
+    /// Checks that the record is usable: positive sizes (images of 1 or 3 channels), one mean
+    /// and one positive standard deviation per channel or feature, as many feature names as
+    /// features, at least one class.
     public func check(file: String) throws {
         let n = kind == .images ? channels : (features ?? channels)
-        guard channels >= 1, height >= 1, width >= 1, height * width <= ImageDecoder.maximumPixels, n >= 1,
+        let (pixels, overflow) = height.multipliedReportingOverflow(by: width)
+        guard channels >= 1, height >= 1, width >= 1, !overflow, pixels <= ImageDecoder.maximumPixels, n >= 1, n <= 1 << 24,
               kind == .features || channels == 1 || channels == 3 else {
-            throw DatasetError(file: file, "preprocessing has sizes \(exampleShape) that Distill does not read")
+            throw DatasetError(file: file, "preprocessing has sizes \(kind == .images ? "\(channels)×\(height)×\(width)" : "\(n) features") that Distill does not read")
         }
-        guard normalization.mean.count == n, normalization.standardDeviation.count == n,
-              normalization.mean.allSatisfy(\.isFinite), normalization.standardDeviation.allSatisfy({ $0 > 0 && $0.isFinite }) else {
-            throw DatasetError(file: file, "preprocessing needs \(n) finite means and \(n) positive standard deviations")
+        try normalization.check(channels: n, source: file)
+        guard featureNames.map({ $0.count == n }) ?? true else {
+            throw DatasetError(file: file, "preprocessing names \(featureNames?.count ?? 0) features for \(n)")
         }
         guard !classNames.isEmpty else { throw DatasetError(file: file, "preprocessing names no classes") }
     }
@@ -108,6 +110,9 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     /// the same as resizing the original: give the student the teacher's size when that matters.
     public func conversion(from source: Preprocessing) throws -> InputConversion? {
         guard kind == source.kind else { throw DatasetError(file: "preprocessing", "a model that takes \(kind.rawValue) cannot learn from one that takes \(source.kind.rawValue)") }
+        if kind == .images && channels != source.channels && Set([channels, source.channels]) != [1, 3] {
+            throw DatasetError(file: "preprocessing", "a model of \(channels) input channels cannot learn from one of \(source.channels)")
+        }
         if kind == .features {
             guard exampleShape == source.exampleShape else {
                 throw DatasetError(file: "preprocessing", "feature counts differ: \(source.exampleShape[0]) and \(exampleShape[0])")

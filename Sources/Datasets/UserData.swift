@@ -109,14 +109,24 @@ public struct UserData {
             let validationFolder = ["val", "validation"].map { (path as NSString).appendingPathComponent($0) }
                 .first { FileManager.default.fileExists(atPath: $0) }
             let validation = try validationFolder.map { try ImageFolder.scan($0, classNames: train.classNames) }
-            let (channels, size) = try imageGeometry(request, first: train)
-            return UserData(kind: kind, train: try ImageFolder.dataset(train, channels: channels, size: size),
-                            validation: try validation.map { try ImageFolder.dataset($0, channels: channels, size: size) },
-                            test: try ImageFolder.dataset(test, channels: channels, size: size))
+            let (channels, size) = try imageGeometry(request)
+            let trainSet = try ImageFolder.dataset(train, channels: channels, size: size)
+            // Without --image-size the training images decide the size; test and validation
+            // images of another size are resized to it (the model takes one size).
+            let fixed = size ?? (trainSet.exampleShape[1], trainSet.exampleShape[2])
+            return UserData(kind: kind, train: trainSet,
+                            validation: try validation.map { try ImageFolder.dataset($0, channels: channels, size: fixed) },
+                            test: try ImageFolder.dataset(test, channels: channels, size: fixed))
         case .imageFolder:
             let listing = try ImageFolder.scan(path)
-            let (channels, size) = try imageGeometry(request, first: listing)
+            let (channels, size) = try imageGeometry(request)
             let all = try ImageFolder.dataset(listing, channels: channels, size: size)
+            if let testPath = request.testPath {
+                guard request.testFraction == nil else { throw DatasetError(file: testPath, "give --test-data or --test-fraction, not both") }
+                let test = try ImageFolder.scan(testPath, classNames: listing.classNames)
+                return UserData(kind: kind, train: all, test: try ImageFolder.dataset(test, channels: channels,
+                                                                                      size: size ?? (all.exampleShape[1], all.exampleShape[2])))
+            }
             return try carvingTest(from: all, kind: kind, request: request, featureNames: nil)
         case .arrays, .array:
             let all = try arrays(request, kind: kind, file: path)
@@ -151,14 +161,20 @@ public struct UserData {
 
     /// The normalisation of this data's training split: the fixed one (IDX), or per channel
     /// (images) / per feature (tables) mean and standard deviation of `train`'s examples.
-    public func preprocessing(fittedOn train: Dataset, skippingBadFiles: Bool = false) throws -> Preprocessing {
-        let normalization = try fixedNormalization ?? train.channelStatistics(skippingBadFiles: skippingBadFiles)
+    /// With `normalization` given (a trained model's record) nothing is computed.
+    public func preprocessing(fittedOn train: Dataset, skippingBadFiles: Bool = false, normalization given: Normalization? = nil) throws -> Preprocessing {
+        let normalization = try given ?? fixedNormalization ?? train.channelStatistics(skippingBadFiles: skippingBadFiles)
         let shape = train.exampleShape.dimensions
+        let result: Preprocessing
         if shape.count == 1 {
-            return .features(shape[0], names: featureNames, normalization: normalization, classNames: train.classNames)
+            result = .features(shape[0], names: featureNames, normalization: normalization, classNames: train.classNames)
+        } else if shape.count == 3 {
+            result = .images(channels: shape[0], height: shape[1], width: shape[2], normalization: normalization, classNames: train.classNames)
+        } else {
+            throw DatasetError(file: "data", "examples of shape \(shape) are neither images [C, H, W] nor feature vectors [D]")
         }
-        guard shape.count == 3 else { throw DatasetError(file: "data", "examples of shape \(shape) are neither images [C, H, W] nor feature vectors [D]") }
-        return .images(channels: shape[0], height: shape[1], width: shape[2], normalization: normalization, classNames: train.classNames)
+        try result.check(file: "data")
+        return result
     }
 
     static func detect(_ path: String, isDirectory: Bool) throws -> Kind {
@@ -187,7 +203,7 @@ public struct UserData {
     }
 
     /// Channels and size for an image folder: as requested, else 3 channels and the images' own size.
-    static func imageGeometry(_ request: Request, first: ImageFolder.Listing) throws -> (Int, (height: Int, width: Int)?) {
+    static func imageGeometry(_ request: Request) throws -> (Int, (height: Int, width: Int)?) {
         let channels = request.channels ?? 3
         guard channels == 1 || channels == 3 else { throw DatasetError(file: request.path, "--channels must be 1 or 3, got \(channels)") }
         guard let height = request.imageHeight else { return (channels, nil) }
@@ -204,7 +220,7 @@ public struct UserData {
         return UserData(kind: kind, train: split.kept, test: split.heldOut, featureNames: featureNames, testFraction: fraction)
     }
 
-    /// `test` relabelled to `train`'s classes; shapes must agree.
+    /// `test`, checked to have `train`'s example shape.
     static func matching(_ test: Dataset, _ train: Dataset, file: String) throws -> Dataset {
         guard test.exampleShape == train.exampleShape else {
             throw DatasetError(file: file, "has examples of shape \(test.exampleShape.dimensions), the training data \(train.exampleShape.dimensions)")
@@ -241,6 +257,13 @@ public struct UserData {
         }
         guard inputs.shape.count == 2 || inputs.shape.count == 4 || inputs.shape.count == 3 else {
             throw DatasetError(file: file, "inputs have shape \(inputs.shape): expected [N, features], [N, H, W] or [N, C, H, W]")
+        }
+        guard inputs.shape.dropFirst().allSatisfy({ $0 > 0 }) else {
+            throw DatasetError(file: file, "inputs have shape \(inputs.shape): every size after N must be positive")
+        }
+        if inputs.shape.count == 4 && ![1, 3].contains(inputs.shape[1]) {
+            let hint = [1, 3].contains(inputs.shape[3]) ? "; it looks like [N, H, W, C]: transpose it to [N, C, H, W] (np.transpose(x, (0, 3, 1, 2)))" : ""
+            throw DatasetError(file: file, "image inputs \(inputs.shape) must be [N, C, H, W] with 1 or 3 channels\(hint)")
         }
         let values = try labels.integers(file: labelsFile)
         guard labels.shape.count == 1 || (labels.shape.count == 2 && labels.shape[1] == 1) else {

@@ -92,8 +92,10 @@ struct DistillCommand: TrainingCommand {
             teacherNames.append(loaded.name ?? (path as NSString).lastPathComponent)
         }
         if let file = teacherOutputs {
-            // Rows follow the training set as read; the validation split's rows are dropped.
-            let all = try TeacherOutputs.load(file, examples: data.train.count + (data.validation?.count ?? 0), classes: data.train.classCount)
+            // Rows follow the training examples as read (after the test split is carved, for data
+            // without one); the rows of a validation split held out from them are dropped.
+            let all = try TeacherOutputs.load(file, examples: data.train.count + (data.trainPositions == nil ? 0 : data.validation?.count ?? 0),
+                                              classes: data.train.classCount)
             teacherList.append(Teacher(.outputs(data.trainPositions.map { all.indexSelect(alongAxis: 0, indices: $0) } ?? all)))
         }
         var generator = RandomGenerator(seed: seed)

@@ -31,7 +31,9 @@ struct Evaluate: TabledCommand {
 
     func run() throws {
         let data = try dataOptions.load(seed: 0, recorded: try recordedPreprocessing(model, role: "model"))
-        let student = try loadModel(model, architecture: architecture, inputShape: data.preprocessing.exampleShape, role: "model").model
+        let loaded = try loadModel(model, architecture: architecture, inputShape: data.preprocessing.exampleShape, role: "model")
+        try checkFits(loaded, shape: data.preprocessing.exampleShape, classNames: data.preprocessing.classNames, role: "model \(model)")
+        let student = loaded.model
         let test = data.test
         let teacherModel = try teacher.map { path in
             let teacherLoaded = try loadModel(path, inputShape: data.preprocessing.exampleShape, role: "teacher")

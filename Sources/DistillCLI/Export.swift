@@ -70,7 +70,8 @@ struct Export: TabledCommand {
                 Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(shape.map(String.init).joined(separator: ", "))]\(includePreprocessing ? ", raw \(preprocessing?.kind == .images ? "0-255 pixels" : "features") in" : ""))")
             } else {
                 // Only the model's own tensors: a distillation run's teachers and loss parts never travel.
-                try SavedModel.save(loaded.model, name: loaded.name, options: loaded.options, to: out)
+                try SavedModel.save(loaded.model, name: loaded.name, options: loaded.options, to: out,
+                                    metadata: loaded.metadata.filter { $0.key == Preprocessing.metadataKey })
                 Console().text("wrote \(out): \(loaded.name), \(loaded.model.parameterCount) parameters")
             }
         } catch let error as ModelFormatError { throw UserError("\(error)") }
@@ -99,6 +100,9 @@ struct Export: TabledCommand {
         let network = try ONNXNetwork(contentsOf: file)
         guard resolvedFormat == "onnx" else {
             throw UserError("\(model) is an ONNX model, which exports to ONNX only (no zoo architecture rebuilds it from safetensors)")
+        }
+        guard !includePreprocessing else {
+            throw UserError("--include-preprocessing: \(model) is an imported ONNX graph, written as it is; its metadata says what input it expects")
         }
         if let opset, opset != network.model.opset {
             throw UserError("--opset \(opset): \(model) holds an ONNX graph of opset \(network.model.opset), which is written as it is (Distill does not convert operators between opsets)")

@@ -85,7 +85,7 @@ struct DataOptions: ParsableArguments {
     /// With `sameClasses` false (a new task for an old model) the recorded class names are not
     /// held against the data's, and the data's own are kept.
     func load(seed: UInt64, unlabeled: Bool = false, recorded: Preprocessing? = nil, sameClasses: Bool = true,
-              skippingBadFiles: Bool = false) throws -> Loaded {
+              skippingBadFiles: Bool = false, holdingOutValidation: Bool = true) throws -> Loaded {
         var size = try parsedImageSize()
         var channels = self.channels
         if let recorded, recorded.kind == .images, UserData.isImageFolder(data) {
@@ -115,7 +115,9 @@ struct DataOptions: ParsableArguments {
             }
         }
         var positions: [Int]?
-        if validation == nil {
+        if !holdingOutValidation {
+            validation = nil
+        } else if validation == nil {
             let fewest = unlabeled ? 0 : (labelsPerClass ?? train.classCounts.min() ?? 0)
             let fraction = validationFraction ?? (fewest >= TrainingDefaults.minimumLabelsPerClassForValidation ? TrainingDefaults.validationFraction : 0)
             if fraction > 0 {
@@ -128,8 +130,17 @@ struct DataOptions: ParsableArguments {
             throw UserError("--validation-fraction: \(data) brings its own validation folder (val/)")
         }
         do {
-            var preprocessing = try user.preprocessing(fittedOn: train, skippingBadFiles: skippingBadFiles)
+            if let recorded, recorded.exampleShape != train.exampleShape.dimensions {
+                throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(train.exampleShape.dimensions)")
+            }
+            var preprocessing = try user.preprocessing(fittedOn: train, skippingBadFiles: skippingBadFiles, normalization: recorded?.normalization)
             if let recorded {
+                if let fixed = user.fixedNormalization, fixed != recorded.normalization {
+                    throw UserError("--data: \(data) comes normalised with Fashion-MNIST's statistics, and the model was trained with others (\(recorded.normalization.mean))")
+                }
+                if let names = recorded.featureNames, let given = preprocessing.featureNames, names != given {
+                    throw UserError("--data: the model was trained on the columns \(names.joined(separator: ", ")), and \(data) has \(given.joined(separator: ", "))")
+                }
                 guard recorded.exampleShape == preprocessing.exampleShape else {
                     throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(preprocessing.exampleShape)")
                 }
@@ -278,15 +289,42 @@ func recordedPreprocessing(_ path: String, role: String) throws -> Preprocessing
     }
 }
 
+/// Checks that `loaded` takes examples of `shape` and gives one score per class of
+/// `classNames` (by name, when it recorded them): a model that does not fit the data is an
+/// error naming it, before anything runs.
+func checkFits(_ loaded: LoadedModel, shape: [Int], classNames: [String], role: String) throws {
+    if let options = loaded.options {
+        guard options.exampleShape == shape else {
+            throw UserError("\(role) takes examples of shape \(options.exampleShape), and the data has \(shape)")
+        }
+        guard options.classes == classNames.count else {
+            throw UserError("\(role) gives \(options.classes) class scores, and the data has \(classNames.count) classes")
+        }
+    }
+    if let network = loaded.model as? ONNXNetwork {
+        guard network.inputShape == shape else {
+            throw UserError("\(role) takes examples of shape \(network.inputShape), and would be fed \(shape) (give --teacher-input-size or --image-size)")
+        }
+        let output: Tensor
+        do { output = try withoutGradients { try network.run(Tensor.zeros(Shape([1] + shape))) } } catch let error as FileError {
+            throw UserError("\(role): \(error)")
+        }
+        guard output.rank == 2, output.shape[1] == classNames.count else {
+            throw UserError("\(role) gives outputs \(Array(output.shape.dimensions.dropFirst())), and the data has \(classNames.count) classes")
+        }
+    }
+    if let recorded = loaded.preprocessing?.classNames, recorded != classNames {
+        throw UserError("\(role) was trained on classes \(recorded.prefix(12).joined(separator: ", ")), and the data's are \(classNames.prefix(12).joined(separator: ", "))")
+    }
+}
+
 /// `loaded` (a teacher) fed batches prepared with `data`: converted to the preprocessing it
 /// recorded, or for models that recorded none (ONNX files from other projects) to `data`'s
 /// with the `--teacher-*` overrides.
 func adapted(_ loaded: LoadedModel, to data: Preprocessing, overriding overrides: TeacherPreprocessing = TeacherPreprocessing(),
              role: String) throws -> any Module {
     let expected = try loaded.preprocessing ?? overrides.applied(to: data)
-    if let network = loaded.model as? ONNXNetwork, network.inputShape != expected.exampleShape {
-        throw UserError("\(role) takes examples of shape \(network.inputShape), and would be fed \(expected.exampleShape) (give --teacher-input-size)")
-    }
+    try checkFits(loaded, shape: expected.exampleShape, classNames: data.classNames, role: role)
     do {
         return try expected.conversion(from: data).map { AdaptedModel(loaded.model, conversion: $0) } ?? loaded.model
     } catch let error as DatasetError { throw UserError("\(role): \(error.problem)") }

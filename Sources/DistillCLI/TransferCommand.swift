@@ -67,8 +67,10 @@ struct TransferCommand: TabledCommand {
         var oldOptions = dataOptions
         oldOptions.classes = oldClasses
         oldOptions.labelsPerClass = nil
-        oldOptions.validationFraction = 0
-        let oldData = try oldOptions.load(seed: 0, recorded: recorded)
+        let oldData = try oldOptions.load(seed: 0, recorded: recorded, holdingOutValidation: false)
+        // A model that records no preprocessing (an ONNX file from elsewhere) sees both tasks
+        // normalised one way: with the statistics of the old task's training examples.
+        let reference = recorded ?? oldData.preprocessing
         let (oldTrain, oldTest) = (oldData.train, oldData.test)
         let newTaskPreprocessing = NewTaskPreprocessing()
         let old = try TransferSource.load(source, head: head, exampleShape: oldTest.exampleShape.dimensions,
@@ -94,7 +96,7 @@ struct TransferCommand: TabledCommand {
             scores = try study.run(
                 oldModel: old.load, scratchModel: old.scratch,
                 newTask: { seed in
-                    let data = try dataOptions.load(seed: seed, recorded: recorded, sameClasses: false)
+                    let data = try dataOptions.load(seed: seed, recorded: reference, sameClasses: false)
                     newTaskPreprocessing.bySeed[seed] = data.preprocessing
                     let weights = try resolvedClassWeights(classWeights, labeled: data.labeledTrain)
                     if let weights, weights != printedWeights {

@@ -33,14 +33,17 @@ struct TransferSource {
     static func load(_ source: String, head: String?, exampleShape: [Int], preprocessing: @escaping () -> Preprocessing?) throws -> TransferSource {
         do {
             if let file = SavedModel.onnxFile(at: source) { return try onnx(file, head: head, exampleShape: exampleShape, preprocessing: preprocessing) }
-            return try zoo(source, head: head ?? zooHead, preprocessing: preprocessing)
+            return try zoo(source, head: head ?? zooHead, exampleShape: exampleShape, preprocessing: preprocessing)
         } catch let error as ModelFormatError {
             throw UserError("--from: \(error)")
         }
     }
 
-    private static func zoo(_ source: String, head: String, preprocessing: @escaping () -> Preprocessing?) throws -> TransferSource {
+    private static func zoo(_ source: String, head: String, exampleShape: [Int], preprocessing: @escaping () -> Preprocessing?) throws -> TransferSource {
         let old = try SavedModel.load(source)
+        guard old.options.exampleShape == exampleShape else {
+            throw UserError("--from \(source) takes examples of shape \(old.options.exampleShape), the data has \(exampleShape)")
+        }
         return TransferSource(
             name: old.name, model: old.model, head: head, headNote: nil, load: { try SavedModel.load(source).model },
             scratch: { try ModelZoo.make(old.name, options: old.options, using: &$0) },

@@ -63,6 +63,12 @@ public enum ModelZoo {
         guard options.classes > 0, options.inputChannels > 0, options.width > 0, options.exampleShape.allSatisfy({ $0 > 0 }) else {
             throw ModuleError.invalidOption("model options need positive classes, input sizes and width, got \(options)")
         }
+        // Options come from users and files: an input or a layer too large to allocate is an error, not a trap.
+        let inputSize = options.exampleShape.reduce((1, false)) { partial, side in
+            let (product, overflow) = partial.0.multipliedReportingOverflow(by: side)
+            return (product, partial.1 || overflow || product > 1 << 28)
+        }
+        guard !inputSize.1 else { throw ModuleError.invalidOption("inputs of shape \(options.exampleShape) are too large (above 2^28 values an example)") }
         if options.inputFeatures != nil && name != "mlp" {
             throw ModuleError.invalidOption("\(name) takes images; feature vectors (tables) train an mlp")
         }
@@ -77,6 +83,14 @@ public enum ModelZoo {
         case "wrn-40-2": return try WideResNet(depth: 40, widen: 2, options: options, using: &generator)
         case "mobilenetv2": return MobileNetV2(options: options, using: &generator)
         default: throw ModuleError.unknownModel(name, available: names)
+        }
+    }
+
+    /// Throws unless a `Linear(inputs, outputs)` of `model` stays within 2^28 weights (1 GiB).
+    private static func requireLinear(_ inputs: Int, _ outputs: Int, model: String) throws {
+        let (weights, overflow) = inputs.multipliedReportingOverflow(by: outputs)
+        guard !overflow, weights <= 1 << 28 else {
+            throw ModuleError.invalidOption("\(model) would have a \(inputs)×\(outputs) weight matrix (above 2^28 values, 1 GiB) for this input size: use smaller images")
         }
     }
 
@@ -95,10 +109,7 @@ public enum ModelZoo {
         var width = o.exampleShape.reduce(1, *)
         // Options come from users and files: a layer too large to allocate is an error, not a trap.
         let sizes = [width] + o.hiddenSizes + [o.classes]
-        let weights = zip(sizes, sizes.dropFirst()).map { $0.multipliedReportingOverflow(by: $1) }
-        guard weights.allSatisfy({ !$0.overflow && $0.partialValue <= 1 << 28 }) else {
-            throw ModuleError.invalidOption("mlp with layer sizes \(sizes) has a weight matrix above 2^28 values (1 GiB): use smaller inputs or hidden sizes")
-        }
+        for (inputs, outputs) in zip(sizes, sizes.dropFirst()) { try requireLinear(inputs, outputs, model: "mlp") }
         for hidden in o.hiddenSizes {
             layers += [Linear(width, hidden, using: &g), Activation(.relu)]
             width = hidden
@@ -112,6 +123,7 @@ public enum ModelZoo {
         try requireSize(o, divisibleBy: 4, minimum: 12, model: "lenet5")
         let c1 = o.scaled(6), c2 = o.scaled(16)
         let (sideY, sideX) = ((o.height / 2 - 4) / 2, (o.imageWidth / 2 - 4) / 2)
+        try requireLinear(c2 * sideY * sideX, 120, model: "lenet5")
         return Sequential(named: [
             ("conv1", Conv2d(o.inputChannels, c1, kernelSize: 5, padding: 2, using: &g)), ("relu1", Activation(.relu)),
             ("pool1", MaxPool2d(kernelSize: 2)),
@@ -134,6 +146,7 @@ public enum ModelZoo {
             Conv2d(c2, c3, kernelSize: 3, padding: 1, using: &g), BatchNorm(c3), Activation(.relu), MaxPool2d(kernelSize: 2),
         ])
         let (sideY, sideX) = (o.height / 4, o.imageWidth / 4)
+        try requireLinear(c3 * sideY * sideX, o.scaled(256), model: "cnn-teacher")
         let classifier = Sequential([
             Flatten(), Linear(c3 * sideY * sideX, o.scaled(256), using: &g), Activation(.relu),
             Dropout(probability: 0.3, using: &g), Linear(o.scaled(256), o.classes, using: &g),
@@ -151,6 +164,7 @@ public enum ModelZoo {
             Conv2d(c1, c2, kernelSize: 3, padding: 1, using: &g), Activation(.relu), MaxPool2d(kernelSize: 2),
         ])
         let (sideY, sideX) = (o.height / 4, o.imageWidth / 4)
+        try requireLinear(c2 * sideY * sideX, o.scaled(64), model: "cnn-student")
         let classifier = Sequential([
             Flatten(), Linear(c2 * sideY * sideX, o.scaled(64), using: &g), Activation(.relu), Linear(o.scaled(64), o.classes, using: &g),
         ])

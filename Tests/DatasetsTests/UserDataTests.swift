@@ -61,6 +61,42 @@ final class UserDataTests: XCTestCase {
         }
     }
 
+    func testTestImagesOfAnotherSizeTakeTheTrainingSize() throws {
+        let root = scratch.appendingPathComponent("sizes")
+        _ = try imageFolder("sizes/train", classes: ["a", "b"], count: 2)
+        let test = root.appendingPathComponent("test/a"), other = root.appendingPathComponent("test/b")
+        for folder in [test, other] {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try PNGWriter.write([UInt8](repeating: 80, count: 100), width: 10, height: 10, channels: 1, to: folder.appendingPathComponent("0.png").path)
+        }
+        let data = try UserData.load(UserData.Request(path: root.path, channels: 1))
+        XCTAssertEqual(data.train.exampleShape, [1, 6, 6])
+        XCTAssertEqual(data.test.exampleShape, [1, 6, 6], "the model takes one size: the training images'")
+    }
+
+    func testArraysMustBeChannelsFirstAndNonEmpty() throws {
+        func write(_ name: String, shape: [Int]) throws -> String {
+            let count = shape.reduce(1, *)
+            var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", "))\(shape.count == 1 ? "," : "")), }"
+            while (10 + header.count + 1) % 64 != 0 { header += " " }
+            header += "\n"
+            var data = Data([0x93]) + Data("NUMPY".utf8) + Data([1, 0, UInt8(header.count & 0xFF), UInt8(header.count >> 8)]) + Data(header.utf8)
+            for i in 0..<count { withUnsafeBytes(of: Float(i % 2).bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+            let url = scratch.appendingPathComponent(name)
+            try data.write(to: url)
+            return url.path
+        }
+        let labels = try write("y.npy", shape: [4])
+        XCTAssertThrowsError(try UserData.load(UserData.Request(path: try write("nhwc.npy", shape: [4, 8, 8, 3]), labels: labels))) { error in
+            XCTAssertTrue("\(error)".contains("it looks like [N, H, W, C]: transpose it"), "\(error)")
+        }
+        XCTAssertThrowsError(try UserData.load(UserData.Request(path: try write("empty.npy", shape: [4, 0]), labels: labels))) { error in
+            XCTAssertTrue("\(error)".contains("every size after N must be positive"), "\(error)")
+        }
+        // [N, H, W] arrays are gray images; 4 examples of 2 classes leave 1 a class for testing at 0.5.
+        XCTAssertEqual(try UserData.load(UserData.Request(path: try write("gray.npy", shape: [4, 5, 5]), testFraction: 0.5, labels: labels)).train.exampleShape, [1, 5, 5])
+    }
+
     func testTablesKeepTheTrainingClassesInTheirTestFile() throws {
         let train = scratch.appendingPathComponent("train.csv"), test = scratch.appendingPathComponent("test.csv")
         try "x,y,kind\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,owl\n".write(to: train, atomically: true, encoding: .utf8)

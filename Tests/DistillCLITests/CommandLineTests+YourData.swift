@@ -92,6 +92,10 @@ extension CommandLineTests {
             return try XCTUnwrap(object["probability"] as? Double)
         }
         XCTAssertEqual(try probability(onnx), try probability(student.path), accuracy: 1e-5)
+        // A safetensors export keeps the preprocessing record: predict reads it as it reads the run.
+        let weights = exported.appendingPathComponent("student.safetensors").path
+        _ = try assertSucceeds(["export", student.path, "--out", weights])
+        XCTAssertEqual(try probability(weights), try probability(student.path))
         XCTAssertTrue(try assertSucceeds(["inspect", student.path]).contains("preprocessing: images 3×32×32 RGB"))
         try assertFails(["evaluate", student.path], mentioning: "the model takes examples of shape [3, 32, 32]")
     }
@@ -138,6 +142,9 @@ extension CommandLineTests {
                                          "--optimizer", "adam", "--test-fraction", "0.3", "--out", root.appendingPathComponent("npy-run").path])
         XCTAssertTrue(arrays.contains("on 189 examples, 21 held out for validation"), arrays)
         try assertFails(["train", "--model", "mlp", "--data", x.path, "--out", root.appendingPathComponent("r").path], mentioning: "--labels LABELS.npy")
+        // A teacher trained on other classes (the table's named ones) is refused before training.
+        try assertFails(["distill", "--teacher", run.path, "--student", "mlp", "--data", x.path, "--labels", y.path, "--out", root.appendingPathComponent("d").path],
+                        mentioning: "was trained on classes large, medium, small, and the data's are 0, 1, 2")
         try assertFails(["train", "--model", "cnn-student", "--data", table.path, "--out", root.appendingPathComponent("r").path],
                         mentioning: "cnn-student takes images; feature vectors (tables) train an mlp")
     }
