@@ -33,15 +33,16 @@ public enum CSV {
     }
 
     /// `read`, with the feature names and fixed class names.
-    public static func readTable(_ path: String, label: LabelColumn = .last, hasHeader: Bool = true, delimiter: Character = ",",
+    public static func readTable(_ path: String, label: LabelColumn = .last, hasHeader: Bool? = true, delimiter: Character = ",",
                                  classNames given: [String]? = nil) throws -> Table {
         let data = try readFile(path)
         guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(file: path, "is not UTF-8 text") }
         return try parseTable(text, file: path, label: label, hasHeader: hasHeader, delimiter: delimiter, classNames: given)
     }
 
-    /// `parse`, with the feature names and fixed class names.
-    public static func parseTable(_ text: String, file: String, label: LabelColumn = .last, hasHeader: Bool = true,
+    /// `parse`, with the feature names and fixed class names. `hasHeader` nil: the first row is
+    /// a header when a field of it other than the label is not a number.
+    public static func parseTable(_ text: String, file: String, label: LabelColumn = .last, hasHeader: Bool? = true,
                                   delimiter: Character = ",", classNames given: [String]? = nil) throws -> Table {
         var rows: [(line: Int, fields: [String])] = []
         for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
@@ -50,7 +51,7 @@ public enum CSV {
             rows.append((number + 1, try fields(of: trimmed, delimiter: delimiter, file: file, line: number + 1)))
         }
         guard !rows.isEmpty else { throw DatasetError(file: file, "has no rows") }
-        let header = hasHeader ? rows.removeFirst() : nil
+        let header = (hasHeader ?? looksLikeHeader(rows[0].fields, label: label)) ? rows.removeFirst() : nil
         guard !rows.isEmpty else { throw DatasetError(file: file, "has a header but no data rows") }
         let width = header?.fields.count ?? rows[0].fields.count
         guard width >= 2 else { throw DatasetError(file: file, "needs a label column and at least one feature column, found \(width) column") }
@@ -111,6 +112,21 @@ public enum CSV {
         return Table(dataset: Dataset(inputs: Tensor(features, shape: [rows.count, width - 1]), labels: labels, classNames: classNames),
                      featureNames: names)
     }
+
+    /// Whether `fields`, a table's first row, names its columns: some field other than the
+    /// label's (which may be text in any row) is not a number. A named label column needs a header.
+    public static func looksLikeHeader(_ fields: [String], label: LabelColumn) -> Bool {
+        let labelIndex: Int
+        switch label {
+        case .name: return true
+        case .last: labelIndex = fields.count - 1
+        case let .index(i): labelIndex = i
+        }
+        return fields.enumerated().contains { $0.offset != labelIndex && Float($0.element.trimmingCharacters(in: .whitespaces)) == nil }
+    }
+
+    /// The field delimiter of a table file: tabs for `.tsv`, commas otherwise.
+    public static func delimiter(for path: String) -> Character { path.lowercased().hasSuffix(".tsv") ? "\t" : "," }
 
     /// Splits one line into fields, honouring double quotes ("" inside quotes is a quote).
     static func fields(of line: Substring, delimiter: Character, file: String, line number: Int) throws -> [String] {

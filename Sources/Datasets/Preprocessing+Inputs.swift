@@ -39,7 +39,7 @@ extension Preprocessing {
             } else if ext == "npy" {
                 result += try arrayInputs(path)
             } else if ext == "csv" || ext == "tsv" {
-                result += try tableInputs(path, delimiter: ext == "tsv" ? "\t" : ",")
+                result += try tableInputs(path, delimiter: CSV.delimiter(for: path))
             } else {
                 throw DatasetError(file: path, "is not an input Distill reads: give PNG or JPEG images, folders of them, .npy arrays or .csv tables")
             }

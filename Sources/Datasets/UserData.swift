@@ -143,11 +143,10 @@ public struct UserData {
             return try carvingTest(from: all, kind: kind, request: request, featureNames: nil)
         case .table:
             let column = labelColumn(request.labels)
-            let delimiter: Character = path.lowercased().hasSuffix(".tsv") ? "\t" : ","
-            let table = try CSV.readTable(path, label: column, delimiter: delimiter)
+            let table = try CSV.readTable(path, label: column, hasHeader: nil, delimiter: CSV.delimiter(for: path))
             if let testPath = request.testPath {
                 guard request.testFraction == nil else { throw DatasetError(file: testPath, "give --test-data or --test-fraction, not both") }
-                let test = try CSV.readTable(testPath, label: column, delimiter: testPath.lowercased().hasSuffix(".tsv") ? "\t" : ",",
+                let test = try CSV.readTable(testPath, label: column, hasHeader: nil, delimiter: CSV.delimiter(for: testPath),
                                              classNames: table.dataset.classNames)
                 if let names = table.featureNames, let testNames = test.featureNames, names != testNames {
                     throw DatasetError(file: testPath, "has feature columns \(testNames.joined(separator: ",")), the training table \(names.joined(separator: ","))")

@@ -52,7 +52,8 @@ enum Spec {
     static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
     static let width = OptionSpec("width", .positive(upTo: 16), "Channel width multiplier of the zoo model (1: the published widths).")
     static let hidden = OptionSpec("hidden", .text, "Hidden layer sizes of mlp, comma-separated (256,128), each 1 to 65536, at most 16 layers.")
-    // Teachers' preprocessing: for teachers that record none (ONNX files from other projects); given once for all, or once per --teacher in order.
+    // Teachers' preprocessing: for teachers that record none (ONNX files from other projects; a Distill run's teacher carries its own
+    // record, which these do not change); given once for all, or once per --teacher in order.
     static let teacherInputSize = OptionSpec("teacher-input-size", .repeated, "Input size a teacher takes, a side (224) or HEIGHTxWIDTH (48x192), sides 1 to 4096: it sees the student's images resized (default: the data's size). Once for all teachers or once per --teacher.")
     static let teacherMean = OptionSpec("teacher-mean", .repeated, "Per-channel mean a teacher's inputs are normalised with, 1 or 3 comma-separated values for pixels in [0, 1], each -1000 to 1000 (default: the student's). Once for all teachers or once per --teacher.")
     static let teacherStd = OptionSpec("teacher-std", .repeated, "Per-channel standard deviation for a teacher's inputs, 1 or 3 comma-separated values above 0, at most 1000 (default: the student's). Once for all teachers or once per --teacher.")

@@ -116,6 +116,12 @@ final class UserDataTests: XCTestCase {
         XCTAssertEqual(preprocessing.normalization.mean, [4, 5])  // (1+3+5+7)/4, (2+4+6+8)/4
         XCTAssertEqual(preprocessing.normalization.standardDeviation[0], Float(5).squareRoot(), accuracy: 1e-5)  // population std of 1,3,5,7
         XCTAssertEqual(try Preprocessing.decode(preprocessing.json, file: "m"), preprocessing)
+        // A table without a header keeps its first row; its text labels do not make it a header.
+        let bare = scratch.appendingPathComponent("bare.csv")
+        try "1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n9,1,cat\n".write(to: bare, atomically: true, encoding: .utf8)
+        let headerless = try UserData.load(UserData.Request(path: bare.path, testFraction: 0.4))
+        XCTAssertEqual(headerless.train.count + headerless.test.count, 5)
+        XCTAssertNil(headerless.featureNames)
     }
 
     func testKindIsDetectedAndAWrongLayoutSaysWhatWasExpected() throws {
