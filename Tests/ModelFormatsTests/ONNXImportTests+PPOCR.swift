@@ -43,6 +43,20 @@ extension ONNXImportTests {
                 + "give the per-example input shape, such as [3, ?, ?] with every ? filled (inputShape: in Swift, --teacher-input-size on the command line)")
         }
     }
+
+    /// Paddle2ONNX writes the weights as Constant nodes; loading lifts them into parameters, so
+    /// the imported classifier can be re-headed, frozen by node and fine-tuned like any other.
+    func testPPOCRWeightsWrittenAsConstantsBecomeParameters() throws {
+        let path = fixture("ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+        let original = try ONNXModel.read(path)
+        let constants = original.graph.nodes.filter { $0.opType == "Constant" }.count
+        let network = try ONNXNetwork(contentsOf: path, inputShape: [3, 48, 192])
+        XCTAssertLessThan(network.model.graph.nodes.filter { $0.opType == "Constant" }.count, constants)
+        let trainable = network.namedParameters().reduce(0) { $0 + $1.tensor.count }
+        XCTAssertGreaterThan(trainable, 100_000, "the convolutions' weights train")
+        let head = try network.classifierHead()
+        XCTAssertEqual(head.weight.shape[0], 2, "the classifier's head: two directions")
+    }
 }
 
 extension Array {

@@ -57,6 +57,8 @@ public final class ONNXNetwork: Module {
     /// axis; nil takes the model's declared sizes, which must then all be fixed); `file`
     /// names the source in errors.
     public init(_ model: ONNXModel, file: String = "ONNX model", inputShape: [Int]? = nil) throws {
+        // Weights written as Constant nodes become initializers: parameters like any other.
+        let model = model.liftingFloatConstants()
         self.model = model
         self.file = file
         opset = model.opset
