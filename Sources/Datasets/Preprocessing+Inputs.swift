@@ -56,8 +56,7 @@ extension Preprocessing {
             switch input.source {
             case let .imageFile(path): values += try image(contentsOf: path)
             case var .values(raw):
-                if kind == .images && channelOrder == .bgr && channels == 3 { raw = Preprocessing.swappingRedAndBlue(raw, plane: height * width) }
-                normalize(&raw)
+                prepare(&raw)
                 values += raw
             }
         }

@@ -85,13 +85,19 @@ public struct Preprocessing: Codable, Equatable, Sendable {
         var values = [Float](repeating: 0, count: channels * height * width)
         let files = ImageFiles(paths: [path], channels: channels, height: height, width: width, resizes: true)
         try values.withUnsafeMutableBufferPointer { try files.decode(0, into: $0.baseAddress!, buffers: ImageBuffers()) }
-        if channelOrder == .bgr && channels == 3 { values = Preprocessing.swappingRedAndBlue(values, plane: height * width) }
-        normalize(&values)
+        prepare(&values)
         return values
     }
 
-    /// Normalises one example's raw values ([0, 1] pixels or raw features) in place.
-    public func normalize(_ values: inout [Float]) {
+    /// Turns one raw example (RGB pixels in [0, 1], or a table's raw features) into the model's
+    /// input in place: the channel order it expects, then its normalisation.
+    public func prepare(_ values: inout [Float]) {
+        if kind == .images && channelOrder == .bgr && channels == 3 { values = Preprocessing.swappingRedAndBlue(values, plane: height * width) }
+        normalize(&values)
+    }
+
+    /// Normalises one example's values in place, per channel or feature.
+    func normalize(_ values: inout [Float]) {
         let n = normalization.mean.count, plane = values.count / max(n, 1)
         for c in 0..<n {
             let (mean, std) = (normalization.mean[c], normalization.standardDeviation[c])
@@ -155,11 +161,8 @@ public struct InputConversion: Sendable {
                 if source.height != target.height || source.width != target.width {
                     raw = InputConversion.resized(raw, channels: target.channels, from: (source.height, source.width), to: (target.height, target.width))
                 }
-                if (target.channelOrder ?? .rgb) == .bgr && target.channels == 3 {
-                    raw = Preprocessing.swappingRedAndBlue(raw, plane: target.height * target.width)
-                }
             }
-            target.normalize(&raw)
+            target.prepare(&raw)
             out.replaceSubrange((example * targetSize)..<((example + 1) * targetSize), with: raw)
         }
         return Tensor(out, shape: Shape([count] + target.exampleShape))
