@@ -97,6 +97,18 @@ extension CommandLineTests {
         _ = try assertSucceeds(["export", student.path, "--out", weights])
         XCTAssertEqual(try probability(weights), try probability(student.path))
         XCTAssertTrue(try assertSucceeds(["inspect", student.path]).contains("preprocessing: images 3×32×32 RGB"))
+
+        // Transfer on the same folders: an old model of five colours re-headed for the other five;
+        // the new-task model records the new classes, and predict names them.
+        let old = folder("colour-old"), transferred = folder("colour-transfer")
+        _ = try assertSucceeds(["train", "--model", "cnn-student", "--data", data.path, "--classes", "0-4", "--epochs", "2", "--out", old.path, "--quiet"])
+        _ = try assertSucceeds(["transfer", "--from", old.path, "--data", data.path, "--old-classes", "0-4", "--classes", "5-9",
+                                "--strategy", "finetune", "--steps", "20", "--out", transferred.path, "--quiet"])
+        let newClasses = Array(Self.colours.map(\.0).sorted()[5...])
+        let predicted = try assertSucceeds(["predict", transferred.path, data.appendingPathComponent("test").path, "--format", "csv"])
+            .split(separator: "\n").dropFirst().map { String($0.split(separator: ",")[1]) }
+        XCTAssertEqual(predicted.count, 100)
+        XCTAssertTrue(Set(predicted).isSubset(of: newClasses), "\(Set(predicted)) are new-task classes \(newClasses)")
         try assertFails(["evaluate", student.path], mentioning: "the model takes examples of shape [3, 32, 32]")
     }
 
