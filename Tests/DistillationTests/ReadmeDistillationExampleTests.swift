@@ -3,6 +3,7 @@ import Distillation
 import Foundation
 import NeuralNet
 import Tensors
+import TestSupport
 import XCTest
 
 /// The README's distillation example, kept compiling and running (on random images here,
@@ -33,5 +34,34 @@ final class ReadmeDistillationExampleTests: XCTestCase {
                                         labels: data.test.labels, classNames: data.test.classNames)
         XCTAssertEqual(history.count, 1)
         XCTAssertGreaterThan(report.parameterRatio!, 30)
+    }
+
+    /// The README's your-data example, on a folder of small PNGs made here (the README's
+    /// "photos"): two classes, a dark and a bright one.
+    func testYourDataExample() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("readme-photos-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for (label, name) in ["dark", "bright"].enumerated() {
+            let folder = root.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            for i in 0..<20 {
+                try PNGWriter.write([UInt8](repeating: UInt8(40 + label * 150 + i), count: 3 * 40 * 40), width: 40, height: 40, channels: 3,
+                                    to: folder.appendingPathComponent("\(i).png").path)
+            }
+        }
+        var generator = RandomGenerator(seed: 0)
+
+        let photos = try UserData.load(UserData.Request(path: root.path, imageHeight: 32, imageWidth: 32))
+        let preprocessing = try photos.preprocessing(fittedOn: photos.train)      // record it with the model
+        let (train, test) = (try photos.train.normalized(preprocessing.normalization), try photos.test.normalized(preprocessing.normalization))
+        let model = try ModelZoo.make("resnet8", options: ModelOptions(classes: train.classCount, exampleShape: preprocessing.exampleShape),
+                                      using: &generator)
+        try Trainer(model: model).fit(train: train)
+        let scores = try DistillationReport(student: model, teacher: nil, test: test).student   // precision, recall, F1 per class
+
+        XCTAssertTrue(train.isStreamed)
+        XCTAssertEqual(test.count, 8, "a fifth of each class")
+        XCTAssertEqual(scores.classNames, ["bright", "dark"])
+        XCTAssertEqual(scores.f1.count, 2)
     }
 }
