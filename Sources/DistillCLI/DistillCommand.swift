@@ -13,7 +13,7 @@ struct DistillCommand: TrainingCommand {
     static let options = [Spec.teacher, Spec.teacherArchitecture, Spec.teacherHint, Spec.teacherAttention, Spec.teacherEmbedding,
                           Spec.teacherOutputs, Spec.teacherInputSize, Spec.teacherMean, Spec.teacherStd, Spec.teacherChannelOrder,
                           Spec.student, Spec.width, Spec.hidden, Spec.method, Spec.temperature, Spec.alpha, Spec.weight, Spec.unlabeled,
-                          Spec.plain, Spec.augment, Spec.cacheDirectory] + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
+                          Spec.plain, Spec.augment, Spec.cacheDirectory] + Spec.servedTeacherOptions + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.teacher.long, help: Spec.teacher.help) var teachers: [String] = []
     @Option(name: Spec.teacherArchitecture.long, help: Spec.teacherArchitecture.help) var teacherArchitecture: String?
@@ -37,6 +37,7 @@ struct DistillCommand: TrainingCommand {
     @Option(name: Spec.cacheDirectory.long, help: Spec.cacheDirectory.help)
     var cacheDirectory: String = (ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/distill"
 
+    @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
@@ -61,7 +62,7 @@ struct DistillCommand: TrainingCommand {
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
          ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
-            + dataOptions.values + training.values + output.values
+            + served.values + dataOptions.values + training.values + output.values
     }
 
     func validate() throws {
@@ -71,6 +72,9 @@ struct DistillCommand: TrainingCommand {
         _ = try dataOptions.parsedImageSize()
         _ = try teacherPreprocessingOverrides()
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
+        if augment, let url = teachers.first(where: ServedTeacherOptions.isServed) {
+            throw UserError("--augment: the served teacher \(url) answers for fixed examples, and augmentation makes new ones every epoch; drop --augment")
+        }
         guard !(unlabeled && dataOptions.labelsPerClass != nil) else {
             throw UserError("--unlabeled and --labels-per-class exclude each other (no labels, or some)")
         }
@@ -85,6 +89,16 @@ struct DistillCommand: TrainingCommand {
         let overrideList = try teacherPreprocessingOverrides()
         for (index, path) in teachers.enumerated() {
             let overrides = overrideList[index]
+            if ServedTeacherOptions.isServed(path) {
+                // Asked once for every training example (or read from its kept answers): then an outputs teacher like any other.
+                let expected = try overrides.applied(to: data.preprocessing)
+                let conversion: InputConversion?
+                do { conversion = try expected.conversion(from: data.preprocessing) } catch let error as DatasetError { throw UserError("teacher \(path): \(error.problem)") }
+                let outcome = try served.teacher(path).logits(for: data.train, conversion: conversion, directory: cacheDirectory)
+                console.say("teacher \(path): \(data.train.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path))")
+                teacherList.append(Teacher(.outputs(outcome.logits)))
+                continue
+            }
             let loaded = try loadModel(path, architecture: teacherArchitecture, inputShape: overrides.inputShape(for: data.preprocessing), role: "teacher")
             // The teacher's own preprocessing (its run's record), or the student's with the --teacher-* overrides.
             let model = try adapted(loaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
@@ -163,6 +177,56 @@ struct DistillCommand: TrainingCommand {
                                  mean: try floats(means[i], "teacher-mean", positive: false),
                                  standardDeviation: try floats(deviations[i], "teacher-std", positive: true), channelOrder: orders[i])
         }
+    }
+}
+
+/// How a served teacher (`--teacher http(s)://…`) is queried, and its token.
+struct ServedTeacherOptions: ParsableArguments {
+    @Option(name: Spec.queryBatch.long, help: Spec.queryBatch.help) var queryBatch: Int = ServedTeacher.defaultQueryBatch
+    @Option(name: Spec.concurrency.long, help: Spec.concurrency.help) var concurrency: Int = ServedTeacher.defaultConcurrency
+    @Option(name: Spec.requestsPerSecond.long, help: Spec.requestsPerSecond.help) var requestsPerSecond: Double = 0
+    @Option(name: Spec.maxQueries.long, help: Spec.maxQueries.help) var maxQueries: Int?
+    @Option(name: Spec.queryTimeout.long, help: Spec.queryTimeout.help) var queryTimeout: Double = ServedTeacher.defaultTimeout
+    @Option(name: Spec.teacherTokenEnv.long, help: Spec.teacherTokenEnv.help) var teacherTokenEnv: String?
+    @Option(name: Spec.teacherTokenFile.long, help: Spec.teacherTokenFile.help) var teacherTokenFile: String?
+
+    /// (The token's source is recorded, never the token.)
+    var values: [(String, OptionValue?)] {
+        [("query-batch", .integer(queryBatch)), ("concurrency", .integer(concurrency)), ("requests-per-second", .number(requestsPerSecond)),
+         ("max-queries", maxQueries.map { .integer($0) }), ("query-timeout", .number(queryTimeout)),
+         ("teacher-token-env", teacherTokenEnv.map { .text($0) }), ("teacher-token-file", teacherTokenFile.map { .text($0) })]
+    }
+
+    /// Whether `teacher` names a served model rather than a file.
+    static func isServed(_ teacher: String) -> Bool {
+        let lower = teacher.lowercased()
+        return lower.hasPrefix("http://") || lower.hasPrefix("https://")
+    }
+
+    /// The served teacher at `url`, with these settings and the token (errors name the
+    /// variable or file, never the token).
+    func teacher(_ url: String) throws -> ServedTeacher {
+        var teacher: ServedTeacher
+        do { teacher = try ServedTeacher(url: url) } catch let error as DistillationError { throw UserError(error.description) }
+        teacher.queryBatch = queryBatch
+        teacher.concurrency = concurrency
+        teacher.requestsPerSecond = requestsPerSecond
+        teacher.maxQueries = maxQueries
+        teacher.timeout = queryTimeout
+        guard teacherTokenEnv == nil || teacherTokenFile == nil else { throw UserError("--teacher-token-env and --teacher-token-file exclude each other") }
+        if let name = teacherTokenEnv {
+            guard let token = ProcessInfo.processInfo.environment[name], !token.isEmpty else {
+                throw UserError("--teacher-token-env: the environment variable \(name) is not set")
+            }
+            teacher.token = token.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let file = teacherTokenFile {
+            guard let data = FileManager.default.contents(atPath: file) else { throw UserError("--teacher-token-file: cannot read \(file)") }
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty, !token.contains("\n") else { throw UserError("--teacher-token-file: \(file) must hold one token on one line") }
+            teacher.token = token
+        }
+        return teacher
     }
 }
 

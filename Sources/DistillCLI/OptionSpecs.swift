@@ -44,11 +44,19 @@ enum Spec {
 
     // Models and distillation.
     static let model = OptionSpec("model", .choice(ModelZoo.names), "Zoo model: \(ModelZoo.names.joined(separator: ", ")).")
-    static let teacher = OptionSpec("teacher", .repeated, "Teacher: a run folder, a .safetensors file or an ONNX classifier (.onnx); repeat for an ensemble.")
+    static let teacher = OptionSpec("teacher", .repeated, "Teacher: a run folder, a .safetensors file, an ONNX classifier (.onnx) or a served model, http(s)://HOST:PORT/v2/models/NAME (Open Inference Protocol); repeat for an ensemble.")
     static let teacherArchitecture = OptionSpec("teacher-architecture", .choice(ModelZoo.names), "Zoo architecture of teacher .safetensors files that do not name one (PyTorch state dicts).")
     static let teacherHint = OptionSpec("teacher-hint", .text, "Teacher layer for the FitNets hint (a module path, or an ONNX node's output name); default: the zoo teacher's.")
     static let teacherAttention = OptionSpec("teacher-attention", .repeated, "Teacher layers for attention transfer, shallow to deep (repeatable); default: the zoo teacher's.")
     static let teacherEmbedding = OptionSpec("teacher-embedding", .text, "Teacher layer giving the embedding for rkd, sp, pkt and crd; default: the zoo teacher's.")
+    // Served teachers (--teacher http://HOST:PORT/v2/models/NAME).
+    static let queryBatch = OptionSpec("query-batch", .integer(1...65_536), "Served teachers: examples per request. Default \(ServedTeacher.defaultQueryBatch).")
+    static let concurrency = OptionSpec("concurrency", .integer(1...256), "Served teachers: requests in flight at once. Default \(ServedTeacher.defaultConcurrency).")
+    static let requestsPerSecond = OptionSpec("requests-per-second", .number(0...1_000_000), "Served teachers: requests started per second at most; 0: unlimited (the default).")
+    static let maxQueries = OptionSpec("max-queries", .integer(1...1_000_000_000), "Served teachers: examples this run may ask about at most (answers kept from earlier runs cost nothing); the run stops with an error when more are needed.")
+    static let queryTimeout = OptionSpec("query-timeout", .positive(upTo: 3_600), "Served teachers: seconds one request may take before it is retried. Default \(OptionKind.format(ServedTeacher.defaultTimeout)).")
+    static let teacherTokenEnv = OptionSpec("teacher-token-env", .text, "Served teachers: the environment variable holding a bearer token, sent to the teacher's host only and never written anywhere.")
+    static let teacherTokenFile = OptionSpec("teacher-token-file", .text, "Served teachers: a file holding a bearer token, sent to the teacher's host only and never written anywhere.")
     static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
     static let width = OptionSpec("width", .positive(upTo: 16), "Channel width multiplier of the zoo model (1: the published widths).")
     static let hidden = OptionSpec("hidden", .text, "Hidden layer sizes of mlp, comma-separated (256,128), each 1 to 65536, at most 16 layers.")
@@ -80,6 +88,7 @@ enum Spec {
     static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
+    static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
     static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles,
                                   seeds, checkpointEvery, out, resume, dryRun]

@@ -1,0 +1,360 @@
+import Datasets
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Tensors
+
+/// A teacher behind an inference server that speaks the Open Inference Protocol (KServe v2)
+/// over HTTP with JSON tensors: Seldon MLServer, KServe, Triton.
+///
+/// Before training, `logits(for:)` asks it for the logits of every training example — in
+/// batches of `queryBatch`, with up to `concurrency` requests in flight, at most
+/// `requestsPerSecond` — keeping every answer in a `ServedAnswers` log, so that a run
+/// restarted after a kill asks only for what was not yet answered. The result is an
+/// ordinary `.outputs` teacher: there is one training loop.
+///
+/// The client is Foundation's URLSession (FoundationNetworking on Linux): no package
+/// dependency is added for it.
+public struct ServedTeacher: Sendable {
+    /// `http(s)://HOST:PORT/v2/models/NAME`.
+    public var url: URL
+    /// Examples per request.
+    public var queryBatch = defaultQueryBatch
+    /// Requests in flight at once.
+    public var concurrency = defaultConcurrency
+    /// Requests started per second at most; 0: unlimited.
+    public var requestsPerSecond: Double = 0
+    /// Examples the run may ask about at most (answers already kept cost nothing); nil: no limit.
+    public var maxQueries: Int?
+    /// Seconds one request may take before it counts as failed (and is retried).
+    public var timeout = defaultTimeout
+    /// Retries of one request (timeouts, connection errors, HTTP 429/500/502/503/504) before the run stops.
+    public var retries = 5
+    /// Seconds of the first retry's back-off; each retry doubles it, with up to 50% jitter.
+    public var backoff: Double = 0.2
+    /// The largest response body accepted, in bytes.
+    public var maximumBodyBytes = 64 << 20
+    /// Sent as `Authorization: Bearer TOKEN`, to the teacher's host only (redirects are not followed).
+    public var token: String?
+
+    /// The defaults of `queryBatch`, `concurrency` and `timeout`.
+    public static let defaultQueryBatch = 64, defaultConcurrency = 4, defaultTimeout = 30.0
+
+    /// What the server says about the model (`GET /v2/models/NAME`).
+    public struct Metadata: Sendable, Equatable {
+        /// The input tensor's name, shape (-1: any size) and datatype.
+        public var inputName: String
+        public var inputShape: [Int]
+        public var inputDatatype: String
+        /// The output tensor's shape; its last size is the class count.
+        public var outputShape: [Int]
+        /// The model version the answers are keyed by ("" when the server names none).
+        public var version: String
+    }
+
+    /// A teacher at `url` (`http(s)://HOST:PORT/v2/models/NAME`); an address of another form is an error naming it.
+    public init(url text: String) throws {
+        guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil,
+              url.pathComponents.count >= 4, url.pathComponents[1] == "v2", url.pathComponents[2] == "models" else {
+            throw DistillationError("--teacher \(text): a served teacher's address is http(s)://HOST:PORT/v2/models/NAME")
+        }
+        self.url = url
+    }
+
+    /// The server's root (`http://HOST:PORT`).
+    var root: URL {
+        var components = URLComponents(url: url, resolvingAgainstBaseURL: false)!
+        components.path = ""
+        return components.url!
+    }
+
+    /// Checks `GET /v2/health/ready`, reads the model's metadata and checks it against
+    /// examples of `exampleShape` and `classes` classes: one-line errors naming the URL.
+    public func metadata(exampleShape: [Int], classes: Int) throws -> Metadata {
+        _ = try send(root.appendingPathComponent("v2/health/ready"), body: nil)
+        let body = try send(url, body: nil)
+        guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any],
+              let inputs = object["inputs"] as? [[String: Any]], let input = inputs.first,
+              let name = input["name"] as? String, let shape = (input["shape"] as? [Any]).flatMap(Self.integers),
+              let datatype = input["datatype"] as? String,
+              let outputs = object["outputs"] as? [[String: Any]], let output = outputs.first,
+              let outputShape = (output["shape"] as? [Any]).flatMap(Self.integers) else {
+            throw DistillationError("\(url): the model's metadata is not Open Inference Protocol JSON (inputs and outputs with name, shape, datatype)")
+        }
+        let versions = (object["versions"] as? [Any])?.map { "\($0)" } ?? []
+        let metadata = Metadata(inputName: name, inputShape: shape, inputDatatype: datatype, outputShape: outputShape, version: versions.last ?? "")
+        guard inputs.count == 1 else { throw DistillationError("\(url): the model takes \(inputs.count) inputs; a served teacher must take one") }
+        guard datatype == "FP32" else { throw DistillationError("\(url): the model takes \(datatype) inputs; Distill sends FP32") }
+        let perExample = Array(shape.dropFirst())
+        guard shape.count == exampleShape.count + 1, shape[0] == -1,
+              zip(perExample, exampleShape).allSatisfy({ $0 == -1 || $0 == $1 }) else {
+            throw DistillationError("\(url): the model takes inputs \(shape), and would be sent [-1, \(exampleShape.map(String.init).joined(separator: ", "))] (give --teacher-input-size)")
+        }
+        guard outputShape.count == 2, outputShape.last == classes else {
+            throw DistillationError("\(url): the model gives outputs \(outputShape), and the data has \(classes) classes")
+        }
+        return metadata
+    }
+
+    /// What querying gave: the logits, and how many examples were asked for now and how
+    /// many came from answers kept earlier.
+    public struct Outcome {
+        /// [N, classes], in the data's order.
+        public var logits: Tensor
+        public var asked: Int
+        public var kept: Int
+        /// The answers file.
+        public var path: String
+    }
+
+    /// The teacher's logits [N, classes] for `data`'s examples, in order: each batch read
+    /// from `data`, converted by `conversion` (the teacher's preprocessing) and sent, unless
+    /// the answers in `directory` already hold every example of it. `progress` hears
+    /// (answered, total) after each batch.
+    public func logits(for data: Dataset, conversion: InputConversion?, directory: String,
+                       progress: @escaping @Sendable (Int, Int) -> Void = { _, _ in }) throws -> Outcome {
+        let exampleShape = conversion?.target.exampleShape ?? data.exampleShape.dimensions
+        let metadata = try metadata(exampleShape: exampleShape, classes: data.classCount)
+        let classes = data.classCount
+        let answers = try ServedAnswers(path: ServedAnswers.path(in: directory, url: url.absoluteString, version: metadata.version),
+                                        url: url.absoluteString, version: metadata.version, classes: classes)
+        // Every example's bytes, as sent, and their keys.
+        let size = exampleShape.reduce(1, *)
+        var sent = [Float](), keys = [UInt64]()
+        sent.reserveCapacity(data.count * size)
+        for start in stride(from: 0, to: data.count, by: 1024) {
+            let batch = try data.batch(Array(start..<min(start + 1024, data.count)))
+            let values = (conversion.map { $0(batch) } ?? batch).scalars
+            for row in 0..<(values.count / size) {
+                keys.append(values[(row * size)..<((row + 1) * size)].withUnsafeBytes { ServedAnswers.fnv1a($0) })
+            }
+            sent += values
+        }
+        let missing = (0..<data.count).filter { answers.answer(keys[$0]) == nil }
+        var seen = Set<UInt64>()
+        let unique = missing.filter { seen.insert(keys[$0]).inserted }
+        let batches = stride(from: 0, to: unique.count, by: queryBatch).map { Array(unique[$0..<min($0 + queryBatch, unique.count)]) }
+        let state = QueryState(total: data.count, answered: data.count - missing.count)
+        let sentValues = sent, keyList = keys
+        let limit = maxQueries, total = data.count
+        DispatchQueue.concurrentPerform(iterations: min(concurrency, max(batches.count, 1))) { _ in
+            while let index = state.next(batches.count) {
+                let rows = batches[index]
+                do {
+                    guard state.reserve(rows.count, limit: limit) else {
+                        throw DistillationError("\(url): --max-queries \(limit ?? 0) reached (run again to continue)")
+                    }
+                    try state.waitForSlot(requestsPerSecond)
+                    var values = [Float]()
+                    values.reserveCapacity(rows.count * size)
+                    for row in rows { values += sentValues[(row * size)..<((row + 1) * size)] }
+                    let logits = try infer(values, count: rows.count, exampleShape: exampleShape, metadata: metadata, classes: classes,
+                                           answered: { answers.count })
+                    try answers.append(keys: rows.map { keyList[$0] }, logits: logits)
+                    progress(state.answered(rows.count), total)
+                } catch {
+                    state.fail(error)
+                }
+            }
+        }
+        if let error = state.error {
+            throw DistillationError("\(error); \(answers.count) of \(data.count) examples are answered and kept in \(answers.path)")
+        }
+        var logits = [Float]()
+        logits.reserveCapacity(data.count * classes)
+        for key in keys {
+            guard let answer = answers.answer(key) else { throw DistillationError("\(url): an example has no answer after querying") }
+            logits += answer
+        }
+        return Outcome(logits: Tensor(logits, shape: [data.count, classes]), asked: state.asked, kept: data.count - missing.count, path: answers.path)
+    }
+
+    /// One `POST .../infer` of `count` examples (`values`, row-major), retried on transient
+    /// faults; the answer checked (JSON, shape, finite values, model version) before use.
+    func infer(_ values: [Float], count: Int, exampleShape: [Int], metadata: Metadata, classes: Int,
+               answered: () -> Int) throws -> [Float] {
+        var body = "{\"inputs\":[{\"name\":\(Self.quoted(metadata.inputName)),\"shape\":[\(([count] + exampleShape).map(String.init).joined(separator: ","))],\"datatype\":\"FP32\",\"data\":["
+        body.reserveCapacity(values.count * 12 + 200)
+        for (i, value) in values.enumerated() {
+            if i > 0 { body += "," }
+            body += value.description
+        }
+        body += "]}]}"
+        let answer = try send(url.appendingPathComponent("infer"), body: Data(body.utf8))
+        guard let object = (try? JSONSerialization.jsonObject(with: answer)) as? [String: Any] else {
+            throw DistillationError("\(url)/infer: the answer is not JSON")
+        }
+        if let version = object["model_version"].map({ "\($0)" }), !metadata.version.isEmpty, version != metadata.version {
+            throw DistillationError("\(url)/infer: the model's version changed from \(metadata.version) to \(version) mid-run")
+        }
+        guard let outputs = object["outputs"] as? [[String: Any]], let output = outputs.first,
+              let shape = (output["shape"] as? [Any]).flatMap(Self.integers), let data = output["data"] as? [Any] else {
+            throw DistillationError("\(url)/infer: the answer has no outputs with shape and data")
+        }
+        guard shape == [count, classes] else {
+            throw DistillationError("\(url)/infer: the answer has shape \(shape) for [\(count), \(classes)]")
+        }
+        var logits = [Float]()
+        logits.reserveCapacity(count * classes)
+        guard Self.flatten(data, into: &logits), logits.count == count * classes else {
+            throw DistillationError("\(url)/infer: the answer's data is not \(count * classes) numbers")
+        }
+        if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+            throw DistillationError("\(url)/infer: the answer holds \(logits[bad]) (example \(bad / classes) of the batch, class \(bad % classes))")
+        }
+        return logits
+    }
+
+    /// GET (no body) or POST `body` to `target`: retries timeouts, connection errors and HTTP
+    /// 429/500/502/503/504 (waiting `Retry-After` when given, else an exponential back-off
+    /// with jitter), and throws a one-line error naming the URL once the retries are spent.
+    func send(_ target: URL, body: Data?) throws -> Data {
+        var request = URLRequest(url: target, timeoutInterval: timeout)
+        request.httpMethod = body == nil ? "GET" : "POST"
+        if let body {
+            request.httpBody = body
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        if let token, target.host == url.host { request.setValue("Bearer " + token, forHTTPHeaderField: "Authorization") }
+        var attempt = 0
+        while true {
+            let outcome = Self.fetch(request)
+            var wait: Double?
+            let problem: String
+            switch outcome {
+            case let .failure(error):
+                problem = "\(error.localizedDescription)"
+            case let .success((status, headers, data)):
+                if (200..<300).contains(status) {
+                    guard data.count <= maximumBodyBytes else {
+                        throw DistillationError("\(target): the answer is \(data.count) bytes, above the limit of \(maximumBodyBytes)")
+                    }
+                    return data
+                }
+                guard [429, 500, 502, 503, 504].contains(status) else {
+                    throw DistillationError("\(target): HTTP \(status) \(String(decoding: data.prefix(200), as: UTF8.self).replacingOccurrences(of: "\n", with: " "))")
+                }
+                problem = "HTTP \(status)"
+                wait = headers["retry-after"].flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }.map { min(max($0, 0), 60) }
+            }
+            guard attempt < retries else { throw DistillationError("\(target): \(problem) after \(retries + 1) attempts") }
+            let delay = wait ?? backoff * pow(2, Double(attempt)) * Double.random(in: 1...1.5)
+            Thread.sleep(forTimeInterval: delay)
+            attempt += 1
+        }
+    }
+
+    /// One request, waited for: (status, lower-cased headers, body), or the transport error.
+    static func fetch(_ request: URLRequest) -> Result<(Int, [String: String], Data), Error> {
+        let box = ResponseBox()
+        let semaphore = DispatchSemaphore(value: 0)
+        session.dataTask(with: request) { data, response, error in
+            if let error {
+                box.result = .failure(error)
+            } else if let response = response as? HTTPURLResponse {
+                var headers: [String: String] = [:]
+                for (name, value) in response.allHeaderFields { headers["\(name)".lowercased()] = "\(value)" }
+                box.result = .success((response.statusCode, headers, data ?? Data()))
+            } else {
+                box.result = .failure(URLError(.badServerResponse))
+            }
+            semaphore.signal()
+        }.resume()
+        semaphore.wait()
+        return box.result ?? .failure(URLError(.unknown))
+    }
+
+    /// One session for every request: no cookies, no cache, no redirects followed (a token
+    /// must not travel to another host).
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpCookieStorage = nil
+        configuration.urlCache = nil
+        configuration.httpMaximumConnectionsPerHost = 256
+        return URLSession(configuration: configuration, delegate: RefusingRedirects(), delegateQueue: nil)
+    }()
+
+    static func integers(_ values: [Any]) -> [Int]? {
+        let result = values.compactMap { ($0 as? NSNumber)?.intValue }
+        return result.count == values.count ? result : nil
+    }
+
+    static func flatten(_ values: [Any], into result: inout [Float]) -> Bool {
+        for value in values {
+            if let nested = value as? [Any] {
+                guard flatten(nested, into: &result) else { return false }
+            } else if let number = value as? NSNumber {
+                result.append(number.floatValue)
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    static func quoted(_ text: String) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
+    }
+}
+
+/// A response handed from URLSession's queue to the waiting thread (the semaphore orders them).
+private final class ResponseBox: @unchecked Sendable {
+    var result: Result<(Int, [String: String], Data), Error>?
+}
+
+/// Refuses every redirect: the answer is then the redirect itself, an error.
+private final class RefusingRedirects: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                    newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+        completionHandler(nil)
+    }
+}
+
+/// The work shared by the querying threads: the next batch, the examples asked for, the rate
+/// limit and the first error (after which no new batch starts).
+private final class QueryState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var nextBatch = 0
+    private(set) var asked = 0
+    private var done: Int
+    private var nextStart = Date.distantPast
+    private(set) var error: Error?
+    let total: Int
+
+    init(total: Int, answered: Int) {
+        self.total = total
+        done = answered
+    }
+
+    func next(_ count: Int) -> Int? {
+        lock.withLock {
+            guard error == nil, nextBatch < count else { return nil }
+            defer { nextBatch += 1 }
+            return nextBatch
+        }
+    }
+
+    func reserve(_ examples: Int, limit: Int?) -> Bool {
+        lock.withLock {
+            if let limit, asked + examples > limit { return false }
+            asked += examples
+            return true
+        }
+    }
+
+    func waitForSlot(_ perSecond: Double) throws {
+        guard perSecond > 0 else { return }
+        let start: Date = lock.withLock {
+            let start = max(Date(), nextStart)
+            nextStart = start.addingTimeInterval(1 / perSecond)
+            return start
+        }
+        let wait = start.timeIntervalSinceNow
+        if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+    }
+
+    func answered(_ examples: Int) -> Int { lock.withLock { done += examples; return done } }
+
+    func fail(_ error: Error) { lock.withLock { if self.error == nil { self.error = error } } }
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""A small Open Inference Protocol (KServe v2) server for Distill's tests of served teachers.
+
+It serves a deterministic linear classifier (logits = x @ W + b, W and b from an .npz) over
+HTTP/JSON on 127.0.0.1, counts the examples it is asked about, and injects faults on request.
+
+    oip_test_server.py --make-data DIR       # writes train.npz, test.npz, teacher.npz, teacher-logits.npy
+    oip_test_server.py --model DIR/teacher.npz --port-file PORTFILE [--fault 503 --fault-times 2] ...
+
+Endpoints: GET /v2/health/ready, GET /v2/models/NAME, POST /v2/models/NAME/infer, and
+GET /stats (requests and examples answered so far, for the tests' counts).
+Faults (--fault, applied to the first --fault-times infer requests, or to every one after
+--fault-after requests): delay, 429, 500, 503 (with Retry-After), reset, badjson, nan, shape,
+version, big.
+"""
+import argparse
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+
+def make_data(directory):
+    """Four Gaussian classes in 16 features; a linear teacher fitted by least squares."""
+    rng = np.random.default_rng(7)
+    centres = rng.normal(0, 1.2, size=(4, 16)).astype(np.float32)
+
+    def sample(n):
+        labels = rng.integers(0, 4, size=n)
+        inputs = centres[labels] + rng.normal(0, 1.0, size=(n, 16)).astype(np.float32)
+        return inputs.astype(np.float32), labels.astype(np.int64)
+
+    train_x, train_y = sample(600)
+    test_x, test_y = sample(400)
+    targets = np.eye(4, dtype=np.float32)[train_y] * 4 - 1
+    design = np.hstack([train_x, np.ones((len(train_x), 1), np.float32)])
+    solution = np.linalg.lstsq(design, targets, rcond=None)[0].astype(np.float32)
+    weight, bias = solution[:16], solution[16]
+    np.savez(f"{directory}/train.npz", inputs=train_x, labels=train_y)
+    np.savez(f"{directory}/test.npz", inputs=test_x, labels=test_y)
+    np.savez(f"{directory}/teacher.npz", weight=weight, bias=bias)
+    np.save(f"{directory}/teacher-logits.npy", (train_x @ weight + bias).astype(np.float32))
+
+
+class State:
+    def __init__(self, options):
+        model = np.load(options.model)
+        self.weight, self.bias = model["weight"], model["bias"]
+        self.options = options
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.examples = 0
+        self.authorizations = []
+
+    def fault_for(self, number):
+        o = self.options
+        if not o.fault:
+            return None
+        if o.fault_after is not None:
+            return o.fault if number > o.fault_after else None
+        return o.fault if number <= o.fault_times else None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, headers=()):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def authorized(self):
+        token = self.server.state.options.token
+        given = self.headers.get("Authorization")
+        if given:
+            with self.server.state.lock:
+                self.server.state.authorizations.append(given)
+        if token and given != f"Bearer {token}":
+            self.reply(401, {"error": "unauthorized"})
+            return False
+        return True
+
+    def do_GET(self):
+        state, name = self.server.state, self.server.state.options.name
+        if self.path == "/stats":
+            with state.lock:
+                return self.reply(200, {"requests": state.requests, "examples": state.examples,
+                                        "authorizations": len(state.authorizations)})
+        if not self.authorized():
+            return
+        if self.path == "/v2/health/ready":
+            return self.reply(200, {"ready": True})
+        if self.path == f"/v2/models/{name}":
+            features, classes = state.weight.shape
+            return self.reply(200, {
+                "name": name, "versions": [state.options.version], "platform": "numpy",
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, features]}],
+                "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]}]})
+        self.reply(404, {"error": f"no {self.path}"})
+
+    def do_POST(self):
+        state, options = self.server.state, self.server.state.options
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        if not self.authorized():
+            return
+        if self.path != f"/v2/models/{options.name}/infer":
+            return self.reply(404, {"error": f"no {self.path}"})
+        with state.lock:
+            state.requests += 1
+            number = state.requests
+        fault = state.fault_for(number)
+        if fault == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if fault in ("429", "500", "503"):
+            return self.reply(int(fault), {"error": "injected"}, [("Retry-After", "0")] if fault != "500" else [])
+        if fault == "delay":
+            time.sleep(options.delay)
+        request = json.loads(body)
+        tensor = request["inputs"][0]
+        inputs = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+        logits = inputs @ state.weight + state.bias
+        with state.lock:
+            state.examples += len(inputs)
+        version = "2" if fault == "version" else options.version
+        if fault == "badjson":
+            return self.reply(200, b"{\"outputs\": [")
+        if fault == "nan":
+            logits[0, 0] = np.nan
+        if fault == "shape":
+            logits = logits[:, :-1]
+        data = [float(v) if np.isfinite(v) else "NaN" for v in logits.reshape(-1)]
+        answer = {"model_name": options.name, "model_version": version,
+                  "outputs": [{"name": "logits", "datatype": "FP32", "shape": list(logits.shape), "data": data}]}
+        if fault == "big":
+            answer["padding"] = "x" * (options.big_bytes)
+        self.reply(200, json.dumps(answer).replace('"NaN"', "NaN").encode())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--make-data")
+    parser.add_argument("--model")
+    parser.add_argument("--name", default="teacher")
+    parser.add_argument("--version", default="1")
+    parser.add_argument("--port-file")
+    parser.add_argument("--token")
+    parser.add_argument("--fault", choices=["delay", "429", "500", "503", "reset", "badjson", "nan", "shape", "version", "big"])
+    parser.add_argument("--fault-times", type=int, default=1_000_000_000)
+    parser.add_argument("--fault-after", type=int)
+    parser.add_argument("--delay", type=float, default=2.0)
+    parser.add_argument("--big-bytes", type=int, default=2_000_000)
+    options = parser.parse_args()
+    if options.make_data:
+        return make_data(options.make_data)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.state = State(options)
+    if options.port_file:
+        with open(options.port_file + ".tmp", "w") as handle:
+            handle.write(str(server.server_address[1]))
+        import os
+        os.replace(options.port_file + ".tmp", options.port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
