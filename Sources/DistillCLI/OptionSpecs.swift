@@ -54,7 +54,7 @@ enum Spec {
     static let concurrency = OptionSpec("concurrency", .integer(1...256), "Served teachers: requests in flight at once. Default \(ServedTeacher.defaultConcurrency).")
     static let requestsPerSecond = OptionSpec("requests-per-second", .number(0...1_000_000), "Served teachers: requests started per second at most; 0: unlimited (the default).")
     static let maxQueries = OptionSpec("max-queries", .integer(1...1_000_000_000), "Served teachers: examples this run may ask about at most (answers kept from earlier runs cost nothing); the run stops with an error when more are needed.")
-    static let queryTimeout = OptionSpec("query-timeout", .positive(upTo: 3_600), "Served teachers: seconds one request may take before it is retried. Default \(OptionKind.format(ServedTeacher.defaultTimeout)).")
+    static let queryTimeout = OptionSpec("query-timeout", .number(1...3_600), "Served teachers: seconds one request may take before it is retried (whole seconds are what URLSession on Linux honours). Default \(OptionKind.format(ServedTeacher.defaultTimeout)).")
     static let teacherTokenEnv = OptionSpec("teacher-token-env", .text, "Served teachers: the environment variable holding a bearer token, sent to the teacher's host only and never written anywhere.")
     static let teacherTokenFile = OptionSpec("teacher-token-file", .text, "Served teachers: a file holding a bearer token, sent to the teacher's host only and never written anywhere.")
     static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")

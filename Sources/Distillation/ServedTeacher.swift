@@ -215,11 +215,13 @@ public struct ServedTeacher: Sendable {
         if let body {
             request.httpBody = body
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            // curl would otherwise wait for a "100 Continue" before sending a large body.
+            request.setValue("", forHTTPHeaderField: "Expect")
         }
         if let token, target.host == url.host { request.setValue("Bearer " + token, forHTTPHeaderField: "Authorization") }
         var attempt = 0
         while true {
-            let outcome = Self.fetch(request)
+            let outcome = Self.fetch(request, timeout: timeout)
             var wait: Double?
             let problem: String
             switch outcome {
@@ -246,10 +248,10 @@ public struct ServedTeacher: Sendable {
     }
 
     /// One request, waited for: (status, lower-cased headers, body), or the transport error.
-    static func fetch(_ request: URLRequest) -> Result<(Int, [String: String], Data), Error> {
+    static func fetch(_ request: URLRequest, timeout: Double) -> Result<(Int, [String: String], Data), Error> {
         let box = ResponseBox()
         let semaphore = DispatchSemaphore(value: 0)
-        session.dataTask(with: request) { data, response, error in
+        sessions.session(timeout: timeout).dataTask(with: request) { data, response, error in
             if let error {
                 box.result = .failure(error)
             } else if let response = response as? HTTPURLResponse {
@@ -265,15 +267,7 @@ public struct ServedTeacher: Sendable {
         return box.result ?? .failure(URLError(.unknown))
     }
 
-    /// One session for every request: no cookies, no cache, no redirects followed (a token
-    /// must not travel to another host).
-    static let session: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpCookieStorage = nil
-        configuration.urlCache = nil
-        configuration.httpMaximumConnectionsPerHost = 256
-        return URLSession(configuration: configuration, delegate: RefusingRedirects(), delegateQueue: nil)
-    }()
+    static let sessions = Sessions()
 
     static func integers(_ values: [Any]) -> [Int]? {
         let result = values.compactMap { ($0 as? NSNumber)?.intValue }
@@ -295,6 +289,28 @@ public struct ServedTeacher: Sendable {
 
     static func quoted(_ text: String) -> String {
         String(decoding: (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
+    }
+}
+
+/// One URLSession per request timeout (FoundationNetworking applies the session's timeout,
+/// not the request's): no cookies, no cache, no redirects followed (a token must not travel
+/// to another host).
+final class Sessions: @unchecked Sendable {
+    private let lock = NSLock()
+    private var byTimeout: [Double: URLSession] = [:]
+
+    func session(timeout: Double) -> URLSession {
+        lock.withLock {
+            if let session = byTimeout[timeout] { return session }
+            let configuration = URLSessionConfiguration.ephemeral
+            configuration.httpCookieStorage = nil
+            configuration.urlCache = nil
+            configuration.httpMaximumConnectionsPerHost = 256
+            configuration.timeoutIntervalForRequest = timeout
+            let session = URLSession(configuration: configuration, delegate: RefusingRedirects(), delegateQueue: nil)
+            byTimeout[timeout] = session
+            return session
+        }
     }
 }
 
