@@ -213,6 +213,7 @@ struct ServedTeacherOptions: ParsableArguments {
         teacher.requestsPerSecond = requestsPerSecond
         teacher.maxQueries = maxQueries
         teacher.timeout = queryTimeout
+        teacher.shouldStop = { StopRequest.isRequested() }
         guard teacherTokenEnv == nil || teacherTokenFile == nil else { throw UserError("--teacher-token-env and --teacher-token-file exclude each other") }
         if let name = teacherTokenEnv {
             guard let token = ProcessInfo.processInfo.environment[name], !token.isEmpty else {

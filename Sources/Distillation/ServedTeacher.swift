@@ -35,6 +35,8 @@ public struct ServedTeacher: Sendable {
     public var backoff: Double = 0.2
     /// The largest response body accepted, in bytes.
     public var maximumBodyBytes = 64 << 20
+    /// Asked before each batch: true stops querying (a signal), keeping every answer so far.
+    public var shouldStop: (@Sendable () -> Bool)?
     /// Sent as `Authorization: Bearer TOKEN`, to the teacher's host only (redirects are not followed).
     public var token: String?
 
@@ -142,6 +144,7 @@ public struct ServedTeacher: Sendable {
             while let index = state.next(batches.count) {
                 let rows = batches[index]
                 do {
+                    if shouldStop?() == true { throw DistillationError("\(url): querying stopped on request") }
                     guard state.reserve(rows.count, limit: limit) else {
                         throw DistillationError("\(url): --max-queries \(limit ?? 0) reached (run again to continue)")
                     }

@@ -97,6 +97,35 @@ extension CommandLineTests {
         XCTAssertLessThanOrEqual(try servedStats(port)["examples"] ?? 0, 600 + 2 * 50)
     }
 
+    func testServedARunStoppedBySIGTERMWhileQueryingResumesAskingOnlyTheRest() throws {
+        let folder = try makeServedData()
+        let port = try startOIPServer(folder, ["--fault", "delay", "--delay", "0.2"])
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = servedArguments(folder, port: port, out: "killed", ["--concurrency", "2"])
+        let errors = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+        var polls = 0
+        while polls < 200, (try servedStats(port)["examples"] ?? 0) < 100 {
+            Thread.sleep(forTimeInterval: 0.02)
+            polls += 1
+        }
+        kill(process.processIdentifier, SIGTERM)
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1, message)
+        XCTAssertTrue(message.contains("querying stopped on request"), message)
+        let answered = try servedStats(port)["examples"] ?? 0
+        XCTAssertTrue(message.contains("\(answered) of 600 examples are answered"), "server answered \(answered): \(message)")
+        XCTAssertLessThan(answered, 600)
+        let resumed = try run(servedArguments(folder, port: port, out: "resumed", ["--concurrency", "2"]))
+        XCTAssertEqual(resumed.status, 0, resumed.errors)
+        XCTAssertTrue(resumed.output.contains("\(600 - answered) asked now, \(answered) kept from earlier"), resumed.output)
+        XCTAssertLessThanOrEqual(try servedStats(port)["examples"] ?? 0, 600 + 2 * 50)
+    }
+
     func testServedTransientFaultsAreRetried() throws {
         let folder = try makeServedData()
         for (fault, extra) in [("503", ["--fault-times", "3"]), ("429", ["--fault-times", "2"]), ("500", ["--fault-times", "1"]),
