@@ -97,6 +97,7 @@ struct DistillCommand: TrainingCommand {
                 let outcome = try served.teacher(path).logits(for: data.train, conversion: conversion, directory: cacheDirectory)
                 console.say("teacher \(path): \(data.train.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path))")
                 teacherList.append(Teacher(.outputs(outcome.logits)))
+                teacherNames.append(path)
                 continue
             }
             let loaded = try loadModel(path, architecture: teacherArchitecture, inputShape: overrides.inputShape(for: data.preprocessing), role: "teacher")
