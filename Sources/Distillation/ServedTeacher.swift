@@ -121,45 +121,44 @@ public struct ServedTeacher: Sendable {
         let classes = data.classCount
         let answers = try ServedAnswers(path: ServedAnswers.path(in: directory, url: url.absoluteString, version: metadata.version),
                                         url: url.absoluteString, version: metadata.version, classes: classes)
-        // Every example's bytes, as sent, and their keys.
-        let size = exampleShape.reduce(1, *)
-        var sent = [Float](), keys = [UInt64]()
-        sent.reserveCapacity(data.count * size)
-        for start in stride(from: 0, to: data.count, by: 1024) {
-            let batch = try data.batch(Array(start..<min(start + 1024, data.count)))
-            let values = (conversion.map { $0(batch) } ?? batch).scalars
-            for row in 0..<(values.count / size) {
-                keys.append(values[(row * size)..<((row + 1) * size)].withUnsafeBytes { ServedAnswers.fnv1a($0) })
-            }
-            sent += values
-        }
-        let missing = (0..<data.count).filter { answers.answer(keys[$0]) == nil }
-        var seen = Set<UInt64>()
-        let unique = missing.filter { seen.insert(keys[$0]).inserted }
-        let batches = stride(from: 0, to: unique.count, by: queryBatch).map { Array(unique[$0..<min($0 + queryBatch, unique.count)]) }
-        let state = QueryState(total: data.count, answered: data.count - missing.count)
-        let sentValues = sent, keyList = keys
+        // Chunk by chunk (a few rounds of requests), so that only a chunk of converted examples
+        // is held at once, and a streamed folder is read once.
+        let size = exampleShape.reduce(1, *), chunk = queryBatch * concurrency * 4
+        var keys = [UInt64](), missingCount = 0, queued = Set<UInt64>()
+        keys.reserveCapacity(data.count)
+        let state = QueryState(total: data.count, answered: 0)
         let limit = maxQueries, total = data.count
-        DispatchQueue.concurrentPerform(iterations: min(concurrency, max(batches.count, 1))) { _ in
-            while let index = state.next(batches.count) {
-                let rows = batches[index]
-                do {
-                    if shouldStop?() == true { throw DistillationError("\(url): querying stopped on request") }
-                    guard state.reserve(rows.count, limit: limit) else {
-                        throw DistillationError("\(url): --max-queries \(limit ?? 0) reached (run again to continue)")
+        for chunkStart in stride(from: 0, to: data.count, by: chunk) {
+            let batch = try data.batch(Array(chunkStart..<min(chunkStart + chunk, data.count)))
+            let values = (conversion.map { $0(batch) } ?? batch).scalars
+            let chunkKeys = (0..<(values.count / size)).map { row in values[(row * size)..<((row + 1) * size)].withUnsafeBytes { ServedAnswers.fnv1a($0) } }
+            keys += chunkKeys
+            let missing = chunkKeys.indices.filter { answers.answer(chunkKeys[$0]) == nil }
+            missingCount += missing.count
+            let unique = missing.filter { queued.insert(chunkKeys[$0]).inserted }
+            let batches = stride(from: 0, to: unique.count, by: queryBatch).map { Array(unique[$0..<min($0 + queryBatch, unique.count)]) }
+            state.startRound()
+            DispatchQueue.concurrentPerform(iterations: min(concurrency, max(batches.count, 1))) { _ in
+                while let index = state.next(batches.count) {
+                    let rows = batches[index]
+                    do {
+                        if shouldStop?() == true { throw DistillationError("\(url): querying stopped on request") }
+                        guard state.reserve(rows.count, limit: limit) else {
+                            throw DistillationError("\(url): --max-queries \(limit ?? 0) reached (run again to continue)")
+                        }
+                        try state.waitForSlot(requestsPerSecond)
+                        var sent = [Float]()
+                        sent.reserveCapacity(rows.count * size)
+                        for row in rows { sent += values[(row * size)..<((row + 1) * size)] }
+                        let logits = try infer(sent, count: rows.count, exampleShape: exampleShape, metadata: metadata, classes: classes)
+                        try answers.append(keys: rows.map { chunkKeys[$0] }, logits: logits)
+                        progress(state.answered(rows.count), total)
+                    } catch {
+                        state.fail(error)
                     }
-                    try state.waitForSlot(requestsPerSecond)
-                    var values = [Float]()
-                    values.reserveCapacity(rows.count * size)
-                    for row in rows { values += sentValues[(row * size)..<((row + 1) * size)] }
-                    let logits = try infer(values, count: rows.count, exampleShape: exampleShape, metadata: metadata, classes: classes,
-                                           answered: { answers.count })
-                    try answers.append(keys: rows.map { keyList[$0] }, logits: logits)
-                    progress(state.answered(rows.count), total)
-                } catch {
-                    state.fail(error)
                 }
             }
+            if state.error != nil { break }
         }
         if let error = state.error {
             throw DistillationError("\(error); \(answers.count) of \(data.count) examples are answered and kept in \(answers.path)")
@@ -170,13 +169,12 @@ public struct ServedTeacher: Sendable {
             guard let answer = answers.answer(key) else { throw DistillationError("\(url): an example has no answer after querying") }
             logits += answer
         }
-        return Outcome(logits: Tensor(logits, shape: [data.count, classes]), asked: state.asked, kept: data.count - missing.count, path: answers.path)
+        return Outcome(logits: Tensor(logits, shape: [data.count, classes]), asked: state.asked, kept: data.count - missingCount, path: answers.path)
     }
 
     /// One `POST .../infer` of `count` examples (`values`, row-major), retried on transient
     /// faults; the answer checked (JSON, shape, finite values, model version) before use.
-    func infer(_ values: [Float], count: Int, exampleShape: [Int], metadata: Metadata, classes: Int,
-               answered: () -> Int) throws -> [Float] {
+    func infer(_ values: [Float], count: Int, exampleShape: [Int], metadata: Metadata, classes: Int) throws -> [Float] {
         var body = "{\"inputs\":[{\"name\":\(Self.quoted(metadata.inputName)),\"shape\":[\(([count] + exampleShape).map(String.init).joined(separator: ","))],\"datatype\":\"FP32\",\"data\":["
         body.reserveCapacity(values.count * 12 + 200)
         for (i, value) in values.enumerated() {
@@ -345,6 +343,9 @@ private final class QueryState: @unchecked Sendable {
         self.total = total
         done = answered
     }
+
+    /// Batches are numbered from 0 again (a new chunk of examples).
+    func startRound() { lock.withLock { nextBatch = 0 } }
 
     func next(_ count: Int) -> Int? {
         lock.withLock {
