@@ -21,24 +21,7 @@ extension CommandLineTests {
 
     /// Starts the server (stopped by its pid at teardown) and returns its port.
     func startOIPServer(_ folder: URL, _ arguments: [String] = []) throws -> Int {
-        let portFile = folder.appendingPathComponent("port-\(UUID())").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Self.servedScript, "--model", folder.appendingPathComponent("teacher.npz").path, "--port-file", portFile] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        // Injected resets and timeouts make the server print tracebacks: not the test's output.
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        addTeardownBlock {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-        }
-        for _ in 0..<200 {
-            if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) { return port }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        XCTFail("the OIP test server did not start within 10 s")
-        throw URLError(.cannotConnectToHost)
+        try startOIPTestServer(script: Self.servedScript, model: folder.appendingPathComponent("teacher.npz").path, arguments: arguments, in: self)
     }
 
     /// The server's counts: requests and examples answered, Authorization headers seen.

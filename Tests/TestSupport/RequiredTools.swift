@@ -53,3 +53,29 @@ public func runPython(_ arguments: [String]) throws -> (status: Int32, output: S
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// Starts scripts/oip_test_server.py (an Open Inference Protocol server of a linear teacher,
+/// `model`, with faults by `arguments`) on 127.0.0.1 with a free port; `test` stops it by its
+/// process id at teardown. Returns the port; fails the test when it does not start in 10 s.
+public func startOIPTestServer(script: String, model: String, arguments: [String] = [], in test: XCTestCase,
+                               file: StaticString = #filePath, line: UInt = #line) throws -> Int {
+    let portFile = FileManager.default.temporaryDirectory.appendingPathComponent("oip-port-\(UUID())").path
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", script, "--model", model, "--port-file", portFile] + arguments
+    process.standardOutput = FileHandle.nullDevice
+    // Injected resets and timeouts make the server print tracebacks: not the test's output.
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    test.addTeardownBlock {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: portFile)
+    }
+    for _ in 0..<200 {
+        if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text) { return port }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    XCTFail("the OIP test server did not start within 10 s", file: file, line: line)
+    throw URLError(.cannotConnectToHost)
+}

@@ -1,0 +1,64 @@
+import Datasets
+import Distillation
+import Foundation
+import Tensors
+import TestSupport
+import XCTest
+
+/// `ServedTeacher` against scripts/oip_test_server.py: what the library refuses.
+final class ServedTeacherTests: XCTestCase {
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scripts/oip_test_server.py").path
+
+    /// The server's data folder and 100 of its training examples, as a dataset.
+    func served(_ arguments: [String]) throws -> (ServedTeacher, Dataset, String) {
+        try requireTool(pythonCanImport("numpy"), "python3 with numpy is needed for the OIP test server (pip install numpy)")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("served-teacher-\(UUID())")
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertEqual(try runPython([Self.script, "--make-data", folder.path]).status, 0)
+        let port = try startOIPTestServer(script: Self.script, model: folder.appendingPathComponent("teacher.npz").path, arguments: arguments, in: self)
+        var generator = RandomGenerator(seed: 1)
+        let data = Dataset(inputs: Tensor.randomNormal([100, 16], using: &generator), labels: (0..<100).map { $0 % 4 }, classNames: ["a", "b", "c", "d"])
+        return (try ServedTeacher(url: "http://127.0.0.1:\(port)/v2/models/teacher"), data, folder.appendingPathComponent("cache").path)
+    }
+
+    func testAnAnswerAboveTheSizeLimitIsAnErrorAndIsNotKept() throws {
+        var (teacher, data, cache) = try served(["--fault", "big", "--big-bytes", "300000"])
+        teacher.maximumBodyBytes = 200_000
+        XCTAssertThrowsError(try teacher.logits(for: data, conversion: nil, directory: cache)) { error in
+            XCTAssertTrue("\(error)".contains("bytes, above the limit of 200000"), "\(error)")
+            XCTAssertTrue("\(error)".contains("0 of 100 examples are answered"), "\(error)")
+        }
+    }
+
+    func testLogitsComeInTheDatasetsOrderAndAreTheTeachersOwn() throws {
+        let (teacher, data, cache) = try served([])
+        let first = try teacher.logits(for: data, conversion: nil, directory: cache)
+        XCTAssertEqual(first.logits.shape, [100, 4])
+        XCTAssertEqual([first.asked, first.kept], [100, 0])
+        let second = try teacher.logits(for: data, conversion: nil, directory: cache)
+        XCTAssertEqual([second.asked, second.kept], [0, 100])
+        XCTAssertEqual(first.logits.scalars, second.logits.scalars)
+        // logits = x · W + b, with the server's W and b.
+        let model = (cache as NSString).deletingLastPathComponent
+        let dumped = try runPython(["-c", "import numpy as np; m = np.load('\(model)/teacher.npz'); np.save('\(model)/w.npy', m['weight']); np.save('\(model)/b.npy', m['bias'])"])
+        XCTAssertEqual(dumped.status, 0, dumped.output)
+        let weight = try NPY.read(model + "/w.npy").tensor.scalars, bias = try NPY.read(model + "/b.npy").tensor.scalars
+        let inputs = data.inputs.scalars, logits = first.logits.scalars
+        for example in 0..<100 {
+            for c in 0..<4 {
+                let expected = (0..<16).reduce(bias[c]) { $0 + inputs[example * 16 + $1] * weight[$1 * 4 + c] }
+                XCTAssertEqual(logits[example * 4 + c], expected, accuracy: 1e-4)
+            }
+        }
+    }
+
+    func testAnAddressThatIsNotAnOIPModelIsRefused() {
+        for address in ["ftp://host/v2/models/m", "http://host/models/m", "http://host/v2/models", "not a url"] {
+            XCTAssertThrowsError(try ServedTeacher(url: address), address) { error in
+                XCTAssertTrue("\(error)".contains("http(s)://HOST:PORT/v2/models/NAME"), "\(error)")
+            }
+        }
+    }
+}
