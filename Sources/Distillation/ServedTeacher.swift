@@ -61,6 +61,9 @@ public struct ServedTeacher: Sendable {
               url.pathComponents.count >= 4, url.pathComponents[1] == "v2", url.pathComponents[2] == "models" else {
             throw DistillationError("--teacher \(text): a served teacher's address is http(s)://HOST:PORT/v2/models/NAME")
         }
+        guard url.user == nil, url.password == nil else {
+            throw DistillationError("--teacher: a served teacher's address must not hold credentials (they would be written to config.yaml); give --teacher-token-env or --teacher-token-file")
+        }
         self.url = url
     }
 

@@ -158,19 +158,11 @@ extension CommandLineTests {
         XCTAssertEqual(result.status, 0, result.errors)
         XCTAssertGreaterThan(try servedStats(port)["authorizations"] ?? 0, 0)
         // The same from an environment variable.
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = servedArguments(folder, port: port, out: "with-token-env", ["--teacher-token-env", "DISTILL_TEST_TEACHER_TOKEN"])
-        process.environment = ProcessInfo.processInfo.environment.merging(["DISTILL_TEST_TEACHER_TOKEN": token]) { _, new in new }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let fromEnvironment = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, fromEnvironment)
-        XCTAssertTrue(fromEnvironment.contains("0 asked now, 600 kept from earlier"), fromEnvironment)
-        XCTAssertFalse(fromEnvironment.contains(token))
+        let fromEnvironment = try run(servedArguments(folder, port: port, out: "with-token-env", ["--teacher-token-env", "DISTILL_TEST_TEACHER_TOKEN"]),
+                                      environment: ["DISTILL_TEST_TEACHER_TOKEN": token])
+        XCTAssertEqual(fromEnvironment.status, 0, fromEnvironment.errors)
+        XCTAssertTrue(fromEnvironment.output.contains("0 asked now, 600 kept from earlier"), fromEnvironment.output)
+        XCTAssertFalse((fromEnvironment.output + fromEnvironment.errors).contains(token))
         XCTAssertFalse((result.output + result.errors + refused.output + refused.errors).contains(token))
         for root in [runFolder, folder.appendingPathComponent("with-token-env"), folder.appendingPathComponent("cache")] {
             let files = FileManager.default.enumerator(atPath: root.path)?.compactMap { $0 as? String } ?? []

@@ -13,11 +13,13 @@ final class CommandLineTests: XCTestCase {
         #endif
     }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+    /// Runs the binary with `arguments`, and `environment` added to this process's.
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String, errors: String) {
         try requireTool(FileManager.default.fileExists(atPath: Self.binary.path), "\(Self.binary.path) is not built")
         let process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, added in added } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -55,6 +55,9 @@ final class ServedTeacherTests: XCTestCase {
     }
 
     func testAnAddressThatIsNotAnOIPModelIsRefused() {
+        XCTAssertThrowsError(try ServedTeacher(url: "http://user:secret@host/v2/models/m")) { error in
+            XCTAssertFalse("\(error)".contains("secret"), "\(error)")
+        }
         for address in ["ftp://host/v2/models/m", "http://host/models/m", "http://host/v2/models", "not a url"] {
             XCTAssertThrowsError(try ServedTeacher(url: address), address) { error in
                 XCTAssertTrue("\(error)".contains("http(s)://HOST:PORT/v2/models/NAME"), "\(error)")
