@@ -68,6 +68,9 @@ class State:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY a kept-alive connection waits
+    # for the client's delayed ACK (40 ms) on every answer, as production servers do not.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
