@@ -85,7 +85,10 @@ struct DistillCommand: TrainingCommand {
         let overrideList = try teacherPreprocessingOverrides()
         for (index, path) in teachers.enumerated() {
             let overrides = overrideList[index]
-            let loaded = try loadModel(path, architecture: teacherArchitecture, inputShape: overrides.inputShape(for: data.preprocessing), role: "teacher")
+            // A teacher's own record (a Distill run or export) gives its input size; else the data's or --teacher-input-size.
+            let recorded = try recordedPreprocessing(path, role: "teacher")
+            let loaded = try loadModel(path, architecture: teacherArchitecture,
+                                       inputShape: recorded?.exampleShape ?? overrides.inputShape(for: data.preprocessing), role: "teacher")
             // The teacher's own preprocessing (its run's record), or the student's with the --teacher-* overrides.
             let model = try adapted(loaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
             teacherList.append(Teacher(.model(model)))
