@@ -80,6 +80,7 @@ enum Spec {
     static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
+    static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
     static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles,
                                   seeds, checkpointEvery, out, resume, dryRun]
