@@ -40,10 +40,19 @@ public final class DataLoader: @unchecked Sendable {
 
     /// Throws when `batchSize`, `workers` or `prefetch` is below 1, or augmentation is asked of
     /// examples that are not images [C, H, W]. `workers` defaults to every core.
+    /// The most values one batch may hold.
+    public static let maximumBatchValues = 1 << 28
+
     public init(_ dataset: Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
                 augmentation: Augmentation = Augmentation(), skipBadFiles: Bool = false,
                 workers: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 2) throws {
         guard batchSize >= 1 else { throw DatasetError(file: "data loader", "batch size must be at least 1, got \(batchSize)") }
+        // A batch (and the few prepared ahead) must fit in memory: past 2^28 values (1 GiB) a
+        // batch is an error naming the sizes, not a process killed for its memory.
+        let (values, overflow) = min(batchSize, max(dataset.count, 1)).multipliedReportingOverflow(by: dataset.exampleShape.count)
+        guard !overflow, values <= DataLoader.maximumBatchValues else {
+            throw DatasetError(file: "data loader", "a batch of \(batchSize) examples of shape \(dataset.exampleShape.dimensions) would hold \(overflow ? "too many" : String(values)) values, above \(DataLoader.maximumBatchValues) (1 GiB): lower --batch")
+        }
         guard workers >= 1, prefetch >= 1 else { throw DatasetError(file: "data loader", "workers and prefetch must be at least 1, got \(workers) and \(prefetch)") }
         guard !augmentation.isActive || dataset.exampleShape.rank == 3 else {
             throw DatasetError(file: "data loader", "augmentation needs images [C, H, W], got examples \(dataset.exampleShape)")

@@ -32,6 +32,10 @@ extension Dataset {
     /// the teacher cache).
     public static let readingBatchSize = 256
 
+    /// Examples per batch when this dataset is read whole: `readingBatchSize`, fewer for large
+    /// examples, so that a batch holds at most 2^24 values (64 MiB) — 256 images up to 3×148×148.
+    public var readingBatch: Int { Swift.max(1, Swift.min(Self.readingBatchSize, (1 << 24) / Swift.max(exampleShape.count, 1))) }
+
     /// Normalised per channel with `normalization` (see `Normalization`). In-memory sets are
     /// normalised now; streamed sets when their batches are decoded, after any normalisation
     /// they already have.
@@ -58,7 +62,7 @@ extension Dataset {
     }
 
     /// The mean and standard deviation of every channel (the first axis of an example) over all
-    /// examples, computed in batches of `readingBatchSize` (a streamed set is decoded once,
+    /// examples, computed in batches of `readingBatch` (a streamed set is decoded once,
     /// never held whole). Standard deviations below 1e-6 are raised to it, so the result can
     /// normalise. Use the training set's statistics for its validation and test sets. With
     /// `skippingBadFiles`, images that cannot be read are left out (as training skips them).
@@ -68,8 +72,8 @@ extension Dataset {
         let plane = Swift.max(exampleShape.count / channels, 1)
         var sums = [Double](repeating: 0, count: channels), squares = [Double](repeating: 0, count: channels)
         var used = 0
-        for first in stride(from: 0, to: count, by: Self.readingBatchSize) {
-            let indices = Array(first..<Swift.min(first + Self.readingBatchSize, count))
+        for first in stride(from: 0, to: count, by: readingBatch) {
+            let indices = Array(first..<Swift.min(first + readingBatch, count))
             let values = Tensor.zeros(Shape([indices.count] + exampleShape.dimensions))
             let failures = fill(values.storage.pointer, with: indices, threads: ProcessInfo.processInfo.activeProcessorCount)
             if let failure = failures.first, !skippingBadFiles { throw failure.error }

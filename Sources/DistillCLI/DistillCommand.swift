@@ -11,7 +11,7 @@ struct DistillCommand: TrainingCommand {
     static let configuration = CommandConfiguration(commandName: "distill", abstract: "Distil teachers into a student on your data (Fashion-MNIST by default).")
     static let experimentName = "distill"
     static let options = [Spec.teacher, Spec.teacherArchitecture, Spec.teacherHint, Spec.teacherAttention, Spec.teacherEmbedding,
-                          Spec.teacherOutputs, Spec.teacherInputSize, Spec.teacherMean, Spec.teacherStd, Spec.teacherChannelOrder,
+                          Spec.teacherOutputs] + Spec.teacherPreprocessingOptions + [
                           Spec.student, Spec.width, Spec.hidden, Spec.method, Spec.temperature, Spec.alpha, Spec.weight, Spec.unlabeled,
                           Spec.plain, Spec.augment, Spec.cacheDirectory] + Spec.servedTeacherOptions + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
 
@@ -21,10 +21,7 @@ struct DistillCommand: TrainingCommand {
     @Option(name: Spec.teacherAttention.long, help: Spec.teacherAttention.help) var teacherAttention: [String] = []
     @Option(name: Spec.teacherEmbedding.long, help: Spec.teacherEmbedding.help) var teacherEmbedding: String?
     @Option(name: Spec.teacherOutputs.long, help: Spec.teacherOutputs.help) var teacherOutputs: String?
-    @Option(name: Spec.teacherInputSize.long, help: Spec.teacherInputSize.help) var teacherInputSize: [String] = []
-    @Option(name: Spec.teacherMean.long, help: Spec.teacherMean.help) var teacherMean: [String] = []
-    @Option(name: Spec.teacherStd.long, help: Spec.teacherStd.help) var teacherStd: [String] = []
-    @Option(name: Spec.teacherChannelOrder.long, help: Spec.teacherChannelOrder.help) var teacherChannelOrder: [String] = []
+    @OptionGroup var teacherPreprocessing: TeacherPreprocessingOptions
     @Option(name: Spec.student.long, help: Spec.student.help) var student: String = "cnn-student"
     @OptionGroup var size: ModelSizeOptions
     @Option(name: Spec.method.long, help: Spec.method.help) var method: String = "kd"
@@ -57,8 +54,7 @@ struct DistillCommand: TrainingCommand {
         [("teacher", teachers.isEmpty ? nil : .list(teachers)), ("teacher-architecture", teacherArchitecture.map { .text($0) }),
          ("teacher-hint", teacherHint.map { .text($0) }), ("teacher-attention", teacherAttention.isEmpty ? nil : .list(teacherAttention)),
          ("teacher-embedding", teacherEmbedding.map { .text($0) }), ("teacher-outputs", teacherOutputs.map { .text($0) }),
-         ("teacher-input-size", teacherInputSize.isEmpty ? nil : .list(teacherInputSize)), ("teacher-mean", teacherMean.isEmpty ? nil : .list(teacherMean)),
-         ("teacher-std", teacherStd.isEmpty ? nil : .list(teacherStd)), ("teacher-channel-order", teacherChannelOrder.isEmpty ? nil : .list(teacherChannelOrder)),
+         ] + teacherPreprocessing.values + [
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
          ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
@@ -70,7 +66,7 @@ struct DistillCommand: TrainingCommand {
         try checkOptions()
         _ = try size.hiddenSizes()
         _ = try dataOptions.parsedImageSize()
-        _ = try teacherPreprocessingOverrides()
+        _ = try teacherPreprocessing.overrides(teachers: teachers.count)
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
         if augment, let url = teachers.first(where: ServedTeacherOptions.isServed) {
             throw UserError("--augment: the served teacher \(url) answers for fixed examples, and augmentation makes new ones every epoch; drop --augment")
@@ -86,7 +82,7 @@ struct DistillCommand: TrainingCommand {
         let data = try dataOptions.load(seed: seed, unlabeled: unlabeled, skippingBadFiles: training.skipBadFiles)
         var teacherList: [Teacher] = []
         var teacherNames: [String] = []
-        let overrideList = try teacherPreprocessingOverrides()
+        let overrideList = try teacherPreprocessing.overrides(teachers: teachers.count)
         for (index, path) in teachers.enumerated() {
             let overrides = overrideList[index]
             if ServedTeacherOptions.isServed(path) {
@@ -100,7 +96,10 @@ struct DistillCommand: TrainingCommand {
                 teacherNames.append(path)
                 continue
             }
-            let loaded = try loadModel(path, architecture: teacherArchitecture, inputShape: overrides.inputShape(for: data.preprocessing), role: "teacher")
+            // A teacher's own record (a Distill run or export) gives its input size; else the data's or --teacher-input-size.
+            let recorded = try recordedPreprocessing(path, role: "teacher")
+            let loaded = try loadModel(path, architecture: teacherArchitecture,
+                                       inputShape: recorded?.exampleShape ?? overrides.inputShape(for: data.preprocessing), role: "teacher")
             // The teacher's own preprocessing (its run's record), or the student's with the --teacher-* overrides.
             let model = try adapted(loaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
             teacherList.append(Teacher(.model(model)))
@@ -145,39 +144,6 @@ struct DistillCommand: TrainingCommand {
                                resumingFrom: checkpoint, teacher: teacherList.first?.model,
                                saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
                                loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
-    }
-
-    /// The --teacher-* preprocessing options, parsed and checked: one entry per `--teacher`.
-    /// Each option is given once (for every teacher) or once per teacher, in order.
-    func teacherPreprocessingOverrides() throws -> [TeacherPreprocessing] {
-        func perTeacher(_ values: [String], _ flag: String) throws -> [String?] {
-            switch values.count {
-            case 0: return Array(repeating: nil, count: teachers.count)
-            case 1: return Array(repeating: values[0], count: teachers.count)
-            case teachers.count: return values
-            default: throw UserError("--\(flag) is given \(values.count) times for \(teachers.count) teachers: give it once (for all) or once per --teacher, in order")
-            }
-        }
-        func floats(_ text: String?, _ flag: String, positive: Bool) throws -> [Float]? {
-            guard let text else { return nil }
-            let items = text.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
-            guard (1...3).contains(items.count), items.allSatisfy({ $0.map { $0.isFinite && (positive ? $0 > 0 && $0 <= 1e3 : abs($0) <= 1e3) } ?? false }) else {
-                throw UserError("--\(flag) '\(text)' must be 1 to 3 comma-separated \(positive ? "positive numbers up to 1000" : "numbers from -1000 to 1000")")
-            }
-            return items.map { $0! }
-        }
-        let orders = try perTeacher(teacherChannelOrder, "teacher-channel-order").map { text -> Preprocessing.ChannelOrder? in
-            guard let text else { return nil }
-            guard let order = Preprocessing.ChannelOrder(rawValue: text) else { throw UserError("--teacher-channel-order '\(text)' is not one of rgb, bgr") }
-            return order
-        }
-        let sizes = try perTeacher(teacherInputSize, "teacher-input-size"), means = try perTeacher(teacherMean, "teacher-mean")
-        let deviations = try perTeacher(teacherStd, "teacher-std")
-        return try (0..<teachers.count).map { i in
-            TeacherPreprocessing(size: try sizes[i].map { try parseImageSize($0, flag: "teacher-input-size") },
-                                 mean: try floats(means[i], "teacher-mean", positive: false),
-                                 standardDeviation: try floats(deviations[i], "teacher-std", positive: true), channelOrder: orders[i])
-        }
     }
 }
 
@@ -229,37 +195,5 @@ struct ServedTeacherOptions: ParsableArguments {
             teacher.token = token
         }
         return teacher
-    }
-}
-
-/// What `--teacher-input-size`, `--teacher-mean`, `--teacher-std` and `--teacher-channel-order`
-/// say about teachers that carry no preprocessing of their own (ONNX files from other projects).
-struct TeacherPreprocessing {
-    var size: (height: Int, width: Int)?
-    var mean: [Float]?
-    var standardDeviation: [Float]?
-    var channelOrder: Preprocessing.ChannelOrder?
-
-    /// The student's preprocessing with these changes.
-    func applied(to student: Preprocessing) throws -> Preprocessing {
-        var result = student
-        if let size { (result.height, result.width) = size }
-        let channels = student.normalization.mean.count
-        func expand(_ values: [Float]?, _ flag: String) throws -> [Float]? {
-            guard let values else { return nil }
-            if values.count == channels { return values }
-            if values.count == 1 { return Array(repeating: values[0], count: channels) }
-            throw UserError("--\(flag) has \(values.count) values for \(channels) channels")
-        }
-        if let mean = try expand(mean, "teacher-mean") { result.normalization.mean = mean }
-        if let std = try expand(standardDeviation, "teacher-std") { result.normalization.standardDeviation = std }
-        if let channelOrder { result.channelOrder = channelOrder }
-        return result
-    }
-
-    /// The per-example input shape ONNX teachers' symbolic axes are fixed to.
-    func inputShape(for student: Preprocessing) -> [Int] {
-        guard student.kind == .images, let size else { return student.exampleShape }
-        return [student.channels, size.height, size.width]
     }
 }

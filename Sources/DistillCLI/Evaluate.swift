@@ -14,20 +14,25 @@ struct Evaluate: TabledCommand {
     static let architectureSpec = OptionSpec("architecture", .choice(ModelZoo.names), "Zoo architecture of a .safetensors file that does not name one (a PyTorch state dict).")
     static let teacherSpec = OptionSpec("teacher", .text, "A teacher (run folder or model file) to measure agreement and cost ratios against.")
     static let jsonSpec = OptionSpec("json", .flag, "Print the full report as JSON.")
-    static let options = [architectureSpec, teacherSpec, jsonSpec] + Spec.dataOptions
+    static let options = [architectureSpec, teacherSpec] + Spec.teacherPreprocessingOptions + [jsonSpec] + Spec.dataOptions
 
     @Argument(help: "Run folder, .safetensors or .onnx model file.")
     var model: String
     @Option(name: architectureSpec.long, help: architectureSpec.help) var architecture: String?
     @Option(name: teacherSpec.long, help: teacherSpec.help) var teacher: String?
+    @OptionGroup var teacherPreprocessing: TeacherPreprocessingOptions
     @OptionGroup var dataOptions: DataOptions
     @Flag(name: jsonSpec.long, help: jsonSpec.help) var json = false
 
     var values: [(String, OptionValue?)] {
-        [("architecture", architecture.map { .text($0) }), ("teacher", teacher.map { .text($0) }), ("json", .flag(json))] + dataOptions.values
+        [("architecture", architecture.map { .text($0) }), ("teacher", teacher.map { .text($0) })] + teacherPreprocessing.values
+            + [("json", .flag(json))] + dataOptions.values
     }
 
-    func validate() throws { try checkOptions() }
+    func validate() throws {
+        try checkOptions()
+        _ = try teacherPreprocessing.overrides(teachers: 1)
+    }
 
     func run() throws {
         let data = try dataOptions.load(seed: 0, recorded: try recordedPreprocessing(model, role: "model"))
@@ -36,8 +41,10 @@ struct Evaluate: TabledCommand {
         let student = loaded.model
         let test = data.test
         let teacherModel = try teacher.map { path in
-            let teacherLoaded = try loadModel(path, inputShape: data.preprocessing.exampleShape, role: "teacher")
-            return try adapted(teacherLoaded, to: data.preprocessing, role: "teacher \(path)")
+            let overrides = try teacherPreprocessing.overrides(teachers: 1)[0]
+            let recorded = try recordedPreprocessing(path, role: "teacher")
+            let teacherLoaded = try loadModel(path, inputShape: recorded?.exampleShape ?? overrides.inputShape(for: data.preprocessing), role: "teacher")
+            return try adapted(teacherLoaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
         }
         let report = try DistillationReport(student: student, teacher: teacherModel, test: test)
         if json {

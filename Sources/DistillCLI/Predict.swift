@@ -44,8 +44,10 @@ struct Predict: TabledCommand {
         if format == "csv" {
             console.text((["input", "class", "probability"] + (k > 1 ? (2...k).flatMap { ["class_\($0)", "probability_\($0)"] } : [])).joined(separator: ","))
         }
-        for start in stride(from: 0, to: examples.count, by: batch) {
-            let slice = examples[start..<min(start + batch, examples.count)]
+        // Large images in large batches: keep a batch within the data loader's bound.
+        let perBatch = max(1, min(batch, DataLoader.maximumBatchValues / max(preprocessing.exampleShape.reduce(1, *), 1)))
+        for start in stride(from: 0, to: examples.count, by: perBatch) {
+            let slice = examples[start..<min(start + perBatch, examples.count)]
             let inputs: Tensor
             do { inputs = try preprocessing.batch(slice) } catch let error as DatasetError { throw UserError("\(error)") }
             let logits = loaded.model.predictions(inputs)

@@ -5,15 +5,19 @@ import Tensors
 extension Module {
     /// The model's outputs [N, ...] for every example of `data` — its logits, or with `output`
     /// those of that submodule (one head of a multi-head model) — in evaluation mode, recording
-    /// nothing. A streamed set is decoded in batches of `Dataset.readingBatchSize`, never held
+    /// nothing. A streamed set is decoded in batches of `data.readingBatch`, never held
     /// whole; throws a `DatasetError` naming a file that does not decode, or when there is no
     /// module `output` or a streamed set is empty.
     public func predictions(on data: Dataset, output: String? = nil) throws -> Tensor {
-        guard data.isStreamed else { return try output.map { try predictions(data.inputs, output: $0) } ?? predictions(data.inputs) }
+        guard data.isStreamed else {
+            // In memory: the usual batches of 1,000, fewer for large examples (2^24 values a batch).
+            let size = max(1, min(1_000, (1 << 24) / max(data.exampleShape.count, 1)))
+            return try output.map { try predictions(data.inputs, output: $0, batchSize: size) } ?? predictions(data.inputs, batchSize: size)
+        }
         guard data.count > 0 else { throw DistillationError("there are no examples to predict") }
         var parts: [Tensor] = []
-        for first in stride(from: 0, to: data.count, by: Dataset.readingBatchSize) {
-            let inputs = try data.batch(Array(first..<min(first + Dataset.readingBatchSize, data.count)))
+        for first in stride(from: 0, to: data.count, by: data.readingBatch) {
+            let inputs = try data.batch(Array(first..<min(first + data.readingBatch, data.count)))
             parts.append(try output.map { try predictions(inputs, output: $0) } ?? predictions(inputs))
         }
         return withoutGradients { Tensor.concatenating(parts, alongAxis: 0) }

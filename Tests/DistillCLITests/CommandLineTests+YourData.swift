@@ -69,6 +69,11 @@ extension CommandLineTests {
         let classNames = try XCTUnwrap((evaluation["student"] as? [String: Any])?["classNames"] as? [String])
         XCTAssertEqual(classNames, Self.colours.map(\.0).sorted(), "class names come from the folders")
 
+        // A teacher keeps its own size: a student at 16×16 distils from it, each batch resized for it.
+        let small = try assertSucceeds(["distill", "--teacher", teacher.path, "--student", "mlp", "--data", data.path, "--image-size", "16",
+                                        "--epochs", "1", "--out", folder("colour-small").path, "--quiet"])
+        XCTAssertTrue(small.contains("; teacher "), small)
+
         // evaluate applies the run's recorded preprocessing: the same accuracy as the run reported.
         let evaluated = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try assertSucceeds(["evaluate", student.path, "--data", data.path, "--json"]).utf8)) as? [String: Any])
         XCTAssertEqual((evaluated["student"] as? [String: Any])?["top1"] as? Double, studentAccuracy)

@@ -104,7 +104,8 @@ extension Trainer {
             events(.cachingTeacher(done: train.count, total: train.count))
             return stored
         }
-        let total = train.count, chunk = 512
+        // Batches of 512, fewer for large examples (2^24 values a batch).
+        let total = train.count, chunk = max(1, min(512, (1 << 24) / max(train.exampleShape.count, 1)))
         typealias Part = (rows: [Int], logits: Tensor, features: [String: Tensor])
         var parts: [Part?] = []
         let loader = try DataLoader(train, batchSize: chunk, shuffle: false, skipBadFiles: configuration.skipBadFiles)
