@@ -1,8 +1,5 @@
 import Datasets
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Tensors
 
 /// A teacher behind an inference server that speaks the Open Inference Protocol (KServe v2)
@@ -14,8 +11,8 @@ import Tensors
 /// restarted after a kill asks only for what was not yet answered. The result is an
 /// ordinary `.outputs` teacher: there is one training loop.
 ///
-/// The client is Foundation's URLSession (FoundationNetworking on Linux): no package
-/// dependency is added for it.
+/// The transport is libcurl (the `CHTTP` target): URLSession on Linux cannot be given a
+/// certificate authority, nor stop reading a body at a limit.
 public struct ServedTeacher: Sendable {
     /// `http(s)://HOST:PORT/v2/models/NAME`.
     public var url: URL
@@ -39,6 +36,9 @@ public struct ServedTeacher: Sendable {
     public var shouldStop: (@Sendable () -> Bool)?
     /// Sent as `Authorization: Bearer TOKEN`, to the teacher's host only (redirects are not followed).
     public var token: String?
+    /// A file of PEM certificates: the only authorities trusted for an https teacher (nil: the
+    /// system's certificate store). A certificate they do not vouch for stops the run.
+    public var caFile: String?
 
     /// The defaults of `queryBatch`, `concurrency` and `timeout`.
     public static let defaultQueryBatch = 64, defaultConcurrency = 4, defaultTimeout = 30.0
