@@ -25,6 +25,14 @@ if [ "${1:-}" = "--test-oracles" ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
   fi
+  # openssl makes the certificates of the served teacher's HTTPS test.
+  if ! command -v openssl >/dev/null; then
+    echo "Installing openssl for the HTTPS test"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+  fi
   oracles=(safetensors numpy onnx onnxruntime tensorboard)
   if ! command -v python3 >/dev/null; then
     echo "error: python3 is needed for the test oracles (${oracles[*]})" >&2
