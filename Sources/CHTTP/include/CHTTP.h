@@ -18,8 +18,8 @@ enum distill_http_failure {
     DISTILL_HTTP_OK = 0,
     /* A timeout, a refused or reset connection, a truncated answer: worth retrying. */
     DISTILL_HTTP_TRANSIENT = 1,
-    /* The server's certificate was refused (unknown issuer, wrong host name, expired) or the
-       TLS handshake failed: not retried. */
+    /* The server's certificate was refused (unknown issuer, wrong host name, expired): not
+       retried. A handshake that fails otherwise (cut short) is transient. */
     DISTILL_HTTP_CERTIFICATE = 2,
     /* The CA file could not be read or holds no certificate. */
     DISTILL_HTTP_CA_FILE = 3,
