@@ -13,7 +13,8 @@ GET /stats (requests and examples answered so far, for the tests' counts). With 
 and --tls-key it speaks HTTPS.
 Faults (--fault, applied to the first --fault-times infer requests, or to every one after
 --fault-after requests): delay, 429, 500, 503 (with Retry-After), reset, badjson, nan, shape,
-version, big, stream (a body of --big-bytes sent in chunks without Content-Length).
+version, big, stream (a body of --big-bytes sent in chunks without Content-Length), redirect
+(307 to --redirect-to).
 """
 import argparse
 import json
@@ -203,6 +204,8 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             return
+        if fault == "redirect":
+            return self.reply(307, {"error": "moved"}, [("Location", options.redirect_to + self.path)])
         if fault in ("429", "500", "503"):
             return self.reply(int(fault), {"error": "injected"}, [("Retry-After", "0")] if fault != "500" else [])
         if fault == "delay":
@@ -240,11 +243,12 @@ def main():
     parser.add_argument("--version", default="1")
     parser.add_argument("--port-file")
     parser.add_argument("--token")
-    parser.add_argument("--fault", choices=["delay", "429", "500", "503", "reset", "badjson", "nan", "shape", "version", "big", "stream"])
+    parser.add_argument("--fault", choices=["delay", "429", "500", "503", "reset", "badjson", "nan", "shape", "version", "big", "stream", "redirect"])
     parser.add_argument("--fault-times", type=int, default=1_000_000_000)
     parser.add_argument("--fault-after", type=int)
     parser.add_argument("--delay", type=float, default=2.0)
     parser.add_argument("--big-bytes", type=int, default=2_000_000)
+    parser.add_argument("--redirect-to", help="the server (http://HOST:PORT) the redirect fault sends the client to")
     parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--tls-key", help="the certificate's PEM private key")
     options = parser.parse_args()

@@ -98,6 +98,23 @@ extension CommandLineTests {
         XCTAssertFalse((refused.errors + trusted.output + trusted.errors + wrongName.errors).contains(token))
     }
 
+    /// A redirect is an error, not followed: the token never reaches the other server.
+    func testServedARedirectIsNotFollowedAndTheTokenStaysWithTheTeacher() throws {
+        let folder = try makeServedData()
+        let token = "s3cret-\(UUID().uuidString)"
+        let elsewhere = try startOIPServer(folder)
+        let port = try startOIPServer(folder, ["--token", token, "--fault", "redirect", "--redirect-to", "http://127.0.0.1:\(elsewhere)"])
+        let result = try run(servedArguments(folder, port: port, out: "redirected", ["--teacher-token-env", "DISTILL_TEST_TEACHER_TOKEN"]),
+                             environment: ["DISTILL_TEST_TEACHER_TOKEN": token])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.errors.contains("http://127.0.0.1:\(port)/v2/models/teacher/infer: HTTP 307"), result.errors)
+        XCTAssertEqual(result.errors.split(separator: "\n").count, 1, result.errors)
+        XCTAssertFalse(result.errors.contains(token))
+        XCTAssertGreaterThan(try servedStats(port)["authorizations"] ?? 0, 0)
+        let other = try servedStats(elsewhere)
+        XCTAssertEqual([other["requests"], other["authorizations"]], [0, 0])
+    }
+
     func testServedEvaluateAsksTheTeacherForTheTestSetOnce() throws {
         let folder = try makeServedData()
         let port = try startOIPServer(folder)
