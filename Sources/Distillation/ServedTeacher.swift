@@ -30,7 +30,8 @@ public struct ServedTeacher: Sendable {
     public var retries = 5
     /// Seconds of the first retry's back-off; each retry doubles it, with up to 50% jitter.
     public var backoff: Double = 0.2
-    /// The largest response body accepted, in bytes.
+    /// The largest response body accepted, in bytes: reading stops there (or before, when
+    /// `Content-Length` says more), so a server cannot make the client hold more.
     public var maximumBodyBytes = 64 << 20
     /// Asked before each batch: true stops querying (a signal), keeping every answer so far.
     public var shouldStop: (@Sendable () -> Bool)?
