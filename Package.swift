@@ -46,8 +46,12 @@ let package = Package(
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
         ),
         .target(name: "Datasets", dependencies: ["Tensors", "CZlib", "CImage"]),
+        // The served teacher's HTTP(S) transport on libcurl (libcurl4-openssl-dev on Linux):
+        // C because curl_easy_setopt is variadic. URLSession on Linux cannot be told which
+        // certificate authority to trust, nor to stop reading a body at a limit.
+        .target(name: "CHTTP", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "ModelFormats", dependencies: ["Tensors", "NeuralNet"]),
-        .target(name: "Distillation", dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats"]),
+        .target(name: "Distillation", dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats", "CHTTP"]),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
