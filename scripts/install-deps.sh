@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Distill builds and runs with, when any is missing.
 set -euo pipefail
-packages=(libdnnl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev dataset-fashion-mnist)
+packages=(libdnnl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

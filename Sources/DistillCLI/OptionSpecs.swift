@@ -32,6 +32,7 @@ enum Spec {
     static let classWeights = OptionSpec("class-weights", .positiveNumbers(upTo: 1e6, or: ["balanced"]),
         "Weights of the classes in the hard-label cross-entropy, for imbalanced data: 'balanced' (n / (classes · n_c), counted on the labelled training split) or one number per class after --classes, comma-separated. Distillation terms are not weighted.")
     static let patience = OptionSpec("patience", .integer(1...100_000), "Stop when validation accuracy has not improved for this many epochs (default: never).")
+    static let noSyncBatchNorm = OptionSpec("no-sync-batch-norm", .flag, "Data-parallel runs (started by mpirun): batch norm uses each process's part of the batch instead of the whole global batch's statistics (synchronised batch norm, the default, trains as one process would).")
     static let skipBadFiles = OptionSpec("skip-bad-files", .flag, "Drop an image that cannot be read from its batch, name it and count it, instead of stopping the run (the default stops, naming the file; the last checkpoint stays valid).")
     static let checkpointEvery = OptionSpec("checkpoint-every", .integer(1...100_000_000), "Also checkpoint every this many steps inside an epoch (default: at the end of each epoch).")
     static let out = OptionSpec("out", .text, "Run folder to write (config, metrics, checkpoint, models, report).")
@@ -92,7 +93,7 @@ enum Spec {
     static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
-    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles,
+    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles, noSyncBatchNorm,
                                   seeds, checkpointEvery, out, resume, dryRun]
     static let outputOptions = [quiet, json]
 }
