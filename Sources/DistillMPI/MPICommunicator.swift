@@ -37,28 +37,23 @@ public final class MPICommunicator: Communicator {
     public func finalize() { distill_mpi_finalize() }
 
     public func allReduceSum(_ values: UnsafeMutableBufferPointer<Float>) {
-        var start = 0
-        while start < values.count {
-            let count = min(Self.piece, values.count - start)
-            distill_mpi_allreduce_float(values.baseAddress! + start, count)
-            start += count
-        }
+        Self.inPieces(values.count) { distill_mpi_allreduce_float(values.baseAddress! + $0, $1) }
     }
 
     public func allReduceSum(_ values: UnsafeMutableBufferPointer<Double>) {
-        var start = 0
-        while start < values.count {
-            let count = min(Self.piece, values.count - start)
-            distill_mpi_allreduce_double(values.baseAddress! + start, count)
-            start += count
-        }
+        Self.inPieces(values.count) { distill_mpi_allreduce_double(values.baseAddress! + $0, $1) }
     }
 
     public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, from root: Int) {
+        Self.inPieces(bytes.count) { distill_mpi_broadcast_bytes(bytes.baseAddress! + $0, $1, Int32(root)) }
+    }
+
+    /// Calls `body(start, count)` over `0..<total` in pieces MPI's Int32 counts can hold.
+    private static func inPieces(_ total: Int, _ body: (Int, Int) -> Void) {
         var start = 0
-        while start < bytes.count {
-            let count = min(Self.piece, bytes.count - start)
-            distill_mpi_broadcast_bytes(bytes.baseAddress! + start, count, Int32(root))
+        while start < total {
+            let count = min(piece, total - start)
+            body(start, count)
             start += count
         }
     }

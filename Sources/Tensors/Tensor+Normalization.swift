@@ -60,15 +60,6 @@ extension Tensor {
                 synchronize(s)
             }
             for ch in 0..<c { invStd[ch] = Float(squares[ch] / Double(reduced)) }  // biased variance, for now
-            if let runningMean, let runningVariance {
-                let rm = runningMean.storage.pointer, rv = runningVariance.storage.pointer
-                let unbias = Float(reduced) / Float(reduced - 1)
-                for ch in 0..<c {
-                    rm[ch] = (1 - momentum) * rm[ch] + momentum * mu[ch]
-                    rv[ch] = (1 - momentum) * rv[ch] + momentum * invStd[ch] * unbias
-                }
-            }
-            for ch in 0..<c { invStd[ch] = 1 / (invStd[ch] + epsilon).squareRoot() }
         } else if training {
             require(reduced > 1, "batchNorm: training needs more than one value per channel, got \(x.shape)")
             mu.withUnsafeMutableBufferPointer { m in
@@ -89,6 +80,13 @@ extension Tensor {
                     }
                 }
             }
+        } else {
+            require(runningMean != nil && runningVariance != nil, "batchNorm: evaluation needs running statistics")
+            for ch in 0..<c { invStd[ch] = 1 / (runningVariance!.storage.pointer[ch] + epsilon).squareRoot() }
+        }
+        if training {
+            // invStd holds the biased batch variance here: the running statistics move towards
+            // the batch's (variance unbiased), then it becomes 1/√(σ² + ε).
             if let runningMean, let runningVariance {
                 let rm = runningMean.storage.pointer, rv = runningVariance.storage.pointer
                 let unbias = Float(reduced) / Float(reduced - 1)
@@ -98,9 +96,6 @@ extension Tensor {
                 }
             }
             for ch in 0..<c { invStd[ch] = 1 / (invStd[ch] + epsilon).squareRoot() }
-        } else {
-            require(runningMean != nil && runningVariance != nil, "batchNorm: evaluation needs running statistics")
-            for ch in 0..<c { invStd[ch] = 1 / (runningVariance!.storage.pointer[ch] + epsilon).squareRoot() }
         }
         let gamma = weight.map { $0.scalars } ?? [Float](repeating: 1, count: c)
         let beta = bias.map { $0.scalars } ?? [Float](repeating: 0, count: c)

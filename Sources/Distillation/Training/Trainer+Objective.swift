@@ -109,20 +109,46 @@ extension Trainer {
         typealias Part = (rows: [Int], logits: Tensor, features: [String: Tensor])
         var parts: [Part?] = []
         let loader = try DataLoader(train, batchSize: chunk, shuffle: false, skipBadFiles: configuration.skipBadFiles)
-        let batches = loader.batches(epoch: 0).makeIterator()
+        let distributed = communicator.isDistributed
         var first = 0
-        while let batch = try batches.nextBatch() {
+        func add(_ batch: Batch) throws {
             let range = first..<min(first + chunk, total)
             first = range.upperBound
             events(.cachingTeacher(done: range.upperBound, total: total))
             guard !batch.indices.isEmpty else {
                 parts.append(nil)
-                continue
+                return
             }
             let (logits, features) = try teacherOutputs(batch.inputs, indices: batch.indices, cached: nil)
             parts.append((batch.indices.map { $0 - range.lowerBound }, logits, features))
         }
-        guard let sample = parts.lazy.compactMap({ $0 }).first else { throw DistillationError("no training example could be decoded") }
+        if distributed {
+            // Data parallel: each rank runs the teacher on every size-th chunk from its rank;
+            // the others' rows stay zero here, and the sum over the ranks fills every row
+            // exactly once (x + 0 = x: the same bits as one process).
+            let chunks = (total + chunk - 1) / chunk
+            for index in 0..<chunks {
+                let range = (index * chunk)..<min((index + 1) * chunk, total)
+                if index % communicator.size == communicator.rank {
+                    try add(try loader.makeBatch(Array(range), epoch: 0))
+                } else {
+                    first = range.upperBound
+                    parts.append(nil)
+                }
+            }
+        } else {
+            let batches = loader.batches(epoch: 0).makeIterator()
+            while let batch = try batches.nextBatch() { try add(batch) }
+        }
+        var sampled = parts.lazy.compactMap({ $0 }).first
+        if sampled == nil && distributed {
+            // This rank had no chunk (or every file of its chunks was skipped): the shapes
+            // come from the teacher on one example.
+            let probe = try probeInputs(train, examples: 1)
+            let (logits, features) = try teacherOutputs(probe, indices: [0], cached: nil)
+            sampled = ([], logits, features)
+        }
+        guard let sample = sampled else { throw DistillationError("no training example could be decoded") }
         // Rows of skipped files are zeros, so that row i is example i.
         func filled(_ values: Tensor?, _ count: Int, _ rows: [Int], like sample: Tensor) -> Tensor {
             let result = Tensor.zeros(Shape([count] + sample.shape.dimensions.dropFirst()))
@@ -139,7 +165,12 @@ extension Trainer {
         let built = TeacherCache(logits: gathered({ $0.logits }, like: sample.logits),
                                  features: Dictionary(uniqueKeysWithValues: sample.features.map { name, value in (name, gathered({ $0.features[name]! }, like: value)) }),
                                  key: key)
-        if let file, let directory = configuration.cacheDirectory {
+        if distributed {
+            for tensor in [built.logits] + built.features.keys.sorted().map({ built.features[$0]! }) {
+                tensor.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+            }
+        }
+        if let file, let directory = configuration.cacheDirectory, communicator.isWriter {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try built.save(file)
         }
