@@ -6,9 +6,10 @@
 #include "CKernels.h"
 #include "kernels.h"
 
-/* Paths verified by the tests on a CPU that executes them (see docs/benchmarks.md):
-   portable and AVX2 + FMA on Intel Sapphire Rapids and AMD Zen 3; AVX-512 on Sapphire
-   Rapids. A new path starts at 0 here and is turned on once verified. */
+/* Paths verified by the tests (KernelDispatchTests) on a CPU that executes them; see
+   docs/benchmarks.md for which CPUs. All three on an Intel Xeon Sapphire Rapids (which
+   executes AVX2 + FMA as well as AVX-512). A new path starts at 0 here and is turned on
+   once the tests have run it. */
 static const int verified[3] = {1, 1, 1};
 
 #if defined(__x86_64__) || defined(__i386__)
