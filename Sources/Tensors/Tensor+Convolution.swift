@@ -8,6 +8,10 @@ import Foundation
 // An earlier version unfolded 16 MiB chunks of the batch for one large threaded sgemm; on
 // the small CNNs distillation trains, its memory traffic (im2col, then a copy back to NCHW)
 // cost more than the larger sgemm saved. With one sample, the kernels parallelise inside.
+//
+// Depthwise convolutions (groups = input channels) do not come here: they have kernels of
+// their own (Kernels/DepthwiseKernels.swift), where this path would run one single-row sgemm
+// per channel and sample.
 
 /// Layout constants of one convolution call, shared by forward and backward.
 private struct ConvolutionPlan {
