@@ -37,9 +37,13 @@ let package = Package(
             path: "Sources/CZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Vector kernels in C: each compiled per instruction set with per-function target
+        // attributes and chosen at run time from the CPU (Sources/CKernels/include/CKernels.h);
+        // no build-time -march, so the package builds for and runs on any x86-64 or ARM CPU.
+        .target(name: "CKernels"),
         .target(
             name: "Tensors",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "CKernels"],
             linkerSettings: [
                 .linkedLibrary("dnnl", .when(platforms: [.linux])),
                 .linkedLibrary("gomp", .when(platforms: [.linux])),
@@ -75,7 +79,7 @@ let package = Package(
             path: "bench/DistillBench"
         ),
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "NeuralNet", "Tensors", "Datasets", "ModelFormats", "TestSupport"], exclude: ["Fixtures"]),

@@ -212,6 +212,13 @@ add("cross entropy class weights smoothing", "crossEntropy", [r(6, 5)],
     lambda a: F.cross_entropy(a, torch.tensor(weighted_labels), weight=torch.tensor(class_weights), label_smoothing=0.2),
     {"labels": weighted_labels, "smoothing": 0.2, "weights": class_weights})
 
+# Added for issue 17 (the depthwise kernels; appended, so the cases above keep their values):
+# MobileNetV2's 3×3 depthwise convolutions at strides 1 and 2, a channel multiplier, 5×5.
+conv("conv depthwise 3x3 s1 p1 8x8", r(2, 4, 8, 8), r(4, 1, 3, 3), padding=1, groups=4)
+conv("conv depthwise 3x3 s2 p1 odd", r(2, 3, 9, 7), r(3, 1, 3, 3), r(3), stride=2, padding=1, groups=3)
+conv("conv depthwise multiplier 2 s2", r(1, 2, 8, 8), r(4, 1, 3, 3), r(4), stride=2, padding=1, groups=2)
+conv("conv depthwise 5x5 s2 p2", r(1, 2, 9, 10), r(2, 1, 5, 5), stride=2, padding=2, groups=2)
+
 # The losses are NeuralNet's; everything else is the engine's.
 loss_ops = {"crossEntropy", "crossEntropySoft", "klDivergence", "mse", "smoothL1", "cosineSimilarity",
             "pairwiseDistances", "l2Normalize"}

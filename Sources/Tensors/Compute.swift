@@ -1,5 +1,26 @@
 import CBLAS
+import CKernels
 import Foundation
+
+/// The instruction sets of the C kernels (Sources/CKernels), from the most portable.
+public enum KernelPath: Int, CaseIterable, Sendable, CustomStringConvertible {
+    case portable = 0
+    /// AVX2 with fused multiply-add, 8 floats a vector.
+    case avx2 = 1
+    /// AVX-512F, 16 floats a vector.
+    case avx512 = 2
+
+    /// Whether this build has the path and this CPU executes it.
+    public var isSupported: Bool { distill_kernels_path_supported(cPath) == 1 }
+
+    /// Whether the path runs by default where supported: it has been verified against the
+    /// portable path by the tests on a CPU that executes it (docs/benchmarks.md says where).
+    public var isVerified: Bool { distill_kernels_path_verified(cPath) == 1 }
+
+    public var description: String { ["portable", "avx2", "avx512"][rawValue] }
+
+    var cPath: distill_kernels_path { distill_kernels_path(rawValue: UInt32(rawValue)) }
+}
 
 /// Process-wide compute settings: how many threads our kernels (and the BLAS) use, and
 /// whether compute threads flush denormal floats to zero.
@@ -26,6 +47,23 @@ public enum Compute {
             storedFlushDenormals = newValue
             distill_set_flush_denormals(newValue ? 1 : 0)
         }
+    }
+
+    /// The C kernels' path now: by default the widest one that this CPU executes and that has
+    /// been verified (see `forceKernelPath`).
+    public static var kernelPath: KernelPath {
+        KernelPath(rawValue: Int(distill_kernels_active_path().rawValue))!
+    }
+
+    /// Forces the C kernels onto `path` (`nil`: back to the default choice); the tests run
+    /// each path this way. Not to be called while kernels run on other threads.
+    public static func forceKernelPath(_ path: KernelPath?) {
+        guard let path else {
+            distill_kernels_reset_path()
+            return
+        }
+        require(path.isSupported, "Compute.forceKernelPath: this CPU does not execute the \(path) kernels")
+        _ = distill_kernels_set_path(path.cPath)
     }
 
     /// Sets the calling thread's floating-point mode to match `flushDenormals`, and keeps

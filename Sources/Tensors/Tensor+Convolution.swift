@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // 2-D convolution over NCHW tensors: im2col + one sgemm per sample and group.
@@ -7,6 +8,10 @@ import Foundation
 // An earlier version unfolded 16 MiB chunks of the batch for one large threaded sgemm; on
 // the small CNNs distillation trains, its memory traffic (im2col, then a copy back to NCHW)
 // cost more than the larger sgemm saved. With one sample, the kernels parallelise inside.
+//
+// Depthwise convolutions (groups = input channels) do not come here: they have kernels of
+// their own (Kernels/DepthwiseKernels.swift), where this path would run one single-row sgemm
+// per channel and sample.
 
 /// Layout constants of one convolution call, shared by forward and backward.
 private struct ConvolutionPlan {
@@ -57,7 +62,7 @@ private struct ConvolutionPlan {
 extension Tensor {
     /// 2-D convolution (cross-correlation, as in PyTorch) of input [N, C, H, W] with weight
     /// [O, C/groups, kh, kw] and optional bias [O], giving [N, O, outH, outW].
-    /// `groups` = C = O is a depthwise convolution.
+    /// `groups` = C is a depthwise convolution, computed by its own kernels (DepthwiseKernels).
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor? = nil,
                               stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                               dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
@@ -70,12 +75,38 @@ extension Tensor {
         let geometry = Convolution2DGeometry(kernel: (weight.shape[2], weight.shape[3]), stride: stride, padding: padding, dilation: dilation)
         let (oh, ow) = geometry.outputSize(height: input.shape[2], width: input.shape[3])
         require(oh > 0 && ow > 0, "conv2d: kernel \(weight.shape) with padding \(padding), dilation \(dilation) does not fit input \(input.shape)")
+        let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
+        if groups == channels, let plane = DepthwiseKernels.plane(height: input.shape[2], width: input.shape[3], geometry: geometry,
+                                                                  outputHeight: oh, outputWidth: ow) {
+            return depthwise(input, weight, bias, plane, inputs)
+        }
         let plan = ConvolutionPlan(batch: input.shape[0], channels: channels, height: input.shape[2], width: input.shape[3],
                                    outChannels: outChannels, groups: groups, geometry: geometry, outputHeight: oh, outputWidth: ow)
         let out = convolutionForward(input, weight, bias, plan)
-        let inputs = bias.map { [input, weight, $0] } ?? [input, weight]
         return out.recorded("conv2d", inputs) { g in
             let (gx, gw) = convolutionBackward(g, input, weight, plan)
+            var grads: [Tensor?] = [gx, gw]
+            if let bias { grads.append(bias.needsGrad ? g.sum(alongAxes: [0, 2, 3]) : nil) }
+            return grads
+        }
+    }
+
+    /// A depthwise convolution (groups = input channels) through the C kernels.
+    private static func depthwise(_ input: Tensor, _ weight: Tensor, _ bias: Tensor?, _ plane: distill_depthwise_plane,
+                                  _ inputs: [Tensor]) -> Tensor {
+        let batch = input.shape[0], channels = input.shape[1], multiplier = weight.shape[0] / channels
+        let out = Tensor(uninitialized: [batch, weight.shape[0], plane.outputHeight, plane.outputWidth])
+        DepthwiseKernels.forward(plane, input: input.storage.pointer, weight: weight.storage.pointer,
+                                 bias: bias.map { UnsafePointer($0.storage.pointer) }, output: out.storage.pointer,
+                                 batch: batch, channels: channels, multiplier: multiplier)
+        return out.recorded("conv2d", inputs) { g in
+            let gx = input.needsGrad ? Tensor.zeros(input.shape) : nil
+            let gw = weight.needsGrad ? Tensor.zeros(weight.shape) : nil
+            if gx != nil || gw != nil {
+                DepthwiseKernels.backward(plane, input: input.storage.pointer, weight: weight.storage.pointer,
+                                          gradOutput: g.storage.pointer, gradInput: gx?.storage.pointer,
+                                          gradWeight: gw?.storage.pointer, batch: batch, channels: channels, multiplier: multiplier)
+            }
             var grads: [Tensor?] = [gx, gw]
             if let bias { grads.append(bias.needsGrad ? g.sum(alongAxes: [0, 2, 3]) : nil) }
             return grads

@@ -7,7 +7,8 @@ import Tensors
 // The model-level cases of issue 9: zoo models trained and run exactly as the PyTorch peer
 // runs scripts/zoo_models.py's copies of them.
 //
-//   train-NAME           one SGD step (momentum 0.9) of a zoo model in training mode at --batch
+//   train-NAME           one SGD step (momentum 0.9) of a zoo model in training mode at --batch,
+//                        on inputs of --input C,H,W (default 1,28,28)
 //   infer-NAME           evaluation-mode forward passes without gradients at --batch; at batch
 //                        1 a step is 100 calls and the time is reported per call
 //   distill-epoch        one KD epoch (cnn-teacher → cnn-student, T = 4, α = 0.9, batch 128,
@@ -35,12 +36,13 @@ func peakResidentBytes() -> Int {
     return kilobytes * 1024
 }
 
-func makeModelWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
+func makeModelWorkload(_ name: String, batch: Int, small: Bool, input: [Int] = [1, 28, 28]) -> Workload? {
     var generator = RandomGenerator(seed: 0)
     if name.hasPrefix("train-") || name.hasPrefix("infer-") {
         let zooName = String(name.dropFirst(6))
-        guard let model = try? ModelZoo.make(zooName, using: &generator) else { return nil }
-        let x = Tensor.randomNormal([small ? 2 : batch, 1, 28, 28], using: &generator)
+        let options = ModelOptions(inputChannels: input[0], inputSize: input[1], inputWidth: input[2] == input[1] ? nil : input[2])
+        guard let model = try? ModelZoo.make(zooName, options: options, using: &generator) else { return nil }
+        let x = Tensor.randomNormal(Shape([small ? 2 : batch] + input), using: &generator)
         let labels = (0..<x.shape[0]).map { $0 % 10 }
         if name.hasPrefix("train-") {
             model.train()

@@ -16,7 +16,8 @@
 //   train-*, infer-*, distill-epoch, epoch-size, memory-steps: zoo models, see ModelCases.swift
 //   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift
 //
-// Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line.
+// Options: --batch N (model cases, default 128); --input C,H,W (model cases' example shape,
+// default 1,28,28); --rss adds the peak resident memory to the line.
 
 import Datasets
 import Foundation
@@ -32,6 +33,7 @@ struct Options {
     var batch = 128
     var reportPeakMemory = false
     var folder = ""
+    var input = [1, 28, 28]
 }
 
 func parseOptions() -> Options {
@@ -47,13 +49,15 @@ func parseOptions() -> Options {
         case "--batch": options.batch = Int(arguments.next() ?? "") ?? 0
         case "--rss": options.reportPeakMemory = true
         case "--folder": options.folder = arguments.next() ?? ""
+        case "--input":
+            options.input = (arguments.next() ?? "").split(separator: ",").map { Int($0) ?? 0 }
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)
         }
     }
-    if options.iterations < 1 || options.threads < 1 || options.batch < 1 {
-        FileHandle.standardError.write("DistillBench: --iterations, --threads and --batch must be positive\n".data(using: .utf8)!)
+    if options.iterations < 1 || options.threads < 1 || options.batch < 1 || options.input.count != 3 || options.input.contains(where: { $0 < 1 }) {
+        FileHandle.standardError.write("DistillBench: --iterations, --threads, --batch and the three sizes of --input C,H,W must be positive\n".data(using: .utf8)!)
         exit(2)
     }
     return options
@@ -71,8 +75,8 @@ struct Workload {
     }
 }
 
-func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
-    if let model = makeModelWorkload(name, batch: batch, small: small) { return model }
+func makeWorkload(_ name: String, small: Bool, batch: Int = 128, input: [Int] = [1, 28, 28]) -> Workload? {
+    if let model = makeModelWorkload(name, batch: batch, small: small, input: input) { return model }
     var generator = RandomGenerator(seed: 0)
     switch name {
     case "sgemm":
@@ -204,7 +208,7 @@ case "stream-epoch", "stream-train":
 default: break
 }
 
-guard let workload = makeWorkload(options.caseName, small: false, batch: options.batch) else {
+guard let workload = makeWorkload(options.caseName, small: false, batch: options.batch, input: options.input) else {
     FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal, loader, train-NAME, infer-NAME, distill-epoch, epoch-size, memory-steps, stream-epoch, stream-train)\n".data(using: .utf8)!)
     exit(2)
 }

@@ -46,7 +46,11 @@ MODEL_CASES = {
     "train-cnn-student-512": ("cnn-student train step, batch 512", "train-cnn-student", 512, "train-cnn-student", 10),
     "distill-epoch-online": ("KD epoch, Distill cached vs PyTorch teacher online", "distill-epoch", 128, "distill-epoch-online", 1),
     "distill-epoch-cached": ("KD epoch, both with cached teacher outputs", "distill-epoch", 128, "distill-epoch-cached", 1),
+    "train-mobilenetv2-c3": ("mobilenetv2 train step, 3×32×32, batch 128", "train-mobilenetv2", 128, "train-mobilenetv2", 10),
+    "train-mobilenetv2-c3-32": ("mobilenetv2 train step, 3×32×32, batch 32", "train-mobilenetv2", 32, "train-mobilenetv2", 20),
 }
+# Example shapes other than Fashion-MNIST's 1×28×28, by case.
+INPUTS = {"train-mobilenetv2-c3": (3, 32, 32), "train-mobilenetv2-c3-32": (3, 32, 32)}
 CASES.update(MODEL_CASES)
 
 
@@ -54,6 +58,7 @@ def distill_times(case, iterations, threads, rss=False):
     _, name, batch, _, _ = CASES[case]
     extra = ["--no-flush-denormals"] if case == "denormal-off" else []
     extra += ["--rss"] if rss else []
+    extra += ["--input", ",".join(map(str, INPUTS[case]))] if case in INPUTS else []
     out = subprocess.run([BENCH, "--case", name, "--iterations", str(iterations), "--threads", str(threads), "--batch", str(batch)] + extra,
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -61,7 +66,8 @@ def distill_times(case, iterations, threads, rss=False):
 
 def torch_times(case, iterations, threads):
     _, _, batch, name, _ = CASES[case]
-    return torch_peer.time_case(name, iterations, threads, flush_denormals=case != "denormal-off", batch=batch)
+    return torch_peer.time_case(name, iterations, threads, flush_denormals=case != "denormal-off", batch=batch,
+                                input_shape=INPUTS.get(case, (1, 28, 28)))
 
 
 def torch_subprocess(case, iterations, threads):

@@ -59,7 +59,7 @@ def kd_epoch(student, optimizer, teacher_logits_for, images, labels, batch=128, 
     return float(loss.detach())
 
 
-def make_workload(name, batch=128):
+def make_workload(name, batch=128, input_shape=(1, 28, 28)):
     g = torch.Generator().manual_seed(0)
     if name == "sgemm":
         a, b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
@@ -112,8 +112,8 @@ def make_workload(name, batch=128):
                 return float(y.sum())
         return step
     if name.startswith("train-") or name.startswith("infer-"):
-        model = zoo_models.make(name[6:])
-        x = torch.randn(batch, 1, 28, 28, generator=g)
+        model = zoo_models.make(name[6:], input_channels=input_shape[0], input_size=input_shape[1])
+        x = torch.randn(batch, *input_shape, generator=g)
         labels = torch.arange(batch) % 10
         if name.startswith("train-"):
             model.train()
@@ -162,10 +162,10 @@ def make_workload(name, batch=128):
     raise SystemExit(f"torch_peer: unknown case {name}")
 
 
-def time_case(name, iterations, threads, flush_denormals=True, batch=128):
+def time_case(name, iterations, threads, flush_denormals=True, batch=128, input_shape=(1, 28, 28)):
     torch.set_num_threads(threads)
     torch.set_flush_denormal(flush_denormals)
-    step = make_workload(name, batch)
+    step = make_workload(name, batch, input_shape)
     getattr(step, "warmup", step)()
     calls = getattr(step, "calls", 1)
     seconds = []
@@ -184,9 +184,11 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-flush-denormals", action="store_true")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--input", default="1,28,28", help="model cases' example shape C,H,W")
     parser.add_argument("--rss", action="store_true", help="add the peak resident memory of this process")
     args = parser.parse_args()
-    result = {"case": args.case, "seconds": time_case(args.case, args.iterations, args.threads, not args.no_flush_denormals, args.batch)}
+    result = {"case": args.case, "seconds": time_case(args.case, args.iterations, args.threads, not args.no_flush_denormals, args.batch,
+                                                         tuple(int(v) for v in args.input.split(",")))}
     if args.rss:
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork/exec.
         with open("/proc/self/status") as f:

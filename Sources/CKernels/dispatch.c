@@ -1,0 +1,111 @@
+/* Run-time choice of the kernel path from the CPU's features.
+
+   Features are read with cpuid and the OS's saved-state mask (xgetbv): a CPU may have
+   AVX-512 while the kernel does not save its registers (then using it would fault), and
+   cpuid alone does not say so. */
+#include "CKernels.h"
+#include "kernels.h"
+
+/* Paths verified by the tests (KernelDispatchTests) on a CPU that executes them; see
+   docs/benchmarks.md for which CPUs. All three on an Intel Xeon Sapphire Rapids (which
+   executes AVX2 + FMA as well as AVX-512). A new path starts at 0 here and is turned on
+   once the tests have run it. */
+static const int verified[3] = {1, 1, 1};
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static unsigned long long saved_state_mask(void) {
+    unsigned int lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+static int cpu_has(distill_kernels_path path) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned long long xcr0 = saved_state_mask();
+    if ((xcr0 & 0x6) != 0x6) return 0; /* SSE and AVX state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1;
+    switch (path) {
+    case DISTILL_KERNELS_AVX2: return avx2 && fma;
+    case DISTILL_KERNELS_AVX512: return avx512f && (xcr0 & 0xE6) == 0xE6; /* opmask, ZMM state */
+    default: return 0;
+    }
+}
+#endif
+
+int distill_kernels_path_supported(distill_kernels_path path) {
+    if (path == DISTILL_KERNELS_PORTABLE) return 1;
+#if defined(__x86_64__) || defined(__i386__)
+    if (path == DISTILL_KERNELS_AVX2 || path == DISTILL_KERNELS_AVX512) return cpu_has(path);
+#endif
+    return 0;
+}
+
+int distill_kernels_path_verified(distill_kernels_path path) {
+    return path >= DISTILL_KERNELS_PORTABLE && path <= DISTILL_KERNELS_AVX512 && verified[path];
+}
+
+/* -1 until the first use chooses. */
+static int active = -1;
+distill_kernel_table distill_kernels;
+
+static void install(distill_kernels_path path) {
+    switch (path) {
+#if defined(__x86_64__) || defined(__i386__)
+    case DISTILL_KERNELS_AVX512:
+        distill_kernels.accumulate = distill_taps_accumulate_avx512;
+        distill_kernels.dot = distill_taps_dot_avx512;
+        break;
+    case DISTILL_KERNELS_AVX2:
+        distill_kernels.accumulate = distill_taps_accumulate_avx2;
+        distill_kernels.dot = distill_taps_dot_avx2;
+        break;
+#endif
+    default:
+        distill_kernels.accumulate = distill_taps_accumulate_portable;
+        distill_kernels.dot = distill_taps_dot_portable;
+        break;
+    }
+    __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);
+}
+
+void distill_kernels_ensure_chosen(void) {
+    if (__atomic_load_n(&active, __ATOMIC_ACQUIRE) < 0) distill_kernels_reset_path();
+}
+
+void distill_kernels_reset_path(void) {
+    distill_kernels_path best = DISTILL_KERNELS_PORTABLE;
+    for (int p = DISTILL_KERNELS_AVX2; p <= DISTILL_KERNELS_AVX512; p++) {
+        if (distill_kernels_path_supported((distill_kernels_path)p) && distill_kernels_path_verified((distill_kernels_path)p)) {
+            best = (distill_kernels_path)p;
+        }
+    }
+    install(best);
+}
+
+distill_kernels_path distill_kernels_active_path(void) {
+    distill_kernels_ensure_chosen();
+    return (distill_kernels_path)__atomic_load_n(&active, __ATOMIC_ACQUIRE);
+}
+
+int distill_kernels_set_path(distill_kernels_path path) {
+    if (!distill_kernels_path_supported(path)) return 0;
+    install(path);
+    return 1;
+}
+
+void distill_taps_accumulate(long count, int taps, const float *const *sources, const float *weights,
+                             float init, float *out) {
+    distill_kernels_ensure_chosen();
+    distill_kernels.accumulate(count, taps, sources, weights, init, out);
+}
+
+void distill_taps_dot(long count, int taps, const float *const *sources, const float *g, float *dots) {
+    distill_kernels_ensure_chosen();
+    distill_kernels.dot(count, taps, sources, g, dots);
+}

@@ -1,0 +1,145 @@
+import CKernels
+import Foundation
+import Tensors
+import TestSupport
+import XCTest
+
+/// The C kernels' paths (Sources/CKernels): every path this CPU executes gives what the
+/// portable path gives, kernel by kernel and through the ops that use them; the CPU's
+/// features are detected as the kernel reports them; the default is the widest verified path.
+final class KernelDispatchTests: XCTestCase {
+    override func tearDown() {
+        Compute.forceKernelPath(nil)
+        Compute.threadCount = ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    /// The paths this CPU executes, besides the portable one (printed, so that a test log
+    /// says which paths were verified on which CPU).
+    private var vectorPaths: [KernelPath] {
+        let paths = KernelPath.allCases.filter { $0 != .portable && $0.isSupported }
+        print("KernelDispatchTests: \(cpuModel()), vector paths run: \(paths.map(\.description))")
+        return paths
+    }
+
+    func testFeatureDetectionAgreesWithTheKernel() throws {
+        XCTAssertTrue(KernelPath.portable.isSupported)
+        #if arch(x86_64)
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            throw XCTSkip("no /proc/cpuinfo")
+        }
+        let flags = Set(line.split(separator: ":").last!.split(separator: " ").map(String.init))
+        XCTAssertEqual(KernelPath.avx2.isSupported, flags.contains("avx2") && flags.contains("fma"))
+        XCTAssertEqual(KernelPath.avx512.isSupported, flags.contains("avx512f"))
+        #else
+        XCTAssertFalse(KernelPath.avx2.isSupported)
+        XCTAssertFalse(KernelPath.avx512.isSupported)
+        #endif
+    }
+
+    func testDefaultIsTheWidestSupportedVerifiedPath() {
+        Compute.forceKernelPath(.portable)
+        XCTAssertEqual(Compute.kernelPath, .portable)
+        Compute.forceKernelPath(nil)
+        XCTAssertEqual(Compute.kernelPath, KernelPath.allCases.last { $0.isSupported && $0.isVerified })
+    }
+
+    /// distill_taps_accumulate and distill_taps_dot on every path against the portable one:
+    /// equal within 1e-5 of the sum of the terms' magnitudes (the paths differ in vector width
+    /// and fused multiply-adds, so in rounding), for lengths around the vector widths and
+    /// their tails, and tap counts from 1 to the most.
+    func testTapKernelsOnEveryPathMatchPortable() {
+        var generator = RandomGenerator(seed: 21)
+        let paths = vectorPaths
+        for count in [1, 5, 8, 15, 16, 17, 31, 63, 64, 65, 100, 1000, 1157] {
+            for taps in [1, 2, 4, 9, 25, Int(DISTILL_MAX_TAPS)] {
+                let buffer = Tensor.randomNormal([count + 7 * taps], using: &generator).scalars
+                let weights = Tensor.randomNormal([taps], using: &generator).scalars
+                let g = Tensor.randomNormal([count], using: &generator).scalars
+                let initial = Tensor.randomNormal([taps], using: &generator).scalars
+                buffer.withUnsafeBufferPointer { b in
+                    let sources: [UnsafePointer<Float>?] = (0..<taps).map { b.baseAddress! + 7 * $0 }
+                    func run(_ path: KernelPath) -> (sums: [Float], dots: [Float]) {
+                        Compute.forceKernelPath(path)
+                        var sums = [Float](repeating: .nan, count: count), dots = initial
+                        distill_taps_accumulate(count, Int32(taps), sources, weights, 0.5, &sums)
+                        distill_taps_dot(count, Int32(taps), sources, g, &dots)
+                        return (sums, dots)
+                    }
+                    let reference = run(.portable)
+                    // Magnitudes: |init| + Σ_t |w·s| per output; Σ_i |g·s| per dot.
+                    let sumScale = (0..<count).map { i in 0.5 + (0..<taps).reduce(Float(0)) { $0 + abs(weights[$1] * b[7 * $1 + i]) } }
+                    let dotScale = (0..<taps).map { t in abs(initial[t]) + (0..<count).reduce(Float(0)) { $0 + abs(g[$1] * b[7 * t + $1]) } }
+                    for path in paths {
+                        let result = run(path)
+                        for i in 0..<count where abs(result.sums[i] - reference.sums[i]) > 1e-5 * sumScale[i] {
+                            XCTFail("\(path) accumulate, \(count) values, \(taps) taps: element \(i) is \(result.sums[i]), portable \(reference.sums[i])")
+                            break
+                        }
+                        for t in 0..<taps where abs(result.dots[t] - reference.dots[t]) > 1e-5 * dotScale[t] {
+                            XCTFail("\(path) dot, \(count) values, \(taps) taps: tap \(t) is \(result.dots[t]), portable \(reference.dots[t])")
+                            break
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Depthwise convolutions (their planes run the tap kernels) on every path against the
+    /// portable one: output and all three gradients, within 1e-5 relative (plus 1e-5 absolute
+    /// for values near zero).
+    func testDepthwiseConvolutionOnEveryPathMatchesPortable() {
+        let paths = vectorPaths
+        for (index, c) in DepthwiseCase.all.enumerated() {
+            let x = randomLeaf([3, c.channels, c.height, c.width], seed: UInt64(100 + index))
+            let w = randomLeaf([c.channels * c.multiplier, 1, c.kernel.0, c.kernel.1], seed: UInt64(200 + index))
+            let b = randomLeaf([c.channels * c.multiplier], seed: UInt64(300 + index))
+            let reference = Self.run(c, x, w, b, .portable)
+            for path in paths {
+                let result = Self.run(c, x, w, b, path)
+                for (part, name) in ["output", "input gradient", "weight gradient", "bias gradient"].enumerated() {
+                    assertClose(result[part], reference[part], absolute: 1e-5, relative: 1e-5, "\(path) \(c.name) \(name)")
+                }
+            }
+        }
+    }
+
+    /// Output, input, weight and bias gradients of `c` on `path`, for a fixed upstream gradient.
+    private static func run(_ c: DepthwiseCase, _ x: Tensor, _ w: Tensor, _ b: Tensor, _ path: KernelPath) -> [[Float]] {
+        Compute.forceKernelPath(path)
+        for t in [x, w, b] { t.zeroGrad() }
+        var generator = RandomGenerator(seed: 7)
+        let y = Tensor.conv2d(x, weight: w, bias: b, stride: c.stride, padding: c.padding, groups: c.channels)
+        let upstream = Tensor.randomNormal(y.shape, using: &generator)
+        (y * upstream).sum().backward()
+        return [y.scalars, x.grad!.scalars, w.grad!.scalars, b.grad!.scalars]
+    }
+
+    private func cpuModel() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown CPU" }
+        return line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// Depthwise geometries: MobileNetV2's (3×3, padding 1, stride 1 and 2, even and odd
+/// sizes), a channel multiplier, and the shapes the plane layout must also get right
+/// (a stride larger than the kernel, rectangular kernels and strides, no padding, a 1×1 output).
+struct DepthwiseCase {
+    var name: String
+    var channels: Int, multiplier: Int, height: Int, width: Int
+    var kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)
+
+    static let all: [DepthwiseCase] = [
+        DepthwiseCase(name: "3x3 s1 p1", channels: 4, multiplier: 1, height: 8, width: 8, kernel: (3, 3), stride: (1, 1), padding: (1, 1)),
+        DepthwiseCase(name: "3x3 s2 p1 even", channels: 3, multiplier: 1, height: 16, width: 16, kernel: (3, 3), stride: (2, 2), padding: (1, 1)),
+        DepthwiseCase(name: "3x3 s2 p1 odd", channels: 2, multiplier: 1, height: 7, width: 9, kernel: (3, 3), stride: (2, 2), padding: (1, 1)),
+        DepthwiseCase(name: "3x3 s1 p1 wide", channels: 2, multiplier: 1, height: 5, width: 37, kernel: (3, 3), stride: (1, 1), padding: (1, 1)),
+        DepthwiseCase(name: "multiplier 2", channels: 3, multiplier: 2, height: 6, width: 5, kernel: (3, 3), stride: (1, 1), padding: (1, 1)),
+        DepthwiseCase(name: "5x5 s2 p2", channels: 2, multiplier: 1, height: 9, width: 8, kernel: (5, 5), stride: (2, 2), padding: (2, 2)),
+        DepthwiseCase(name: "2x2 s3 p0", channels: 2, multiplier: 1, height: 8, width: 7, kernel: (2, 2), stride: (3, 3), padding: (0, 0)),
+        DepthwiseCase(name: "3x1 s(2,1) p(1,0)", channels: 2, multiplier: 3, height: 6, width: 4, kernel: (3, 1), stride: (2, 1), padding: (1, 0)),
+        DepthwiseCase(name: "3x3 p0 to 1x1", channels: 5, multiplier: 1, height: 3, width: 3, kernel: (3, 3), stride: (1, 1), padding: (0, 0)),
+    ]
+}
