@@ -67,6 +67,7 @@ struct DistillCommand: TrainingCommand {
         _ = try size.hiddenSizes()
         _ = try dataOptions.parsedImageSize()
         _ = try teacherPreprocessing.overrides(teachers: teachers.count)
+        _ = try served.answers()
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
         if augment, let url = teachers.first(where: ServedTeacherOptions.isServed) {
             throw UserError("--augment: the served teacher \(url) answers for fixed examples, and augmentation makes new ones every epoch; drop --augment")
@@ -91,7 +92,7 @@ struct DistillCommand: TrainingCommand {
                 let conversion: InputConversion?
                 do { conversion = try expected.conversion(from: data.preprocessing) } catch let error as DatasetError { throw UserError("teacher \(path): \(error.problem)") }
                 let outcome = try served.teacher(path).logits(for: data.train, conversion: conversion, directory: cacheDirectory)
-                console.say("teacher \(path): \(data.train.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path))")
+                console.say("teacher \(path): \(data.train.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path)); answers: \(outcome.answers)")
                 teacherList.append(Teacher(.outputs(outcome.logits)))
                 teacherNames.append(path)
                 continue
@@ -156,12 +157,23 @@ struct ServedTeacherOptions: ParsableArguments {
     @Option(name: Spec.queryTimeout.long, help: Spec.queryTimeout.help) var queryTimeout: Double = ServedTeacher.defaultTimeout
     @Option(name: Spec.teacherTokenEnv.long, help: Spec.teacherTokenEnv.help) var teacherTokenEnv: String?
     @Option(name: Spec.teacherTokenFile.long, help: Spec.teacherTokenFile.help) var teacherTokenFile: String?
+    @Option(name: Spec.teacherAnswers.long, help: Spec.teacherAnswers.help) var teacherAnswers: String?
 
     /// (The token's source is recorded, never the token.)
     var values: [(String, OptionValue?)] {
         [("query-batch", .integer(queryBatch)), ("concurrency", .integer(concurrency)), ("requests-per-second", .number(requestsPerSecond)),
          ("max-queries", maxQueries.map { .integer($0) }), ("query-timeout", .number(queryTimeout)),
-         ("teacher-token-env", teacherTokenEnv.map { .text($0) }), ("teacher-token-file", teacherTokenFile.map { .text($0) })]
+         ("teacher-token-env", teacherTokenEnv.map { .text($0) }), ("teacher-token-file", teacherTokenFile.map { .text($0) }),
+         ("teacher-answers", teacherAnswers.map { .text($0) })]
+    }
+
+    /// `--teacher-answers` parsed; nil when not given (implied by the model's metadata).
+    func answers() throws -> ServedAnswerKind? {
+        guard let text = teacherAnswers else { return nil }
+        guard let kind = ServedAnswerKind(text) else {
+            throw UserError("--teacher-answers '\(text)' must be logits, probabilities, top-K (K a whole number ≥ 1, e.g. top-5) or label")
+        }
+        return kind
     }
 
     /// Whether `teacher` names a served model rather than a file.
@@ -180,6 +192,7 @@ struct ServedTeacherOptions: ParsableArguments {
         teacher.requestsPerSecond = requestsPerSecond
         teacher.maxQueries = maxQueries
         teacher.timeout = queryTimeout
+        teacher.answers = try answers()
         teacher.shouldStop = { StopRequest.isRequested() }
         guard teacherTokenEnv == nil || teacherTokenFile == nil else { throw UserError("--teacher-token-env and --teacher-token-file exclude each other") }
         if let name = teacherTokenEnv {

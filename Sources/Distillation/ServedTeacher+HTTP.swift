@@ -4,11 +4,12 @@ import FoundationNetworking
 #endif
 
 extension ServedTeacher {
-    /// GET (no body) or POST `body` to `target`: retries timeouts, connection errors and HTTP
+    /// GET (no body) or POST `body` (with `headers`) to `target`: retries timeouts, connection errors and HTTP
     /// 429/500/502/503/504 (waiting `Retry-After` when given, else an exponential back-off
     /// with jitter), and throws a one-line error naming the URL once the retries are spent.
-    func send(_ target: URL, body: Data?) throws -> Data {
+    func send(_ target: URL, body: Data?, headers: [String: String] = [:]) throws -> Data {
         var request = URLRequest(url: target, timeoutInterval: timeout)
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpMethod = body == nil ? "GET" : "POST"
         if let body {
             request.httpBody = body
