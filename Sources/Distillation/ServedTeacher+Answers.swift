@@ -93,7 +93,11 @@ extension ServedTeacher {
             }
             return AnswerTensor(shape: shape, datatype: datatype, numbers: numbers)
         }
-        guard headerLength == answer.count, let data = output["data"] as? [Any] else {
+        // A JSON answer is its object alone (trailing whitespace aside).
+        guard answer.dropFirst(headerLength).allSatisfy({ [0x20, 0x0A, 0x0D, 0x09].contains($0) }) else {
+            throw DistillationError("\(url)/infer: the answer is not JSON")
+        }
+        guard let data = output["data"] as? [Any] else {
             throw DistillationError("\(url)/infer: the answer has no outputs with shape and data")
         }
         if datatype == "BYTES" {

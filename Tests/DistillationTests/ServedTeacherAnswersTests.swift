@@ -134,11 +134,13 @@ final class ServedTeacherAnswersTests: XCTestCase {
         for (server, kind, fragment) in [(["--answers", "probabilities", "--fault", "topk-index"], ServedAnswerKind.topK(2), "class index 4 (example 0 of the batch) is outside 0..<4"),
                                          (["--answers", "probabilities", "--fault", "topk-count"], .topK(2), "1], not BYTES ["),
                                          (["--answers", "probabilities", "--fault", "probability"], .probabilities, "holds 1.5 (example 0 of the batch, class 0), not a probability"),
-                                         ([], .topK(2), "is not a probability (top-k answers must be probabilities"),
+                                         // Top-k of logits: here the first example's top two are within [0, 1] and sum above 1.
+                                         ([], .topK(2), "the top 2 probabilities of example 0 of the batch sum to 1.0938809, above 1"),
                                          ([], .probabilities, "not a probability"),
                                          (["--answers", "label", "--fault", "label-range"], .label, "label 4.0 (example 0 of the batch) is not a class index in 0..<4")] {
             var (teacher, data, cache) = try served(server)
             teacher.answers = kind
+            teacher.concurrency = 1  // the first batch's fault is the one reported
             XCTAssertThrowsError(try teacher.logits(for: data, conversion: nil, directory: cache), "\(server) \(kind)") { error in
                 XCTAssertTrue("\(error)".contains(fragment), "\(error)")
                 XCTAssertTrue("\(error)".contains("0 of 100 examples are answered"), "\(error)")
