@@ -1,12 +1,25 @@
 #!/usr/bin/env python3
 """A small Open Inference Protocol (KServe v2) server for Distill's tests of served teachers.
 
-It serves a deterministic linear classifier (logits = x @ W + b, W and b from an .npz) over
-HTTP/JSON on 127.0.0.1, counts the examples it is asked about, and injects faults on request.
+It serves a deterministic linear classifier (logits = x @ W + b, W and b from an .npz), or an
+ONNX classifier through onnxruntime (--onnx), over HTTP/JSON on 127.0.0.1, counts the examples
+it is asked about, and injects faults on request.
 
     oip_test_server.py --make-data DIR       # writes train.npz, test.npz, teacher.npz, teacher-logits.npy
     oip_test_server.py --make-image-data DIR # writes train/ and test/ PNG folders, teacher.npz, teacher-logits.npy
     oip_test_server.py --model DIR/teacher.npz --port-file PORTFILE [--fault 503 --fault-times 2] ...
+    oip_test_server.py --onnx teacher.onnx --port-file PORTFILE --answers probabilities
+
+Answers (--answers): logits (the default), probabilities (softmax of the logits), label (the
+top class, INT64 [batch]) or label-name (the top class's name, BYTES [batch], from
+--class-names or the index as text). Whatever the output, a request asking
+`"outputs": [{"name": ..., "parameters": {"classification": K}}]` gets Triton's
+classification extension: BYTES [batch, K] of "score:index:name", the K largest output values
+(scores are what the output holds: probabilities only with --answers probabilities).
+--binary offers Triton's binary tensor extension (GET /v2 lists "binary_tensor_data"): inputs
+given as raw bytes after a JSON header of Inference-Header-Content-Length bytes are read, and
+with request parameter "binary_data_output": true the output is answered as raw little-endian
+FP32 bytes after the JSON header; /stats counts such requests as binary_requests.
 
 Endpoints: GET /v2/health/ready, GET /v2/models/NAME, POST /v2/models/NAME/infer, and
 GET /stats (requests and examples answered so far, for the tests' counts). With --tls-cert
@@ -14,7 +27,9 @@ and --tls-key it speaks HTTPS.
 Faults (--fault, applied to the first --fault-times infer requests, or to every one after
 --fault-after requests): delay, 429, 500, 503 (with Retry-After), reset, badjson, nan, shape,
 version, big, stream (a body of --big-bytes sent in chunks without Content-Length), redirect
-(307 to --redirect-to).
+(307 to --redirect-to); and malformed partial answers: topk-index (a class index out of range),
+topk-count (one entry fewer than asked), probability (a value of 1.5), label-range (a label
+equal to the class count).
 """
 import argparse
 import json
@@ -101,14 +116,43 @@ def make_image_data(directory):
 
 class State:
     def __init__(self, options):
-        model = np.load(options.model)
-        self.weight, self.bias = model["weight"], model["bias"]
         self.options = options
+        if options.onnx:
+            import onnxruntime
+            self.session = onnxruntime.InferenceSession(options.onnx, providers=["CPUExecutionProvider"])
+            model_input, model_output = self.session.get_inputs()[0], self.session.get_outputs()[0]
+            self.input_shape = [-1] + [d if isinstance(d, int) else -1 for d in model_input.shape[1:]]
+            self.classes = model_output.shape[-1]
+            self.input_name = model_input.name
+        else:
+            model = np.load(options.model)
+            self.weight, self.bias = model["weight"], model["bias"]
+            shape = [int(n) for n in options.input_shape.split(",")] if options.input_shape else [self.weight.shape[0]]
+            self.input_shape = [-1] + shape
+            self.classes = self.weight.shape[1]
         self.lock = threading.Lock()
         self.requests = 0
         self.examples = 0
+        self.binary_requests = 0
         self.authorizations = []
         self.streamed = 0
+
+    def logits(self, inputs):
+        if self.options.onnx:
+            return self.session.run(None, {self.input_name: inputs})[0].astype(np.float32)
+        return inputs.reshape(len(inputs), -1) @ self.weight + self.bias
+
+    def output_metadata(self):
+        answers = self.options.answers
+        if answers == "label":
+            return {"name": "label", "datatype": "INT64", "shape": [-1]}
+        if answers == "label-name":
+            return {"name": "label", "datatype": "BYTES", "shape": [-1]}
+        return {"name": "probabilities" if answers == "probabilities" else "logits", "datatype": "FP32", "shape": [-1, self.classes]}
+
+    def class_name(self, index):
+        names = self.options.class_names.split(",") if self.options.class_names else None
+        return names[index] if names else str(index)
 
     def fault_for(self, number):
         o = self.options
@@ -173,18 +217,20 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/stats":
             with state.lock:
                 return self.reply(200, {"requests": state.requests, "examples": state.examples,
-                                        "authorizations": len(state.authorizations), "streamed": state.streamed})
+                                        "authorizations": len(state.authorizations), "streamed": state.streamed,
+                                        "binary_requests": state.binary_requests})
         if not self.authorized():
             return
         if self.path == "/v2/health/ready":
             return self.reply(200, {"ready": True})
+        if self.path == "/v2":
+            extensions = ["classification"] + (["binary_tensor_data"] if state.options.binary else [])
+            return self.reply(200, {"name": "oip_test_server", "version": "1", "extensions": extensions})
         if self.path == f"/v2/models/{name}":
-            features, classes = state.weight.shape
-            shape = [int(n) for n in state.options.input_shape.split(",")] if state.options.input_shape else [features]
             return self.reply(200, {
-                "name": name, "versions": [state.options.version], "platform": "numpy",
-                "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1] + shape}],
-                "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]}]})
+                "name": name, "versions": [state.options.version], "platform": "onnxruntime" if state.options.onnx else "numpy",
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": state.input_shape}],
+                "outputs": [state.output_metadata()]})
         self.reply(404, {"error": f"no {self.path}"})
 
     def do_POST(self):
@@ -210,22 +256,65 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(int(fault), {"error": "injected"}, [("Retry-After", "0")] if fault != "500" else [])
         if fault == "delay":
             time.sleep(options.delay)
-        request = json.loads(body)
+        header_length = self.headers.get("Inference-Header-Content-Length")
+        if header_length is not None and not options.binary:
+            return self.reply(400, {"error": "binary tensor data is not offered"})
+        request = json.loads(body[:int(header_length)] if header_length is not None else body)
         tensor = request["inputs"][0]
-        inputs = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-        logits = inputs.reshape(len(inputs), -1) @ state.weight + state.bias
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            start = int(header_length)
+            if header_length is None or start + size != len(body):
+                return self.reply(400, {"error": "binary input size mismatch"})
+            inputs = np.frombuffer(body[start:start + size], dtype="<f4").reshape(tensor["shape"])
+        else:
+            inputs = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+        binary_output = bool((request.get("parameters") or {}).get("binary_data_output"))
         with state.lock:
             state.examples += len(inputs)
+            if header_length is not None or binary_output:
+                state.binary_requests += 1
+        outputs = state.logits(inputs)
+        if options.answers == "probabilities":
+            shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+            outputs = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
         version = "2" if fault == "version" else options.version
         if fault == "badjson":
             return self.reply(200, b"{\"outputs\": [")
         if fault == "nan":
-            logits[0, 0] = np.nan
+            outputs[0, 0] = np.nan
         if fault == "shape":
-            logits = logits[:, :-1]
-        data = [float(v) if np.isfinite(v) else "NaN" for v in logits.reshape(-1)]
-        answer = {"model_name": options.name, "model_version": version,
-                  "outputs": [{"name": "logits", "datatype": "FP32", "shape": list(logits.shape), "data": data}]}
+            outputs = outputs[:, :-1]
+        if fault == "probability":
+            outputs[0, 0] = 1.5
+        meta = state.output_metadata()
+        classification = None
+        for wanted in request.get("outputs") or []:
+            classification = (wanted.get("parameters") or {}).get("classification", classification)
+        if classification is not None:
+            k = int(classification)
+            order = np.argsort(-outputs, axis=1, kind="stable")[:, :k]
+            rows = [[f"{float(outputs[i, c])!r}:{int(c)}:{state.class_name(int(c))}" for c in order[i]] for i in range(len(outputs))]
+            if fault == "topk-index":
+                rows[0][0] = f"0.5:{state.classes}:x"
+            if fault == "topk-count":
+                rows = [row[:-1] for row in rows]
+            output = {"name": meta["name"], "datatype": "BYTES", "shape": [len(rows), len(rows[0])], "data": [v for row in rows for v in row]}
+        elif options.answers in ("label", "label-name"):
+            labels = outputs.argmax(axis=1)
+            if fault == "label-range":
+                labels[0] = state.classes
+            data = [int(v) for v in labels] if options.answers == "label" else [state.class_name(int(v)) for v in labels]
+            output = {"name": meta["name"], "datatype": meta["datatype"], "shape": [len(labels)], "data": data}
+        else:
+            output = {"name": meta["name"], "datatype": "FP32", "shape": list(outputs.shape)}
+            if binary_output:
+                raw = np.ascontiguousarray(outputs, dtype="<f4").tobytes()
+                output["parameters"] = {"binary_data_size": len(raw)}
+                header = json.dumps({"model_name": options.name, "model_version": version, "outputs": [output]}).encode()
+                return self.reply(200, header + raw, [("Inference-Header-Content-Length", str(len(header)))])
+            output["data"] = [float(v) if np.isfinite(v) else "NaN" for v in outputs.reshape(-1)]
+        answer = {"model_name": options.name, "model_version": version, "outputs": [output]}
         if fault == "big":
             answer["padding"] = "x" * (options.big_bytes)
         if fault == "stream":
@@ -243,7 +332,12 @@ def main():
     parser.add_argument("--version", default="1")
     parser.add_argument("--port-file")
     parser.add_argument("--token")
-    parser.add_argument("--fault", choices=["delay", "429", "500", "503", "reset", "badjson", "nan", "shape", "version", "big", "stream", "redirect"])
+    parser.add_argument("--onnx", help="serve this ONNX classifier through onnxruntime instead of --model")
+    parser.add_argument("--answers", choices=["logits", "probabilities", "label", "label-name"], default="logits")
+    parser.add_argument("--class-names", help="comma-separated class names for label-name and classification answers")
+    parser.add_argument("--binary", action="store_true", help="offer and serve Triton's binary tensor extension")
+    parser.add_argument("--fault", choices=["delay", "429", "500", "503", "reset", "badjson", "nan", "shape", "version", "big", "stream",
+                                            "redirect", "topk-index", "topk-count", "probability", "label-range"])
     parser.add_argument("--fault-times", type=int, default=1_000_000_000)
     parser.add_argument("--fault-after", type=int)
     parser.add_argument("--delay", type=float, default=2.0)

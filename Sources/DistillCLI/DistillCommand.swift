@@ -66,6 +66,7 @@ struct DistillCommand: TrainingCommand {
         _ = try size.hiddenSizes()
         _ = try dataOptions.parsedImageSize()
         _ = try teacherPreprocessing.overrides(teachers: teachers.count)
+        _ = try served.answers()
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
         if augment, let url = teachers.first(where: ServedTeacherOptions.isServed) {
             throw UserError("--augment: the served teacher \(url) answers for fixed examples, and augmentation makes new ones every epoch; drop --augment")
@@ -153,13 +154,23 @@ struct ServedTeacherOptions: ParsableArguments {
     @Option(name: Spec.teacherTokenEnv.long, help: Spec.teacherTokenEnv.help) var teacherTokenEnv: String?
     @Option(name: Spec.teacherTokenFile.long, help: Spec.teacherTokenFile.help) var teacherTokenFile: String?
     @Option(name: Spec.teacherCAFile.long, help: Spec.teacherCAFile.help) var teacherCAFile: String?
+    @Option(name: Spec.teacherAnswers.long, help: Spec.teacherAnswers.help) var teacherAnswers: String?
 
     /// (The token's source is recorded, never the token.)
     var values: [(String, OptionValue?)] {
         [("query-batch", .integer(queryBatch)), ("concurrency", .integer(concurrency)), ("requests-per-second", .number(requestsPerSecond)),
          ("max-queries", maxQueries.map { .integer($0) }), ("query-timeout", .number(queryTimeout)),
          ("teacher-token-env", teacherTokenEnv.map { .text($0) }), ("teacher-token-file", teacherTokenFile.map { .text($0) }),
-         ("teacher-ca-file", teacherCAFile.map { .text($0) })]
+         ("teacher-ca-file", teacherCAFile.map { .text($0) }), ("teacher-answers", teacherAnswers.map { .text($0) })]
+    }
+
+    /// `--teacher-answers` parsed; nil when not given (implied by the model's metadata).
+    func answers() throws -> ServedAnswerKind? {
+        guard let text = teacherAnswers else { return nil }
+        guard let kind = ServedAnswerKind(text) else {
+            throw UserError("--teacher-answers '\(text)' must be logits, probabilities, top-K (K a whole number ≥ 1, e.g. top-5) or label")
+        }
+        return kind
     }
 
     /// Whether `teacher` names a served model rather than a file.
@@ -178,6 +189,7 @@ struct ServedTeacherOptions: ParsableArguments {
         teacher.requestsPerSecond = requestsPerSecond
         teacher.maxQueries = maxQueries
         teacher.timeout = queryTimeout
+        teacher.answers = try answers()
         teacher.shouldStop = { StopRequest.isRequested() }
         guard teacherTokenEnv == nil || teacherTokenFile == nil else { throw UserError("--teacher-token-env and --teacher-token-file exclude each other") }
         if let name = teacherTokenEnv {
@@ -211,7 +223,7 @@ struct ServedTeacherOptions: ParsableArguments {
         let conversion: InputConversion?
         do { conversion = try expected.conversion(from: preprocessing) } catch let error as DatasetError { throw UserError("teacher \(url): \(error.problem)") }
         let outcome = try teacher(url).logits(for: data, conversion: conversion, directory: directory)
-        say("teacher \(url): \(data.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path))")
+        say("teacher \(url): \(data.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path)); answers: \(outcome.answers)")
         return outcome.logits
     }
 }

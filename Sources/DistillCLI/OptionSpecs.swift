@@ -59,6 +59,7 @@ enum Spec {
     static let teacherTokenEnv = OptionSpec("teacher-token-env", .text, "Served teachers: the environment variable holding a bearer token, sent to the teacher's host only and never written anywhere.")
     static let teacherTokenFile = OptionSpec("teacher-token-file", .text, "Served teachers: a file holding a bearer token, sent to the teacher's host only and never written anywhere.")
     static let teacherCAFile = OptionSpec("teacher-ca-file", .text, "Served teachers over https: a file of PEM certificates, the only certificate authorities trusted for the teacher (instead of the system's store); a certificate they do not vouch for stops the run.")
+    static let teacherAnswers = OptionSpec("teacher-answers", .text, "Served teachers: what the server answers: logits, probabilities (softmax outputs), top-K (the K most probable classes by the classification extension, K ≥ 1; the rest of the mass spread evenly over the other classes) or label (the class only: a one-hot target). Default: label for an integer or BYTES output of one value per example, else logits (probabilities when every answer is one).")
     static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
     static let width = OptionSpec("width", .positive(upTo: 16), "Channel width multiplier of the zoo model (1: the published widths).")
     static let hidden = OptionSpec("hidden", .text, "Hidden layer sizes of mlp, comma-separated (256,128), each 1 to 65536, at most 16 layers.")
@@ -90,7 +91,7 @@ enum Spec {
     static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
-    static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile]
+    static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile, teacherAnswers]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
     static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles, noSyncBatchNorm,

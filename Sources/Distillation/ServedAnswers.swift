@@ -5,8 +5,9 @@ import Tensors
 /// for twice.
 ///
 /// One file per teacher (model URL and model version): an append-only log of records
-/// `[example hash: 8 bytes][logits: classes × Float32][checksum: 8 bytes]`, little-endian,
-/// after a header naming the URL, version and class count. Each answered batch is appended
+/// `[example hash: 8 bytes][scores: classes × Float32][checksum: 8 bytes]`, little-endian,
+/// after a header naming the kind of answer (when not logits), URL, version and class count.
+/// The scores are the logits, or the distribution a partial answer gives (`ServedAnswerKind`). Each answered batch is appended
 /// and fsync'd before the next is asked for. A process killed mid-write leaves at most a torn
 /// last record, which the checksum exposes and `open` cuts off; every earlier answer stays.
 /// Appending (rather than rewriting the whole file atomically per batch) keeps the cost of
@@ -23,18 +24,21 @@ public final class ServedAnswers: @unchecked Sendable {
     /// How many examples have an answer.
     public var count: Int { lock.withLock { answers.count } }
 
-    /// The file for `url` at `version` inside `directory`.
-    public static func path(in directory: String, url: String, version: String) -> String {
-        (directory as NSString).appendingPathComponent("served-\(String(fnv1a(Array((url + "\n" + version).utf8)), radix: 16)).answers")
+    /// The file for `url` at `version` answering `kind` inside `directory` (logits keep the key
+    /// they had before other kinds existed).
+    public static func path(in directory: String, url: String, version: String, kind: ServedAnswerKind = .logits) -> String {
+        let key = url + "\n" + version + (kind == .logits ? "" : "\n\(kind)")
+        return (directory as NSString).appendingPathComponent("served-\(String(fnv1a(Array(key.utf8)), radix: 16)).answers")
     }
 
     /// Opens (creating when absent) the log at `path` for a teacher at `url`, `version`, giving
-    /// `classes` scores; reads every whole record and cuts off a torn tail. A file written for
-    /// another teacher, version or class count is an error naming it.
-    public init(path: String, url: String, version: String, classes: Int) throws {
+    /// `classes` scores per example of `kind` (logits, or the distribution a partial answer gives);
+    /// reads every whole record and cuts off a torn tail. A file written for another teacher,
+    /// version, class count or kind is an error naming it.
+    public init(path: String, url: String, version: String, classes: Int, kind: ServedAnswerKind = .logits) throws {
         self.path = path
         self.classes = classes
-        let header = Data("distill served answers 1\n\(url)\n\(version)\n\(classes)\n".utf8)
+        let header = Data("distill served answers 1\(kind == .logits ? "" : " \(kind)")\n\(url)\n\(version)\n\(classes)\n".utf8)
         let manager = FileManager.default
         try? manager.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         if !manager.fileExists(atPath: path) {
@@ -45,7 +49,7 @@ public final class ServedAnswers: @unchecked Sendable {
         }
         self.handle = handle
         guard contents.count >= header.count, contents.prefix(header.count) == header else {
-            throw DistillationError("\(path): not the answers of \(url) (version '\(version)', \(classes) classes)")
+            throw DistillationError("\(path): not the answers of \(url) (version '\(version)', \(classes) classes\(kind == .logits ? "" : ", \(kind) answers"))")
         }
         let recordSize = 16 + 4 * classes
         var offset = header.count

@@ -2,14 +2,15 @@ import CHTTP
 import Foundation
 
 extension ServedTeacher {
-    /// GET (no body) or POST `body` to `target`: retries timeouts, connection errors and HTTP
+    /// GET (no body) or POST `body` (with `headers`) to `target`: retries timeouts, connection errors and HTTP
     /// 429/500/502/503/504 (waiting `Retry-After` when given, else an exponential back-off
     /// with jitter), and throws a one-line error naming the URL once the retries are spent.
     /// A refused certificate, an unreadable CA file and a body above `maximumBodyBytes` are
     /// not transient: they stop at once.
-    func send(_ target: URL, body: Data?) throws -> Data {
+    func send(_ target: URL, body: Data?, headers extra: [String: String] = [:]) throws -> Data {
         var headers = ["Expect:"]  // curl would otherwise wait for a "100 Continue" before sending a large body.
         if body != nil { headers.append("Content-Type: application/json") }
+        headers += extra.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
         if let token, target.host == url.host { headers.append("Authorization: Bearer " + token) }
         var attempt = 0
         while true {

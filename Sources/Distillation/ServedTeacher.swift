@@ -40,6 +40,12 @@ public struct ServedTeacher: Sendable {
     /// A file of PEM certificates: the only authorities trusted for an https teacher (nil: the
     /// system's certificate store). A certificate they do not vouch for stops the run.
     public var caFile: String?
+    /// What the server answers (logits, probabilities, top-k, labels); nil: implied by the
+    /// model's metadata (an integer or BYTES output of one value per example is a label, else logits).
+    public var answers: ServedAnswerKind?
+    /// Whether to use Triton's binary tensor extension when the server offers it (`GET /v2` lists
+    /// `binary_tensor_data`): inputs sent as raw FP32 bytes, logits and probabilities answered so.
+    public var binaryTensors = true
 
     /// The defaults of `queryBatch`, `concurrency` and `timeout`.
     public static let defaultQueryBatch = 64, defaultConcurrency = 4, defaultTimeout = 30.0
@@ -50,10 +56,20 @@ public struct ServedTeacher: Sendable {
         public var inputName: String
         public var inputShape: [Int]
         public var inputDatatype: String
-        /// The output tensor's shape; its last size is the class count.
+        /// The output tensor's name, shape (for logits, probabilities and top-k its last size
+        /// is the class count) and datatype.
+        public var outputName: String
         public var outputShape: [Int]
+        public var outputDatatype: String
         /// The model version the answers are keyed by ("" when the server names none).
         public var version: String
+        /// What the answers are: `answers`, or what the output implies.
+        public var answers: ServedAnswerKind
+        /// The server's protocol extensions (`GET /v2`), e.g. `binary_tensor_data`, `classification`.
+        public var extensions: [String]
+
+        /// Whether requests use the binary tensor extension.
+        var binary: Bool { extensions.contains("binary_tensor_data") }
     }
 
     /// A teacher at `url` (`http(s)://HOST:PORT/v2/models/NAME`); an address of another form is an error naming it.
@@ -85,11 +101,20 @@ public struct ServedTeacher: Sendable {
               let name = input["name"] as? String, let shape = (input["shape"] as? [Any]).flatMap(Self.integers),
               let datatype = input["datatype"] as? String,
               let outputs = object["outputs"] as? [[String: Any]], let output = outputs.first,
-              let outputShape = (output["shape"] as? [Any]).flatMap(Self.integers) else {
+              let outputName = output["name"] as? String, let outputShape = (output["shape"] as? [Any]).flatMap(Self.integers) else {
             throw DistillationError("\(url): the model's metadata is not Open Inference Protocol JSON (inputs and outputs with name, shape, datatype)")
         }
         let versions = (object["versions"] as? [Any])?.map { "\($0)" } ?? []
-        let metadata = Metadata(inputName: name, inputShape: shape, inputDatatype: datatype, outputShape: outputShape, version: versions.last ?? "")
+        let outputDatatype = output["datatype"] as? String ?? "FP32"
+        let kind = answers ?? ServedAnswerKind.implied(datatype: outputDatatype, shape: outputShape)
+        // The server's extensions; a server without `GET /v2` offers none.
+        var extensions = [String]()
+        if binaryTensors, let server = try? send(root.appendingPathComponent("v2"), body: nil),
+           let object = (try? JSONSerialization.jsonObject(with: server)) as? [String: Any] {
+            extensions = (object["extensions"] as? [Any])?.compactMap { $0 as? String } ?? []
+        }
+        let metadata = Metadata(inputName: name, inputShape: shape, inputDatatype: datatype, outputName: outputName, outputShape: outputShape,
+                                outputDatatype: outputDatatype, version: versions.last ?? "", answers: kind, extensions: extensions)
         guard inputs.count == 1 else { throw DistillationError("\(url): the model takes \(inputs.count) inputs; a served teacher must take one") }
         guard datatype == "FP32" else { throw DistillationError("\(url): the model takes \(datatype) inputs; Distill sends FP32") }
         let perExample = Array(shape.dropFirst())
@@ -97,8 +122,20 @@ public struct ServedTeacher: Sendable {
               zip(perExample, exampleShape).allSatisfy({ $0 == -1 || $0 == $1 }) else {
             throw DistillationError("\(url): the model takes inputs \(shape), and would be sent [-1, \(exampleShape.map(String.init).joined(separator: ", "))] (give --teacher-input-size)")
         }
+        if kind == .label {
+            guard outputShape.count == 1 || (outputShape.count == 2 && outputShape[1] == 1) else {
+                throw DistillationError("\(url): the model gives outputs \(outputShape), and labels are one value per example ([-1] or [-1, 1])")
+            }
+            guard outputDatatype == "BYTES" || outputDatatype.hasPrefix("INT") || outputDatatype.hasPrefix("UINT") else {
+                throw DistillationError("\(url): the model gives \(outputDatatype) outputs, and labels are class indices (INT64, INT32, ...) or class names (BYTES)")
+            }
+            return metadata
+        }
         guard outputShape.count == 2, outputShape.last == classes else {
             throw DistillationError("\(url): the model gives outputs \(outputShape), and the data has \(classes) classes")
+        }
+        if case let .topK(k) = kind, k > classes {
+            throw DistillationError("\(url): top-\(k) answers asked for, and the data has \(classes) classes")
         }
         return metadata
     }
@@ -106,8 +143,11 @@ public struct ServedTeacher: Sendable {
     /// What querying gave: the logits, and how many examples were asked for now and how
     /// many came from answers kept earlier.
     public struct Outcome {
-        /// [N, classes], in the data's order.
+        /// [N, classes], in the data's order: the logits, or the log-probabilities of the
+        /// distributions partial answers give (see `ServedAnswerKind`).
         public var logits: Tensor
+        /// What the answers were.
+        public var answers: ServedAnswerKind
         public var asked: Int
         public var kept: Int
         /// The answers file.
@@ -123,8 +163,9 @@ public struct ServedTeacher: Sendable {
         let exampleShape = conversion?.target.exampleShape ?? data.exampleShape.dimensions
         let metadata = try metadata(exampleShape: exampleShape, classes: data.classCount)
         let classes = data.classCount
-        let answers = try ServedAnswers(path: ServedAnswers.path(in: directory, url: url.absoluteString, version: metadata.version),
-                                        url: url.absoluteString, version: metadata.version, classes: classes)
+        let answers = try ServedAnswers(path: ServedAnswers.path(in: directory, url: url.absoluteString, version: metadata.version, kind: metadata.answers),
+                                        url: url.absoluteString, version: metadata.version, classes: classes, kind: metadata.answers)
+        let classNames = data.classNames
         // Chunk by chunk (a few rounds of requests), so that only a chunk of converted examples
         // is held at once, and a streamed folder is read once.
         let size = exampleShape.reduce(1, *), chunk = queryBatch * concurrency * 4
@@ -154,7 +195,7 @@ public struct ServedTeacher: Sendable {
                         var sent = [Float]()
                         sent.reserveCapacity(rows.count * size)
                         for row in rows { sent += values[(row * size)..<((row + 1) * size)] }
-                        let logits = try infer(sent, count: rows.count, exampleShape: exampleShape, metadata: metadata, classes: classes)
+                        let logits = try infer(sent, count: rows.count, exampleShape: exampleShape, metadata: metadata, classes: classes, classNames: classNames)
                         try answers.append(keys: rows.map { chunkKeys[$0] }, logits: logits)
                         progress(state.answered(rows.count), total)
                     } catch {
@@ -173,42 +214,23 @@ public struct ServedTeacher: Sendable {
             guard let answer = answers.answer(key) else { throw DistillationError("\(url): an example has no answer after querying") }
             logits += answer
         }
-        return Outcome(logits: Tensor(logits, shape: [data.count, classes]), asked: state.asked, kept: data.count - missingCount, path: answers.path)
+        var targets = Tensor(metadata.answers.isDistribution ? TeacherOutputs.logProbabilities(logits) : logits, shape: [data.count, classes])
+        if self.answers == nil, metadata.answers == .logits {
+            // Implied logits that are all probabilities are taken as such, as for --teacher-outputs.
+            targets = try TeacherOutputs.validate(targets, source: url.absoluteString, examples: data.count, classes: classes)
+        }
+        return Outcome(logits: targets, answers: metadata.answers, asked: state.asked, kept: data.count - missingCount, path: answers.path)
     }
 
     /// One `POST .../infer` of `count` examples (`values`, row-major), retried on transient
-    /// faults; the answer checked (JSON, shape, finite values, model version) before use.
-    func infer(_ values: [Float], count: Int, exampleShape: [Int], metadata: Metadata, classes: Int) throws -> [Float] {
-        var body = "{\"inputs\":[{\"name\":\(Self.quoted(metadata.inputName)),\"shape\":[\(([count] + exampleShape).map(String.init).joined(separator: ","))],\"datatype\":\"FP32\",\"data\":["
-        body.reserveCapacity(values.count * 12 + 200)
-        for (i, value) in values.enumerated() {
-            if i > 0 { body += "," }
-            body += value.description
-        }
-        body += "]}]}"
-        let answer = try send(url.appendingPathComponent("infer"), body: Data(body.utf8))
-        guard let object = (try? JSONSerialization.jsonObject(with: answer)) as? [String: Any] else {
-            throw DistillationError("\(url)/infer: the answer is not JSON")
-        }
-        if let version = object["model_version"].map({ "\($0)" }), !metadata.version.isEmpty, version != metadata.version {
-            throw DistillationError("\(url)/infer: the model's version changed from \(metadata.version) to \(version) mid-run")
-        }
-        guard let outputs = object["outputs"] as? [[String: Any]], let output = outputs.first,
-              let shape = (output["shape"] as? [Any]).flatMap(Self.integers), let data = output["data"] as? [Any] else {
-            throw DistillationError("\(url)/infer: the answer has no outputs with shape and data")
-        }
-        guard shape == [count, classes] else {
-            throw DistillationError("\(url)/infer: the answer has shape \(shape) for [\(count), \(classes)]")
-        }
-        var logits = [Float]()
-        logits.reserveCapacity(count * classes)
-        guard Self.flatten(data, into: &logits), logits.count == count * classes else {
-            throw DistillationError("\(url)/infer: the answer's data is not \(count * classes) numbers")
-        }
-        if let bad = logits.firstIndex(where: { !$0.isFinite }) {
-            throw DistillationError("\(url)/infer: the answer holds \(logits[bad]) (example \(bad / classes) of the batch, class \(bad % classes))")
-        }
-        return logits
+    /// faults; the answer checked (JSON or binary, shape, values, model version) before use and
+    /// returned as `count × classes` floats: logits, or distributions for partial answers.
+    func infer(_ values: [Float], count: Int, exampleShape: [Int], metadata: Metadata, classes: Int, classNames: [String]) throws -> [Float] {
+        let (body, headerLength) = requestBody(values, count: count, exampleShape: exampleShape, metadata: metadata, kind: metadata.answers, binary: metadata.binary)
+        let answer = try send(url.appendingPathComponent("infer"), body: body,
+                              headers: headerLength.map { ["Inference-Header-Content-Length": String($0)] } ?? [:])
+        let output = try firstOutput(answer, metadata: metadata)
+        return try interpret(output, count: count, classes: classes, kind: metadata.answers, classNames: classNames)
     }
 
     /// A JSON array of whole numbers, or nil.

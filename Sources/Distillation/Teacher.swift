@@ -32,7 +32,7 @@ public struct Teacher {
 /// Black-box teacher outputs read from an NPY file aligned with the dataset order.
 public enum TeacherOutputs {
     /// Reads and validates `path`: [examples, classes], finite. Probabilities (every row in
-    /// [0, 1] summing to 1 within 1e-3) become log-probabilities, which a softmax treats as logits.
+    /// [0, 1] summing to 1 within 1e-3) become log-probabilities (`logProbabilities`), which a softmax treats as logits.
     public static func load(_ path: String, examples: Int, classes: Int) throws -> Tensor {
         let array: NPY.Array
         do { array = try NPY.read(path) } catch let error as DatasetError { throw DistillationError("\(error)") }
@@ -55,7 +55,18 @@ public enum TeacherOutputs {
         let isProbability = values.allSatisfy { $0 >= 0 && $0 <= 1 } && (0..<examples).allSatisfy { row in
             abs(values[(row * classes)..<((row + 1) * classes)].reduce(0, +) - 1) < 1e-3
         }
-        return isProbability ? Tensor(values.map { Foundation.log(max($0, 1e-12)) }, shape: outputs.shape) : outputs
+        return isProbability ? Tensor(logProbabilities(values), shape: outputs.shape) : outputs
+    }
+
+    /// The logit a zero probability becomes: a softmax at any temperature up to 100 gives it
+    /// e^-100 of the mass, nothing, so a one-hot row stays one-hot at every temperature (a
+    /// floor such as log 1e-12 would leak 1e-12^(1/T) to each class: 0.1% at T = 4, 76% at T = 100).
+    public static let zeroProbabilityLogit: Float = -1e4
+
+    /// Log-probabilities of probabilities, which a softmax treats as logits: softmax(log p / T)
+    /// is p^(1/T) renormalised, what the temperature does to the logits behind p.
+    public static func logProbabilities(_ values: [Float]) -> [Float] {
+        values.map { $0 > 0 ? Foundation.log($0) : zeroProbabilityLogit }
     }
 }
 

@@ -10,19 +10,6 @@ final class ServedTeacherTests: XCTestCase {
     static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("scripts/oip_test_server.py").path
 
-    /// The server's data folder and 100 of its training examples, as a dataset.
-    func served(_ arguments: [String]) throws -> (ServedTeacher, Dataset, String) {
-        try requireTool(pythonCanImport("numpy"), "python3 with numpy is needed for the OIP test server (pip install numpy)")
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("served-teacher-\(UUID())")
-        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        XCTAssertEqual(try runPython([Self.script, "--make-data", folder.path]).status, 0)
-        let port = try startOIPTestServer(script: Self.script, model: folder.appendingPathComponent("teacher.npz").path, arguments: arguments, in: self)
-        var generator = RandomGenerator(seed: 1)
-        let data = Dataset(inputs: Tensor.randomNormal([100, 16], using: &generator), labels: (0..<100).map { $0 % 4 }, classNames: ["a", "b", "c", "d"])
-        return (try ServedTeacher(url: "http://127.0.0.1:\(port)/v2/models/teacher"), data, folder.appendingPathComponent("cache").path)
-    }
-
     func testAnAnswerAboveTheSizeLimitIsAnErrorAndIsNotKept() throws {
         var (teacher, data, cache) = try served(["--fault", "big", "--big-bytes", "300000"])
         teacher.maximumBodyBytes = 200_000
@@ -80,5 +67,20 @@ final class ServedTeacherTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains("http(s)://HOST:PORT/v2/models/NAME"), "\(error)")
             }
         }
+    }
+}
+
+extension XCTestCase {
+    /// The server's data folder and 100 of its training examples, as a dataset.
+    func served(_ arguments: [String]) throws -> (ServedTeacher, Dataset, String) {
+        try requireTool(pythonCanImport("numpy"), "python3 with numpy is needed for the OIP test server (pip install numpy)")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("served-teacher-\(UUID())")
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertEqual(try runPython([ServedTeacherTests.script, "--make-data", folder.path]).status, 0)
+        let port = try startOIPTestServer(script: ServedTeacherTests.script, model: folder.appendingPathComponent("teacher.npz").path, arguments: arguments, in: self)
+        var generator = RandomGenerator(seed: 1)
+        let data = Dataset(inputs: Tensor.randomNormal([100, 16], using: &generator), labels: (0..<100).map { $0 % 4 }, classNames: ["a", "b", "c", "d"])
+        return (try ServedTeacher(url: "http://127.0.0.1:\(port)/v2/models/teacher"), data, folder.appendingPathComponent("cache").path)
     }
 }
