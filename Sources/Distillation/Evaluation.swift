@@ -132,8 +132,14 @@ public struct ModelCost: Codable, Equatable, Sendable {
     /// Median forward time of 256 examples, in milliseconds.
     public var latencyBatch256Milliseconds: Double
 
-    /// Measures `model` on inputs of `inputShape` (one example's shape).
-    public init(_ model: any Module, inputShape: Shape, repeats: Int = 15) {
+    /// Measures `model` on inputs of `inputShape` (one example's shape): after one warm-up
+    /// call, the median of up to `repeats` × 4 calls at batch 1 and `repeats` calls at batch
+    /// 256, each batch size stopping early once its calls took `budgetSeconds` (and at least
+    /// three ran). The budget bounds what a large model costs: a cnn-teacher call at batch
+    /// 256 takes about 0.1 s and its 15 calls were 5 s of CPU time in every report; calls
+    /// that long vary by a few percent, so three to five give the same median, while a
+    /// small model's calls (fractions of a millisecond, the noisy ones) still all run.
+    public init(_ model: any Module, inputShape: Shape, repeats: Int = 15, budgetSeconds: Double = 0.5) {
         let summary = ModelSummary(model, inputShape: inputShape)
         parameters = summary.totalParameters
         multiplyAdds = summary.totalMultiplyAdds
@@ -142,16 +148,28 @@ public struct ModelCost: Codable, Equatable, Sendable {
         func median(batch: Int, times: Int) -> Double {
             let x = Tensor.zeros(Shape([batch] + inputShape.dimensions))
             _ = withoutGradients { model(x) }
-            var samples: [Double] = []
-            for _ in 0..<times {
+            return Self.medianMilliseconds(calls: times, budgetSeconds: budgetSeconds) {
                 let start = DispatchTime.now().uptimeNanoseconds
                 _ = withoutGradients { model(x) }
-                samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
             }
-            return samples.sorted()[samples.count / 2]
         }
         latencyBatch1Milliseconds = median(batch: 1, times: repeats * 4)
         latencyBatch256Milliseconds = median(batch: 256, times: repeats)
+    }
+
+    /// The median of the durations `measure` returns (milliseconds), over at most `calls`
+    /// calls, stopping once they add up to `budgetSeconds` after at least three (or `calls`,
+    /// when fewer).
+    public static func medianMilliseconds(calls: Int, budgetSeconds: Double, measure: () -> Double) -> Double {
+        var samples: [Double] = []
+        var total = 0.0
+        while samples.count < max(calls, 1) && (samples.count < 3 || total < budgetSeconds * 1000) {
+            let milliseconds = measure()
+            samples.append(milliseconds)
+            total += milliseconds
+        }
+        return samples.sorted()[samples.count / 2]
     }
 }
 
@@ -179,11 +197,13 @@ public struct DistillationReport: Codable, Equatable, Sendable {
     }
 
     /// The report on `test`, read in batches (a streamed set is decoded batch by batch, never
-    /// held whole); throws a `DatasetError` naming a file that does not decode.
-    public init(student: any Module, teacher: (any Module)?, test: Dataset) throws {
+    /// held whole); throws a `DatasetError` naming a file that does not decode. With
+    /// `teacherLogits` (the teacher's on `test`, kept from an earlier run), the teacher is
+    /// not run on `test` again.
+    public init(student: any Module, teacher: (any Module)?, test: Dataset, teacherLogits: Tensor? = nil) throws {
         guard test.count > 0 else { throw DistillationError("the test set is empty") }
         self.init(student: student, teacher: teacher, studentLogits: try student.predictions(on: test),
-                  teacherLogits: try teacher.map { try $0.predictions(on: test) }, exampleShape: test.exampleShape,
+                  teacherLogits: try teacherLogits ?? teacher.map { try $0.predictions(on: test) }, exampleShape: test.exampleShape,
                   labels: test.labels, classNames: test.classNames)
     }
 
@@ -217,6 +237,13 @@ public struct DistillationReport: Codable, Equatable, Sendable {
 
 /// Scores of a model on labelled data.
 public enum Evaluation {
+    /// The batch for inference passes over a data set (evaluation, the teacher's cache): 256
+    /// examples, fewer for large ones (2^22 values a batch). Not larger: a batch of 1,000
+    /// through cnn-teacher makes 200 MB activations, past what the tensor buffer cache keeps,
+    /// and each was then faulted in afresh (a third of the CPU time of a teacher's pass in the
+    /// profile); at 256 the buffers are reused and a pass is no slower per example.
+    public static func inferenceBatch(exampleCount: Int) -> Int { max(1, min(256, (1 << 22) / max(exampleCount, 1))) }
+
     /// The fraction of `data` whose label `model` ranks first (with `output`, scored on that
     /// submodule's outputs: one head of a multi-head model).
     public static func accuracy(_ model: any Module, on data: Dataset, output: String? = nil) throws -> Double {

@@ -10,8 +10,7 @@ extension Module {
     /// module `output` or a streamed set is empty.
     public func predictions(on data: Dataset, output: String? = nil) throws -> Tensor {
         guard data.isStreamed else {
-            // In memory: the usual batches of 1,000, fewer for large examples (2^24 values a batch).
-            let size = max(1, min(1_000, (1 << 24) / max(data.exampleShape.count, 1)))
+            let size = Evaluation.inferenceBatch(exampleCount: data.exampleShape.count)
             return try output.map { try predictions(data.inputs, output: $0, batchSize: size) } ?? predictions(data.inputs, batchSize: size)
         }
         guard data.count > 0 else { throw DistillationError("there are no examples to predict") }

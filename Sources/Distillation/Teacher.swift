@@ -81,6 +81,12 @@ public struct TeacherCache {
     public var features: [String: Tensor]
     public var key: String
 
+    public init(logits: Tensor, features: [String: Tensor], key: String) {
+        self.logits = logits
+        self.features = features
+        self.key = key
+    }
+
     /// Writes the cache (logits, features, key) to `path` atomically.
     public func save(_ path: String) throws {
         try SafeTensors.write([("logits", logits)] + features.sorted { $0.key < $1.key }.map { ("feature." + $0.key, $0.value) },
@@ -98,7 +104,7 @@ public struct TeacherCache {
         return TeacherCache(logits: logits, features: features, key: key)
     }
 
-    /// FNV-1a over the bytes that decide the teacher's outputs on `inputs`.
+    /// FNV-1a (over 8-byte words) of the bytes that decide the teacher's outputs on `inputs`.
     public static func key(teachers: [Teacher], inputs: Tensor, taps: [String]) -> String {
         key(teachers: teachers, taps: taps) { mix in
             inputs.withUnsafeBufferPointer { mix(UnsafeRawBufferPointer($0)) }
@@ -115,7 +121,13 @@ public struct TeacherCache {
 
     private static func key(teachers: [Teacher], taps: [String], data: ((UnsafeRawBufferPointer) -> Void) -> Void) -> String {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func mix(_ buffer: UnsafeRawBufferPointer) { for byte in buffer { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 } }
+        // FNV-1a over 8-byte words, then the tail's bytes: a byte at a time cost 0.3 s of
+        // CPU per run for Fashion-MNIST's 170 MB of inputs, a word at a time an eighth of it.
+        func mix(_ buffer: UnsafeRawBufferPointer) {
+            let words = buffer.count / 8
+            for i in 0..<words { hash = (hash ^ buffer.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) &* 0x100_0000_01B3 }
+            for byte in buffer[(words * 8)...] { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        }
         func mix(_ tensor: Tensor) {
             tensor.withUnsafeBufferPointer { mix(UnsafeRawBufferPointer($0)) }
             withUnsafeBytes(of: tensor.shape.dimensions.count) { mix($0) }

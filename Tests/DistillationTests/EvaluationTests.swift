@@ -102,6 +102,30 @@ final class EvaluationTests: XCTestCase {
         }
     }
 
+    func testLatencyMedianStopsAtItsBudgetAfterAtLeastThreeCalls() {
+        // Calls of 200 ms: 3 × 200 = 600 ms passes a 0.5 s budget, so three of the 15 run.
+        var calls = 0
+        let slow = ModelCost.medianMilliseconds(calls: 15, budgetSeconds: 0.5) {
+            calls += 1
+            return [250, 200, 210][(calls - 1) % 3]
+        }
+        XCTAssertEqual(calls, 3)
+        XCTAssertEqual(slow, 210, "the median of 250, 200, 210")
+        // A call of 400 ms alone passes the budget, yet three run: a median needs them.
+        calls = 0
+        _ = ModelCost.medianMilliseconds(calls: 15, budgetSeconds: 0.5) { calls += 1; return 400 }
+        XCTAssertEqual(calls, 3)
+        // Calls of 1 ms: all 60 run within the budget; the median is the middle value.
+        calls = 0
+        let fast = ModelCost.medianMilliseconds(calls: 60, budgetSeconds: 0.5) { calls += 1; return Double(calls) / 1000 }
+        XCTAssertEqual(calls, 60)
+        XCTAssertEqual(fast, 0.031, "sorted 0.001 … 0.060, element 30")
+        // Fewer calls than three asked for: only those.
+        calls = 0
+        _ = ModelCost.medianMilliseconds(calls: 1, budgetSeconds: 0.5) { calls += 1; return 1 }
+        XCTAssertEqual(calls, 1)
+    }
+
     func assertNear(_ actual: [Double], _ expected: [Double], file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(actual.count, expected.count, file: file, line: line)
         for (a, e) in zip(actual, expected) { XCTAssertEqual(a, e, accuracy: 1e-12, "\(actual) vs \(expected)", file: file, line: line) }

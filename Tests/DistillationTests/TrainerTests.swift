@@ -210,6 +210,38 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try TeacherOutputs.load(path, examples: 6, classes: 4))
     }
 
+    func testTeacherTestLogitsAreKeptInTheCacheAndReadBack() throws {
+        let (student, teacher) = try models(seed: 1)
+        let train = data(), validation = data(seed: 5), test = data(seed: 7)
+        let cache = scratch.appendingPathComponent("cache").path
+        func run(_ folder: String) throws -> RunOutcome {
+            var c = configuration(epochs: 1, directory: scratch.appendingPathComponent(folder).path)
+            c.cacheDirectory = cache
+            let trainer = try Trainer(model: student, teachers: [Teacher(.model(teacher))],
+                                      losses: [WeightedLoss(KnowledgeDistillation(), weight: 0.9)], configuration: c)
+            return try trainer.run(train: train, validation: validation, test: test, teacher: teacher,
+                                   saveModel: { try ModelWeights.save($0, to: $1) },
+                                   loadModel: { path in
+                                       let model = try self.models(seed: 2).student
+                                       try ModelWeights.load(into: model, from: path)
+                                       return model
+                                   })
+        }
+        let first = try run("first")
+        let key = TeacherCache.key(teachers: [Teacher(.model(teacher))], data: test, taps: [])
+        let file = cache + "/teacher-\(key).safetensors"
+        let kept = try TeacherCache.load(file)
+        XCTAssertEqual(kept.logits.scalars, try teacher.predictions(on: test).scalars, "the teacher's logits on the test set")
+        XCTAssertEqual(first.report.teacher?.top1, try Evaluation.accuracy(teacher, on: test))
+        // The one epoch was the best: the selected model is the final one, with its scores.
+        XCTAssertEqual(first.report.selectedEpoch, 0)
+        XCTAssertEqual(first.report.selected, first.report.student)
+        // Logits that name every label, kept under the same key: the next report reads them, not the teacher.
+        let labels = Tensor(test.labels.flatMap { label in (0..<4).map { $0 == label ? Float(10) : 0 } }, shape: [test.count, 4])
+        try TeacherCache(logits: labels, features: [:], key: key).save(file)
+        XCTAssertEqual(try run("second").report.teacher?.top1, 1)
+    }
+
     func testTeacherCacheKeyChangesWithWeightsAndData() throws {
         let (_, teacher) = try models(seed: 1)
         let train = data()

@@ -42,6 +42,7 @@ MODEL_CASES = {
     "infer-mlp-1": ("mlp inference, batch 1", "infer-mlp", 1, "infer-mlp", 5),
     "infer-cnn-student-256": ("cnn-student inference, batch 256", "infer-cnn-student", 256, "infer-cnn-student", 30),
     "infer-mlp-256": ("mlp inference, batch 256", "infer-mlp", 256, "infer-mlp", 100),
+    "infer-cnn-teacher-256": ("cnn-teacher inference, batch 256 (a teacher-cache pass)", "infer-cnn-teacher", 256, "infer-cnn-teacher", 10),
     "train-cnn-student-32": ("cnn-student train step, batch 32", "train-cnn-student", 32, "train-cnn-student", 30),
     "train-cnn-student-512": ("cnn-student train step, batch 512", "train-cnn-student", 512, "train-cnn-student", 10),
     "distill-epoch-online": ("KD epoch, Distill cached vs PyTorch teacher online", "distill-epoch", 128, "distill-epoch-online", 1),

@@ -104,8 +104,7 @@ extension Trainer {
             events(.cachingTeacher(done: train.count, total: train.count))
             return stored
         }
-        // Batches of 512, fewer for large examples (2^24 values a batch).
-        let total = train.count, chunk = max(1, min(512, (1 << 24) / max(train.exampleShape.count, 1)))
+        let total = train.count, chunk = Evaluation.inferenceBatch(exampleCount: train.exampleShape.count)
         typealias Part = (rows: [Int], logits: Tensor, features: [String: Tensor])
         var parts: [Part?] = []
         let loader = try DataLoader(train, batchSize: chunk, shuffle: false, skipBadFiles: configuration.skipBadFiles)
@@ -175,6 +174,25 @@ extension Trainer {
             try built.save(file)
         }
         return built
+    }
+
+    /// The teacher's logits on the test set, for the report: kept in the cache directory
+    /// beside its training outputs, under a key of the same kind (its weights and the test
+    /// data), so that a second run with this teacher and data reads them instead of running
+    /// the teacher over the test set again (cnn-teacher over Fashion-MNIST's: 9 s of CPU).
+    func teacherTestLogits(_ teacher: any Module, test: Dataset) throws -> Tensor {
+        guard configuration.cacheTeacher, let directory = configuration.cacheDirectory else { return try teacher.predictions(on: test) }
+        let key = TeacherCache.key(teachers: [Teacher(.model(teacher))], data: test, taps: [])
+        let file = (directory as NSString).appendingPathComponent("teacher-\(key).safetensors")
+        if FileManager.default.fileExists(atPath: file), let stored = try? TeacherCache.load(file), stored.key == key,
+           stored.logits.shape[0] == test.count, stored.features.isEmpty {
+            return stored.logits
+        }
+        let logits = try teacher.predictions(on: test)
+        guard communicator.isWriter else { return logits }  // data parallel: rank 0 writes
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try TeacherCache(logits: logits, features: [:], key: key).save(file)
+        return logits
     }
 
     /// Ensemble logits (weighted mean) and the feature teacher's taps for a batch.

@@ -26,11 +26,16 @@ extension Trainer {
         self.saveModel = { path in try saveModel(exported, path) }
         if let checkpoint { try resume(from: checkpoint, train: train) }
         let result = try fit(train: train, labeled: labeled, validation: validation, events: events)
-        var report = try DistillationReport(student: model, teacher: teacher, test: test)
+        var report = try DistillationReport(student: model, teacher: teacher, test: test,
+                                            teacherLogits: try teacher.map { try teacherTestLogits($0, test: test) })
         guard let directory = outputDirectory else { return RunOutcome(result: result, report: report, seconds: Date().timeIntervalSince(start)) }
         func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
         try saveModel(model, path("model.safetensors"))
-        if let bestEpoch = result.bestEpoch, FileManager.default.fileExists(atPath: path("best.safetensors")) {
+        if let bestEpoch = result.bestEpoch, bestEpoch == result.history.last?.epoch {
+            // The last epoch was the best: the selected model is the final one, already scored.
+            report.selected = report.student
+            report.selectedEpoch = bestEpoch
+        } else if let bestEpoch = result.bestEpoch, FileManager.default.fileExists(atPath: path("best.safetensors")) {
             let best = try loadModel(path("best.safetensors"))
             report.selected = ClassificationMetrics(logits: try best.predictions(on: test), labels: test.labels, classNames: test.classNames)
             report.selectedEpoch = bestEpoch
