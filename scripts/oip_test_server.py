@@ -11,13 +11,16 @@ Endpoints: GET /v2/health/ready, GET /v2/models/NAME, POST /v2/models/NAME/infer
 GET /stats (requests and examples answered so far, for the tests' counts).
 Faults (--fault, applied to the first --fault-times infer requests, or to every one after
 --fault-after requests): delay, 429, 500, 503 (with Retry-After), reset, badjson, nan, shape,
-version, big.
+version, big. --fault-rate P fails each infer request with 503 (no Retry-After) with
+probability P, drawn from a generator seeded by --fault-seed: the client's own back-off is
+what it costs (bench/peers/served_teacher_bench.py measures it).
 """
 import argparse
 import json
 import socket
 import struct
 import sys
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +59,15 @@ class State:
         self.requests = 0
         self.examples = 0
         self.authorizations = []
+        self.failed = 0
+        self.random = random.Random(options.fault_seed)
+
+    def fails_at_random(self):
+        """True for a request that --fault-rate fails (called under the lock)."""
+        if not self.options.fault_rate or self.random.random() >= self.options.fault_rate:
+            return False
+        self.failed += 1
+        return True
 
     def fault_for(self, number):
         o = self.options
@@ -101,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/stats":
             with state.lock:
                 return self.reply(200, {"requests": state.requests, "examples": state.examples,
-                                        "authorizations": len(state.authorizations)})
+                                        "authorizations": len(state.authorizations), "failed": state.failed})
         if not self.authorized():
             return
         if self.path == "/v2/health/ready":
@@ -125,6 +137,9 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests += 1
             number = state.requests
+            failing = state.fails_at_random()
+        if failing:
+            return self.reply(503, {"error": "injected at random"})
         fault = state.fault_for(number)
         if fault == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -169,6 +184,8 @@ def main():
     parser.add_argument("--fault-after", type=int)
     parser.add_argument("--delay", type=float, default=2.0)
     parser.add_argument("--big-bytes", type=int, default=2_000_000)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-seed", type=int, default=0)
     options = parser.parse_args()
     if options.make_data:
         return make_data(options.make_data)
