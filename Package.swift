@@ -24,6 +24,14 @@ let package = Package(
             path: "Sources/CBLAS",
             providers: [.apt(["libdnnl-dev"])]
         ),
+        // MPI for data-parallel training (Open MPI or MPICH); only the `distill` command links
+        // it, through DistillMPI, so the library products never need MPI installed.
+        .systemLibrary(
+            name: "CMPI",
+            path: "Sources/CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
         .systemLibrary(
             name: "CZlib",
             path: "Sources/CZlib",
@@ -46,12 +54,17 @@ let package = Package(
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
         ),
         .target(name: "Datasets", dependencies: ["Tensors", "CZlib", "CImage"]),
+        // The served teacher's HTTP(S) transport on libcurl (libcurl4-openssl-dev on Linux):
+        // C because curl_easy_setopt is variadic. URLSession on Linux cannot be told which
+        // certificate authority to trust, nor to stop reading a body at a limit.
+        .target(name: "CHTTP", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "ModelFormats", dependencies: ["Tensors", "NeuralNet"]),
-        .target(name: "Distillation", dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats"]),
+        .target(name: "Distillation", dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats", "CHTTP"]),
+        .target(name: "DistillMPI", dependencies: ["CMPI", "Tensors"]),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Tensors", "NeuralNet", "Datasets", "ModelFormats", "Distillation",
+                "Tensors", "NeuralNet", "Datasets", "ModelFormats", "Distillation", "DistillMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Distill builds and runs with, when any is missing.
 set -euo pipefail
-packages=(libdnnl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist)
+packages=(libdnnl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,6 +24,14 @@ if [ "${1:-}" = "--test-oracles" ]; then
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  # openssl makes the certificates of the served teacher's HTTPS test.
+  if ! command -v openssl >/dev/null; then
+    echo "Installing openssl for the HTTPS test"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
   fi
   oracles=(safetensors numpy onnx onnxruntime tensorboard)
   if ! command -v python3 >/dev/null; then

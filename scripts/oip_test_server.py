@@ -5,15 +5,18 @@ It serves a deterministic linear classifier (logits = x @ W + b, W and b from an
 HTTP/JSON on 127.0.0.1, counts the examples it is asked about, and injects faults on request.
 
     oip_test_server.py --make-data DIR       # writes train.npz, test.npz, teacher.npz, teacher-logits.npy
+    oip_test_server.py --make-image-data DIR # writes train/ and test/ PNG folders, teacher.npz, teacher-logits.npy
     oip_test_server.py --model DIR/teacher.npz --port-file PORTFILE [--fault 503 --fault-times 2] ...
 
 Endpoints: GET /v2/health/ready, GET /v2/models/NAME, POST /v2/models/NAME/infer, and
-GET /stats (requests and examples answered so far, for the tests' counts).
+GET /stats (requests and examples answered so far, for the tests' counts). With --tls-cert
+and --tls-key it speaks HTTPS.
 Faults (--fault, applied to the first --fault-times infer requests, or to every one after
 --fault-after requests): delay, 429, 500, 503 (with Retry-After), reset, badjson, nan, shape,
-version, big. --fault-rate P fails each infer request with 503 (no Retry-After) with
-probability P, drawn from a generator seeded by --fault-seed: the client's own back-off is
-what it costs (bench/peers/served_teacher_bench.py measures it).
+version, big, stream (a body of --big-bytes sent in chunks without Content-Length), redirect
+(307 to --redirect-to). --fault-rate P fails each infer request with 503 (no
+Retry-After) with probability P, drawn from a generator seeded by --fault-seed: the client's
+own back-off is what it costs (bench/peers/served_teacher_bench.py measures it).
 """
 import argparse
 import json
@@ -50,6 +53,55 @@ def make_data(directory):
     np.save(f"{directory}/teacher-logits.npy", (train_x @ weight + bias).astype(np.float32))
 
 
+def write_png(path, pixels):
+    """An 8-bit grayscale PNG of `pixels` (height × width uint8), with the standard library."""
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    height, width = pixels.shape
+    rows = b"".join(b"\x00" + pixels[y].tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def make_image_data(directory):
+    """Folders train/ and test/ of 8×8 grayscale PNGs in three class subfolders (a bright
+    quadrant per class, noise elsewhere); a linear teacher over the flattened pixels / 255,
+    served with --input-shape 1,8,8; and its logits on train/ in the order Distill reads it
+    (class folders by name, files by name within each)."""
+    import os
+    rng = np.random.default_rng(11)
+    classes = ["a", "b", "c"]
+
+    def image(label):
+        pixels = rng.integers(0, 90, size=(8, 8))
+        y, x = divmod(label, 2)
+        pixels[y * 4:(y + 1) * 4, x * 4:(x + 1) * 4] += 150
+        return np.clip(pixels, 0, 255).astype(np.uint8)
+
+    inputs = {}
+    for split, count in (("train", 40), ("test", 20)):
+        rows, labels = [], []
+        for label, name in enumerate(classes):
+            os.makedirs(f"{directory}/{split}/{name}", exist_ok=True)
+            for i in range(count):
+                pixels = image(label)
+                write_png(f"{directory}/{split}/{name}/{i:03d}.png", pixels)
+                rows.append(pixels.reshape(-1).astype(np.float32) / 255)
+                labels.append(label)
+        inputs[split] = (np.stack(rows), np.array(labels))
+    train_x, train_y = inputs["train"]
+    targets = np.eye(3, dtype=np.float32)[train_y] * 4 - 1
+    design = np.hstack([train_x, np.ones((len(train_x), 1), np.float32)])
+    solution = np.linalg.lstsq(design, targets, rcond=None)[0].astype(np.float32)
+    weight, bias = solution[:64], solution[64]
+    np.savez(f"{directory}/teacher.npz", weight=weight, bias=bias)
+    np.save(f"{directory}/teacher-logits.npy", (train_x @ weight + bias).astype(np.float32))
+
+
 class State:
     def __init__(self, options):
         model = np.load(options.model)
@@ -59,6 +111,7 @@ class State:
         self.requests = 0
         self.examples = 0
         self.authorizations = []
+        self.streamed = 0
         self.failed = 0
         self.random = random.Random(options.fault_seed)
 
@@ -97,6 +150,25 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def stream(self, answer):
+        """The answer padded with --big-bytes bytes, sent in chunks of 1 MiB (no
+        Content-Length) and never held whole; /stats counts the bytes the client took."""
+        head = json.dumps(answer)[:-1].encode() + b', "padding": "'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        block = b"x" * (1 << 20)
+        parts = [head] + [block] * (self.server.state.options.big_bytes >> 20) + [b'"}']
+        try:
+            for part in parts:
+                self.wfile.write(b"%x\r\n" % len(part) + part + b"\r\n")
+                with self.server.state.lock:
+                    self.server.state.streamed += len(part)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
+
     def authorized(self):
         token = self.server.state.options.token
         given = self.headers.get("Authorization")
@@ -113,16 +185,18 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/stats":
             with state.lock:
                 return self.reply(200, {"requests": state.requests, "examples": state.examples,
-                                        "authorizations": len(state.authorizations), "failed": state.failed})
+                                        "authorizations": len(state.authorizations), "streamed": state.streamed,
+                                        "failed": state.failed})
         if not self.authorized():
             return
         if self.path == "/v2/health/ready":
             return self.reply(200, {"ready": True})
         if self.path == f"/v2/models/{name}":
             features, classes = state.weight.shape
+            shape = [int(n) for n in state.options.input_shape.split(",")] if state.options.input_shape else [features]
             return self.reply(200, {
                 "name": name, "versions": [state.options.version], "platform": "numpy",
-                "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, features]}],
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1] + shape}],
                 "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]}]})
         self.reply(404, {"error": f"no {self.path}"})
 
@@ -146,6 +220,8 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             return
+        if fault == "redirect":
+            return self.reply(307, {"error": "moved"}, [("Location", options.redirect_to + self.path)])
         if fault in ("429", "500", "503"):
             return self.reply(int(fault), {"error": "injected"}, [("Retry-After", "0")] if fault != "500" else [])
         if fault == "delay":
@@ -153,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
         request = json.loads(body)
         tensor = request["inputs"][0]
         inputs = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-        logits = inputs @ state.weight + state.bias
+        logits = inputs.reshape(len(inputs), -1) @ state.weight + state.bias
         with state.lock:
             state.examples += len(inputs)
         version = "2" if fault == "version" else options.version
@@ -168,30 +244,46 @@ class Handler(BaseHTTPRequestHandler):
                   "outputs": [{"name": "logits", "datatype": "FP32", "shape": list(logits.shape), "data": data}]}
         if fault == "big":
             answer["padding"] = "x" * (options.big_bytes)
+        if fault == "stream":
+            return self.stream(answer)
         self.reply(200, json.dumps(answer).replace('"NaN"', "NaN").encode())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--make-data")
+    parser.add_argument("--make-image-data")
+    parser.add_argument("--input-shape", help="the input's shape per example in the metadata, e.g. 1,8,8 (default: the weight's rows)")
     parser.add_argument("--model")
     parser.add_argument("--name", default="teacher")
     parser.add_argument("--version", default="1")
     parser.add_argument("--port-file")
     parser.add_argument("--token")
-    parser.add_argument("--fault", choices=["delay", "429", "500", "503", "reset", "badjson", "nan", "shape", "version", "big"])
+    parser.add_argument("--fault", choices=["delay", "429", "500", "503", "reset", "badjson", "nan", "shape", "version", "big", "stream", "redirect"])
     parser.add_argument("--fault-times", type=int, default=1_000_000_000)
     parser.add_argument("--fault-after", type=int)
     parser.add_argument("--delay", type=float, default=2.0)
     parser.add_argument("--big-bytes", type=int, default=2_000_000)
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--fault-seed", type=int, default=0)
+    parser.add_argument("--redirect-to", help="the server (http://HOST:PORT) the redirect fault sends the client to")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", help="the certificate's PEM private key")
     options = parser.parse_args()
     if options.make_data:
         return make_data(options.make_data)
+    if options.make_image_data:
+        return make_image_data(options.make_image_data)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.state = State(options)
+    if options.tls_cert:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+        # A client that refuses the certificate fails its handshake in accept(): an OSError
+        # that socketserver ignores.
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     if options.port_file:
         with open(options.port_file + ".tmp", "w") as handle:
             handle.write(str(server.server_address[1]))

@@ -43,10 +43,27 @@ public final class DataLoader: @unchecked Sendable {
     /// The most values one batch may hold.
     public static let maximumBatchValues = 1 << 28
 
+    /// Data-parallel training: this process's part of every batch. Each batch of `batchSize`
+    /// (the global batch, drawn from the same seeded order on every process, as PyTorch's
+    /// DistributedSampler does) is cut into `count` equal consecutive parts and process
+    /// `rank` takes part `rank`.
+    public struct Shard: Sendable, Equatable {
+        public var rank: Int, count: Int
+        public init(rank: Int, count: Int) { self.rank = rank; self.count = count }
+        public static let whole = Shard(rank: 0, count: 1)
+    }
+    public let shard: Shard
+
     public init(_ dataset: Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
                 augmentation: Augmentation = Augmentation(), skipBadFiles: Bool = false,
-                workers: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 2) throws {
+                workers: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 2, shard: Shard = .whole) throws {
         guard batchSize >= 1 else { throw DatasetError(file: "data loader", "batch size must be at least 1, got \(batchSize)") }
+        guard shard.count >= 1, (0..<shard.count).contains(shard.rank) else {
+            throw DatasetError(file: "data loader", "shard \(shard.rank) of \(shard.count) does not exist")
+        }
+        guard batchSize % shard.count == 0 else {
+            throw DatasetError(file: "data loader", "the batch of \(batchSize) does not split evenly over \(shard.count) processes: give a multiple of \(shard.count)")
+        }
         // A batch (and the few prepared ahead) must fit in memory: past 2^28 values (1 GiB) a
         // batch is an error naming the sizes, not a process killed for its memory.
         let (values, overflow) = min(batchSize, max(dataset.count, 1)).multipliedReportingOverflow(by: dataset.exampleShape.count)
@@ -69,6 +86,7 @@ public final class DataLoader: @unchecked Sendable {
         self.skipBadFiles = skipBadFiles
         self.workers = workers
         self.prefetch = prefetch
+        self.shard = shard
     }
 
     /// Batches in one epoch.
@@ -86,7 +104,12 @@ public final class DataLoader: @unchecked Sendable {
 
     /// The dataset positions of batch `batch` of an epoch whose order is `order`.
     func indices(ofBatch batch: Int, in order: [Int]) -> [Int] {
-        Array(order[(batch * batchSize)..<Swift.min((batch + 1) * batchSize, order.count)])
+        let global = order[(batch * batchSize)..<Swift.min((batch + 1) * batchSize, order.count)]
+        guard shard.count > 1 else { return Array(global) }
+        // A short last batch is cut the same way, in parts as equal as they can be.
+        let start = global.startIndex + global.count * shard.rank / shard.count
+        let end = global.startIndex + global.count * (shard.rank + 1) / shard.count
+        return Array(order[start..<end])
     }
 
     /// The batch of examples `indices` in `epoch`, prepared on this thread and the `workers`:

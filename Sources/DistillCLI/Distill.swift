@@ -17,10 +17,12 @@ struct Distill: ParsableCommand {
     static func main() {
         StopRequest.install()
         do {
+            try Processes.start()
             var command = try parseAsRoot(try Experiment.resolvingResume(Array(CommandLine.arguments.dropFirst())))
             try command.run()
+            Processes.finish()
         } catch let stop as TrainingInterrupted {
-            FileHandle.standardError.write(Data("Stopped: \(stop)\n".utf8))
+            FileHandle.standardError.write(Data("\(Processes.errorPrefix)Stopped: \(stop)\n".utf8))
             Foundation.exit(128 + (StopRequest.signal == 0 ? SIGINT : StopRequest.signal))
         } catch {
             // Help and version requests, and ArgumentParser's own errors (with their usage hint).
@@ -29,7 +31,7 @@ struct Distill: ParsableCommand {
             if String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
                 message = fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
             } else {
-                message = "Error: " + String(describing: error).replacingOccurrences(of: "\n", with: " ")
+                message = Processes.errorPrefix + "Error: " + String(describing: error).replacingOccurrences(of: "\n", with: " ")
             }
             FileHandle.standardError.write(Data((message + "\n").utf8))
             Foundation.exit(1)

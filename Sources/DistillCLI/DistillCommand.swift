@@ -31,8 +31,7 @@ struct DistillCommand: TrainingCommand {
     @Flag(name: Spec.unlabeled.long, help: Spec.unlabeled.help) var unlabeled = false
     @Flag(name: Spec.plain.long, help: Spec.plain.help) var plain = false
     @Flag(name: Spec.augment.long, help: Spec.augment.help) var augment = false
-    @Option(name: Spec.cacheDirectory.long, help: Spec.cacheDirectory.help)
-    var cacheDirectory: String = (ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/distill"
+    @OptionGroup var cache: CacheDirectoryOption
 
     @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
@@ -57,7 +56,7 @@ struct DistillCommand: TrainingCommand {
          ] + teacherPreprocessing.values + [
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
-         ("augment", .flag(augment)), ("cache-directory", .text(cacheDirectory))]
+         ("augment", .flag(augment))] + cache.values
             + served.values + dataOptions.values + training.values + output.values
     }
 
@@ -87,12 +86,9 @@ struct DistillCommand: TrainingCommand {
             let overrides = overrideList[index]
             if ServedTeacherOptions.isServed(path) {
                 // Asked once for every training example (or read from its kept answers): then an outputs teacher like any other.
-                let expected = try overrides.applied(to: data.preprocessing)
-                let conversion: InputConversion?
-                do { conversion = try expected.conversion(from: data.preprocessing) } catch let error as DatasetError { throw UserError("teacher \(path): \(error.problem)") }
-                let outcome = try served.teacher(path).logits(for: data.train, conversion: conversion, directory: cacheDirectory)
-                console.say("teacher \(path): \(data.train.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path))")
-                teacherList.append(Teacher(.outputs(outcome.logits)))
+                let logits = try served.logits(path, for: data.train, preprocessing: data.preprocessing, overrides: overrides,
+                                               directory: cache.directory, say: console.say)
+                teacherList.append(Teacher(.outputs(logits)))
                 teacherNames.append(path)
                 continue
             }
@@ -125,7 +121,7 @@ struct DistillCommand: TrainingCommand {
                                                          alpha: alpha, weights: weights)
         var configuration = training.configuration(seed: seed, folder: folder)
         configuration.crossEntropyWeight = objective.crossEntropyWeight
-        configuration.cacheDirectory = cacheDirectory
+        configuration.cacheDirectory = cache.directory
         configuration.classWeights = try resolvedClassWeights(training.classWeights, labeled: data.labeledTrain)
         if augment {
             configuration.augmentation = try data.augmentation()
@@ -156,12 +152,14 @@ struct ServedTeacherOptions: ParsableArguments {
     @Option(name: Spec.queryTimeout.long, help: Spec.queryTimeout.help) var queryTimeout: Double = ServedTeacher.defaultTimeout
     @Option(name: Spec.teacherTokenEnv.long, help: Spec.teacherTokenEnv.help) var teacherTokenEnv: String?
     @Option(name: Spec.teacherTokenFile.long, help: Spec.teacherTokenFile.help) var teacherTokenFile: String?
+    @Option(name: Spec.teacherCAFile.long, help: Spec.teacherCAFile.help) var teacherCAFile: String?
 
     /// (The token's source is recorded, never the token.)
     var values: [(String, OptionValue?)] {
         [("query-batch", .integer(queryBatch)), ("concurrency", .integer(concurrency)), ("requests-per-second", .number(requestsPerSecond)),
          ("max-queries", maxQueries.map { .integer($0) }), ("query-timeout", .number(queryTimeout)),
-         ("teacher-token-env", teacherTokenEnv.map { .text($0) }), ("teacher-token-file", teacherTokenFile.map { .text($0) })]
+         ("teacher-token-env", teacherTokenEnv.map { .text($0) }), ("teacher-token-file", teacherTokenFile.map { .text($0) }),
+         ("teacher-ca-file", teacherCAFile.map { .text($0) })]
     }
 
     /// Whether `teacher` names a served model rather than a file.
@@ -194,6 +192,35 @@ struct ServedTeacherOptions: ParsableArguments {
             guard !token.isEmpty, !token.contains("\n") else { throw UserError("--teacher-token-file: \(file) must hold one token on one line") }
             teacher.token = token
         }
+        if let file = teacherCAFile {
+            guard let data = FileManager.default.contents(atPath: file) else { throw UserError("--teacher-ca-file: cannot read \(file)") }
+            guard data.range(of: Data("-----BEGIN CERTIFICATE-----".utf8)) != nil else {
+                throw UserError("--teacher-ca-file: \(file) holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+            }
+            teacher.caFile = file
+        }
         return teacher
     }
+
+    /// The served teacher's logits for `data` (asked, or read from the answers kept in
+    /// `directory`), its inputs converted to the teacher's preprocessing (`overrides` applied
+    /// to the data's); `say` hears how many were asked and kept.
+    func logits(_ url: String, for data: Dataset, preprocessing: Preprocessing, overrides: TeacherPreprocessing, directory: String,
+                say: (String) -> Void) throws -> Tensor {
+        let expected = try overrides.applied(to: preprocessing)
+        let conversion: InputConversion?
+        do { conversion = try expected.conversion(from: preprocessing) } catch let error as DatasetError { throw UserError("teacher \(url): \(error.problem)") }
+        let outcome = try teacher(url).logits(for: data, conversion: conversion, directory: directory)
+        say("teacher \(url): \(data.count) answers, \(outcome.asked) asked now, \(outcome.kept) kept from earlier (\(outcome.path))")
+        return outcome.logits
+    }
+}
+
+/// Where teacher outputs are cached between runs (and a served teacher's answers are kept):
+/// declared once, for `distill` and `evaluate`.
+struct CacheDirectoryOption: ParsableArguments {
+    @Option(name: Spec.cacheDirectory.long, help: Spec.cacheDirectory.help)
+    var directory: String = (ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/distill"
+
+    var values: [(String, OptionValue?)] { [("cache-directory", .text(directory))] }
 }

@@ -12,21 +12,24 @@ struct Evaluate: TabledCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a saved model on the test set.")
     static let experimentName = "evaluate"
     static let architectureSpec = OptionSpec("architecture", .choice(ModelZoo.names), "Zoo architecture of a .safetensors file that does not name one (a PyTorch state dict).")
-    static let teacherSpec = OptionSpec("teacher", .text, "A teacher (run folder or model file) to measure agreement and cost ratios against.")
+    static let teacherSpec = OptionSpec("teacher", .text, "A teacher to measure agreement and cost ratios against: a run folder, a model file, or a served model http(s)://HOST:PORT/v2/models/NAME (asked for the test examples, its answers kept under --cache-directory; no cost ratios).")
     static let jsonSpec = OptionSpec("json", .flag, "Print the full report as JSON.")
-    static let options = [architectureSpec, teacherSpec] + Spec.teacherPreprocessingOptions + [jsonSpec] + Spec.dataOptions
+    static let options = [architectureSpec, teacherSpec] + Spec.teacherPreprocessingOptions + [Spec.cacheDirectory] + Spec.servedTeacherOptions
+        + [jsonSpec] + Spec.dataOptions
 
     @Argument(help: "Run folder, .safetensors or .onnx model file.")
     var model: String
     @Option(name: architectureSpec.long, help: architectureSpec.help) var architecture: String?
     @Option(name: teacherSpec.long, help: teacherSpec.help) var teacher: String?
     @OptionGroup var teacherPreprocessing: TeacherPreprocessingOptions
+    @OptionGroup var cache: CacheDirectoryOption
+    @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
     @Flag(name: jsonSpec.long, help: jsonSpec.help) var json = false
 
     var values: [(String, OptionValue?)] {
         [("architecture", architecture.map { .text($0) }), ("teacher", teacher.map { .text($0) })] + teacherPreprocessing.values
-            + [("json", .flag(json))] + dataOptions.values
+            + cache.values + served.values + [("json", .flag(json))] + dataOptions.values
     }
 
     func validate() throws {
@@ -40,13 +43,24 @@ struct Evaluate: TabledCommand {
         try checkFits(loaded, shape: data.preprocessing.exampleShape, classNames: data.preprocessing.classNames, role: "model \(model)")
         let student = loaded.model
         let test = data.test
+        let overrides = try teacherPreprocessing.overrides(teachers: 1)[0]
+        if let url = teacher, ServedTeacherOptions.isServed(url) {
+            // Asked once for every test example (or read from its kept answers): agreement and
+            // the teacher's accuracy; a served model has no cost to measure.
+            let logits = try served.logits(url, for: test, preprocessing: data.preprocessing, overrides: overrides, directory: cache.directory,
+                                           say: { if !json { Console().text($0) } })
+            return try show(DistillationReport(student: student, teacherLogits: logits, test: test))
+        }
         let teacherModel = try teacher.map { path in
-            let overrides = try teacherPreprocessing.overrides(teachers: 1)[0]
             let recorded = try recordedPreprocessing(path, role: "teacher")
             let teacherLoaded = try loadModel(path, inputShape: recorded?.exampleShape ?? overrides.inputShape(for: data.preprocessing), role: "teacher")
             return try adapted(teacherLoaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
         }
-        let report = try DistillationReport(student: student, teacher: teacherModel, test: test)
+        try show(DistillationReport(student: student, teacher: teacherModel, test: test))
+    }
+
+    /// Prints `report`: as JSON with --json, else as lines.
+    func show(_ report: DistillationReport) throws {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -64,7 +78,9 @@ struct Evaluate: TabledCommand {
         }
         Console().text(String(format: "latency %.3f ms at batch 1, %.1f ms at batch 256; %d parameters", report.studentCost.latencyBatch1Milliseconds,
                      report.studentCost.latencyBatch256Milliseconds, report.studentCost.parameters))
-        if let t = report.teacher, let agreement = m.agreement {
+        if let t = report.teacher, let agreement = m.agreement, report.teacherCost == nil {
+            Console().text(String(format: "teacher accuracy %.2f%%; agreement %.2f%%", t.top1 * 100, agreement * 100))
+        } else if let t = report.teacher, let agreement = m.agreement {
             Console().text(String(format: "teacher accuracy %.2f%%; agreement %.2f%%; teacher/student: %.1f× parameters, %.1f× multiply-adds, %.1f× latency at batch 1, %.1f× at 256",
                          t.top1 * 100, agreement * 100, report.parameterRatio ?? 0, report.multiplyAddRatio ?? 0,
                          report.latencyBatch1Ratio ?? 0, report.latencyBatch256Ratio ?? 0))

@@ -222,6 +222,7 @@ enum Experiment {
         for (key, value) in values where !["quiet", "json"].contains(key) { if let value { pairs.append((Node(key), node(value))) } }
         let text = "# Resolved configuration of this run; `distill run` on this file repeats it, `--resume` continues it.\n"
             + (try Yams.serialize(node: Node(pairs)))
+        guard Processes.isWriter else { return }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try AtomicFile.write(Data(text.utf8), to: (directory as NSString).appendingPathComponent("config.yaml"))
     }

@@ -32,6 +32,7 @@ enum Spec {
     static let classWeights = OptionSpec("class-weights", .positiveNumbers(upTo: 1e6, or: ["balanced"]),
         "Weights of the classes in the hard-label cross-entropy, for imbalanced data: 'balanced' (n / (classes · n_c), counted on the labelled training split) or one number per class after --classes, comma-separated. Distillation terms are not weighted.")
     static let patience = OptionSpec("patience", .integer(1...100_000), "Stop when validation accuracy has not improved for this many epochs (default: never).")
+    static let noSyncBatchNorm = OptionSpec("no-sync-batch-norm", .flag, "Data-parallel runs (started by mpirun): batch norm uses each process's part of the batch instead of the whole global batch's statistics (synchronised batch norm, the default, trains as one process would).")
     static let skipBadFiles = OptionSpec("skip-bad-files", .flag, "Drop an image that cannot be read from its batch, name it and count it, instead of stopping the run (the default stops, naming the file; the last checkpoint stays valid).")
     static let checkpointEvery = OptionSpec("checkpoint-every", .integer(1...100_000_000), "Also checkpoint every this many steps inside an epoch (default: at the end of each epoch).")
     static let out = OptionSpec("out", .text, "Run folder to write (config, metrics, checkpoint, models, report).")
@@ -54,9 +55,10 @@ enum Spec {
     static let concurrency = OptionSpec("concurrency", .integer(1...256), "Served teachers: requests in flight at once. Default \(ServedTeacher.defaultConcurrency).")
     static let requestsPerSecond = OptionSpec("requests-per-second", .number(0...1_000_000), "Served teachers: requests started per second at most; 0: unlimited (the default).")
     static let maxQueries = OptionSpec("max-queries", .integer(1...1_000_000_000), "Served teachers: examples this run may ask about at most (answers kept from earlier runs cost nothing); the run stops with an error when more are needed.")
-    static let queryTimeout = OptionSpec("query-timeout", .number(1...3_600), "Served teachers: seconds one request may take before it is retried (whole seconds are what URLSession on Linux honours). Default \(OptionKind.format(ServedTeacher.defaultTimeout)).")
+    static let queryTimeout = OptionSpec("query-timeout", .number(1...3_600), "Served teachers: seconds one request may take before it is retried. Default \(OptionKind.format(ServedTeacher.defaultTimeout)).")
     static let teacherTokenEnv = OptionSpec("teacher-token-env", .text, "Served teachers: the environment variable holding a bearer token, sent to the teacher's host only and never written anywhere.")
     static let teacherTokenFile = OptionSpec("teacher-token-file", .text, "Served teachers: a file holding a bearer token, sent to the teacher's host only and never written anywhere.")
+    static let teacherCAFile = OptionSpec("teacher-ca-file", .text, "Served teachers over https: a file of PEM certificates, the only certificate authorities trusted for the teacher (instead of the system's store); a certificate they do not vouch for stops the run.")
     static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
     static let width = OptionSpec("width", .positive(upTo: 16), "Channel width multiplier of the zoo model (1: the published widths).")
     static let hidden = OptionSpec("hidden", .text, "Hidden layer sizes of mlp, comma-separated (256,128), each 1 to 65536, at most 16 layers.")
@@ -88,10 +90,10 @@ enum Spec {
     static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
-    static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile]
+    static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
-    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles,
+    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles, noSyncBatchNorm,
                                   seeds, checkpointEvery, out, resume, dryRun]
     static let outputOptions = [quiet, json]
 }

@@ -186,6 +186,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
     @Option(name: Spec.patience.long, help: Spec.patience.help) var patience: Int?
     @Flag(name: Spec.skipBadFiles.long, help: Spec.skipBadFiles.help) var skipBadFiles = false
+    @Flag(name: Spec.noSyncBatchNorm.long, help: Spec.noSyncBatchNorm.help) var noSyncBatchNorm = false
     @Option(name: Spec.seeds.long, help: Spec.seeds.help) var seeds: String?
     @OptionGroup var run: RunOptions
 
@@ -194,7 +195,8 @@ struct TrainingOptions: ParsableArguments {
          ("optimizer", .text(optimizer.rawValue)), ("schedule", .text(schedule.rawValue)), ("weight-decay", .number(weightDecay)),
          ("clip-norm", .number(clipNorm)), ("warmup-steps", .integer(warmupSteps)), ("on-nonfinite", .text(onNonFinite)),
          ("class-weights", classWeights.map { .text($0) }),
-         ("patience", patience.map { .integer($0) }), ("skip-bad-files", .flag(skipBadFiles)), ("seeds", seeds.map { .text($0) })] + run.values
+         ("patience", patience.map { .integer($0) }), ("skip-bad-files", .flag(skipBadFiles)),
+         ("no-sync-batch-norm", .flag(noSyncBatchNorm)), ("seeds", seeds.map { .text($0) })] + run.values
     }
 
     /// The trainer's configuration from these options.
@@ -212,6 +214,8 @@ struct TrainingOptions: ParsableArguments {
         c.nonFinite = onNonFinite == "rollback" ? .rollback(factor: 0.5, retries: 3) : .stop
         c.patience = patience
         c.skipBadFiles = skipBadFiles
+        c.synchronizeBatchNorm = !noSyncBatchNorm
+        c.communicator = Processes.communicator
         c.runDirectory = folder
         c.checkpointEvery = run.checkpointEvery
         return c
@@ -240,6 +244,7 @@ struct RunOptions: ParsableArguments {
 
 /// Writes `value` as pretty JSON to `path` atomically.
 func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    guard Processes.isWriter else { return }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try AtomicFile.write(try encoder.encode(value), to: path)
@@ -427,8 +432,10 @@ func runSeeds(_ training: TrainingOptions, console: Console,
         console.say("seed \(seed): " + outcome.summary(out: folder))
         reports.append(outcome.report)
     }
-    try HTMLReport.write(try folders.map { try HTMLReport.Run.load($0) }, to: (out as NSString).appendingPathComponent("report.html"),
-                         title: "\(folders.count) seeds")
+    if Processes.isWriter {
+        try HTMLReport.write(try folders.map { try HTMLReport.Run.load($0) }, to: (out as NSString).appendingPathComponent("report.html"),
+                             title: "\(folders.count) seeds")
+    }
     let final = reports.map(\.student.top1), selected = reports.compactMap { $0.selected?.top1 }
     let finalF1 = reports.map(\.student.macroF1), selectedF1 = reports.compactMap { $0.selected?.macroF1 }
     try writeJSON(["final_test_accuracy": final, "selected_test_accuracy": selected, "final_macro_f1": finalF1, "selected_macro_f1": selectedF1],

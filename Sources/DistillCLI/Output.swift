@@ -26,10 +26,13 @@ final class Console {
 
     /// (A plain value, not `OutputOptions`: an ArgumentParser type built without parsing
     /// traps when its flags are read, which the demo once did.)
+    /// In a data-parallel run only rank 0 prints: the other ranks are as quiet as can be.
     init(quiet: Bool = false, json: Bool = false) {
-        self.quiet = quiet
-        self.json = json
+        self.quiet = quiet || !Processes.isWriter
+        self.json = json && Processes.isWriter
+        muted = !Processes.isWriter
     }
+    private let muted: Bool
 
     convenience init(_ options: OutputOptions) { self.init(quiet: options.quiet, json: options.json) }
 
@@ -49,11 +52,11 @@ final class Console {
 
     /// Output that is the command's result itself (a summary, a table, JSON it was asked for):
     /// printed in every mode.
-    func text(_ value: String, terminator: String = "\n") { print(value, terminator: terminator) }
+    func text(_ value: String, terminator: String = "\n") { if !muted { print(value, terminator: terminator) } }
 
     /// The final result: shown in every mode.
     func result(_ text: String, _ fields: [String: Any]) {
-        if json { emit(["event": "result"].merging(fields) { a, _ in a }) } else { print(text) }
+        if json { emit(["event": "result"].merging(fields) { a, _ in a }) } else if !muted { print(text) }
     }
 
     /// A training event: progress bar and epoch lines as text, every step, checkpoint and

@@ -81,6 +81,7 @@ struct TransferCommand: TabledCommand {
         console.say(String(format: "old model %@ on classes %@: old-task test accuracy %.2f%%", old.name, oldClasses, oldAccuracy * 100))
         if let note = old.headNote { console.say(note) }
         var training = TrainerConfiguration()
+        training.communicator = Processes.communicator
         training.steps = steps
         training.batchSize = batch
         training.learningRate = lr

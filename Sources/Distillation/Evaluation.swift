@@ -187,6 +187,17 @@ public struct DistillationReport: Codable, Equatable, Sendable {
                   labels: test.labels, classNames: test.classNames)
     }
 
+    /// The report on `test` against a teacher known only by its logits on it (a served
+    /// teacher's answers, [test.count, classes]): accuracy and agreement, no cost ratios.
+    public init(student: any Module, teacherLogits: Tensor, test: Dataset) throws {
+        guard test.count > 0 else { throw DistillationError("the test set is empty") }
+        guard teacherLogits.shape.dimensions == [test.count, test.classCount] else {
+            throw DistillationError("the teacher's logits are \(teacherLogits.shape.dimensions) for \(test.count) test examples of \(test.classCount) classes")
+        }
+        self.init(student: student, teacher: nil, studentLogits: try student.predictions(on: test), teacherLogits: teacherLogits,
+                  exampleShape: test.exampleShape, labels: test.labels, classNames: test.classNames)
+    }
+
     private init(student: any Module, teacher: (any Module)?, studentLogits: Tensor, teacherLogits: Tensor?, exampleShape shape: Shape,
                  labels: [Int], classNames: [String]) {
         self.student = ClassificationMetrics(logits: studentLogits, labels: labels,

@@ -1,8 +1,5 @@
 import Datasets
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Tensors
 
 /// A teacher behind an inference server that speaks the Open Inference Protocol (KServe v2)
@@ -14,8 +11,8 @@ import Tensors
 /// restarted after a kill asks only for what was not yet answered. The result is an
 /// ordinary `.outputs` teacher: there is one training loop.
 ///
-/// The client is Foundation's URLSession (FoundationNetworking on Linux): no package
-/// dependency is added for it.
+/// The transport is libcurl (the `CHTTP` target): URLSession on Linux cannot be given a
+/// certificate authority, nor stop reading a body at a limit.
 public struct ServedTeacher: Sendable {
     /// `http(s)://HOST:PORT/v2/models/NAME`.
     public var url: URL
@@ -33,12 +30,16 @@ public struct ServedTeacher: Sendable {
     public var retries = 5
     /// Seconds of the first retry's back-off; each retry doubles it, with up to 50% jitter.
     public var backoff: Double = 0.2
-    /// The largest response body accepted, in bytes.
+    /// The largest response body accepted, in bytes: reading stops there (or before, when
+    /// `Content-Length` says more), so a server cannot make the client hold more.
     public var maximumBodyBytes = 64 << 20
     /// Asked before each batch: true stops querying (a signal), keeping every answer so far.
     public var shouldStop: (@Sendable () -> Bool)?
     /// Sent as `Authorization: Bearer TOKEN`, to the teacher's host only (redirects are not followed).
     public var token: String?
+    /// A file of PEM certificates: the only authorities trusted for an https teacher (nil: the
+    /// system's certificate store). A certificate they do not vouch for stops the run.
+    public var caFile: String?
 
     /// The defaults of `queryBatch`, `concurrency` and `timeout`.
     public static let defaultQueryBatch = 64, defaultConcurrency = 4, defaultTimeout = 30.0

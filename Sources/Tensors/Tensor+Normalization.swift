@@ -8,20 +8,68 @@ extension Tensor {
     /// Training: y = (x − μ_B)/√(σ²_B + ε)·γ + β with batch statistics, and the running
     /// statistics move by `momentum` towards them (running variance unbiased, as PyTorch).
     /// Evaluation: the running statistics replace the batch ones.
+    ///
+    /// `synchronize` (synchronised batch norm, for data-parallel training) sums per-channel
+    /// values over every process in place: training then normalises with the statistics of
+    /// the whole global batch, and backward sums Σg and Σg·x̂ over it too, so that the
+    /// input's gradient is the one a single process would compute for the global batch (γ's
+    /// and β's stay this process's share, summed with the other gradients afterwards).
     public static func batchNorm(_ x: Tensor, runningMean: Tensor?, runningVariance: Tensor?,
                                  weight: Tensor?, bias: Tensor?, training: Bool,
-                                 momentum: Float = 0.1, epsilon: Float = 1e-5) -> Tensor {
+                                 momentum: Float = 0.1, epsilon: Float = 1e-5,
+                                 synchronize: ((UnsafeMutableBufferPointer<Double>) -> Void)? = nil) -> Tensor {
         require(x.rank >= 2, "batchNorm: needs [N, C, ...], got \(x.shape)")
         let (n, c) = (x.shape[0], x.shape[1])
         let spatial = x.count / Swift.max(n * c, 1)
         for (name, t) in [("runningMean", runningMean), ("runningVariance", runningVariance), ("weight", weight), ("bias", bias)] {
             if let t { require(t.shape == [c], "batchNorm: \(name) \(t.shape) does not fit \(c) channels of \(x.shape)") }
         }
-        let reduced = n * spatial
+        var reduced = n * spatial
         var mu = (training ? nil : runningMean?.scalars) ?? [Float](repeating: 0, count: c)
         var invStd = [Float](repeating: 0, count: c)
         let px = x.storage.pointer
-        if training {
+        let synchronize = training ? synchronize : nil
+        if let synchronize {
+            // Two rounds over every process: Σx and the count, then Σ(x − μ)² about the global μ.
+            var sums = [Double](repeating: 0, count: c + 1)
+            sums.withUnsafeMutableBufferPointer { s in
+                let ps = s.baseAddress!
+                Compute.parallelFor(c, costPerItem: reduced) { channels in
+                    for ch in channels {
+                        var total: Double = 0
+                        for i in 0..<n { total += Double(ReductionKernels.sum(px + (i * c + ch) * spatial, spatial)) }
+                        ps[ch] = total
+                    }
+                }
+                ps[c] = Double(reduced)
+                synchronize(s)
+            }
+            reduced = Int(sums[c])
+            require(reduced > 1, "batchNorm: training needs more than one value per channel, got \(x.shape) over every process")
+            for ch in 0..<c { mu[ch] = Float(sums[ch] / Double(reduced)) }
+            var squares = [Double](repeating: 0, count: c)
+            squares.withUnsafeMutableBufferPointer { s in
+                let ps = s.baseAddress!
+                Compute.parallelFor(c, costPerItem: reduced * 2) { channels in
+                    for ch in channels {
+                        var total: Double = 0
+                        for i in 0..<n { total += Double(ReductionKernels.sumOfSquaredDeviations(px + (i * c + ch) * spatial, spatial, mean: mu[ch])) }
+                        ps[ch] = total
+                    }
+                }
+                synchronize(s)
+            }
+            for ch in 0..<c { invStd[ch] = Float(squares[ch] / Double(reduced)) }  // biased variance, for now
+            if let runningMean, let runningVariance {
+                let rm = runningMean.storage.pointer, rv = runningVariance.storage.pointer
+                let unbias = Float(reduced) / Float(reduced - 1)
+                for ch in 0..<c {
+                    rm[ch] = (1 - momentum) * rm[ch] + momentum * mu[ch]
+                    rv[ch] = (1 - momentum) * rv[ch] + momentum * invStd[ch] * unbias
+                }
+            }
+            for ch in 0..<c { invStd[ch] = 1 / (invStd[ch] + epsilon).squareRoot() }
+        } else if training {
             require(reduced > 1, "batchNorm: training needs more than one value per channel, got \(x.shape)")
             mu.withUnsafeMutableBufferPointer { m in
                 invStd.withUnsafeMutableBufferPointer { s in
@@ -67,7 +115,7 @@ extension Tensor {
             }
         }
         let inputs = [x] + [weight, bias].compactMap { $0 }
-        let savedMean = mu, savedInvStd = invStd
+        let savedMean = mu, savedInvStd = invStd, reducedCount = reduced
         return out.recorded("batchNorm", inputs) { g in
             let pg = g.storage.pointer
             // Per channel: Σg and Σg·x̂ with x̂ = (x − μ)·r.
@@ -75,7 +123,7 @@ extension Tensor {
             sumG.withUnsafeMutableBufferPointer { sg in
                 sumGXhat.withUnsafeMutableBufferPointer { sgx in
                     let psg = sg.baseAddress!, psgx = sgx.baseAddress!
-                    Compute.parallelFor(c, costPerItem: reduced * 2) { channels in
+                    Compute.parallelFor(c, costPerItem: n * spatial * 2) { channels in
                         for ch in channels {
                             var a: Float = 0, b: Float = 0
                             for i in 0..<n {
@@ -90,11 +138,20 @@ extension Tensor {
                     }
                 }
             }
+            // Synchronised: x's gradient needs the sums over the global batch; γ's and β's keep
+            // this process's (they are summed with every other gradient afterwards).
+            var sumGForX = sumG, sumGXhatForX = sumGXhat
+            if let synchronize {
+                var both = (sumG + sumGXhat).map(Double.init)
+                both.withUnsafeMutableBufferPointer { synchronize($0) }
+                sumGForX = both[0..<c].map(Float.init)
+                sumGXhatForX = both[c...].map(Float.init)
+            }
             var grads: [Tensor?] = []
             if x.needsGrad {
                 let gx = Tensor(uninitialized: x.shape)
                 let pgx = gx.storage.pointer
-                let m = Float(reduced)
+                let m = Float(reducedCount)
                 Compute.parallelFor(n * c, costPerItem: spatial) { rows in
                     for row in rows {
                         let ch = row % c
@@ -102,7 +159,7 @@ extension Tensor {
                         let gr = pg + row * spatial, xr = px + row * spatial, dst = pgx + row * spatial
                         if training {
                             // dx = γr/M · (M·g − Σg − x̂·Σ(g·x̂))
-                            let a = gam * r / m, sg = sumG[ch], sgx = sumGXhat[ch]
+                            let a = gam * r / m, sg = sumGForX[ch], sgx = sumGXhatForX[ch]
                             for j in 0..<spatial { dst[j] = a * (m * gr[j] - sg - (xr[j] - mean) * r * sgx) }
                         } else {
                             for j in 0..<spatial { dst[j] = gr[j] * gam * r }  // dx = g·γ·r

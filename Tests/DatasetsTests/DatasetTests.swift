@@ -10,6 +10,28 @@ final class DatasetTests: XCTestCase {
         return Dataset(inputs: inputs, labels: (0..<40).map { $0 % 4 }, classNames: ["a", "b", "c", "d"])
     }
 
+    /// Data parallelism: each process's shard of a global batch is its consecutive part of the
+    /// same seeded order; the parts put together are the one-process batch, a short last batch
+    /// is cut as evenly as it can be, and a global batch that does not split evenly is an error.
+    func testShardsOfEachBatchMakeTheWholeBatch() throws {
+        let data = makeDataset()
+        let whole = try DataLoader(data, batchSize: 12, shuffle: true, seed: 9, workers: 1)
+        let shards = try (0..<3).map { try DataLoader(data, batchSize: 12, shuffle: true, seed: 9, workers: 1, shard: .init(rank: $0, count: 3)) }
+        for epoch in 0..<2 {
+            let expected = Array(whole.batches(epoch: epoch)).map(\.indices)
+            let parts = shards.map { loader in Array(loader.batches(epoch: epoch)).map(\.indices) }
+            XCTAssertEqual(expected.count, 4)
+            for (b, batch) in expected.enumerated() {
+                XCTAssertEqual(parts[0][b] + parts[1][b] + parts[2][b], batch, "epoch \(epoch), batch \(b)")
+                XCTAssertEqual(parts.map { $0[b].count }, b < 3 ? [4, 4, 4] : [1, 1, 2])
+            }
+        }
+        XCTAssertThrowsError(try DataLoader(data, batchSize: 10, workers: 1, shard: .init(rank: 0, count: 3))) {
+            XCTAssertTrue("\($0)".contains("the batch of 10 does not split evenly over 3 processes"), "\($0)")
+        }
+        XCTAssertThrowsError(try DataLoader(data, batchSize: 12, workers: 1, shard: .init(rank: 3, count: 3)))
+    }
+
     func testSelectingClassesRelabelsInTheGivenOrder() throws {
         let subset = try makeDataset().selectingClasses([3, 1])
         XCTAssertEqual(subset.count, 20)

@@ -27,9 +27,26 @@ final class ServedTeacherTests: XCTestCase {
         var (teacher, data, cache) = try served(["--fault", "big", "--big-bytes", "300000"])
         teacher.maximumBodyBytes = 200_000
         XCTAssertThrowsError(try teacher.logits(for: data, conversion: nil, directory: cache)) { error in
-            XCTAssertTrue("\(error)".contains("bytes, above the limit of 200000"), "\(error)")
+            XCTAssertTrue("\(error)".contains("the answer is above the limit of 200000 bytes"), "\(error)")
             XCTAssertTrue("\(error)".contains("0 of 100 examples are answered"), "\(error)")
         }
+    }
+
+    /// An answer without Content-Length, 1 GiB long: reading stops at the limit (the server
+    /// counts what it could send: the limit and what the sockets' buffers hold, not the GiB),
+    /// and the error is not retried.
+    func testReadingAnEndlessAnswerStopsAtTheLimit() throws {
+        var (teacher, data, cache) = try served(["--fault", "stream", "--big-bytes", "\(1 << 30)"])
+        teacher.maximumBodyBytes = 1 << 20
+        teacher.concurrency = 1
+        XCTAssertThrowsError(try teacher.logits(for: data, conversion: nil, directory: cache)) { error in
+            XCTAssertTrue("\(error)".contains("/infer: the answer is above the limit of 1048576 bytes"), "\(error)")
+            XCTAssertTrue("\(error)".contains("0 of 100 examples are answered"), "\(error)")
+        }
+        let stats = try runPython(["-c", "import urllib.request; print(urllib.request.urlopen('\(teacher.url.absoluteString.components(separatedBy: "/v2/")[0])/stats', timeout=10).read().decode())"])
+        let counts = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Int], stats.output)
+        XCTAssertEqual(counts["requests"], 1, "a body above the limit is not asked for again")
+        XCTAssertLessThan(try XCTUnwrap(counts["streamed"]), 64 << 20, "the client read on past its limit")
     }
 
     func testLogitsComeInTheDatasetsOrderAndAreTheTeachersOwn() throws {

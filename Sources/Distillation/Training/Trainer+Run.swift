@@ -27,7 +27,7 @@ extension Trainer {
         if let checkpoint { try resume(from: checkpoint, train: train) }
         let result = try fit(train: train, labeled: labeled, validation: validation, events: events)
         var report = try DistillationReport(student: model, teacher: teacher, test: test)
-        guard let directory = configuration.runDirectory else { return RunOutcome(result: result, report: report, seconds: Date().timeIntervalSince(start)) }
+        guard let directory = outputDirectory else { return RunOutcome(result: result, report: report, seconds: Date().timeIntervalSince(start)) }
         func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
         try saveModel(model, path("model.safetensors"))
         if let bestEpoch = result.bestEpoch, FileManager.default.fileExists(atPath: path("best.safetensors")) {

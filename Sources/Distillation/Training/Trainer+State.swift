@@ -79,6 +79,8 @@ extension Trainer {
     @discardableResult
     func writeCheckpoint(events: (TrainingEvent) -> Void) throws -> String? {
         guard let directory = configuration.runDirectory, let optimizer else { return nil }
+        // Data parallel: rank 0 writes; the others hold the same state and report its path.
+        guard communicator.isWriter else { return Self.checkpointPath(in: directory) }
         events(.checkpoint(globalStep: state.step, written: false))
         state.seconds += Date().timeIntervalSince(segmentStart)
         segmentStart = Date()
@@ -126,7 +128,7 @@ extension Trainer {
     /// Appends the epoch to `metrics.jsonl` (rewritten whole and atomically from the history,
     /// so a resumed run's file holds each epoch once) and to the TensorBoard event file.
     func writeMetrics(_ record: EpochRecord) throws {
-        guard let directory = configuration.runDirectory else { return }
+        guard let directory = outputDirectory else { return }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

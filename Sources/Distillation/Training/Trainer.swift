@@ -39,6 +39,8 @@ public final class Trainer {
     /// Settings of the caller's that decide the run's numbers, recorded in checkpoints beside
     /// the trainer's own: resuming with other values is refused, naming them.
     public var runSettings: [String: String] = [:]
+    /// The processes this run is spread over (`configuration.communicator`).
+    public var communicator: any Communicator { configuration.communicator }
 
     /// The model and every loss's trainable parts, as one module: what the optimizer and
     /// checkpoints cover.
@@ -77,13 +79,17 @@ public final class Trainer {
                     events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingResult {
         try check(train: train, labeled: labeled)
         if optimizer == nil { try prepare(train: train) }
-        if let weights = configuration.classWeights, let directory = configuration.runDirectory {
+        try joinProcesses(train: train, validation: validation)
+        if let weights = configuration.classWeights, let directory = outputDirectory {
             try ClassWeights.write(weights, classNames: train.classNames, to: directory)
         }
         let optimizer = self.optimizer!
         let c = configuration
-        let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, seed: c.seed, augmentation: c.augmentation,
-                                    skipBadFiles: c.skipBadFiles)
+        // Spread over processes, each takes its part of every global batch; the short last
+        // batch is dropped, so that every step averages equal parts.
+        let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, dropLast: communicator.isDistributed, seed: c.seed,
+                                    augmentation: c.augmentation, skipBadFiles: c.skipBadFiles,
+                                    shard: DataLoader.Shard(rank: communicator.rank, count: communicator.size))
         let auxiliary = try auxiliaryTasks.enumerated().map { i, task in
             try DataLoader(task.data, batchSize: c.batchSize, shuffle: true, seed: c.seed &+ UInt64(i + 1) &* 0x51ED)
         }
@@ -118,6 +124,10 @@ public final class Trainer {
                 for skipped in batch.skippedFiles { events(.skippedFile(epoch: epoch, skipped)) }
                 state.skippedFiles = (state.skippedFiles ?? 0) + batch.skippedFiles.count
                 if batch.indices.isEmpty {
+                    // The other processes would wait for this one's gradients forever.
+                    if communicator.isDistributed {
+                        throw DistillationError("rank \(communicator.rank): every file of its part of batch \(state.batchInEpoch + 1) of epoch \(epoch + 1) failed to decode")
+                    }
                     // Every file of the batch was skipped: the step passes without an update,
                     // so that steps and the schedule stay where an intact batch would leave them.
                     state.add(loss: nil, terms: [:])
@@ -131,21 +141,28 @@ public final class Trainer {
                 // accumulate, and a resumed run must reproduce an uninterrupted one bit for bit.
                 let total = terms.sorted { $0.key < $1.key }.map(\.value).reduce(Tensor(scalar: 0), +)
                 total.backward()
-                let values = terms.mapValues(\.item)
+                var values = terms.mapValues(\.item)
+                var totalLoss = total.item
+                // Data parallel: the gradients averaged over the processes, and with them the
+                // losses and whether any process was asked to stop, so all decide alike.
+                var stopRequested = false
+                if communicator.isDistributed {
+                    (values, totalLoss, stopRequested) = averageAcrossProcesses(parameters, terms: values, total: totalLoss)
+                }
                 let norm = clipGradientNorm(parameters, maxNorm: c.clipNorm ?? .greatestFiniteMagnitude)
-                if !total.item.isFinite || !norm.isFinite {
+                if !totalLoss.isFinite || !norm.isFinite {
                     failure = (state.batchInEpoch, values)
                     break
                 }
                 optimizer.step()
-                state.add(loss: total.item, terms: values)
+                state.add(loss: totalLoss, terms: values)
                 stepsHere += 1
-                events(.step(epoch: epoch, step: state.batchInEpoch, of: loader.batchesPerEpoch, globalStep: state.step, loss: total.item,
+                events(.step(epoch: epoch, step: state.batchInEpoch, of: loader.batchesPerEpoch, globalStep: state.step, loss: totalLoss,
                              examplesPerSecond: Double(stepsHere * c.batchSize) / max(Date().timeIntervalSince(start), 1e-9)))
                 let midEpoch = state.batchInEpoch < loader.batchesPerEpoch && state.step < totalSteps
                 if let every = c.checkpointEvery, state.step % every == 0, midEpoch { try writeCheckpoint(events: events) }
                 // At an epoch's end the epoch is closed (and checkpointed) first, below.
-                if midEpoch && shouldStop() {
+                if midEpoch && (communicator.isDistributed ? stopRequested : shouldStop()) {
                     let path = try writeCheckpoint(events: events)
                     throw TrainingInterrupted(step: state.step, checkpoint: path)
                 }
@@ -168,7 +185,7 @@ public final class Trainer {
             events(.epochFinished(state.history.last!, isBest: isBest))
             if state.stoppedEarly { events(.stoppedEarly(epoch: epoch)) }
             if snapshot != nil { snapshot = Snapshot(self) }
-            if shouldStop() && state.step < limit && !state.stoppedEarly { throw TrainingInterrupted(step: state.step, checkpoint: path) }
+            if anyProcessAskedToStop() && state.step < limit && !state.stoppedEarly { throw TrainingInterrupted(step: state.step, checkpoint: path) }
         }
         return TrainingResult(history: state.history, bestEpoch: state.bestEpoch, bestValidationAccuracy: state.bestAccuracy,
                               stoppedEarly: state.stoppedEarly, steps: state.step)
@@ -207,14 +224,14 @@ public final class Trainer {
         record.skippedFiles = state.skippedFiles
         var isBest = false
         if let validation {
-            let accuracy = try Evaluation.accuracy(model, on: validation)
+            let accuracy = try shardedAccuracy(on: validation)
             record.validationAccuracy = accuracy
             if accuracy > (state.bestAccuracy ?? -1) {
                 isBest = true
                 state.bestAccuracy = accuracy
                 state.bestEpoch = state.epoch
                 state.epochsSinceBest = 0
-                if let directory = configuration.runDirectory {
+                if let directory = outputDirectory {
                     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                     let path = (directory as NSString).appendingPathComponent("best.safetensors")
                     if let saveModel { try saveModel(path) } else { try ModelWeights.save(model, to: path) }

@@ -1,3 +1,4 @@
+import Tensors
 import Datasets
 import NeuralNet
 
@@ -89,6 +90,14 @@ public struct TrainerConfiguration {
     /// `EpochRecord.skippedFiles`, each reported as `TrainingEvent.skippedFile`) instead of
     /// stopping with an error that names the file.
     public var skipBadFiles = false
+    /// Data-parallel runs: batch norm normalises with the statistics of the whole global
+    /// batch, summed over the processes (synchronised batch norm), so that N processes train
+    /// as one would on the same global batch. Off, each process uses its own shard's.
+    public var synchronizeBatchNorm = true
+    /// The processes the run is spread over (data parallelism): each takes its part of every
+    /// global batch of `batchSize`, gradients are averaged over all of them after backward,
+    /// and only rank 0 writes the run folder. `SingleProcess()` (the default): one process.
+    public var communicator: any Communicator = SingleProcess()
 
     public init() {}
 
@@ -105,6 +114,7 @@ public struct TrainerConfiguration {
                       "augmentation": String(describing: augmentation), "patience": patience.map(String.init) ?? "off",
                       "learningRateScales": learningRateScales.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
         if let steps { result["steps"] = String(steps) }
+        if !synchronizeBatchNorm { result["synchronizeBatchNorm"] = "off" }
         if let classWeights { result["classWeights"] = classWeights.map { String($0) }.joined(separator: ",") }
         if case let .rollback(factor, retries) = nonFinite { result["nonFinite"] = "rollback \(factor) \(retries)" } else { result["nonFinite"] = "stop" }
         return result

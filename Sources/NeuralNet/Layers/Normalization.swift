@@ -12,6 +12,9 @@ public final class BatchNorm: Module {
     public let momentum: Float
     public let epsilon: Float
     public let state = ModuleState()
+    /// Set by data-parallel training (synchronised batch norm): training normalises with the
+    /// statistics of the global batch, summed over these processes. Nil: this process's batch.
+    public var synchronization: (any Communicator)?
 
     public init(_ features: Int, momentum: Float = 0.1, epsilon: Float = 1e-5) {
         weight = constantParameter([features], 1)
@@ -28,8 +31,11 @@ public final class BatchNorm: Module {
         if useBatch {
             batchesTracked.withUnsafeMutableBufferPointer { $0[0] += 1 }
         }
+        let synchronize = synchronization.flatMap { communicator -> ((UnsafeMutableBufferPointer<Double>) -> Void)? in
+            communicator.isDistributed ? { communicator.allReduceSum($0) } : nil
+        }
         return Tensor.batchNorm(input, runningMean: runningMean, runningVariance: runningVariance, weight: weight, bias: bias,
-                                training: useBatch, momentum: momentum, epsilon: epsilon)
+                                training: useBatch, momentum: momentum, epsilon: epsilon, synchronize: synchronize)
     }
 
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
