@@ -45,5 +45,26 @@ if [ "${1:-}" = "--test-oracles" ]; then
       exit 1
     fi
   fi
+  # Seldon MLServer, for the test that distils through a real inference server
+  # (Tests/DistillCLITests/CommandLineTests+MLServer.swift). It pins its own protobuf,
+  # pydantic and web stack, so it lives in a virtual environment of its own, outside the
+  # work tree: a cache folder named by its version (Tests/TestSupport/MLServer.swift finds
+  # it by the same rule), made once per machine and kept across clones, so a re-run only
+  # checks that it imports. A version change makes a new one.
+  mlserver_version=1.7.1
+  venv="${DISTILL_MLSERVER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/distill/mlserver-$mlserver_version}"
+  if ! "$venv/bin/python" -c "import mlserver, onnxruntime, numpy, requests" 2>/dev/null; then
+    echo "Installing MLServer $mlserver_version with onnxruntime, numpy and requests into $venv"
+    if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
+      sudo=""
+      [ "$(id -u)" -ne 0 ] && sudo="sudo"
+      $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+    fi
+    if ! { python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q "mlserver==$mlserver_version" onnxruntime numpy requests; }; then
+      echo "error: could not install MLServer $mlserver_version into $venv; the MLServer test needs it" >&2
+      exit 1
+    fi
+  fi
 fi
 exit 0

@@ -29,13 +29,16 @@ Faults (--fault, applied to the first --fault-times infer requests, or to every 
 version, big, stream (a body of --big-bytes sent in chunks without Content-Length), redirect
 (307 to --redirect-to); and malformed partial answers: topk-index (a class index out of range),
 topk-count (one entry fewer than asked), probability (a value of 1.5), label-range (a label
-equal to the class count).
+equal to the class count). --fault-rate P fails each infer request with 503 (no
+Retry-After) with probability P, drawn from a generator seeded by --fault-seed: the client's
+own back-off is what it costs (bench/peers/served_teacher_bench.py measures it).
 """
 import argparse
 import json
 import socket
 import struct
 import sys
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,6 +139,15 @@ class State:
         self.binary_requests = 0
         self.authorizations = []
         self.streamed = 0
+        self.failed = 0
+        self.random = random.Random(options.fault_seed)
+
+    def fails_at_random(self):
+        """True for a request that --fault-rate fails (called under the lock)."""
+        if not self.options.fault_rate or self.random.random() >= self.options.fault_rate:
+            return False
+        self.failed += 1
+        return True
 
     def logits(self, inputs):
         if self.options.onnx:
@@ -218,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 return self.reply(200, {"requests": state.requests, "examples": state.examples,
                                         "authorizations": len(state.authorizations), "streamed": state.streamed,
-                                        "binary_requests": state.binary_requests})
+                                        "binary_requests": state.binary_requests, "failed": state.failed})
         if not self.authorized():
             return
         if self.path == "/v2/health/ready":
@@ -244,6 +256,9 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests += 1
             number = state.requests
+            failing = state.fails_at_random()
+        if failing:
+            return self.reply(503, {"error": "injected at random"})
         fault = state.fault_for(number)
         if fault == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -342,6 +357,8 @@ def main():
     parser.add_argument("--fault-after", type=int)
     parser.add_argument("--delay", type=float, default=2.0)
     parser.add_argument("--big-bytes", type=int, default=2_000_000)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-seed", type=int, default=0)
     parser.add_argument("--redirect-to", help="the server (http://HOST:PORT) the redirect fault sends the client to")
     parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--tls-key", help="the certificate's PEM private key")

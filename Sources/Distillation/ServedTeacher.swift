@@ -183,26 +183,34 @@ public struct ServedTeacher: Sendable {
             let unique = missing.filter { queued.insert(chunkKeys[$0]).inserted }
             let batches = stride(from: 0, to: unique.count, by: queryBatch).map { Array(unique[$0..<min($0 + queryBatch, unique.count)]) }
             state.startRound()
-            DispatchQueue.concurrentPerform(iterations: min(concurrency, max(batches.count, 1))) { _ in
-                while let index = state.next(batches.count) {
-                    let rows = batches[index]
-                    do {
-                        if shouldStop?() == true { throw DistillationError("\(url): querying stopped on request") }
-                        guard state.reserve(rows.count, limit: limit) else {
-                            throw DistillationError("\(url): --max-queries \(limit ?? 0) reached (run again to continue)")
+            // One thread per request in flight: they block on the network, so not
+            // DispatchQueue.concurrentPerform, which runs at most one iteration per core at once.
+            let lanes = DispatchGroup()
+            for _ in 0..<min(concurrency, max(batches.count, 1)) {
+                lanes.enter()
+                Thread {
+                    defer { lanes.leave() }
+                    while let index = state.next(batches.count) {
+                        let rows = batches[index]
+                        do {
+                            if shouldStop?() == true { throw DistillationError("\(url): querying stopped on request") }
+                            guard state.reserve(rows.count, limit: limit) else {
+                                throw DistillationError("\(url): --max-queries \(limit ?? 0) reached (run again to continue)")
+                            }
+                            try state.waitForSlot(requestsPerSecond)
+                            var sent = [Float]()
+                            sent.reserveCapacity(rows.count * size)
+                            for row in rows { sent += values[(row * size)..<((row + 1) * size)] }
+                            let logits = try infer(sent, count: rows.count, exampleShape: exampleShape, metadata: metadata, classes: classes, classNames: classNames)
+                            try answers.append(keys: rows.map { chunkKeys[$0] }, logits: logits)
+                            progress(state.answered(rows.count), total)
+                        } catch {
+                            state.fail(error)
                         }
-                        try state.waitForSlot(requestsPerSecond)
-                        var sent = [Float]()
-                        sent.reserveCapacity(rows.count * size)
-                        for row in rows { sent += values[(row * size)..<((row + 1) * size)] }
-                        let logits = try infer(sent, count: rows.count, exampleShape: exampleShape, metadata: metadata, classes: classes, classNames: classNames)
-                        try answers.append(keys: rows.map { chunkKeys[$0] }, logits: logits)
-                        progress(state.answered(rows.count), total)
-                    } catch {
-                        state.fail(error)
                     }
-                }
+                }.start()
             }
+            lanes.wait()
             if state.error != nil { break }
         }
         if let error = state.error {
