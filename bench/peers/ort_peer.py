@@ -7,10 +7,13 @@ per-step wall time; at batch 1 a step is 100 calls and the time is per call). On
     python3 bench/peers/ort_peer.py --model model.onnx --case infer-resnet20-c3-b256 --threads 2
 
 Threads as Distill's: intra_op_num_threads = --threads, inter_op_num_threads = 1, sequential
-execution; graph optimisations at their default (all), as a deployment would run.
+execution; graph optimisations at their default (all), as a deployment would run. With
+OMP_WAIT_POLICY=PASSIVE in the environment (the driver's --passive-peer-threads) its workers
+do not spin, as PyTorch's OpenMP threads then do not.
 """
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -35,6 +38,8 @@ def main():
     settings.intra_op_num_threads = args.threads
     settings.inter_op_num_threads = 1
     settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if os.environ.get("OMP_WAIT_POLICY") == "PASSIVE":  # the driver's --passive-peer-threads: no spinning workers
+        settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(args.model, settings, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     x = np.random.default_rng(0).standard_normal((batch, channels, size, size), dtype=np.float32)

@@ -100,8 +100,8 @@ def cpu_header():
     return model, isa
 
 
-def run_json(command):
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+def run_json(command, env=None):
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -112,13 +112,16 @@ def distill_times(case, iterations, threads, rss=False):
     return run_json([BENCH, "--case", name, "--iterations", str(iterations), "--threads", str(threads), "--batch", str(batch)] + extra)
 
 
+PEER_ENV = None  # the peers' environment: os.environ, or with OMP_WAIT_POLICY=PASSIVE (--passive-peer-threads)
+
+
 def torch_times(case, iterations, threads, rss=False):
     """The PyTorch peer, in a fresh process."""
     _, _, batch, name, _ = CASES[case]
     extra = ["--no-flush-denormals"] if case == "denormal-off" else []
     extra += ["--rss"] if rss else []
     return run_json([sys.executable, os.path.join(HERE, "torch_peer.py"), "--case", name, "--iterations", str(iterations),
-                     "--threads", str(threads), "--batch", str(batch)] + extra)
+                     "--threads", str(threads), "--batch", str(batch)] + extra, env=PEER_ENV)
 
 
 _EXPORTED = {}
@@ -134,7 +137,7 @@ def ort_times(case, iterations, threads, rss=False):
         _EXPORTED[model_case] = path
     extra = ["--rss"] if rss else []
     return run_json([sys.executable, os.path.join(HERE, "ort_peer.py"), "--model", _EXPORTED[model_case], "--case", name,
-                     "--iterations", str(iterations), "--threads", str(threads), "--batch", str(batch)] + extra)
+                     "--iterations", str(iterations), "--threads", str(threads), "--batch", str(batch)] + extra, env=PEER_ENV)
 
 
 def peer_times(case, iterations, threads, rss=False):
@@ -218,7 +221,13 @@ def main():
     parser.add_argument("--cases", default="engine,models",
                         help=f"comma-separated cases or groups ({', '.join(GROUPS)}); default engine,models")
     parser.add_argument("--extras", action="store_true", help="also scaling, memory and epoch-size reports")
+    parser.add_argument("--passive-peer-threads", action="store_true",
+                        help="run the peers with OMP_WAIT_POLICY=PASSIVE: on a machine loaded by other work, OpenMP's "
+                             "spinning threads make PyTorch many times slower than it is on a quiet one")
     args = parser.parse_args()
+    global PEER_ENV
+    if args.passive_peer_threads:
+        PEER_ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     if not os.path.exists(BENCH):
         sys.exit(f"{BENCH} is missing: run 'swift build -c release --product DistillBench' first")
     if args.repeats < 1 or (args.iterations is not None and args.iterations < 1) or args.threads < 1:
@@ -234,6 +243,8 @@ def main():
     print(f"# threads={args.threads}, repeats={args.repeats}, iterations={args.iterations or 'per case'}, "
           f"torch {versions}, onnxruntime {onnxruntime.__version__}")
     print("# command: python3 bench/peers/run_side_by_side.py " + " ".join(sys.argv[1:]))
+    print(f"# load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
+          + (" (peers with OMP_WAIT_POLICY=PASSIVE)" if args.passive_peer_threads else ""))
     idle = idle_peaks()
     print(f"# idle peaks: DistillBench {mib(idle[0])} MiB, python+torch {mib(idle[1])} MiB, python+onnxruntime {mib(idle[2])} MiB\n")
     print("| case | Distill ms | peer | peer ms | ratio (peer ÷ Distill) | ratio range | steps |")
@@ -266,6 +277,8 @@ def main():
         print(f"| {label} | {statistics.median(ours) * 1e3:.3f} | {peer_name} | {statistics.median(theirs) * 1e3:.3f} "
               f"| {statistics.median(ratios):.2f} | {spread(ratios)} | {iterations} |", flush=True)
         memory.append((label, peer_name, statistics.median(our_peak), statistics.median(their_peak)))
+        print(json.dumps({"case": case, "distill": ours, "peer": peer_name, "peer_seconds": theirs, "distill_peak": our_peak,
+                          "peer_peak": their_peak, "loadavg": os.getloadavg()[0]}), file=sys.stderr, flush=True)
     if memory:
         print("\nPeak resident memory of the same processes (VmHWM, medians), total and above an idle process "
               "that loaded the library (DistillBench doing nothing; Python that imported torch, or onnxruntime):\n")
@@ -275,6 +288,7 @@ def main():
             base = idle[2] if peer_name == "onnxruntime" else idle[1]
             above_a, above_b = a - idle[0], b - base
             print(f"| {label} | {mib(a)} | {mib(above_a)} | {peer_name} | {mib(b)} | {mib(above_b)} | {above_b / max(above_a, 2**20):.2f} |")
+    print(f"\n# load average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if args.extras:
         extras(args.repeats, idle)
 
