@@ -75,7 +75,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "DistillBench",
-            dependencies: ["Tensors", "NeuralNet", "Datasets", "Distillation"],
+            dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats", "Distillation"],
             path: "bench/DistillBench"
         ),
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),

@@ -7,7 +7,7 @@
 #include "kernels.h"
 
 /* Paths verified by the tests (KernelDispatchTests) on a CPU that executes them; see
-   docs/benchmarks.md for which CPUs. All three on an Intel Xeon Sapphire Rapids (which
+   docs/benchmarks.md for which CPUs. All three on an Intel Xeon (family 6 model 207, Emerald Rapids) (which
    executes AVX2 + FMA as well as AVX-512). A new path starts at 0 here and is turned on
    once the tests have run it. */
 static const int verified[3] = {1, 1, 1};

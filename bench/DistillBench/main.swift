@@ -5,6 +5,8 @@
 //       prints one JSON line: {"case": NAME, "seconds": [per-iteration times]}
 //   DistillBench --smoke
 //       runs every case once at small size and checks the results are finite (CI).
+//   DistillBench --case infer-NAME[-cC] --export-onnx PATH
+//       writes the case's model (the same weights as its timing) as ONNX, for bench/peers/ort_peer.py.
 //
 // Cases (the PyTorch peer implements the same ones):
 //   sgemm            1024×1024 · 1024×1024
@@ -13,14 +15,17 @@
 //   denormal         64 passes of y = x·0.5 + x·1e-3 over 1M denormal floats
 //   loader           one epoch of Fashion-MNIST batches of 128 through DataLoader (no peer:
 //                    reported as images per second); loader-augmented adds crop, flip, erasing
-//   train-*, infer-*, distill-epoch, epoch-size, memory-steps: zoo models, see ModelCases.swift
+//   train-*, infer-*, distill-epoch[-cold], epoch-size, memory-steps: zoo models, see ModelCases.swift
+//   idle             loads nothing and does nothing: its peak resident memory is the baseline
+//                    that the driver subtracts ("peak above an idle process")
 //   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift
 //
-// Options: --batch N (model cases, default 128); --input C,H,W (model cases' example shape,
-// default 1,28,28); --rss adds the peak resident memory to the line.
+// Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line.
+// Model cases add "parameters" (the model's trainable parameter count) to the line.
 
 import Datasets
 import Foundation
+import ModelFormats
 import NeuralNet
 import Tensors
 
@@ -33,7 +38,7 @@ struct Options {
     var batch = 128
     var reportPeakMemory = false
     var folder = ""
-    var input = [1, 28, 28]
+    var exportPath = ""
 }
 
 func parseOptions() -> Options {
@@ -49,34 +54,36 @@ func parseOptions() -> Options {
         case "--batch": options.batch = Int(arguments.next() ?? "") ?? 0
         case "--rss": options.reportPeakMemory = true
         case "--folder": options.folder = arguments.next() ?? ""
-        case "--input":
-            options.input = (arguments.next() ?? "").split(separator: ",").map { Int($0) ?? 0 }
+        case "--export-onnx": options.exportPath = arguments.next() ?? ""
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)
         }
     }
-    if options.iterations < 1 || options.threads < 1 || options.batch < 1 || options.input.count != 3 || options.input.contains(where: { $0 < 1 }) {
-        FileHandle.standardError.write("DistillBench: --iterations, --threads, --batch and the three sizes of --input C,H,W must be positive\n".data(using: .utf8)!)
+    if options.iterations < 1 || options.threads < 1 || options.batch < 1 {
+        FileHandle.standardError.write("DistillBench: --iterations, --threads and --batch must be positive\n".data(using: .utf8)!)
         exit(2)
     }
     return options
 }
 
 /// A prepared workload: `step` runs one timed iteration (of `callsPerStep` calls, timed per
-/// call) and returns a value to check.
+/// call) and returns a value to check; `warmup` runs once, untimed, before the first (the
+/// step itself unless a case needs a cheaper or different one).
 struct Workload {
     var callsPerStep = 1
     let step: () -> Float
+    let warmup: () -> Float
 
-    init(callsPerStep: Int = 1, step: @escaping () -> Float) {
+    init(callsPerStep: Int = 1, warmup: (() -> Float)? = nil, step: @escaping () -> Float) {
         self.callsPerStep = callsPerStep
         self.step = step
+        self.warmup = warmup ?? step
     }
 }
 
-func makeWorkload(_ name: String, small: Bool, batch: Int = 128, input: [Int] = [1, 28, 28]) -> Workload? {
-    if let model = makeModelWorkload(name, batch: batch, small: small, input: input) { return model }
+func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
+    if let model = makeModelWorkload(name, batch: batch, small: small) { return model }
     var generator = RandomGenerator(seed: 0)
     switch name {
     case "sgemm":
@@ -173,7 +180,8 @@ Compute.threadCount = options.threads
 Compute.flushDenormals = options.flushDenormals
 
 if options.smoke {
-    for name in ["sgemm", "conv", "cnn", "denormal", "train-cnn-teacher", "train-mlp", "infer-cnn-student", "distill-epoch"] {
+    for name in ["sgemm", "conv", "cnn", "denormal", "train-cnn-teacher", "train-mlp", "infer-cnn-student", "distill-epoch",
+                 "distill-epoch-cold", "train-resnet20-c3", "train-wrn-16-2-c1", "train-mobilenetv2-c3", "infer-mobilenetv2-c1"] {
         guard let workload = makeWorkload(name, small: true) else {
             FileHandle.standardError.write("DistillBench smoke: case \(name) could not be prepared\n".data(using: .utf8)!)
             exit(1)
@@ -186,10 +194,37 @@ if options.smoke {
         print("smoke \(name): ok")
     }
     epochSizeCase(small: true)
+    let onnx = FileManager.default.temporaryDirectory.appendingPathComponent("distill-bench-smoke-\(getpid()).onnx").path
+    defer { try? FileManager.default.removeItem(atPath: onnx) }
+    do { try exportONNX("infer-resnet20-c3", to: onnx) } catch {
+        FileHandle.standardError.write("DistillBench smoke: ONNX export failed: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
+    print("smoke export-onnx: ok")
+    exit(0)
+}
+
+/// Writes the model of case `name` (seed 0, as timed) as ONNX to `path`.
+func exportONNX(_ name: String, to path: String) throws {
+    guard let spec = ModelCase(name, batch: 1), let model = spec.make() else {
+        throw ModelFormatError(file: path, "no zoo model for case '\(name)'")
+    }
+    model.eval()
+    try ONNXExport.model(model, inputShape: spec.options.exampleShape).write(to: path)
+}
+
+if !options.exportPath.isEmpty {
+    do { try exportONNX(options.caseName, to: options.exportPath) } catch {
+        FileHandle.standardError.write("DistillBench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
     exit(0)
 }
 
 switch options.caseName {
+case "idle":
+    print("{\"case\": \"idle\", \"seconds\": [], \"peak_rss\": \(peakResidentBytes())}")
+    exit(0)
 case "epoch-size":
     epochSizeCase(small: false)
     exit(0)
@@ -208,11 +243,11 @@ case "stream-epoch", "stream-train":
 default: break
 }
 
-guard let workload = makeWorkload(options.caseName, small: false, batch: options.batch, input: options.input) else {
+guard let workload = makeWorkload(options.caseName, small: false, batch: options.batch) else {
     FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal, loader, train-NAME, infer-NAME, distill-epoch, epoch-size, memory-steps, stream-epoch, stream-train)\n".data(using: .utf8)!)
     exit(2)
 }
-_ = workload.step()  // warm-up: first-touch page faults, BLAS thread start
+_ = workload.warmup()  // first-touch page faults, BLAS thread start
 var seconds: [Double] = []
 for _ in 0..<options.iterations {
     let start = DispatchTime.now().uptimeNanoseconds
@@ -220,4 +255,5 @@ for _ in 0..<options.iterations {
     seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(workload.callsPerStep))
 }
 let peak = options.reportPeakMemory ? ", \"peak_rss\": \(peakResidentBytes())" : ""
-print("{\"case\": \"\(options.caseName)\", \"seconds\": [\(seconds.map { String($0) }.joined(separator: ", "))]\(peak)}")
+let parameters = parameterCount(options.caseName, batch: options.batch).map { ", \"parameters\": \($0)" } ?? ""
+print("{\"case\": \"\(options.caseName)\", \"seconds\": [\(seconds.map { String($0) }.joined(separator: ", "))]\(peak)\(parameters)}")

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """The PyTorch side of the engine benchmarks: the same cases as bench/DistillBench, timed
-the same way (one warm-up, then per-iteration wall time). Imported by run_side_by_side.py;
-run alone it prints one JSON line per case.
+the same way (one warm-up, then per-iteration wall time). run_side_by_side.py runs it in a
+fresh process for every case and repetition; it prints one JSON line.
 
     python3 bench/peers/torch_peer.py --case conv --iterations 10 --threads 2
+    python3 bench/peers/torch_peer.py --case train-resnet20-c3-b128 --rss
+
+Model cases are named as DistillBench's: train-MODEL[-cC][-bB], infer-MODEL[-cC][-bB]
+(-c3: 3×32×32 inputs, -c1 or none: 1×28×28). The case `idle` imports torch and builds
+nothing: its peak resident memory is the baseline the driver subtracts.
 """
 import argparse
 import gzip
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
 import zoo_models  # noqa: E402
+from case_names import parse_model_case  # noqa: E402
 
 _TRAIN_IMAGES = None
 _TEACHER_LOGITS = {}
@@ -40,6 +46,14 @@ def fashion_mnist_train():
     return _TRAIN_IMAGES
 
 
+def decaying_weights_only(model, weight_decay):
+    """Distill's parameter groups (ParameterGroup.decayingWeightsOnly, the Trainer's): weight
+    decay on weights (rank ≥ 2), none on biases and normalisation parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
 def kd_epoch(student, optimizer, teacher_logits_for, images, labels, batch=128, temperature=4.0, alpha=0.9):
     """One KD epoch, as torchdistill and most tutorials write it: shuffled batches, the
     teacher's logits for each batch, KL at temperature T scaled by T², plus (1 − α)·CE."""
@@ -47,8 +61,9 @@ def kd_epoch(student, optimizer, teacher_logits_for, images, labels, batch=128, 
     for start in range(0, len(order), batch):
         index = order[start:start + batch]
         x, y = images[index], labels[index]
-        with torch.no_grad():
+        with torch.inference_mode():
             t = teacher_logits_for(x, index)
+        t = t.clone()  # an ordinary tensor: the loss's backward keeps it
         s = student(x)
         kd = F.kl_div(F.log_softmax(s / temperature, 1), F.log_softmax(t / temperature, 1), reduction="batchmean", log_target=True)
         loss = alpha * temperature ** 2 * kd + (1 - alpha) * F.cross_entropy(s, y)
@@ -59,7 +74,7 @@ def kd_epoch(student, optimizer, teacher_logits_for, images, labels, batch=128, 
     return float(loss.detach())
 
 
-def make_workload(name, batch=128, input_shape=(1, 28, 28)):
+def make_workload(name, batch=128):
     g = torch.Generator().manual_seed(0)
     if name == "sgemm":
         a, b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
@@ -112,12 +127,13 @@ def make_workload(name, batch=128, input_shape=(1, 28, 28)):
                 return float(y.sum())
         return step
     if name.startswith("train-") or name.startswith("infer-"):
-        model = zoo_models.make(name[6:], input_channels=input_shape[0], input_size=input_shape[1])
-        x = torch.randn(batch, *input_shape, generator=g)
+        training, model_name, options, batch = parse_model_case(name, batch)
+        model = zoo_models.make(model_name, **options)
+        x = torch.randn(batch, options.get("input_channels", 1), options.get("input_size", 28), options.get("input_size", 28), generator=g)
         labels = torch.arange(batch) % 10
-        if name.startswith("train-"):
+        if training:
             model.train()
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            optimizer = torch.optim.SGD(decaying_weights_only(model, 5e-4), lr=0.01, momentum=0.9)
 
             def step():
                 loss = F.cross_entropy(model(x), labels)
@@ -125,17 +141,19 @@ def make_workload(name, batch=128, input_shape=(1, 28, 28)):
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 return float(loss.detach())
+            step.parameters = sum(p.numel() for p in model.parameters())
             return step
         model.eval()
         calls = 100 if batch == 1 else 1
 
         def step():
-            with torch.no_grad():
+            with torch.inference_mode():
                 total = 0.0
                 for _ in range(calls):
                     total += float(model(x)[:, 0].sum())
                 return total
         step.calls = calls
+        step.parameters = sum(p.numel() for p in model.parameters())
         return step
     if name in ("distill-epoch-online", "distill-epoch-cached"):
         images, labels = fashion_mnist_train()
@@ -145,7 +163,7 @@ def make_workload(name, batch=128, input_shape=(1, 28, 28)):
                 return teacher(x)
         else:
             if "cached" not in _TEACHER_LOGITS:  # once per process, outside the timing
-                with torch.no_grad():
+                with torch.inference_mode():
                     _TEACHER_LOGITS["cached"] = torch.cat([teacher(images[i:i + 1000]) for i in range(0, len(images), 1000)])
 
             def logits_for(x, index):
@@ -153,7 +171,7 @@ def make_workload(name, batch=128, input_shape=(1, 28, 28)):
 
         def step():
             student = zoo_models.make("cnn-student").train()
-            optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+            optimizer = torch.optim.SGD(decaying_weights_only(student, 5e-4), lr=0.05, momentum=0.9, nesterov=True)
             return kd_epoch(student, optimizer, logits_for, images, labels)
         step.warmup = lambda: kd_epoch(zoo_models.make("cnn-student").train(),
                                        torch.optim.SGD(zoo_models.make("cnn-student").parameters(), lr=0.05),
@@ -162,10 +180,18 @@ def make_workload(name, batch=128, input_shape=(1, 28, 28)):
     raise SystemExit(f"torch_peer: unknown case {name}")
 
 
-def time_case(name, iterations, threads, flush_denormals=True, batch=128, input_shape=(1, 28, 28)):
+def peak_rss():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork/exec.
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def time_case(name, iterations, threads, flush_denormals=True, batch=128):
     torch.set_num_threads(threads)
     torch.set_flush_denormal(flush_denormals)
-    step = make_workload(name, batch, input_shape)
+    if name == "idle":
+        return [], None
+    step = make_workload(name, batch)
     getattr(step, "warmup", step)()
     calls = getattr(step, "calls", 1)
     seconds = []
@@ -174,7 +200,7 @@ def time_case(name, iterations, threads, flush_denormals=True, batch=128, input_
         step()
         seconds.append((time.perf_counter() - start) / calls)
     torch.set_flush_denormal(False)
-    return seconds
+    return seconds, getattr(step, "parameters", None)
 
 
 if __name__ == "__main__":
@@ -184,13 +210,12 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-flush-denormals", action="store_true")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--input", default="1,28,28", help="model cases' example shape C,H,W")
     parser.add_argument("--rss", action="store_true", help="add the peak resident memory of this process")
     args = parser.parse_args()
-    result = {"case": args.case, "seconds": time_case(args.case, args.iterations, args.threads, not args.no_flush_denormals, args.batch,
-                                                         tuple(int(v) for v in args.input.split(",")))}
+    seconds, parameters = time_case(args.case, args.iterations, args.threads, not args.no_flush_denormals, args.batch)
+    result = {"case": args.case, "seconds": seconds, "torch": torch.__version__}
+    if parameters is not None:
+        result["parameters"] = parameters
     if args.rss:
-        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork/exec.
-        with open("/proc/self/status") as f:
-            result["peak_rss"] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+        result["peak_rss"] = peak_rss()
     print(json.dumps(result))
