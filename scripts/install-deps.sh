@@ -17,22 +17,19 @@ fi
 # regenerate fixtures). Tests that need one skip on a developer's machine without it, and
 # fail in CI (CI=true), so a failed install here is an error, never a warning.
 if [ "${1:-}" = "--test-oracles" ]; then
+  # A command a test runs, from the Debian package of the same name, when it is missing.
+  install_command() {
+    command -v "$1" >/dev/null && return 0
+    echo "Installing $1 for $2"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+  }
   # Headless Chromium renders the HTML reports in a test (scripts/check_report.sh).
-  if ! command -v chromium >/dev/null; then
-    echo "Installing chromium for the report test"
-    sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-  fi
+  install_command chromium "the report test"
   # openssl makes the certificates of the served teacher's HTTPS test.
-  if ! command -v openssl >/dev/null; then
-    echo "Installing openssl for the HTTPS test"
-    sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
-  fi
+  install_command openssl "the HTTPS test"
   oracles=(safetensors numpy onnx onnxruntime tensorboard)
   if ! command -v python3 >/dev/null; then
     echo "error: python3 is needed for the test oracles (${oracles[*]})" >&2
