@@ -3,7 +3,7 @@
 (forward, input and parameter gradients, batch-norm running statistics), optimizers over
 several steps, learning-rate schedules and gradient clipping.
 
-    pip install torch && python3 scripts/generate_golden_nn.py
+    pip install torch transformers && python3 scripts/generate_golden_nn.py
 """
 import json
 import math
@@ -130,12 +130,81 @@ norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm=2.0))
 clipping = {"grads": [values(g) for g in grads], "shapes": [list(g.shape) for g in grads], "maxNorm": 2.0,
             "norm": norm, "clipped": [values(p.grad) for p in params]}
 
+# Added for issue 15 (text encoders; appended, so the values above keep theirs): Hugging
+# Face's BERT modules (transformers, eager attention) as the reference for ours, in
+# evaluation mode (no dropout), with padding masks. Inputs are token ids, a 0/1 attention
+# mask and token types; a float input (hidden states) where the module takes one.
+from transformers import BertConfig  # noqa: E402
+from transformers.models.bert import modeling_bert as hf_bert  # noqa: E402
+
+text_config = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                         max_position_embeddings=12, type_vocab_size=2, layer_norm_eps=1e-12, hidden_act="gelu",
+                         attn_implementation="eager")
+text_config_entry = {"vocab": 20, "hidden": 8, "layers": 2, "heads": 2, "intermediate": 16, "positions": 12, "types": 2,
+                     "epsilon": 1e-12}
+text_ids = [[2, 7, 19, 7, 0], [5, 1, 3, 3, 11]]
+text_mask = [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+text_types = [[0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
+text_layers = []
+
+
+def additive_mask(mask):
+    return (1.0 - torch.tensor(mask, dtype=torch.float32))[:, None, None, :] * torch.finfo(torch.float32).min
+
+
+def text_case(name, kind, module, run, float_input_shape=None):
+    """run(module, x) gives the output; x is a float input of float_input_shape, or None."""
+    module.eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape) * 0.5)
+    state = {k: tensor_entry(v.float()) for k, v in module.state_dict().items() if not k.endswith("position_ids")}
+    x = torch.randn(*float_input_shape, requires_grad=True) if float_input_shape else None
+    y = run(module, x)
+    upstream = torch.randn(y.shape)
+    (y * upstream).sum().backward()
+    entry = {"name": name, "kind": kind, "config": text_config_entry, "state": state,
+             "ids": sum(text_ids, []), "mask": sum(text_mask, []), "types": sum(text_types, []), "shape": [2, 5],
+             "output": tensor_entry(y), "upstream": values(upstream),
+             "paramGrads": {k: values(p.grad) for k, p in module.named_parameters() if p.grad is not None}}
+    if x is not None:
+        entry["input"] = tensor_entry(x)
+        entry["inputGrad"] = values(x.grad)
+    text_layers.append(entry)
+
+
+def first(output):
+    """The hidden states of a module that returns them alone or first in a tuple (versions differ)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def masked_mean(hidden, mask):
+    m = torch.tensor(mask, dtype=torch.float32)[:, :, None]
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+text_case("embedding repeated ids", "embedding", nn.Embedding(20, 8), lambda m, x: m(torch.tensor(text_ids)))
+text_case("bert embeddings", "embeddings", hf_bert.BertEmbeddings(text_config),
+          lambda m, x: m(input_ids=torch.tensor(text_ids), token_type_ids=torch.tensor(text_types)))
+text_case("self attention masked", "selfAttention", hf_bert.BertSelfAttention(text_config),
+          lambda m, x: first(m(x, attention_mask=additive_mask(text_mask))), (2, 5, 8))
+text_case("attention block masked", "attention", hf_bert.BertAttention(text_config),
+          lambda m, x: first(m(x, attention_mask=additive_mask(text_mask))), (2, 5, 8))
+text_case("encoder layer masked", "layer", hf_bert.BertLayer(text_config),
+          lambda m, x: first(m(x, attention_mask=additive_mask(text_mask))), (2, 5, 8))
+text_case("bert model mean pooled", "modelMean", hf_bert.BertModel(text_config, add_pooling_layer=False),
+          lambda m, x: masked_mean(m(input_ids=torch.tensor(text_ids), attention_mask=torch.tensor(text_mask),
+                                     token_type_ids=torch.tensor(text_types)).last_hidden_state, text_mask))
+text_case("bert model cls pooled", "modelCLS", hf_bert.BertModel(text_config, add_pooling_layer=False),
+          lambda m, x: m(input_ids=torch.tensor(text_ids), attention_mask=torch.tensor(text_mask),
+                         token_type_ids=torch.tensor(text_types)).last_hidden_state[:, 0])
+
 fixture = {"generator": "scripts/generate_golden_nn.py", "torch": torch.__version__, "layers": layers,
            "optimizerInit": {"params": [values(p) for p in init], "shapes": [list(s) for s in shapes],
                              "c": [values(c) for c in cs], "d": [values(d) for d in ds]},
-           "optimizers": optimizers, "schedules": schedules, "clipping": clipping}
+           "optimizers": optimizers, "schedules": schedules, "clipping": clipping, "textLayers": text_layers}
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "NeuralNetTests", "Fixtures", "nn_golden.json")
 with open(path + ".tmp", "w") as f:
     json.dump(fixture, f, separators=(",", ":"))
 os.replace(path + ".tmp", path)
-print(f"wrote {len(layers)} layers, {len(optimizers)} optimizers, {len(schedules)} schedules to {os.path.normpath(path)}")
+print(f"wrote {len(layers)} layers, {len(optimizers)} optimizers, {len(schedules)} schedules, {len(text_layers)} text layers to {os.path.normpath(path)}")

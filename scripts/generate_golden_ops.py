@@ -219,6 +219,21 @@ conv("conv depthwise 3x3 s2 p1 odd", r(2, 3, 9, 7), r(3, 1, 3, 3), r(3), stride=
 conv("conv depthwise multiplier 2 s2", r(1, 2, 8, 8), r(4, 1, 3, 3), r(4), stride=2, padding=1, groups=2)
 conv("conv depthwise 5x5 s2 p2", r(1, 2, 9, 10), r(2, 1, 5, 5), stride=2, padding=2, groups=2)
 
+# Added for issue 15 (text encoders; appended, so the cases above keep their values): the
+# embedding lookup (repeated ids accumulate their gradients), attention's masked, scaled
+# softmax (padded keys get exactly zero weight) and the product with a transposed operand.
+embedding_ids = [[3, 0, 7, 3], [5, 5, 1, 9]]
+add("embedding repeated ids", "embedding", [r(10, 4)],
+    lambda w: F.embedding(torch.tensor(embedding_ids), w),
+    {"indices": sum(embedding_ids, []), "indexShape": [2, 4]})
+softmax_mask = [[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]]
+add("masked softmax scaled", "maskedSoftmax", [r(2, 3, 4, 5) * 3],
+    lambda x: torch.softmax((x * 0.5).masked_fill(torch.tensor(softmax_mask)[:, None, None, :] == 0, float("-inf")), dim=-1),
+    {"mask": sum(softmax_mask, []), "scale": 0.5})
+add("masked softmax no mask", "maskedSoftmax", [r(2, 6, 7)], lambda x: torch.softmax(x, dim=-1), {"scale": 1.0})
+add("matmul transposing other", "matmulTransposed", [r(2, 3, 4, 5), r(2, 3, 6, 5)], lambda a, b: a @ b.transpose(-1, -2))
+add("matmul transposing other broadcast", "matmulTransposed", [r(2, 3, 4, 5), r(6, 5)], lambda a, b: a @ b.t())
+
 # The losses are NeuralNet's; everything else is the engine's.
 loss_ops = {"crossEntropy", "crossEntropySoft", "klDivergence", "mse", "smoothL1", "cosineSimilarity",
             "pairwiseDistances", "l2Normalize"}

@@ -4,8 +4,10 @@
 extension Tensor {
     /// Matrix product over the last two axes, broadcasting leading (batch) axes:
     /// [..., m, k] · [..., k, n] → [..., m, n]. Both operands need rank ≥ 2.
-    public func matmul(_ other: Tensor) -> Tensor {
-        Tensor.product(self, other, transposeA: false, transposeB: false)
+    /// `transposingOther` multiplies by the transpose of `other`'s last two axes
+    /// ([..., m, k] · [..., n, k]ᵀ, attention's Q·Kᵀ) without copying it.
+    public func matmul(_ other: Tensor, transposingOther: Bool = false) -> Tensor {
+        Tensor.product(self, other, transposeA: false, transposeB: transposingOther)
     }
 
     /// `op(a) · op(b)` where op transposes the last two axes when asked; recorded.
@@ -41,15 +43,19 @@ extension Tensor {
         let out = Tensor(uninitialized: Shape(batch.dimensions + [m, n]))
         let plan = BroadcastPlan(output: batch, batchA, batchB)
         let count = batch.count
-        for index in 0..<count {
-            // Batch offsets in matrices, from the broadcast plan's row offsets and inner strides.
-            let row = index / plan.inner, column = index % plan.inner
-            let (oa, ob) = plan.offsets(row: row)
-            let ia = oa + column * plan.innerStrideA, ib = ob + column * plan.innerStrideB
-            MatrixKernels.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-                               a: a.storage.pointer + ia * ar * ac, lda: ac,
-                               b: b.storage.pointer + ib * br * bc, ldb: bc,
-                               c: out.storage.pointer + index * m * n, ldc: n)
+        // Many small products (attention's per-head Q·Kᵀ) are spread over the pool one matrix
+        // per task; the gemm inside then runs on its task's thread (nested calls are serial).
+        Compute.parallelFor(count, costPerItem: count >= Compute.threadCount ? m * n * k / 8 : 0) { range in
+            for index in range {
+                // Batch offsets in matrices, from the broadcast plan's row offsets and inner strides.
+                let row = index / plan.inner, column = index % plan.inner
+                let (oa, ob) = plan.offsets(row: row)
+                let ia = oa + column * plan.innerStrideA, ib = ob + column * plan.innerStrideB
+                MatrixKernels.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                                   a: a.storage.pointer + ia * ar * ac, lda: ac,
+                                   b: b.storage.pointer + ib * br * bc, ldb: bc,
+                                   c: out.storage.pointer + index * m * n, ldc: n)
+            }
         }
         return out
     }

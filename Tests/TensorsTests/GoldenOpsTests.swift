@@ -77,6 +77,12 @@ final class GoldenOpsTests: XCTestCase {
         case "gather":
             return x[0].gathering(alongAxis: c.int("axis"), indices: c.floats("indices").map { Int($0) },
                                   indexShape: Shape(c.params["indexShape"] as! [Int]))
+        case "embedding":
+            return try! Tensor.embedding(x[0], indices: c.params["indices"] as! [Int], indexShape: Shape(c.params["indexShape"] as! [Int]))
+        case "maskedSoftmax":
+            let mask = c.params["mask"] == nil ? nil : Tensor(c.floats("mask"), shape: [x[0].shape[0], x[0].shape[-1]])
+            return Tensor.maskedSoftmax(x[0], keyMask: mask, scale: c.float("scale"))
+        case "matmulTransposed": return x[0].matmul(x[1], transposingOther: true)
         default: preconditionFailure("fixture op \(c.op) has no Swift counterpart")
         }
     }
