@@ -16,6 +16,7 @@
 //   loader           one epoch of Fashion-MNIST batches of 128 through DataLoader (no peer:
 //                    reported as images per second); loader-augmented adds crop, flip, erasing
 //   train-*, infer-*, distill-epoch[-cold], epoch-size, memory-steps: zoo models, see ModelCases.swift
+//   infer-minilm     the all-MiniLM-L6-v2 teacher's forward pass, see TextCases.swift
 //   idle             loads nothing and does nothing: its peak resident memory is the baseline
 //                    that the driver subtracts ("peak above an idle process")
 //   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift
@@ -84,6 +85,7 @@ struct Workload {
 
 func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
     if let model = makeModelWorkload(name, batch: batch, small: small) { return model }
+    if let text = makeTextWorkload(name, batch: batch, small: small) { return text }
     var generator = RandomGenerator(seed: 0)
     switch name {
     case "sgemm":

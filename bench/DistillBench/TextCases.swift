@@ -1,0 +1,40 @@
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+// Text encoder cases (bench/peers/text_peer.py times the same forward pass in PyTorch
+// `transformers`, eager attention):
+//
+//   infer-minilm   the all-MiniLM-L6-v2 teacher's forward pass and mean pooling, no
+//                  gradients, on --batch sequences (default 128; the figure is 32) of
+//                  128 token ids drawn with seed 0 from 1000..<30000, no padding. The teacher
+//                  comes from ${XDG_CACHE_HOME:-~/.cache}/distill/all-minilm-l6-v2-0.1.2
+//                  (scripts/fetch-minilm.sh).
+
+let textSequenceLength = 128
+
+/// The ids both sides run: a fixed linear-congruential stream, so the peer makes the same ones.
+func textBenchIds(batch: Int, length: Int) -> [Int] {
+    var state: UInt64 = 0
+    return (0..<batch * length).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return 1000 + Int((state >> 33) % 29000)
+    }
+}
+
+func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
+    guard name == "infer-minilm" else { return nil }
+    let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache")
+    let folder = cache + "/distill/all-minilm-l6-v2-0.1.2"
+    let encoder: SentenceEncoder
+    do { encoder = try HuggingFaceBERT.sentenceEncoder(folder: folder) } catch {
+        FileHandle.standardError.write("DistillBench: infer-minilm needs the teacher (scripts/fetch-minilm.sh): \(error)\n".data(using: .utf8)!)
+        exit(2)
+    }
+    let length = small ? 16 : textSequenceLength
+    let tokens = TokenBatch(ids: textBenchIds(batch: batch, length: length), batchSize: batch, length: length)
+    return Workload {
+        withoutGradients { (try? encoder.embed(tokens))?.sum().item ?? .nan }
+    }
+}
