@@ -85,20 +85,13 @@ extension Tensor {
                     dst.update(repeating: 0, count: keys)
                     continue
                 }
-                var total: Float = 0
+                // Exponentials of every key, then the masked ones zeroed: two plain loops that vectorise.
+                for j in 0..<keys { dst[j] = nonPositiveExp(scale * (src[j] - maximum)) }
                 if let mask {
-                    for j in 0..<keys {
-                        let e = mask[j] != 0 ? Foundation.exp(scale * (src[j] - maximum)) : 0
-                        dst[j] = e
-                        total += e
-                    }
-                } else {
-                    for j in 0..<keys {
-                        let e = Foundation.exp(scale * (src[j] - maximum))
-                        dst[j] = e
-                        total += e
-                    }
+                    for j in 0..<keys { dst[j] = mask[j] != 0 ? dst[j] : 0 }
                 }
+                var total: Float = 0
+                for j in 0..<keys { total += dst[j] }
                 let inverse = 1 / total
                 for j in 0..<keys { dst[j] *= inverse }
             }
