@@ -7,7 +7,7 @@
   onnxruntime's output. Cases cover Resize (every interpolation mode and coordinate
   transformation Distill runs), Pad, Split, Expand, Where, Pow, Sqrt, HardSigmoid,
   HardSwish, PRelu, Clip, Squeeze/Unsqueeze, the reductions, Slice with negative steps,
-  ConstantOfShape, the comparisons, and Conv and pooling with asymmetric padding. `gradients` names the initializers whose gradients
+  ConstantOfShape, the comparisons, LayerNormalization, and Conv and pooling with asymmetric padding. `gradients` names the initializers whose gradients
   the Swift test checks by finite differences, beside the input's.
 - small_cnn_legacy.onnx (TorchScript exporter, opset 11) and small_cnn_dynamo.onnx
   (torch.export-based exporter, opset 20): a small CNN with Hardswish, Hardsigmoid, PReLU,
@@ -184,6 +184,12 @@ def operator_cases():
     case("max pool auto_pad same_upper opset 13", 13, [node("MaxPool", ["x"], kernel_shape=[3, 3], auto_pad="SAME_UPPER", strides=[2, 2])])
     case("average pool asymmetric pads counted opset 19", 19,
          [node("AveragePool", ["x"], kernel_shape=[2, 3], pads=[1, 1, 0, 0], count_include_pad=1)])
+    # Added for issue 15 (text encoders; appended, so the cases above keep their values).
+    case("layer normalization last two axes opset 17", 17, [node("LayerNormalization", ["x", "scale", "bias"], axis=-2, epsilon=1e-3)],
+         {"scale": (rng.standard_normal((4, 6)) + 1).astype(np.float32), "bias": rng.standard_normal((4, 6)).astype(np.float32)},
+         gradients=["scale", "bias"])
+    case("layer normalization broadcast scale no bias opset 17", 17, [node("LayerNormalization", ["x", "scale"])],
+         {"scale": floats(1.5)}, gradients=["scale"])
 
 
 class SmallCNN(nn.Module):

@@ -130,6 +130,7 @@ struct ONNXOperators {
         case "Erf": return [.tensor(try tensor(0).erf())]
         case "LeakyRelu": return [.tensor(try tensor(0).leakyRelu(negativeSlope: try float("alpha", 0.01)))]
         case "Gelu": return [.tensor(try gelu())]
+        case "LayerNormalization": return [.tensor(try layerNormalization())]
         case "Clip": return [.tensor(try clip())]
         case "HardSigmoid": return [.tensor(try hardSigmoid())]
         case "HardSwish": return [.tensor(try hardSwish())]
