@@ -9,6 +9,13 @@ public struct Batch {
     /// The files dropped from this batch because they could not be decoded (with
     /// `DataLoader.skipBadFiles`), each error naming its file; the batch is that much smaller.
     public let skippedFiles: [DatasetError]
+
+    public init(inputs: Tensor, labels: [Int], indices: [Int], skippedFiles: [DatasetError] = []) {
+        self.inputs = inputs
+        self.labels = labels
+        self.indices = indices
+        self.skippedFiles = skippedFiles
+    }
 }
 
 /// Batches of a dataset: a seeded shuffle per epoch, optional drop-last and augmentation,

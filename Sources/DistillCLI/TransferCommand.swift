@@ -11,7 +11,7 @@ import Tensors
 /// strategy and seed trains in its own folder (`OUT/STRATEGY/seed-N`), so `--resume` goes on
 /// strategy by strategy and seed by seed. The old model is a zoo model (run folder or
 /// safetensors) or any ONNX classifier (`TransferSource`).
-struct TransferCommand: TabledCommand {
+struct TransferCommand: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
     static let experimentName = "transfer"
     static let options = [Spec.from, Spec.strategy, Spec.head, Spec.freeze, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
@@ -31,6 +31,7 @@ struct TransferCommand: TabledCommand {
     @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
     @OptionGroup var runOptions: RunOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var compute: ComputeOptions
 
     var strategies: [String] {
         strategy == "all" ? TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal"]
@@ -42,7 +43,7 @@ struct TransferCommand: TabledCommand {
          ("freeze", freeze.map { .text($0) }),
          ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
          ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)),
-         ("class-weights", classWeights.map { .text($0) })] + runOptions.values + dataOptions.values + output.values
+         ("class-weights", classWeights.map { .text($0) })] + runOptions.values + dataOptions.values + output.values + compute.values
     }
 
     func validate() throws {
