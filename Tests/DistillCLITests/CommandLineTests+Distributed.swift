@@ -193,6 +193,15 @@ extension CommandLineTests {
         for model in models {
             XCTAssertLessThanOrEqual(try relativeDifference(oneTransfer.appendingPathComponent(model), twoTransfer.appendingPathComponent(model)), 1e-5, model)
         }
+        // And bit for bit with --deterministic.
+        let deterministic = transfer + ["--deterministic", "2", "--threads", "1"]
+        let oneExact = folder("mpi-transfer-exact-one"), twoExact = folder("mpi-transfer-exact-two")
+        _ = try assertSucceeds(deterministic + ["--out", oneExact.path])
+        let exact = try runMPI(Array(repeating: deterministic + ["--out", twoExact.path], count: 2))
+        XCTAssertEqual(exact.status, 0, exact.errors)
+        for model in models {
+            try assertBitIdentical(oneExact.appendingPathComponent(model), twoExact.appendingPathComponent(model))
+        }
     }
 
     /// A rank killed with SIGKILL ends the job with a non-zero status within 60 s and leaves
