@@ -118,7 +118,12 @@ public final class GradientAverager {
         pending.append(tensor)
         pendingCount += gradient.count
         if overlap && pendingCount * 4 >= bucketBytes { startPending() }
-        // Let the library move the earlier buckets on (MPI progresses inside its calls).
+        progress()
+    }
+
+    /// Backward's other hook, after each op: lets the library move the started sums on
+    /// (MPI progresses non-blocking collectives only inside its calls).
+    public func progress() {
         while firstIncomplete < started.count && started[firstIncomplete].collective.progress() { firstIncomplete += 1 }
     }
 

@@ -179,6 +179,14 @@ extension CommandLineTests {
         XCTAssertEqual(plain.status, 0, plain.errors)
         try assertBitIdentical(overlapped.appendingPathComponent("model.safetensors"), after.appendingPathComponent("model.safetensors"))
 
+        // Distillation with few labels: many a rank's part of a batch holds none, so its loss
+        // has no cross-entropy term; the ranks still agree on what they sum.
+        let fewLabels = try runMPI(Array(repeating: ["distill", "--teacher", overlapped.appendingPathComponent("model.safetensors").path,
+                                                     "--student", "resnet8", "--width", "0.5", "--classes", "0,1", "--labels-per-class", "20"]
+                                          + common + ["--out", folder("mpi-few-labels").path], count: 2))
+        XCTAssertEqual(fewLabels.status, 0, fewLabels.errors)
+        XCTAssertTrue(fewLabels.output.contains("test accuracy"), fewLabels.output)
+
         // Transfer to the two other classes: fine-tuning, one process against two.
         let source = folder("mpi-transfer-source")
         _ = try assertSucceeds(["train", "--model", "cnn-student", "--classes", "0,1"] + common + ["--out", source.path])

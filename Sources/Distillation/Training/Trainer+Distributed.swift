@@ -52,8 +52,11 @@ extension Trainer {
     func averageAcrossProcesses(_ averager: GradientAverager, terms: [String: Float], total: Float) -> ([String: Float], Float, Bool) {
         averager.finish()
         allReduceWait += averager.waitSeconds
-        let keys = terms.keys.sorted()
-        let sums = communicator.sum(keys.map { Double(terms[$0]!) } + [Double(total), shouldStop() ? 1 : 0])
+        // Every process sums the same terms: a part of a batch without labels has no "ce",
+        // so the names are agreed first (a missing term counts as 0).
+        let keys = Set(communicator.allGather(terms.keys.sorted().joined(separator: "\n"))
+            .flatMap { $0.split(separator: "\n").map(String.init) }).sorted()
+        let sums = communicator.sum(keys.map { Double(terms[$0] ?? 0) } + [Double(total), shouldStop() ? 1 : 0])
         let n = Double(communicator.size)
         var result: [String: Float] = [:]
         for (i, key) in keys.enumerated() { result[key] = Float(sums[i] / n) }

@@ -151,7 +151,7 @@ public final class Trainer {
                     let total = terms.sorted { $0.key < $1.key }.map(\.value).reduce(Tensor(scalar: 0), +)
                     let averager = communicator.isDistributed
                         ? GradientAverager(communicator, parameters: parameters, bucketBytes: c.allReduceBucketBytes, overlap: c.overlapAllReduce) : nil
-                    total.backward(gradientReady: averager?.ready)
+                    total.backward(gradientReady: averager?.ready, betweenOps: averager?.progress)
                     values = terms.mapValues(\.item)
                     totalLoss = total.item
                     // Data parallel: the gradients averaged over the processes, and with them the
