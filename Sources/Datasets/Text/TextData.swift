@@ -98,7 +98,11 @@ public enum TextData {
     /// Unlabelled texts of one file, cut by `separator` lines or one a line; one class named
     /// after the file. A file without any text is an error.
     public static func readTexts(_ path: String, separator: String? = nil) throws -> LabeledTexts {
-        let text = try TextFile.read(path)
+        try parseTexts(try TextFile.read(path), file: path, separator: separator)
+    }
+
+    /// `readTexts` of text already read; `file` names the source (and the class).
+    public static func parseTexts(_ text: String, file path: String, separator: String? = nil) throws -> LabeledTexts {
         let texts = separator.map { TextFile.records(text, separator: $0) }
             ?? text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.unicodeScalars.allSatisfy(\.properties.isWhitespace) }
         guard !texts.isEmpty else { throw DatasetError(file: path, "holds no text") }
@@ -108,7 +112,12 @@ public enum TextData {
     /// A CSV or TSV table (tabs for `.tsv`) with a header naming `textColumn` and, when
     /// present, `labelColumn`.
     public static func readTable(_ path: String, textColumn: String = "text", labelColumn: String? = "label") throws -> LabeledTexts {
-        let text = try TextFile.read(path)
+        try parseTable(try TextFile.read(path), file: path, textColumn: textColumn, labelColumn: labelColumn)
+    }
+
+    /// `readTable` of text already read; `file` names the source (and its extension the delimiter).
+    public static func parseTable(_ text: String, file path: String, textColumn: String = "text",
+                                  labelColumn: String? = "label") throws -> LabeledTexts {
         let delimiter = CSV.delimiter(for: path)
         var rows: [(line: Int, fields: [String])] = []
         for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
@@ -137,7 +146,12 @@ public enum TextData {
     /// JSON lines: one object a line with the text under `textKey` and, when the lines have
     /// it, the class under `labelKey` (text, or an integer).
     public static func readJSONLines(_ path: String, textKey: String = "text", labelKey: String? = "label") throws -> LabeledTexts {
-        let text = try TextFile.read(path)
+        try parseJSONLines(try TextFile.read(path), file: path, textKey: textKey, labelKey: labelKey)
+    }
+
+    /// `readJSONLines` of text already read; `file` names the source.
+    public static func parseJSONLines(_ text: String, file path: String, textKey: String = "text",
+                                      labelKey: String? = "label") throws -> LabeledTexts {
         var texts: [String] = [], labelTexts: [String] = [], lines: [Int] = []
         var labelled: Bool?
         for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {

@@ -23,8 +23,8 @@ extension WordPieceTokenizer {
         var tokens: [String: Int] = [:]
         var seen = Set<Int>()
         for (token, value) in vocabulary {
-            guard !TokenizerJSON.isBoolean(value), let id = value as? Int, id >= 0 else {
-                throw DatasetError(file: file, "model.vocab[\(quoted(token))] is \(value), not a token id (an integer ≥ 0)")
+            guard !TokenizerJSON.isBoolean(value), let id = value as? Int, id >= 0, id < Self.idLimit else {
+                throw DatasetError(file: file, "model.vocab[\(quoted(token))] is \(value), not a token id (an integer in 0..<\(Self.idLimit))")
             }
             guard seen.insert(id).inserted else { throw DatasetError(file: file, "model.vocab gives id \(id) to two tokens, one is \(quoted(token))") }
             tokens[token] = id
@@ -60,7 +60,7 @@ extension WordPieceTokenizer {
                         throw reader.unsupported("\(key).\(flag)", "true", "added tokens must match anywhere, as BERT's do")
                     }
                 }
-                let id = try reader.integer(token, "id", in: key)
+                let id = try reader.integer(token, "id", in: key, below: Self.idLimit)
                 added.append(AddedToken(content: Array(try reader.string(token, "content", in: key).unicodeScalars), id: id,
                                         normalized: try reader.bool(token, "normalized", in: key, default: false)))
             }
@@ -80,19 +80,26 @@ extension WordPieceTokenizer {
             switch settings["strategy"] {
             case let name as String where name == "BatchLongest": fixed = nil
             case let choice as [String: Any] where choice.count == 1 && choice["Fixed"] != nil:
-                fixed = try reader.integer(choice, "Fixed", in: "padding.strategy")
+                fixed = try reader.integer(choice, "Fixed", in: "padding.strategy", below: Self.lengthLimit)
             case let other:
                 throw DatasetError(file: file, "padding.strategy is \(other.map { "\($0)" } ?? "missing"), not \"BatchLongest\" or {\"Fixed\": N}")
             }
             let multiple = settings["pad_to_multiple_of"].flatMap { $0 is NSNull ? nil : $0 } == nil
-                ? nil : try reader.integer(settings, "pad_to_multiple_of", in: "padding", minimum: 1)
+                ? nil : try reader.integer(settings, "pad_to_multiple_of", in: "padding", minimum: 1, below: Self.lengthLimit)
             return Padding(fixed: fixed, multiple: multiple, fromLeft: try reader.direction(settings, "direction", in: "padding"),
-                           id: try reader.integer(settings, "pad_id", in: "padding", default: 0),
-                           typeId: try reader.integer(settings, "pad_type_id", in: "padding", default: 0))
+                           id: try reader.integer(settings, "pad_id", in: "padding", default: 0, below: Self.idLimit),
+                           typeId: try reader.integer(settings, "pad_type_id", in: "padding", default: 0, below: Self.idLimit))
         }
         self.init(vocabulary: tokens, unknown: unknown, continuationPrefix: prefix, maxCharactersPerWord: maxCharacters,
                   normalizer: normalizer, addedTokens: added, template: template, truncation: truncation, padding: padding)
     }
+
+    /// Token ids are below 2^24, so that batches of float ids hold them exactly (and a file
+    /// cannot make the vocabulary table huge).
+    static let idLimit = 1 << 24
+
+    /// Padding lengths from a file are below 2^20 tokens, so that it cannot ask for huge batches.
+    static let lengthLimit = 1 << 20
 
     /// The post-processor's template for a single text.
     static func template(_ value: Any?, tokens: [String: Int], added: [AddedToken], reader: TokenizerJSON) throws -> [TemplatePiece] {
@@ -102,8 +109,8 @@ extension WordPieceTokenizer {
         switch type {
         case "BertProcessing":
             func special(_ key: String) throws -> Int {
-                guard let pair = settings[key] as? [Any], pair.count == 2, pair[0] is String, let id = pair[1] as? Int else {
-                    throw DatasetError(file: reader.file, "post_processor.\(key) is not a [token, id] pair")
+                guard let pair = settings[key] as? [Any], pair.count == 2, pair[0] is String, let id = pair[1] as? Int, (0..<idLimit).contains(id) else {
+                    throw DatasetError(file: reader.file, "post_processor.\(key) is not a [token, id] pair with an id in 0..<\(idLimit)")
                 }
                 return id
             }
@@ -128,6 +135,9 @@ extension WordPieceTokenizer {
                 case "SpecialToken":
                     let ids: [Int]
                     if let special = specials[name] as? [String: Any], let list = special["ids"] as? [Int] {
+                        guard list.allSatisfy({ $0 >= 0 && $0 < idLimit }) else {
+                            throw DatasetError(file: reader.file, "post_processor.special_tokens[\(quoted(name))].ids \(list) are not all token ids in 0..<\(idLimit)")
+                        }
                         ids = list
                     } else if let id = tokens[name] ?? added.first(where: { String(String.UnicodeScalarView($0.content)) == name })?.id {
                         ids = [id]
@@ -193,13 +203,15 @@ struct TokenizerJSON {
         return text
     }
 
-    func integer(_ object: [String: Any], _ key: String, in parent: String? = nil, default fallback: Int? = nil, minimum: Int = 0) throws -> Int {
+    func integer(_ object: [String: Any], _ key: String, in parent: String? = nil, default fallback: Int? = nil, minimum: Int = 0,
+                 below limit: Int = Int.max) throws -> Int {
         guard let value = object[key], !(value is NSNull) else {
             if let fallback { return fallback }
             throw DatasetError(file: file, "\(path(key, parent)) is missing")
         }
-        guard !Self.isBoolean(value), let number = value as? Int, number >= minimum else {
-            throw DatasetError(file: file, "\(path(key, parent)) is \(value), not an integer ≥ \(minimum)")
+        guard !Self.isBoolean(value), let number = value as? Int, number >= minimum, number < limit else {
+            let range = limit == Int.max ? "≥ \(minimum)" : "in \(minimum)..<\(limit)"
+            throw DatasetError(file: file, "\(path(key, parent)) is \(value), not an integer \(range)")
         }
         return number
     }

@@ -49,6 +49,10 @@ public struct WordPieceTokenizer: Sendable {
         public var id: Int
         /// Matched in the normalised text (the content normalised too) rather than the raw text.
         public var normalized: Bool
+
+        public init(content: [Unicode.Scalar], id: Int, normalized: Bool = false) {
+            (self.content, self.id, self.normalized) = (content, id, normalized)
+        }
     }
 
     /// id → token (model vocabulary and added tokens).
