@@ -29,6 +29,16 @@ public struct BertNormalizer: Equatable, Sendable {
         var scalars: [Unicode.Scalar] = []
         scalars.reserveCapacity(text.underestimatedCount)
         for scalar in text {
+            // ASCII, most text, without Unicode property look-ups: C0 controls and DEL are
+            // dropped, tab, line feed, carriage return and space become spaces.
+            if cleanText && scalar.value < 0x80 {
+                switch scalar.value {
+                case 0x09, 0x0A, 0x0D, 0x20: scalars.append(" ")
+                case 0..<0x20, 0x7F: break
+                default: scalars.append(scalar)
+                }
+                continue
+            }
             if cleanText {
                 if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { continue }
                 if Self.isWhitespace(scalar) {
@@ -99,7 +109,7 @@ public enum BertPreTokenizer {
         var words: [ArraySlice<Unicode.Scalar>] = []
         var start = 0
         for (index, scalar) in scalars.enumerated() {
-            if scalar.properties.isWhitespace {
+            if isWhitespace(scalar) {
                 if start < index { words.append(scalars[start..<index]) }
                 start = index + 1
             } else if isPunctuation(scalar) {
@@ -110,6 +120,11 @@ public enum BertPreTokenizer {
         }
         if start < scalars.count { words.append(scalars[start...]) }
         return words
+    }
+
+    /// The White_Space property (ASCII's are tab to carriage return, and space).
+    static func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x80 ? (scalar.value == 0x20 || (0x09...0x0D).contains(scalar.value)) : scalar.properties.isWhitespace
     }
 
     static func isPunctuation(_ scalar: Unicode.Scalar) -> Bool {

@@ -65,6 +65,8 @@ public struct WordPieceTokenizer: Sendable {
     public let continuationPrefix: [Unicode.Scalar]
     public let maxCharactersPerWord: Int
     public let addedTokens: [AddedToken]
+    /// The added tokens matched in the raw text, and those matched in the normalised text.
+    let rawTokens: [AddedToken], normalizedTokens: [AddedToken]
     public let template: [TemplatePiece]
     public var truncation: Truncation?
     public var padding: Padding?
@@ -97,6 +99,8 @@ public struct WordPieceTokenizer: Sendable {
             normalized.content = normalizer.normalize(token.content)
             return normalized
         }
+        rawTokens = self.addedTokens.filter { !$0.normalized && !$0.content.isEmpty }
+        normalizedTokens = self.addedTokens.filter { $0.normalized && !$0.content.isEmpty }
         self.template = template
         self.truncation = truncation
         self.padding = padding
@@ -223,14 +227,15 @@ public struct WordPieceTokenizer: Sendable {
     /// `scalars` cut around the added tokens of one kind (raw or normalised), leftmost and
     /// longest match first: each segment with the added token's id, or nil for text between.
     func split(_ scalars: [Unicode.Scalar], normalizedTokens: Bool) -> [(ArraySlice<Unicode.Scalar>, Int?)] {
-        let candidates = addedTokens.filter { $0.normalized == normalizedTokens && !$0.content.isEmpty }
+        let candidates = normalizedTokens ? self.normalizedTokens : rawTokens
         guard !candidates.isEmpty else { return [(scalars[...], nil)] }
         var segments: [(ArraySlice<Unicode.Scalar>, Int?)] = []
         var start = 0
         var index = 0
         while index < scalars.count {
             var best: AddedToken?
-            for token in candidates where token.content.count > (best?.content.count ?? 0) && index + token.content.count <= scalars.count {
+            for token in candidates where token.content[0] == scalars[index] && token.content.count > (best?.content.count ?? 0)
+                && index + token.content.count <= scalars.count {
                 if scalars[index..<(index + token.content.count)].elementsEqual(token.content) { best = token }
             }
             guard let best else {
