@@ -37,6 +37,10 @@ if [ -z "$weights" ] || [ ! -f "$(dirname "$weights")/tokenizer.json" ]; then
   exit 1
 fi
 mv "$(dirname "$weights")" "$work/ready"
-rm -rf "$target"
-mv "$work/ready" "$target"
+# Another run may have finished meanwhile: keep its folder. Otherwise replace what an
+# interrupted older layout left (a folder without the two files) with ours.
+if ! { [ -f "$target/model.safetensors" ] && [ -f "$target/tokenizer.json" ]; }; then
+  rm -rf "$target"
+  mv "$work/ready" "$target"
+fi
 echo "$target"
