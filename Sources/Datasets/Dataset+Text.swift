@@ -56,8 +56,18 @@ extension Dataset {
     /// applies; its padding does not, since each batch is padded to its own longest sequence,
     /// with the tokenizer's padding id, else `[PAD]`'s, else 0). A label in
     /// 0..<classNames.count per text.
-    public init(texts: [String], labels: [Int], classNames: [String], tokenizer: WordPieceTokenizer) {
+    ///
+    /// With `cacheFolder`, the ids are also kept there in a file named by a hash of the texts
+    /// and the tokenizer (`TokenCache`), and read back instead of tokenising again; a cache
+    /// that cannot be read or written is only a slower start.
+    public init(texts: [String], labels: [Int], classNames: [String], tokenizer: WordPieceTokenizer, cacheFolder: String? = nil) {
         require(texts.count == labels.count, "Dataset: \(texts.count) texts do not fit \(labels.count) labels")
+        let padId = tokenizer.padding?.id ?? tokenizer.vocabulary.firstIndex(of: "[PAD]") ?? 0
+        let cache = cacheFolder.map { TokenCache(folder: $0, texts: texts, tokenizer: tokenizer) }
+        if let ids = cache?.read(count: texts.count) {
+            self.init(tokenSequences: ids, padId: padId, labels: labels, classNames: classNames)
+            return
+        }
         let plain = { var copy = tokenizer; copy.padding = nil; return copy }()
         let chunks = Swift.min(texts.count, ProcessInfo.processInfo.activeProcessorCount * 4)
         let results = UnsafeSendable(UnsafeMutablePointer<[[Int32]]>.allocate(capacity: Swift.max(chunks, 1)))
@@ -70,8 +80,9 @@ extension Dataset {
             let range = (chunk * texts.count / chunks)..<((chunk + 1) * texts.count / chunks)
             results.value[chunk] = plain.encode(batch: Array(texts[range])).map { $0.ids.map { Int32($0) } }
         }
-        let padId = tokenizer.padding?.id ?? tokenizer.vocabulary.firstIndex(of: "[PAD]") ?? 0
-        self.init(tokenSequences: (0..<chunks).flatMap { results.value[$0] }, padId: padId, labels: labels, classNames: classNames)
+        let ids = (0..<chunks).flatMap { results.value[$0] }
+        cache?.write(ids)
+        self.init(tokenSequences: ids, padId: padId, labels: labels, classNames: classNames)
     }
 
     /// A text dataset from token ids already made (special tokens included, no padding).
@@ -114,5 +125,56 @@ extension Dataset {
             ids += sequences.ids
         }
         return Dataset(tokenSequences: ids, padId: padId ?? 0, labels: parts.flatMap(\.labels), classNames: parts[0].classNames)
+    }
+}
+
+/// Token ids of texts kept in a file, `tokens-HASH.bin`, named by an FNV-1a hash of the
+/// tokenizer's fingerprint and the texts: "DTOK", a version (UInt32), the count of texts and
+/// of ids (UInt64 each), each text's length (UInt32), then the ids (Int32), little-endian.
+/// Written atomically; a file of the wrong size or count is ignored (and replaced).
+struct TokenCache {
+    let path: String
+
+    init(folder: String, texts: [String], tokenizer: WordPieceTokenizer) {
+        var hasher = FNV1a()
+        hasher.combine("distill tokens 1")
+        tokenizer.fingerprint(into: &hasher)
+        hasher.combine(texts.count)
+        for text in texts { hasher.combine(text) }
+        path = (folder as NSString).appendingPathComponent("tokens-\(String(hasher.value, radix: 16)).bin")
+    }
+
+    static let magic = Array("DTOK".utf8)
+
+    func read(count: Int) -> [[Int32]]? {
+        guard let data = FileManager.default.contents(atPath: path), data.count >= 24 else { return nil }
+        return data.withUnsafeBytes { bytes -> [[Int32]]? in
+            func integer<T: FixedWidthInteger>(_ offset: Int, _ type: T.Type) -> T { T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self)) }
+            guard Array(bytes[0..<4]) == Self.magic, integer(4, UInt32.self) == 1, integer(8, UInt64.self) == UInt64(count) else { return nil }
+            let total = integer(16, UInt64.self)
+            guard total < UInt64(data.count), data.count == 24 + 4 * count + 4 * Int(total) else { return nil }
+            var ids: [[Int32]] = []
+            ids.reserveCapacity(count)
+            var offset = 24 + 4 * count
+            for index in 0..<count {
+                let length = Int(integer(24 + 4 * index, UInt32.self))
+                guard offset + 4 * length <= data.count else { return nil }
+                ids.append((0..<length).map { integer(offset + 4 * $0, Int32.self) })
+                offset += 4 * length
+            }
+            return offset == data.count ? ids : nil
+        }
+    }
+
+    func write(_ ids: [[Int32]]) {
+        var data = Data(Self.magic)
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { data.append(contentsOf: $0) } }
+        append(UInt32(1))
+        append(UInt64(ids.count))
+        append(UInt64(ids.reduce(0) { $0 + $1.count }))
+        for sequence in ids { append(UInt32(sequence.count)) }
+        for sequence in ids { for id in sequence { append(id) } }
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try? AtomicFile.write(data, to: path)
     }
 }

@@ -151,6 +151,35 @@ final class TextDataTests: XCTestCase {
         XCTAssertEqual(seen.sorted(), [0, 1, 2, 3])
     }
 
+    func testTokenisationIsCachedOnDiskUnderAHashOfTextsAndTokenizer() throws {
+        let folder = scratch.appendingPathComponent("cache").path
+        let texts = ["a b", "c"]
+        let first = Dataset(texts: texts, labels: [0, 0], classNames: ["x"], tokenizer: tokenizer(), cacheFolder: folder)
+        XCTAssertEqual(first.tokenSequences, [[2, 4, 5, 3], [2, 6, 3]])
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder)
+        XCTAssertEqual(files.count, 1)
+        let file = folder + "/" + files[0]
+        XCTAssertTrue(files[0].hasPrefix("tokens-") && files[0].hasSuffix(".bin"))
+        // 24 header bytes, 2 lengths, 7 ids. Change the first text's "a" (4) to "d" (7) in the
+        // file: the next dataset of the same texts and tokenizer reads the file, not the texts.
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+        XCTAssertEqual(bytes.count, 24 + 2 * 4 + 7 * 4)
+        XCTAssertEqual(bytes[36], 4)
+        bytes[36] = 7
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        XCTAssertEqual(Dataset(texts: texts, labels: [0, 0], classNames: ["x"], tokenizer: tokenizer(), cacheFolder: folder).tokenSequences,
+                       [[2, 7, 5, 3], [2, 6, 3]])
+        // Other texts, or another truncation, are another file.
+        _ = Dataset(texts: ["c"], labels: [0], classNames: ["x"], tokenizer: tokenizer(), cacheFolder: folder)
+        _ = Dataset(texts: texts, labels: [0, 0], classNames: ["x"], tokenizer: tokenizer(maxLength: 3), cacheFolder: folder)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder).count, 3)
+        // A damaged file is ignored and replaced.
+        try Data(bytes.prefix(30)).write(to: URL(fileURLWithPath: file))
+        XCTAssertEqual(Dataset(texts: texts, labels: [0, 0], classNames: ["x"], tokenizer: tokenizer(), cacheFolder: folder).tokenSequences,
+                       [[2, 4, 5, 3], [2, 6, 3]])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: file)).count, 60)
+    }
+
     func testLengthBucketsBatchTextsOfSimilarLengthInASeededOrder() throws {
         // 230 texts of 1...23 words: lengths 3...25 tokens with [CLS] and [SEP].
         let texts = (0..<230).map { index in Array(repeating: "a", count: index % 23 + 1).joined(separator: " ") }

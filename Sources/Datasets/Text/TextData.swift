@@ -11,9 +11,10 @@ public struct LabeledTexts: Equatable, Sendable {
         (self.texts, self.labels, self.classNames) = (texts, labels, classNames)
     }
 
-    /// Tokenised once by `tokenizer` into a text dataset (see `Dataset(texts:labels:classNames:tokenizer:)`).
-    public func dataset(tokenizer: WordPieceTokenizer) -> Dataset {
-        Dataset(texts: texts, labels: labels, classNames: classNames, tokenizer: tokenizer)
+    /// Tokenised once by `tokenizer` into a text dataset, the ids kept in `cacheFolder` when
+    /// given (see `Dataset(texts:labels:classNames:tokenizer:cacheFolder:)`).
+    public func dataset(tokenizer: WordPieceTokenizer, cacheFolder: String? = nil) -> Dataset {
+        Dataset(texts: texts, labels: labels, classNames: classNames, tokenizer: tokenizer, cacheFolder: cacheFolder)
     }
 
     /// The classes with at least `minimum` texts, relabelled 0..<k in their order.

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 /// A BERT-style WordPiece tokenizer read from a Hugging Face `tokenizer.json`
 /// (`WordPieceTokenizer(contentsOf:)`), giving the ids that Hugging Face's `tokenizers`
@@ -111,6 +112,37 @@ public struct WordPieceTokenizer: Sendable {
         template.reduce(0) { count, piece in
             if case .special(let ids, _) = piece { return count + ids.count }
             return count
+        }
+    }
+
+    /// Feeds `hasher` everything that decides the ids of a text, padding aside: the
+    /// vocabulary by id (the model's and the added tokens), the normaliser, the added tokens, the template and the truncation (the
+    /// key of cached tokenisations).
+    public func fingerprint(into hasher: inout FNV1a) {
+        hasher.combine(vocabulary.count)
+        for token in vocabulary { hasher.combine(token) }
+        for value in [unknownId, maxCharactersPerWord, truncation?.maxLength ?? -1, truncation?.fromLeft == true ? 1 : 0] { hasher.combine(value) }
+        hasher.combine(String(String.UnicodeScalarView(continuationPrefix)))
+        if let normalizer {
+            for flag in [normalizer.cleanText, normalizer.handleChineseCharacters, normalizer.stripAccents, normalizer.lowercase] { hasher.combine(flag ? 1 : 0) }
+        } else {
+            hasher.combine(-1)
+        }
+        for token in addedTokens {
+            hasher.combine(String(String.UnicodeScalarView(token.content)))
+            hasher.combine(token.id)
+            hasher.combine(token.normalized ? 1 : 0)
+        }
+        for piece in template {
+            switch piece {
+            case let .special(ids, typeId):
+                hasher.combine(ids.count)
+                for id in ids { hasher.combine(id) }
+                hasher.combine(typeId)
+            case let .text(typeId):
+                hasher.combine(-1)
+                hasher.combine(typeId)
+            }
         }
     }
 
