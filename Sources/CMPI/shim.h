@@ -7,6 +7,7 @@
    MPI_COMM_WORLD. Errors abort the job (MPI's default handler), which is what a
    data-parallel run must do when a rank is lost: mpirun then stops every process. */
 #include <mpi.h>
+#include <stdlib.h>
 
 /* Initialises MPI (main thread only makes MPI calls: MPI_THREAD_FUNNELED). Returns 0 on success. */
 static inline int distill_mpi_init(void) {
@@ -29,6 +30,25 @@ static inline void distill_mpi_allreduce_float(float *values, long count) {
 }
 static inline void distill_mpi_allreduce_double(double *values, long count) {
     MPI_Allreduce(MPI_IN_PLACE, values, (int)count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+/* Non-blocking in-place sum: returns the request (owned by the caller, released by
+   distill_mpi_wait), or NULL when it could not be allocated (the caller then sums blocking). */
+static inline void *distill_mpi_iallreduce_float(float *values, long count) {
+    MPI_Request *request = (MPI_Request *)malloc(sizeof(MPI_Request));
+    if (!request) return NULL;
+    MPI_Iallreduce(MPI_IN_PLACE, values, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
+    return request;
+}
+/* 1 when the request is complete (MPI moves it on inside this call). */
+static inline int distill_mpi_test(void *request) {
+    int done = 0;
+    MPI_Test((MPI_Request *)request, &done, MPI_STATUS_IGNORE);
+    return done;
+}
+/* Waits for the request (a no-op once complete) and releases it. */
+static inline void distill_mpi_wait(void *request) {
+    MPI_Wait((MPI_Request *)request, MPI_STATUS_IGNORE);
+    free(request);
 }
 /* Every rank's `count` bytes, in rank order, into `result` (size × count bytes). */
 static inline void distill_mpi_allgather_bytes(const void *bytes, long count, void *result) {

@@ -89,28 +89,35 @@ public enum CSV {
                 features.append(value)
             }
         }
-        let integers = labelTexts.compactMap(Int.init)
-        let classNames: [String], labels: [Int]
-        if let given {
-            let index = Dictionary(given.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-            classNames = given
-            labels = try zip(labelTexts, rows).map { text, row in
-                guard let label = index[text] else {
-                    throw DatasetError(file: "\(file):\(row.line)", "label '\(text)' is not a class of the training data (\(given.prefix(20).joined(separator: ", ")))")
-                }
-                return label
-            }
-        } else if integers.count == labelTexts.count, let top = integers.max(), integers.allSatisfy({ $0 >= 0 }), top < 100_000 {
-            classNames = (0...top).map(String.init)
-            labels = integers
-        } else {
-            classNames = Array(Set(labelTexts)).sorted()
-            let index = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
-            labels = labelTexts.map { index[$0]! }
-        }
+        let (classNames, labels) = try classes(of: labelTexts, given: given) { "\(file):\(rows[$0].line)" }
         let names = header.map { h in h.fields.enumerated().filter { $0.offset != labelIndex }.map { $0.element.trimmingCharacters(in: .whitespaces) } }
         return Table(dataset: Dataset(inputs: Tensor(features, shape: [rows.count, width - 1]), labels: labels, classNames: classNames),
                      featureNames: names)
+    }
+
+    /// Class names and labels from label texts: integers 0...k become classes "0"..."k", any
+    /// other labels classes named by their text, in sorted order. With `given` (a test set read
+    /// after its training set) labels must be among them and keep their indices; `place(i)`
+    /// names where label `i` came from in that error.
+    public static func classes(of labelTexts: [String], given: [String]? = nil,
+                               place: (Int) -> String) throws -> (classNames: [String], labels: [Int]) {
+        if let given {
+            let index = Dictionary(given.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            let labels = try labelTexts.enumerated().map { position, text in
+                guard let label = index[text] else {
+                    throw DatasetError(file: place(position), "label '\(text)' is not a class of the training data (\(given.prefix(20).joined(separator: ", ")))")
+                }
+                return label
+            }
+            return (given, labels)
+        }
+        let integers = labelTexts.compactMap(Int.init)
+        if integers.count == labelTexts.count, let top = integers.max(), integers.allSatisfy({ $0 >= 0 }), top < 100_000 {
+            return ((0...top).map(String.init), integers)
+        }
+        let classNames = Array(Set(labelTexts)).sorted()
+        let index = Dictionary(uniqueKeysWithValues: classNames.enumerated().map { ($1, $0) })
+        return (classNames, labelTexts.map { index[$0]! })
     }
 
     /// Whether `fields`, a table's first row, names its columns: some field other than the

@@ -9,6 +9,13 @@ public struct Batch {
     /// The files dropped from this batch because they could not be decoded (with
     /// `DataLoader.skipBadFiles`), each error naming its file; the batch is that much smaller.
     public let skippedFiles: [DatasetError]
+
+    public init(inputs: Tensor, labels: [Int], indices: [Int], skippedFiles: [DatasetError] = []) {
+        self.inputs = inputs
+        self.labels = labels
+        self.indices = indices
+        self.skippedFiles = skippedFiles
+    }
 }
 
 /// Batches of a dataset: a seeded shuffle per epoch, optional drop-last and augmentation,
@@ -53,10 +60,17 @@ public final class DataLoader: @unchecked Sendable {
         public static let whole = Shard(rank: 0, count: 1)
     }
     public let shard: Shard
+    /// Texts only: batches of texts of similar lengths, so that padding to each batch's
+    /// longest wastes little (see `order(epoch:)`).
+    public let lengthBuckets: Bool
+
+    /// How many batches of texts are sorted by length together with `lengthBuckets`.
+    public static let batchesPerLengthBucket = 50
 
     public init(_ dataset: Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
                 augmentation: Augmentation = Augmentation(), skipBadFiles: Bool = false,
-                workers: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 2, shard: Shard = .whole) throws {
+                workers: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 2, shard: Shard = .whole,
+                lengthBuckets: Bool = false) throws {
         guard batchSize >= 1 else { throw DatasetError(file: "data loader", "batch size must be at least 1, got \(batchSize)") }
         guard shard.count >= 1, (0..<shard.count).contains(shard.rank) else {
             throw DatasetError(file: "data loader", "shard \(shard.rank) of \(shard.count) does not exist")
@@ -87,19 +101,37 @@ public final class DataLoader: @unchecked Sendable {
         self.workers = workers
         self.prefetch = prefetch
         self.shard = shard
+        guard !lengthBuckets || dataset.isText else {
+            throw DatasetError(file: "data loader", "length buckets sort texts by length; these examples are not texts")
+        }
+        self.lengthBuckets = lengthBuckets
     }
 
     /// Batches in one epoch.
     public var batchesPerEpoch: Int { dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize }
 
-    /// The example order of `epoch` (the identity when not shuffling).
+    /// The example order of `epoch` (the identity when not shuffling). With `lengthBuckets`,
+    /// every `batchesPerLengthBucket` batches of that order are sorted by text length and cut
+    /// into batches, and the full batches are shuffled (when shuffling) with the short last
+    /// one kept last: each batch holds texts of similar lengths, in an order that depends only
+    /// on the seed and the epoch.
     public func order(epoch: Int) -> [Int] {
         var indices = Array(0..<dataset.count)
-        if shuffle {
-            var generator = RandomGenerator(seed: seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
-            indices.shuffle(using: &generator)
+        var generator = RandomGenerator(seed: seed &+ 0x9E37_79B9 &* UInt64(epoch + 1))
+        if shuffle { indices.shuffle(using: &generator) }
+        guard lengthBuckets, let lengths = dataset.sequenceLengths else { return indices }
+        let bucket = batchSize * Self.batchesPerLengthBucket
+        var sorted: [Int] = []
+        sorted.reserveCapacity(indices.count)
+        for start in stride(from: 0, to: indices.count, by: bucket) {
+            // Sorted by length, ties in the shuffled order.
+            let members = indices[start..<Swift.min(start + bucket, indices.count)].enumerated()
+            sorted += members.sorted { (lengths[$0.element], $0.offset) < (lengths[$1.element], $1.offset) }.map(\.element)
         }
-        return indices
+        let full = sorted.count / batchSize
+        var batches = Array(0..<full)
+        if shuffle { batches.shuffle(using: &generator) }
+        return batches.flatMap { sorted[($0 * batchSize)..<(($0 + 1) * batchSize)] } + sorted[(full * batchSize)...]
     }
 
     /// The dataset positions of batch `batch` of an epoch whose order is `order`.
@@ -116,16 +148,19 @@ public final class DataLoader: @unchecked Sendable {
     /// gathered or decoded, then augmented. Throws the first undecodable file's error unless
     /// `skipBadFiles`.
     public func makeBatch(_ indices: [Int], epoch: Int) throws -> Batch {
-        let inputs = Tensor.zeros(Shape([indices.count] + dataset.exampleShape.dimensions))
-        let failures = prepare(indices[...], into: inputs.storage.pointer, epoch: epoch, threads: dataset.isStreamed ? workers : 1, buffers: nil)
+        let inputs = Tensor.zeros(dataset.batchShape(indices))
+        let failures = prepare(indices[...], into: inputs.storage.pointer, epoch: epoch, threads: dataset.isStreamed ? workers : 1, buffers: nil,
+                               batchShape: inputs.shape)
         return try assemble(inputs, indices: indices, failures: failures)
     }
 
-    /// Fills consecutive rows from `target` with `indices` (gathered or decoded) and augments
-    /// them; returns what failed, by row within `indices`.
+    /// Fills consecutive rows from `target` with `indices` (gathered or decoded; texts padded
+    /// to the length of `batchShape`, the whole batch's) and augments them; returns what
+    /// failed, by row within `indices`.
     func prepare(_ indices: ArraySlice<Int>, into target: UnsafeMutablePointer<Float>, epoch: Int, threads: Int,
-                 buffers: ImageBuffers?) -> [(row: Int, error: Error)] {
-        let failures = dataset.fill(target, with: Array(indices), threads: threads, buffers: buffers)
+                 buffers: ImageBuffers?, batchShape: Shape) -> [(row: Int, error: Error)] {
+        let failures = dataset.fill(target, with: Array(indices), threads: threads, buffers: buffers,
+                                    length: dataset.isText ? batchShape[2] : nil)
         if augmentation.isActive {
             let example = dataset.exampleShape
             let size = example.count

@@ -4,14 +4,16 @@ import Tensors
 /// Labelled examples: inputs of one shape (images [C, H, W], or features [D]) and a class
 /// index per example, with the class names. The examples are held in memory as one tensor
 /// [N, ...], or streamed: image files decoded batch by batch when they are needed
-/// (`ImageFolder.dataset`), so that folders larger than memory train. Both kinds serve
-/// batches (`batch(_:)`, `DataLoader`) and split, subset and select classes the same way;
-/// nothing is decoded until a batch asks for it.
+/// (`ImageFolder.dataset`), so that folders larger than memory train, or are texts held as
+/// token ids (`Dataset(texts:...)`, Dataset+Text.swift), whose batches are padded to their
+/// longest sequence. All kinds serve batches (`batch(_:)`, `DataLoader`) and split, subset
+/// and select classes the same way; nothing is decoded until a batch asks for it.
 public struct Dataset {
     /// Where the examples are.
     enum Examples {
         case memory(Tensor)
         case files(ImageFiles)
+        case tokens(TokenSequences)
     }
 
     var examples: Examples
@@ -27,8 +29,8 @@ public struct Dataset {
         self.classNames = classNames
     }
 
-    init(files: ImageFiles, labels: [Int], classNames: [String]) {
-        self.examples = .files(files)
+    init(examples: Examples, labels: [Int], classNames: [String]) {
+        self.examples = examples
         self.labels = labels
         self.classNames = classNames
     }
@@ -47,6 +49,7 @@ public struct Dataset {
     public var inputs: Tensor {
         switch examples {
         case let .memory(inputs): return inputs
+        case let .tokens(sequences): return sequences.packed(Array(sequences.ids.indices), length: sequences.longest)
         case .files: preconditionFailure("Dataset.inputs: a streamed dataset is not held in memory; read it in batches with batch(_:)")
         }
     }
@@ -56,15 +59,24 @@ public struct Dataset {
         switch examples {
         case let .memory(inputs): return Shape(Array(inputs.shape.dimensions.dropFirst()))
         case let .files(files): return files.exampleShape
+        case let .tokens(sequences): return [3, sequences.longest]
         }
     }
 
-    /// The examples at `indices` (in that order, repeats allowed) as one tensor
-    /// [indices.count, ...], normalised; a streamed set decodes them on all cores. Throws a
+    /// The shape of a batch of `indices`: [indices.count] + `exampleShape`, except for texts,
+    /// whose batches are [indices.count, 3, the longest of these sequences] (see Dataset+Text.swift).
+    public func batchShape(_ indices: [Int]) -> Shape {
+        if case let .tokens(sequences) = examples { return [indices.count, 3, sequences.longest(of: indices)] }
+        return Shape([indices.count] + exampleShape.dimensions)
+    }
+
+    /// The examples at `indices` (in that order, repeats allowed) as one tensor of
+    /// `batchShape(indices)`, normalised; a streamed set decodes them on all cores. Throws a
     /// `DatasetError` naming the file when an image cannot be read or decoded.
     public func batch(_ indices: [Int]) throws -> Tensor {
         require(indices.allSatisfy { $0 >= 0 && $0 < count }, "Dataset.batch: indices must lie in 0..<\(count)")
         if case let .memory(inputs) = examples { return withoutGradients { inputs.indexSelect(alongAxis: 0, indices: indices) } }
+        if case let .tokens(sequences) = examples { return sequences.packed(indices, length: sequences.longest(of: indices)) }
         let result = Tensor.zeros(Shape([indices.count] + exampleShape.dimensions))
         let failures = fill(result.storage.pointer, with: indices, threads: ProcessInfo.processInfo.activeProcessorCount)
         if let failure = failures.first { throw failure.error }
@@ -73,11 +85,15 @@ public struct Dataset {
 
     /// Writes examples `indices` as consecutive rows from `target` on, on up to `threads`
     /// threads (one decodes with `buffers` when given), and returns what failed (by row, in
-    /// row order) instead of stopping there.
+    /// row order) instead of stopping there. Texts are padded to `length` (the longest of the
+    /// whole dataset when nil): rows of [3, length].
     func fill(_ target: UnsafeMutablePointer<Float>, with indices: [Int], threads: Int,
-              buffers: ImageBuffers? = nil) -> [(row: Int, error: Error)] {
+              buffers: ImageBuffers? = nil, length: Int? = nil) -> [(row: Int, error: Error)] {
         let size = exampleShape.count
         switch examples {
+        case let .tokens(sequences):
+            sequences.write(indices, length: length ?? sequences.longest, into: target)
+            return []
         case let .memory(inputs):
             inputs.withUnsafeBufferPointer { source in
                 for (row, index) in indices.enumerated() { (target + row * size).update(from: source.baseAddress! + index * size, count: size) }
@@ -117,7 +133,9 @@ public struct Dataset {
                            labels: indices.map { labels[$0] }, classNames: classNames)
         case var .files(files):
             files.paths = indices.map { files.paths[$0] }
-            return Dataset(files: files, labels: indices.map { labels[$0] }, classNames: classNames)
+            return Dataset(examples: .files(files), labels: indices.map { labels[$0] }, classNames: classNames)
+        case let .tokens(sequences):
+            return Dataset(examples: .tokens(sequences.subset(indices)), labels: indices.map { labels[$0] }, classNames: classNames)
         }
     }
 
@@ -232,6 +250,7 @@ public struct Dataset {
     /// and be all in memory or all streamed with the same preprocessing.
     public static func concatenating(_ parts: [Dataset]) throws -> Dataset {
         guard let first = parts.first else { throw DatasetError(file: "concatenation", "no datasets to concatenate") }
+        if case .tokens = first.examples { return try concatenatingTexts(parts) }
         for part in parts.dropFirst() {
             guard part.exampleShape == first.exampleShape else {
                 throw DatasetError(file: "concatenation", "example shapes \(first.exampleShape) and \(part.exampleShape) differ")
@@ -250,9 +269,10 @@ public struct Dataset {
                 guard other == files else { throw DatasetError(file: "concatenation", "streamed datasets decode their images differently (channels, size or normalization)") }
             }
             files.paths = paths
-            return Dataset(files: files, labels: labels, classNames: first.classNames)
+            return Dataset(examples: .files(files), labels: labels, classNames: first.classNames)
         }
         guard !parts.contains(where: \.isStreamed) else { throw DatasetError(file: "concatenation", "cannot join an in-memory dataset with a streamed one") }
+        guard !parts.contains(where: \.isText) else { throw DatasetError(file: "concatenation", "cannot join texts with other examples") }
         return Dataset(inputs: withoutGradients { Tensor.concatenating(parts.map(\.inputs), alongAxis: 0) },
                        labels: labels, classNames: first.classNames)
     }

@@ -122,7 +122,7 @@ public enum ImageFolder {
             (height, width) = try commonSize(listing.files)
         }
         let files = ImageFiles(paths: listing.files, channels: channels, height: height, width: width, resizes: size != nil)
-        return Dataset(files: files, labels: listing.labels, classNames: listing.classNames)
+        return Dataset(examples: .files(files), labels: listing.labels, classNames: listing.classNames)
     }
 
     /// The size every file's header gives, or an error naming the first that differs from the

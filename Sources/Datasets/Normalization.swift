@@ -43,6 +43,8 @@ extension Dataset {
         let channels = exampleShape.rank == 0 ? 1 : exampleShape[0]
         try normalization.check(channels: channels, source: "normalization")
         switch examples {
+        case .tokens:
+            throw DatasetError(file: "normalization", "texts are token ids, which are not normalised")
         case let .files(files):
             var result = self
             result.examples = .files(files.normalized(normalization))
@@ -68,6 +70,7 @@ extension Dataset {
     /// `skippingBadFiles`, images that cannot be read are left out (as training skips them).
     public func channelStatistics(skippingBadFiles: Bool = false) throws -> Normalization {
         guard count > 0 else { throw DatasetError(file: "channel statistics", "the dataset is empty") }
+        guard !isText else { throw DatasetError(file: "channel statistics", "texts are token ids, which have no channel statistics") }
         let channels = exampleShape.rank == 0 ? 1 : exampleShape[0]
         let plane = Swift.max(exampleShape.count / channels, 1)
         var sums = [Double](repeating: 0, count: channels), squares = [Double](repeating: 0, count: channels)

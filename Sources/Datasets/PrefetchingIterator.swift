@@ -54,7 +54,6 @@ public final class PrefetchingIterator: IteratorProtocol {
         /// A thread's loop: take a chunk, prepare its rows, finish its batch if it was the last.
         func work() {
             let buffers = loader.dataset.isStreamed ? ImageBuffers() : nil
-            let exampleShape = loader.dataset.exampleShape
             while true {
                 condition.lock()
                 var batch = first + nextChunk / chunksPerBatch
@@ -73,14 +72,15 @@ public final class PrefetchingIterator: IteratorProtocol {
                     slot = existing
                 } else {
                     let indices = loader.indices(ofBatch: batch, in: order)
-                    slot = Slot(inputs: Tensor.zeros(Shape([indices.count] + exampleShape.dimensions)), indices: indices, chunks: chunksPerBatch)
+                    slot = Slot(inputs: Tensor.zeros(loader.dataset.batchShape(indices)), indices: indices, chunks: chunksPerBatch)
                     preparing[batch] = slot
                 }
                 condition.unlock()
 
                 let rows = (chunk * slot.indices.count / chunksPerBatch)..<((chunk + 1) * slot.indices.count / chunksPerBatch)
-                let failures = loader.prepare(slot.indices[rows], into: slot.inputs.storage.pointer + rows.lowerBound * exampleShape.count,
-                                              epoch: epoch, threads: 1, buffers: buffers)
+                let rowSize = slot.inputs.count / Swift.max(slot.indices.count, 1)
+                let failures = loader.prepare(slot.indices[rows], into: slot.inputs.storage.pointer + rows.lowerBound * rowSize,
+                                              epoch: epoch, threads: 1, buffers: buffers, batchShape: slot.inputs.shape)
 
                 condition.lock()
                 slot.failures += failures.map { (rows.lowerBound + $0.row, $0.error) }

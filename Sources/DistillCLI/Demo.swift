@@ -12,12 +12,12 @@ import Tensors
 /// training image — and the comparison is printed (accuracy, parameters, size, latency,
 /// agreement). Three run folders (`teacher`, `scratch`, `distilled`) and one report with all
 /// three. About 5 minutes on two cores; `--quick` (10,000 images) under one and a half.
-struct Demo: TabledCommand {
+struct Demo: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(abstract: "Train a teacher, then a student from scratch and by distillation, and compare them.")
     static let experimentName = "demo"
     static let quickSpec = OptionSpec("quick", .flag, "10,000 training images, shorter runs.")
     static let demoOut = OptionSpec("out", .text, "Folder for the three run folders and the report.")
-    static let options = [Spec.data, quickSpec, Spec.seed, demoOut, Spec.dryRun, Spec.quiet, Spec.json]
+    static let options = [Spec.data, quickSpec, Spec.seed, demoOut, Spec.dryRun, Spec.quiet, Spec.json, Spec.threads]
 
     @Option(name: Spec.data.long, help: Spec.data.help) var data: String = FashionMNIST.defaultDirectory
     @Flag(name: quickSpec.long, help: quickSpec.help) var quick = false
@@ -25,9 +25,10 @@ struct Demo: TabledCommand {
     @Option(name: demoOut.long, help: demoOut.help) var out: String = "runs/demo"
     @Flag(name: Spec.dryRun.long, help: Spec.dryRun.help) var dryRun = false
     @OptionGroup var output: OutputOptions
+    @OptionGroup var compute: ComputeOptions
 
     var values: [(String, OptionValue?)] {
-        [("data", .text(data)), ("quick", .flag(quick)), ("seed", .integer(Int(clamping: seed))), ("out", .text(out))] + output.values
+        [("data", .text(data)), ("quick", .flag(quick)), ("seed", .integer(Int(clamping: seed))), ("out", .text(out))] + output.values + compute.values
     }
 
     func validate() throws { try checkOptions() }

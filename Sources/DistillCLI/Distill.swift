@@ -19,6 +19,7 @@ struct Distill: ParsableCommand {
         do {
             try Processes.start()
             var command = try parseAsRoot(try Experiment.resolvingResume(Array(CommandLine.arguments.dropFirst())))
+            (command as? any ComputingCommand)?.compute.apply()
             try command.run()
             Processes.finish()
         } catch let stop as TrainingInterrupted {

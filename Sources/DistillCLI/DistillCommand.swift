@@ -37,6 +37,7 @@ struct DistillCommand: TrainingCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var compute: ComputeOptions
 
     var methods: [String] { method.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
@@ -57,7 +58,7 @@ struct DistillCommand: TrainingCommand {
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
          ("augment", .flag(augment))] + cache.values
-            + served.values + dataOptions.values + training.values + output.values
+            + served.values + dataOptions.values + training.values + output.values + compute.values
     }
 
     func validate() throws {

@@ -8,14 +8,14 @@ import Tensors
 
 /// `distill evaluate`: accuracy, per-class accuracy, calibration, agreement with a teacher and
 /// latency of a saved model on the Fashion-MNIST test set.
-struct Evaluate: TabledCommand {
+struct Evaluate: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a saved model on the test set.")
     static let experimentName = "evaluate"
     static let architectureSpec = OptionSpec("architecture", .choice(ModelZoo.names), "Zoo architecture of a .safetensors file that does not name one (a PyTorch state dict).")
     static let teacherSpec = OptionSpec("teacher", .text, "A teacher to measure agreement and cost ratios against: a run folder, a model file, or a served model http(s)://HOST:PORT/v2/models/NAME (asked for the test examples, its answers kept under --cache-directory; no cost ratios).")
     static let jsonSpec = OptionSpec("json", .flag, "Print the full report as JSON.")
     static let options = [architectureSpec, teacherSpec] + Spec.teacherPreprocessingOptions + [Spec.cacheDirectory] + Spec.servedTeacherOptions
-        + [jsonSpec] + Spec.dataOptions
+        + [jsonSpec] + Spec.dataOptions + [Spec.threads]
 
     @Argument(help: "Run folder, .safetensors or .onnx model file.")
     var model: String
@@ -26,10 +26,11 @@ struct Evaluate: TabledCommand {
     @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
     @Flag(name: jsonSpec.long, help: jsonSpec.help) var json = false
+    @OptionGroup var compute: ComputeOptions
 
     var values: [(String, OptionValue?)] {
         [("architecture", architecture.map { .text($0) }), ("teacher", teacher.map { .text($0) })] + teacherPreprocessing.values
-            + cache.values + served.values + [("json", .flag(json))] + dataOptions.values
+            + cache.values + served.values + [("json", .flag(json))] + dataOptions.values + compute.values
     }
 
     func validate() throws {

@@ -219,7 +219,7 @@ enum Experiment {
             }
         }
         var pairs: [(Node, Node)] = [(Node("command"), Node(C.experimentName))]
-        for (key, value) in values where !["quiet", "json"].contains(key) { if let value { pairs.append((Node(key), node(value))) } }
+        for (key, value) in values where !["quiet", "json", "threads"].contains(key) { if let value { pairs.append((Node(key), node(value))) } }
         let text = "# Resolved configuration of this run; `distill run` on this file repeats it, `--resume` continues it.\n"
             + (try Yams.serialize(node: Node(pairs)))
         guard Processes.isWriter else { return }
@@ -239,7 +239,7 @@ extension Experiment {
     }
 
     /// The options a resumed run may add: they cannot change its numbers.
-    static let resumableExtras: Set<String> = ["--quiet", "--json", "--checkpoint-every", "--dry-run"]
+    static let resumableExtras: Set<String> = ["--quiet", "--json", "--checkpoint-every", "--dry-run", "--threads"]
 
     /// `distill COMMAND --resume RUN [--quiet …]` (COMMAND: train, distill, transfer or run)
     /// becomes the run's own command with the flags of `RUN/config.yaml`, the extras, and
@@ -265,7 +265,7 @@ extension Experiment {
                 throw UserError("--resume takes the configuration from \(folder)/config.yaml; only \(resumableExtras.sorted().joined(separator: ", ")) may be added, not '\(rest[index])'")
             }
             extras.append(rest[index])
-            if flag == "--checkpoint-every" && !rest[index].contains("="), index + 1 < rest.count {
+            if (flag == "--checkpoint-every" || flag == "--threads") && !rest[index].contains("="), index + 1 < rest.count {
                 extras.append(rest[index + 1])
                 index += 1
             }

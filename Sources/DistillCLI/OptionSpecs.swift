@@ -33,6 +33,8 @@ enum Spec {
         "Weights of the classes in the hard-label cross-entropy, for imbalanced data: 'balanced' (n / (classes · n_c), counted on the labelled training split) or one number per class after --classes, comma-separated. Distillation terms are not weighted.")
     static let patience = OptionSpec("patience", .integer(1...100_000), "Stop when validation accuracy has not improved for this many epochs (default: never).")
     static let noSyncBatchNorm = OptionSpec("no-sync-batch-norm", .flag, "Data-parallel runs (started by mpirun): batch norm uses each process's part of the batch instead of the whole global batch's statistics (synchronised batch norm, the default, trains as one process would).")
+    static let noOverlapAllReduce = OptionSpec("no-overlap-all-reduce", .flag, "Data-parallel runs: sum the gradients over the processes after backward instead of during it (the default starts each 1 MiB bucket as soon as backward has completed it); for measuring what the overlap hides. Does not change the numbers.")
+    static let deterministic = OptionSpec("deterministic", .integer(1...65_536), "Bit-identical data parallelism: cut each global batch into this many parts, compute each part's gradient alone and add them in part order, so that any number of processes dividing it (one included) ends with the same weights bit for bit at the same --threads. Batch norm then uses each part's own statistics; slower than the default (no overlap, parts one after another).")
     static let skipBadFiles = OptionSpec("skip-bad-files", .flag, "Drop an image that cannot be read from its batch, name it and count it, instead of stopping the run (the default stops, naming the file; the last checkpoint stays valid).")
     static let checkpointEvery = OptionSpec("checkpoint-every", .integer(1...100_000_000), "Also checkpoint every this many steps inside an epoch (default: at the end of each epoch).")
     static let out = OptionSpec("out", .text, "Run folder to write (config, metrics, checkpoint, models, report).")
@@ -42,6 +44,7 @@ enum Spec {
     // Output.
     static let quiet = OptionSpec("quiet", .flag, "Print only the final result line (errors still go to standard error).")
     static let json = OptionSpec("json", .flag, "Print one JSON object a line (steps, epochs, checkpoints, then the result) instead of text, for machines.")
+    static let threads = OptionSpec("threads", .integer(1...1_024), "Compute threads of this process. Default: every core, or cores ÷ processes on this machine when started by mpirun. A resumed run may set it; results then match an uninterrupted run to rounding (summation order follows the thread count), bit for bit only at the same count.")
 
     // Models and distillation.
     static let model = OptionSpec("model", .choice(ModelZoo.names), "Zoo model: \(ModelZoo.names.joined(separator: ", ")).")
@@ -94,7 +97,7 @@ enum Spec {
     static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile, teacherAnswers]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
-    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles, noSyncBatchNorm,
+    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles, noSyncBatchNorm, noOverlapAllReduce, deterministic,
                                   seeds, checkpointEvery, out, resume, dryRun]
-    static let outputOptions = [quiet, json]
+    static let outputOptions = [quiet, json, threads]
 }

@@ -187,6 +187,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: Spec.patience.long, help: Spec.patience.help) var patience: Int?
     @Flag(name: Spec.skipBadFiles.long, help: Spec.skipBadFiles.help) var skipBadFiles = false
     @Flag(name: Spec.noSyncBatchNorm.long, help: Spec.noSyncBatchNorm.help) var noSyncBatchNorm = false
+    @Flag(name: Spec.noOverlapAllReduce.long, help: Spec.noOverlapAllReduce.help) var noOverlapAllReduce = false
+    @Option(name: Spec.deterministic.long, help: Spec.deterministic.help) var deterministic: Int?
     @Option(name: Spec.seeds.long, help: Spec.seeds.help) var seeds: String?
     @OptionGroup var run: RunOptions
 
@@ -196,7 +198,7 @@ struct TrainingOptions: ParsableArguments {
          ("clip-norm", .number(clipNorm)), ("warmup-steps", .integer(warmupSteps)), ("on-nonfinite", .text(onNonFinite)),
          ("class-weights", classWeights.map { .text($0) }),
          ("patience", patience.map { .integer($0) }), ("skip-bad-files", .flag(skipBadFiles)),
-         ("no-sync-batch-norm", .flag(noSyncBatchNorm)), ("seeds", seeds.map { .text($0) })] + run.values
+         ("no-sync-batch-norm", .flag(noSyncBatchNorm)), ("no-overlap-all-reduce", .flag(noOverlapAllReduce)), ("deterministic", deterministic.map { .integer($0) }), ("seeds", seeds.map { .text($0) })] + run.values
     }
 
     /// The trainer's configuration from these options.
@@ -215,6 +217,8 @@ struct TrainingOptions: ParsableArguments {
         c.patience = patience
         c.skipBadFiles = skipBadFiles
         c.synchronizeBatchNorm = !noSyncBatchNorm
+        c.overlapAllReduce = !noOverlapAllReduce
+        c.deterministicParts = deterministic
         c.communicator = Processes.communicator
         c.runDirectory = folder
         c.checkpointEvery = run.checkpointEvery
@@ -371,7 +375,7 @@ extension TabledCommand {
     /// the run folder and checkpoint frequency cannot change the numbers and stay out.
     var recordedSettings: [String: String] {
         var settings: [String: String] = [:]
-        for (name, value) in values where !["quiet", "json", "out", "checkpoint-every"].contains(name) {
+        for (name, value) in values where !["quiet", "json", "out", "checkpoint-every", "threads"].contains(name) {
             guard let value else { continue }
             switch value {
             case let .text(text): settings["--" + name] = text
@@ -387,7 +391,7 @@ extension TabledCommand {
 }
 
 /// A command that trains (train, distill): its options map to one training per seed.
-protocol TrainingCommand: TabledCommand {
+protocol TrainingCommand: TabledCommand, ComputingCommand {
     var training: TrainingOptions { get }
     var output: OutputOptions { get }
     /// One run with `seed` in `folder`, continuing from `checkpoint` when given.

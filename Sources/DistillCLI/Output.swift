@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Distillation
 import NeuralNet
+import Tensors
 
 /// How much a long-running command prints.
 struct OutputOptions: ParsableArguments {
@@ -16,6 +17,23 @@ struct OutputOptions: ParsableArguments {
     func validate() throws {
         guard !(quiet && json) else { throw UserError("--quiet and --json exclude each other") }
     }
+}
+
+/// How many threads a command computes on (`--threads`); applied once, by `Distill.main`,
+/// after parsing and before the command runs.
+struct ComputeOptions: ParsableArguments {
+    @Option(name: Spec.threads.long, help: Spec.threads.help) var threads: Int?
+
+    var values: [(String, OptionValue?)] { [("threads", threads.map { .integer($0) })] }
+
+    func apply() {
+        if let threads { Compute.threadCount = threads }
+    }
+}
+
+/// A command that computes, and so takes `--threads`.
+protocol ComputingCommand {
+    var compute: ComputeOptions { get }
 }
 
 /// Where a command's messages go: text with a progress bar, only the result (`--quiet`), or
@@ -76,7 +94,8 @@ final class Console {
             let skipped = record.skippedFiles.flatMap { $0 > 0 ? "  \($0) bad file\($0 == 1 ? "" : "s") skipped" : nil } ?? ""
             epoch(String(format: "%@epoch %d  loss %.4f%@  %.1f s%@", label, record.epoch + 1, record.loss, validation, record.seconds, skipped),
                   ["epoch": record.epoch + 1, "loss": Double(record.loss), "terms": record.terms.mapValues(Double.init),
-                   "validation_accuracy": record.validationAccuracy ?? Double.nan, "seconds": record.seconds, "best": isBest, "skipped_files": record.skippedFiles ?? 0])
+                   "validation_accuracy": record.validationAccuracy ?? Double.nan, "seconds": record.seconds, "best": isBest, "skipped_files": record.skippedFiles ?? 0]
+                    .merging(record.allReduceWaitSeconds.map { ["all_reduce_wait_seconds": $0] } ?? [:]) { a, _ in a })
         case let .rolledBack(epoch, step, factor):
             say("\(label)non-finite loss at epoch \(epoch + 1), step \(step + 1): rolled back, learning rate × \(factor)")
         case let .stoppedEarly(epoch):

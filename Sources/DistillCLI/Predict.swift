@@ -7,14 +7,14 @@ import Tensors
 
 /// `distill predict MODEL INPUTS...`: class, probability and top-k for images, folders, NPY
 /// arrays or CSV rows, with the preprocessing the model's run recorded.
-struct Predict: TabledCommand {
+struct Predict: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(
         abstract: "Predict classes for images, folders of images, .npy arrays or .csv rows with a trained model.")
     static let experimentName = "predict"
     static let topSpec = OptionSpec("top-k", .integer(1...1_000), "How many classes to list per input, most probable first.")
     static let formatSpec = OptionSpec("format", .choice(["text", "jsonl", "csv"]), "Output: aligned text, JSON lines, or CSV.")
     static let batchSpec = OptionSpec("batch", .integer(1...65_536), "Inputs run together (images are decoded a batch at a time).")
-    static let options = [topSpec, formatSpec, batchSpec]
+    static let options = [topSpec, formatSpec, batchSpec, Spec.threads]
 
     @Argument(help: "Run folder, .safetensors or .onnx model file written by Distill (it records its preprocessing).")
     var model: String
@@ -23,8 +23,9 @@ struct Predict: TabledCommand {
     @Option(name: topSpec.long, help: topSpec.help) var topK: Int = 1
     @Option(name: formatSpec.long, help: formatSpec.help) var format: String = "text"
     @Option(name: batchSpec.long, help: batchSpec.help) var batch: Int = 64
+    @OptionGroup var compute: ComputeOptions
 
-    var values: [(String, OptionValue?)] { [("top-k", .integer(topK)), ("format", .text(format)), ("batch", .integer(batch))] }
+    var values: [(String, OptionValue?)] { [("top-k", .integer(topK)), ("format", .text(format)), ("batch", .integer(batch))] + compute.values }
 
     func validate() throws {
         try checkOptions()

@@ -18,9 +18,10 @@ struct Train: TrainingCommand {
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var compute: ComputeOptions
 
     var values: [(String, OptionValue?)] {
-        [("model", .text(model))] + size.values + [("augment", .flag(augment))] + dataOptions.values + training.values + output.values
+        [("model", .text(model))] + size.values + [("augment", .flag(augment))] + dataOptions.values + training.values + output.values + compute.values
     }
 
     func validate() throws {

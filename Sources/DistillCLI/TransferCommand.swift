@@ -11,11 +11,11 @@ import Tensors
 /// strategy and seed trains in its own folder (`OUT/STRATEGY/seed-N`), so `--resume` goes on
 /// strategy by strategy and seed by seed. The old model is a zoo model (run folder or
 /// safetensors) or any ONNX classifier (`TransferSource`).
-struct TransferCommand: TabledCommand {
+struct TransferCommand: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
     static let experimentName = "transfer"
     static let options = [Spec.from, Spec.strategy, Spec.head, Spec.freeze, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
-                          Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun, Spec.classWeights] + Spec.dataOptions + Spec.outputOptions
+                          Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun, Spec.classWeights, Spec.deterministic] + Spec.dataOptions + Spec.outputOptions
 
     @Option(name: Spec.from.long, help: Spec.from.help) var source: String
     @Option(name: Spec.strategy.long, help: Spec.strategy.help) var strategy: String = "finetune"
@@ -29,8 +29,10 @@ struct TransferCommand: TabledCommand {
     @Option(name: Spec.lr.long, help: Spec.lr.help) var lr: Float = 0.03
     @Option(name: Spec.batch.long, help: Spec.batch.help) var batch: Int = 32
     @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
+    @Option(name: Spec.deterministic.long, help: Spec.deterministic.help) var deterministic: Int?
     @OptionGroup var runOptions: RunOptions
     @OptionGroup var output: OutputOptions
+    @OptionGroup var compute: ComputeOptions
 
     var strategies: [String] {
         strategy == "all" ? TransferStrategy.allCases.map(\.rawValue) + ["finetune-equal"]
@@ -42,7 +44,7 @@ struct TransferCommand: TabledCommand {
          ("freeze", freeze.map { .text($0) }),
          ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
          ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)),
-         ("class-weights", classWeights.map { .text($0) })] + runOptions.values + dataOptions.values + output.values
+         ("class-weights", classWeights.map { .text($0) }), ("deterministic", deterministic.map { .integer($0) })] + runOptions.values + dataOptions.values + output.values + compute.values
     }
 
     func validate() throws {
@@ -86,6 +88,7 @@ struct TransferCommand: TabledCommand {
         training.batchSize = batch
         training.learningRate = lr
         training.checkpointEvery = runOptions.checkpointEvery
+        training.deterministicParts = deterministic
         let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
         var study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
                                       headPath: old.head, directory: out, resume: runOptions.resume != nil)

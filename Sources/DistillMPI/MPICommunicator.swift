@@ -44,6 +44,36 @@ public final class MPICommunicator: Communicator {
         Self.inPieces(values.count) { distill_mpi_allreduce_double(values.baseAddress! + $0, $1) }
     }
 
+    public func startAllReduceSum(_ values: UnsafeMutableBufferPointer<Float>) -> any StartedCollective {
+        var requests: [UnsafeMutableRawPointer] = []
+        Self.inPieces(values.count) { start, count in
+            if let request = distill_mpi_iallreduce_float(values.baseAddress! + start, count) {
+                requests.append(request)
+            } else {
+                // No memory for a request: this piece is summed at once, in the same order on every rank.
+                distill_mpi_allreduce_float(values.baseAddress! + start, count)
+            }
+        }
+        return Started(requests)
+    }
+
+    /// Non-blocking MPI requests; MPI moves them on inside `MPI_Test` and `MPI_Wait`.
+    private final class Started: StartedCollective {
+        private var requests: [UnsafeMutableRawPointer]
+        private var done = false
+        init(_ requests: [UnsafeMutableRawPointer]) { self.requests = requests }
+        func progress() -> Bool {
+            if !done { done = requests.allSatisfy { distill_mpi_test($0) != 0 } }
+            return done
+        }
+        func wait() {
+            for request in requests { distill_mpi_wait(request) }
+            requests = []
+            done = true
+        }
+        deinit { for request in requests { distill_mpi_wait(request) } }
+    }
+
     public func broadcast(_ bytes: UnsafeMutableRawBufferPointer, from root: Int) {
         Self.inPieces(bytes.count) { distill_mpi_broadcast_bytes(bytes.baseAddress! + $0, $1, Int32(root)) }
     }

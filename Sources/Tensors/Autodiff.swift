@@ -72,13 +72,18 @@ extension Tensor {
     /// Reverse-mode differentiation from this one-element tensor: accumulates d(self)/d(leaf)
     /// into the `grad` of every leaf with `requiresGrad`, then releases the graph.
     /// The walk is iterative, so graph depth is bounded by memory, not by the stack.
-    public func backward() {
+    ///
+    /// `gradientReady`, when given, is called with each leaf as soon as this pass has
+    /// finished adding to its `grad`, while backward goes on through earlier layers (data
+    /// parallelism starts summing those gradients over processes there); `betweenOps` after
+    /// every op's backward rule (where communication started earlier is moved on).
+    public func backward(gradientReady: ((Tensor) -> Void)? = nil, betweenOps: (() -> Void)? = nil) {
         require(count == 1, "backward: needs a one-element tensor, got shape \(shape)")
-        backward(seed: Tensor.ones(shape))
+        backward(seed: Tensor.ones(shape), gradientReady: gradientReady, betweenOps: betweenOps)
     }
 
     /// Reverse-mode differentiation with an explicit upstream gradient `seed` (shape of self).
-    public func backward(seed: Tensor) {
+    public func backward(seed: Tensor, gradientReady: ((Tensor) -> Void)? = nil, betweenOps: (() -> Void)? = nil) {
         require(seed.shape == shape, "backward: seed shape \(seed.shape) differs from tensor shape \(shape)")
         guard needsGrad else { return }
         let order = topologicalOrder()
@@ -89,6 +94,8 @@ extension Tensor {
                 guard let node = tensor.gradNode else {
                     if tensor.requiresGrad {
                         tensor.grad = tensor.grad.map { $0 + g } ?? g.detached()
+                        // Every use of the leaf comes after it in `order`: its gradient is complete.
+                        gradientReady?(tensor)
                     }
                     continue
                 }
@@ -106,6 +113,7 @@ extension Tensor {
                 // Release saved tensors now: the graph's memory goes as soon as it is used.
                 node.backward = nil
                 node.inputs = []
+                betweenOps?()
             }
         }
     }

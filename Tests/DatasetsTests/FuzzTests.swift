@@ -73,4 +73,65 @@ final class FuzzTests: XCTestCase {
         }
         XCTAssertGreaterThan(run.accepted, 0)
     }
+
+    /// tokenizer.json (every section), then the accepted tokenizers encode a text: ids stay
+    /// in the vocabulary and the three arrays of an encoding keep one length.
+    func testTokenizerJSONReader() {
+        let seed = Data("""
+        {"version": "1.0", "truncation": {"max_length": 6, "strategy": "LongestFirst", "stride": 0, "direction": "Right"},
+         "padding": {"strategy": {"Fixed": 8}, "direction": "Right", "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"},
+         "added_tokens": [{"id": 0, "content": "[PAD]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+                          {"id": 2, "content": "[CLS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+         "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+         "pre_tokenizer": {"type": "BertPreTokenizer"},
+         "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                            {"SpecialToken": {"id": "[SEP]", "type_id": 0}}], "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                            "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+         "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+                   "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "hello": 4, "wor": 5, "##ld": 6, "我": 7, ",": 8}}}
+        """.utf8)
+        XCTAssertEqual(try WordPieceTokenizer(json: seed, file: "seed.json").encode("Hello, wörld [CLS]").ids, [2, 4, 8, 5, 6, 3, 0, 0])
+        let run = fuzz(seeds: [seed], seed: 8) { data in
+            let tokenizer = try WordPieceTokenizer(json: data, file: "fuzz.json")
+            for encoding in tokenizer.encode(batch: ["Hello, wörld [CLS] 我们", ""]) {
+                XCTAssertTrue(encoding.typeIds.count == encoding.ids.count && encoding.attentionMask.count == encoding.ids.count)
+                XCTAssertTrue(encoding.ids.allSatisfy { $0 >= 0 && $0 < 1 << 24 })
+            }
+        }
+        XCTAssertGreaterThan(run.accepted, 0)
+    }
+
+    /// Any bytes as text (invalid UTF-8 repaired, as `String(decoding:)` does) tokenise to ids
+    /// of the vocabulary.
+    func testTokenizerOnMutatedText() {
+        let vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "##a", "é", "e", "我", "!"]
+        let tokenizer = WordPieceTokenizer(vocabulary: Dictionary(uniqueKeysWithValues: vocabulary.enumerated().map { ($1, $0) }),
+                                           maxCharactersPerWord: 12,
+                                           addedTokens: [.init(content: Array("[CLS]".unicodeScalars), id: 2, normalized: false)],
+                                           template: [.special(ids: [2], typeId: 0), .text(typeId: 0), .special(ids: [3], typeId: 0)],
+                                           truncation: .init(maxLength: 32), padding: .init(fixed: 16))
+        let seeds = ["Ça a l'air! 我爱 e\u{301}a\u{0}\u{7}\u{200D}👨‍👩‍👧 [CLS]aaa", "İΣ ß ﬁ ǅ\t\r\n\u{FFFD}\u{E000} テ한", "aaaaaaaaaaaaaaa!!"].map { Data($0.utf8) }
+        fuzz(seeds: seeds, seed: 9) { data in
+            let encoding = tokenizer.encode(String(decoding: data, as: UTF8.self))
+            XCTAssertTrue(encoding.ids.count >= 16 && encoding.ids.count <= 32 && encoding.ids.allSatisfy { $0 >= 0 && $0 < vocabulary.count })
+        }
+    }
+
+    func testTextReaders() {
+        let table = Data("id,text,label\n1,\"Hello, world\",greeting\n2,\"He said \"\"bye\"\"\",farewell\n".utf8)
+        let lines = Data("{\"text\": \"café\", \"label\": 2}\n{\"text\": \"tea\", \"label\": \"x\"}\n".utf8)
+        let records = Data("one\n%\ntwo\nlines\n%\n\n%\nthree".utf8)
+        let run = fuzz(seeds: [table, lines, records], seed: 10) { data in
+            let text = String(decoding: data, as: UTF8.self)
+            var accepted = false
+            for read in [{ try TextData.parseTable(text, file: "fuzz.csv") }, { try TextData.parseJSONLines(text, file: "fuzz.jsonl") },
+                         { try TextData.parseTexts(text, file: "fuzz.txt", separator: "%") }] {
+                guard let texts = try? read() else { continue }
+                XCTAssertTrue(texts.texts.count == texts.labels.count && texts.labels.allSatisfy { texts.classNames.indices.contains($0) })
+                accepted = true
+            }
+            if !accepted { throw DatasetError(file: "fuzz", "no reader took it") }
+        }
+        XCTAssertGreaterThan(run.accepted, 0)
+    }
 }

@@ -121,6 +121,97 @@ extension CommandLineTests {
                       disagreeing.errors)
     }
 
+    /// `--deterministic 2`: one process (its parts one after the other) and two processes
+    /// (a part each) end with the same weights, running statistics and step counts, bit for
+    /// bit, at the default learning rate where ordinary runs drift apart (resnet8, batch norm
+    /// on each part). The same for distillation from a cached teacher.
+    func testDeterministicRunsAreBitIdenticalOnOneAndTwoProcesses() throws {
+        let data = try writeDistributedData()
+        let common = ["--data", data.train, "--test-data", data.test, "--validation-fraction", "0", "--epochs", "1", "--batch", "128",
+                      "--seed", "3", "--deterministic", "2", "--threads", "1"]
+        let one = folder("mpi-det-one"), two = folder("mpi-det-two")
+        _ = try assertSucceeds(["train", "--model", "resnet8"] + common + ["--out", one.path])
+        let result = try runMPI(Array(repeating: ["train", "--model", "resnet8"] + common + ["--out", two.path], count: 2))
+        XCTAssertEqual(result.status, 0, result.errors)
+        try assertBitIdentical(one.appendingPathComponent("model.safetensors"), two.appendingPathComponent("model.safetensors"))
+
+        let distilled = [folder("mpi-det-kd-one"), folder("mpi-det-kd-two")]
+        let kd = ["distill", "--teacher", one.appendingPathComponent("model.safetensors").path, "--student", "resnet8", "--width", "0.5",
+                  "--cache-directory", folder("mpi-det-cache").path] + common
+        _ = try assertSucceeds(kd + ["--out", distilled[0].path])
+        let kdResult = try runMPI(Array(repeating: kd + ["--out", distilled[1].path], count: 2))
+        XCTAssertEqual(kdResult.status, 0, kdResult.errors)
+        try assertBitIdentical(distilled[0].appendingPathComponent("model.safetensors"), distilled[1].appendingPathComponent("model.safetensors"))
+
+        // Parts that do not divide the batch, or among the processes, are one-line errors.
+        try assertFails(["train", "--model", "resnet8"] + common + ["--deterministic", "3", "--out", folder("mpi-det-bad").path],
+                        mentioning: "--deterministic 3: the batch of 128 must divide into 3 equal parts")
+        let uneven = try runMPI(Array(repeating: ["train", "--model", "resnet8"] + common + ["--deterministic", "1", "--out", folder("mpi-det-bad2").path], count: 2))
+        XCTAssertNotEqual(uneven.status, 0)
+        XCTAssertTrue(uneven.errors.contains("--deterministic 1: the parts must divide among the 2 processes"), uneven.errors)
+    }
+
+    /// Every tensor of two model files, bit for bit (batch norm's counts included).
+    func assertBitIdentical(_ a: URL, _ b: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+        let first = try SafeTensors.read(a.path).tensors, second = try SafeTensors.read(b.path).tensors
+        XCTAssertEqual(Set(first.keys), Set(second.keys), file: file, line: line)
+        for (name, tensor) in first {
+            let other = try XCTUnwrap(second[name], file: file, line: line)
+            XCTAssertEqual(tensor.scalars.map(\.bitPattern), other.scalars.map(\.bitPattern), name, file: file, line: line)
+        }
+    }
+
+    /// Gradients summed while backward runs (the default) or after it give the same weights
+    /// bit for bit, and each epoch reports the time spent waiting for the sums; a transfer
+    /// run on two processes ends as on one.
+    func testOverlappedAllReduceAndTransferOnTwoProcesses() throws {
+        let data = try writeDistributedData()
+        let common = ["--data", data.train, "--test-data", data.test, "--validation-fraction", "0", "--epochs", "1", "--batch", "128",
+                      "--seed", "4", "--lr", "0.002"]
+        let overlapped = folder("mpi-overlap"), after = folder("mpi-after")
+        let result = try runMPI(Array(repeating: ["train", "--model", "resnet8", "--classes", "0,1", "--json"] + common + ["--out", overlapped.path], count: 2))
+        XCTAssertEqual(result.status, 0, result.errors)
+        let epoch = try XCTUnwrap(result.output.split(separator: "\n").first { $0.contains("\"event\":\"epoch\"") }, result.output)
+        let fields = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(epoch.utf8)) as? [String: Any])
+        let wait = try XCTUnwrap(fields["all_reduce_wait_seconds"] as? Double, "\(fields)")
+        XCTAssertTrue(wait >= 0 && wait < (fields["seconds"] as? Double ?? 0), "\(fields)")
+        let plain = try runMPI(Array(repeating: ["train", "--model", "resnet8", "--classes", "0,1", "--no-overlap-all-reduce"] + common + ["--out", after.path], count: 2))
+        XCTAssertEqual(plain.status, 0, plain.errors)
+        try assertBitIdentical(overlapped.appendingPathComponent("model.safetensors"), after.appendingPathComponent("model.safetensors"))
+
+        // Distillation with few labels: many a rank's part of a batch holds none, so its loss
+        // has no cross-entropy term; the ranks still agree on what they sum.
+        let fewLabels = try runMPI(Array(repeating: ["distill", "--teacher", overlapped.appendingPathComponent("model.safetensors").path,
+                                                     "--student", "resnet8", "--width", "0.5", "--classes", "0,1", "--labels-per-class", "20"]
+                                          + common + ["--out", folder("mpi-few-labels").path], count: 2))
+        XCTAssertEqual(fewLabels.status, 0, fewLabels.errors)
+        XCTAssertTrue(fewLabels.output.contains("test accuracy"), fewLabels.output)
+
+        // Transfer to the two other classes: fine-tuning, one process against two.
+        let source = folder("mpi-transfer-source")
+        _ = try assertSucceeds(["train", "--model", "cnn-student", "--classes", "0,1"] + common + ["--out", source.path])
+        let transfer = ["transfer", "--from", source.path, "--old-classes", "0,1", "--classes", "2,3", "--strategy", "finetune",
+                        "--steps", "20", "--batch", "128", "--lr", "0.002", "--labels-per-class", "512", "--data", data.train, "--test-data", data.test, "--validation-fraction", "0"]
+        let oneTransfer = folder("mpi-transfer-one"), twoTransfer = folder("mpi-transfer-two")
+        _ = try assertSucceeds(transfer + ["--out", oneTransfer.path])
+        let transferred = try runMPI(Array(repeating: transfer + ["--out", twoTransfer.path], count: 2))
+        XCTAssertEqual(transferred.status, 0, transferred.errors)
+        let models = try FileManager.default.subpathsOfDirectory(atPath: oneTransfer.path).filter { $0.hasSuffix("model.safetensors") }
+        XCTAssertFalse(models.isEmpty, "no model in \(oneTransfer.path)")
+        for model in models {
+            XCTAssertLessThanOrEqual(try relativeDifference(oneTransfer.appendingPathComponent(model), twoTransfer.appendingPathComponent(model)), 1e-5, model)
+        }
+        // And bit for bit with --deterministic.
+        let deterministic = transfer + ["--deterministic", "2", "--threads", "1"]
+        let oneExact = folder("mpi-transfer-exact-one"), twoExact = folder("mpi-transfer-exact-two")
+        _ = try assertSucceeds(deterministic + ["--out", oneExact.path])
+        let exact = try runMPI(Array(repeating: deterministic + ["--out", twoExact.path], count: 2))
+        XCTAssertEqual(exact.status, 0, exact.errors)
+        for model in models {
+            try assertBitIdentical(oneExact.appendingPathComponent(model), twoExact.appendingPathComponent(model))
+        }
+    }
+
     /// A rank killed with SIGKILL ends the job with a non-zero status within 60 s and leaves
     /// no process behind; the last checkpoint loads, and the run resumed from it by one
     /// process ends within 1e-5 of a run that used one process throughout. (At a learning rate

@@ -15,8 +15,7 @@ final class HuggingFaceBERTTests: XCTestCase {
     /// batches of 32 (similar lengths together) padded to their longest: every embedding within cosine 0.99999 and 1e-4
     /// per dimension of transformers' (the fixture stores those to 3.9e-6).
     func testMiniLMEmbeddingsMatchTransformersOnFortunes() throws {
-        try requireTool(MiniLMTeacher.isPresent, MiniLMTeacher.missingMessage)
-        let encoder = try HuggingFaceBERT.sentenceEncoder(folder: MiniLMTeacher.folder)
+        let encoder = try HuggingFaceBERT.sentenceEncoder(folder: try MiniLM.requireFolder().path)
         XCTAssertEqual(encoder.pooling, .mean)
         XCTAssertTrue(encoder.normalizes)
         let arrays = try NPZ.read(Self.fixture)

@@ -28,8 +28,8 @@ final class ONNXImportTests: XCTestCase {
         let name: String, model: ONNXModel, input: Tensor, output: Tensor, gradients: [String]
     }
 
-    func operatorCases() throws -> [OperatorCase] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: fixture("onnx/operators.json")))
+    func operatorCases(_ file: String = "onnx/operators.json") throws -> [OperatorCase] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: fixture(file)))
         let root = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         func tensor(_ object: Any?) -> Tensor {
             let dictionary = object as! [String: Any]

@@ -16,6 +16,9 @@
 //   loader           one epoch of Fashion-MNIST batches of 128 through DataLoader (no peer:
 //                    reported as images per second); loader-augmented adds crop, flip, erasing
 //   train-*, infer-*, distill-epoch[-cold], epoch-size, memory-steps: zoo models, see ModelCases.swift
+//   tokenize         WordPiece-tokenises every quote of Debian's fortunes (15,217) with
+//                    all-MiniLM-L6-v2's tokenizer.json (scripts/fetch-minilm.sh), one thread, no
+//                    truncation or padding; peer: bench/peers/tokenizer_peer.py (Hugging Face tokenizers)
 //   infer-minilm     the all-MiniLM-L6-v2 teacher's forward pass, see TextCases.swift
 //   idle             loads nothing and does nothing: its peak resident memory is the baseline
 //                    that the driver subtracts ("peak above an idle process")
@@ -138,6 +141,18 @@ func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
             for batch in loader.batches(epoch: epoch) { total += Float(batch.labels.count) }
             return total
         }
+    case "tokenize":
+        let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache")
+        let fortunes = "/usr/share/games/fortunes"
+        do {
+            var tokenizer = try WordPieceTokenizer(contentsOf: cache + "/distill/all-minilm-l6-v2-0.1.2/tokenizer.json")
+            (tokenizer.truncation, tokenizer.padding) = (nil, nil)
+            let quotes = try TextData.read(fortunes, separator: "%").texts
+            return Workload { Float(tokenizer.encode(batch: quotes).reduce(0) { $0 + $1.ids.count }) }
+        } catch {
+            FileHandle.standardError.write("DistillBench: the tokenize case needs fortunes and scripts/fetch-minilm.sh: \(error)\n".data(using: .utf8)!)
+            exit(2)
+        }
     default:
         return nil
     }
@@ -246,7 +261,7 @@ default: break
 }
 
 guard let workload = makeWorkload(options.caseName, small: false, batch: options.batch) else {
-    FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal, loader, train-NAME, infer-NAME, distill-epoch, epoch-size, memory-steps, stream-epoch, stream-train)\n".data(using: .utf8)!)
+    FileHandle.standardError.write("DistillBench: unknown --case '\(options.caseName)' (sgemm, conv, cnn, denormal, loader, tokenize, train-NAME, infer-NAME, distill-epoch, epoch-size, memory-steps, stream-epoch, stream-train)\n".data(using: .utf8)!)
     exit(2)
 }
 _ = workload.warmup()  // first-touch page faults, BLAS thread start

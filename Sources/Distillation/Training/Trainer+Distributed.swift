@@ -34,7 +34,9 @@ extension Trainer {
             throw DistillationError("the processes of this run disagree: \(difference)")
         }
         for (_, module) in model.namedModules() {
-            if let norm = module as? BatchNorm { norm.synchronization = configuration.synchronizeBatchNorm ? communicator : nil }
+            // (Deterministic runs normalise each part by its own statistics.)
+            let synchronize = configuration.synchronizeBatchNorm && configuration.deterministicParts == nil
+            if let norm = module as? BatchNorm { norm.synchronization = synchronize ? communicator : nil }
         }
         let state = trainable.stateDict().map(\.tensor)
         communicator.broadcast(state)
@@ -44,15 +46,17 @@ extension Trainer {
         }
     }
 
-    /// Averages the gradients of `parameters` over the processes (replacing each `grad`
-    /// with a fresh tensor), and the loss terms and total; and tells whether any process
-    /// was asked to stop.
-    func averageAcrossProcesses(_ parameters: [Tensor], terms: [String: Float], total: Float) -> ([String: Float], Float, Bool) {
-        let withGradients = parameters.filter { $0.grad != nil }
-        let averaged = communicator.averaged(withGradients.map { $0.grad! })
-        for (parameter, gradient) in zip(withGradients, averaged) { parameter.grad = gradient }
-        let keys = terms.keys.sorted()
-        let sums = communicator.sum(keys.map { Double(terms[$0]!) } + [Double(total), shouldStop() ? 1 : 0])
+    /// Finishes averaging the gradients over the processes (replacing each `grad` with a
+    /// fresh tensor; `averager` started the buckets backward completed), averages the loss
+    /// terms and total, and tells whether any process was asked to stop.
+    func averageAcrossProcesses(_ averager: GradientAverager, terms: [String: Float], total: Float) -> ([String: Float], Float, Bool) {
+        averager.finish()
+        allReduceWait += averager.waitSeconds
+        // Every process sums the same terms: a part of a batch without labels has no "ce",
+        // so the names are agreed first (a missing term counts as 0).
+        let keys = Set(communicator.allGather(terms.keys.sorted().joined(separator: "\n"))
+            .flatMap { $0.split(separator: "\n").map(String.init) }).sorted()
+        let sums = communicator.sum(keys.map { Double(terms[$0] ?? 0) } + [Double(total), shouldStop() ? 1 : 0])
         let n = Double(communicator.size)
         var result: [String: Float] = [:]
         for (i, key) in keys.enumerated() { result[key] = Float(sums[i] / n) }

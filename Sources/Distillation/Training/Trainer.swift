@@ -50,6 +50,8 @@ public final class Trainer {
     var state = RunState()
     /// When the part of the epoch since its start or the last checkpoint began.
     var segmentStart = Date()
+    /// Data-parallel runs: this epoch's `EpochRecord.allReduceWaitSeconds` so far.
+    var allReduceWait = 0.0
     /// The run folder's TensorBoard event file, opened at the first epoch's end.
     var tensorBoard: TensorBoardWriter?
 
@@ -78,6 +80,7 @@ public final class Trainer {
     public func fit(train: Dataset, labeled: [Bool]? = nil, validation: Dataset? = nil, stoppingAfter: Int? = nil,
                     events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingResult {
         try check(train: train, labeled: labeled)
+        if let parts = configuration.deterministicParts { try checkDeterministicParts(parts, batchSize: configuration.batchSize) }
         if optimizer == nil { try prepare(train: train) }
         try joinProcesses(train: train, validation: validation)
         if let weights = configuration.classWeights, let directory = outputDirectory {
@@ -85,9 +88,9 @@ public final class Trainer {
         }
         let optimizer = self.optimizer!
         let c = configuration
-        // Spread over processes, each takes its part of every global batch; the short last
-        // batch is dropped, so that every step averages equal parts.
-        let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, dropLast: communicator.isDistributed, seed: c.seed,
+        // Spread over processes (or cut into deterministic parts), each takes its part of every
+        // global batch; the short last batch is dropped, so that every step averages equal parts.
+        let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, dropLast: communicator.isDistributed || c.deterministicParts != nil, seed: c.seed,
                                     augmentation: c.augmentation, skipBadFiles: c.skipBadFiles,
                                     shard: DataLoader.Shard(rank: communicator.rank, count: communicator.size))
         let auxiliary = try auxiliaryTasks.enumerated().map { i, task in
@@ -113,6 +116,7 @@ public final class Trainer {
             let epoch = state.epoch
             let start = Date()
             segmentStart = start
+            allReduceWait = 0
             var failure: (batch: Int, terms: [String: Float])?
             var stepsHere = 0
             trainable.train()
@@ -136,18 +140,25 @@ public final class Trainer {
                 try beforeStep?(state.step, totalSteps)
                 optimizer.setLearningRateFactor(schedule.factor(atStep: state.step) * state.learningRateFactor)
                 optimizer.zeroGrad()
-                let terms = try self.terms(batch, labeled: labeled, epoch: epoch, step: state.step, auxiliary: auxiliary)
-                // A fixed order: the order of additions decides the order in which gradients
-                // accumulate, and a resumed run must reproduce an uninterrupted one bit for bit.
-                let total = terms.sorted { $0.key < $1.key }.map(\.value).reduce(Tensor(scalar: 0), +)
-                total.backward()
-                var values = terms.mapValues(\.item)
-                var totalLoss = total.item
-                // Data parallel: the gradients averaged over the processes, and with them the
-                // losses and whether any process was asked to stop, so all decide alike.
-                var stopRequested = false
-                if communicator.isDistributed {
-                    (values, totalLoss, stopRequested) = averageAcrossProcesses(parameters, terms: values, total: totalLoss)
+                var values: [String: Float], totalLoss: Float, stopRequested = false
+                if let parts = c.deterministicParts {
+                    (values, totalLoss, stopRequested) = try deterministicStep(batch, parts: parts, parameters: parameters, labeled: labeled,
+                                                                               epoch: epoch, step: state.step, auxiliary: auxiliary)
+                } else {
+                    let terms = try self.terms(batch, labeled: labeled, epoch: epoch, step: state.step, auxiliary: auxiliary)
+                    // A fixed order: the order of additions decides the order in which gradients
+                    // accumulate, and a resumed run must reproduce an uninterrupted one bit for bit.
+                    let total = terms.sorted { $0.key < $1.key }.map(\.value).reduce(Tensor(scalar: 0), +)
+                    let averager = communicator.isDistributed
+                        ? GradientAverager(communicator, parameters: parameters, bucketBytes: c.allReduceBucketBytes, overlap: c.overlapAllReduce) : nil
+                    total.backward(gradientReady: averager?.ready, betweenOps: averager?.progress)
+                    values = terms.mapValues(\.item)
+                    totalLoss = total.item
+                    // Data parallel: the gradients averaged over the processes, and with them the
+                    // losses and whether any process was asked to stop, so all decide alike.
+                    if let averager {
+                        (values, totalLoss, stopRequested) = averageAcrossProcesses(averager, terms: values, total: totalLoss)
+                    }
                 }
                 let norm = clipGradientNorm(parameters, maxNorm: c.clipNorm ?? .greatestFiniteMagnitude)
                 if !totalLoss.isFinite || !norm.isFinite {
@@ -222,6 +233,7 @@ public final class Trainer {
         var record = EpochRecord(epoch: state.epoch, loss: state.lossSum / batches, terms: state.termSums.mapValues { $0 / batches },
                                  seconds: state.seconds + Date().timeIntervalSince(segmentStart), learningRate: learningRate)
         record.skippedFiles = state.skippedFiles
+        if communicator.isDistributed { record.allReduceWaitSeconds = allReduceWait }
         var isBest = false
         if let validation {
             let accuracy = try shardedAccuracy(on: validation)

@@ -95,9 +95,25 @@ public struct TrainerConfiguration {
     /// as one would on the same global batch. Off, each process uses its own shard's.
     public var synchronizeBatchNorm = true
     /// The processes the run is spread over (data parallelism): each takes its part of every
-    /// global batch of `batchSize`, gradients are averaged over all of them after backward,
-    /// and only rank 0 writes the run folder. `SingleProcess()` (the default): one process.
+    /// global batch of `batchSize`, gradients are averaged over all of them (in buckets,
+    /// started while backward runs), and only rank 0 writes the run folder.
+    /// `SingleProcess()` (the default): one process.
     public var communicator: any Communicator = SingleProcess()
+    /// Data-parallel runs: gradients are summed over the processes in buckets of this many
+    /// bytes. 1 MiB (PyTorch's first bucket; its later ones are 25 MiB) starts the first sum
+    /// early in backward, and docs/distributed.md's model of step time says where larger
+    /// buckets pay.
+    public var allReduceBucketBytes = 1 << 20
+    /// Data-parallel runs: start each bucket's sum as soon as backward has completed its
+    /// gradients (the default); false waits for the end of backward (to measure what the
+    /// overlap hides).
+    public var overlapAllReduce = true
+    /// Deterministic data parallelism (nil: off): the global batch is cut into this many
+    /// parts, each part's gradient computed alone and the parts added in order, so that any
+    /// number of processes dividing it gives the same weights bit for bit (at the same
+    /// threads per process); batch norm then uses each part's statistics. See
+    /// Trainer+Deterministic.swift.
+    public var deterministicParts: Int?
 
     public init() {}
 
@@ -115,6 +131,7 @@ public struct TrainerConfiguration {
                       "learningRateScales": learningRateScales.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
         if let steps { result["steps"] = String(steps) }
         if !synchronizeBatchNorm { result["synchronizeBatchNorm"] = "off" }
+        if let deterministicParts { result["deterministicParts"] = String(deterministicParts) }
         if let classWeights { result["classWeights"] = classWeights.map { String($0) }.joined(separator: ",") }
         if case let .rollback(factor, retries) = nonFinite { result["nonFinite"] = "rollback \(factor) \(retries)" } else { result["nonFinite"] = "stop" }
         return result

@@ -30,6 +30,10 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var validationAccuracy: Double?
     /// Files skipped in the epoch because they could not be decoded (nil: none).
     public var skippedFiles: Int?
+    /// Data-parallel runs: seconds this process waited after backward for the gradients'
+    /// sums over the processes (the communication backward did not hide), in this epoch
+    /// (since the resume, for an epoch resumed inside).
+    public var allReduceWaitSeconds: Double?
 
     public init(epoch: Int, loss: Float, terms: [String: Float], seconds: Double, learningRate: Float, validationAccuracy: Double? = nil) {
         self.epoch = epoch

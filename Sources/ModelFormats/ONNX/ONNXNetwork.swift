@@ -21,9 +21,9 @@ public final class ONNXNetwork: Module {
     /// Operators of the default domain that Distill runs.
     public static let supportedOperators = [
         "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div",
-        "Dropout", "Equal", "Erf", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater",
-        "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "MatMul", "MaxPool",
-        "Mul", "Pad", "Pow", "PRelu", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape",
+        "DequantizeLinear", "Dropout", "Equal", "Erf", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater",
+        "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "MatMul",
+        "MaxPool", "Mul", "Pad", "Pow", "PRelu", "QuantizeLinear", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape",
         "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
     ]
 
@@ -40,6 +40,9 @@ public final class ONNXNetwork: Module {
     let order: [ONNXNode]
     let floatInitializers: [(name: String, tensor: Tensor)]
     let integerInitializers: [String: Value]
+    /// The element type of each integer initializer (uint8 and int8 zero points say which
+    /// range QuantizeLinear saturates to).
+    let integerTypes: [String: Int]
     /// Float initializers that never train (`ONNXNetwork.constantNames`): the module's buffers.
     let constantNames: Set<String>
     let nodeModules: [(name: String, module: any Module)]
@@ -66,14 +69,16 @@ public final class ONNXNetwork: Module {
         let graph = model.graph
         guard opset >= 7 else { throw fail("uses operator set \(opset); Distill reads opset 7 and later") }
 
-        var floats: [(name: String, tensor: Tensor)] = [], ints: [String: Value] = [:]
+        var floats: [(name: String, tensor: Tensor)] = [], ints: [String: Value] = [:], types: [String: Int] = [:]
         var defined = Set<String>()
         for t in graph.initializers {
             guard !t.name.isEmpty, defined.insert(t.name).inserted else { throw fail("has an initializer with an empty or repeated name '\(t.name)'") }
             do { try t.validate() } catch let error as ProtoError { throw fail(error.message) }
             switch t.values {
             case let .floats(v): floats.append((t.name, Tensor(v, shape: Shape(t.dims))))
-            case let .ints(v): ints[t.name] = .ints(v, dims: t.dims)
+            case let .ints(v):
+                ints[t.name] = .ints(v, dims: t.dims)
+                types[t.name] = t.elementType
             }
         }
         guard let input = graph.inputs.first(where: { !defined.contains($0.name) }) else { throw fail("has no graph input") }
@@ -133,6 +138,7 @@ public final class ONNXNetwork: Module {
         self.order = order
         floatInitializers = floats
         integerInitializers = ints
+        integerTypes = types
         constantNames = ONNXNetwork.constantNames(order, floats: floats)
         var seen = Set<String>()
         nodeModules = order.compactMap { node in
@@ -165,7 +171,7 @@ public final class ONNXNetwork: Module {
         for node in order {
             let inputs = node.inputs.map { $0.isEmpty ? nil : values[$0] }
             let outputs: [Value]
-            do { outputs = try ONNXOperators(node: node, inputs: inputs, opset: opset).run() } catch let error as ONNXOperators.Failure {
+            do { outputs = try ONNXOperators(node: node, inputs: inputs, opset: opset, inputTypes: node.inputs.map { integerTypes[$0] }).run() } catch let error as ONNXOperators.Failure {
                 throw ModelFormatError(file: file, "node '\(node.name)' (\(node.opType)): \(error.message)")
             }
             for (name, value) in zip(node.outputs, outputs) where !name.isEmpty { values[name] = value }

@@ -9,6 +9,8 @@ struct ONNXOperators {
     let node: ONNXNode
     let inputs: [Value?]
     let opset: Int
+    /// Each input's integer element type when it is an integer initializer (else nil).
+    var inputTypes: [Int?] = []
 
     static let maximumElements = 1 << 28
 
@@ -165,6 +167,8 @@ struct ONNXOperators {
         case "Shape": return [try shape()]
         case "Gather": return [try gather()]
         case "Cast": return [try cast()]
+        case "QuantizeLinear": return [.tensor(try quantizeLinear())]
+        case "DequantizeLinear": return [.tensor(try dequantizeLinear())]
         default: throw fail("operator \(node.opType) is not supported")
         }
     }

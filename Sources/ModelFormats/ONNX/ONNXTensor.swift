@@ -13,11 +13,16 @@ public struct ONNXTensor: Equatable, Sendable {
     public var name: String
     public var dims: [Int]
     public var values: Values
+    /// TensorProto's element type (`ONNXTensor.float`, `.int8`, ...): how the file stored the
+    /// values. Quantized models need it (a zero point's type decides the integer range).
+    public var elementType: Int
 
-    public init(name: String, dims: [Int], values: Values) {
+    /// `elementType` defaults to FLOAT for floats and INT64 for integers.
+    public init(name: String, dims: [Int], values: Values, elementType: Int? = nil) {
         self.name = name
         self.dims = dims
         self.values = values
+        if case .floats = values { self.elementType = ONNXTensor.float } else { self.elementType = elementType ?? ONNXTensor.int64 }
     }
 
     public var count: Int {
@@ -71,9 +76,10 @@ public struct ONNXTensor: Equatable, Sendable {
             for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { raw.append(contentsOf: $0) } }
             w.bytes(9, raw)
         case let .ints(v):
-            w.int(2, ONNXTensor.int64)
+            w.int(2, elementType)
             w.string(8, name)
-            w.packedInts(7, v)
+            // INT64 in int64_data; INT32, INT8, UINT8 and BOOL in int32_data.
+            w.packedInts(elementType == ONNXTensor.int64 ? 7 : 5, v)
         }
     }
 
@@ -133,7 +139,7 @@ public struct ONNXTensor: Equatable, Sendable {
         default:
             throw ProtoError(message: "\(label) has element type \(dataType), which Distill does not read (float, double and integer types only)")
         }
-        self.init(name: name, dims: dims, values: values)
+        self.init(name: name, dims: dims, values: values, elementType: dataType == ONNXTensor.double ? ONNXTensor.float : dataType)
         guard self.count == count else {
             throw ProtoError(message: "\(label) has dimensions \(dims) (\(count) values) but holds \(self.count) values")
         }

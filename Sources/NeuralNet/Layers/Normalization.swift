@@ -15,6 +15,11 @@ public final class BatchNorm: Module {
     /// Set by data-parallel training (synchronised batch norm): training normalises with the
     /// statistics of the global batch, summed over these processes. Nil: this process's batch.
     public var synchronization: (any Communicator)?
+    /// Set (to []) by deterministic data-parallel training: a training forward then leaves
+    /// the running statistics alone and appends its update here — momentum × the batch mean,
+    /// then momentum × the unbiased batch variance, per channel — for `replay` to apply in
+    /// the order of the parts of the global batch, whichever process computed them.
+    public var deferredStatistics: [[Float]]?
 
     public init(_ features: Int, momentum: Float = 0.1, epsilon: Float = 1e-5) {
         weight = constantParameter([features], 1)
@@ -28,6 +33,16 @@ public final class BatchNorm: Module {
 
     public func forward(_ input: Tensor) -> Tensor {
         let useBatch = state.isTraining && !state.freezesStatistics
+        if useBatch, deferredStatistics != nil {
+            // Running statistics that start at zero receive exactly the update's terms:
+            // (1 − m)·0 + m·μ is m·μ, the value `replay` adds.
+            let c = runningMean.count
+            let mean = Tensor.zeros([c]), variance = Tensor.zeros([c])
+            let output = Tensor.batchNorm(input, runningMean: mean, runningVariance: variance, weight: weight, bias: bias,
+                                          training: true, momentum: momentum, epsilon: epsilon)
+            deferredStatistics!.append(mean.scalars + variance.scalars)
+            return output
+        }
         if useBatch {
             batchesTracked.withUnsafeMutableBufferPointer { $0[0] += 1 }
         }
@@ -36,6 +51,22 @@ public final class BatchNorm: Module {
         }
         return Tensor.batchNorm(input, runningMean: runningMean, runningVariance: runningVariance, weight: weight, bias: bias,
                                 training: useBatch, momentum: momentum, epsilon: epsilon, synchronize: synchronize)
+    }
+
+    /// Applies updates recorded in `deferredStatistics` (`count` values each, 2 × channels),
+    /// in order, with the arithmetic a training forward uses, and counts them as batches.
+    public func replay(_ updates: UnsafeBufferPointer<Float>, count: Int) {
+        let c = runningMean.count
+        let rm = runningMean.storage.pointer, rv = runningVariance.storage.pointer
+        var offset = 0
+        while offset + 2 * c <= min(count, updates.count) {
+            for ch in 0..<c {
+                rm[ch] = (1 - momentum) * rm[ch] + updates[offset + ch]
+                rv[ch] = (1 - momentum) * rv[ch] + updates[offset + c + ch]
+            }
+            batchesTracked.withUnsafeMutableBufferPointer { $0[0] += 1 }
+            offset += 2 * c
+        }
     }
 
     public var localParameters: [(name: String, tensor: Tensor)] { [("weight", weight), ("bias", bias)] }
