@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 import NeuralNet
 import Tensors
@@ -164,6 +165,20 @@ final class TextLayerTests: XCTestCase {
         }
         XCTAssertThrowsError(try TokenBatch(packed: Tensor([1, 2.5], shape: [1, 2])))
         XCTAssertThrowsError(try TokenBatch(packed: Tensor.zeros([1, 2, 2])))
+    }
+
+    /// A text dataset's batches (Datasets pads each to its longest sequence, packed as
+    /// [batch, 3, length]) are what the encoder reads as a Module.
+    func testTextDatasetBatchesRunThroughTheEncoder() throws {
+        let sequences: [[Int]] = [[1, 4, 9, 2], [1, 7, 2], [1, 3, 5, 6, 8, 2]]
+        let data = Dataset(tokenSequences: sequences.map { $0.map(Int32.init) }, labels: [0, 1, 0], classNames: ["a", "b"])
+        let loader = try DataLoader(data, batchSize: 3, shuffle: false, seed: 0)
+        let batch = try XCTUnwrap(loader.batches(epoch: 0).makeIterator().nextBatch())
+        XCTAssertEqual(try TokenBatch(packed: batch.inputs), TokenBatch(sequences: sequences))
+        var g = RandomGenerator(seed: 7)
+        let encoder = SentenceEncoder(BertModel(Self.configuration, using: &g))
+        encoder.eval()
+        XCTAssertEqual(encoder(batch.inputs).scalars, try encoder.embed(TokenBatch(sequences: sequences)).scalars)
     }
 
     func testPackedBatchRoundTripsAndRunsAsAModule() throws {
