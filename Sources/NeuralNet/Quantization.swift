@@ -182,6 +182,19 @@ func quantizeBias(_ bias: [Float]?, inputScale: Float, weightScales: [Float], na
     }
 }
 
+/// Throws unless the bias has one value a channel and the activation scales are positive
+/// normal floats (what a file may get wrong).
+func checkLayer(weights: QuantizedWeights, bias: [Int32], input: QuantizationParameters, output: QuantizationParameters?, name: String) throws {
+    guard bias.count == weights.packed.outputs else {
+        throw QuantizationError.invalidWeights("\(name): \(bias.count) biases for \(weights.packed.outputs) output channels")
+    }
+    for (what, p) in [("input", input), ("output", output)] {
+        if let p, !(p.scale.isNormal && p.scale > 0) {
+            throw QuantizationError.invalidWeights("\(name): \(what) scale \(p.scale) is not a positive finite number")
+        }
+    }
+}
+
 /// The per-channel requantization scale input × weight ÷ output, kept a positive normal float.
 func requantizationScales(input: Float, weights: [Float], output: Float) -> [Float] {
     weights.map { Float(min(max(Double(input) * Double($0) / Double(output), Double(Float.leastNormalMagnitude)), Double(Float.greatestFiniteMagnitude))) }
@@ -199,8 +212,19 @@ public struct QuantizedConv2d: Sendable {
     /// `weights` [out, kh, kw, in] (channels-last) quantized, `bias` in float.
     public init(weights: QuantizedWeights, bias: [Float]?, window: Int8Window, inChannels: Int,
                 input: QuantizationParameters, output: QuantizationParameters, activation: FusedActivation, name: String) throws {
+        try self.init(weights: weights, quantizedBias: quantizeBias(bias, inputScale: input.scale, weightScales: weights.scales, name: name),
+                      window: window, inChannels: inChannels, input: input, output: output, activation: activation, name: name)
+    }
+
+    /// The same with the bias already quantized (int32 at input scale × weight scale).
+    public init(weights: QuantizedWeights, quantizedBias: [Int32], window: Int8Window, inChannels: Int,
+                input: QuantizationParameters, output: QuantizationParameters, activation: FusedActivation, name: String) throws {
+        try checkLayer(weights: weights, bias: quantizedBias, input: input, output: output, name: name)
+        guard weights.packed.inputs == window.kernel.height * window.kernel.width * inChannels else {
+            throw QuantizationError.invalidWeights("\(name): \(weights.packed.inputs) weights a channel do not fit a \(window.kernel.height)×\(window.kernel.width) window over \(inChannels) channels")
+        }
         self.weights = weights
-        self.bias = try quantizeBias(bias, inputScale: input.scale, weightScales: weights.scales, name: name)
+        self.bias = quantizedBias
         self.window = window
         self.inChannels = inChannels
         self.input = input
@@ -224,8 +248,16 @@ public struct QuantizedLinear: Sendable {
 
     public init(weights: QuantizedWeights, bias: [Float]?, input: QuantizationParameters, output: QuantizationParameters?,
                 activation: FusedActivation, name: String) throws {
+        try self.init(weights: weights, quantizedBias: quantizeBias(bias, inputScale: input.scale, weightScales: weights.scales, name: name),
+                      input: input, output: output, activation: activation, name: name)
+    }
+
+    /// The same with the bias already quantized (int32 at input scale × weight scale).
+    public init(weights: QuantizedWeights, quantizedBias: [Int32], input: QuantizationParameters, output: QuantizationParameters?,
+                activation: FusedActivation, name: String) throws {
+        try checkLayer(weights: weights, bias: quantizedBias, input: input, output: output, name: name)
         self.weights = weights
-        self.bias = try quantizeBias(bias, inputScale: input.scale, weightScales: weights.scales, name: name)
+        self.bias = quantizedBias
         self.input = input
         self.output = output
         self.activation = activation
@@ -248,7 +280,41 @@ public final class QuantizedModel: @unchecked Sendable {
     public let input: QuantizationParameters
     public let layers: [QuantizedLayer]
 
-    public init(exampleShape: [Int], input: QuantizationParameters, layers: [QuantizedLayer]) {
+    /// Throws unless the layers fit one another from examples of `exampleShape` (what a file
+    /// may get wrong), so that running the model cannot trap.
+    public init(exampleShape: [Int], input: QuantizationParameters, layers: [QuantizedLayer]) throws {
+        guard exampleShape.count == 3 || exampleShape.count == 1, exampleShape.allSatisfy({ $0 >= 1 }) else {
+            throw QuantizationError.invalidWeights("examples must be [C, H, W] images or [F] features, got \(exampleShape)")
+        }
+        guard input.scale.isNormal && input.scale > 0 else {
+            throw QuantizationError.invalidWeights("input scale \(input.scale) is not a positive finite number")
+        }
+        var dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
+        for (index, layer) in layers.enumerated() {
+            func fail(_ what: String) -> QuantizationError { .invalidWeights("layer \(index): \(what) after activations of shape \(dims)") }
+            switch layer {
+            case let .conv2d(c):
+                guard dims.count == 3, dims[2] == c.inChannels, let out = c.window.outputSize(height: dims[0], width: dims[1]),
+                      c.window.padding.height >= 0, c.window.padding.width >= 0, c.window.kernel.height >= 1, c.window.kernel.width >= 1 else {
+                    throw fail("a convolution over \(c.inChannels) channels does not fit")
+                }
+                dims = [out.height, out.width, c.weights.packed.outputs]
+                guard out.height <= 1 << 16, out.width <= 1 << 16, dims.reduce(1, *) <= 1 << 28 else { throw fail("the output is too large (above 2^28 values an example)") }
+            case let .maxPool2d(window):
+                guard dims.count == 3, let out = window.outputSize(height: dims[0], width: dims[1]),
+                      window.padding.height >= 0, window.padding.width >= 0, window.kernel.height >= 1, window.kernel.width >= 1 else {
+                    throw fail("max pooling does not fit")
+                }
+                dims = [out.height, out.width, dims[2]]
+            case .flatten:
+                guard dims.count == 3 else { throw fail("flatten needs images") }
+                dims = [dims.reduce(1, *)]
+            case let .linear(l):
+                guard dims == [l.weights.packed.inputs] else { throw fail("a linear layer of \(l.weights.packed.inputs) inputs does not fit") }
+                guard l.output != nil || index == layers.count - 1 else { throw fail("a float-output linear layer must be the last") }
+                dims = [l.weights.packed.outputs]
+            }
+        }
         self.exampleShape = exampleShape
         self.input = input
         self.layers = layers

@@ -116,7 +116,7 @@ public enum Quantizer {
                 }
             }
         }
-        return QuantizedModel(exampleShape: exampleShape, input: input, layers: layers)
+        return try QuantizedModel(exampleShape: exampleShape, input: input, layers: layers)
     }
 
     /// Conv weights and bias with batch norm folded in: per channel, s = γ / √(var + ε),
