@@ -443,22 +443,44 @@ int distill_q8_window_valid(const distill_q8_window *w) {
     return w->outputHeight == spanHigh / w->strideHeight + 1 && w->outputWidth == spanWide / w->strideWidth + 1;
 }
 
+/* Short copies and fills as plain loops: a 1-channel 3×3 convolution moves 3 bytes at a
+   time, where a call to memcpy costs more than the copy. */
+static inline void copy_bytes(uint8_t *target, const uint8_t *source, long count) {
+    if (count >= 32) {
+        memcpy(target, source, (size_t)count);
+    } else {
+        for (long i = 0; i < count; i++) target[i] = source[i];
+    }
+}
+
+static inline void fill_bytes(uint8_t *target, uint8_t value, long count) {
+    if (count >= 32) {
+        memset(target, value, (size_t)count);
+    } else {
+        for (long i = 0; i < count; i++) target[i] = value;
+    }
+}
+
 void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *rows) {
-    long C = w->channels, rowLength = w->kernelHeight * w->kernelWidth * C;
+    long C = w->channels, rowLength = w->kernelHeight * w->kernelWidth * C, span = w->kernelWidth * C;
     for (long oy = 0; oy < w->outputHeight; oy++) {
         for (long ox = 0; ox < w->outputWidth; ox++) {
             uint8_t *row = rows + (oy * w->outputWidth + ox) * rowLength;
+            /* The window's columns x0 + dx inside the image: dx in [low, high). In NHWC they
+               are one contiguous run of (high − low)·C bytes per kernel row. */
+            long x0 = ox * w->strideWidth - w->paddingWidth;
+            long low = x0 < 0 ? -x0 : 0, high = w->width - x0 < w->kernelWidth ? w->width - x0 : w->kernelWidth;
+            if (high < low) high = low;
             for (long dy = 0; dy < w->kernelHeight; dy++) {
                 long y = oy * w->strideHeight + dy - w->paddingHeight;
-                for (long dx = 0; dx < w->kernelWidth; dx++) {
-                    long x = ox * w->strideWidth + dx - w->paddingWidth;
-                    uint8_t *target = row + (dy * w->kernelWidth + dx) * C;
-                    if (y < 0 || y >= w->height || x < 0 || x >= w->width) {
-                        memset(target, pad, (size_t)C);
-                    } else {
-                        memcpy(target, input + (y * w->width + x) * C, (size_t)C);
-                    }
+                uint8_t *target = row + dy * span;
+                if (y < 0 || y >= w->height) {
+                    fill_bytes(target, pad, span);
+                    continue;
                 }
+                fill_bytes(target, pad, low * C);
+                copy_bytes(target + low * C, input + (y * w->width + x0 + low) * C, (high - low) * C);
+                fill_bytes(target + high * C, pad, span - high * C);
             }
         }
     }
