@@ -462,25 +462,33 @@ static inline void fill_bytes(uint8_t *target, uint8_t value, long count) {
 }
 
 void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *rows) {
-    long C = w->channels, rowLength = w->kernelHeight * w->kernelWidth * C, span = w->kernelWidth * C;
-    for (long oy = 0; oy < w->outputHeight; oy++) {
-        for (long ox = 0; ox < w->outputWidth; ox++) {
-            uint8_t *row = rows + (oy * w->outputWidth + ox) * rowLength;
-            /* The window's columns x0 + dx inside the image: dx in [low, high). In NHWC they
-               are one contiguous run of (high − low)·C bytes per kernel row. */
-            long x0 = ox * w->strideWidth - w->paddingWidth;
-            long low = x0 < 0 ? -x0 : 0, high = w->width - x0 < w->kernelWidth ? w->width - x0 : w->kernelWidth;
-            if (high < low) high = low;
-            for (long dy = 0; dy < w->kernelHeight; dy++) {
+    long C = w->channels, taps = w->kernelHeight * w->kernelWidth, rowLength = taps * C;
+    long OW = w->outputWidth, sw = w->strideWidth;
+    /* Tap by tap and output row by output row: the output columns ox whose input column
+       ox·sw + dx − pw lies inside the image are one range [low, high), the rest are padding;
+       each pixel's C bytes go to its row at the tap's offset. */
+    for (long dy = 0; dy < w->kernelHeight; dy++) {
+        for (long dx = 0; dx < w->kernelWidth; dx++) {
+            long tap = dy * w->kernelWidth + dx, shift = dx - w->paddingWidth;
+            long low = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
+            long high = w->width - shift <= 0 ? 0 : (w->width - shift + sw - 1) / sw;
+            if (high > OW) high = OW;
+            if (low > high) low = high;
+            for (long oy = 0; oy < w->outputHeight; oy++) {
                 long y = oy * w->strideHeight + dy - w->paddingHeight;
-                uint8_t *target = row + dy * span;
+                uint8_t *target = rows + oy * OW * rowLength + tap * C;
                 if (y < 0 || y >= w->height) {
-                    fill_bytes(target, pad, span);
+                    for (long ox = 0; ox < OW; ox++) fill_bytes(target + ox * rowLength, pad, C);
                     continue;
                 }
-                fill_bytes(target, pad, low * C);
-                copy_bytes(target + low * C, input + (y * w->width + x0 + low) * C, (high - low) * C);
-                fill_bytes(target + high * C, pad, span - high * C);
+                const uint8_t *source = input + y * w->width * C;
+                for (long ox = 0; ox < low; ox++) fill_bytes(target + ox * rowLength, pad, C);
+                if (C == 1) {
+                    for (long ox = low; ox < high; ox++) target[ox * rowLength] = source[ox * sw + shift];
+                } else {
+                    for (long ox = low; ox < high; ox++) copy_bytes(target + ox * rowLength, source + (ox * sw + shift) * C, C);
+                }
+                for (long ox = high; ox < OW; ox++) fill_bytes(target + ox * rowLength, pad, C);
             }
         }
     }
