@@ -116,6 +116,26 @@ final class QuantizationTests: XCTestCase {
         XCTAssertEqual(quantized.layers.filter { if case .conv2d = $0 { return true }; return false }.count, 3, "three convolutions, batch norms folded")
     }
 
+    /// Every zoo model that is a chain of layers (ReLU after linear layers, max pooling,
+    /// feature-vector inputs) quantizes, with random weights, within 5 steps of its logits'
+    /// range in 255 on its calibration inputs.
+    func testEveryChainZooModelQuantizes() throws {
+        var g = RandomGenerator(seed: 9)
+        let cases: [(String, ModelOptions, [Int])] = [
+            ("mlp", ModelOptions(), [1, 28, 28]), ("mlp", ModelOptions(inputFeatures: 12, hiddenSizes: [16, 8]), [12]),
+            ("lenet5", ModelOptions(), [1, 28, 28]), ("cnn-student", ModelOptions(inputChannels: 3, inputSize: 12, width: 0.5), [3, 12, 12]),
+        ]
+        for (name, options, shape) in cases {
+            let model = try ModelZoo.make(name, options: options, using: &g)
+            let x = Tensor.randomNormal(Shape([48] + shape), using: &g)
+            let quantized = try Quantizer.quantize(model, calibration: x)
+            let float = model.predictions(x).scalars, q = quantized(x).scalars
+            let range = float.max()! - float.min()!, worst = zip(q, float).map { abs($0 - $1) }.max()!
+            print("QuantizationTests: \(name) \(shape): max logit error \(worst) (float range \(range))")
+            XCTAssertLessThan(worst, 5 * range / 255, "\(name) \(shape)")
+        }
+    }
+
     func testObserversGiveTheRangeOrItsPercentiles() {
         var minMax = RangeObserver(method: .minMax)
         minMax.observe([-1, 0.5, 3])
