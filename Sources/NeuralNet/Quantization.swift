@@ -320,6 +320,24 @@ public final class QuantizedModel: @unchecked Sendable {
         self.layers = layers
     }
 
+    /// One example's output shape: [classes] after a linear layer, [C, H, W] after a convolution or pooling.
+    public var outputShape: [Int] {
+        var dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
+        for layer in layers {
+            switch layer {
+            case let .conv2d(c):
+                let out = c.window.outputSize(height: dims[0], width: dims[1])!
+                dims = [out.height, out.width, c.weights.packed.outputs]
+            case let .maxPool2d(w):
+                let out = w.outputSize(height: dims[0], width: dims[1])!
+                dims = [out.height, out.width, dims[2]]
+            case .flatten: dims = [dims.reduce(1, *)]
+            case let .linear(l): dims = [l.weights.packed.outputs]
+            }
+        }
+        return dims.count == 3 ? [dims[2], dims[0], dims[1]] : dims
+    }
+
     /// Bytes of the int8 weights, their scales and the int32 biases.
     public var weightBytes: Int {
         layers.reduce(0) { total, layer in
@@ -336,6 +354,7 @@ public final class QuantizedModel: @unchecked Sendable {
         require(Array(x.shape.dimensions.dropFirst()) == exampleShape,
                 "QuantizedModel: input \(x.shape) does not match examples of shape \(exampleShape)")
         let batch = x.shape[0]
+        guard batch > 0 else { return Tensor([], shape: Shape([0] + outputShape)) }
         // Channels-last dims after the batch: [H, W, C] or [F].
         var dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
         var values = quantizeInput(x.scalars, batch: batch)

@@ -87,6 +87,8 @@ final class QuantizationTests: XCTestCase {
             }
             Compute.forceKernelPath(nil)
         }
+        // An empty batch gives an empty answer of the right shape.
+        XCTAssertEqual(try Quantizer.quantize(model, calibration: calibration)(Tensor.zeros([0, 1, 28, 28])).shape, [0, 10])
         // Weights: int8 plus a scale and an int32 bias per channel, under 30% of the float bytes.
         let quantized = try Quantizer.quantize(model, calibration: calibration)
         XCTAssertLessThan(Double(quantized.weightBytes), 0.3 * Double(4 * model.parameterCount))
