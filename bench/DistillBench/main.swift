@@ -12,6 +12,8 @@
 //   sgemm            1024×1024 · 1024×1024
 //   int8-gemm, int8-gemm-mlp: the int8 GEMM (uint8 × int8 → int32, Sources/CKernels/q8.c) at
 //                    sgemm's and sgemm-mlp's sizes (no peer); --kernel-path NAME forces a path
+//   int8-infer-cnn-student: forward passes of cnn-student quantized to int8 (seed-0 weights,
+//                    calibrated on 64 random inputs) at --batch (no peer; infer-cnn-student is its float twin)
 //   conv             conv2d forward + backward, [128, 32, 28, 28] → 64 channels, 3×3, padding 1
 //   cnn              forward + backward (+ SGD update) of a small CNN at batch 128
 //   denormal         64 passes of y = x·0.5 + x·1e-3 over 1M denormal floats
@@ -104,6 +106,12 @@ func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
         let a = (0..<(m * k)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
         let w = PackedInt8Weights((0..<(n * k)).map { _ in Int8(truncatingIfNeeded: generator.next()) }, outputs: n, inputs: k)
         return Workload { Float(Int8Kernels.gemm(a, rows: m, zeroPoint: 3, weights: w)[0]) }
+    case "int8-infer-cnn-student":
+        let rows = small ? 4 : batch
+        guard let model = try? ModelZoo.make("cnn-student", using: &generator),
+              let quantized = try? Quantizer.quantize(model, calibration: Tensor.randomNormal([64, 1, 28, 28], using: &generator)) else { return nil }
+        let x = Tensor.randomNormal([rows, 1, 28, 28], using: &generator)
+        return Workload { quantized(x).sliced(alongAxis: 0, 0..<1).sum().item }
     case "conv":
         let batch = small ? 4 : 128
         let x = Tensor.randomNormal([batch, 32, 28, 28], using: &generator)
@@ -197,7 +205,7 @@ if !options.kernelPath.isEmpty {
 }
 
 if options.smoke {
-    for name in ["sgemm", "int8-gemm", "int8-gemm-mlp", "conv", "cnn", "denormal", "train-cnn-teacher", "train-mlp", "infer-cnn-student", "distill-epoch",
+    for name in ["sgemm", "int8-gemm", "int8-gemm-mlp", "int8-infer-cnn-student", "conv", "cnn", "denormal", "train-cnn-teacher", "train-mlp", "infer-cnn-student", "distill-epoch",
                  "distill-epoch-cold", "train-resnet20-c3", "train-wrn-16-2-c1", "train-mobilenetv2-c3", "infer-mobilenetv2-c1"] {
         guard let workload = makeWorkload(name, small: true) else {
             FileHandle.standardError.write("DistillBench smoke: case \(name) could not be prepared\n".data(using: .utf8)!)
