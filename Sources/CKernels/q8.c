@@ -532,6 +532,17 @@ void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8
     }
 }
 
+void distill_q8_global_average_pool(long pixels, long channels, const uint8_t *input, int inZero, float scale, int outZero,
+                                    uint8_t *output) {
+    for (long c = 0; c < channels; c++) {
+        int32_t sum = 0;
+        for (long p = 0; p < pixels; p++) sum += (int32_t)input[p * channels + c] - inZero;
+        float y = (float)sum;
+        y = y * scale;
+        output[c] = requantize_one(y, outZero, 0, 255);
+    }
+}
+
 /* ---- Dispatch (the table is filled by dispatch.c's install). ---- */
 
 void distill_q8_gemm(long m, long n, long k, const uint8_t *a, long lda, int aZero, const int8_t *packed,

@@ -289,6 +289,28 @@ final class Int8KernelTests: XCTestCase {
         }
     }
 
+    /// Global average pooling against Swift: exact sums, one multiply, half to even; ties
+    /// (averages of x.5 at scale 1) and the clamps at 0 and 255.
+    func testGlobalAveragePoolingMatchesSwift() {
+        var g = RandomGenerator(seed: 88)
+        for (pixels, channels, scale, inZero, outZero) in [(64, 16, Float(1), UInt8(0), UInt8(0)), (49, 3, 0.731, 128, 100),
+                                                           (2, 5, 1, 0, 0), (1, 1, 4, 10, 250), (7, 33, 0.01, 255, 3)] {
+            let batch = 3
+            var input = randomBytes(batch * pixels * channels, &g)
+            if pixels == 2 { input[0] = 1; input[channels] = 2 } // average 1.5 → 2 (ties to even)
+            let perPixel = scale / Float(pixels)
+            let expected = (0..<(batch * channels)).map { index -> UInt8 in
+                let (b, c) = (index / channels, index % channels)
+                let sum = (0..<pixels).reduce(Int32(0)) { $0 + Int32(input[(b * pixels + $1) * channels + c]) - Int32(inZero) }
+                return Self.referenceRound(Float(sum) * perPixel, zero: outZero, low: 0, high: 255)
+            }
+            let result = Int8Kernels.globalAveragePool(input, batch: batch, pixels: pixels, channels: channels, inZero: inZero,
+                                                       scale: scale, outZero: outZero)
+            XCTAssertEqual(result, expected, "\(pixels) pixels, \(channels) channels")
+            if pixels == 2 { XCTAssertEqual(result[0], 2) }
+        }
+    }
+
     /// Results do not depend on the thread count (rows are split, never sums).
     func testLinearIsTheSameOnOneOrManyThreads() {
         var g = RandomGenerator(seed: 87)

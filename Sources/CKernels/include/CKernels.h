@@ -168,6 +168,13 @@ void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t
 /* Max pooling: the largest value of each window's pixels inside the image (padding never wins). */
 void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8_t *output);
 
+/* Global average pooling of one NHWC image [pixels][channels] to [channels]: per channel the
+   exact int32 sum s of (q − inZero) over the pixels, then out = clamp(lrint((float)s · scale)
+   + outZero, 0, 255) with scale = in scale ÷ (out scale · pixels), the requantization's
+   rounding. Path-free (portable C): the sums are exact, the rest is one multiply. pixels ≤ 2^23. */
+void distill_q8_global_average_pool(long pixels, long channels, const uint8_t *input, int inZero, float scale, int outZero,
+                                    uint8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

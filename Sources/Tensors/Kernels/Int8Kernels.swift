@@ -267,6 +267,31 @@ public enum Int8Kernels {
         return out
     }
 
+    /// Global average pooling of NHWC images [batch, pixels, channels] to [batch, channels]:
+    /// `scale` is the input's scale divided by the output's (the division by the pixel count
+    /// is done here); sums are exact, then one multiply and the requantization's rounding.
+    public static func globalAveragePool(_ input: [UInt8], batch: Int, pixels: Int, channels: Int, inZero: UInt8,
+                                         scale: Float, outZero: UInt8) -> [UInt8] {
+        require(input.count == batch * pixels * channels && pixels >= 1 && pixels <= 1 << 23,
+                "Int8Kernels.globalAveragePool: \(input.count) values for [\(batch), \(pixels), \(channels)]")
+        let perPixel = scale / Float(pixels)
+        require(perPixel.isNormal && perPixel > 0, "Int8Kernels.globalAveragePool: scale \(scale) over \(pixels) pixels is not a positive normal float")
+        var out = [UInt8](repeating: 0, count: batch * channels)
+        guard batch > 0 else { return out }
+        input.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { out in
+                let (input, out) = (input.baseAddress!, out.baseAddress!)
+                Compute.parallelFor(batch, costPerItem: pixels * channels) { range in
+                    for image in range {
+                        distill_q8_global_average_pool(pixels, channels, input + image * pixels * channels, Int32(inZero), perPixel,
+                                                       Int32(outZero), out + image * channels)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// The sum of two quantized tensors of the same shape in the output's quantization:
     /// `clamp(round((a − aZero)·aScale + (b − bZero)·bScale) + outZero, low, high)`, where aScale
     /// and bScale are a's and b's scales divided by the output's.
