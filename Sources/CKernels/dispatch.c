@@ -6,11 +6,12 @@
 #include "CKernels.h"
 #include "kernels.h"
 
-/* Paths verified by the tests (KernelDispatchTests) on a CPU that executes them; see
-   docs/benchmarks.md for which CPUs. All three on an Intel Xeon (family 6 model 207, Emerald Rapids) (which
-   executes AVX2 + FMA as well as AVX-512). A new path starts at 0 here and is turned on
-   once the tests have run it. */
-static const int verified[3] = {1, 1, 1};
+/* Paths verified by the tests (KernelDispatchTests, and Int8KernelTests for the int8
+   kernels of each path) on a CPU that executes them; see docs/benchmarks.md and
+   docs/quantization.md for which CPUs. All four on an Intel Xeon (family 6 model 207,
+   Emerald Rapids) (which executes AVX2 + FMA, AVX-512BW and AVX-512 VNNI). A new path
+   starts at 0 here and is turned on once the tests have run it. */
+static const int verified[4] = {1, 1, 1, 1};
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -29,25 +30,34 @@ static int cpu_has(distill_kernels_path path) {
     unsigned long long xcr0 = saved_state_mask();
     if ((xcr0 & 0x6) != 0x6) return 0; /* SSE and AVX state */
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1;
+    int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, vnni = (c >> 11) & 1;
+    int zmm = (xcr0 & 0xE6) == 0xE6; /* opmask, ZMM state */
     switch (path) {
     case DISTILL_KERNELS_AVX2: return avx2 && fma;
-    case DISTILL_KERNELS_AVX512: return avx512f && (xcr0 & 0xE6) == 0xE6; /* opmask, ZMM state */
+    case DISTILL_KERNELS_AVX512: return avx512f && zmm;
+    case DISTILL_KERNELS_AVX512_VNNI: return avx512f && avx512bw && vnni && zmm && avx2 && fma;
     default: return 0;
     }
+}
+
+/* AVX-512BW (byte and word arithmetic), which the AVX512 path's int8 GEMM uses where present. */
+static int cpu_has_avx512bw(void) {
+    unsigned int a, b, c, d;
+    if (!cpu_has(DISTILL_KERNELS_AVX512) || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 30) & 1;
 }
 #endif
 
 int distill_kernels_path_supported(distill_kernels_path path) {
     if (path == DISTILL_KERNELS_PORTABLE) return 1;
 #if defined(__x86_64__) || defined(__i386__)
-    if (path == DISTILL_KERNELS_AVX2 || path == DISTILL_KERNELS_AVX512) return cpu_has(path);
+    if (path == DISTILL_KERNELS_AVX2 || path == DISTILL_KERNELS_AVX512 || path == DISTILL_KERNELS_AVX512_VNNI) return cpu_has(path);
 #endif
     return 0;
 }
 
 int distill_kernels_path_verified(distill_kernels_path path) {
-    return path >= DISTILL_KERNELS_PORTABLE && path <= DISTILL_KERNELS_AVX512 && verified[path];
+    return path >= DISTILL_KERNELS_PORTABLE && path <= DISTILL_KERNELS_AVX512_VNNI && verified[path];
 }
 
 /* -1 until the first use chooses. */
@@ -57,18 +67,34 @@ distill_kernel_table distill_kernels;
 static void install(distill_kernels_path path) {
     switch (path) {
 #if defined(__x86_64__) || defined(__i386__)
+    case DISTILL_KERNELS_AVX512_VNNI:
     case DISTILL_KERNELS_AVX512:
         distill_kernels.accumulate = distill_taps_accumulate_avx512;
         distill_kernels.dot = distill_taps_dot_avx512;
+        /* AVX-512F without BW (Knights Landing) keeps the AVX2 int8 GEMM. */
+        distill_kernels.q8_gemm = path == DISTILL_KERNELS_AVX512_VNNI ? distill_q8_gemm_vnni
+                                  : cpu_has_avx512bw()                ? distill_q8_gemm_avx512bw
+                                                                      : distill_q8_gemm_avx2;
+        distill_kernels.q8_requantize = distill_q8_requantize_avx512;
+        distill_kernels.q8_dequantize = distill_q8_dequantize_avx512;
+        distill_kernels.q8_add = distill_q8_add_avx512;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
         distill_kernels.dot = distill_taps_dot_avx2;
+        distill_kernels.q8_gemm = distill_q8_gemm_avx2;
+        distill_kernels.q8_requantize = distill_q8_requantize_avx2;
+        distill_kernels.q8_dequantize = distill_q8_dequantize_avx2;
+        distill_kernels.q8_add = distill_q8_add_avx2;
         break;
 #endif
     default:
         distill_kernels.accumulate = distill_taps_accumulate_portable;
         distill_kernels.dot = distill_taps_dot_portable;
+        distill_kernels.q8_gemm = distill_q8_gemm_portable;
+        distill_kernels.q8_requantize = distill_q8_requantize_portable;
+        distill_kernels.q8_dequantize = distill_q8_dequantize_portable;
+        distill_kernels.q8_add = distill_q8_add_portable;
         break;
     }
     __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);
@@ -80,7 +106,7 @@ void distill_kernels_ensure_chosen(void) {
 
 void distill_kernels_reset_path(void) {
     distill_kernels_path best = DISTILL_KERNELS_PORTABLE;
-    for (int p = DISTILL_KERNELS_AVX2; p <= DISTILL_KERNELS_AVX512; p++) {
+    for (int p = DISTILL_KERNELS_AVX2; p <= DISTILL_KERNELS_AVX512_VNNI; p++) {
         if (distill_kernels_path_supported((distill_kernels_path)p) && distill_kernels_path_verified((distill_kernels_path)p)) {
             best = (distill_kernels_path)p;
         }

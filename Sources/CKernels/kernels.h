@@ -3,12 +3,23 @@
 
 /* The dispatched kernels of each path, and the table the active path fills. */
 
+#include "CKernels.h"
+
 typedef void (*distill_accumulate_fn)(long, int, const float *const *, const float *, float, float *);
 typedef void (*distill_dot_fn)(long, int, const float *const *, const float *, float *);
+
+typedef void (*distill_q8_gemm_fn)(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
+typedef void (*distill_q8_requantize_fn)(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
+typedef void (*distill_q8_dequantize_fn)(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
+typedef void (*distill_q8_add_fn)(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
 
 typedef struct {
     distill_accumulate_fn accumulate;
     distill_dot_fn dot;
+    distill_q8_gemm_fn q8_gemm;
+    distill_q8_requantize_fn q8_requantize;
+    distill_q8_dequantize_fn q8_dequantize;
+    distill_q8_add_fn q8_add;
 } distill_kernel_table;
 
 extern distill_kernel_table distill_kernels;
@@ -18,6 +29,21 @@ void distill_kernels_ensure_chosen(void);
 
 void distill_taps_accumulate_portable(long, int, const float *const *, const float *, float, float *);
 void distill_taps_dot_portable(long, int, const float *const *, const float *, float *);
+void distill_q8_gemm_portable(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
+void distill_q8_requantize_portable(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
+void distill_q8_dequantize_portable(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
+void distill_q8_add_portable(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
+#if defined(__x86_64__) || defined(__i386__)
+void distill_q8_gemm_avx2(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
+void distill_q8_requantize_avx2(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
+void distill_q8_dequantize_avx2(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
+void distill_q8_add_avx2(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
+void distill_q8_gemm_avx512bw(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
+void distill_q8_gemm_vnni(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
+void distill_q8_requantize_avx512(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
+void distill_q8_dequantize_avx512(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
+void distill_q8_add_avx512(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 void distill_taps_accumulate_avx2(long, int, const float *const *, const float *, float, float *);
 void distill_taps_dot_avx2(long, int, const float *const *, const float *, float *);

@@ -33,8 +33,45 @@ public enum SafeTensors {
         return try parse(data, file: path)
     }
 
+    /// One tensor as stored: its dtype, shape and little-endian bytes (for formats that need
+    /// exact integers, which `parse` would turn into floats).
+    public struct RawTensor: Equatable {
+        public var dtype: String
+        public var shape: [Int]
+        public var bytes: [UInt8]
+
+        public init(dtype: String, shape: [Int], bytes: [UInt8]) {
+            self.dtype = dtype
+            self.shape = shape
+            self.bytes = bytes
+        }
+    }
+
     /// Parses safetensors bytes; `file` names the source in errors.
     public static func parse(_ data: Data, file: String) throws -> Contents {
+        let (bytes, headerEnd, entries, metadata) = try layout(data, file: file)
+        var tensors: [String: Tensor] = [:]
+        bytes.withUnsafeBytes { raw in
+            for entry in entries {
+                tensors[entry.name] = decode(raw.baseAddress! + headerEnd + entry.begin, dtype: entry.dtype, shape: Shape(entry.shape))
+            }
+        }
+        return Contents(tensors: tensors, metadata: metadata)
+    }
+
+    /// Parses safetensors bytes keeping each tensor's stored dtype and bytes, with the same checks as `parse`.
+    public static func parseRaw(_ data: Data, file: String) throws -> (tensors: [String: RawTensor], metadata: [String: String]) {
+        let (bytes, headerEnd, entries, metadata) = try layout(data, file: file)
+        var tensors: [String: RawTensor] = [:]
+        for entry in entries {
+            tensors[entry.name] = RawTensor(dtype: entry.dtype, shape: entry.shape, bytes: Array(bytes[(headerEnd + entry.begin)..<(headerEnd + entry.end)]))
+        }
+        return (tensors, metadata)
+    }
+
+    /// The header's checked entries (sorted by offset) and metadata, and where the data starts.
+    private static func layout(_ data: Data, file: String) throws
+        -> (bytes: [UInt8], headerEnd: Int, entries: [(name: String, dtype: String, shape: [Int], begin: Int, end: Int)], metadata: [String: String]) {
         let bytes = [UInt8](data)
         guard bytes.count >= 8 else { throw ModelFormatError(file: file, "too short for a safetensors header (\(bytes.count) bytes)") }
         let headerLength = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[$1]) << (8 * UInt64($1)) }
@@ -102,13 +139,7 @@ public enum SafeTensors {
         guard covered == dataLength else {
             throw ModelFormatError(file: file, "bytes \(covered)..<\(dataLength) of the data section belong to no tensor")
         }
-        var tensors: [String: Tensor] = [:]
-        bytes.withUnsafeBytes { raw in
-            for entry in entries {
-                tensors[entry.name] = decode(raw.baseAddress! + headerEnd + entry.begin, dtype: entry.dtype, shape: Shape(entry.shape))
-            }
-        }
-        return Contents(tensors: tensors, metadata: metadata)
+        return (bytes, headerEnd, entries, metadata)
     }
 
     private static func integers(_ values: [Any]) -> [Int]? {
@@ -155,6 +186,18 @@ public enum SafeTensors {
 
     /// The bytes of a safetensors file holding `tensors` as F32 (in the given order) and `metadata`.
     public static func encode(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:]) throws -> Data {
+        try encode(raw: tensors.map { name, tensor in
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(4 * tensor.count)
+            tensor.withUnsafeBufferPointer { buffer in
+                for value in buffer { withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+            }
+            return (name, RawTensor(dtype: "F32", shape: tensor.shape.dimensions, bytes: bytes))
+        }, metadata: metadata)
+    }
+
+    /// The bytes of a safetensors file holding `tensors` as stored (in the given order) and `metadata`.
+    public static func encode(raw tensors: [(name: String, tensor: RawTensor)], metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
@@ -162,8 +205,11 @@ public enum SafeTensors {
             guard name != "__metadata__", header[name] == nil else {
                 throw ModelFormatError(file: name, "tensor name is reserved or used twice")
             }
-            header[name] = ["dtype": "F32", "shape": tensor.shape.dimensions, "data_offsets": [offset, offset + 4 * tensor.count]]
-            offset += 4 * tensor.count
+            guard let size = elementSizes[tensor.dtype], tensor.shape.reduce(1, *) * size == tensor.bytes.count else {
+                throw ModelFormatError(file: name, "\(tensor.bytes.count) bytes do not hold a \(tensor.dtype) tensor of shape \(tensor.shape)")
+            }
+            header[name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.bytes.count]]
+            offset += tensor.bytes.count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         // Pad the header with spaces so the data starts 8-byte aligned, as the format recommends.
@@ -171,11 +217,7 @@ public enum SafeTensors {
         var data = Data(capacity: 8 + json.count + offset)
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
         data.append(json)
-        for (_, tensor) in tensors {
-            tensor.withUnsafeBufferPointer { buffer in
-                for value in buffer { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
-            }
-        }
+        for (_, tensor) in tensors { data.append(contentsOf: tensor.bytes) }
         return data
     }
 

@@ -16,12 +16,14 @@ extension Module {
         return inEvaluationMode { batched(inputs, batchSize) { try! forward($0, capturing: [output]).features[output]! } }
     }
 
-    private func inEvaluationMode<R>(_ body: () -> R) -> R {
+    /// Runs `body` with every module in evaluation mode and no gradients recorded, then puts
+    /// each module's mode back.
+    func inEvaluationMode<R>(_ body: () throws -> R) rethrows -> R {
         let modules = namedModules()
         let modes = modules.map { $0.module.state.isTraining }
         eval()
         defer { for ((_, module), mode) in zip(modules, modes) { module.state.isTraining = mode } }
-        return withoutGradients(body)
+        return try withoutGradients(body)
     }
 
     private func batched(_ inputs: Tensor, _ batchSize: Int, _ body: (Tensor) -> Tensor) -> Tensor {

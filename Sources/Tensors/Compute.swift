@@ -7,8 +7,10 @@ public enum KernelPath: Int, CaseIterable, Sendable, CustomStringConvertible {
     case portable = 0
     /// AVX2 with fused multiply-add, 8 floats a vector.
     case avx2 = 1
-    /// AVX-512F, 16 floats a vector.
+    /// AVX-512F, 16 floats a vector (the int8 GEMM with AVX-512BW where the CPU has it).
     case avx512 = 2
+    /// AVX-512F, BW and VNNI: the float kernels of `avx512`, the int8 GEMM with vpdpbusd.
+    case avx512vnni = 3
 
     /// Whether this build has the path and this CPU executes it.
     public var isSupported: Bool { distill_kernels_path_supported(cPath) == 1 }
@@ -17,7 +19,7 @@ public enum KernelPath: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// portable path by the tests on a CPU that executes it (docs/benchmarks.md says where).
     public var isVerified: Bool { distill_kernels_path_verified(cPath) == 1 }
 
-    public var description: String { ["portable", "avx2", "avx512"][rawValue] }
+    public var description: String { ["portable", "avx2", "avx512", "avx512vnni"][rawValue] }
 
     var cPath: distill_kernels_path { distill_kernels_path(rawValue: UInt32(rawValue)) }
 }

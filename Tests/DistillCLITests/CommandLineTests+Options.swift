@@ -49,6 +49,7 @@ extension CommandLineTests {
         "evaluate": ["/nonexistent/model"],
         "predict": ["/nonexistent/model", "/nonexistent/image.png"],
         "export": ["/nonexistent/model", "--out", "/tmp/distill-range.onnx"],
+        "quantize": ["/nonexistent/model", "--out", "/tmp/distill-range-int8"],
         "inspect": ["mlp"],
         "demo": ["--dry-run"],
     ]

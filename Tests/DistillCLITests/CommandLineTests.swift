@@ -40,7 +40,7 @@ final class CommandLineTests: XCTestCase {
     func testHelpListsTheSubcommands() throws {
         let result = try run(["--help"])
         XCTAssertEqual(result.status, 0)
-        for command in ["train", "distill", "transfer", "evaluate", "report", "export", "inspect", "demo"] { XCTAssertTrue(result.output.contains(command), command) }
+        for command in ["train", "distill", "transfer", "evaluate", "report", "export", "quantize", "inspect", "demo"] { XCTAssertTrue(result.output.contains(command), command) }
     }
 
     func testInspectPrintsASummary() throws {
@@ -69,7 +69,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testEverySubcommandHasHelp() throws {
-        for command in ["train", "distill", "transfer", "run", "evaluate", "report", "export", "inspect", "demo"] {
+        for command in ["train", "distill", "transfer", "run", "evaluate", "report", "export", "quantize", "inspect", "demo"] {
             let result = try run([command, "--help"])
             XCTAssertEqual(result.status, 0, command)
             XCTAssertTrue(result.output.contains("USAGE: distill \(command)"), "\(command): \(result.output)")

@@ -31,9 +31,11 @@ final class KernelDispatchTests: XCTestCase {
         let flags = Set(line.split(separator: ":").last!.split(separator: " ").map(String.init))
         XCTAssertEqual(KernelPath.avx2.isSupported, flags.contains("avx2") && flags.contains("fma"))
         XCTAssertEqual(KernelPath.avx512.isSupported, flags.contains("avx512f"))
+        XCTAssertEqual(KernelPath.avx512vnni.isSupported, ["avx512f", "avx512bw", "avx512_vnni", "avx2", "fma"].allSatisfy(flags.contains))
         #else
         XCTAssertFalse(KernelPath.avx2.isSupported)
         XCTAssertFalse(KernelPath.avx512.isSupported)
+        XCTAssertFalse(KernelPath.avx512vnni.isSupported)
         #endif
     }
 

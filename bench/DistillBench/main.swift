@@ -10,6 +10,10 @@
 //
 // Cases (the PyTorch peer implements the same ones):
 //   sgemm            1024×1024 · 1024×1024
+//   int8-gemm, int8-gemm-mlp: the int8 GEMM (uint8 × int8 → int32, Sources/CKernels/q8.c) at
+//                    sgemm's and sgemm-mlp's sizes (no peer); --kernel-path NAME forces a path
+//   int8-infer-cnn-student: forward passes of cnn-student quantized to int8 (seed-0 weights,
+//                    calibrated on 64 random inputs) at --batch (no peer; infer-cnn-student is its float twin)
 //   conv             conv2d forward + backward, [128, 32, 28, 28] → 64 channels, 3×3, padding 1
 //   cnn              forward + backward (+ SGD update) of a small CNN at batch 128
 //   denormal         64 passes of y = x·0.5 + x·1e-3 over 1M denormal floats
@@ -43,6 +47,7 @@ struct Options {
     var reportPeakMemory = false
     var folder = ""
     var exportPath = ""
+    var kernelPath = ""
 }
 
 func parseOptions() -> Options {
@@ -59,6 +64,7 @@ func parseOptions() -> Options {
         case "--rss": options.reportPeakMemory = true
         case "--folder": options.folder = arguments.next() ?? ""
         case "--export-onnx": options.exportPath = arguments.next() ?? ""
+        case "--kernel-path": options.kernelPath = arguments.next() ?? ""
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)
@@ -99,6 +105,18 @@ func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
         // The mlp's largest products: [128, 784] · [784, 128] (forward) and its weight gradient.
         let x = Tensor.randomNormal([128, 784], using: &generator), w = Tensor.randomNormal([784, 128], using: &generator)
         return Workload { withoutGradients { x.matmul(w).sliced(alongAxis: 0, 0..<1).sum().item } }
+    case "int8-gemm", "int8-gemm-mlp":
+        // rows m × inputs k against k × outputs n, as sgemm (m = k = n = 1024) and sgemm-mlp (128, 784, 128).
+        let (m, k, n) = name == "int8-gemm" ? (small ? (64, 64, 64) : (1024, 1024, 1024)) : (128, 784, 128)
+        let a = (0..<(m * k)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let w = PackedInt8Weights((0..<(n * k)).map { _ in Int8(truncatingIfNeeded: generator.next()) }, outputs: n, inputs: k)
+        return Workload { Float(Int8Kernels.gemm(a, rows: m, zeroPoint: 3, weights: w)[0]) }
+    case "int8-infer-cnn-student":
+        let rows = small ? 4 : batch
+        guard let model = try? ModelZoo.make("cnn-student", using: &generator),
+              let quantized = try? Quantizer.quantize(model, calibration: Tensor.randomNormal([64, 1, 28, 28], using: &generator)) else { return nil }
+        let x = Tensor.randomNormal([rows, 1, 28, 28], using: &generator)
+        return Workload { quantized(x).sliced(alongAxis: 0, 0..<1).sum().item }
     case "conv":
         let batch = small ? 4 : 128
         let x = Tensor.randomNormal([batch, 32, 28, 28], using: &generator)
@@ -195,9 +213,16 @@ final class SmallCNN {
 let options = parseOptions()
 Compute.threadCount = options.threads
 Compute.flushDenormals = options.flushDenormals
+if !options.kernelPath.isEmpty {
+    guard let path = KernelPath.allCases.first(where: { $0.description == options.kernelPath && $0.isSupported }) else {
+        FileHandle.standardError.write("DistillBench: --kernel-path must be a path this CPU executes: \(KernelPath.allCases.filter(\.isSupported).map(\.description))\n".data(using: .utf8)!)
+        exit(2)
+    }
+    Compute.forceKernelPath(path)
+}
 
 if options.smoke {
-    for name in ["sgemm", "conv", "cnn", "denormal", "train-cnn-teacher", "train-mlp", "infer-cnn-student", "distill-epoch",
+    for name in ["sgemm", "int8-gemm", "int8-gemm-mlp", "int8-infer-cnn-student", "conv", "cnn", "denormal", "train-cnn-teacher", "train-mlp", "infer-cnn-student", "distill-epoch",
                  "distill-epoch-cold", "train-resnet20-c3", "train-wrn-16-2-c1", "train-mobilenetv2-c3", "infer-mobilenetv2-c1"] {
         guard let workload = makeWorkload(name, small: true) else {
             FileHandle.standardError.write("DistillBench smoke: case \(name) could not be prepared\n".data(using: .utf8)!)

@@ -12,6 +12,7 @@
    (the tests run each one). */
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -21,7 +22,8 @@ extern "C" {
 typedef enum {
     DISTILL_KERNELS_PORTABLE = 0,
     DISTILL_KERNELS_AVX2 = 1,   /* AVX2 + FMA, 8 floats wide */
-    DISTILL_KERNELS_AVX512 = 2, /* AVX-512F, 16 floats wide */
+    DISTILL_KERNELS_AVX512 = 2, /* AVX-512F, 16 floats wide; int8 GEMM with AVX-512BW where present */
+    DISTILL_KERNELS_AVX512_VNNI = 3, /* AVX-512F + BW + VNNI: the float kernels of AVX512, int8 GEMM with vpdpbusd */
 } distill_kernels_path;
 
 /* 1 when this build has the path and this CPU executes it. */
@@ -76,6 +78,102 @@ void distill_depthwise_forward(const distill_depthwise_plane *plane, const float
    the kernel's gradient into gradKernel (when not NULL). */
 void distill_depthwise_backward(const distill_depthwise_plane *plane, const float *input, const float *kernel,
                                 const float *gradOutput, float *gradInput, float *gradKernel, float *scratch);
+
+/* ---- Int8 inference (q8.c). ----
+
+   Activations are uint8 with a zero point (asymmetric, per tensor), weights int8 with zero
+   point 0 (symmetric, per output channel). One arithmetic on every path, so that a model
+   answers the same on every CPU:
+
+   - Accumulation is exact integer arithmetic: c = Σ_k (a[k] − aZero)·w[k] in int32. Every
+     path computes it modulo 2^32 (wrapping adds, never saturating ones); addition modulo
+     2^32 is associative, so the order of the sums does not matter, and the true value fits
+     in int32 (|a − aZero| ≤ 255, |w| ≤ 128, k ≤ DISTILL_Q8_MAX_K: at most 255·128·65536 <
+     2^31), so every path gives the exact value. The AVX2 and AVX-512BW paths widen both
+     operands to int16 and use vpmaddwd (a pair of products, at most 2·255·128, cannot
+     saturate); the VNNI path uses vpdpbusd (four u8×s8 products added into int32, wrapping,
+     not the saturating vpdpbusds). vpmaddubsw is not used: it saturates its int16 pair sums.
+
+   - Requantization is float, in steps that are each one correctly rounded IEEE-754 single
+     operation in the default rounding mode (to nearest, ties to even), so scalar and vector
+     code give the same bits: v = acc + bias (int32, wrapping); y = (float)v (rounded to
+     nearest even, exact below 2^24); y = y · scale (one multiply); y clamped to ±512 (exact);
+     r = y rounded to the nearest integer, ties to even (lrintf / cvtps2dq); out =
+     clamp(r + outZero, low, high) in integers. Contraction into fused multiply-adds is off
+     in q8.c (FP_CONTRACT OFF), and no step adds after a multiply except the elementwise
+     add, whose two products and one sum are rounded separately on every path. A denormal
+     product rounds to 0 with or without flush-to-zero, so that mode does not change the
+     result; scales must be normal, positive floats (the callers check). This is the
+     requantization onnxruntime's QLinear operators use (float scale, round half to even). */
+
+/* The longest reduction (k) the int8 GEMM takes: the accumulators stay exact up to it. */
+#define DISTILL_Q8_MAX_K 65536
+
+/* Bytes of packed weights for an n × k weight matrix: n rounded up to 16, k to 4. */
+long distill_q8_packed_count(long n, long k);
+
+/* Packs weights w [n][k] (row j: output channel j) into `packed` (distill_q8_packed_count
+   bytes): panels of 16 output channels, each k-quad of a panel 64 bytes (channel-major, 4
+   consecutive k per channel), zero-filled past n and k. sums[j] = Σ_k w[j][k]. */
+void distill_q8_pack(long n, long k, const int8_t *w, int8_t *packed, int32_t *sums);
+
+/* c[i][j] = Σ_k (a[i][k] − aZero)·w[j][k] for i < m, j < n (a [m][k] with row pitch lda,
+   c with row pitch ldc), from weights packed by distill_q8_pack. 1 ≤ k ≤ DISTILL_Q8_MAX_K. */
+void distill_q8_gemm(long m, long n, long k, const uint8_t *a, long lda, int aZero, const int8_t *packed,
+                     const int32_t *sums, int32_t *c, long ldc);
+
+/* Requantization of one output tensor: per channel j, out = clamp(lrint((float)(acc + bias[j])
+   · scale[j]) + zero, low, high), as above; bias may be NULL (0). 0 ≤ low ≤ high ≤ 255. */
+typedef struct {
+    const int32_t *bias;
+    const float *scale;
+    int zero, low, high;
+} distill_q8_requantization;
+
+/* out[i][j] (pitch ldo) from acc[i][j] (pitch ldacc), i < m, j < n. */
+void distill_q8_requantize(long m, long n, const int32_t *acc, long ldacc, const distill_q8_requantization *r,
+                           uint8_t *out, long ldo);
+
+/* out[i][j] = (float)(acc[i][j] + bias[j]) · scale[j]: the float output of a last layer. */
+void distill_q8_dequantize(long m, long n, const int32_t *acc, long ldacc, const int32_t *bias, const float *scale,
+                           float *out, long ldo);
+
+/* out[i] = clamp(lrint((float)(a[i] − aZero)·aScale + (float)(b[i] − bZero)·bScale) + outZero,
+   low, high): the sum of two quantized tensors in the output's quantization (aScale =
+   a's scale ÷ the output's; each product and the sum rounded once). */
+typedef struct {
+    float aScale, bScale;
+    int aZero, bZero, outZero, low, high;
+} distill_q8_add_parameters;
+
+void distill_q8_add(long count, const uint8_t *a, const uint8_t *b, const distill_q8_add_parameters *p, uint8_t *out);
+
+/* A sliding window over one image in channels-last (NHWC) layout: input [height][width]
+   [channels], output [outputHeight][outputWidth][channels] (the sizes the geometry gives). */
+typedef struct {
+    long height, width, channels;
+    long kernelHeight, kernelWidth;
+    long strideHeight, strideWidth;
+    long paddingHeight, paddingWidth;
+    long outputHeight, outputWidth;
+} distill_q8_window;
+
+/* 1 when the sizes are positive, the padding non-negative and the output sizes right. */
+int distill_q8_window_valid(const distill_q8_window *w);
+
+/* The GEMM rows of a convolution: rows[p][(dy·kernelWidth + dx)·channels + c] for output
+   pixel p, `pad` (the input's zero point) where the window leaves the image. */
+void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *rows);
+
+/* Max pooling: the largest value of each window's pixels inside the image (padding never wins). */
+void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8_t *output);
+
+/* Global average pooling of one NHWC image [pixels][channels] to [channels]: per channel the
+   exact int32 sum s of (q − inZero) over the pixels, then out = clamp(lrint((float)s · scale)
+   + outZero, 0, 255) with scale = in scale ÷ (out scale · pixels), the requantization's
+   rounding. Path-free (portable C): the sums are exact, the rest is one multiply. pixels ≤ 2^23. */
+void distill_q8_global_average_pool(long pixels, long channels, const uint8_t *input, int inZero, float scale, int outZero,
+                                    uint8_t *output);
 
 #ifdef __cplusplus
 }
