@@ -20,9 +20,11 @@ The model, per node (one process a node, one all-reduce ring across the nodes):
   sends one p-th of the buffer to its neighbour: 2(p−1) messages of n/p bytes. The bandwidth term
   2(p−1)/p·n·β is the least any all-reduce can move per node, which is why MPI libraries, Gloo
   and NCCL use the ring (or a variant) for large buffers; its latency term grows linearly in p.
-- Backward hides part of the gradient sums. exposed = max((1 − h)·T_grad, T_grad − ⅔·compute):
-  h is the share hidden measured at 2 processes (scaling.py: 1 − wait(overlapped) ÷
-  wait(after backward)), and overlap can never hide more than backward lasts (about ⅔ of a step).
+- Backward hides part of the gradient sums.
+  exposed = max((1 − h)·T_grad, T_grad − ⅔·compute, T(last bucket)): h is the share hidden
+  measured at 2 processes (scaling.py: 1 − wait(overlapped) ÷ wait(after backward)); overlap
+  can never hide more than backward lasts (about ⅔ of a step), nor the last bucket, which
+  starts when backward ends.
 - Synchronised batch norm adds 3 blocking all-reduces of a few hundred bytes per batch-norm
   layer per step, and every step has one more (the loss terms): small all-reduces, modelled as
   recursive doubling, ⌈log₂ p⌉ exchanges each costing 2α (at p = 2 this is the measured
@@ -107,12 +109,23 @@ def small_all_reduces(batch_norms, p, alpha):
     return (3 * batch_norms + 1) * math.ceil(math.log2(p)) * 2 * alpha
 
 
+def sized_bucket(info, p, net):
+    """The bucket whose latency 2(p−1)α is 10% of its transfer 2(p−1)/p·s·β: s = 10·p·α/β, at
+    most the whole gradient."""
+    return min(10 * p * net["alpha_s"] / net["beta_s_per_byte"], 4 * info["parameters"])
+
+
 def step_time(info, t_example, b, p, net, hidden, bucket):
     compute = t_example * b
     if p == 1:
         return compute, compute, 0.0, 0.0
-    grad = gradient_all_reduce(info["parameters"], p, net["alpha_s"], net["beta_s_per_byte"], bucket)
-    exposed = max((1 - hidden) * grad, grad - BACKWARD_SHARE * compute)
+    if bucket is None:
+        bucket = sized_bucket(info, p, net)
+    alpha, beta = net["alpha_s"], net["beta_s_per_byte"]
+    grad = gradient_all_reduce(info["parameters"], p, alpha, beta, bucket)
+    # The last bucket starts when backward ends: nothing hides it.
+    last = ring(min(bucket, 4 * info["parameters"]), p, alpha, beta)
+    exposed = max((1 - hidden) * grad, grad - BACKWARD_SHARE * compute, last)
     small = small_all_reduces(info["batch_norms"], p, net["alpha_s"])
     return compute + exposed + small, compute, exposed, small
 
@@ -219,47 +232,53 @@ def main():
     print()
 
     speeds = [float(x) for x in args.node_speeds.split(",")]
-    first_below = {}  # (speed, title, network, model) -> nodes where efficiency falls below 50%
-    for speed in speeds:
-        for title, per_node in (("Weak scaling", lambda p: args.node_batch),
-                                ("Strong scaling", lambda p: args.global_batch / p)):
-            label = (f"{args.node_batch} examples per node" if title == "Weak scaling"
-                     else f"global batch {args.global_batch}, {args.global_batch}/p per node")
-            full = speed == speeds[0]
-            if full:
-                print(f"## {title} ({label}), {human_bytes(args.bucket)} buckets, nodes of {speed:g}× one thread: "
-                      "speed-up over one node")
-                print()
-            for net_name, net in networks.items():
-                if full:
-                    print(f"### {net_name}")
-                    print()
-                    print("| model | " + " | ".join(f"{p}" for p in NODES) + " | efficiency < 50% from |")
-                    print("| --- | " + " | ".join("---:" for _ in NODES) + " | ---: |")
-                for model, (t_one, _) in t_examples.items():
-                    t = t_one / speed
-                    cells, below = [], None
-                    for p in NODES:
-                        one = t * (args.node_batch if title == "Weak scaling" else args.global_batch)
-                        total, *_ = step_time(infos[model], t, per_node(p), p, net, hidden[model][0], args.bucket)
-                        speed_up = (p * one / total) if title == "Weak scaling" else one / total
-                        if below is None and speed_up / p < 0.5:
-                            below = p
-                        cells.append(f"{speed_up:.1f}")
-                    first_below[(speed, title, net_name, model)] = below
-                    if full:
-                        print(f"| {model} | " + " | ".join(cells) + f" | {below if below else '> 256'} |")
-                if full:
-                    print()
+    scalings = (("Weak scaling", f"{args.node_batch} examples per node", lambda p: args.node_batch, args.node_batch),
+                ("Strong scaling", f"global batch {args.global_batch}, {args.global_batch}/p per node",
+                 lambda p: args.global_batch / p, args.global_batch))
 
-    print("## Where efficiency falls below 50% (nodes; > 256: not within 256)")
-    print()
-    columns = [(speed, title, net) for speed in speeds for title in ("Weak scaling", "Strong scaling") for net in networks]
-    print("| model | " + " | ".join(f"{'weak' if t == 'Weak scaling' else 'strong'} {n} ×{s:g}" for s, t, n in columns) + " |")
-    print("| --- | " + " | ".join("---:" for _ in columns) + " |")
-    for model in t_examples:
-        print(f"| {model} | " + " | ".join(str(first_below[(s, t, n, model)] or "> 256") for s, t, n in columns) + " |")
-    print()
+    def speed_ups(model, t, title, per_node, one_batch, net, bucket):
+        """Speed-up at each of NODES, and the first node count whose efficiency is under 50%."""
+        cells, below = [], None
+        for p in NODES:
+            one = t * one_batch
+            total, *_ = step_time(infos[model], t, per_node(p), p, net, hidden[model][0], bucket)
+            speed_up = (p * one / total) if title == "Weak scaling" else one / total
+            if below is None and speed_up / p < 0.5:
+                below = p
+            cells.append(speed_up)
+        return cells, below
+
+    speed = speeds[0]
+    for title, label, per_node, one_batch in scalings:
+        print(f"## {title} ({label}), {human_bytes(args.bucket)} buckets, nodes of {speed:g}× one thread: "
+              "speed-up over one node")
+        print()
+        for net_name, net in networks.items():
+            print(f"### {net_name}")
+            print()
+            print("| model | " + " | ".join(f"{p}" for p in NODES) + " | efficiency < 50% from |")
+            print("| --- | " + " | ".join("---:" for _ in NODES) + " | ---: |")
+            for model, (t_one, _) in t_examples.items():
+                cells, below = speed_ups(model, t_one / speed, title, per_node, one_batch, net, args.bucket)
+                print(f"| {model} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {below or '> 256'} |")
+            print()
+
+    for speed in speeds:
+        print(f"## Where efficiency falls below 50%, nodes of {speed:g}× one thread "
+              f"(nodes; {human_bytes(args.bucket)} buckets / buckets sized s = 10·p·α/β; > 256: not within 256)")
+        print()
+        columns = [(title, per_node, one_batch, net_name) for title, _, per_node, one_batch in scalings for net_name in networks]
+        print("| model | gradient | " + " | ".join(f"{title.split()[0].lower()}, {n}" for title, _, _, n in columns) + " |")
+        print("| --- | ---: | " + " | ".join("---:" for _ in columns) + " |")
+        for model, (t_one, _) in t_examples.items():
+            row = []
+            for title, per_node, one_batch, net_name in columns:
+                net = networks[net_name]
+                _, fixed = speed_ups(model, t_one / speed, title, per_node, one_batch, net, args.bucket)
+                _, sized = speed_ups(model, t_one / speed, title, per_node, one_batch, net, None)
+                row.append(f"{fixed or '> 256'} / {sized or '> 256'}")
+            print(f"| {model} | {human_bytes(4 * infos[model]['parameters'])} | " + " | ".join(row) + " |")
+        print()
 
     print("## Bucket size: per-bucket latency 2(p−1)α under 10% of its transfer 2(p−1)/p·s·β, i.e. s ≥ 10·p·α/β")
     print()
