@@ -2,7 +2,7 @@
 """Data-parallel scaling of `distill train` on one machine, side by side in one run, with the
 ceiling and PyTorch DDP on Gloo; and MPI_Allreduce's time against message size (α and β).
 
-    python3 bench/distributed/scaling.py                  # 3 repetitions, 10,000 images (10-20 min on 2 cores)
+    python3 bench/distributed/scaling.py                  # 3 repetitions, 10,000 images (50 min at load 8 on 2 cores)
     python3 bench/distributed/scaling.py --quick          # smoke run: 1 repetition, 500 images
     python3 bench/distributed/scaling.py --save bench/distributed/measured.json   # for model.py
 
