@@ -37,6 +37,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
 import zoo_models  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "peers"))
+import recipe  # noqa: E402
 
 MEAN, STD = 0.2860, 0.3530
 
@@ -88,19 +90,9 @@ def main():
     model = zoo_models.make(args.model).train()
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)  # broadcasts rank 0's weights
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-                                lr=0.05, momentum=0.9, nesterov=True)
     n = len(x)
     steps = n // args.batch if distributed else math.ceil(n / args.batch)
-    warmup = min(100, steps // 10)
-
-    def factor(step):
-        if step < warmup:
-            return 0.01 + 0.99 * step / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    optimizer, schedule = recipe.sgd_warmup_cosine(model, steps)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed))
     part = args.batch // args.world_size
     if distributed:

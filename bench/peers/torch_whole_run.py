@@ -21,7 +21,6 @@ of the pipe can time them: {"event": "first_step"} after the first optimizer ste
 import argparse
 import gzip
 import json
-import math
 import os
 import sys
 import time
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
 import zoo_models  # noqa: E402
+import recipe  # noqa: E402  (beside this file)
 
 MEAN, STD = 0.2860, 0.3530
 
@@ -124,19 +124,9 @@ def main():
         emit(event="teacher", cache=how)
 
     model = zoo_models.make(args.model).train()
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0}],
-                                lr=0.05, momentum=0.9, nesterov=True)
     loader = DataLoader(TensorDataset(x, y, torch.arange(len(x))), batch_size=args.batch, shuffle=True)
     total = len(loader) * args.epochs
-    warmup = min(100, total // 10)
-
-    def factor(step):
-        if step < warmup:
-            return 0.01 + 0.99 * step / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    optimizer, schedule = recipe.sgd_warmup_cosine(model, total)
 
     temperature, alpha, step, best = 4.0, 0.9, 0, -1.0
     for epoch in range(args.epochs):
