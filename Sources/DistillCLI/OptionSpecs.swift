@@ -38,7 +38,7 @@ enum Spec {
     static let skipBadFiles = OptionSpec("skip-bad-files", .flag, "Drop an image that cannot be read from its batch, name it and count it, instead of stopping the run (the default stops, naming the file; the last checkpoint stays valid).")
     static let checkpointEvery = OptionSpec("checkpoint-every", .integer(1...100_000_000), "Also checkpoint every this many steps inside an epoch (default: at the end of each epoch).")
     static let out = OptionSpec("out", .text, "Run folder to write (config, metrics, checkpoint, models, report).")
-    static let resume = OptionSpec("resume", .text, "Continue the run in this folder from its last checkpoint, with its config.yaml (only --quiet, --json, --checkpoint-every may be added).")
+    static let resume = OptionSpec("resume", .text, "Continue the run in this folder from its last checkpoint, with its config.yaml (only --quiet, --json, --checkpoint-every, --threads may be added).")
     static let dryRun = OptionSpec("dry-run", .flag, "Check the options and exit without reading data or models.")
 
     // Output.

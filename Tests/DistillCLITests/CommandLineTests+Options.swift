@@ -165,7 +165,7 @@ extension CommandLineTests {
         XCTAssertEqual(try losses(killed), try losses(straight), "each epoch once, with the same mean loss")
 
         // Resuming with an option that changes results is refused; so is a folder of another command.
-        try assertFails(["train", "--resume", killed.path, "--lr", "0.1"], mentioning: "only --checkpoint-every, --dry-run, --json, --quiet may be added")
+        try assertFails(["train", "--resume", killed.path, "--lr", "0.1"], mentioning: "only --checkpoint-every, --dry-run, --json, --quiet, --threads may be added")
         try assertFails(["distill", "--resume", killed.path], mentioning: "it is a train run")
         try assertFails(["train", "--resume", killed.path, ""], mentioning: "may be added, not ''")
         try assertFails(["train", "--resume", killed.path, "="], mentioning: "may be added, not '='")
