@@ -24,7 +24,6 @@ Rank 0 prints one JSON line: {"event": "epoch", "seconds": the epoch's training 
 "examples": images trained, "steps": optimizer steps, "loss": last loss}.
 """
 import argparse
-import gzip
 import json
 import math
 import os
@@ -43,19 +42,11 @@ import recipe  # noqa: E402
 MEAN, STD = 0.2860, 0.3530
 
 
-def read_idx(path):
-    with gzip.open(path) as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 def labelled_subset(root, per_class, seed):
     """per_class seeded training images of each class (the set --labels-per-class keeps;
     which images does not change the time of an epoch), normalised, in memory."""
-    images = read_idx(os.path.join(root, "train-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(root, "train-labels-idx1-ubyte.gz")).astype(np.int64)
+    images = recipe.read_idx(os.path.join(root, "train-images-idx3-ubyte.gz"))
+    labels = recipe.read_idx(os.path.join(root, "train-labels-idx1-ubyte.gz")).astype(np.int64)
     generator = np.random.default_rng(seed)
     keep = np.sort(np.concatenate([generator.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(10)]))
     x = (torch.from_numpy(images[keep].astype(np.float32)) / 255 - MEAN) / STD

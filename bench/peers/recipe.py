@@ -1,10 +1,21 @@
-"""Distill's default training recipe, for the PyTorch peers: SGD with Nesterov momentum 0.9,
+"""What the PyTorch peers share: reading Fashion-MNIST's IDX files, and Distill's default training recipe: SGD with Nesterov momentum 0.9,
 weight decay on weights only (tensors of two or more dimensions, as Distill skips biases and
 normalisation parameters), and a learning rate that warms up linearly from 1% over
 min(100, total/10) steps, then follows a cosine to zero."""
+import gzip
 import math
 
+import numpy as np
 import torch
+
+
+def read_idx(path):
+    """An IDX file (gzip'd), such as Fashion-MNIST's, as a uint8 array of its shape."""
+    with gzip.open(path) as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def sgd_warmup_cosine(model, total_steps, lr=0.05, weight_decay=5e-4):

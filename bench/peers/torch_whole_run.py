@@ -19,7 +19,6 @@ of the pipe can time them: {"event": "first_step"} after the first optimizer ste
 {"event": "epoch", "seconds": training time of the epoch}, then {"event": "result", ...}.
 """
 import argparse
-import gzip
 import json
 import os
 import sys
@@ -41,17 +40,9 @@ def emit(**fields):
     print(json.dumps(fields), flush=True)
 
 
-def read_idx(path):
-    with gzip.open(path) as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 def load(root, prefix):
-    images = read_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"))
+    images = recipe.read_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"))
+    labels = recipe.read_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"))
     x = (torch.from_numpy(images.astype(np.float32)) / 255 - MEAN) / STD
     return x[:, None].contiguous(), torch.from_numpy(labels.astype(np.int64))
 
