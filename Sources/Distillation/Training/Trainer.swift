@@ -52,6 +52,8 @@ public final class Trainer {
     var segmentStart = Date()
     /// Data-parallel runs: this epoch's `EpochRecord.allReduceWaitSeconds` so far.
     var allReduceWait = 0.0
+    /// Data-parallel runs: the loss-term names the processes have agreed to sum each step.
+    var agreedTermNames: [String] = []
     /// The run folder's TensorBoard event file, opened at the first epoch's end.
     var tensorBoard: TensorBoardWriter?
 
