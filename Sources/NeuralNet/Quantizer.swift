@@ -55,9 +55,26 @@ public enum Quantizer {
             guard let p = observer?.parameters() else { throw QuantizationError.invalidCalibration("calibration gave no finite values for \(what)") }
             return p
         }
+        var ranges = QuantizationRanges(input: try parameters(inputObserver, "the model's input"))
+        for name in names { ranges.outputs[name] = try parameters(observers[name], "'\(name)'") }
+        return try build(stages, exampleShape: exampleShape, ranges: ranges)
+    }
 
+    /// The quantized model of `model` with activation ranges given (by quantization-aware
+    /// training, or kept from an earlier calibration) for examples of `exampleShape`.
+    public static func quantize(_ model: any Module, exampleShape: [Int], ranges: QuantizationRanges) throws -> QuantizedModel {
+        let stages = try plan(model)
+        try checkShapes(stages, exampleShape: exampleShape)
+        return try build(stages, exampleShape: exampleShape, ranges: ranges)
+    }
+
+    static func build(_ stages: [Stage], exampleShape: [Int], ranges: QuantizationRanges) throws -> QuantizedModel {
+        func parameters(_ name: String) throws -> QuantizationParameters {
+            guard let p = ranges.outputs[name] else { throw QuantizationError.invalidCalibration("no activation range for '\(name)'") }
+            return p
+        }
         // Quantize, following the activations' channels-last shape.
-        let input = try parameters(inputObserver, "the model's input")
+        let input = ranges.input
         var current = input
         var dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
         var flattenedFrom: [Int]? // [H, W, C] of the flattened image before a linear layer
@@ -75,7 +92,7 @@ public enum Quantizer {
                     reordered[((oc * kh + y) * kw + x) * c + ic] = w[((oc * c + ic) * kh + y) * kw + x]
                 } } } }
                 let window = Int8Window(kernel: (kh, kw), stride: conv.stride, padding: conv.padding)
-                let output = try parameters(observers[observed], "'\(observed)'")
+                let output = try parameters(observed)
                 let weights = try QuantizedWeights(reordered, outputs: o, inputs: kh * kw * c, name: name)
                 layers.append(.conv2d(try QuantizedConv2d(weights: weights, bias: b, window: window, inChannels: c, input: current,
                                                           output: output, activation: activation, name: name)))
@@ -97,7 +114,7 @@ public enum Quantizer {
                 }
                 let weights = try QuantizedWeights(w, outputs: o, inputs: f, name: name)
                 let last = index == lastComputing
-                let output = last ? nil : try parameters(observers[observed], "'\(observed)'")
+                let output = last ? nil : try parameters(observed)
                 layers.append(.linear(try QuantizedLinear(weights: weights, bias: linear.bias?.scalars, input: current, output: output,
                                                           activation: activation, name: name)))
                 dims = [o]
