@@ -64,6 +64,11 @@ public final class QuantizationAwareTraining {
         }
     }
 
+    /// The observed ranges as buffers of a module (`input`, then each observed module's path
+    /// with `_` for `.`): give it to the trainer's checkpoints (`Trainer.keepInCheckpoints`)
+    /// so that a resumed run goes on with the ranges it had.
+    public var state: any Module { RangeBuffers(buffers: [("input", input.range)] + outputs.map { ($0.name.replacingOccurrences(of: ".", with: "_"), $0.quantizer.range) }) }
+
     /// Fixes every activation range from now on (the end of the warm-up).
     public func freezeRanges() {
         input.freeze()
@@ -74,13 +79,18 @@ public final class QuantizationAwareTraining {
     /// examples of `exampleShape`. Throws when a range was never observed (no training or
     /// evaluation batch went through yet).
     public func convert(exampleShape: [Int]) throws -> QuantizedModel {
+        try Quantizer.quantize(model, exampleShape: exampleShape, ranges: ranges())
+    }
+
+    /// The activation ranges observed so far; throws when one was never observed.
+    public func ranges() throws -> QuantizationRanges {
         func range(_ quantizer: ActivationFakeQuantizer, _ what: String) throws -> QuantizationParameters {
             guard let p = quantizer.parameters else { throw QuantizationError.invalidCalibration("no finite value of \(what) was seen during training") }
             return p
         }
         var ranges = QuantizationRanges(input: try range(input, "the model's input"))
         for (name, quantizer) in outputs { ranges.outputs[name] = try range(quantizer, "'\(name)'") }
-        return try Quantizer.quantize(model, exampleShape: exampleShape, ranges: ranges)
+        return ranges
     }
 
     /// Takes fake quantization off the model and gives batch norm its own statistics back.
@@ -106,4 +116,15 @@ public struct QuantizationRanges: Sendable {
         self.input = input
         self.outputs = outputs
     }
+}
+
+/// Tensors kept as buffers and nothing else (the observed ranges in checkpoints).
+final class RangeBuffers: Module {
+    let buffers: [(name: String, tensor: Tensor)]
+    let state = ModuleState()
+
+    init(buffers: [(name: String, tensor: Tensor)]) { self.buffers = buffers }
+
+    func forward(_ input: Tensor) -> Tensor { input }
+    var localBuffers: [(name: String, tensor: Tensor)] { buffers }
 }
