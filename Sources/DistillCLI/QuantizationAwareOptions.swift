@@ -34,19 +34,20 @@ struct QuantizationAwareOptions: ParsableArguments {
             }
         }
         guard quantize != nil else { return nil }
-        guard !Processes.communicator.isDistributed else {
-            throw UserError("--quantize: not in data-parallel runs yet (each process would observe its own activation ranges)")
-        }
         do { return try QuantizationAwareTraining(student) } catch let error as QuantizationError {
             throw UserError("--quantize int8: --student \(name): \(error)")
         }
     }
 
     /// Keeps the observed ranges in the run's checkpoints and fixes them after the first 10%
-    /// of the steps (at least one).
+    /// of the steps (at least one); until then, data-parallel processes agree on them before
+    /// every step.
     static func attach(_ qat: QuantizationAwareTraining, to trainer: Trainer) throws {
         try trainer.keepInCheckpoints("quantization", qat.state)
+        let communicator = trainer.communicator
         trainer.beforeStep = { step, total in
+            guard !qat.rangesAreFrozen else { return }
+            qat.agreeOnRanges(over: communicator)
             if step >= max(1, total / 10) { qat.freezeRanges() }
         }
     }

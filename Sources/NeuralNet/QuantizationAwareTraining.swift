@@ -69,6 +69,27 @@ public final class QuantizationAwareTraining {
     /// so that a resumed run goes on with the ranges it had.
     public var state: any Module { RangeBuffers(buffers: [("input", input.range)] + outputs.map { ($0.name.replacingOccurrences(of: ".", with: "_"), $0.quantizer.range) }) }
 
+    /// Data-parallel runs: every process takes the lowest low and the highest high that any
+    /// process observed so far, so that all of them fake-quantize alike (call it at the same
+    /// point of the same step in every process; nothing happens in a world of one).
+    public func agreeOnRanges(over communicator: any Communicator) {
+        guard communicator.isDistributed else { return }
+        let quantizers = [input] + outputs.map(\.quantizer)
+        let mine = quantizers.flatMap { [$0.low, $0.high] }
+        let everyone = communicator.allGather(mine.withUnsafeBytes { Array($0) }).map { bytes in
+            bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+        for (i, quantizer) in quantizers.enumerated() {
+            let lows = everyone.map { $0.count == mine.count ? $0[2 * i] : .infinity }
+            let highs = everyone.map { $0.count == mine.count ? $0[2 * i + 1] : -.infinity }
+            quantizer.range.storage.pointer[0] = lows.min()!
+            quantizer.range.storage.pointer[1] = highs.max()!
+        }
+    }
+
+    /// Whether `freezeRanges()` was called (kept in `state`, so true again after a resume).
+    public var rangesAreFrozen: Bool { input.isFrozen }
+
     /// Fixes every activation range from now on (the end of the warm-up).
     public func freezeRanges() {
         input.freeze()

@@ -69,3 +69,24 @@ extension CommandLineTests {
         try assertFails(["distill", "--teacher", float.path, "--quantize", "int4", "--out", bad] + common, mentioning: "--quantize")
     }
 }
+
+extension CommandLineTests {
+    /// Quantization-aware distillation on two processes (which agree on the activation ranges
+    /// before every step while observing them): the run ends, only rank 0 writes and reports,
+    /// and its int8 model answers as its fake-quantized float model does.
+    func testQuantizationAwareDistillationOnTwoProcesses() throws {
+        let data = try writeDistributedData()
+        let common = ["--data", data.train, "--test-data", data.test, "--validation-fraction", "0", "--batch", "64", "--lr", "0.005"]
+        let float = folder("qat-mpi-float"), run = folder("qat-mpi")
+        _ = try assertSucceeds(["train", "--model", "cnn-student", "--epochs", "1", "--quiet", "--out", float.path] + common)
+        let result = try runMPI(Array(repeating: ["distill", "--teacher", float.path, "--student-weights", float.path, "--quantize", "int8",
+                                                  "--epochs", "1", "--out", run.path] + common, count: 2))
+        XCTAssertEqual(result.status, 0, result.errors)
+        let line = try XCTUnwrap(result.output.split(separator: "\n").first { $0.contains("int8 test accuracy") }, result.output)
+        XCTAssertEqual(result.output.components(separatedBy: "int8 test accuracy").count, 2, "only rank 0 reports")
+        // "… (the fake-quantized student A%, same class for B%)": B close to 100.
+        let agreement = try XCTUnwrap(Double(line.split(separator: "same class for ").last!.prefix { $0 != "%" }))
+        XCTAssertGreaterThanOrEqual(agreement, 98, String(line))
+        XCTAssertNoThrow(try QuantizedModelFile.read(run.appendingPathComponent("model-int8.safetensors").path))
+    }
+}
