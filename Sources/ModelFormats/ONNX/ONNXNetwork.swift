@@ -49,6 +49,9 @@ public final class ONNXNetwork: Module {
     let opset: Int
     /// Nodes in an order where every value is produced before it is read.
     let order: [ONNXNode]
+    /// For each node of `order`, the values no later node reads: a run lets go of them once
+    /// the node has run, so it does not hold every intermediate of a long graph at once.
+    let lastReads: [[String]]
     let floatInitializers: [(name: String, tensor: Tensor)]
     let integerInitializers: [String: Value]
     /// The element type of each integer initializer (uint8 and int8 zero points say which
@@ -147,6 +150,11 @@ public final class ONNXNetwork: Module {
             throw fail("graph output '\(output.name)' is not produced by any node")
         }
         self.order = order
+        var lastReader: [String: Int] = [:]
+        for (index, node) in order.enumerated() { for value in node.inputs where !value.isEmpty { lastReader[value] = index } }
+        var lastReads = [[String]](repeating: [], count: order.count)
+        for (value, index) in lastReader { lastReads[index].append(value) }
+        self.lastReads = lastReads
         floatInitializers = floats
         integerInitializers = ints
         integerTypes = types
@@ -187,7 +195,8 @@ public final class ONNXNetwork: Module {
             values[inputName] = .tensor(input)
         }
         let taps = Dictionary(nodeModules.map { ($0.name, $0.module) }, uniquingKeysWith: { a, _ in a })
-        for node in order {
+        let kept = Set(names)
+        for (index, node) in order.enumerated() {
             let inputs = node.inputs.map { $0.isEmpty ? nil : values[$0] }
             let outputs: [Value]
             do { outputs = try ONNXOperators(node: node, inputs: inputs, opset: opset, inputTypes: node.inputs.map { integerTypes[$0] }).run() } catch let error as ONNXOperators.Failure {
@@ -198,6 +207,7 @@ public final class ONNXNetwork: Module {
                 module.count(inputs: inputs, output: t)
                 if case let .tensor(x)? = inputs.first { module.state.report(input: x, output: t) }
             }
+            for value in lastReads[index] where !kept.contains(value) { values[value] = nil }
         }
         return try names.map { name in
             switch values[name] {
