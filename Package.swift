@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "NeuralNet", "Tensors", "Datasets", "ModelFormats", "TestSupport"], exclude: ["Fixtures"]),
         // The CLI tests run the built binary; ModelFormats and Datasets read what it writes.
-        .testTarget(name: "DistillCLITests", dependencies: ["TestSupport", "ModelFormats", "Datasets", "Tensors"]),
+        .testTarget(name: "DistillCLITests", dependencies: ["TestSupport", "ModelFormats", "NeuralNet", "Datasets", "Tensors"]),
         .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

@@ -8,7 +8,7 @@ struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
         abstract: "Knowledge distillation and transfer on a Swift-native CPU engine.",
-        subcommands: [Train.self, DistillCommand.self, TransferCommand.self, RunExperiment.self, Evaluate.self, Predict.self, Report.self, Export.self, Quantize.self, Inspect.self, Demo.self, OptionsCommand.self]
+        subcommands: [Train.self, DistillCommand.self, TransferCommand.self, RunExperiment.self, Evaluate.self, Predict.self, Embed.self, Report.self, Export.self, Quantize.self, Inspect.self, Demo.self, OptionsCommand.self]
     )
 
     /// Parses, runs, and turns every error into one line on standard error: the one place

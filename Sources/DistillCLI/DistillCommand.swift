@@ -13,7 +13,8 @@ struct DistillCommand: TrainingCommand {
     static let options = [Spec.teacher, Spec.teacherArchitecture, Spec.teacherHint, Spec.teacherAttention, Spec.teacherEmbedding,
                           Spec.teacherOutputs] + Spec.teacherPreprocessingOptions + [
                           Spec.student, Spec.width, Spec.hidden, Spec.method, Spec.temperature, Spec.alpha, Spec.weight, Spec.unlabeled,
-                          Spec.plain, Spec.augment, Spec.cacheDirectory] + QuantizationAwareOptions.specs + Spec.servedTeacherOptions + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
+                          Spec.plain, Spec.augment, Spec.cacheDirectory] + QuantizationAwareOptions.specs + Spec.servedTeacherOptions + Spec.dataOptions
+                          + Spec.textDataOptions + Spec.textStudentOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.teacher.long, help: Spec.teacher.help) var teachers: [String] = []
     @Option(name: Spec.teacherArchitecture.long, help: Spec.teacherArchitecture.help) var teacherArchitecture: String?
@@ -36,6 +37,8 @@ struct DistillCommand: TrainingCommand {
 
     @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var text: TextDataOptions
+    @OptionGroup var textStudent: TextStudentOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var compute: ComputeOptions
@@ -59,7 +62,7 @@ struct DistillCommand: TrainingCommand {
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
          ("augment", .flag(augment))] + cache.values + quantization.values
-            + served.values + dataOptions.values + training.values + output.values + compute.values
+            + served.values + dataOptions.values + text.values + textStudent.values + training.values + output.values + compute.values
     }
 
     func validate() throws {
@@ -70,12 +73,22 @@ struct DistillCommand: TrainingCommand {
         _ = try teacherPreprocessing.overrides(teachers: teachers.count)
         _ = try served.answers()
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
+        if isText { try validateText() }
         if augment, let url = teachers.first(where: ServedTeacherOptions.isServed) {
             throw UserError("--augment: the served teacher \(url) answers for fixed examples, and augmentation makes new ones every epoch; drop --augment")
         }
         guard !(unlabeled && dataOptions.labelsPerClass != nil) else {
             throw UserError("--unlabeled and --labels-per-class exclude each other (no labels, or some)")
         }
+    }
+
+    func run() throws {
+        guard isText else { return try runTraining() }
+        let console = Console(output)
+        if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
+        try Experiment.writeResolved(Self.self, values, to: training.run.out)
+        let report = try trainText(seed: training.seed, folder: training.run.out, checkpoint: training.run.checkpoint, console: console)
+        reportText(report, out: training.run.out, console: console)
     }
 
     func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {

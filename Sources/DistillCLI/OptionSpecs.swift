@@ -18,6 +18,14 @@ enum Spec {
     static let validationFraction = OptionSpec("validation-fraction", .number(0...0.9),
         "Fraction of each class's labelled training examples held out to select the checkpoint (stratified, seeded); 0: none. Default \(TrainingDefaults.validationFraction), or none below \(TrainingDefaults.minimumLabelsPerClassForValidation) labels per class.")
 
+    // Text data (a text teacher: a folder with model.safetensors and tokenizer.json).
+    static let textSeparator = OptionSpec("text-separator", .text, "Text data: the line that separates texts in a text file or a folder of class files (% for fortunes); default: one text a line.")
+    static let textColumn = OptionSpec("text-column", .text, "Text data: the column of a CSV or TSV table, or the key of JSON lines, holding the text (default: text).")
+    static let maxTokens = OptionSpec("max-tokens", .integer(3...8_192), "Text data: tokens kept per text, special tokens included (default: the tokenizer.json's truncation, else 128).")
+    static let layers = OptionSpec("layers", .integer(1...48), "text-transformer: encoder layers (default 3).")
+    static let heads = OptionSpec("heads", .integer(1...64), "text-transformer: attention heads, dividing --hidden (default: the teacher's with --init-from-teacher, else --hidden ÷ 64).")
+    static let initFromTeacher = OptionSpec("init-from-teacher", .flag, "text-transformer: start from the teacher's embeddings and every k-th of its layers from the first (k = teacher layers ÷ --layers); the hidden size and heads default to the teacher's and must equal them.")
+
     // Training.
     static let epochs = OptionSpec("epochs", .integer(1...100_000), "Training epochs.")
     static let batch = OptionSpec("batch", .integer(1...65_536), "Batch size.")
@@ -65,14 +73,14 @@ enum Spec {
     static let teacherAnswers = OptionSpec("teacher-answers", .text, "Served teachers: what the server answers: logits, probabilities (softmax outputs), top-K (the K most probable classes by the classification extension, K ≥ 1; the rest of the mass spread evenly over the other classes) or label (the class only: a one-hot target). Default: label for an integer or BYTES output of one value per example, else logits (probabilities when every answer is one).")
     static let teacherOutputs = OptionSpec("teacher-outputs", .text, "Black-box teacher outputs: an .npy of [training images, classes] logits or probabilities.")
     static let width = OptionSpec("width", .positive(upTo: 16), "Channel width multiplier of the zoo model (1: the published widths).")
-    static let hidden = OptionSpec("hidden", .text, "Hidden layer sizes of mlp, comma-separated (256,128), each 1 to 65536, at most 16 layers.")
+    static let hidden = OptionSpec("hidden", .text, "Hidden layer sizes of mlp, comma-separated (256,128), each 1 to 65536, at most 16 layers; for text-bag its token-vector size (default 256).")
     // Teachers' preprocessing: for teachers that record none (ONNX files from other projects; a Distill run's teacher carries its own
     // record, which these do not change); given once for all, or once per --teacher in order.
     static let teacherInputSize = OptionSpec("teacher-input-size", .repeated, "Input size a teacher takes, a side (224) or HEIGHTxWIDTH (48x192), sides 1 to 4096: it sees the student's images resized (default: the data's size). Once for all teachers or once per --teacher.")
     static let teacherMean = OptionSpec("teacher-mean", .repeated, "Per-channel mean a teacher's inputs are normalised with, 1 or 3 comma-separated values for pixels in [0, 1], each -1000 to 1000 (default: the student's). Once for all teachers or once per --teacher.")
     static let teacherStd = OptionSpec("teacher-std", .repeated, "Per-channel standard deviation for a teacher's inputs, 1 or 3 comma-separated values above 0, at most 1000 (default: the student's). Once for all teachers or once per --teacher.")
     static let teacherChannelOrder = OptionSpec("teacher-channel-order", .repeated, "Colour order a teacher expects: rgb (the default) or bgr. Once for all teachers or once per --teacher.")
-    static let student = OptionSpec("student", .choice(ModelZoo.names), "Student zoo model: \(ModelZoo.names.joined(separator: ", ")).")
+    static let student = OptionSpec("student", .choice(ModelZoo.names + ModelZoo.textNames), "Student zoo model: \(ModelZoo.names.joined(separator: ", ")); for a text teacher \(ModelZoo.textNames.joined(separator: ", ")).")
     static let method = OptionSpec("method", .choices(DistillationMethod.allCases.map(\.rawValue)), "Methods, comma-separated: \(DistillationMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
     static let temperature = OptionSpec("temperature", .positive(upTo: 100), "Softmax temperature for kd and dkd.")
     static let alpha = OptionSpec("alpha", .number(0...1), "KD's α: kd weight α, cross-entropy weight 1 − α.")
@@ -94,6 +102,8 @@ enum Spec {
     static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
+    static let textDataOptions = [textSeparator, textColumn, maxTokens]
+    static let textStudentOptions = [layers, heads, initFromTeacher]
     static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile, teacherAnswers]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]

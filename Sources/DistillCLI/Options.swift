@@ -307,7 +307,10 @@ protocol TrainingCommand: TabledCommand, ComputingCommand {
 }
 
 extension TrainingCommand {
-    func run() throws {
+    func run() throws { try runTraining() }
+
+    /// Writes config.yaml and trains once per seed.
+    func runTraining() throws {
         let console = Console(output)
         if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
         try Experiment.writeResolved(Self.self, values, to: training.run.out)

@@ -8,6 +8,7 @@ struct OptionsCommand: ParsableCommand {
 
     static let tabled: [(name: String, type: any TabledCommand.Type)] = [
         ("train", Train.self), ("distill", DistillCommand.self), ("transfer", TransferCommand.self), ("evaluate", Evaluate.self), ("predict", Predict.self),
+        ("embed", Embed.self),
         ("export", Export.self), ("quantize", Quantize.self), ("inspect", Inspect.self), ("demo", Demo.self),
     ]
 

@@ -3,7 +3,7 @@ import Tensors
 
 /// The methods by name, with their default weights and the layers they tap in zoo models.
 public enum DistillationMethod: String, CaseIterable, Sendable {
-    case kd, fitnets, at, rkd, sp, pkt, dkd, crd
+    case kd, fitnets, at, rkd, sp, pkt, dkd, crd, embedding
 
     /// The weight each method's loss gets in the objective when none is given (KD's is α).
     public var defaultWeight: Float {
@@ -16,11 +16,12 @@ public enum DistillationMethod: String, CaseIterable, Sendable {
         case .pkt: return 30000
         case .dkd: return 1  // α = 1, β = 8 are inside the loss
         case .crd: return 0.8
+        case .embedding: return 1
         }
     }
 
     /// Whether the method compares intermediate features (and so needs a teacher model).
-    public var usesFeatures: Bool { ![.kd, .dkd].contains(self) }
+    public var usesFeatures: Bool { ![.kd, .dkd, .embedding].contains(self) }
 }
 
 /// Which layers feature methods tap in a zoo model.
@@ -97,6 +98,7 @@ extension DistillationMethod {
         case .sp: return SimilarityPreserving(studentLayer: student.embedding, teacherLayer: teacher.embedding)
         case .pkt: return ProbabilisticKnowledgeTransfer(studentLayer: student.embedding, teacherLayer: teacher.embedding)
         case .crd: return ContrastiveRepresentationDistillation(studentLayer: student.embedding, teacherLayer: teacher.embedding)
+        case .embedding: return EmbeddingDistillation()
         }
     }
 }

@@ -17,8 +17,17 @@ public struct ModelOptions: Equatable, Sendable, Codable {
     public var inputFeatures: Int?
     /// Channel multiplier for the convolutional models (1 = the published widths).
     public var width: Float = 1
-    /// Hidden layer sizes of `mlp`.
+    /// Hidden layer sizes of `mlp`; the first is the token-vector size of the text models.
     public var hiddenSizes: [Int] = [128]
+    /// Text models: the tokenizer's vocabulary (nil for image and table models).
+    public var vocabularySize: Int?
+    /// Text models: the padding token's id (its vector gets no gradient).
+    public var paddingId: Int?
+    /// `text-transformer`: encoder layers and attention heads.
+    public var layers: Int?
+    public var heads: Int?
+    /// `text-transformer`: the longest text it takes, in tokens (its learned positions).
+    public var maxTokens: Int?
 
     public init(classes: Int = 10, inputChannels: Int = 1, inputSize: Int = 28, inputWidth: Int? = nil, inputFeatures: Int? = nil,
                 width: Float = 1, hiddenSizes: [Int] = [128]) {
@@ -41,8 +50,23 @@ public struct ModelOptions: Equatable, Sendable, Codable {
         }
     }
 
-    /// The shape of one input example.
-    public var exampleShape: [Int] { inputFeatures.map { [$0] } ?? [inputChannels, inputSize, inputWidth ?? inputSize] }
+    /// Options of a text model over a vocabulary of `vocabularySize` ids, giving `outputs` values.
+    public static func text(vocabularySize: Int, paddingId: Int?, outputs: Int, hidden: Int, layers: Int? = nil, heads: Int? = nil,
+                            maxTokens: Int? = nil) -> ModelOptions {
+        var options = ModelOptions(classes: outputs, hiddenSizes: [hidden])
+        options.vocabularySize = vocabularySize
+        options.paddingId = paddingId
+        options.layers = layers
+        options.heads = heads
+        options.maxTokens = maxTokens
+        return options
+    }
+
+    /// The shape of one input example ([3, longest text] for text models: ids, mask, types).
+    public var exampleShape: [Int] {
+        if vocabularySize != nil { return [3, maxTokens ?? 512] }
+        return inputFeatures.map { [$0] } ?? [inputChannels, inputSize, inputWidth ?? inputSize]
+    }
     /// Input height and width.
     var height: Int { inputSize }
     var imageWidth: Int { inputWidth ?? inputSize }
@@ -60,6 +84,7 @@ public enum ModelZoo {
     /// Builds the model called `name` with `options`, initialised from `generator`.
     public static func make(_ name: String, options: ModelOptions = ModelOptions(),
                             using generator: inout RandomGenerator) throws -> any Module {
+        if textNames.contains(name) || options.vocabularySize != nil { return try makeText(name, options: options, using: &generator) }
         guard options.classes > 0, options.inputChannels > 0, options.width > 0, options.exampleShape.allSatisfy({ $0 > 0 }) else {
             throw ModuleError.invalidOption("model options need positive classes, input sizes and width, got \(options)")
         }

@@ -48,6 +48,7 @@ extension CommandLineTests {
         "transfer": ["--from", "/nonexistent/t", "--classes", "5-9", "--out", "/tmp/distill-range", "--dry-run"],
         "evaluate": ["/nonexistent/model"],
         "predict": ["/nonexistent/model", "/nonexistent/image.png"],
+        "embed": ["/nonexistent/model", "/nonexistent/texts.txt", "--out", "/tmp/distill-range.npy"],
         "export": ["/nonexistent/model", "--out", "/tmp/distill-range.onnx"],
         "quantize": ["/nonexistent/model", "--out", "/tmp/distill-range-int8"],
         "inspect": ["mlp"],

@@ -11,6 +11,11 @@ import Tensors
 //                  128 token ids drawn with seed 0 from 1000..<30000, no padding. The teacher
 //                  comes from ${XDG_CACHE_HOME:-~/.cache}/distill/all-minilm-l6-v2-0.1.2
 //                  (scripts/fetch-minilm.sh).
+//   infer-text-bag, infer-text-transformer
+//                  the zoo's text students (seed-0 weights: the speed does not depend on
+//                  them) on the same ids, as `distill distill` builds them for MiniLM: text-bag
+//                  with 256-value token vectors and a map to 384; text-transformer with 3
+//                  layers of MiniLM's width (384, 12 heads). No peer: compare with infer-minilm.
 
 let textSequenceLength = 128
 
@@ -24,7 +29,18 @@ func textBenchIds(batch: Int, length: Int) -> [Int] {
 }
 
 func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
-    guard name == "infer-minilm" else { return nil }
+    guard ["infer-minilm", "infer-text-bag", "infer-text-transformer"].contains(name) else { return nil }
+    let length = small ? 16 : textSequenceLength
+    let tokens = TokenBatch(ids: textBenchIds(batch: batch, length: length), batchSize: batch, length: length)
+    if name == "infer-text-bag" || name == "infer-text-transformer" {
+        var generator = RandomGenerator(seed: 0)
+        let options = ModelOptions.text(vocabularySize: 30_522, paddingId: 0, outputs: 384, hidden: name == "infer-text-bag" ? 256 : 384,
+                                        layers: 3, heads: 12, maxTokens: 512)
+        let model = try! ModelZoo.make(String(name.dropFirst("infer-".count)), options: options, using: &generator)
+        model.eval()
+        let packed = tokens.packed()
+        return Workload { withoutGradients { model(packed).sum().item } }
+    }
     let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache")
     let folder = cache + "/distill/all-minilm-l6-v2-0.1.2"
     let encoder: SentenceEncoder
@@ -32,8 +48,6 @@ func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
         FileHandle.standardError.write("DistillBench: infer-minilm needs the teacher (scripts/fetch-minilm.sh): \(error)\n".data(using: .utf8)!)
         exit(2)
     }
-    let length = small ? 16 : textSequenceLength
-    let tokens = TokenBatch(ids: textBenchIds(batch: batch, length: length), batchSize: batch, length: length)
     return Workload {
         withoutGradients { (try? encoder.embed(tokens))?.sum().item ?? .nan }
     }

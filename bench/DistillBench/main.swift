@@ -24,6 +24,7 @@
 //                    all-MiniLM-L6-v2's tokenizer.json (scripts/fetch-minilm.sh), one thread, no
 //                    truncation or padding; peer: bench/peers/tokenizer_peer.py (Hugging Face tokenizers)
 //   infer-minilm     the all-MiniLM-L6-v2 teacher's forward pass, see TextCases.swift
+//   infer-text-bag, infer-text-transformer: the text students' forward passes, see TextCases.swift
 //   idle             loads nothing and does nothing: its peak resident memory is the baseline
 //                    that the driver subtracts ("peak above an idle process")
 //   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift

@@ -62,6 +62,8 @@ extension Trainer {
     /// The first `examples` examples of `train` that decode (any that do not are skipped
     /// with `skipBadFiles`, else their error is thrown): what shapes are probed with.
     func probeInputs(_ train: Dataset, examples: Int) throws -> Tensor {
+        // Texts of different lengths are padded together by the dataset's own batch.
+        if train.isText && train.count > 0 { return try train.batch(Array(0..<min(examples, train.count))) }
         var rows: [Tensor] = []
         for index in 0..<train.count where rows.count < examples {
             do { rows.append(try train.batch([index])) } catch is DatasetError where configuration.skipBadFiles {}

@@ -107,7 +107,7 @@ public final class Trainer {
         // global batch; the short last batch is dropped, so that every step averages equal parts.
         let loader = try DataLoader(train, batchSize: c.batchSize, shuffle: true, dropLast: communicator.isDistributed || c.deterministicParts != nil, seed: c.seed,
                                     augmentation: c.augmentation, skipBadFiles: c.skipBadFiles,
-                                    shard: DataLoader.Shard(rank: communicator.rank, count: communicator.size))
+                                    shard: DataLoader.Shard(rank: communicator.rank, count: communicator.size), lengthBuckets: c.lengthBuckets)
         let auxiliary = try auxiliaryTasks.enumerated().map { i, task in
             try DataLoader(task.data, batchSize: c.batchSize, shuffle: true, seed: c.seed &+ UInt64(i + 1) &* 0x51ED)
         }

@@ -114,6 +114,9 @@ public struct TrainerConfiguration {
     /// threads per process); batch norm then uses each part's statistics. See
     /// Trainer+Deterministic.swift.
     public var deterministicParts: Int?
+    /// Text data: batch texts of similar lengths together (`DataLoader`'s `lengthBuckets`),
+    /// so that batches padded to their longest text carry little padding.
+    public var lengthBuckets = false
 
     public init() {}
 
@@ -132,6 +135,7 @@ public struct TrainerConfiguration {
         if let steps { result["steps"] = String(steps) }
         if !synchronizeBatchNorm { result["synchronizeBatchNorm"] = "off" }
         if let deterministicParts { result["deterministicParts"] = String(deterministicParts) }
+        if lengthBuckets { result["lengthBuckets"] = "on" }
         if let classWeights { result["classWeights"] = classWeights.map { String($0) }.joined(separator: ",") }
         if case let .rollback(factor, retries) = nonFinite { result["nonFinite"] = "rollback \(factor) \(retries)" } else { result["nonFinite"] = "stop" }
         return result

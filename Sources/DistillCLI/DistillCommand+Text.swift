@@ -1,0 +1,124 @@
+import ArgumentParser
+import Datasets
+import Distillation
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+/// What a text distillation run reports (`evaluation.json`): agreement with the teacher on the
+/// held-out texts before training and after.
+struct TextDistillationReport: Codable {
+    var student: String
+    var teacher: String
+    var trainTexts: Int
+    var heldOutTexts: Int
+    /// The untrained student's agreement, then the distilled one's.
+    var initial: EmbeddingAgreement
+    var final: EmbeddingAgreement
+    var epochs: Int
+    var seconds: Double
+}
+
+extension DistillCommand {
+    /// Whether this run distils a text model: a text teacher (a folder with tokenizer.json or
+    /// a Hugging Face config.json) or a text student.
+    var isText: Bool { ModelZoo.textNames.contains(student) || teachers.first.map(TextModel.isTextModel) ?? false }
+
+    /// The checks of a text run's options, before anything is read.
+    func validateText() throws {
+        guard teachers.count == 1, teacherOutputs == nil else {
+            throw UserError("text distillation takes one --teacher: a folder with model.safetensors and tokenizer.json")
+        }
+        guard ModelZoo.textNames.contains(student) else {
+            throw UserError("--student \(student) takes images or tables; a text teacher teaches \(ModelZoo.textNames.joined(separator: ", "))")
+        }
+        guard methods == ["embedding"] else {
+            throw UserError("--method \(method): text students learn the teacher's embeddings: give --method embedding")
+        }
+        if augment { throw UserError("--augment applies to images, not texts") }
+        if training.seeds != nil { throw UserError("--seeds: text runs take one --seed for now") }
+        if let sizes = try size.hiddenSizes(), sizes.count != 1 { throw UserError("--hidden: \(student) takes one size, got \(sizes.count)") }
+        try textStudent.check(student: student)
+    }
+
+    /// Distils the text teacher into a text student: the teacher embeds every text once, the
+    /// student learns those embeddings through the Trainer (no labels: cross-entropy weight 0),
+    /// and both are compared on held-out texts before and after. The run folder keeps
+    /// model.safetensors and the teacher's tokenizer.json, so it is a text model itself.
+    func trainText(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> TextDistillationReport {
+        let start = Date()
+        let texts = try text.read(dataOptions.data, flag: "--data")
+        let teacher = try TextModel.load(teachers[0], role: "--teacher")
+        let tokenizer = try text.tokenizer(for: teacher)
+        let all = text.dataset(texts, tokenizer: tokenizer, cacheFolder: cache.directory)
+        guard all.count >= 3 else {
+            throw UserError("--data \(dataOptions.data) holds \(all.count) text\(all.count == 1 ? "" : "s"): text distillation needs at least 3 (2 held out to compare student and teacher)")
+        }
+        // A seeded random part of the texts (any class) is held out to compare student and teacher.
+        var generator = RandomGenerator(seed: seed ^ 0x7E47)
+        var order = Array(0..<all.count)
+        order.shuffle(using: &generator)
+        let heldCount = min(max(2, Int((Double(all.count) * (dataOptions.testFraction ?? 0.1)).rounded())), all.count - 1)
+        let train = all.subset(order.dropFirst(heldCount).sorted()), heldOut = all.subset(order.prefix(heldCount).sorted())
+        // The student first (its size mistakes show before the teacher's long pass), its output as long as the teacher's.
+        let outputs = try teacher.model.embeddings(ofTexts: heldOut.subset([0])).shape[1]
+        let options = try textStudent.options(student: student, hidden: try size.hiddenSizes()?.first, tokenizer: tokenizer,
+                                              outputs: outputs, teacher: teacher)
+        var weightsGenerator = RandomGenerator(seed: seed)
+        let studentModel: any Module
+        do { studentModel = try ModelZoo.make(student, options: options, using: &weightsGenerator) } catch let error as ModuleError {
+            throw UserError("--student: \(error)")
+        }
+        if let mapping = try textStudent.initialize(studentModel, from: teacher) {
+            console.say("the student starts from the teacher's embeddings and layers \(mapping.map(String.init).joined(separator: ", "))")
+        }
+        let timer = Date()
+        let teacherTrain = try teacher.embeddings(train, keptIn: cache.directory), teacherHeldOut = try teacher.embeddings(heldOut, keptIn: cache.directory)
+        console.say(String(format: "the teacher embedded %d texts in %.1f s", all.count, Date().timeIntervalSince(timer)))
+        let pairs = min(10_000, heldOut.count * (heldOut.count - 1) / 2)
+        let initial = try agreement(studentModel, heldOut, teacherHeldOut, pairs: pairs, seed: seed)
+
+        var configuration = training.configuration(seed: seed, folder: folder)
+        configuration.crossEntropyWeight = 0
+        configuration.lengthBuckets = true
+        configuration.cacheTeacher = false  // the teacher's outputs are at hand already
+        if plain {
+            configuration.clipNorm = nil
+            configuration.warmupSteps = 0
+        }
+        let weight = try parsedWeights().last { $0.0 == "embedding" }.map { Float($0.1) } ?? DistillationMethod.embedding.defaultWeight
+        let trainer = try Trainer(model: studentModel, teachers: [Teacher(.outputs(teacherTrain))],
+                                  losses: [WeightedLoss(EmbeddingDistillation(), weight: weight)], configuration: configuration)
+        trainer.shouldStop = StopRequest.isRequested
+        trainer.runSettings.merge(recordedSettings) { _, command in command }
+        console.say("distill \((teacher.path as NSString).lastPathComponent) → \(student) with embedding; \(train.count) texts, \(heldOut.count) held out")
+        if let checkpoint { try trainer.resume(from: checkpoint, train: train) }
+        let result = try trainer.fit(train: train) { console.training($0, batchSize: training.batch) }
+        let final = try agreement(studentModel, heldOut, teacherHeldOut, pairs: pairs, seed: seed)
+        let report = TextDistillationReport(student: student, teacher: teacher.path, trainTexts: train.count, heldOutTexts: heldOut.count,
+                                            initial: initial, final: final, epochs: result.history.count, seconds: Date().timeIntervalSince(start))
+        if Processes.isWriter {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try SavedModel.save(studentModel, name: student, options: options, to: (folder as NSString).appendingPathComponent("model.safetensors"))
+            try teacher.saveTokenizer(into: folder)
+            try writeJSON(report, to: (folder as NSString).appendingPathComponent("evaluation.json"))
+        }
+        return report
+    }
+
+    private func agreement(_ model: any Module, _ texts: Dataset, _ teacher: Tensor, pairs: Int, seed: UInt64) throws -> EmbeddingAgreement {
+        do { return try EmbeddingAgreement(student: try model.embeddings(ofTexts: texts), teacher: teacher, pairs: max(pairs, 1), seed: seed) }
+        catch let error as DistillationError { throw UserError("\(error)") }
+    }
+
+    /// The text run as the command's result: one line, or its JSON fields.
+    func reportText(_ report: TextDistillationReport, out: String, console: Console) {
+        let line = String(format: "held-out cosine with the teacher %.4f (untrained %.4f); similarity Spearman %.4f (untrained %.4f) over %d pairs; wrote %@",
+                          report.final.meanCosine, report.initial.meanCosine, report.final.similaritySpearman,
+                          report.initial.similaritySpearman, report.final.pairs, out)
+        console.result(line, ["held_out_cosine": report.final.meanCosine, "initial_held_out_cosine": report.initial.meanCosine,
+                              "similarity_spearman": report.final.similaritySpearman, "initial_similarity_spearman": report.initial.similaritySpearman,
+                              "pairs": report.final.pairs, "out": out])
+    }
+}

@@ -1,0 +1,191 @@
+import ArgumentParser
+import Datasets
+import Distillation
+import Foundation
+import ModelFormats
+import NeuralNet
+import Tensors
+
+/// How text data is read and cut into tokens (`distill distill` with a text teacher, `distill embed`).
+struct TextDataOptions: ParsableArguments {
+    @Option(name: Spec.textSeparator.long, help: Spec.textSeparator.help) var textSeparator: String?
+    @Option(name: Spec.textColumn.long, help: Spec.textColumn.help) var textColumn: String?
+    @Option(name: Spec.maxTokens.long, help: Spec.maxTokens.help) var maxTokens: Int?
+
+    var values: [(String, OptionValue?)] {
+        [("text-separator", textSeparator.map { .text($0) }), ("text-column", textColumn.map { .text($0) }), ("max-tokens", maxTokens.map { .integer($0) })]
+    }
+
+    /// The texts of `path` (`TextData.read`: a folder of class files or of class folders, a
+    /// .csv/.tsv table, .jsonl, or a text file); errors name `flag` and the file.
+    func read(_ path: String, flag: String) throws -> LabeledTexts {
+        do { return try TextData.read(path, separator: textSeparator, textField: textColumn ?? "text") } catch let error as DatasetError {
+            throw UserError("\(flag): \(error)")
+        }
+    }
+
+    /// `model`'s tokenizer truncating at --max-tokens (else its file's limit, else 128), within the model's positions.
+    func tokenizer(for model: TextModel) throws -> WordPieceTokenizer {
+        var tokenizer = model.tokenizer
+        if let maxTokens, let positions = model.maxPositions, maxTokens > positions {
+            throw UserError("--max-tokens \(maxTokens): \(model.path) takes at most \(positions) tokens a text")
+        }
+        let limit = maxTokens ?? tokenizer.truncation?.maxLength ?? 128
+        tokenizer.truncation = .init(maxLength: min(limit, model.maxPositions ?? limit))
+        return tokenizer
+    }
+
+    /// `texts` as token ids, tokenised once (and kept in `cacheFolder` when given).
+    func dataset(_ texts: LabeledTexts, tokenizer: WordPieceTokenizer, cacheFolder: String?) -> Dataset {
+        texts.dataset(tokenizer: tokenizer, cacheFolder: cacheFolder)
+    }
+}
+
+/// The size of a text-transformer student, and whether it starts from the teacher's layers.
+struct TextStudentOptions: ParsableArguments {
+    @Option(name: Spec.layers.long, help: Spec.layers.help) var layers: Int?
+    @Option(name: Spec.heads.long, help: Spec.heads.help) var heads: Int?
+    @Flag(name: Spec.initFromTeacher.long, help: Spec.initFromTeacher.help) var initFromTeacher = false
+
+    /// (Absent unless given, so that image runs record nothing new.)
+    var values: [(String, OptionValue?)] {
+        [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }), ("init-from-teacher", initFromTeacher ? .flag(true) : nil)]
+    }
+
+    /// Options that only a text-transformer takes are an error for `student`.
+    func check(student: String) throws {
+        guard student != "text-transformer" else { return }
+        for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("init-from-teacher", initFromTeacher)] where given {
+            throw UserError("--\(name) applies to text-transformer, not \(student)")
+        }
+    }
+
+    /// The student's options: `hidden` (--hidden) or the default, the tokenizer's vocabulary,
+    /// and the teacher's sizes where it starts from the teacher.
+    func options(student: String, hidden: Int?, tokenizer: WordPieceTokenizer, outputs: Int, teacher: TextModel) throws -> ModelOptions {
+        let padId = tokenizer.padding?.id ?? tokenizer.vocabulary.firstIndex(of: "[PAD]")
+        guard student == "text-transformer" else {
+            return ModelOptions.text(vocabularySize: tokenizer.vocabulary.count, paddingId: padId, outputs: outputs, hidden: hidden ?? 256)
+        }
+        guard initFromTeacher else {
+            return ModelOptions.text(vocabularySize: tokenizer.vocabulary.count, paddingId: padId, outputs: outputs, hidden: hidden ?? 256,
+                                     layers: layers ?? 3, heads: heads, maxTokens: tokenizer.truncation?.maxLength)
+        }
+        guard let encoder = teacher.model as? SentenceEncoder else {
+            throw UserError("--init-from-teacher: \(teacher.path) is not a BERT encoder (a folder with config.json) whose layers a student can start from")
+        }
+        let c = encoder.bert.configuration
+        return ModelOptions.text(vocabularySize: c.vocabularySize, paddingId: c.paddingTokenId, outputs: outputs, hidden: hidden ?? c.hiddenSize,
+                                 layers: layers ?? 3, heads: heads ?? c.heads, maxTokens: c.maxPositions)
+    }
+
+    /// With --init-from-teacher, copies the teacher's embeddings and every k-th layer into `model`.
+    func initialize(_ model: any Module, from teacher: TextModel) throws -> [Int]? {
+        guard initFromTeacher, let student = model as? TextTransformer, let encoder = teacher.model as? SentenceEncoder else { return nil }
+        let mapping = TextTransformer.everyKthLayer(student: student.bert.configuration.layers, teacher: encoder.bert.configuration.layers)
+        do { try student.initialize(from: encoder.bert, layers: mapping) } catch let error as TextModelError {
+            throw UserError("--init-from-teacher: \(error)")
+        }
+        return mapping
+    }
+}
+
+/// A text model a command reads: a sentence encoder's folder (Hugging Face: config.json and
+/// model.safetensors, such as all-MiniLM-L6-v2) or a Distill text run, each with the
+/// tokenizer.json that cuts its texts into ids.
+struct TextModel {
+    var model: any Module
+    var tokenizer: WordPieceTokenizer
+    var path: String
+    /// The zoo name and options of a Distill text model; nil for a Hugging Face encoder.
+    var name: String?
+    var options: ModelOptions?
+    /// The longest text it takes, when it has learned positions.
+    var maxPositions: Int?
+
+    static let tokenizerFile = "tokenizer.json"
+
+    /// Whether `path` is a folder holding a text model (tokenizer.json, or a Hugging Face config.json).
+    static func isTextModel(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return false }
+        return ["tokenizer.json", "config.json"].contains { FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent($0)) }
+    }
+
+    /// Reads the text model in the folder `path`; every problem is one line naming `role`, the folder and the file.
+    static func load(_ path: String, role: String) throws -> TextModel {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw UserError("\(role) \(path) does not exist") }
+        guard isDirectory.boolValue else {
+            throw UserError("\(role) \(path): a text model is a folder holding model.safetensors and tokenizer.json")
+        }
+        func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+        guard FileManager.default.fileExists(atPath: file(tokenizerFile)) else {
+            throw UserError("\(role) \(path) has no tokenizer.json: a text model folder holds model.safetensors and the tokenizer.json that cuts its texts")
+        }
+        let tokenizer: WordPieceTokenizer
+        do { tokenizer = try WordPieceTokenizer(contentsOf: file(tokenizerFile)) } catch let error as DatasetError {
+            throw UserError("\(role): \(error)")
+        }
+        var loaded: TextModel
+        do {
+            if FileManager.default.fileExists(atPath: file("config.json")) {
+                let encoder = try HuggingFaceBERT.sentenceEncoder(folder: path)
+                loaded = TextModel(model: encoder, tokenizer: tokenizer, path: path, maxPositions: encoder.bert.configuration.maxPositions)
+            } else {
+                let saved = try SavedModel.load(path)
+                guard saved.options.vocabularySize != nil else {
+                    throw UserError("\(role) \(path) holds \(saved.name), not a text model (\(ModelZoo.textNames.joined(separator: ", ")))")
+                }
+                loaded = TextModel(model: saved.model, tokenizer: tokenizer, path: path, name: saved.name, options: saved.options,
+                                   maxPositions: saved.options.maxTokens)
+            }
+        } catch let error as FileError {
+            throw UserError("\(role): \(error)")
+        }
+        let vocabulary = loaded.vocabularySize
+        if let vocabulary, tokenizer.vocabulary.count > vocabulary {
+            throw UserError("\(role) \(path): tokenizer.json has \(tokenizer.vocabulary.count) ids, and the model embeds only \(vocabulary)")
+        }
+        loaded.model.eval()
+        return loaded
+    }
+
+    /// The ids the model embeds.
+    var vocabularySize: Int? {
+        if let encoder = model as? SentenceEncoder { return encoder.bert.configuration.vocabularySize }
+        return options?.vocabularySize
+    }
+
+    /// Its embeddings of `data`: read from `directory` when an earlier run kept them there
+    /// (`teacher-embeddings-HASH.npy`, the hash over the model's kind, pooling and weights and
+    /// the texts' token ids), else computed and, with a directory, kept (a folder that cannot
+    /// be written only means computing again next time).
+    func embeddings(_ data: Dataset, keptIn directory: String?) throws -> Tensor {
+        guard let directory, let sequences = data.tokenSequences else { return try model.embeddings(ofTexts: data) }
+        var hasher = FNV1a()
+        hasher.combine("distill text embeddings 1 \(type(of: model))")
+        if let encoder = model as? SentenceEncoder { hasher.combine("\(encoder.pooling) \(encoder.normalizes)") }
+        for (name, tensor) in model.stateDict() {
+            hasher.combine(name)
+            tensor.withUnsafeBufferPointer { hasher.combine(UnsafeRawBufferPointer($0)) }
+        }
+        for ids in sequences {
+            hasher.combine(ids.count)
+            ids.withUnsafeBytes { hasher.combine($0) }
+        }
+        let file = (directory as NSString).appendingPathComponent("teacher-embeddings-\(String(hasher.value, radix: 16)).npy")
+        if let kept = try? NPY.read(file).tensor, kept.rank == 2, kept.shape[0] == data.count { return kept }
+        let result = try model.embeddings(ofTexts: data)
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try? NPY.write(result, to: file)
+        return result
+    }
+
+    /// Writes tokenizer.json beside a model saved in `folder`, so the folder is a text model.
+    func saveTokenizer(into folder: String) throws {
+        let source = (path as NSString).appendingPathComponent(Self.tokenizerFile)
+        guard let data = FileManager.default.contents(atPath: source) else { throw UserError("cannot read \(source)") }
+        try AtomicFile.write(data, to: (folder as NSString).appendingPathComponent(Self.tokenizerFile))
+    }
+}

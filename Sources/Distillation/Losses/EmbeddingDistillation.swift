@@ -1,0 +1,21 @@
+import NeuralNet
+import Tensors
+
+/// Embedding distillation: the student's output vectors (a sentence encoder's pooled
+/// embeddings, [B, D]) should equal the teacher's: the mean over the batch of the squared
+/// distance ‖s − t‖² plus the cosine distance 1 − cos(s, t). For unit-length embeddings (both
+/// of Distill's text students and sentence-transformers' encoders normalise) the two agree up
+/// to a factor of 2; the squared distance also pulls unnormalised outputs to the teacher's
+/// length. Needs no labels: it trains on unlabelled text. Weight 1.
+public final class EmbeddingDistillation: DistillationLoss {
+    public let name = "embedding"
+
+    public init() {}
+
+    public func loss(_ batch: DistillationBatch) -> Tensor {
+        let s = embeddings(batch.studentLogits), t = embeddings(batch.teacherLogits)
+        let squared = (s - t).squared().sum(alongAxis: 1).mean()
+        let cosine = (s.l2Normalized(alongAxis: 1) * t.l2Normalized(alongAxis: 1)).sum(alongAxis: 1).mean()
+        return squared + (1 - cosine)
+    }
+}

@@ -1,0 +1,138 @@
+import Tensors
+
+/// A fast sentence embedder: a vector per token, their mean over the tokens the mask keeps, a
+/// linear map to the output size, and L2 normalisation (as the sentence encoders it learns
+/// from). No attention and no positions: a bag of embeddings. Zoo name `text-bag`.
+public final class BagOfEmbeddings: Module {
+    public let embeddings: Embedding
+    public let projection: Linear
+    public let state = ModuleState()
+
+    /// Token vectors of `dimension` drawn from N(0, 0.01²), so that ids the training texts
+    /// never hold (most of a 30,000-id vocabulary, for a small transfer set) add little noise
+    /// to the texts that hold them; the padding id's vector gets no gradient.
+    public init(vocabularySize: Int, dimension: Int, outputs: Int, paddingId: Int?, using generator: inout RandomGenerator) {
+        embeddings = Embedding(vocabularySize, dimension, paddingIndex: paddingId, standardDeviation: 0.01, using: &generator)
+        projection = Linear(dimension, outputs, using: &generator)
+    }
+
+    /// One unit-length embedding per sequence: [batch, outputs]; throws for ids outside the vocabulary.
+    public func embed(_ batch: TokenBatch) throws -> Tensor {
+        let vectors = try embeddings.lookup(batch.ids, shape: Shape([batch.batchSize, batch.length]))
+        let output = projection(Tensor.maskedMean(vectors, mask: batch.maskTensor)).l2Normalized(alongAxis: 1)
+        if state.tap != nil { state.report(input: batch.packed(), output: output) }
+        return output
+    }
+
+    /// Embeddings of a packed batch [batch, 3, length] (see `TokenBatch.packed()`); for batches already checked.
+    public func forward(_ input: Tensor) -> Tensor {
+        do { return try embed(TokenBatch(packed: input)) } catch { requirementFailed("\(error)") }
+    }
+
+    public var children: [(name: String, module: any Module)] { [("embeddings", embeddings), ("projection", projection)] }
+}
+
+/// A small BERT-style sentence embedder: token, position and token-type embeddings, `layers`
+/// encoder layers, mean pooling over the tokens the mask keeps, a linear map when the output
+/// size differs from the hidden size, and L2 normalisation. Parameter names are Hugging
+/// Face's (`embeddings.word_embeddings.weight`, `encoder.layer.0...`), so the layers of a
+/// BERT teacher of the same width load into it by name. Zoo name `text-transformer`.
+public final class TextTransformer: Module {
+    public let bert: BertModel
+    public let projection: Linear?
+    public let state = ModuleState()
+
+    public init(_ configuration: BertConfiguration, outputs: Int, using generator: inout RandomGenerator) {
+        bert = BertModel(configuration, using: &generator)
+        projection = outputs == configuration.hiddenSize ? nil : Linear(configuration.hiddenSize, outputs, using: &generator)
+    }
+
+    /// One unit-length embedding per sequence: [batch, outputs]; throws for ids outside the
+    /// vocabulary or sequences longer than the learned positions.
+    public func embed(_ batch: TokenBatch) throws -> Tensor {
+        let pooled = Tensor.maskedMean(try bert.hiddenStates(batch), mask: batch.maskTensor)
+        let output = (projection.map { $0(pooled) } ?? pooled).l2Normalized(alongAxis: 1)
+        if state.tap != nil { state.report(input: batch.packed(), output: output) }
+        return output
+    }
+
+    public func forward(_ input: Tensor) -> Tensor {
+        do { return try embed(TokenBatch(packed: input)) } catch { requirementFailed("\(error)") }
+    }
+
+    public var children: [(name: String, module: any Module)] { bert.children + (projection.map { [("projection", $0)] } ?? []) }
+
+    /// Every k-th of `teacher` layers for `student` layers (k = teacher ÷ student, at least 1),
+    /// from the first: 6 → 3 gives [0, 2, 4], DistilBERT's choice.
+    public static func everyKthLayer(student: Int, teacher: Int) -> [Int] {
+        let k = max(teacher / max(student, 1), 1)
+        return (0..<student).map { min($0 * k, teacher - 1) }
+    }
+
+    /// Copies `teacher`'s embeddings, and into student layer i the teacher's layer
+    /// `mapping[i]`. The hidden, feed-forward and vocabulary sizes, heads, positions and token
+    /// types must agree: otherwise a `TextModelError` names the first that differs.
+    public func initialize(from teacher: BertModel, layers mapping: [Int]) throws {
+        let (s, t) = (bert.configuration, teacher.configuration)
+        for (what, mine, theirs) in [("hidden size", s.hiddenSize, t.hiddenSize), ("number of attention heads", s.heads, t.heads),
+                                     ("feed-forward size", s.intermediateSize, t.intermediateSize), ("vocabulary", s.vocabularySize, t.vocabularySize),
+                                     ("number of positions", s.maxPositions, t.maxPositions), ("number of token types", s.tokenTypes, t.tokenTypes)]
+            where mine != theirs {
+            throw TextModelError("the student's \(what) is \(mine) and the teacher's \(theirs): starting from the teacher's layers needs them equal")
+        }
+        guard mapping.count == s.layers, mapping.allSatisfy({ (0..<t.layers).contains($0) }) else {
+            throw TextModelError("the layer mapping \(mapping) does not fit \(s.layers) student layers and \(t.layers) teacher layers")
+        }
+        var source: [String: Tensor] = [:]
+        for (name, tensor) in teacher.stateDict() {
+            if name.hasPrefix("embeddings.") {
+                source[name] = tensor
+                continue
+            }
+            let parts = name.split(separator: ".", maxSplits: 3)
+            guard parts.count == 4, parts[0] == "encoder", parts[1] == "layer", let index = Int(parts[2]) else { continue }
+            for (i, chosen) in mapping.enumerated() where chosen == index { source["encoder.layer.\(i).\(parts[3])"] = tensor }
+        }
+        _ = try bert.loadStateDict(source)
+    }
+}
+
+extension ModelZoo {
+    /// The zoo's text models (sentence embedders over a tokenizer's ids): they need
+    /// `ModelOptions.text(...)`, and `classes` is their output size.
+    public static let textNames = ["text-bag", "text-transformer"]
+
+    /// Builds the text model `name`; options without a vocabulary are an error (a text model
+    /// needs a tokenizer's).
+    static func makeText(_ name: String, options o: ModelOptions, using g: inout RandomGenerator) throws -> any Module {
+        guard textNames.contains(name) else {
+            throw ModuleError.invalidOption("\(name) takes images or tables, not texts (text models: \(textNames.joined(separator: ", ")))")
+        }
+        guard let vocabulary = o.vocabularySize else {
+            throw ModuleError.invalidOption("\(name) embeds texts: it needs text data and a tokenizer (a teacher folder with tokenizer.json)")
+        }
+        let hidden = o.hiddenSizes.first ?? 0
+        guard vocabulary > 0, vocabulary <= 1 << 24, o.classes > 0, (1...65_536).contains(hidden) else {
+            throw ModuleError.invalidOption("\(name) needs a vocabulary of 1 to 2^24 ids, a positive output size and a hidden size of 1 to 65536, got \(vocabulary), \(o.classes), \(hidden)")
+        }
+        let (weights, overflow) = vocabulary.multipliedReportingOverflow(by: hidden)
+        guard !overflow, weights <= 1 << 28 else {
+            throw ModuleError.invalidOption("\(name) would have a \(vocabulary)×\(hidden) token table (above 2^28 values, 1 GiB): give a smaller --hidden")
+        }
+        if let id = o.paddingId, !(0..<vocabulary).contains(id) {
+            throw ModuleError.invalidOption("\(name): padding id \(id) is outside the vocabulary of \(vocabulary)")
+        }
+        switch name {
+        case "text-transformer":
+            let layers = o.layers ?? 3, heads = o.heads ?? max(1, hidden / 64), positions = o.maxTokens ?? 512
+            let configuration = BertConfiguration(vocabularySize: vocabulary, hiddenSize: hidden, layers: layers, heads: heads,
+                                                  intermediateSize: 4 * hidden, maxPositions: positions, paddingTokenId: o.paddingId)
+            guard (1...48).contains(layers), (1...64).contains(heads), (1...8_192).contains(positions), hidden <= 4_096 else {
+                throw ModuleError.invalidOption("text-transformer needs 1 to 48 layers, 1 to 64 heads, 1 to 8192 positions and a hidden size of at most 4096, got \(layers), \(heads), \(positions), \(hidden)")
+            }
+            if let problem = configuration.problem { throw ModuleError.invalidOption("text-transformer: \(problem)") }
+            return TextTransformer(configuration, outputs: o.classes, using: &g)
+        default: return BagOfEmbeddings(vocabularySize: vocabulary, dimension: hidden, outputs: o.classes, paddingId: o.paddingId, using: &g)
+        }
+    }
+}
