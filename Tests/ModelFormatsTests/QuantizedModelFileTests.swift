@@ -60,6 +60,14 @@ final class QuantizedModelFileTests: XCTestCase {
             let (loaded, _) = try QuantizedModelFile.read(path, floatModel: fresh)
             XCTAssertEqual(loaded(x).scalars.map(\.bitPattern), quantized(x).scalars.map(\.bitPattern), name)
             XCTAssertEqual(loaded.floatLayers, quantized.floatLayers, name)
+            // A damaged branch or float stage names its tensor.
+            let (tensors, metadata) = try SafeTensors.parseRaw(try QuantizedModelFile.encode(quantized), file: path)
+            let missing = name == "resnet8" ? "layers.1.main.0.bias" : "layers.1.main.0.float.weight"
+            let damaged = try SafeTensors.encode(raw: tensors.filter { $0.key != missing }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                                                 metadata: metadata)
+            XCTAssertThrowsError(try QuantizedModelFile.parse(damaged, file: "m.safetensors", floatModel: fresh)) { error in
+                XCTAssertEqual("\(error)", "m.safetensors: tensor '\(missing)' is missing")
+            }
             if quantized.floatLayers.isEmpty { continue }
             do {
                 _ = try QuantizedModelFile.read(path)
