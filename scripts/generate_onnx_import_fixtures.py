@@ -17,11 +17,13 @@
   PyTorch's outputs (checked here against onnxruntime on both files).
 
 Needs torch, onnx, onnxscript, onnxruntime and numpy; run from the repository root:
-    python3 scripts/generate_onnx_import_fixtures.py
+    python3 scripts/generate_onnx_import_fixtures.py [--operators-only]
+(--operators-only rewrites operators.json alone, leaving the exported CNNs as they are.)
 """
 import base64
 import json
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -44,8 +46,9 @@ def ints(*values):
     return np.array(values, dtype=np.int64)
 
 
-def case(name, opset, nodes, initializers=None, shape=(2, 3, 4, 6), dims=None, gradients=(), output="y"):
-    """nodes read 'x' ([batch, ...shape[1:]]) and write `output`; initializers: {name: array}."""
+def case(name, opset, nodes, initializers=None, shape=(2, 3, 4, 6), dims=None, gradients=(), output="y", smooth=True):
+    """nodes read 'x' ([batch, ...shape[1:]]) and write `output`; initializers: {name: array}. A case that is not
+    `smooth` (integer casts: steps in x) is left out of the Swift finite-difference check."""
     inits = [numpy_helper.from_array(v, k) for k, v in (initializers or {}).items()]
     dims = dims or ["batch"] + list(shape[1:])
     graph = helper.make_graph(nodes, name.replace(" ", "_"), [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
@@ -61,7 +64,7 @@ def case(name, opset, nodes, initializers=None, shape=(2, 3, 4, 6), dims=None, g
     cases.append({"name": name, "opset": opset, "model": base64.b64encode(model.SerializeToString()).decode(),
                   "input": {"shape": list(x.shape), "data": [float(f"{v:.4f}") for v in x.reshape(-1)]},
                   "output": {"shape": list(y.shape), "data": [float(f"{v:.8g}") for v in y.reshape(-1)]},
-                  "gradients": list(gradients)})
+                  "gradients": list(gradients), **({} if smooth else {"smooth": False})})
 
 
 def node(op, inputs, outputs=("y",), **attributes):
@@ -190,6 +193,46 @@ def operator_cases():
          gradients=["scale", "bias"])
     case("layer normalization broadcast scale no bias opset 17", 17, [node("LayerNormalization", ["x", "scale"])],
          {"scale": floats(1.5)}, gradients=["scale"])
+    # Integer and boolean values as BERT exports build attention masks (appended likewise).
+    case("and or xor not on comparisons opset 13", 13, [
+        node("Greater", ["x", "zero"], ["a"]), node("Less", ["x", "half"], ["b"]), node("And", ["a", "b"], ["c"]),
+        node("Or", ["a", "mask"], ["d"]), node("Xor", ["c", "d"], ["e"]), node("Not", ["e"], ["f"]),
+        node("Cast", ["f"], ["g"], to=TensorProto.FLOAT), node("Mul", ["g", "x"], ["y"])],
+        {"zero": floats(0), "half": floats(0.5), "mask": np.array([True, False, False, True, True, False])}, smooth=False)
+    case("integer broadcast arithmetic and logic opset 13", 13, [
+        node("Mul", ["x", "three"], ["x3"]), node("Cast", ["x3"], ["i"], to=TensorProto.INT64),
+        node("Add", ["i", "column"], ["s"]), node("Mul", ["s", "row"], ["p"]), node("Sub", ["p", "i"], ["d"]),
+        node("Greater", ["d", "zero_i"], ["positive"]), node("Equal", ["i", "zero_i"], ["zeros"]), node("Or", ["positive", "zeros"], ["keep"]),
+        node("Where", ["keep", "d", "row"], ["w"]), node("Cast", ["w"], ["y"], to=TensorProto.FLOAT)],
+        {"three": floats(3), "column": ints(1, -2, 3, 0).reshape(4, 1), "row": ints(2, -1, 1, 3, 0, -2), "zero_i": ints(0)}, smooth=False)
+    case("range integers and floats opset 11", 11, [
+        node("Shape", ["x"], ["shape"]), node("Gather", ["shape", "last"], ["n"], axis=0),
+        node("Range", ["zero_i", "n", "one_i"], ["positions"]), node("Cast", ["positions"], ["p"], to=TensorProto.FLOAT),
+        node("Range", ["start", "limit", "delta"], ["r"]), node("Add", ["x", "p"], ["xp"]), node("Mul", ["xp", "r"], ["y"])],
+        {"zero_i": np.array(0, dtype=np.int64), "last": np.array(3, dtype=np.int64), "one_i": np.array(1, dtype=np.int64),
+         "start": np.array(1.5, dtype=np.float32), "limit": np.array(-1.5, dtype=np.float32), "delta": np.array(-0.5, dtype=np.float32)})
+    case("gather integers of rank 2 by a matrix of indices opset 13", 13, [
+        node("Mul", ["x", "three"], ["x3"]), node("Cast", ["x3"], ["i"], to=TensorProto.INT64),
+        node("Gather", ["i", "indices"], ["g"], axis=3), node("Cast", ["g"], ["y"], to=TensorProto.FLOAT)],
+        {"three": floats(3), "indices": ints(0, 5, -1, 2).reshape(2, 2)}, smooth=False)
+    case("gather nd mask of rank 2 by broadcast index pairs opset 13", 13, [
+        node("Greater", ["x", "zero"], ["positive"]), node("Shape", ["x"], ["shape"]), node("Gather", ["shape", "first"], ["n"], axis=0),
+        node("Range", ["zero_i", "n", "one_i"], ["rows"]), node("Unsqueeze", ["rows", "axes_1_2"], ["r"]),
+        node("Max", ["r", "columns"], ["wide"]), node("Shape", ["wide"], ["wide_shape"]), node("Expand", ["r", "wide_shape"], ["re"]),
+        node("Unsqueeze", ["re", "last"], ["r1"]), node("Unsqueeze", ["wide", "last"], ["c1"]), node("Concat", ["r1", "c1"], ["pairs"], axis=-1),
+        node("Reshape", ["positive", "flat"], ["p2"]), node("GatherND", ["p2", "pairs"], ["picked"]),
+        node("Cast", ["picked"], ["g"], to=TensorProto.FLOAT), node("Unsqueeze", ["g", "second"], ["g4"]), node("Min", ["g4", "x", "half"], ["y"])],
+        {"zero": floats(0), "first": np.array(0, dtype=np.int64), "zero_i": np.array(0, dtype=np.int64), "one_i": np.array(1, dtype=np.int64),
+         "axes_1_2": ints(1, 2), "columns": ints(0, 3, 5, 1, 7, 2).reshape(1, 1, 6), "last": ints(-1), "flat": ints(-1, 72),
+         "second": ints(1), "half": floats(0.5)}, smooth=False)
+    case("gather nd batch dims with negative indices opset 13", 13, [
+        node("Shape", ["x"], ["shape"]), node("Gather", ["shape", "first_axis"], ["n"], axis=0), node("Concat", ["n", "two_two"], ["target"], axis=0),
+        node("Expand", ["pairs", "target"], ["indices"]), node("GatherND", ["x", "indices"], batch_dims=1)],
+         {"first_axis": ints(0), "two_two": ints(2, 2), "pairs": ints(0, -1, -3, 2).reshape(1, 2, 2)})
+    case("max min of three broadcast opset 13", 13, [node("Max", ["x", "low", "wave"], ["m"]), node("Min", ["m", "high"], ["y"])],
+         {"low": floats(-0.5), "wave": floats(0.1, -0.2, 0.3, 0.0, -0.1, 0.2), "high": floats(0.9, 1.2, 0.7, 1.0).reshape(4, 1)})
+    case("reduce l2 attribute opset 13", 13, [node("ReduceL2", ["x"], axes=[1, 3], keepdims=1)])
+    case("reduce l2 input opset 18", 18, [node("ReduceL2", ["x", "axes"], keepdims=0)], {"axes": ints(-1)})
 
 
 class SmallCNN(nn.Module):
@@ -266,7 +309,8 @@ def main():
         json.dump({"generator": "scripts/generate_onnx_import_fixtures.py", "onnxruntime": onnxruntime.__version__, "cases": cases},
                   f, separators=(",", ":"))
     print(f"wrote {len(cases)} operator cases to {os.path.normpath(path)}")
-    torch_cases()
+    if "--operators-only" not in sys.argv:
+        torch_cases()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ struct DistillCommand: TrainingCommand {
     static let options = [Spec.teacher, Spec.teacherArchitecture, Spec.teacherHint, Spec.teacherAttention, Spec.teacherEmbedding,
                           Spec.teacherOutputs] + Spec.teacherPreprocessingOptions + [
                           Spec.student, Spec.width, Spec.hidden, Spec.method, Spec.temperature, Spec.alpha, Spec.weight, Spec.unlabeled,
-                          Spec.plain, Spec.augment, Spec.cacheDirectory] + Spec.servedTeacherOptions + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
+                          Spec.plain, Spec.augment, Spec.cacheDirectory] + QuantizationAwareOptions.specs + Spec.servedTeacherOptions + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.teacher.long, help: Spec.teacher.help) var teachers: [String] = []
     @Option(name: Spec.teacherArchitecture.long, help: Spec.teacherArchitecture.help) var teacherArchitecture: String?
@@ -32,6 +32,7 @@ struct DistillCommand: TrainingCommand {
     @Flag(name: Spec.plain.long, help: Spec.plain.help) var plain = false
     @Flag(name: Spec.augment.long, help: Spec.augment.help) var augment = false
     @OptionGroup var cache: CacheDirectoryOption
+    @OptionGroup var quantization: QuantizationAwareOptions
 
     @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
@@ -57,7 +58,7 @@ struct DistillCommand: TrainingCommand {
          ] + teacherPreprocessing.values + [
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
-         ("augment", .flag(augment))] + cache.values
+         ("augment", .flag(augment))] + cache.values + quantization.values
             + served.values + dataOptions.values + training.values + output.values + compute.values
     }
 
@@ -116,6 +117,7 @@ struct DistillCommand: TrainingCommand {
         do { studentModel = try ModelZoo.make(student, options: options, using: &generator) } catch let error as ModuleError {
             throw UserError("--student: \(error)")
         }
+        let fakeQuantization = try quantization.prepare(studentModel, name: student)
         guard let studentTaps = TapLayers.defaults(for: student) else { throw UserError("no default layers for student '\(student)'") }
         // An ONNX teacher has no default layers: they are node output names (see `distill inspect`).
         let teacherTaps = TapLayers.resolve(model: teacherNames.first, hint: teacherHint, attention: teacherAttention, embedding: teacherEmbedding)
@@ -135,13 +137,16 @@ struct DistillCommand: TrainingCommand {
         let trainer = try Trainer(model: studentModel, teachers: teacherList, losses: objective.losses, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
         trainer.runSettings.merge(recordedSettings) { _, command in command }
+        if let fakeQuantization { try QuantizationAwareOptions.attach(fakeQuantization, to: trainer) }
         console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) \(data.noun)\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")
         if let weights = configuration.classWeights { console.say(classWeightsLine(weights, classNames: data.train.classNames)) }
         let name = student
-        return try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
-                               resumingFrom: checkpoint, teacher: teacherList.first?.model,
-                               saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
-                               loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
+        let outcome = try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
+                                      resumingFrom: checkpoint, teacher: teacherList.first?.model,
+                                      saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
+                                      loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
+        if let fakeQuantization { try QuantizationAwareOptions.finish(fakeQuantization, folder: folder, data: data, say: console.say) }
+        return outcome
     }
 }
 

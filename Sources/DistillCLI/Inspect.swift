@@ -83,7 +83,8 @@ struct Inspect: TabledCommand {
     /// The preprocessing a run recorded, in one line.
     static func describe(_ p: Preprocessing) -> String {
         func list(_ values: [Float]) -> String { values.prefix(8).map { String(format: "%.4g", $0) }.joined(separator: ", ") + (values.count > 8 ? ", …" : "") }
-        let input = p.kind == .images ? "images \(p.channels)×\(p.height)×\(p.width) \((p.channelOrder ?? .rgb).rawValue.uppercased())" : "\(p.exampleShape[0]) features"
+        let colours = p.channels == 1 ? "gray" : (p.channelOrder ?? .rgb).rawValue.uppercased()  // one channel has no order
+        let input = p.kind == .images ? "images \(p.channels)×\(p.height)×\(p.width) \(colours)" : "\(p.exampleShape[0]) features"
         return "preprocessing: \(input), mean [\(list(p.normalization.mean))], std [\(list(p.normalization.standardDeviation))]; \(p.classNames.count) classes: \(p.classNames.prefix(12).joined(separator: ", "))\(p.classNames.count > 12 ? ", …" : "")"
     }
 }

@@ -86,7 +86,7 @@ enum Spec {
     static let from = OptionSpec("from", .text, "The old model: a run folder, a model file (.safetensors) or any ONNX classifier (.onnx, such as a PyTorch model exported with torch.onnx).")
     static let strategy = OptionSpec("strategy", .choices(TransferStrategy.allCases.map(\.rawValue) + ["head", "finetune-equal", "all"]),
                                      "Strategies, comma-separated (head = freeze; finetune-equal: backbone at the head's rate), or 'all'.")
-    static let head = OptionSpec("head", .text, "The old model's classifier layer to replace: a module path (default classifier.3), or for an ONNX model a Gemm or MatMul node's name or output (default: the last one).")
+    static let head = OptionSpec("head", .text, "The old model's classifier layer to replace: a module path (default: its last Linear layer, classifier.3 in cnn-student, fc in the ResNets), or for an ONNX model a Gemm or MatMul node's name or output (default: the last one).")
     static let freeze = OptionSpec("freeze", .text, "Backbone layers kept frozen in every strategy but scratch, comma-separated: module paths of a zoo model, or an ONNX model's node names or outputs (NAME* for a prefix), which freeze the initializers those nodes read.")
     static let oldClasses = OptionSpec("old-classes", .numbers(values: 0...9_999, maximumCount: 10_000), "Classes of the old task (for measuring forgetting), a range or list.")
     static let backboneLrScale = OptionSpec("backbone-lr-scale", .number(0...100), "Backbone learning rate relative to the head's.")

@@ -83,7 +83,7 @@ struct Quantize: TabledCommand {
         for start in stride(from: 0, to: test.count, by: 1000) {
             let range = Array(start..<min(start + 1000, test.count))
             let x = try test.batch(range)
-            let f = argmax(float.predictions(x)), q = argmax(quantized(x))
+            let f = float.predictions(x).argmaxRows(), q = quantized(x).argmaxRows()
             for (i, label) in range.map({ test.labels[$0] }).enumerated() {
                 floatCorrect += f[i] == label ? 1 : 0
                 int8Correct += q[i] == label ? 1 : 0
@@ -135,11 +135,6 @@ struct Quantize: TabledCommand {
         Console().text(String(format: "latency float %.3f ms at batch 1, %.1f ms at batch 256; int8 %.3f ms, %.1f ms", r.floatLatencyBatch1Milliseconds,
                               r.floatLatencyBatch256Milliseconds, r.int8LatencyBatch1Milliseconds, r.int8LatencyBatch256Milliseconds)
                        + " (\(r.kernelPath) kernels, \(r.threads) threads)")
-    }
-
-    private func argmax(_ logits: Tensor) -> [Int] {
-        let classes = logits.shape[1], values = logits.scalars
-        return (0..<logits.shape[0]).map { row in (0..<classes).max { values[row * classes + $0] < values[row * classes + $1] }! }
     }
 
     private func isFolder(_ path: String) -> Bool {

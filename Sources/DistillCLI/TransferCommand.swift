@@ -40,7 +40,7 @@ struct TransferCommand: TabledCommand, ComputingCommand {
     }
 
     var values: [(String, OptionValue?)] {
-        [("from", .text(source)), ("strategy", .list(strategy.split(separator: ",").map(String.init))), ("head", (head ?? (SavedModel.onnxFile(at: source) == nil ? TransferSource.zooHead : nil)).map { .text($0) }),
+        [("from", .text(source)), ("strategy", .list(strategy.split(separator: ",").map(String.init))), ("head", head.map { .text($0) }),
          ("freeze", freeze.map { .text($0) }),
          ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
          ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)),

@@ -10,8 +10,14 @@ import Tensors
 /// safetensors) or an imported ONNX classifier (re-headed at its Gemm or MatMul node, new-task
 /// models written as ONNX: the graph with its trained initializers, then the new head).
 struct TransferSource {
-    /// The zoo models' default `--head`.
-    static let zooHead = "classifier.3"
+    /// A zoo model's default `--head`: its last `Linear` (the classifier, in every zoo model:
+    /// `classifier.3` in cnn-student, `fc` in the ResNets, `classifier` in MobileNetV2).
+    static func defaultHead(of model: any Module) throws -> String {
+        guard let last = model.namedModules().last(where: { $0.module is Linear }) else {
+            throw UserError("the old model has no Linear layer to replace: name its classifier with --head")
+        }
+        return last.name
+    }
 
     /// The zoo name, or the ONNX file's name.
     let name: String
@@ -33,14 +39,15 @@ struct TransferSource {
     static func load(_ source: String, head: String?, exampleShape: [Int], preprocessing: @escaping () -> Preprocessing?) throws -> TransferSource {
         do {
             if let file = SavedModel.onnxFile(at: source) { return try onnx(file, head: head, exampleShape: exampleShape, preprocessing: preprocessing) }
-            return try zoo(source, head: head ?? zooHead, exampleShape: exampleShape, preprocessing: preprocessing)
+            return try zoo(source, head: head, exampleShape: exampleShape, preprocessing: preprocessing)
         } catch let error as ModelFormatError {
             throw UserError("--from: \(error)")
         }
     }
 
-    private static func zoo(_ source: String, head: String, exampleShape: [Int], preprocessing: @escaping () -> Preprocessing?) throws -> TransferSource {
+    private static func zoo(_ source: String, head: String?, exampleShape: [Int], preprocessing: @escaping () -> Preprocessing?) throws -> TransferSource {
         let old = try SavedModel.load(source)
+        let head = try head ?? defaultHead(of: old.model)
         guard old.options.exampleShape == exampleShape else {
             throw UserError("--from \(source) takes examples of shape \(old.options.exampleShape), the data has \(exampleShape)")
         }

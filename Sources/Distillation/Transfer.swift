@@ -29,7 +29,8 @@ public final class MultiHeadModel: Module {
         heads = [("old", oldHead), ("new", Linear(oldHead.inFeatures, newClasses, using: &generator))]
     }
 
-    /// Re-heads `model`: the `Linear` at `headPath` (a child of a `Sequential`) becomes the
+    /// Re-heads `model`: the `Linear` at `headPath` (a child of a `ChildReplacing` module: a
+    /// `Sequential`, or a zoo ResNet's `fc`) becomes the
     /// "old" head and a fresh `Linear` for `newClasses` the "new" one. An `ONNXNetwork` is
     /// re-headed at the classifier node `headPath` names (see `init(from:head:newClasses:using:)`).
     public convenience init(from model: any Module, headPath: String, newClasses: Int, using generator: inout RandomGenerator) throws {
@@ -46,8 +47,8 @@ public final class MultiHeadModel: Module {
         }
         let parts = headPath.split(separator: ".")
         let parentPath = parts.dropLast().joined(separator: ".")
-        guard let parent = model.module(named: parentPath) as? Sequential else {
-            throw ModuleError.invalidOption("head '\(headPath)' must sit in a Sequential to be replaced")
+        guard let parent = model.module(named: parentPath) as? any ChildReplacing else {
+            throw ModuleError.invalidOption("head '\(headPath)' sits in a \(type(of: model.module(named: parentPath)!)), whose children cannot be replaced (a Sequential's or a zoo classifier's can)")
         }
         try parent.replace(String(parts.last!), with: Identity())
         try self.init(backbone: model, oldHead: oldHead, newClasses: newClasses, using: &generator)

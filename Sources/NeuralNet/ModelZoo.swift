@@ -175,11 +175,12 @@ public enum ModelZoo {
 /// CIFAR-style ResNet (He et al. 2016): a 3×3 stem of 16 channels, three stages of
 /// (depth − 2)/6 basic blocks at 16, 32 and 64 channels (stride 2 between stages), global
 /// average pooling and a linear classifier. resnet8/20/32/56 have 1/3/5/9 blocks a stage.
-public final class ResNet: Module {
+public final class ResNet: ChildReplacing {
     public let conv1: Conv2d, bn1: BatchNorm
     public let layer1: Sequential, layer2: Sequential, layer3: Sequential
     public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
-    public let fc: Linear
+    /// The classifier: a `Linear`, or what transfer learning put in its place.
+    public private(set) var fc: any Module
     public let state = ModuleState()
 
     public init(depth: Int, options o: ModelOptions, using g: inout RandomGenerator) throws {
@@ -207,16 +208,23 @@ public final class ResNet: Module {
     public var children: [(name: String, module: any Module)] {
         [("conv1", conv1), ("bn1", bn1), ("layer1", layer1), ("layer2", layer2), ("layer3", layer3), ("avgpool", avgpool), ("fc", fc)]
     }
+
+    /// Only the classifier `fc` can be replaced.
+    public func replace(_ name: String, with module: any Module) throws {
+        guard name == "fc" else { throw ModuleError.invalidOption("only ResNet's classifier 'fc' can be replaced, not '\(name)'") }
+        fc = module
+    }
 }
 
 /// Wide ResNet WRN-depth-widen (Zagoruyko & Komodakis 2016): a 16-channel stem, three stages
 /// of (depth − 4)/6 pre-activation blocks at 16k, 32k, 64k channels, BN-ReLU, global pooling, linear.
-public final class WideResNet: Module {
+public final class WideResNet: ChildReplacing {
     public let conv1: Conv2d
     public let block1: Sequential, block2: Sequential, block3: Sequential
     public let bn1: BatchNorm
     public let avgpool = AdaptiveAvgPool2d(outputSize: 1)
-    public let fc: Linear
+    /// The classifier: a `Linear`, or what transfer learning put in its place.
+    public private(set) var fc: any Module
     public let state = ModuleState()
 
     public init(depth: Int, widen: Int, options o: ModelOptions, using g: inout RandomGenerator) throws {
@@ -246,14 +254,21 @@ public final class WideResNet: Module {
     public var children: [(name: String, module: any Module)] {
         [("conv1", conv1), ("block1", block1), ("block2", block2), ("block3", block3), ("bn1", bn1), ("avgpool", avgpool), ("fc", fc)]
     }
+
+    /// Only the classifier `fc` can be replaced.
+    public func replace(_ name: String, with module: any Module) throws {
+        guard name == "fc" else { throw ModuleError.invalidOption("only the Wide ResNet's classifier 'fc' can be replaced, not '\(name)'") }
+        fc = module
+    }
 }
 
 /// A MobileNetV2-style depthwise network sized for 28×28 inputs: a 3×3 stem of 32 channels,
 /// inverted residual stages (expansion, channels, blocks, stride) = (1,16,1,1), (6,24,2,2),
 /// (6,32,2,2), (6,64,2,1), a 1×1 conv to 256, global pooling and a linear classifier.
-public final class MobileNetV2: Module {
+public final class MobileNetV2: ChildReplacing {
     public let features: Sequential
-    public let classifier: Linear
+    /// The classifier: a `Linear`, or what transfer learning put in its place.
+    public private(set) var classifier: any Module
     public let state = ModuleState()
 
     public init(options o: ModelOptions, using g: inout RandomGenerator) {
@@ -279,4 +294,10 @@ public final class MobileNetV2: Module {
     public func forward(_ input: Tensor) -> Tensor { classifier(features(input)) }
 
     public var children: [(name: String, module: any Module)] { [("features", features), ("classifier", classifier)] }
+
+    /// Only the classifier can be replaced.
+    public func replace(_ name: String, with module: any Module) throws {
+        guard name == "classifier" else { throw ModuleError.invalidOption("only MobileNetV2's 'classifier' can be replaced, not '\(name)'") }
+        classifier = module
+    }
 }

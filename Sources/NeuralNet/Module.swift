@@ -10,6 +10,13 @@ public final class ModuleState {
     public var freezesStatistics = false
     /// Called with (input, output) after every forward pass of this module.
     var tap: ((Tensor, Tensor) -> Void)?
+    /// Rewrites the module's input before `forward`, and its output after it (before the
+    /// tap sees it): where quantization-aware training fakes the int8 model's rounding.
+    public var inputTransform: ((Tensor) -> Tensor)?
+    public var outputTransform: ((Tensor) -> Tensor)?
+    /// Rewrites the weight a `Conv2d` or `Linear` computes with (its parameter stays the
+    /// trained one): quantization-aware training's fake-quantized weights.
+    public var weightTransform: ((Tensor) -> Tensor)?
 
     public init() {}
 
@@ -43,7 +50,9 @@ extension Module {
 
     /// Runs the module and reports the output to its tap, if any.
     public func callAsFunction(_ input: Tensor) -> Tensor {
-        let output = forward(input)
+        let input = state.inputTransform?(input) ?? input
+        var output = forward(input)
+        if let transform = state.outputTransform { output = transform(output) }
         state.tap?(input, output)
         return output
     }

@@ -45,23 +45,44 @@ public enum Quantizer {
                 }
             }
         }
-        let builder = Builder(observers: observers)
-        let input = try builder.parameters(inputObserver, "the model's input")
-        let dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
-        let layers = try builder.build(stages, dims: dims, input: input, top: true).layers
-        return try QuantizedModel(exampleShape: exampleShape, input: input, layers: layers)
-    }
-
-    /// Turns stages into quantized layers, following the activations' channels-last shape.
-    struct Builder {
-        let observers: [Tap: RangeObserver]
-
         func parameters(_ observer: RangeObserver?, _ what: String) throws -> QuantizationParameters {
             guard let p = observer?.parameters() else { throw QuantizationError.invalidCalibration("calibration gave no finite values for \(what)") }
             return p
         }
+        let input = try parameters(inputObserver, "the model's input")
+        let observed = observers
+        let builder = Builder { tap in try parameters(observed[tap], "'\(tap.module)'") }
+        return try builder.model(stages, exampleShape: exampleShape, input: input)
+    }
 
-        func parameters(_ tap: Tap) throws -> QuantizationParameters { try parameters(observers[tap], "'\(tap.module)'") }
+    /// The quantized model of `model` with activation ranges given (by quantization-aware
+    /// training, or kept from an earlier calibration) for examples of `exampleShape`. A range
+    /// observed before an activation the model applies inline (ResNet's ReLUs) is clipped by it.
+    public static func quantize(_ model: any Module, exampleShape: [Int], ranges: QuantizationRanges) throws -> QuantizedModel {
+        let stages = try plan(model)
+        guard exampleShape.count == 3 || exampleShape.count == 1 else {
+            throw QuantizationError.invalidCalibration("examples must be [C, H, W] images or [F] features, got \(exampleShape)")
+        }
+        _ = try checkShapes(stages, dims: exampleShape, exampleShape: exampleShape)
+        let builder = Builder { tap in
+            guard let p = ranges.outputs[tap.module] else { throw QuantizationError.invalidCalibration("no activation range for '\(tap.module)'") }
+            guard tap.activation != .none else { return p }
+            let (low, high) = (p.dequantize(0), p.dequantize(255))
+            return QuantizationParameters(low: tap.activation.apply(low), high: tap.activation.apply(high))
+        }
+        return try builder.model(stages, exampleShape: exampleShape, input: ranges.input)
+    }
+
+    /// Turns stages into quantized layers, following the activations' channels-last shape.
+    struct Builder {
+        /// The quantization of what a tap observes.
+        let parameters: (Tap) throws -> QuantizationParameters
+
+        func model(_ stages: [Stage], exampleShape: [Int], input: QuantizationParameters) throws -> QuantizedModel {
+            let dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
+            let layers = try build(stages, dims: dims, input: input, top: true).layers
+            return try QuantizedModel(exampleShape: exampleShape, input: input, layers: layers)
+        }
 
         /// The layers of `stages` for activations of channels-last `dims` in `input`'s
         /// quantization; at the top level the last computing layer gives floats.

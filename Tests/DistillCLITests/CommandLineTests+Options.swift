@@ -263,3 +263,24 @@ extension CommandLineTests {
         XCTAssertEqual(try run(["train", "--resume", out.path]).errors.split(separator: "\n").count, 1)
     }
 }
+
+extension CommandLineTests {
+    /// A ResNet's classifier is its `fc` property, not a Sequential's child: transfer finds it
+    /// by default (the last Linear layer) and replaces it; the new-task model is a resnet8 with
+    /// five classes.
+    func testTransferFromAResNetReplacesItsClassifier() throws {
+        try requireData()
+        let old = folder("transfer-resnet-old"), new = folder("transfer-resnet-new")
+        _ = try assertSucceeds(["train", "--model", "resnet8", "--width", "0.25", "--classes", "0-4", "--labels-per-class", "20",
+                                "--epochs", "1", "--quiet", "--out", old.path])
+        let output = try assertSucceeds(["transfer", "--from", old.path, "--old-classes", "0-4", "--classes", "5-9", "--labels-per-class", "10",
+                                         "--strategy", "head,lwf", "--steps", "4", "--out", new.path])
+        XCTAssertTrue(output.contains("lwf"), output)
+        for strategy in ["freeze", "lwf"] {
+            let inspected = try assertSucceeds(["inspect", new.appendingPathComponent(strategy + ".safetensors").path])
+            XCTAssertTrue(inspected.contains("layer3.0.downsample") && inspected.contains("[1, 5]") && inspected.contains("5 classes: Sandal"), inspected)
+        }
+        try assertFails(["transfer", "--from", old.path, "--head", "layer1", "--classes", "5-9", "--steps", "1", "--out", folder("transfer-resnet-bad").path],
+                        mentioning: "not a Linear")
+    }
+}

@@ -61,3 +61,60 @@ extension CommandLineTests {
         XCTAssertEqual((wideReport["floatLayers"] as? [String])?.last, "bn1")
     }
 }
+
+extension CommandLineTests {
+    /// `distill distill --quantize int8`: a trained cnn-student fine-tuned against itself with
+    /// fake quantization writes model-int8.safetensors; a run stopped after its ranges were
+    /// fixed and resumed writes the same int8 model, bit for bit, as one never stopped (the
+    /// ranges travel in the checkpoint).
+    func testQuantizationAwareDistillationResumesToTheSameInt8Model() throws {
+        let data = try writeDistributedData()  // 2,560 random 12×12 images of 4 classes
+        let common = ["--data", data.train, "--test-data", data.test, "--validation-fraction", "0", "--batch", "64", "--lr", "0.005"]
+        let float = folder("qat-float"), straight = folder("qat-straight"), stopped = folder("qat-stopped")
+        _ = try assertSucceeds(["train", "--model", "cnn-student", "--epochs", "2", "--quiet", "--out", float.path] + common)
+        let arguments = ["distill", "--teacher", float.path, "--student-weights", float.path, "--quantize", "int8", "--epochs", "1",
+                         "--checkpoint-every", "5", "--json"] + common
+        XCTAssertEqual(try runUntil(arguments + ["--out", straight.path], signal: SIGKILL) { _ in false }, 0)
+        var steps = 0
+        let status = try runUntil(arguments + ["--out", stopped.path], signal: SIGTERM) { event in
+            if event["event"] as? String == "step" { steps += 1 }
+            return steps == 12  // past the 10% of 40 steps that observe ranges
+        }
+        XCTAssertEqual(status, 128 + SIGTERM)
+        let resumed = try assertSucceeds(["distill", "--resume", stopped.path])
+        XCTAssertTrue(resumed.contains("int8 test accuracy"), resumed)
+        let a = try Data(contentsOf: straight.appendingPathComponent("model-int8.safetensors"))
+        let b = try Data(contentsOf: stopped.appendingPathComponent("model-int8.safetensors"))
+        XCTAssertEqual(a, b, "the resumed run's int8 model is the uninterrupted run's")
+        let (model, _) = try QuantizedModelFile.read(straight.appendingPathComponent("model-int8.safetensors").path)
+        XCTAssertEqual(model.exampleShape, [1, 12, 12])
+
+        let bad = folder("qat-bad").path
+        try assertFails(["distill", "--teacher", float.path, "--student-weights", "/nonexistent/run", "--quantize", "int8", "--out", bad] + common,
+                        mentioning: "--student-weights: /nonexistent/run does not exist")
+        try assertFails(["distill", "--teacher", float.path, "--student", "mlp", "--student-weights", float.path, "--out", bad] + common,
+                        mentioning: "--student-weights")
+        try assertFails(["distill", "--teacher", float.path, "--quantize", "int4", "--out", bad] + common, mentioning: "--quantize")
+    }
+}
+
+extension CommandLineTests {
+    /// Quantization-aware distillation on two processes (which agree on the activation ranges
+    /// before every step while observing them): the run ends, only rank 0 writes and reports,
+    /// and its int8 model answers as its fake-quantized float model does.
+    func testQuantizationAwareDistillationOnTwoProcesses() throws {
+        let data = try writeDistributedData()
+        let common = ["--data", data.train, "--test-data", data.test, "--validation-fraction", "0", "--batch", "64", "--lr", "0.005"]
+        let float = folder("qat-mpi-float"), run = folder("qat-mpi")
+        _ = try assertSucceeds(["train", "--model", "cnn-student", "--epochs", "1", "--quiet", "--out", float.path] + common)
+        let result = try runMPI(Array(repeating: ["distill", "--teacher", float.path, "--student-weights", float.path, "--quantize", "int8",
+                                                  "--epochs", "1", "--out", run.path] + common, count: 2))
+        XCTAssertEqual(result.status, 0, result.errors)
+        let line = try XCTUnwrap(result.output.split(separator: "\n").first { $0.contains("int8 test accuracy") }, result.output)
+        XCTAssertEqual(result.output.components(separatedBy: "int8 test accuracy").count, 2, "only rank 0 reports")
+        // "… (the fake-quantized student A%, same class for B%)": B close to 100.
+        let agreement = try XCTUnwrap(Double(line.split(separator: "same class for ").last!.prefix { $0 != "%" }))
+        XCTAssertGreaterThanOrEqual(agreement, 98, String(line))
+        XCTAssertNoThrow(try QuantizedModelFile.read(run.appendingPathComponent("model-int8.safetensors").path))
+    }
+}

@@ -26,6 +26,8 @@ final class ONNXImportTests: XCTestCase {
 
     struct OperatorCase {
         let name: String, model: ONNXModel, input: Tensor, output: Tensor, gradients: [String]
+        /// False for cases with steps in the input (integer casts), which finite differences cannot check.
+        var smooth = true
     }
 
     func operatorCases(_ file: String = "onnx/operators.json") throws -> [OperatorCase] {
@@ -39,7 +41,7 @@ final class ONNXImportTests: XCTestCase {
             let name = c["name"] as! String
             let bytes = [UInt8](Data(base64Encoded: c["model"] as! String)!)
             return OperatorCase(name: name, model: try ONNXModel(parsing: bytes, file: name), input: tensor(c["input"]),
-                                output: tensor(c["output"]), gradients: c["gradients"] as! [String])
+                                output: tensor(c["output"]), gradients: c["gradients"] as! [String], smooth: c["smooth"] as? Bool ?? true)
         }
     }
 
@@ -73,7 +75,7 @@ final class ONNXImportTests: XCTestCase {
     /// initializers the case names, such as PReLU's slopes and Pow's exponents) and agrees
     /// with finite differences.
     func testEveryOperatorCaseIsDifferentiable() throws {
-        for c in try operatorCases() {
+        for c in try operatorCases() where c.smooth {
             let network = try network(c)
             let x = c.input.copy()
             x.requiresGrad = true

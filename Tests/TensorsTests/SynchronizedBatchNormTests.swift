@@ -51,9 +51,21 @@ final class SynchronizedBatchNormTests: XCTestCase {
     }
 
     func testTwoPartsSynchronisedEqualTheWholeBatch() {
+        checkTwoParts(offset: 0)
+    }
+
+    /// The statistics travel as Σx and Σx² in one exchange: a mean 2,000 times the spread
+    /// still gives the whole batch's numbers (no cancellation in the variance, which float
+    /// sums of x² would lose entirely here). The inputs themselves are then only as exact as
+    /// float's step at 1,000 (6e-5) over σ ≈ 0.3, 2e-4 in x̂: hence the tolerance.
+    func testTwoPartsSynchronisedKeepTheVarianceOfOffsetValues() {
+        checkTwoParts(offset: 1000, spread: 0.5, tolerance: 1e-3)
+    }
+
+    func checkTwoParts(offset: Float, spread: Float = 2.5, tolerance: Float = 1e-5, file: StaticString = #filePath, line: UInt = #line) {
         let n = 6, c = 3, spatial = 5, perExample = c * spatial
         var generator = RandomGenerator(seed: 7)
-        let x = (0..<(n * perExample)).map { _ in Float.random(in: -2...3, using: &generator) }
+        let x = (0..<(n * perExample)).map { _ in offset + 0.5 + Float.random(in: -spread...spread, using: &generator) }
         let r = (0..<(n * perExample)).map { _ in Float.random(in: -1...1, using: &generator) }
         let whole = Self.run(x, r, n: n, c: c, spatial: spatial, synchronize: nil)
 
@@ -71,7 +83,7 @@ final class SynchronizedBatchNormTests: XCTestCase {
         let first = parts[0]!, second = parts[1]!
         func close(_ a: [Float], _ b: [Float], _ what: String) {
             XCTAssertEqual(a.count, b.count, what)
-            for (u, v) in zip(a, b) { XCTAssertEqual(u, v, accuracy: 1e-5 * max(1, abs(u)), what) }
+            for (u, v) in zip(a, b) { XCTAssertEqual(u, v, accuracy: tolerance * max(1, abs(u)), what, file: file, line: line) }
         }
         close(first.output + second.output, whole.output, "output")
         // The loss is a sum over the parts, so x's gradient is each part's own.
@@ -84,6 +96,6 @@ final class SynchronizedBatchNormTests: XCTestCase {
 
         // Unsynchronised parts do not: the test can tell the difference.
         let alone = Self.run(Array(x[0..<(2 * perExample)]), Array(r[0..<(2 * perExample)]), n: 2, c: c, spatial: spatial, synchronize: nil)
-        XCTAssertGreaterThan(zip(alone.output, whole.output).map { abs($0 - $1) }.max()!, 1e-2)
+        XCTAssertGreaterThan(zip(alone.output, whole.output).map { abs($0 - $1) }.max()!, 1e-2, file: file, line: line)
     }
 }

@@ -49,7 +49,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "bench", "peers"))
 from run_side_by_side import cpu_header  # noqa: E402
 
-MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,tcp"]
+MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "btl"]  # + main's --btl
 VARIANTS = ["1x1", "2x1", "2x1-after", "2x1-nosync", "ceiling", "ddp", "torch-1x1"]
 LABELS = {
     "1x1": "Distill 1 process × 1 thread",
@@ -115,7 +115,7 @@ class Runner:
         with tempfile.TemporaryDirectory(prefix="scaling-") as out:
             command = self.distill_command(model, os.path.join(out, "run"), extra)
             if ranks > 1:
-                command = MPIRUN + ["-np", str(ranks)] + command
+                command = MPIRUN + [self.args.btl, "-np", str(ranks)] + command
             return self.parse_distill(self.run(command))
 
     def ceiling(self, model):
@@ -176,7 +176,7 @@ def allreduce_bench(args):
     try:
         binary = os.path.join(build, "allreduce_bench")
         subprocess.run(["mpicc", "-O2", "-o", binary, os.path.join(HERE, "allreduce_bench.c")], check=True)
-        out = subprocess.run(MPIRUN + ["-np", "2", binary, str(args.allreduce_max_bytes), str(args.allreduce_seconds)],
+        out = subprocess.run(MPIRUN + [args.btl, "-np", "2", binary, str(args.allreduce_max_bytes), str(args.allreduce_seconds)],
                              capture_output=True, text=True, check=True, timeout=1800).stdout
     finally:
         shutil.rmtree(build, ignore_errors=True)
@@ -230,6 +230,9 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--allreduce-max-bytes", type=int, default=64 << 20)
     parser.add_argument("--allreduce-seconds", type=float, default=0.5, help="time spent on each message size")
+    parser.add_argument("--btl", default="self,vader",
+                        help="Open MPI's byte transfer layers: self,vader (shared memory, what mpirun picks for "
+                             "ranks on one machine) or self,tcp (loopback TCP: the path between machines)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, 500 images, 16 MiB all-reduce")
     parser.add_argument("--save", help="write every measurement as JSON here (model.py reads it)")
     args = parser.parse_args()
@@ -271,7 +274,7 @@ def main():
     load_end = os.getloadavg()
 
     print()
-    print("MPI_Allreduce, 2 ranks, --mca btl self,tcp (floats, MPI_SUM); time per call, median and min of rounds:")
+    print(f"MPI_Allreduce, 2 ranks, --mca btl {args.btl} (floats, MPI_SUM); time per call, median and min of rounds:")
     print()
     print("| bytes | median µs | min µs |")
     print("| ---: | ---: | ---: |")
@@ -337,7 +340,7 @@ def main():
         record = {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]), "cpu": cpu, "isa": isa,
                   "cores": os.cpu_count(), "started": started.isoformat(timespec="seconds"),
                   "ended": ended.isoformat(timespec="seconds"), "load_start": load, "load_end": load_end,
-                  "images": 10 * args.labels_per_class, "batch": args.batch, "repeats": args.repeats,
+                  "images": 10 * args.labels_per_class, "batch": args.batch, "repeats": args.repeats, "btl": args.btl,
                   "allreduce": {"points": points, "fit": {k: {"alpha_s": a, "beta_s_per_byte": b} for k, (a, b) in fits.items()}},
                   "models": results}
         tmp = args.save + ".tmp"

@@ -52,15 +52,28 @@ extension Trainer {
     func averageAcrossProcesses(_ averager: GradientAverager, terms: [String: Float], total: Float) -> ([String: Float], Float, Bool) {
         averager.finish()
         allReduceWait += averager.waitSeconds
-        // Every process sums the same terms: a part of a batch without labels has no "ce",
-        // so the names are agreed first (a missing term counts as 0).
-        let keys = Set(communicator.allGather(terms.keys.sorted().joined(separator: "\n"))
-            .flatMap { $0.split(separator: "\n").map(String.init) }).sorted()
-        let sums = communicator.sum(keys.map { Double(terms[$0] ?? 0) } + [Double(total), shouldStop() ? 1 : 0])
+        // Every process must sum the same terms, and a part of a batch without labels has no
+        // "ce": the names summed so far are kept, and each process sends, beside the values,
+        // which of them it has and how many of its terms are new; only when some are do the
+        // processes gather every name and sum again (a missing term counts as 0; a term no
+        // process has is left out). One exchange per step otherwise.
+        func sums(_ keys: [String]) -> [Double] {
+            let fresh = terms.keys.filter { !keys.contains($0) }.count
+            return communicator.sum(keys.map { Double(terms[$0] ?? 0) } + keys.map { terms[$0] == nil ? 0 : 1 }
+                                    + [Double(total), shouldStop() ? 1 : 0, Double(fresh)])
+        }
+        var keys = agreedTermNames
+        var summed = sums(keys)
+        if summed[2 * keys.count + 2] > 0 {
+            keys = Set(keys + communicator.allGather(terms.keys.sorted().joined(separator: "\n"))
+                .flatMap { $0.split(separator: "\n").map(String.init) }).sorted()
+            agreedTermNames = keys
+            summed = sums(keys)
+        }
         let n = Double(communicator.size)
         var result: [String: Float] = [:]
-        for (i, key) in keys.enumerated() { result[key] = Float(sums[i] / n) }
-        return (result, Float(sums[keys.count] / n), sums[keys.count + 1] > 0)
+        for (i, key) in keys.enumerated() where summed[keys.count + i] > 0 { result[key] = Float(summed[i] / n) }  // some process has it
+        return (result, Float(summed[2 * keys.count] / n), summed[2 * keys.count + 1] > 0)
     }
 
     /// `shouldStop()`, asked of every process: true when any of them was asked.

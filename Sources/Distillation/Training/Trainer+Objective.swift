@@ -55,7 +55,7 @@ extension Trainer {
         for weighted in losses {
             try weighted.loss.prepare(studentShapes: strip(studentFeatures), teacherShapes: strip(teacherFeatures), examples: train.count, using: &generator)
         }
-        trainable = Sequential(named: [("student", model)] + losses.enumerated().compactMap { i, w in w.loss.module.map { ("\(w.loss.name)\(i)", $0) } })
+        trainable = Sequential(named: [("student", model)] + losses.enumerated().compactMap { i, w in w.loss.module.map { ("\(w.loss.name)\(i)", $0) } } + kept)
         optimizer = configuration.optimizer.make(parameterGroups(), momentum: TrainingDefaults.momentum)
     }
 

@@ -52,8 +52,12 @@ public final class Trainer {
     var segmentStart = Date()
     /// Data-parallel runs: this epoch's `EpochRecord.allReduceWaitSeconds` so far.
     var allReduceWait = 0.0
+    /// Data-parallel runs: the loss-term names the processes have agreed to sum each step.
+    var agreedTermNames: [String] = []
     /// The run folder's TensorBoard event file, opened at the first epoch's end.
     var tensorBoard: TensorBoardWriter?
+    /// What `keepInCheckpoints` added, after the model and the losses' modules in `trainable`.
+    var kept: [(name: String, module: any Module)] = []
 
     public init(model: any Module, teachers: [Teacher] = [], losses: [WeightedLoss] = [],
                 configuration: TrainerConfiguration = TrainerConfiguration()) throws {
@@ -68,6 +72,17 @@ public final class Trainer {
         self.losses = losses
         self.configuration = configuration
         self.trainable = Sequential(named: [("student", model)])
+    }
+
+    /// Keeps `module`'s parameters and buffers in the run's checkpoints (and trains its
+    /// parameters) beside the model's: state of the run that is not the model, such as the
+    /// ranges quantization-aware training observes. Call before training starts.
+    public func keepInCheckpoints(_ name: String, _ module: any Module) throws {
+        guard optimizer == nil else { throw DistillationError("keepInCheckpoints: call it before training starts") }
+        guard !trainable.layers.contains(where: { $0.name == name }) && !kept.contains(where: { $0.name == name }) else {
+            throw DistillationError("keepInCheckpoints: '\(name)' is taken")
+        }
+        kept.append((name, module))
     }
 
     /// Trains on `train` and returns the history. Examples whose `labeled` entry is false (a

@@ -25,6 +25,13 @@ extension ONNXNetwork: ONNXExportable {
         func scoped(_ name: String) -> String { path.isEmpty ? name : path + "." + name }
         let floats = Dictionary(floatInitializers.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         var names = [inputName: input]
+        // A text model's token inputs are rows of the packed batch [batch, 3, length], as integers.
+        for (row, name) in (tokenInputs?.inputs ?? []).map({ (ONNXTokenInputs.names.firstIndex(of: $0)!, $0) }) {
+            let index = b.integers(scoped(name + "_row"), [row], dims: [])
+            let picked = b.node("Gather", [input, index], outputs: [scoped(name + "_packed")], [ONNXAttribute("axis", .int(1))], name: scoped(name + "_packed"))[0]
+            let type = model.graph.inputs.first { $0.name == name }?.elementType ?? ONNXTensor.int64
+            names[name] = b.node("Cast", [picked], outputs: [scoped(name)], [ONNXAttribute("to", .int(type))], name: scoped(name))[0]
+        }
         for node in order {
             for (name, attribute) in node.attributes.map({ ($0.name, $0.value) }) {
                 if case .unsupported = attribute {

@@ -130,11 +130,13 @@ extension ONNXNetwork {
         var graph = current.graph
         graph.nodes = nodes
         graph.initializers = current.graph.initializers.filter { read.contains($0.name) }
-        graph.inputs = [ONNXValueInfo(name: inputName, dims: [nil] + inputShape.map { Optional($0) })]
+        // A text model keeps its token inputs (and their open sequence axis).
+        graph.inputs = tokenInputs.map { tokens in current.graph.inputs.filter { tokens.inputs.contains($0.name) } }
+            ?? [ONNXValueInfo(name: inputName, dims: [nil] + inputShape.map { Optional($0) })]
         graph.outputs = [ONNXValueInfo(name: valueName, dims: [])]
         var model = current
         model.graph = graph
-        return try ONNXNetwork(model, file: file)
+        return try ONNXNetwork(model, file: file, inputShape: inputShape)
     }
 
     /// The model as loaded, with every float initializer holding its current (trained) value.

@@ -17,20 +17,31 @@ import Tensors
 /// statistics and scalar constants are buffers);
 /// every node's first output is a child module of that name, so feature-based methods can
 /// tap any intermediate value (`forward(_:capturing: ["/features/features.2/Relu_output_0"])`).
+///
+/// Text models exported with integer inputs `input_ids`, `attention_mask` and
+/// `token_type_ids` (a BERT from `transformers`) take one packed token batch [batch, 3,
+/// length] instead, as Distill's own text encoders do (`ONNXTokenInputs`).
 public final class ONNXNetwork: Module {
     /// Operators of the default domain that Distill runs.
     public static let supportedOperators = [
-        "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div",
-        "DequantizeLinear", "Dropout", "Equal", "Erf", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater",
-        "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "MatMul",
-        "MaxPool", "Mul", "Pad", "Pow", "PRelu", "QuantizeLinear", "ReduceMax", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape",
-        "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+        "Add", "And", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div",
+        "DequantizeLinear", "Dropout", "Equal", "Erf", "Expand", "Flatten", "Gather", "GatherND", "Gelu", "Gemm", "GlobalAveragePool",
+        "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
+        "MatMul", "Max", "MaxPool", "Min", "Mul", "Not", "Or", "Pad", "Pow", "PRelu", "QuantizeLinear", "Range", "ReduceL2", "ReduceMax",
+        "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub",
+        "Tanh", "Transpose", "Unsqueeze", "Where", "Xor",
     ]
 
     public let model: ONNXModel
-    /// The graph input the network reads, and its per-example shape (without the batch axis).
+    /// The graph input the network reads (`input_ids` for a text model), and its per-example
+    /// shape (without the batch axis): for a text model [3, length], a packed `TokenBatch` of
+    /// sequences of `length` tokens (the length loading ran at; any length runs when the
+    /// graph leaves its sequence axis open).
     public let inputName: String
     public let inputShape: [Int]
+    /// The token inputs of a text model (`input_ids`, `attention_mask`, `token_type_ids`), fed
+    /// from one packed token batch; nil for a model of one float input.
+    public let tokenInputs: ONNXTokenInputs?
     /// The graph output the network returns (the first output).
     public let outputName: String
     public let state = ModuleState()
@@ -38,6 +49,9 @@ public final class ONNXNetwork: Module {
     let opset: Int
     /// Nodes in an order where every value is produced before it is read.
     let order: [ONNXNode]
+    /// For each node of `order`, the values no later node reads: a run lets go of them once
+    /// the node has run, so it does not hold every intermediate of a long graph at once.
+    let lastReads: [[String]]
     let floatInitializers: [(name: String, tensor: Tensor)]
     let integerInitializers: [String: Value]
     /// The element type of each integer initializer (uint8 and int8 zero points say which
@@ -51,7 +65,10 @@ public final class ONNXNetwork: Module {
     ///
     /// `inputShape` is the shape of one example without the batch axis (`[3, 48, 192]`): it
     /// fixes the sizes the model leaves symbolic, and must agree with the ones it fixes. It
-    /// may be omitted when the model fixes every size after the batch axis.
+    /// may be omitted when the model fixes every size after the batch axis. A text model (one
+    /// whose inputs are `input_ids` and, optionally, `attention_mask` and `token_type_ids`)
+    /// takes [3, length]; without it, loading tries sequences of the length the graph fixes,
+    /// or of 8 tokens.
     public convenience init(contentsOf path: String, inputShape: [Int]? = nil) throws {
         try self.init(try ONNXModel.read(path), file: path, inputShape: inputShape)
     }
@@ -81,15 +98,12 @@ public final class ONNXNetwork: Module {
                 types[t.name] = t.elementType
             }
         }
-        guard let input = graph.inputs.first(where: { !defined.contains($0.name) }) else { throw fail("has no graph input") }
-        guard graph.inputs.filter({ !defined.contains($0.name) }).count == 1 else {
-            throw fail("has \(graph.inputs.filter { !defined.contains($0.name) }.count) graph inputs; a teacher takes one image batch")
-        }
-        guard input.elementType == ONNXTensor.float else { throw fail("input '\(input.name)' has element type \(input.elementType); Distill feeds float images") }
-        let perExample = try ONNXNetwork.exampleShape(of: input, given: inputShape, fail: fail)
-        inputName = input.name
+        let feedable = graph.inputs.filter { !defined.contains($0.name) }
+        let (name, perExample, tokens) = try ONNXNetwork.graphInputs(feedable, given: inputShape, fail: fail)
+        inputName = name
         self.inputShape = perExample
-        defined.insert(input.name)
+        tokenInputs = tokens
+        for input in feedable { defined.insert(input.name) }
         guard let output = graph.outputs.first else { throw fail("has no graph output") }
         outputName = output.name
 
@@ -136,6 +150,11 @@ public final class ONNXNetwork: Module {
             throw fail("graph output '\(output.name)' is not produced by any node")
         }
         self.order = order
+        var lastReader: [String: Int] = [:]
+        for (index, node) in order.enumerated() { for value in node.inputs where !value.isEmpty { lastReader[value] = index } }
+        var lastReads = [[String]](repeating: [], count: order.count)
+        for (value, index) in lastReader { lastReads[index].append(value) }
+        self.lastReads = lastReads
         floatInitializers = floats
         integerInitializers = ints
         integerTypes = types
@@ -148,7 +167,7 @@ public final class ONNXNetwork: Module {
         }
 
         // A trial run at batch 1: every shape and attribute checked before training starts.
-        let trial = Tensor.zeros(Shape([1] + perExample))
+        let trial = tokens == nil ? Tensor.zeros(Shape([1] + perExample)) : ONNXTokenInputs.trialBatch(length: perExample[1])
         let result = try withoutGradients { try run(trial) }
         guard result.rank >= 1 else { throw fail("output '\(outputName)' is a scalar, not a batch of class scores") }
     }
@@ -160,15 +179,24 @@ public final class ONNXNetwork: Module {
     public var children: [(name: String, module: any Module)] { nodeModules }
 
     /// Runs the graph; shape errors are thrown, naming the node.
-    public func run(_ input: Tensor) throws -> Tensor {
-        guard Array(input.shape.dimensions.dropFirst()) == inputShape else {
-            throw ModelFormatError(file: file, "input '\(inputName)' expects examples of shape \(inputShape), got a batch \(input.shape)")
-        }
+    public func run(_ input: Tensor) throws -> Tensor { try run(input, outputs: [outputName])[0] }
+
+    /// Runs the graph and returns the float values named `names`: any of its outputs (a text
+    /// model's `last_hidden_state` beside its first output) or intermediate values.
+    public func run(_ input: Tensor, outputs names: [String]) throws -> [Tensor] {
         var values: [String: Value] = integerInitializers
         for (name, tensor) in floatInitializers { values[name] = .tensor(tensor) }
-        values[inputName] = .tensor(input)
+        if let tokenInputs {
+            for (name, value) in try tokenValues(input, tokenInputs) { values[name] = value }
+        } else {
+            guard Array(input.shape.dimensions.dropFirst()) == inputShape else {
+                throw ModelFormatError(file: file, "input '\(inputName)' expects examples of shape \(inputShape), got a batch \(input.shape)")
+            }
+            values[inputName] = .tensor(input)
+        }
         let taps = Dictionary(nodeModules.map { ($0.name, $0.module) }, uniquingKeysWith: { a, _ in a })
-        for node in order {
+        let kept = Set(names)
+        for (index, node) in order.enumerated() {
             let inputs = node.inputs.map { $0.isEmpty ? nil : values[$0] }
             let outputs: [Value]
             do { outputs = try ONNXOperators(node: node, inputs: inputs, opset: opset, inputTypes: node.inputs.map { integerTypes[$0] }).run() } catch let error as ONNXOperators.Failure {
@@ -179,11 +207,15 @@ public final class ONNXNetwork: Module {
                 module.count(inputs: inputs, output: t)
                 if case let .tensor(x)? = inputs.first { module.state.report(input: x, output: t) }
             }
+            for value in lastReads[index] where !kept.contains(value) { values[value] = nil }
         }
-        guard case let .tensor(result)? = values[outputName] else {
-            throw ModelFormatError(file: file, "graph output '\(outputName)' is not a float tensor")
+        return try names.map { name in
+            switch values[name] {
+            case let .tensor(result)?: return result
+            case .ints?: throw ModelFormatError(file: file, "value '\(name)' holds integers, not a float tensor")
+            case nil: throw ModelFormatError(file: file, "has no value '\(name)' (graph outputs: \(model.graph.outputs.map(\.name).joined(separator: ", ")))")
+            }
         }
-        return result
     }
 
     public func forward(_ input: Tensor) -> Tensor {

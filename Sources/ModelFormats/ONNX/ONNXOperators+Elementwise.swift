@@ -1,7 +1,7 @@
 import Tensors
 
 extension ONNXOperators {
-    // MARK: Gelu, Clip, Add, Sub, Mul, Div, comparisons, Pow, Where
+    // MARK: Gelu, Clip, Add, Sub, Mul, Div, comparisons, Max, Min, Pow, Where
 
     func gelu() throws -> Tensor {
         let x = try tensor(0)
@@ -35,12 +35,9 @@ extension ONNXOperators {
     /// Add, Sub, Mul, Div, and the comparisons (Equal, Greater, Less and their OrEqual
     /// forms), which give 0/1 masks that carry no gradient (ONNX's booleans).
     func arithmetic() throws -> Value {
-        // Integer arithmetic on shapes (PyTorch's exporter computes shapes this way).
+        // Integer arithmetic: shapes (PyTorch's exporter computes them this way), token ids and masks.
         if case let (.ints(a, da)?, .ints(b, db)?) = (optional(0), optional(1)) {
-            guard a.count == b.count || a.count == 1 || b.count == 1 else { throw fail("integer operands of sizes \(a.count) and \(b.count)") }
-            let n = max(a.count, b.count)
-            let result = try (0..<n).map { i -> Int in
-                let x = a[a.count == 1 ? 0 : i], y = b[b.count == 1 ? 0 : i]
+            return try combining(a, da, b, db) { x, y in
                 switch node.opType {
                 case "Add": return x &+ y
                 case "Sub": return x &- y
@@ -55,7 +52,6 @@ extension ONNXOperators {
                     return x / y
                 }
             }
-            return .ints(result, dims: a.count >= b.count ? da : db)
         }
         let a = try tensor(0), b = try tensor(1)
         _ = try broadcast(a.shape, b.shape)
@@ -72,6 +68,24 @@ extension ONNXOperators {
         }
     }
 
+    /// Max and Min of any number of inputs, broadcast; integers stay integers (index
+    /// arithmetic), tensors take the gradient where they win (split at ties).
+    func extreme() throws -> Value {
+        let values = try inputs.indices.map { try value($0) }
+        guard var result = values.first else { throw fail("has no inputs") }
+        let isMax = node.opType == "Max"
+        for next in values.dropFirst() {
+            if case let (.ints(a, da), .ints(b, db)) = (result, next) {
+                result = try combining(a, da, b, db) { isMax ? Swift.max($0, $1) : Swift.min($0, $1) }
+            } else {
+                let a = try ONNXOperators.floats(result), b = try ONNXOperators.floats(next)
+                _ = try broadcast(a.shape, b.shape)
+                result = .tensor(isMax ? a.maximum(b) : a.minimum(b))
+            }
+        }
+        return result
+    }
+
     /// aᵇ, broadcast; gradients to both (the exponent's is aᵇ·ln a, as in PyTorch).
     func power() throws -> Tensor {
         let a = try tensor(0), b = try tensor(1)
@@ -85,14 +99,29 @@ extension ONNXOperators {
         let condition = try tensor(0)
         if case let (.ints(a, da), .ints(b, db)) = (try value(1), try value(2)) {
             let shape = try broadcast(try broadcast(condition.shape, Shape(da)), Shape(db))
-            guard a.count <= 1 << 24, b.count <= 1 << 24 else { throw fail("too many integers to choose from") }
             let chosen = condition.expanded(to: shape).scalars
-            let fromA = Tensor(a.indices.map(Float.init), shape: Shape(da)).expanded(to: shape).scalars
-            let fromB = Tensor(b.indices.map(Float.init), shape: Shape(db)).expanded(to: shape).scalars
-            return .ints(chosen.indices.map { chosen[$0] != 0 ? a[Int(fromA[$0])] : b[Int(fromB[$0])] }, dims: shape.dimensions)
+            let fromA = try positions(da, in: shape), fromB = try positions(db, in: shape)
+            return .ints(chosen.indices.map { chosen[$0] != 0 ? a[fromA[$0]] : b[fromB[$0]] }, dims: shape.dimensions)
         }
         let a = try tensor(1), b = try tensor(2)
         _ = try broadcast(try broadcast(a.shape, b.shape), condition.shape)
         return .tensor(Tensor.selecting(a, where: condition, otherwise: b))
+    }
+}
+
+extension ONNXOperators {
+    /// For each element of `shape`, the position in a value of `dims` that broadcasting reads.
+    func positions(_ dims: [Int], in shape: Shape) throws -> [Int] {
+        let count = Shape(dims).count
+        guard count <= 1 << 24, shape.count <= 1 << 24 else { throw fail("too many integers to broadcast (\(dims) to \(shape))") }
+        return Tensor((0..<count).map(Float.init), shape: Shape(dims)).expanded(to: shape).scalars.map { Int($0) }
+    }
+
+    /// Integers of shapes `da` and `db` broadcast together (NumPy's rules) and combined.
+    func combining(_ a: [Int], _ da: [Int], _ b: [Int], _ db: [Int], _ combine: (Int, Int) throws -> Int) throws -> Value {
+        let shape = try broadcast(Shape(da), Shape(db))
+        if da == db { return .ints(try zip(a, b).map { try combine($0, $1) }, dims: da) }
+        let fromA = try positions(da, in: shape), fromB = try positions(db, in: shape)
+        return .ints(try zip(fromA, fromB).map { try combine(a[$0], b[$1]) }, dims: shape.dimensions)
     }
 }

@@ -33,6 +33,11 @@ extension ONNXOperators {
         guard a.shape[-1] == b.shape[-2] else { throw fail("inner dimensions differ: \(a.shape) · \(b.shape)") }
         let batch = try broadcast(Shape(Array(a.shape.dimensions.dropLast(2))), Shape(Array(b.shape.dimensions.dropLast(2))))
         _ = try checked(batch.dimensions + [a.shape[-2], b.shape[-1]])
+        // [..., m, k] · [k, n] (a linear layer on a sequence): one product of all the rows.
+        if !vectorB, b.rank == 2, a.rank > 2 {
+            let rows = a.shape.dimensions.dropLast()
+            return a.reshaped([rows.reduce(1, *), a.shape[-1]]).matmul(b).reshaped(Array(rows) + [b.shape[1]])
+        }
         var y = a.matmul(b)
         if vectorA { y = y.squeezed(axis: -2) }
         if vectorB { y = y.squeezed(axis: -1) }

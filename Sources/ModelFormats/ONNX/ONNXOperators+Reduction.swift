@@ -1,7 +1,7 @@
 import Tensors
 
 extension ONNXOperators {
-    // MARK: Softmax, ReduceMean, ReduceMax, ReduceSum
+    // MARK: Softmax, LayerNormalization, ReduceMean, ReduceMax, ReduceSum, ReduceL2
 
     func softmax() throws -> Tensor {
         let x = try tensor(0)
@@ -41,7 +41,7 @@ extension ONNXOperators {
     func reduce() throws -> Tensor {
         let x = try tensor(0)
         let keep = try int("keepdims", 1) != 0
-        // Axes became an input in opset 13 for ReduceSum and in 18 for the others.
+        // Axes became an input in opset 13 for ReduceSum and in 18 for the others (ReduceL2 included).
         let axesAsInput = node.opType == "ReduceSum" ? opset >= 13 : opset >= 18
         var axes = axesAsInput ? try axes(input: 1, attribute: "", rank: x.rank) : try axes(input: 99, attribute: "axes", rank: x.rank)
         if axes?.isEmpty ?? true {
@@ -52,6 +52,7 @@ extension ONNXOperators {
         switch node.opType {
         case "ReduceMean": return x.mean(alongAxes: axes, keepDims: keep)
         case "ReduceSum": return x.sum(alongAxes: axes, keepDims: keep)
+        case "ReduceL2": return (x * x).sum(alongAxes: axes, keepDims: keep).sqrt()
         default: return x.max(alongAxes: axes, keepDims: keep)
         }
     }

@@ -1,7 +1,7 @@
 import Tensors
 
 extension ONNXOperators {
-    // MARK: Constant, ConstantOfShape, Flatten, Reshape, Concat, Transpose, Squeeze, Unsqueeze, Slice, Split, Expand, Shape, Gather, Cast
+    // MARK: Constant, ConstantOfShape, Flatten, Reshape, Concat, Transpose, Squeeze, Unsqueeze, Slice, Split, Expand, Shape, Gather, GatherND, Cast
 
     func constant() throws -> Value {
         switch node.attribute("value") {
@@ -74,16 +74,23 @@ extension ONNXOperators {
         let values = try inputs.indices.map { try value($0) }
         guard !values.isEmpty else { throw fail("has no inputs") }
         let axis = try int("axis", 0)
-        if values.allSatisfy({ if case .ints = $0 { return true } else { return false } }) {
-            var all: [Int] = []
-            for case let .ints(v, dims) in values {
-                guard dims.count <= 1 else { throw fail("integer concatenation supports vectors only") }
-                all += v
+        let lists = values.compactMap { if case let .ints(v, _) = $0 { return v } else { return nil } }
+        if lists.count == values.count {
+            // Integers: their positions in all the lists together are concatenated, then pick the values.
+            let all = lists.flatMap { $0 }
+            guard all.count <= 1 << 24 else { throw fail("\(all.count) integers are too many to concatenate") }
+            var offset = 0
+            let positions = values.map { v -> Tensor in
+                defer { offset += v.dims.reduce(1, *) }
+                return Tensor((offset..<(offset + v.dims.reduce(1, *))).map(Float.init), shape: Shape(v.dims.isEmpty ? [1] : v.dims))
             }
-            guard axis == 0 || axis == -1 else { throw fail("axis \(axis) is out of range for vectors") }
-            return .ints(all, dims: [all.count])
+            let joined = try concatenated(positions, axis: axis)
+            return .ints(joined.scalars.map { all[Int($0)] }, dims: joined.shape.dimensions)
         }
-        let tensors = try inputs.indices.map { try tensor($0) }
+        return .tensor(try concatenated(try inputs.indices.map { try tensor($0) }, axis: axis))
+    }
+
+    func concatenated(_ tensors: [Tensor], axis: Int) throws -> Tensor {
         let rank = tensors[0].rank
         guard axis >= -rank, axis < rank else { throw fail("axis \(axis) is out of range for rank \(rank)") }
         let a = axis < 0 ? axis + rank : axis
@@ -93,7 +100,7 @@ extension ONNXOperators {
             }
         }
         _ = try checked(tensors[0].shape.dimensions.enumerated().map { $0.offset == a ? tensors.reduce(0) { $0 + $1.shape[a] } : $0.element })
-        return .tensor(Tensor.concatenating(tensors, alongAxis: a))
+        return Tensor.concatenating(tensors, alongAxis: a)
     }
 
     /// A tensor of `input 0`'s shape filled with the `value` attribute's one element (float 0 by default).
@@ -106,7 +113,7 @@ extension ONNXOperators {
             switch t.values {
             case let .floats(v) where v.count == 1: return .tensor(Tensor.full(shape, v[0]))
             case let .ints(v) where v.count == 1:
-                guard shape.count <= 1 << 20 else { throw fail("\(shape) integers are too many") }
+                guard shape.count <= 1 << 24 else { throw fail("\(shape) integers are too many") }
                 return .ints([Int](repeating: v[0], count: shape.count), dims: shape.dimensions)
             default: throw fail("value should hold one element, got \(t.count)")
             }
@@ -237,32 +244,54 @@ extension ONNXOperators {
         return .ints(slice, dims: [slice.count])
     }
 
+    /// Gather along `axis` by integer indices of any shape (negative ones count from the end),
+    /// on tensors (an embedding lookup) and on integers (shapes, ids, masks).
     func gather() throws -> Value {
+        let data = try value(0)
         let indices = try ints(1)
-        let indexDims: [Int]
-        if case let .ints(_, d) = try value(1) { indexDims = d } else { indexDims = [indices.count] }
+        let indexDims = try value(1).dims
+        let dims = data.dims
         let axis = try int("axis", 0)
-        switch try value(0) {
-        case let .ints(data, dims):
-            guard dims.count <= 1, axis == 0 || axis == -1 else { throw fail("integer gather supports vectors only") }
-            let picked = try indices.map { i -> Int in
-                guard i >= -data.count, i < data.count else { throw fail("index \(i) is out of range for \(data.count) values") }
-                return data[i < 0 ? i + data.count : i]
-            }
-            return .ints(picked, dims: indexDims)
-        case let .tensor(t):
-            guard t.rank >= 1, axis >= -t.rank, axis < t.rank else { throw fail("axis \(axis) is out of range for \(t.shape)") }
-            let a = axis < 0 ? axis + t.rank : axis
-            let size = t.shape[a]
-            let resolved = try indices.map { i -> Int in
-                guard i >= -size, i < size else { throw fail("index \(i) is out of range for axis \(a) of \(t.shape)") }
-                return i < 0 ? i + size : i
-            }
-            let selected = t.indexSelect(alongAxis: a, indices: resolved)
-            var dims = t.shape.dimensions
-            dims.replaceSubrange(a...a, with: indexDims)
-            return .tensor(selected.reshaped(try checked(dims)))
+        guard dims.count >= 1, axis >= -dims.count, axis < dims.count else { throw fail("axis \(axis) is out of range for \(dims)") }
+        let a = axis < 0 ? axis + dims.count : axis
+        let size = dims[a]
+        let resolved = try indices.map { i -> Int in
+            guard i >= -size, i < size else { throw fail("index \(i) is out of range for axis \(a) of \(dims)") }
+            return i < 0 ? i + size : i
         }
+        var result = dims
+        result.replaceSubrange(a...a, with: indexDims)
+        let shape = try checked(result)
+        return try rearranging(data) { $0.indexSelect(alongAxis: a, indices: resolved).reshaped(shape) }
+    }
+
+    /// GatherND: slices of `data` picked by the last axis of `indices` (index tuples into the
+    /// axes after the first `batch_dims`, which data and indices share); tensors and integers.
+    func gatherND() throws -> Value {
+        let data = try value(0), indices = try ints(1)
+        let dims = data.dims, indexDims = try value(1).dims
+        let batchAxes = try int("batch_dims", 0)
+        guard let depth = indexDims.last, depth >= 1, batchAxes >= 0, batchAxes < indexDims.count,
+              batchAxes + depth <= dims.count, Array(dims.prefix(batchAxes)) == Array(indexDims.prefix(batchAxes)) else {
+            throw fail("indices \(indexDims) with batch_dims \(batchAxes) do not fit data \(dims)")
+        }
+        let picked = Array(dims[batchAxes..<(batchAxes + depth)])
+        let tuples = indices.count / depth
+        let perBatch = tuples / Swift.max(dims.prefix(batchAxes).reduce(1, *), 1)
+        // Each tuple's row in data seen as [batch · picked sizes, the rest].
+        let rows = try (0..<tuples).map { tuple -> Int in
+            var row = perBatch == 0 ? 0 : tuple / perBatch
+            for (axis, size) in picked.enumerated() {
+                let i = indices[tuple * depth + axis]
+                guard i >= -size, i < size else { throw fail("index \(i) is out of range for axis \(batchAxes + axis) of \(dims)") }
+                row = row * size + (i < 0 ? i + size : i)
+            }
+            return row
+        }
+        let inner = Array(dims[(batchAxes + depth)...])
+        let shape = try checked(Array(indexDims.dropLast()) + inner)
+        let flat = [dims.prefix(batchAxes + depth).reduce(1, *)] + inner
+        return try rearranging(data) { $0.reshaped(flat).indexSelect(alongAxis: 0, indices: rows).reshaped(shape) }
     }
 
     func cast() throws -> Value {
@@ -273,10 +302,10 @@ extension ONNXOperators {
         case let (.ints(v, dims), ONNXTensor.int64), let (.ints(v, dims), ONNXTensor.int32): return .ints(v, dims: dims)
         case let (.ints(v, dims), ONNXTensor.bool): return .ints(v.map { $0 != 0 ? 1 : 0 }, dims: dims)
         case let (.tensor(t), ONNXTensor.bool):
-            guard t.count <= 1 << 20 else { throw fail("cannot cast \(t.shape) values to booleans") }
+            guard t.count <= 1 << 24 else { throw fail("cannot cast \(t.shape) values to booleans") }
             return .ints(t.scalars.map { $0 != 0 ? 1 : 0 }, dims: t.shape.dimensions)
         case let (.tensor(t), ONNXTensor.int64), let (.tensor(t), ONNXTensor.int32):
-            guard t.count <= 1 << 20, t.scalars.allSatisfy({ $0.isFinite && Swift.abs($0) < 1e15 }) else { throw fail("cannot cast these values to integers") }
+            guard t.count <= 1 << 24, t.scalars.allSatisfy({ $0.isFinite && Swift.abs($0) < 1e15 }) else { throw fail("cannot cast these values to integers") }
             return .ints(t.scalars.map { Int($0) }, dims: t.shape.dimensions)
         default: throw fail("cast to element type \(to) is not supported")
         }

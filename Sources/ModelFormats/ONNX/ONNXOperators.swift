@@ -25,8 +25,11 @@ struct ONNXOperators {
 
     func optional(_ i: Int) -> Value? { i < inputs.count ? inputs[i] : nil }
 
-    func tensor(_ i: Int) throws -> Tensor {
-        switch try value(i) {
+    func tensor(_ i: Int) throws -> Tensor { try ONNXOperators.floats(try value(i)) }
+
+    /// A value as a float tensor (integers converted).
+    static func floats(_ value: Value) throws -> Tensor {
+        switch value {
         case let .tensor(t): return t
         case let .ints(v, dims): return Tensor(v.map(Float.init), shape: Shape(dims))
         }
@@ -141,6 +144,11 @@ struct ONNXOperators {
         case "Pow": return [.tensor(try power())]
         case "Add", "Sub", "Mul", "Div", "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual": return [try arithmetic()]
         case "Where": return [try select()]
+        case "And", "Or", "Xor": return [try logical()]
+        case "Not": return [try not()]
+        case "Max", "Min": return [try extreme()]
+        case "GatherND": return [try gatherND()]
+        case "Range": return [try range()]
         case "Pad": return [.tensor(try pad())]
         case "Resize": return [.tensor(try resize())]
         case "Split": return try split()
@@ -162,7 +170,7 @@ struct ONNXOperators {
         case "Softmax": return [.tensor(try softmax())]
         case "Transpose": return [try transpose()]
         case "Squeeze", "Unsqueeze": return [try squeezeOrUnsqueeze()]
-        case "ReduceMean", "ReduceMax", "ReduceSum": return [.tensor(try reduce())]
+        case "ReduceMean", "ReduceMax", "ReduceSum", "ReduceL2": return [.tensor(try reduce())]
         case "Slice": return [try slice()]
         case "Shape": return [try shape()]
         case "Gather": return [try gather()]

@@ -27,7 +27,7 @@ public final class Conv2d: Module {
     public var outChannels: Int { weight.shape[0] }
 
     public func forward(_ input: Tensor) -> Tensor {
-        Tensor.conv2d(input, weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+        Tensor.conv2d(input, weight: state.weightTransform?(weight) ?? weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 
     public var localParameters: [(name: String, tensor: Tensor)] {

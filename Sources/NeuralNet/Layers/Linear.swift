@@ -26,7 +26,7 @@ public final class Linear: Module {
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
 
-    public func forward(_ input: Tensor) -> Tensor { Tensor.linear(input, weight: weight, bias: bias) }
+    public func forward(_ input: Tensor) -> Tensor { Tensor.linear(input, weight: state.weightTransform?(weight) ?? weight, bias: bias) }
 
     public var localParameters: [(name: String, tensor: Tensor)] {
         [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])

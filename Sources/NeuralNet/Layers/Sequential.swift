@@ -2,7 +2,13 @@ import Tensors
 
 /// Applies its children in order. Children are named "0", "1", ... like `nn.Sequential`,
 /// or by the names given.
-public final class Sequential: Module {
+/// A module whose children can be swapped by name: where transfer learning puts a new head.
+public protocol ChildReplacing: Module {
+    /// Replaces the child called `name`; throws naming the children when there is none.
+    func replace(_ name: String, with module: any Module) throws
+}
+
+public final class Sequential: ChildReplacing {
     public private(set) var layers: [(name: String, module: any Module)]
     public let state = ModuleState()
 

@@ -1,0 +1,154 @@
+import Tensors
+
+/// Quantization-aware training of a float model the `Quantizer` takes (a chain of Conv2d
+/// [BatchNorm] [ReLU | ReLU6], Linear, pools): while attached, every forward pass computes
+/// what the int8 model will: the input and each layer group's output fake-quantized to
+/// uint8 per tensor, the convolutions' and linear layers' weights to int8 per output
+/// channel. Train the model as usual (any loss, a teacher's included), then `convert()`:
+/// the int8 model gets exactly the ranges training ended with.
+///
+/// Batch norm: its running statistics are frozen at attach time (those of the trained float
+/// model, in use in training mode too; γ and β still train), and the weights are
+/// fake-quantized before it. That is exact, not an approximation of folding: per-channel
+/// symmetric quantization commutes with a per-channel scale (scale_j and the rounded
+/// integers of w·s_j are |s_j| times and equal to those of w), so the folded int8 weights are
+/// the fake-quantized ones times γ/√(var + ε). Frozen statistics keep the fold the model
+/// trains against the one it gets (PyTorch's QAT recipes freeze them after a few epochs for
+/// the same reason; a short fine-tune of a trained student needs no warm-up of its own).
+///
+/// Activation ranges: a running minimum and maximum of every training batch until
+/// `freezeRanges()` (min–max calibration on the training data as it flows), fixed after.
+/// Evaluation passes quantize with the current ranges and never move them.
+public final class QuantizationAwareTraining {
+    public let model: any Module
+    let stages: [Quantizer.Stage]
+    let input = ActivationFakeQuantizer()
+    /// The observed module of every layer group whose output is requantized (all but the
+    /// last computing one, whose float logits the int8 model keeps).
+    let outputs: [(name: String, quantizer: ActivationFakeQuantizer)]
+    var hooked: [any Module] = []
+    var frozenNorms: [(BatchNorm, Bool)] = []
+
+    /// Attaches fake quantization to `model` (throws, naming the layer, for a model the
+    /// quantizer cannot take).
+    public init(_ model: any Module) throws {
+        self.model = model
+        stages = try Quantizer.plan(model)
+        let computing = try stages.compactMap { stage -> (layer: String, observed: String, norm: BatchNorm?)? in
+            switch stage {
+            case let .conv(conv, norm, _, name, observed) where observed.activation == .none && conv.groups == 1:
+                return (name, observed.module, norm)
+            case let .linear(_, _, name, observed) where observed.activation == .none: return (name, observed.module, nil)
+            case .maxPool, .flatten: return nil
+            default:
+                throw QuantizationError.unsupported("quantization-aware training takes chains of Conv2d [BatchNorm] [ReLU | ReLU6], Linear and pools; this model has residual blocks, depthwise convolutions or layers that stay float (post-training quantization takes them)")
+            }
+        }
+        guard let first = computing.first else { throw QuantizationError.unsupported("the model has no convolution or linear layer to quantize") }
+        outputs = computing.dropLast().map { ($0.observed, ActivationFakeQuantizer()) }
+        func named(_ path: String) -> any Module { model.module(named: path)! }  // plan() found them
+
+        let entry = named(first.layer)
+        entry.state.inputTransform = { [input, entry] x in input(x, observing: entry.isTraining) }
+        hooked.append(entry)
+        for group in computing {
+            let layer = named(group.layer)
+            layer.state.weightTransform = { $0.fakeQuantizedPerChannel() }
+            hooked.append(layer)
+            if let norm = group.norm {
+                frozenNorms.append((norm, norm.state.freezesStatistics))
+                norm.state.freezesStatistics = true
+            }
+        }
+        for (name, quantizer) in outputs {
+            let module = named(name)
+            module.state.outputTransform = { [module] x in quantizer(x, observing: module.isTraining) }
+            hooked.append(module)
+        }
+    }
+
+    /// The observed ranges as buffers of a module (`input`, then each observed module's path
+    /// with `_` for `.`): give it to the trainer's checkpoints (`Trainer.keepInCheckpoints`)
+    /// so that a resumed run goes on with the ranges it had.
+    public var state: any Module { RangeBuffers(buffers: [("input", input.range)] + outputs.map { ($0.name.replacingOccurrences(of: ".", with: "_"), $0.quantizer.range) }) }
+
+    /// Data-parallel runs: every process takes the lowest low and the highest high that any
+    /// process observed so far, so that all of them fake-quantize alike (call it at the same
+    /// point of the same step in every process; nothing happens in a world of one).
+    public func agreeOnRanges(over communicator: any Communicator) {
+        guard communicator.isDistributed else { return }
+        let quantizers = [input] + outputs.map(\.quantizer)
+        let mine = quantizers.flatMap { [$0.low, $0.high] }
+        let everyone = communicator.allGather(mine.withUnsafeBytes { Array($0) }).map { bytes in
+            bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+        for (i, quantizer) in quantizers.enumerated() {
+            let lows = everyone.map { $0.count == mine.count ? $0[2 * i] : .infinity }
+            let highs = everyone.map { $0.count == mine.count ? $0[2 * i + 1] : -.infinity }
+            quantizer.range.storage.pointer[0] = lows.min()!
+            quantizer.range.storage.pointer[1] = highs.max()!
+        }
+    }
+
+    /// Whether `freezeRanges()` was called (kept in `state`, so true again after a resume).
+    public var rangesAreFrozen: Bool { input.isFrozen }
+
+    /// Fixes every activation range from now on (the end of the warm-up).
+    public func freezeRanges() {
+        input.freeze()
+        for (_, quantizer) in outputs { quantizer.freeze() }
+    }
+
+    /// The int8 model of the trained weights with the ranges training ended with, for
+    /// examples of `exampleShape`. Throws when a range was never observed (no training or
+    /// evaluation batch went through yet).
+    public func convert(exampleShape: [Int]) throws -> QuantizedModel {
+        try Quantizer.quantize(model, exampleShape: exampleShape, ranges: ranges())
+    }
+
+    /// The activation ranges observed so far; throws when one was never observed.
+    public func ranges() throws -> QuantizationRanges {
+        func range(_ quantizer: ActivationFakeQuantizer, _ what: String) throws -> QuantizationParameters {
+            guard let p = quantizer.parameters else { throw QuantizationError.invalidCalibration("no finite value of \(what) was seen during training") }
+            return p
+        }
+        var ranges = QuantizationRanges(input: try range(input, "the model's input"))
+        for (name, quantizer) in outputs { ranges.outputs[name] = try range(quantizer, "'\(name)'") }
+        return ranges
+    }
+
+    /// Takes fake quantization off the model and gives batch norm its own statistics back.
+    public func detach() {
+        for module in hooked {
+            module.state.inputTransform = nil
+            module.state.outputTransform = nil
+            module.state.weightTransform = nil
+        }
+        for (norm, frozen) in frozenNorms { norm.state.freezesStatistics = frozen }
+        hooked = []
+        frozenNorms = []
+    }
+}
+
+/// Activation ranges given rather than calibrated: the model's input and the output of each
+/// layer group, by the name of the module the quantizer observes.
+public struct QuantizationRanges: Sendable {
+    public var input: QuantizationParameters
+    public var outputs: [String: QuantizationParameters] = [:]
+
+    public init(input: QuantizationParameters, outputs: [String: QuantizationParameters] = [:]) {
+        self.input = input
+        self.outputs = outputs
+    }
+}
+
+/// Tensors kept as buffers and nothing else (the observed ranges in checkpoints).
+final class RangeBuffers: Module {
+    let buffers: [(name: String, tensor: Tensor)]
+    let state = ModuleState()
+
+    init(buffers: [(name: String, tensor: Tensor)]) { self.buffers = buffers }
+
+    func forward(_ input: Tensor) -> Tensor { input }
+    var localBuffers: [(name: String, tensor: Tensor)] { buffers }
+}
