@@ -543,6 +543,27 @@ void distill_q8_global_average_pool(long pixels, long channels, const uint8_t *i
     }
 }
 
+void distill_q8_depthwise(const distill_q8_window *w, const uint8_t *input, int inZero, const int8_t *weights, int32_t *acc) {
+    long C = w->channels, taps = w->kernelHeight * w->kernelWidth;
+    for (long oy = 0; oy < w->outputHeight; oy++) {
+        for (long ox = 0; ox < w->outputWidth; ox++) {
+            int32_t *out = acc + (oy * w->outputWidth + ox) * C;
+            for (long c = 0; c < C; c++) out[c] = 0;
+            for (long dy = 0; dy < w->kernelHeight; dy++) {
+                long y = oy * w->strideHeight + dy - w->paddingHeight;
+                if (y < 0 || y >= w->height) continue;
+                for (long dx = 0; dx < w->kernelWidth; dx++) {
+                    long x = ox * w->strideWidth + dx - w->paddingWidth;
+                    if (x < 0 || x >= w->width) continue;
+                    const uint8_t *in = input + (y * w->width + x) * C;
+                    const int8_t *tap = weights + dy * w->kernelWidth + dx;
+                    for (long c = 0; c < C; c++) out[c] += ((int32_t)in[c] - inZero) * (int32_t)tap[c * taps];
+                }
+            }
+        }
+    }
+}
+
 /* ---- Dispatch (the table is filled by dispatch.c's install). ---- */
 
 void distill_q8_gemm(long m, long n, long k, const uint8_t *a, long lda, int aZero, const int8_t *packed,

@@ -9,7 +9,7 @@ struct Export: TabledCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a trained model: an ONNX graph for deployment, or a safetensors state dict PyTorch loads.")
 
-    @Argument(help: "Run folder, model file (.safetensors) or ONNX file (an imported or transferred model, re-exported with its current weights).")
+    @Argument(help: "Run folder, model file (.safetensors) or ONNX file (an imported or transferred model, re-exported with its current weights); a `distill quantize` folder exports its int8 model to ONNX in QDQ form.")
     var model: String
 
     static let formatSpec = OptionSpec("format", .choice(["onnx", "safetensors"]), "Output format (default: from the --out extension, else safetensors).")
@@ -44,6 +44,7 @@ struct Export: TabledCommand {
     func run() throws {
         do {
             if let file = SavedModel.onnxFile(at: model) { return try exportImported(file) }
+            if let file = QuantizedModelFile.file(at: model) { return try exportQuantized(file) }
             let loaded = try SavedModel.load(model)
             if resolvedFormat == "onnx" {
                 let opset = opset ?? 17
@@ -93,6 +94,23 @@ struct Export: TabledCommand {
             if let names = p.featureNames { entries["distill.features"] = names.joined(separator: ",") }
         }
         return entries
+    }
+
+    /// A quantized model (`distill quantize`'s folder or file) as an ONNX graph in QDQ form.
+    func exportQuantized(_ file: String) throws {
+        guard resolvedFormat == "onnx" else { throw UserError("\(model) is a quantized model, which exports to ONNX only (QDQ form)") }
+        guard !includePreprocessing, !foldBatchnorm else {
+            throw UserError("\(model) is a quantized model: its batch norms are folded already, and its graph takes preprocessed inputs (no --include-preprocessing or --fold-batchnorm)")
+        }
+        let (quantized, fileMetadata) = try QuantizedModelFile.read(file)
+        var metadata = fileMetadata.filter { $0.key == "distill.model" || $0.key == Preprocessing.metadataKey }
+        if let preprocessing = try fileMetadata[Preprocessing.metadataKey].map({ try Preprocessing.decode($0, file: file) }) {
+            metadata.merge(Self.describe(preprocessing, built: false)) { a, _ in a }
+        }
+        let opset = opset ?? 17
+        let onnx = try ONNXExport.quantized(quantized, options: ONNXExportOptions(opset: opset, appendSoftmax: softmax), metadata: metadata)
+        try onnx.write(to: out)
+        Console().text("wrote \(out): \(fileMetadata["distill.model"] ?? "the model") int8 as ONNX in QDQ form (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(quantized.exampleShape.map(String.init).joined(separator: ", "))])")
     }
 
     /// An ONNX model (a file, or a transfer run's `model.onnx`) written again as ONNX, at its own opset.

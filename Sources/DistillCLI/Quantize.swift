@@ -55,6 +55,9 @@ struct Quantize: TabledCommand {
         var int8LatencyBatch256Milliseconds: Double
         var kernelPath: String
         var threads: Int
+        /// The module paths of the layers the quantizer could not quantize: they run in float,
+        /// dequantized before and quantized after.
+        var floatLayers: [String]
     }
 
     func run() throws {
@@ -92,6 +95,10 @@ struct Quantize: TabledCommand {
         let path = (out as NSString).appendingPathComponent("model.safetensors")
         var metadata: [String: String] = [:]
         if let name = loaded.name { metadata["distill.model"] = name }
+        if let name = loaded.name, let options = loaded.options {
+            // The architecture, so that layers that stay float can be rebuilt when the file is read.
+            metadata.merge(try QuantizedModelFile.architectureMetadata(name: name, options: options)) { a, _ in a }
+        }
         metadata[Preprocessing.metadataKey] = data.preprocessing.json
         do { try QuantizedModelFile.write(quantized, metadata: metadata, to: path) } catch let error as FileError { throw UserError("\(error)") }
 
@@ -115,10 +122,12 @@ struct Quantize: TabledCommand {
             floatFileBytes: fileSize(floatFile), int8FileBytes: fileSize(path),
             floatLatencyBatch1Milliseconds: floatCost.latencyBatch1Milliseconds, floatLatencyBatch256Milliseconds: floatCost.latencyBatch256Milliseconds,
             int8LatencyBatch1Milliseconds: latency(batch: 1, calls: 60), int8LatencyBatch256Milliseconds: latency(batch: 256, calls: 15),
-            kernelPath: Compute.kernelPath.description, threads: Compute.threadCount)
+            kernelPath: Compute.kernelPath.description, threads: Compute.threadCount, floatLayers: quantized.floatLayers)
         try writeJSON(report, to: (out as NSString).appendingPathComponent("quantization.json"))
         let r = report
         Console().text("wrote \(path): int8, \(quantized.layers.count) layers, calibrated on \(count) training examples (\(method.rawValue))")
+        Console().text(r.floatLayers.isEmpty ? "every layer quantized"
+                       : "stay float (dequantized before, quantized after): " + r.floatLayers.joined(separator: ", "))
         Console().text(String(format: "accuracy %.2f%% float, %.2f%% int8; agreement %.2f%% on %d test examples", r.floatAccuracy * 100,
                               r.int8Accuracy * 100, r.agreement * 100, r.testExamples))
         Console().text(String(format: "file %d bytes float, %d bytes int8 (%.1f%%)", r.floatFileBytes, r.int8FileBytes,

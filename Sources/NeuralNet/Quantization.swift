@@ -147,6 +147,12 @@ public enum QuantizedLayer: Sendable {
     case maxPool2d(Int8Window)
     /// [N, H, W, C] → [N, H·W·C] (the next linear layer's columns are reordered to match).
     case flatten
+    /// [N, H, W, C] → [N, 1, 1, C], the mean of each channel requantized.
+    case globalAveragePool(QuantizedGlobalAveragePool)
+    /// main(x) + shortcut(x), requantized (a residual block).
+    case residual(QuantizedResidual)
+    /// A module that stays float: dequantized before it, quantized after it.
+    case float(QuantizedFloatStage)
 }
 
 /// The activation clamp fused into a layer's requantization.
@@ -205,28 +211,32 @@ public struct QuantizedConv2d: Sendable {
     public let bias: [Int32]
     public let window: Int8Window
     public let inChannels: Int
+    /// One filter per channel (groups = channels): weights [channels, kh, kw].
+    public let depthwise: Bool
     public let input: QuantizationParameters, output: QuantizationParameters
     public let activation: FusedActivation
     let requantization: Int8Requantization
 
-    /// `weights` [out, kh, kw, in] (channels-last) quantized, `bias` in float.
-    public init(weights: QuantizedWeights, bias: [Float]?, window: Int8Window, inChannels: Int,
+    /// `weights` [out, kh, kw, in] (channels-last; depthwise: [channels, kh, kw]) quantized, `bias` in float.
+    public init(weights: QuantizedWeights, bias: [Float]?, window: Int8Window, inChannels: Int, depthwise: Bool = false,
                 input: QuantizationParameters, output: QuantizationParameters, activation: FusedActivation, name: String) throws {
         try self.init(weights: weights, quantizedBias: quantizeBias(bias, inputScale: input.scale, weightScales: weights.scales, name: name),
-                      window: window, inChannels: inChannels, input: input, output: output, activation: activation, name: name)
+                      window: window, inChannels: inChannels, depthwise: depthwise, input: input, output: output, activation: activation, name: name)
     }
 
     /// The same with the bias already quantized (int32 at input scale × weight scale).
-    public init(weights: QuantizedWeights, quantizedBias: [Int32], window: Int8Window, inChannels: Int,
+    public init(weights: QuantizedWeights, quantizedBias: [Int32], window: Int8Window, inChannels: Int, depthwise: Bool = false,
                 input: QuantizationParameters, output: QuantizationParameters, activation: FusedActivation, name: String) throws {
         try checkLayer(weights: weights, bias: quantizedBias, input: input, output: output, name: name)
-        guard weights.packed.inputs == window.kernel.height * window.kernel.width * inChannels else {
-            throw QuantizationError.invalidWeights("\(name): \(weights.packed.inputs) weights a channel do not fit a \(window.kernel.height)×\(window.kernel.width) window over \(inChannels) channels")
+        let taps = window.kernel.height * window.kernel.width
+        guard weights.packed.inputs == taps * (depthwise ? 1 : inChannels), !depthwise || weights.packed.outputs == inChannels else {
+            throw QuantizationError.invalidWeights("\(name): \(weights.packed.outputs) × \(weights.packed.inputs) weights do not fit a \(depthwise ? "depthwise " : "")\(window.kernel.height)×\(window.kernel.width) window over \(inChannels) channels")
         }
         self.weights = weights
         self.bias = quantizedBias
         self.window = window
         self.inChannels = inChannels
+        self.depthwise = depthwise
         self.input = input
         self.output = output
         self.activation = activation
@@ -269,163 +279,5 @@ public struct QuantizedLinear: Sendable {
         } else {
             requantization = nil
         }
-    }
-}
-
-/// A chain of quantized layers: the model's float input is quantized once, the layers run
-/// on the int8 kernels (`Int8Kernels`), and the last layer's outputs come back as floats.
-public final class QuantizedModel: @unchecked Sendable {
-    /// One example's shape: [C, H, W] images or [F] features.
-    public let exampleShape: [Int]
-    public let input: QuantizationParameters
-    public let layers: [QuantizedLayer]
-
-    /// Throws unless the layers fit one another from examples of `exampleShape` (what a file
-    /// may get wrong), so that running the model cannot trap.
-    public init(exampleShape: [Int], input: QuantizationParameters, layers: [QuantizedLayer]) throws {
-        guard exampleShape.count == 3 || exampleShape.count == 1, exampleShape.allSatisfy({ $0 >= 1 }) else {
-            throw QuantizationError.invalidWeights("examples must be [C, H, W] images or [F] features, got \(exampleShape)")
-        }
-        guard input.scale.isNormal && input.scale > 0 else {
-            throw QuantizationError.invalidWeights("input scale \(input.scale) is not a positive finite number")
-        }
-        var dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
-        for (index, layer) in layers.enumerated() {
-            func fail(_ what: String) -> QuantizationError { .invalidWeights("layer \(index): \(what) after activations of shape \(dims)") }
-            switch layer {
-            case let .conv2d(c):
-                guard dims.count == 3, dims[2] == c.inChannels, let out = c.window.outputSize(height: dims[0], width: dims[1]),
-                      c.window.padding.height >= 0, c.window.padding.width >= 0, c.window.kernel.height >= 1, c.window.kernel.width >= 1 else {
-                    throw fail("a convolution over \(c.inChannels) channels does not fit")
-                }
-                dims = [out.height, out.width, c.weights.packed.outputs]
-                guard out.height <= 1 << 16, out.width <= 1 << 16, dims.reduce(1, *) <= 1 << 28 else { throw fail("the output is too large (above 2^28 values an example)") }
-            case let .maxPool2d(window):
-                guard dims.count == 3, let out = window.outputSize(height: dims[0], width: dims[1]),
-                      window.padding.height >= 0, window.padding.width >= 0, window.kernel.height >= 1, window.kernel.width >= 1 else {
-                    throw fail("max pooling does not fit")
-                }
-                dims = [out.height, out.width, dims[2]]
-            case .flatten:
-                guard dims.count == 3 else { throw fail("flatten needs images") }
-                dims = [dims.reduce(1, *)]
-            case let .linear(l):
-                guard dims == [l.weights.packed.inputs] else { throw fail("a linear layer of \(l.weights.packed.inputs) inputs does not fit") }
-                guard l.output != nil || index == layers.count - 1 else { throw fail("a float-output linear layer must be the last") }
-                dims = [l.weights.packed.outputs]
-            }
-        }
-        self.exampleShape = exampleShape
-        self.input = input
-        self.layers = layers
-    }
-
-    /// One example's output shape: [classes] after a linear layer, [C, H, W] after a convolution or pooling.
-    public var outputShape: [Int] {
-        var dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
-        for layer in layers {
-            switch layer {
-            case let .conv2d(c):
-                let out = c.window.outputSize(height: dims[0], width: dims[1])!
-                dims = [out.height, out.width, c.weights.packed.outputs]
-            case let .maxPool2d(w):
-                let out = w.outputSize(height: dims[0], width: dims[1])!
-                dims = [out.height, out.width, dims[2]]
-            case .flatten: dims = [dims.reduce(1, *)]
-            case let .linear(l): dims = [l.weights.packed.outputs]
-            }
-        }
-        return dims.count == 3 ? [dims[2], dims[0], dims[1]] : dims
-    }
-
-    /// Bytes of the int8 weights, their scales and the int32 biases.
-    public var weightBytes: Int {
-        layers.reduce(0) { total, layer in
-            switch layer {
-            case let .conv2d(c): return total + c.weights.packed.weights.count + 4 * (c.weights.scales.count + c.bias.count)
-            case let .linear(l): return total + l.weights.packed.weights.count + 4 * (l.weights.scales.count + l.bias.count)
-            case .maxPool2d, .flatten: return total
-            }
-        }
-    }
-
-    /// The float outputs [N, ...] for float inputs [N, exampleShape...] (NCHW images).
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        require(Array(x.shape.dimensions.dropFirst()) == exampleShape,
-                "QuantizedModel: input \(x.shape) does not match examples of shape \(exampleShape)")
-        let batch = x.shape[0]
-        guard batch > 0 else { return Tensor([], shape: Shape([0] + outputShape)) }
-        // Channels-last dims after the batch: [H, W, C] or [F].
-        var dims = exampleShape.count == 3 ? [exampleShape[1], exampleShape[2], exampleShape[0]] : exampleShape
-        var values = quantizeInput(x.scalars, batch: batch)
-        var current = input
-        for (index, layer) in layers.enumerated() {
-            switch layer {
-            case let .conv2d(c):
-                require(dims.count == 3 && dims[2] == c.inChannels, "QuantizedModel: a convolution of \(c.inChannels) channels after \(dims)")
-                let out = c.window.outputSize(height: dims[0], width: dims[1])!
-                values = Int8Kernels.conv2d(values, batch: batch, height: dims[0], width: dims[1], channels: dims[2], zeroPoint: c.input.zeroPoint,
-                                            weights: c.weights.packed, window: c.window, c.requantization)
-                dims = [out.height, out.width, c.weights.packed.outputs]
-                current = c.output
-            case let .maxPool2d(window):
-                require(dims.count == 3, "QuantizedModel: max pooling after \(dims)")
-                let out = window.outputSize(height: dims[0], width: dims[1])!
-                values = Int8Kernels.maxPool2d(values, batch: batch, height: dims[0], width: dims[1], channels: dims[2], window: window)
-                dims = [out.height, out.width, dims[2]]
-            case .flatten:
-                dims = [dims.reduce(1, *)]
-            case let .linear(l):
-                require(dims == [l.weights.packed.inputs], "QuantizedModel: a linear layer of \(l.weights.packed.inputs) inputs after \(dims)")
-                let n = l.weights.packed.outputs
-                if let r = l.requantization {
-                    var out = [UInt8](repeating: 0, count: batch * n)
-                    values.withUnsafeBufferPointer { Int8Kernels.linear($0.baseAddress!, rows: batch, zeroPoint: l.input.zeroPoint, weights: l.weights.packed, r, into: &out) }
-                    values = out
-                    dims = [n]
-                    current = l.output!
-                } else {
-                    var out = [Float](repeating: 0, count: batch * n)
-                    values.withUnsafeBufferPointer {
-                        Int8Kernels.linear($0.baseAddress!, rows: batch, zeroPoint: l.input.zeroPoint, weights: l.weights.packed,
-                                           bias: l.bias, scale: l.outputScales, into: &out)
-                    }
-                    if l.activation != .none { out = out.map(l.activation.apply) }
-                    require(index == layers.count - 1, "QuantizedModel: a float-output linear layer must be the last")
-                    return Tensor(out, shape: Shape([batch, n]))
-                }
-            }
-        }
-        return dequantized(values, batch: batch, dims: dims, current)
-    }
-
-    /// NCHW floats → NHWC uint8 in the input's quantization.
-    private func quantizeInput(_ x: [Float], batch: Int) -> [UInt8] {
-        guard exampleShape.count == 3 else { return x.map(input.quantize) }
-        let (c, h, w) = (exampleShape[0], exampleShape[1], exampleShape[2])
-        var out = [UInt8](repeating: 0, count: x.count)
-        for n in 0..<batch {
-            for ch in 0..<c {
-                for y in 0..<h {
-                    for xx in 0..<w { out[((n * h + y) * w + xx) * c + ch] = input.quantize(x[((n * c + ch) * h + y) * w + xx]) }
-                }
-            }
-        }
-        return out
-    }
-
-    /// uint8 [N, dims] → floats, images back to NCHW.
-    private func dequantized(_ values: [UInt8], batch: Int, dims: [Int], _ q: QuantizationParameters) -> Tensor {
-        guard dims.count == 3 else { return Tensor(values.map(q.dequantize), shape: Shape([batch] + dims)) }
-        let (h, w, c) = (dims[0], dims[1], dims[2])
-        var out = [Float](repeating: 0, count: values.count)
-        for n in 0..<batch {
-            for y in 0..<h {
-                for x in 0..<w {
-                    for ch in 0..<c { out[((n * c + ch) * h + y) * w + x] = q.dequantize(values[((n * h + y) * w + x) * c + ch]) }
-                }
-            }
-        }
-        return Tensor(out, shape: Shape([batch, c, h, w]))
     }
 }

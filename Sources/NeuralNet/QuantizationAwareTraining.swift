@@ -34,11 +34,14 @@ public final class QuantizationAwareTraining {
     public init(_ model: any Module) throws {
         self.model = model
         stages = try Quantizer.plan(model)
-        let computing = stages.compactMap { stage -> (layer: String, observed: String, norm: BatchNorm?)? in
+        let computing = try stages.compactMap { stage -> (layer: String, observed: String, norm: BatchNorm?)? in
             switch stage {
-            case let .conv(_, norm, _, name, observed): return (name, observed, norm)
-            case let .linear(_, _, name, observed): return (name, observed, nil)
-            default: return nil
+            case let .conv(conv, norm, _, name, observed) where observed.activation == .none && conv.groups == 1:
+                return (name, observed.module, norm)
+            case let .linear(_, _, name, observed) where observed.activation == .none: return (name, observed.module, nil)
+            case .maxPool, .flatten: return nil
+            default:
+                throw QuantizationError.unsupported("quantization-aware training takes chains of Conv2d [BatchNorm] [ReLU | ReLU6], Linear and pools; this model has residual blocks, depthwise convolutions or layers that stay float (post-training quantization takes them)")
             }
         }
         guard let first = computing.first else { throw QuantizationError.unsupported("the model has no convolution or linear layer to quantize") }

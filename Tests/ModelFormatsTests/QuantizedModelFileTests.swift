@@ -30,7 +30,7 @@ final class QuantizedModelFileTests: XCTestCase {
         try QuantizedModelFile.write(quantized, metadata: ["distill.model": "cnn-student"], to: path)
         let (loaded, metadata) = try QuantizedModelFile.read(path)
         XCTAssertEqual(metadata["distill.model"], "cnn-student")
-        XCTAssertEqual(metadata["distill.quantized.version"], "1")
+        XCTAssertEqual(metadata["distill.quantized.version"], "2")
         XCTAssertEqual(loaded(x).scalars.map(\.bitPattern), quantized(x).scalars.map(\.bitPattern))
         XCTAssertEqual(loaded.layers.count, quantized.layers.count)
         // Int8 weights: the file is at most 30% of the float model's.
@@ -38,6 +38,44 @@ final class QuantizedModelFileTests: XCTestCase {
         try SafeTensors.write(model.namedParameters(), to: floatPath)
         let sizes = try [path, floatPath].map { try FileManager.default.attributesOfItem(atPath: $0)[.size] as! Int }
         XCTAssertLessThan(Double(sizes[0]), 0.3 * Double(sizes[1]), "int8 file \(sizes[0]) bytes, float \(sizes[1])")
+    }
+
+    /// A resnet8 (residual blocks nested in the file) and a Wide ResNet whose pre-activation
+    /// batch norms stay float (their weights in the file, their modules from a float model of
+    /// the same architecture with other weights) read back to the same bits; without a float
+    /// model, the float stages are a one-line error.
+    func testResidualBlocksAndFloatStagesRoundTrip() throws {
+        var g = RandomGenerator(seed: 32)
+        let x = Tensor.randomNormal([16, 1, 28, 28], using: &g)
+        for name in ["resnet8", "wrn-16-2"] {
+            let model = try ModelZoo.make(name, options: ModelOptions(width: 0.25), using: &g)
+            for case let norm as BatchNorm in model.namedModules().map(\.module) {
+                norm.runningMean.withUnsafeMutableBufferPointer { for i in $0.indices { $0[i] = Float(i % 3) * 0.1 } }
+            }
+            model.eval()
+            let quantized = try Quantizer.quantize(model, calibration: x)
+            let path = scratch.appendingPathComponent("\(name)-int8.safetensors").path
+            try QuantizedModelFile.write(quantized, to: path)
+            let fresh = try ModelZoo.make(name, options: ModelOptions(width: 0.25), using: &g)
+            let (loaded, _) = try QuantizedModelFile.read(path, floatModel: fresh)
+            XCTAssertEqual(loaded(x).scalars.map(\.bitPattern), quantized(x).scalars.map(\.bitPattern), name)
+            XCTAssertEqual(loaded.floatLayers, quantized.floatLayers, name)
+            // A damaged branch or float stage names its tensor.
+            let (tensors, metadata) = try SafeTensors.parseRaw(try QuantizedModelFile.encode(quantized), file: path)
+            let missing = name == "resnet8" ? "layers.1.main.0.bias" : "layers.1.main.0.float.weight"
+            let damaged = try SafeTensors.encode(raw: tensors.filter { $0.key != missing }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                                                 metadata: metadata)
+            XCTAssertThrowsError(try QuantizedModelFile.parse(damaged, file: "m.safetensors", floatModel: fresh)) { error in
+                XCTAssertEqual("\(error)", "m.safetensors: tensor '\(missing)' is missing")
+            }
+            if quantized.floatLayers.isEmpty { continue }
+            do {
+                _ = try QuantizedModelFile.read(path)
+                XCTFail("\(name): read without its float model")
+            } catch {
+                XCTAssertTrue("\(error)".contains("runs 'block1.0.bn1' in float: reading it needs the float model"), "\(error)")
+            }
+        }
     }
 
     /// Each damage gives an error naming the file and the problem, on one line.
@@ -59,7 +97,7 @@ final class QuantizedModelFileTests: XCTestCase {
             ("zero scale", try variant(scale(0)), "scale 0.0 of output channel 1 is not a positive finite number"),
             ("NaN scale", try variant(scale(.nan)), "scale nan of output channel 1"),
             ("infinite scale", try variant(scale(.infinity)), "scale inf of output channel 1"),
-            ("version", try variant { _, m in m["distill.quantized.version"] = "7" }, "quantized format version 7; this build reads version 1"),
+            ("version", try variant { _, m in m["distill.quantized.version"] = "7" }, "quantized format version 7; this build reads versions 1...2"),
             ("not quantized", try variant { _, m in m["distill.quantized.version"] = nil }, "is not a quantized model"),
             ("input zero scale", try variant { _, m in m["distill.quantized.input"] = #"{"scale":0,"zeroPoint":3}"# }, "input scale 0.0"),
             ("layers", try variant { _, m in m["distill.quantized.layers"] = "[{" }, "metadata distill.quantized.layers is not valid"),

@@ -203,6 +203,48 @@ final class Int8KernelTests: XCTestCase {
 
     // MARK: Convolution and pooling
 
+    /// Depthwise convolutions (one 8-bit filter per channel, exact int32 sums, then the
+    /// requantization) against a direct Swift loop: padding at the zero point, stride 2,
+    /// rectangular windows, one channel; every path the same bits.
+    func testDepthwiseConvolutionOnEveryPathMatchesSwift() {
+        var g = RandomGenerator(seed: 86)
+        let cases: [(batch: Int, h: Int, w: Int, c: Int, window: Int8Window)] = [
+            (2, 7, 9, 5, Int8Window(kernel: (3, 3), padding: (1, 1))),
+            (1, 14, 14, 96, Int8Window(kernel: (3, 3), stride: (2, 2), padding: (1, 1))),
+            (3, 6, 5, 1, Int8Window(kernel: (3, 1), stride: (2, 1), padding: (1, 0))),
+            (1, 3, 3, 17, Int8Window(kernel: (3, 3))),
+        ]
+        for (index, t) in cases.enumerated() {
+            let (kh, kw) = t.window.kernel
+            let input = randomBytes(t.batch * t.h * t.w * t.c, &g), w = randomWeights(t.c * kh * kw, &g)
+            let zero = UInt8(g.next() % 256), outZero = UInt8(g.next() % 64)
+            let r = Int8Requantization(bias: (0..<t.c).map { _ in Int32(Int64(g.next() % 20_000) - 10_000) },
+                                       scale: (0..<t.c).map { _ in Float(1 + g.next() % 100) * 1e-3 }, zeroPoint: outZero, low: outZero)
+            let (oh, ow) = t.window.outputSize(height: t.h, width: t.w)!
+            var acc = [Int32](repeating: 0, count: t.batch * oh * ow * t.c)
+            for b in 0..<t.batch { for y in 0..<oh { for x in 0..<ow { for c in 0..<t.c {
+                var sum: Int64 = 0
+                for dy in 0..<kh {
+                    for dx in 0..<kw {
+                        let iy = y * t.window.stride.height + dy - t.window.padding.height
+                        let ix = x * t.window.stride.width + dx - t.window.padding.width
+                        guard iy >= 0, iy < t.h, ix >= 0, ix < t.w else { continue }
+                        sum += (Int64(input[((b * t.h + iy) * t.w + ix) * t.c + c]) - Int64(zero)) * Int64(w[c * kh * kw + dy * kw + dx])
+                    }
+                }
+                acc[((b * oh + y) * ow + x) * t.c + c] = Int32(sum)
+            } } } }
+            let expected = Self.referenceRequantize(acc, rows: t.batch * oh * ow, r)
+            let weights = PackedInt8Weights(w, outputs: t.c, inputs: kh * kw)
+            for path in [KernelPath.portable] + vectorPaths {
+                Compute.forceKernelPath(path)
+                let result = Int8Kernels.depthwiseConv2d(input, batch: t.batch, height: t.h, width: t.w, channels: t.c, zeroPoint: zero,
+                                                         weights: weights, window: t.window, r)
+                XCTAssertEqual(result, expected, "\(path) depthwise case \(index)")
+            }
+        }
+    }
+
     /// Convolutions (im2col, GEMM, requantization) on NHWC images against a direct Swift
     /// loop: odd sizes, padding (which reads the input's zero point), stride 2, rectangular
     /// kernels, a 1×1 convolution (no im2col), one input channel; every path the same bits.

@@ -12,8 +12,9 @@
 //   sgemm            1024×1024 · 1024×1024
 //   int8-gemm, int8-gemm-mlp: the int8 GEMM (uint8 × int8 → int32, Sources/CKernels/q8.c) at
 //                    sgemm's and sgemm-mlp's sizes (no peer); --kernel-path NAME forces a path
-//   int8-infer-cnn-student: forward passes of cnn-student quantized to int8 (seed-0 weights,
-//                    calibrated on 64 random inputs) at --batch (no peer; infer-cnn-student is its float twin)
+//   int8-infer-MODEL[-cC]: forward passes of a zoo model quantized to int8 (seed-0 weights,
+//                    calibrated on 64 random inputs) at --batch; infer-MODEL is its float twin, and
+//                    --export-onnx writes it in QDQ form for bench/peers/ort_peer.py
 //   conv             conv2d forward + backward, [128, 32, 28, 28] → 64 channels, 3×3, padding 1
 //   cnn              forward + backward (+ SGD update) of a small CNN at batch 128
 //   denormal         64 passes of y = x·0.5 + x·1e-3 over 1M denormal floats
@@ -112,12 +113,13 @@ func makeWorkload(_ name: String, small: Bool, batch: Int = 128) -> Workload? {
         let a = (0..<(m * k)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
         let w = PackedInt8Weights((0..<(n * k)).map { _ in Int8(truncatingIfNeeded: generator.next()) }, outputs: n, inputs: k)
         return Workload { Float(Int8Kernels.gemm(a, rows: m, zeroPoint: 3, weights: w)[0]) }
-    case "int8-infer-cnn-student":
+    case let name where name.hasPrefix("int8-infer-"):
         let rows = small ? 4 : batch
-        guard let model = try? ModelZoo.make("cnn-student", using: &generator),
-              let quantized = try? Quantizer.quantize(model, calibration: Tensor.randomNormal([64, 1, 28, 28], using: &generator)) else { return nil }
-        let x = Tensor.randomNormal([rows, 1, 28, 28], using: &generator)
-        return Workload { quantized(x).sliced(alongAxis: 0, 0..<1).sum().item }
+        guard let (quantized, shape) = quantizedCase(name) else { return nil }
+        let x = Tensor.randomNormal(Shape([rows] + shape), using: &generator)
+        // At batch 1 a step is 100 calls, as the float infer-* cases time it.
+        let calls = rows == 1 ? 100 : 1
+        return Workload(callsPerStep: calls) { (0..<calls).reduce(Float(0)) { total, _ in total + quantized(x).sliced(alongAxis: 0, 0..<1).sum().item } }
     case "conv":
         let batch = small ? 4 : 128
         let x = Tensor.randomNormal([batch, 32, 28, 28], using: &generator)
@@ -239,7 +241,10 @@ if options.smoke {
     epochSizeCase(small: true)
     let onnx = FileManager.default.temporaryDirectory.appendingPathComponent("distill-bench-smoke-\(getpid()).onnx").path
     defer { try? FileManager.default.removeItem(atPath: onnx) }
-    do { try exportONNX("infer-resnet20-c3", to: onnx) } catch {
+    do {
+        try exportONNX("infer-resnet20-c3", to: onnx)
+        try exportONNX("int8-infer-resnet8", to: onnx)
+    } catch {
         FileHandle.standardError.write("DistillBench smoke: ONNX export failed: \(error)\n".data(using: .utf8)!)
         exit(1)
     }
@@ -247,8 +252,24 @@ if options.smoke {
     exit(0)
 }
 
-/// Writes the model of case `name` (seed 0, as timed) as ONNX to `path`.
+/// The int8 model of case `int8-infer-MODEL[-cC]`: the zoo model with seed-0 weights (as
+/// infer-MODEL times it in float), quantized on 64 random inputs (seed 2); and its example shape.
+func quantizedCase(_ name: String) -> (QuantizedModel, [Int])? {
+    guard name.hasPrefix("int8-infer-"), let spec = ModelCase(String(name.dropFirst(5)), batch: 1), let model = spec.make() else { return nil }
+    model.eval()
+    var generator = RandomGenerator(seed: 2)
+    let shape = spec.options.exampleShape
+    guard let quantized = try? Quantizer.quantize(model, calibration: Tensor.randomNormal(Shape([64] + shape), using: &generator)) else { return nil }
+    return (quantized, shape)
+}
+
+/// Writes the model of case `name` (seed 0, as timed) as ONNX to `path`; an int8-infer-*
+/// case's int8 model in QDQ form.
 func exportONNX(_ name: String, to path: String) throws {
+    if name.hasPrefix("int8-infer-") {
+        guard let (quantized, _) = quantizedCase(name) else { throw ModelFormatError(file: path, "no int8 model for case '\(name)'") }
+        return try ONNXExport.quantized(quantized).write(to: path)
+    }
     guard let spec = ModelCase(name, batch: 1), let model = spec.make() else {
         throw ModelFormatError(file: path, "no zoo model for case '\(name)'")
     }

@@ -7,6 +7,7 @@ faster) from medians, then the peak memory of the same processes.
     python3 bench/peers/run_side_by_side.py [--repeats 5] [--iterations N] [--threads 2] [--cases sgemm,conv]
     python3 bench/peers/run_side_by_side.py --cases students     # the literature's students (20 cases)
     python3 bench/peers/run_side_by_side.py --cases ort          # inference against onnxruntime
+    python3 bench/peers/run_side_by_side.py --cases ort-int8     # our int8 against onnxruntime on its QDQ export
 
 Each repetition runs Distill (a fresh process: one warm-up, then the timed steps) and then the
 peer (a fresh process too: bench/peers/torch_peer.py or ort_peer.py), and keeps each side's
@@ -69,11 +70,19 @@ for model, channels, shape in (("cnn-student", "c1", "1×28×28"), ("resnet20", 
     for batch in (1, 256):
         name = f"infer-{model}-{channels}-b{batch}"
         ORT_CASES["ort-" + name] = (f"{model} inference, {shape}, batch {batch}", name, batch, name, 5 if batch == 1 else 10)
+# Our int8 models against onnxruntime running their QDQ export (same weights and calibration).
+ORT_INT8_CASES = {}
+for model in ("cnn-student", "resnet8"):
+    for batch in (1, 256):
+        name = f"int8-infer-{model}-c1-b{batch}"
+        ORT_INT8_CASES["ort-" + name] = (f"{model} int8 inference, 1×28×28, batch {batch}", name, batch,
+                                         f"infer-{model}-c1-b{batch}", 20 if batch == 1 else 10)
 CASES.update(MODEL_CASES)
 CASES.update(STUDENT_CASES)
 CASES.update(ORT_CASES)
+CASES.update(ORT_INT8_CASES)
 GROUPS = {"engine": ["sgemm", "sgemm-mlp", "conv", "cnn", "denormal", "denormal-off"], "models": list(MODEL_CASES),
-          "students": list(STUDENT_CASES), "ort": list(ORT_CASES)}
+          "students": list(STUDENT_CASES), "ort": list(ORT_CASES), "ort-int8": list(ORT_INT8_CASES)}
 
 
 def cpu_header():
@@ -129,20 +138,21 @@ _EXPORTED = {}
 
 
 def ort_times(case, iterations, threads, rss=False):
-    """The onnxruntime peer, in a fresh process, on the model DistillBench exported."""
-    _, name, batch, _, _ = CASES[case]
+    """The onnxruntime peer, in a fresh process, on the model DistillBench exported (an
+    int8-infer-* case's in QDQ form; the peer's case name gives the input shape)."""
+    _, name, batch, peer, _ = CASES[case]
     model_case = name.rsplit("-b", 1)[0]
     if model_case not in _EXPORTED:
         path = os.path.join(tempfile.mkdtemp(prefix="distill-bench-onnx-"), model_case + ".onnx")
         subprocess.run([BENCH, "--case", model_case, "--export-onnx", path], check=True)
         _EXPORTED[model_case] = path
     extra = ["--rss"] if rss else []
-    return run_json([sys.executable, os.path.join(HERE, "ort_peer.py"), "--model", _EXPORTED[model_case], "--case", name,
+    return run_json([sys.executable, os.path.join(HERE, "ort_peer.py"), "--model", _EXPORTED[model_case], "--case", peer,
                      "--iterations", str(iterations), "--threads", str(threads), "--batch", str(batch)] + extra, env=PEER_ENV)
 
 
 def peer_times(case, iterations, threads, rss=False):
-    return (ort_times if case in ORT_CASES else torch_times)(case, iterations, threads, rss)
+    return (ort_times if case in ORT_CASES or case in ORT_INT8_CASES else torch_times)(case, iterations, threads, rss)
 
 
 def idle_peaks(repeats=3):
@@ -254,7 +264,7 @@ def main():
     for case in cases:
         label, _, _, peer, default_steps = CASES[case]
         iterations = args.iterations or default_steps
-        peer_name = "onnxruntime" if case in ORT_CASES else "PyTorch"
+        peer_name = "onnxruntime" if case in ORT_CASES or case in ORT_INT8_CASES else "PyTorch"
         ours, theirs, ratios, our_peak, their_peak = [], [], [], [], []
         parameters = set()
         for _ in range(args.repeats):

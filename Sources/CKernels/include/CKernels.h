@@ -175,6 +175,12 @@ void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8
 void distill_q8_global_average_pool(long pixels, long channels, const uint8_t *input, int inZero, float scale, int outZero,
                                     uint8_t *output);
 
+/* A depthwise convolution's accumulators for one NHWC image: acc[p][c] = Σ over the window's
+   taps inside the image of (input − inZero)·weights[c][tap] (weights [channels][kernelHeight ·
+   kernelWidth]; padding is the zero point, so it adds 0). Exact int32 sums, path-free
+   (portable C); the caller requantizes them with distill_q8_requantize. */
+void distill_q8_depthwise(const distill_q8_window *w, const uint8_t *input, int inZero, const int8_t *weights, int32_t *acc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -68,10 +68,11 @@ public final class ONNXGraphBuilder {
         return unique
     }
 
-    /// Adds an int64 initializer (shapes, axes), a vector unless `dims` says otherwise.
-    public func integers(_ name: String, _ values: [Int], dims: [Int]? = nil) -> String {
+    /// Adds an integer initializer, a vector unless `dims` says otherwise: int64 (shapes, axes)
+    /// unless `elementType` says otherwise (int8 weights, uint8 zero points, int32 biases).
+    public func integers(_ name: String, _ values: [Int], dims: [Int]? = nil, elementType: Int = ONNXTensor.int64) -> String {
         let unique = unique(name)
-        initializers.append(ONNXTensor(name: unique, dims: dims ?? [values.count], values: .ints(values)))
+        initializers.append(ONNXTensor(name: unique, dims: dims ?? [values.count], values: .ints(values), elementType: elementType))
         return unique
     }
 
@@ -193,7 +194,16 @@ public enum ONNXExport {
         var result = try builder.emit(model, input, path: "")
         if options.appendSoftmax { result = builder.node("Softmax", [result], [ONNXAttribute("axis", .int(-1))], path: "softmax") }
         if options.foldBatchNorm { builder.foldBatchNorms() }
-        // The graph output takes its name from the options.
+        return assemble(builder, result: result, inputShape: inputShape, outputShape: Array(output.dimensions.dropFirst()),
+                        irVersion: irVersion, metadata: metadata)
+    }
+
+    /// The model of the builder's nodes, whose value `result` becomes the graph's output
+    /// (named by the options), with inputs of `inputShape` and outputs of `outputShape` (one
+    /// example's, any batch size).
+    static func assemble(_ builder: ONNXGraphBuilder, result: String, inputShape: [Int], outputShape: [Int], irVersion: Int,
+                         metadata: [String: String]) -> ONNXModel {
+        let options = builder.options
         var nodes = builder.nodes
         if let last = nodes.indices.last, nodes[last].outputs == [result] {
             nodes[last].outputs = [options.outputName]
@@ -204,7 +214,7 @@ public enum ONNXExport {
         let graph = ONNXGraph(
             name: "distill", nodes: nodes, initializers: builder.initializers,
             inputs: [ONNXValueInfo(name: options.inputName, dims: [nil] + inputShape.map { Optional($0) })],
-            outputs: [ONNXValueInfo(name: options.outputName, dims: [nil] + output.dimensions.dropFirst().map { Optional($0) })])
+            outputs: [ONNXValueInfo(name: options.outputName, dims: [nil] + outputShape.map { Optional($0) })])
         return ONNXModel(irVersion: irVersion, opsets: ["": options.opset], producerName: "distill", graph: graph, metadata: metadata)
     }
 }

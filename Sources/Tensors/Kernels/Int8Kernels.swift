@@ -246,6 +246,40 @@ public enum Int8Kernels {
         return out
     }
 
+    /// A depthwise convolution (one filter per channel) on NHWC images [batch, height, width,
+    /// channels] with weights [channels, kernelHeight·kernelWidth] (row-major taps): exact int32
+    /// sums (padding at the input's zero point adds nothing), then the requantization.
+    public static func depthwiseConv2d(_ input: [UInt8], batch: Int, height: Int, width: Int, channels: Int, zeroPoint: UInt8,
+                                       weights: PackedInt8Weights, window: Int8Window, _ r: Int8Requantization) -> [UInt8] {
+        let w = window.c(height: height, width: width, channels: channels)
+        require(weights.outputs == channels && weights.inputs == w.kernelHeight * w.kernelWidth,
+                "Int8Kernels.depthwiseConv2d: weights [\(weights.outputs), \(weights.inputs)] for \(channels) channels and a \(w.kernelHeight)×\(w.kernelWidth) window")
+        require(input.count == batch * height * width * channels, "Int8Kernels.depthwiseConv2d: \(input.count) values for a [\(batch), \(height), \(width), \(channels)] input")
+        r.check(channels: channels, "Int8Kernels.depthwiseConv2d")
+        let pixels = w.outputHeight * w.outputWidth, inArea = height * width * channels
+        var out = [UInt8](repeating: 0, count: batch * pixels * channels)
+        guard batch > 0 else { return out }
+        input.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { out in
+                weights.weights.withUnsafeBufferPointer { filters in
+                    let (input, out, filters) = (input.baseAddress!, out.baseAddress!, filters.baseAddress!)
+                    withRequantization(r) { parameters in
+                        Compute.parallelFor(batch, costPerItem: pixels * channels * weights.inputs) { range in
+                            let acc = UnsafeMutablePointer<Int32>.allocate(capacity: pixels * channels)
+                            defer { acc.deallocate() }
+                            var window = w, p = parameters
+                            for image in range {
+                                distill_q8_depthwise(&window, input + image * inArea, Int32(zeroPoint), filters, acc)
+                                distill_q8_requantize(pixels, channels, acc, channels, &p, out + image * pixels * channels, channels)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// Max pooling of NHWC images (the window's padding never wins). Quantization is monotonic,
     /// so the result keeps the input's scale and zero point.
     public static func maxPool2d(_ input: [UInt8], batch: Int, height: Int, width: Int, channels: Int,
