@@ -20,14 +20,16 @@ public final class ActivationFakeQuantizer: @unchecked Sendable {
 
     public func freeze() { range.storage.pointer[2] = 1 }
 
-    /// Observes `x` (when `observing` and not frozen) and returns its fake-quantized value.
-    public func callAsFunction(_ x: Tensor, observing: Bool = true) -> Tensor {
+    /// Observes `x` (when `observing` and not frozen; the values `activation` makes of it)
+    /// and returns its fake-quantized value.
+    public func callAsFunction(_ x: Tensor, observing: Bool = true, through activation: FusedActivation = .none) -> Tensor {
         if observing && !isFrozen {
             let p = x.storage.pointer, r = range.storage.pointer
             var (low, high) = (r[0], r[1])
             for i in 0..<x.count where p[i].isFinite {
-                low = Swift.min(low, p[i])
-                high = Swift.max(high, p[i])
+                let v = activation == .none ? p[i] : activation.apply(p[i])
+                low = Swift.min(low, v)
+                high = Swift.max(high, v)
             }
             (r[0], r[1]) = (low, high)
         }

@@ -22,49 +22,59 @@ import Tensors
 public final class QuantizationAwareTraining {
     public let model: any Module
     let stages: [Quantizer.Stage]
-    let input = ActivationFakeQuantizer()
+    let input: ActivationFakeQuantizer
     /// The observed module of every layer group whose output is requantized (all but the
     /// last computing one, whose float logits the int8 model keeps).
     let outputs: [(name: String, quantizer: ActivationFakeQuantizer)]
-    var hooked: [any Module] = []
-    var frozenNorms: [(BatchNorm, Bool)] = []
+    var hooked: [any Module]
+    var frozenNorms: [(BatchNorm, Bool)]
 
-    /// Attaches fake quantization to `model` (throws, naming the layer, for a model the
-    /// quantizer cannot take).
+    /// Attaches fake quantization to `model`: everything the post-training quantizer takes
+    /// (chains, the zoo's residual networks, depthwise convolutions, layers that stay float);
+    /// throws, naming the problem, for a model with nothing to quantize.
     public init(_ model: any Module) throws {
-        self.model = model
-        stages = try Quantizer.plan(model)
-        let computing = try stages.compactMap { stage -> (layer: String, observed: String, norm: BatchNorm?)? in
-            switch stage {
-            case let .conv(conv, norm, _, name, observed) where observed.activation == .none && conv.groups == 1:
-                return (name, observed.module, norm)
-            case let .linear(_, _, name, observed) where observed.activation == .none: return (name, observed.module, nil)
-            case .maxPool, .flatten: return nil
-            default:
-                throw QuantizationError.unsupported("quantization-aware training takes chains of Conv2d [BatchNorm] [ReLU | ReLU6], Linear and pools; this model has residual blocks, depthwise convolutions or layers that stay float (post-training quantization takes them)")
+        let stages = try Quantizer.plan(model)
+        func named(_ path: String) -> any Module { model.module(named: path)! }  // plan() found them
+        var hooked: [any Module] = [], frozenNorms: [(BatchNorm, Bool)] = []
+
+        // Every convolution and linear layer computes with fake-quantized weights; batch
+        // norm's statistics are frozen.
+        func weights(_ stages: [Quantizer.Stage]) -> [(layer: any Module, norm: BatchNorm?)] {
+            stages.flatMap { stage -> [(layer: any Module, norm: BatchNorm?)] in
+                switch stage {
+                case let .conv(conv, norm, _, _, _): return [(conv, norm)]
+                case let .linear(linear, _, _, _): return [(linear, nil)]
+                case let .residual(main, shortcut, _, _): return weights(main) + weights(shortcut)
+                default: return []
+                }
             }
         }
-        guard let first = computing.first else { throw QuantizationError.unsupported("the model has no convolution or linear layer to quantize") }
-        outputs = computing.dropLast().map { ($0.observed, ActivationFakeQuantizer()) }
-        func named(_ path: String) -> any Module { model.module(named: path)! }  // plan() found them
-
-        let entry = named(first.layer)
-        entry.state.inputTransform = { [input, entry] x in input(x, observing: entry.isTraining) }
-        hooked.append(entry)
-        for group in computing {
-            let layer = named(group.layer)
+        for (layer, norm) in weights(stages) {
             layer.state.weightTransform = { $0.fakeQuantizedPerChannel() }
             hooked.append(layer)
-            if let norm = group.norm {
+            if let norm {
                 frozenNorms.append((norm, norm.state.freezesStatistics))
                 norm.state.freezesStatistics = true
             }
         }
-        for (name, quantizer) in outputs {
-            let module = named(name)
-            module.state.outputTransform = { [module] x in quantizer(x, observing: module.isTraining) }
+        // Every value the int8 model requantizes is fake-quantized where the quantizer observes
+        // it, except the last layer's (the int8 model's logits stay float). A tap behind an
+        // inline ReLU observes the activated values and fake-quantizes the module's output on
+        // their grid, whose floor is 0: the same values once the ReLU follows.
+        let last = stages.lastIndex { if case .maxPool = $0 { return false }; if case .flatten = $0 { return false }; return true }
+        let lastTap = last.flatMap { Quantizer.taps([stages[$0]]).last }
+        var seen = Set<String>(), outputs: [(name: String, quantizer: ActivationFakeQuantizer)] = []
+        for tap in Quantizer.taps(stages) where tap != lastTap && !seen.contains(tap.module) {
+            seen.insert(tap.module)
+            let quantizer = ActivationFakeQuantizer(), module = named(tap.module), activation = tap.activation
+            module.state.outputTransform = { [module] x in quantizer(x, observing: module.isTraining, through: activation) }
             hooked.append(module)
+            outputs.append((tap.module, quantizer))
         }
+        let input = ActivationFakeQuantizer()
+        model.state.inputTransform = { [model] x in input(x, observing: model.isTraining) }
+        hooked.append(model)
+        (self.model, self.stages, self.input, self.outputs, self.hooked, self.frozenNorms) = (model, stages, input, outputs, hooked, frozenNorms)
     }
 
     /// The observed ranges as buffers of a module (`input`, then each observed module's path

@@ -68,7 +68,9 @@ public enum Quantizer {
             guard let p = ranges.outputs[tap.module] else { throw QuantizationError.invalidCalibration("no activation range for '\(tap.module)'") }
             guard tap.activation != .none else { return p }
             let (low, high) = (p.dequantize(0), p.dequantize(255))
-            return QuantizationParameters(low: tap.activation.apply(low), high: tap.activation.apply(high))
+            let clipped = (tap.activation.apply(low), tap.activation.apply(high))
+            // A range already of activated values (quantization-aware training's) is kept as it is.
+            return clipped == (low, high) ? p : QuantizationParameters(low: clipped.0, high: clipped.1)
         }
         return try builder.model(stages, exampleShape: exampleShape, input: ranges.input)
     }
