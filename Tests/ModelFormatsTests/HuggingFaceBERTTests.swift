@@ -38,14 +38,9 @@ final class HuggingFaceBERTTests: XCTestCase {
             for (offset, row) in rows.enumerated() {
                 let ours = embedded[offset * 384..<(offset + 1) * 384]
                 let theirs = reference.values[row * 384..<(row + 1) * 384].map { $0 * step }
-                var dot: Float = 0, a: Float = 0, b: Float = 0
-                for (x, y) in zip(ours, theirs) {
-                    dot += x * y
-                    a += x * x
-                    b += y * y
-                    worstDifference = max(worstDifference, abs(x - y))
-                }
-                worstCosine = min(worstCosine, dot / (a * b).squareRoot())
+                let (cosine, difference) = cosineAndLargestDifference(ours, theirs)
+                worstCosine = min(worstCosine, cosine)
+                worstDifference = max(worstDifference, difference)
             }
         }
         print("MiniLM against transformers on 1,000 quotes: worst cosine \(worstCosine), max abs difference \(worstDifference)")

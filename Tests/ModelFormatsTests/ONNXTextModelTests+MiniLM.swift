@@ -54,15 +54,9 @@ extension ONNXTextModelTests {
         for (name, reference) in [("onnxruntime", onnxruntime), ("our safetensors encoder", native), ("transformers", transformers)] {
             var worstCosine: Float = 1, worstDifference: Float = 0
             for row in lengths.indices {
-                let ours = imported[row * width..<(row + 1) * width], theirs = reference[row * width..<(row + 1) * width]
-                var dot: Float = 0, a: Float = 0, b: Float = 0
-                for (x, y) in zip(ours, theirs) {
-                    dot += x * y
-                    a += x * x
-                    b += y * y
-                    worstDifference = max(worstDifference, abs(x - y))
-                }
-                worstCosine = min(worstCosine, dot / (a * b).squareRoot())
+                let (cosine, difference) = cosineAndLargestDifference(imported[row * width..<(row + 1) * width], reference[row * width..<(row + 1) * width])
+                worstCosine = min(worstCosine, cosine)
+                worstDifference = max(worstDifference, difference)
             }
             print("MiniLM ONNX import against \(name) on \(lengths.count) quotes: worst cosine \(worstCosine), max abs difference \(worstDifference)")
             XCTAssertGreaterThanOrEqual(worstCosine, 0.99999, name)
