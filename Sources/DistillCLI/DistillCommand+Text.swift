@@ -38,6 +38,9 @@ extension DistillCommand {
         }
         if augment { throw UserError("--augment applies to images, not texts") }
         if training.seeds != nil { throw UserError("--seeds: text runs take one --seed for now") }
+        if quantization.quantize != nil || quantization.studentWeights != nil {
+            throw UserError("--quantize and --student-weights take image and table students for now, not \(student)")
+        }
         if let sizes = try size.hiddenSizes(), sizes.count != 1 { throw UserError("--hidden: \(student) takes one size, got \(sizes.count)") }
         try textStudent.check(student: student)
     }

@@ -129,6 +129,7 @@ extension CommandLineTests {
             ["distill", "--data", data.path, "--teacher", teacher.path, "--student", "text-bag", "--method", "embedding", "--out", out] + extra
         }
         try assertFails(distill(texts, noTokenizer), mentioning: "has no tokenizer.json")
+        try assertFails(distill(texts, noTokenizer, ["--quantize", "int8"]), mentioning: "--quantize and --student-weights take image and table students")
         try assertFails(distill(empty, noTokenizer), mentioning: "empty.txt: holds no text")
         try assertFails(distill(table, noTokenizer), mentioning: "has no column named 'text' for the texts (columns: quote, author)")
         try assertFails(distill(table, noTokenizer, ["--text-column", "author"]), mentioning: "has no tokenizer.json")
