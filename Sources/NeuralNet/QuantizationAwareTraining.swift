@@ -1,10 +1,10 @@
 import Tensors
 
-/// Quantization-aware training of a float model the `Quantizer` takes (a chain of Conv2d
-/// [BatchNorm] [ReLU | ReLU6], Linear, pools): while attached, every forward pass computes
-/// what the int8 model will: the input and each layer group's output fake-quantized to
-/// uint8 per tensor, the convolutions' and linear layers' weights to int8 per output
-/// channel. Train the model as usual (any loss, a teacher's included), then `convert()`:
+/// Quantization-aware training of a float model the `Quantizer` takes (chains, the zoo's
+/// residual networks, depthwise convolutions, layers that stay float): while attached, every
+/// forward pass computes what the int8 model will: the input and every value the int8 model
+/// requantizes fake-quantized to uint8 per tensor, the convolutions' and linear layers'
+/// weights to int8 per output channel. Train the model as usual (any loss, a teacher's included), then `convert()`:
 /// the int8 model gets exactly the ranges training ended with.
 ///
 /// Batch norm: its running statistics are frozen at attach time (those of the trained float
@@ -23,8 +23,8 @@ public final class QuantizationAwareTraining {
     public let model: any Module
     let stages: [Quantizer.Stage]
     let input: ActivationFakeQuantizer
-    /// The observed module of every layer group whose output is requantized (all but the
-    /// last computing one, whose float logits the int8 model keeps).
+    /// The observed module of every value the int8 model requantizes (all but the last
+    /// layer's, whose float logits the int8 model keeps).
     let outputs: [(name: String, quantizer: ActivationFakeQuantizer)]
     var hooked: [any Module]
     var frozenNorms: [(BatchNorm, Bool)]
