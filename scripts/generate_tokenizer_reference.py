@@ -28,26 +28,13 @@ import os
 
 from tokenizers import Tokenizer
 
+from fortunes import FOLDER, files, quotes
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 out = os.path.join(root, "Tests", "DatasetsTests", "Fixtures")
 cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
 model = os.path.join(cache, "distill", "all-minilm-l6-v2-0.1.2")
-fortunes = "/usr/share/games/fortunes"
-
-
-def quotes(path):
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8")
-    # Lines end at "\n" only (a "\r" stays in the quote, as in the Swift reader).
-    current, found = [], []
-    for line in text.split("\n"):
-        if line == "%":
-            found.append("\n".join(current))
-            current = []
-        else:
-            current.append(line)
-    found.append("\n".join(current))
-    return [q for q in found if q.strip() != ""]
+fortunes = FOLDER
 
 
 tokenizer = Tokenizer.from_file(os.path.join(model, "tokenizer.json"))
@@ -55,7 +42,7 @@ plain = Tokenizer.from_file(os.path.join(model, "tokenizer.json"))
 plain.no_truncation()
 plain.no_padding()
 
-names = sorted(n for n in os.listdir(fortunes) if "." not in n and os.path.isfile(os.path.join(fortunes, n)))
+names = files(fortunes)
 count = 0
 with gzip.GzipFile(os.path.join(out, "fortunes-minilm-ids.jsonl.gz"), "wb", mtime=0) as f:
     for name in names:

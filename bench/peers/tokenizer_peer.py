@@ -14,6 +14,9 @@ import time
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 from tokenizers import Tokenizer
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import fortunes  # noqa: E402
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--iterations", type=int, default=10)
 arguments = parser.parse_args()
@@ -21,21 +24,7 @@ cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~")
 tokenizer = Tokenizer.from_file(os.path.join(cache, "distill", "all-minilm-l6-v2-0.1.2", "tokenizer.json"))
 tokenizer.no_truncation()
 tokenizer.no_padding()
-folder = "/usr/share/games/fortunes"
-quotes = []
-for name in sorted(os.listdir(folder)):
-    path = os.path.join(folder, name)
-    if "." in name or not os.path.isfile(path):
-        continue
-    current = []
-    for line in open(path, "rb").read().decode("utf-8").split("\n"):
-        if line == "%":
-            quotes.append("\n".join(current))
-            current = []
-        else:
-            current.append(line)
-    quotes.append("\n".join(current))
-quotes = [q for q in quotes if q.strip()]
+quotes = [q for name in fortunes.files() for q in fortunes.quotes(os.path.join(fortunes.FOLDER, name))]
 tokenizer.encode_batch(quotes)
 seconds = []
 for _ in range(arguments.iterations):
