@@ -30,6 +30,18 @@ static inline void distill_sgemm(int transA, int transB, long m, long n, long k,
 static inline void distill_single_threaded_blas(void) { omp_set_num_threads(1); }
 #endif
 
+/* glibc's allocator keeps freed memory for reuse: no trimming of the heap's top, blocks up
+   to 64 MiB from the heap (Compute.keepFreedMemory says why). Nothing elsewhere. */
+#if defined(__GLIBC__)
+#include <malloc.h>
+static inline void distill_keep_freed_memory(void) {
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+}
+#else
+static inline void distill_keep_freed_memory(void) {}
+#endif
+
 /* Flush-to-zero and denormals-are-zero on the calling thread. Denormal floats take a
    microcode slow path on x86 (10-100x per operation); training on small data produces
    many of them in weights and gradients. Called at the start of every compute chunk. */

@@ -78,6 +78,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_requantize = distill_q8_requantize_avx512;
         distill_kernels.q8_dequantize = distill_q8_dequantize_avx512;
         distill_kernels.q8_add = distill_q8_add_avx512;
+        distill_kernels.q8_rows_requantize = path == DISTILL_KERNELS_AVX512_VNNI ? distill_q8_rows_requantize_vnni : NULL;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
@@ -86,6 +87,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_requantize = distill_q8_requantize_avx2;
         distill_kernels.q8_dequantize = distill_q8_dequantize_avx2;
         distill_kernels.q8_add = distill_q8_add_avx2;
+        distill_kernels.q8_rows_requantize = NULL;
         break;
 #endif
     default:
@@ -95,6 +97,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_requantize = distill_q8_requantize_portable;
         distill_kernels.q8_dequantize = distill_q8_dequantize_portable;
         distill_kernels.q8_add = distill_q8_add_portable;
+        distill_kernels.q8_rows_requantize = NULL;
         break;
     }
     __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);

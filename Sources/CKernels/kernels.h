@@ -3,6 +3,8 @@
 
 /* The dispatched kernels of each path, and the table the active path fills. */
 
+#include <math.h>
+
 #include "CKernels.h"
 
 typedef void (*distill_accumulate_fn)(long, int, const float *const *, const float *, float, float *);
@@ -12,6 +14,10 @@ typedef void (*distill_q8_gemm_fn)(long, long, long, const uint8_t *, long, int,
 typedef void (*distill_q8_requantize_fn)(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
 typedef void (*distill_q8_dequantize_fn)(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
 typedef void (*distill_q8_add_fn)(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
+/* distill_q8_gemm_rows_requantize without its scratch, fused on paths that have it (else NULL:
+   the rows are gathered and the path's GEMM and requantization run). */
+typedef void (*distill_q8_rows_fn)(long, long, long, long, long, const uint8_t *const *, int, const int8_t *, const int32_t *,
+                                   const distill_q8_requantization *, uint8_t *, long);
 
 typedef struct {
     distill_accumulate_fn accumulate;
@@ -20,9 +26,18 @@ typedef struct {
     distill_q8_requantize_fn q8_requantize;
     distill_q8_dequantize_fn q8_dequantize;
     distill_q8_add_fn q8_add;
+    distill_q8_rows_fn q8_rows_requantize;
 } distill_kernel_table;
 
 extern distill_kernel_table distill_kernels;
+
+/* Rounds to the nearest integer, ties to even (the default rounding mode), after clamping
+   to ±512 so that the conversion stays in range; then the output's zero point and clamp. */
+static inline uint8_t requantize_one(float y, int zero, int low, int high) {
+    y = y < -512.0f ? -512.0f : (y > 512.0f ? 512.0f : y);
+    long r = lrintf(y) + zero;
+    return (uint8_t)(r < low ? low : (r > high ? high : r));
+}
 
 /* Chooses the default path on first use. */
 void distill_kernels_ensure_chosen(void);
@@ -40,6 +55,8 @@ void distill_q8_dequantize_avx2(long, long, const int32_t *, long, const int32_t
 void distill_q8_add_avx2(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
 void distill_q8_gemm_avx512bw(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_gemm_vnni(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
+void distill_q8_rows_requantize_vnni(long, long, long, long, long, const uint8_t *const *, int, const int8_t *, const int32_t *,
+                                     const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_requantize_avx512(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_dequantize_avx512(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
 void distill_q8_add_avx512(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);

@@ -14,18 +14,19 @@
 static long quads(long k) { return (k + 3) / 4; }
 static long panels(long n) { return (n + PANEL - 1) / PANEL; }
 
-long distill_q8_packed_count(long n, long k) { return panels(n) * PANEL * quads(k) * 4; }
+long distill_q8_packed_count(long n, long k, long pieces) { return panels(n) * PANEL * pieces * quads(k / pieces) * 4; }
 
-void distill_q8_pack(long n, long k, const int8_t *w, int8_t *packed, int32_t *sums) {
-    long kq = quads(k);
+void distill_q8_pack(long n, long k, long pieces, const int8_t *w, int8_t *packed, int32_t *sums) {
+    long piece = k / pieces, pq = quads(piece), kq = pieces * pq;
     for (long p = 0; p < panels(n); p++) {
         for (long q = 0; q < kq; q++) {
             int8_t *block = packed + (p * kq + q) * PANEL * 4;
+            long t = q / pq, within = 4 * (q % pq);
             for (long ch = 0; ch < PANEL; ch++) {
                 long j = p * PANEL + ch;
                 for (long kk = 0; kk < 4; kk++) {
-                    long index = 4 * q + kk;
-                    block[ch * 4 + kk] = (j < n && index < k) ? w[j * k + index] : 0;
+                    long index = within + kk;
+                    block[ch * 4 + kk] = (j < n && index < piece) ? w[j * k + t * piece + index] : 0;
                 }
             }
         }
@@ -51,13 +52,6 @@ static inline uint32_t quad_at(const uint8_t *row, long q, long k) {
     return v;
 }
 
-/* Rounds to the nearest integer, ties to even (the default rounding mode), after clamping
-   to ±512 so that the conversion stays in range; then the output's zero point and clamp. */
-static inline uint8_t requantize_one(float y, int zero, int low, int high) {
-    y = y < -512.0f ? -512.0f : (y > 512.0f ? 512.0f : y);
-    long r = lrintf(y) + zero;
-    return (uint8_t)(r < low ? low : (r > high ? high : r));
-}
 
 /* ---- Portable C: the reference the other paths are tested against. ---- */
 
@@ -431,138 +425,98 @@ AVX512 void distill_q8_add_avx512(long count, const uint8_t *a, const uint8_t *b
         _mm512_mask_cvtepi32_storeu_epi8(out + i, mask, requantize_avx512(s, p->outZero, p->low, p->high));
     }
 }
+
+/* ---- VNNI, fused: a convolution's GEMM read through its row pieces, requantized in registers. ---- */
+
+/* The requantized bytes of one row's accumulators for the panel's `count` channels from j0. */
+VNNI_INLINE void store_requantized_vnni(__m512i sum, __m512i correction, const distill_q8_requantization *r, long j0,
+                                        long count, uint8_t *out) {
+    __mmask16 m = lanes16(count);
+    __m512i v = _mm512_sub_epi32(sum, correction);
+    if (r->bias) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, r->bias + j0));
+    __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_maskz_loadu_ps(m, r->scale + j0));
+    _mm512_mask_cvtepi32_storeu_epi8(out + j0, m, requantize_avx512(y, r->zero, r->low, r->high));
+}
+
+/* ROWS ≤ 8 rows against one or two panels, as gemm_block_vnni, each row read piece by piece:
+   `segment` bytes from ptrs[r] + t · pitch for t < taps (whole quads, or one piece with a tail). */
+VNNI_INLINE void rows_block_vnni(int rows, int two, long taps, long segment, long pitch, const uint8_t *const *ptrs, int aZero,
+                                 const int8_t *panel, long panelBytes, const int32_t *sums, long j0, long n,
+                                 const distill_q8_requantization *r, uint8_t *out, long ldo) {
+    __m512i acc0[8], acc1[8];
+    for (int i = 0; i < rows; i++) acc0[i] = acc1[i] = _mm512_setzero_si512();
+    /* A row of several pieces has quads(segment)·4 readable bytes at each (the bytes past the
+       piece meet zero weights); a single piece may end at its buffer's end: its tail by bytes. */
+    long quadsPerPiece = quads(segment), full = taps > 1 ? quadsPerPiece : segment / 4;
+    const long quadBytes = PANEL * 4;
+    for (long t = 0; t < taps; t++) {
+        const uint8_t *p[8];
+        for (int i = 0; i < rows; i++) p[i] = ptrs[i] + t * pitch;
+        const int8_t *w = panel + t * quadsPerPiece * quadBytes;
+        /* Whole quads: no branch in the loop, so the accumulators stay in registers. */
+        for (long q = 0; q < full; q++) {
+            __m512i w0 = _mm512_loadu_si512((const void *)(w + q * quadBytes));
+            __m512i w1 = two ? _mm512_loadu_si512((const void *)(w + panelBytes + q * quadBytes)) : w0;
+            for (int i = 0; i < rows; i++) {
+                int32_t v;
+                memcpy(&v, p[i] + 4 * q, 4);
+                __m512i x = _mm512_set1_epi32(v);
+                acc0[i] = _mm512_dpbusd_epi32(acc0[i], x, w0);
+                if (two) acc1[i] = _mm512_dpbusd_epi32(acc1[i], x, w1);
+            }
+        }
+        if (full < quadsPerPiece) { /* a single piece's tail: its last 1-3 bytes */
+            __m512i w0 = _mm512_loadu_si512((const void *)(w + full * quadBytes));
+            __m512i w1 = two ? _mm512_loadu_si512((const void *)(w + panelBytes + full * quadBytes)) : w0;
+            for (int i = 0; i < rows; i++) {
+                __m512i x = _mm512_set1_epi32((int)quad_at(p[i], full, segment));
+                acc0[i] = _mm512_dpbusd_epi32(acc0[i], x, w0);
+                if (two) acc1[i] = _mm512_dpbusd_epi32(acc1[i], x, w1);
+            }
+        }
+    }
+    long count0 = n - j0 >= PANEL ? PANEL : n - j0, j1 = j0 + PANEL, count1 = n - j1 >= PANEL ? PANEL : n - j1;
+    __m512i zero = _mm512_set1_epi32(aZero);
+    __m512i c0 = _mm512_mullo_epi32(zero, _mm512_maskz_loadu_epi32(lanes16(count0), sums + j0));
+    __m512i c1 = two ? _mm512_mullo_epi32(zero, _mm512_maskz_loadu_epi32(lanes16(count1), sums + j1)) : c0;
+    for (int i = 0; i < rows; i++) {
+        store_requantized_vnni(acc0[i], c0, r, j0, count0, out + i * ldo);
+        if (two) store_requantized_vnni(acc1[i], c1, r, j1, count1, out + i * ldo);
+    }
+}
+
+#define VNNI_ROWS_FUSED(two)                                                                                            \
+    switch (rows) {                                                                                                     \
+    case 8: rows_block_vnni(8, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;    \
+    case 7: rows_block_vnni(7, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;    \
+    case 6: rows_block_vnni(6, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;    \
+    case 5: rows_block_vnni(5, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;    \
+    case 4: rows_block_vnni(4, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;    \
+    case 3: rows_block_vnni(3, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;    \
+    case 2: rows_block_vnni(2, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;    \
+    default: rows_block_vnni(1, two, taps, segment, pitch, block, aZero, panel, panelBytes, sums, j0, n, r, o, ldo); break;   \
+    }
+
+VNNI void distill_q8_rows_requantize_vnni(long m, long n, long taps, long segment, long pitch, const uint8_t *const *ptrs, int aZero,
+                                          const int8_t *packed, const int32_t *sums, const distill_q8_requantization *r,
+                                          uint8_t *out, long ldo) {
+    long panelBytes = taps * quads(segment) * PANEL * 4;
+    for (long i = 0; i < m; i += 8) {
+        int rows = m - i >= 8 ? 8 : (int)(m - i);
+        const uint8_t *const *block = ptrs + i;
+        uint8_t *o = out + i * ldo;
+        for (long p = 0; p < panels(n); p += 2) {
+            long j0 = p * PANEL;
+            const int8_t *panel = packed + p * panelBytes;
+            if (p + 1 < panels(n)) {
+                VNNI_ROWS_FUSED(1)
+            } else {
+                VNNI_ROWS_FUSED(0)
+            }
+        }
+    }
+}
 #endif
-
-/* ---- Window helpers: data movement and max, exact on any path (portable C only). ---- */
-
-int distill_q8_window_valid(const distill_q8_window *w) {
-    if (w->height < 1 || w->width < 1 || w->channels < 1 || w->kernelHeight < 1 || w->kernelWidth < 1
-        || w->strideHeight < 1 || w->strideWidth < 1 || w->paddingHeight < 0 || w->paddingWidth < 0) return 0;
-    long spanHigh = w->height + 2 * w->paddingHeight - w->kernelHeight, spanWide = w->width + 2 * w->paddingWidth - w->kernelWidth;
-    if (spanHigh < 0 || spanWide < 0) return 0;
-    return w->outputHeight == spanHigh / w->strideHeight + 1 && w->outputWidth == spanWide / w->strideWidth + 1;
-}
-
-/* Short copies and fills as plain loops: a 1-channel 3×3 convolution moves 3 bytes at a
-   time, where a call to memcpy costs more than the copy. */
-static inline void copy_bytes(uint8_t *target, const uint8_t *source, long count) {
-    if (count >= 32) {
-        memcpy(target, source, (size_t)count);
-    } else {
-        for (long i = 0; i < count; i++) target[i] = source[i];
-    }
-}
-
-static inline void fill_bytes(uint8_t *target, uint8_t value, long count) {
-    if (count >= 32) {
-        memset(target, value, (size_t)count);
-    } else {
-        for (long i = 0; i < count; i++) target[i] = value;
-    }
-}
-
-void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *rows) {
-    long C = w->channels, taps = w->kernelHeight * w->kernelWidth, rowLength = taps * C;
-    long OW = w->outputWidth, sw = w->strideWidth;
-    /* Tap by tap and output row by output row: the output columns ox whose input column
-       ox·sw + dx − pw lies inside the image are one range [low, high), the rest are padding;
-       each pixel's C bytes go to its row at the tap's offset. */
-    for (long dy = 0; dy < w->kernelHeight; dy++) {
-        for (long dx = 0; dx < w->kernelWidth; dx++) {
-            long tap = dy * w->kernelWidth + dx, shift = dx - w->paddingWidth;
-            long low = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
-            long high = w->width - shift <= 0 ? 0 : (w->width - shift + sw - 1) / sw;
-            if (high > OW) high = OW;
-            if (low > high) low = high;
-            for (long oy = 0; oy < w->outputHeight; oy++) {
-                long y = oy * w->strideHeight + dy - w->paddingHeight;
-                uint8_t *target = rows + oy * OW * rowLength + tap * C;
-                if (y < 0 || y >= w->height) {
-                    for (long ox = 0; ox < OW; ox++) fill_bytes(target + ox * rowLength, pad, C);
-                    continue;
-                }
-                const uint8_t *source = input + y * w->width * C;
-                for (long ox = 0; ox < low; ox++) fill_bytes(target + ox * rowLength, pad, C);
-                if (C == 1) {
-                    for (long ox = low; ox < high; ox++) target[ox * rowLength] = source[ox * sw + shift];
-                } else {
-                    for (long ox = low; ox < high; ox++) copy_bytes(target + ox * rowLength, source + (ox * sw + shift) * C, C);
-                }
-                for (long ox = high; ox < OW; ox++) fill_bytes(target + ox * rowLength, pad, C);
-            }
-        }
-    }
-}
-
-void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8_t *output) {
-    long C = w->channels;
-    if (w->paddingHeight == 0 && w->paddingWidth == 0) {
-        /* Every window lies inside the image: no bounds to check, the first pixel starts the max. */
-        long rowBytes = w->width * C;
-        for (long oy = 0; oy < w->outputHeight; oy++) {
-            for (long ox = 0; ox < w->outputWidth; ox++) {
-                uint8_t *out = output + (oy * w->outputWidth + ox) * C;
-                const uint8_t *corner = input + oy * w->strideHeight * rowBytes + ox * w->strideWidth * C;
-                copy_bytes(out, corner, C);
-                for (long dy = 0; dy < w->kernelHeight; dy++) {
-                    for (long dx = dy == 0 ? 1 : 0; dx < w->kernelWidth; dx++) {
-                        const uint8_t *in = corner + dy * rowBytes + dx * C;
-                        for (long c = 0; c < C; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
-                    }
-                }
-            }
-        }
-        return;
-    }
-    for (long oy = 0; oy < w->outputHeight; oy++) {
-        for (long ox = 0; ox < w->outputWidth; ox++) {
-            uint8_t *out = output + (oy * w->outputWidth + ox) * C;
-            memset(out, 0, (size_t)C);
-            for (long dy = 0; dy < w->kernelHeight; dy++) {
-                long y = oy * w->strideHeight + dy - w->paddingHeight;
-                if (y < 0 || y >= w->height) continue;
-                for (long dx = 0; dx < w->kernelWidth; dx++) {
-                    long x = ox * w->strideWidth + dx - w->paddingWidth;
-                    if (x < 0 || x >= w->width) continue;
-                    const uint8_t *in = input + (y * w->width + x) * C;
-                    for (long c = 0; c < C; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
-                }
-            }
-        }
-    }
-}
-
-void distill_q8_global_average_pool(long pixels, long channels, const uint8_t *input, int inZero, float scale, int outZero,
-                                    uint8_t *output) {
-    for (long c = 0; c < channels; c++) {
-        int32_t sum = 0;
-        for (long p = 0; p < pixels; p++) sum += (int32_t)input[p * channels + c] - inZero;
-        float y = (float)sum;
-        y = y * scale;
-        output[c] = requantize_one(y, outZero, 0, 255);
-    }
-}
-
-void distill_q8_depthwise(const distill_q8_window *w, const uint8_t *input, int inZero, const int8_t *weights, int32_t *acc) {
-    long C = w->channels, taps = w->kernelHeight * w->kernelWidth;
-    for (long oy = 0; oy < w->outputHeight; oy++) {
-        for (long ox = 0; ox < w->outputWidth; ox++) {
-            int32_t *out = acc + (oy * w->outputWidth + ox) * C;
-            for (long c = 0; c < C; c++) out[c] = 0;
-            for (long dy = 0; dy < w->kernelHeight; dy++) {
-                long y = oy * w->strideHeight + dy - w->paddingHeight;
-                if (y < 0 || y >= w->height) continue;
-                for (long dx = 0; dx < w->kernelWidth; dx++) {
-                    long x = ox * w->strideWidth + dx - w->paddingWidth;
-                    if (x < 0 || x >= w->width) continue;
-                    const uint8_t *in = input + (y * w->width + x) * C;
-                    const int8_t *tap = weights + dy * w->kernelWidth + dx;
-                    for (long c = 0; c < C; c++) out[c] += ((int32_t)in[c] - inZero) * (int32_t)tap[c * taps];
-                }
-            }
-        }
-    }
-}
 
 /* ---- Dispatch (the table is filled by dispatch.c's install). ---- */
 

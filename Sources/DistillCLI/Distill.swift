@@ -1,6 +1,7 @@
 import ArgumentParser
 import Distillation
 import Foundation
+import Tensors
 
 /// The `distill` command.
 @main
@@ -16,6 +17,7 @@ struct Distill: ParsableCommand {
     /// signal when SIGINT or SIGTERM stopped training after a checkpoint.
     static func main() {
         StopRequest.install()
+        Compute.keepFreedMemory()
         do {
             try Processes.start()
             var command = try parseAsRoot(try Experiment.resolvingResume(Array(CommandLine.arguments.dropFirst())))

@@ -106,6 +106,14 @@ public struct QuantizedWeights: Sendable {
     public let packed: PackedInt8Weights
     public let scales: [Float]
 
+    private init(packed: PackedInt8Weights, scales: [Float]) {
+        self.packed = packed
+        self.scales = scales
+    }
+
+    /// The same weights packed in `pieces` equal pieces of each row (a convolution's kernel rows).
+    func packedInPieces(_ pieces: Int) -> QuantizedWeights { QuantizedWeights(packed: packed.inPieces(pieces), scales: scales) }
+
     /// `weights` [outputs, inputs] row-major; throws when a weight is not finite.
     public init(_ weights: [Float], outputs: Int, inputs: Int, name: String) throws {
         var q = [Int8](repeating: 0, count: outputs * inputs)
@@ -232,7 +240,8 @@ public struct QuantizedConv2d: Sendable {
         guard weights.packed.inputs == taps * (depthwise ? 1 : inChannels), !depthwise || weights.packed.outputs == inChannels else {
             throw QuantizationError.invalidWeights("\(name): \(weights.packed.outputs) × \(weights.packed.inputs) weights do not fit a \(depthwise ? "depthwise " : "")\(window.kernel.height)×\(window.kernel.width) window over \(inChannels) channels")
         }
-        self.weights = weights
+        // Packed once in kernel rows, as Int8Kernels.conv2d reads them.
+        self.weights = depthwise ? weights : weights.packedInPieces(window.kernel.height)
         self.bias = quantizedBias
         self.window = window
         self.inChannels = inChannels

@@ -121,15 +121,5 @@ func dequantizedChannelsFirst(_ values: [UInt8], batch: Int, dims: [Int], _ q: Q
 
 /// Floats [N, dims] (NCHW images when dims is [C, H, W]) quantized, images to NHWC.
 func quantizedChannelsLast(_ x: [Float], batch: Int, dims: [Int], _ q: QuantizationParameters) -> [UInt8] {
-    guard dims.count == 3 else { return x.map(q.quantize) }
-    let (c, h, w) = (dims[0], dims[1], dims[2])
-    var out = [UInt8](repeating: 0, count: x.count)
-    for n in 0..<batch {
-        for ch in 0..<c {
-            for y in 0..<h {
-                for xx in 0..<w { out[((n * h + y) * w + xx) * c + ch] = q.quantize(x[((n * c + ch) * h + y) * w + xx]) }
-            }
-        }
-    }
-    return out
+    Int8Kernels.quantizeChannelsLast(x, batch: batch, channels: dims.count == 3 ? dims[0] : 1, scale: q.scale, zeroPoint: q.zeroPoint)
 }

@@ -258,6 +258,11 @@ final class Int8KernelTests: XCTestCase {
             (2, 5, 6, 16, 33, Int8Window(kernel: (1, 1))),
             (1, 6, 5, 2, 3, Int8Window(kernel: (3, 1), stride: (2, 1), padding: (1, 0))),
             (1, 3, 3, 5, 2, Int8Window(kernel: (3, 3))),
+            // Pieces of whole groups of 4 read in place: two panels and a partial third, rows
+            // not a multiple of 8 and blocks across images.
+            (3, 9, 7, 8, 40, Int8Window(kernel: (3, 3), padding: (1, 1))),
+            (2, 5, 5, 32, 64, Int8Window(kernel: (3, 3), stride: (2, 2), padding: (1, 1))),
+            (2, 4, 4, 4, 16, Int8Window(kernel: (2, 2), stride: (2, 2))),
         ]
         for (index, t) in cases.enumerated() {
             let kh = t.window.kernel.height, kw = t.window.kernel.width
@@ -297,6 +302,32 @@ final class Int8KernelTests: XCTestCase {
                 let result = Int8Kernels.conv2d(input, batch: t.batch, height: t.h, width: t.w, channels: t.c, zeroPoint: zero,
                                                 weights: weights, window: t.window, r)
                 XCTAssertEqual(result, expected, "\(path) convolution case \(index)")
+            }
+        }
+    }
+
+    /// The input's quantization (SSE2 for one channel, scalar otherwise) against the formula in
+    /// Swift: half to even at exact ties, saturation, infinities and NaN, odd lengths, NCHW → NHWC.
+    func testInputQuantizationMatchesSwift() {
+        var g = RandomGenerator(seed: 86)
+        let scale: Float = 0.05, zero: UInt8 = 37
+        func expected(_ x: Float) -> UInt8 {
+            let q = min(max((x / scale).rounded(.toNearestOrEven) + Float(zero), 0), 255)
+            return q.isNaN ? zero : UInt8(q)
+        }
+        var special: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30, Float.leastNonzeroMagnitude]
+        special += (-40...40).map { Float($0) * scale * 0.5 } // exact halves: ties
+        for (batch, channels, pixels) in [(3, 1, 37), (2, 3, 5), (1, 1, 16), (4, 2, 9)] {
+            var x = (0..<(batch * channels * pixels)).map { _ in Float(Int64(g.next() % 20_000) - 10_000) * 1e-3 }
+            for (i, v) in special.enumerated() where i < x.count { x[(i * 7) % x.count] = v }
+            let got = Int8Kernels.quantizeChannelsLast(x, batch: batch, channels: channels, scale: scale, zeroPoint: zero)
+            for n in 0..<batch {
+                for c in 0..<channels {
+                    for p in 0..<pixels {
+                        let source = x[(n * channels + c) * pixels + p]
+                        XCTAssertEqual(got[(n * pixels + p) * channels + c], expected(source), "\(source) in [\(batch), \(channels), \(pixels)]")
+                    }
+                }
             }
         }
     }

@@ -216,6 +216,7 @@ final class SmallCNN {
 let options = parseOptions()
 Compute.threadCount = options.threads
 Compute.flushDenormals = options.flushDenormals
+Compute.keepFreedMemory() // as the distill command does
 if !options.kernelPath.isEmpty {
     guard let path = KernelPath.allCases.first(where: { $0.description == options.kernelPath && $0.isSupported }) else {
         FileHandle.standardError.write("DistillBench: --kernel-path must be a path this CPU executes: \(KernelPath.allCases.filter(\.isSupported).map(\.description))\n".data(using: .utf8)!)

@@ -109,13 +109,16 @@ void distill_depthwise_backward(const distill_depthwise_plane *plane, const floa
 /* The longest reduction (k) the int8 GEMM takes: the accumulators stay exact up to it. */
 #define DISTILL_Q8_MAX_K 65536
 
-/* Bytes of packed weights for an n × k weight matrix: n rounded up to 16, k to 4. */
-long distill_q8_packed_count(long n, long k);
+/* Bytes of packed weights for an n × k weight matrix in `pieces` equal pieces: n rounded up
+   to 16, each piece of k / pieces rounded up to 4. */
+long distill_q8_packed_count(long n, long k, long pieces);
 
 /* Packs weights w [n][k] (row j: output channel j) into `packed` (distill_q8_packed_count
    bytes): panels of 16 output channels, each k-quad of a panel 64 bytes (channel-major, 4
-   consecutive k per channel), zero-filled past n and k. sums[j] = Σ_k w[j][k]. */
-void distill_q8_pack(long n, long k, const int8_t *w, int8_t *packed, int32_t *sums);
+   consecutive k per channel), zero-filled past n and past the end of each of the `pieces`
+   equal pieces of a row (k % pieces == 0; a piece starts a new quad). sums[j] = Σ_k w[j][k].
+   distill_q8_gemm takes weights packed in one piece; distill_q8_gemm_rows_requantize in `taps`. */
+void distill_q8_pack(long n, long k, long pieces, const int8_t *w, int8_t *packed, int32_t *sums);
 
 /* c[i][j] = Σ_k (a[i][k] − aZero)·w[j][k] for i < m, j < n (a [m][k] with row pitch lda,
    c with row pitch ldc), from weights packed by distill_q8_pack. 1 ≤ k ≤ DISTILL_Q8_MAX_K. */
@@ -164,6 +167,38 @@ int distill_q8_window_valid(const distill_q8_window *w);
 /* The GEMM rows of a convolution: rows[p][(dy·kernelWidth + dx)·channels + c] for output
    pixel p, `pad` (the input's zero point) where the window leaves the image. */
 void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *rows);
+
+/* One NHWC image [height][width][channels] with the window's padding made real: padded
+   [height + 2·paddingHeight][width + 2·paddingWidth][channels], `pad` (the input's zero
+   point) around it. */
+void distill_q8_pad_image(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *padded);
+
+/* The indirect rows of a convolution without padding (pad the images first) over a batch of
+   NHWC images (row = image · outputHeight · outputWidth + output pixel): corners[i] points at
+   the input pixel under the top-left tap of row row0 + i's window. Kernel row dy's
+   kernelWidth · channels bytes, adjacent in the input, start at corners[i] + dy · width ·
+   channels: row i of the GEMM is those pieces one after another (im2col's row, read in
+   place; distill_q8_gemm_rows_requantize with taps = kernelHeight, pitch = width · channels). */
+void distill_q8_conv_rows(const distill_q8_window *w, const uint8_t *input, long row0, long count, const uint8_t **corners);
+
+/* out[i][j] (pitch ldo), i < m, j < n: the requantization (as distill_q8_requantize) of
+   Σ over pieces t < taps and bytes c < segment of (rows[i][t · pitch + c] − aZero) · w[j][t ·
+   segment + c], with weights packed by distill_q8_pack in `taps` pieces for k = taps · segment
+   ≤ DISTILL_Q8_MAX_K. When taps > 1, each piece must have its length rounded up to 4 readable
+   (the extra bytes meet zero weights). The same bits as gathering each row's pieces into one
+   row of taps · s bytes (s = segment rounded up to 4; piece t at t · s), distill_q8_gemm and
+   distill_q8_requantize, which is what paths without a fused kernel do, in `gathered` (m ·
+   taps · s bytes) and `acc` (m · n int32); the VNNI path reads the pieces in place and
+   requantizes in registers. */
+void distill_q8_gemm_rows_requantize(long m, long n, long taps, long segment, long pitch, const uint8_t *const *rows, int aZero,
+                                     const int8_t *packed, const int32_t *sums, const distill_q8_requantization *r,
+                                     uint8_t *out, long ldo, uint8_t *gathered, int32_t *acc);
+
+/* Float NCHW images [batch][channels][pixels] quantized to uint8 NHWC [batch][pixels][channels]:
+   clamp(round(x / scale) + zero, 0, 255), rounding half to even, zero for NaN (what
+   QuantizationParameters.quantize computes in Swift). */
+void distill_q8_quantize_channels_last(long batch, long channels, long pixels, const float *x, float scale, int zero,
+                                       uint8_t *out);
 
 /* Max pooling: the largest value of each window's pixels inside the image (padding never wins). */
 void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8_t *output);

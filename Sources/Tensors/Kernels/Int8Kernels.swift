@@ -2,26 +2,37 @@ import CKernels
 
 /// Int8 weights of a linear map [outputs, inputs] (row j: output channel j), packed once for
 /// the int8 GEMM (`Sources/CKernels/q8.c`): panels of 16 channels, 4 inputs a group, with
-/// each channel's sum of weights for the activations' zero point.
+/// each channel's sum of weights for the activations' zero point. A convolution's weights are
+/// packed in `pieces` (one per kernel row, each starting a new group of 4).
 public struct PackedInt8Weights: Sendable {
     public let outputs: Int, inputs: Int
+    /// The equal pieces each row is packed in (1 for a linear layer).
+    public let pieces: Int
     /// The weights as given, row-major [outputs, inputs] (kept for saving and export).
     public let weights: [Int8]
     let packed: [Int8]
     let sums: [Int32]
 
-    public init(_ weights: [Int8], outputs: Int, inputs: Int) {
+    public init(_ weights: [Int8], outputs: Int, inputs: Int, pieces: Int = 1) {
         require(outputs >= 1 && inputs >= 1 && weights.count == outputs * inputs,
                 "PackedInt8Weights: \(weights.count) weights for \(outputs) outputs × \(inputs) inputs")
         require(inputs <= Int(DISTILL_Q8_MAX_K), "PackedInt8Weights: \(inputs) inputs, at most \(DISTILL_Q8_MAX_K) keep int32 sums exact")
+        require(pieces >= 1 && inputs % pieces == 0, "PackedInt8Weights: \(inputs) inputs do not split into \(pieces) pieces")
         self.outputs = outputs
         self.inputs = inputs
+        self.pieces = pieces
         self.weights = weights
-        var packed = [Int8](repeating: 0, count: distill_q8_packed_count(outputs, inputs))
+        var packed = [Int8](repeating: 0, count: distill_q8_packed_count(outputs, inputs, pieces))
         var sums = [Int32](repeating: 0, count: outputs)
-        distill_q8_pack(outputs, inputs, weights, &packed, &sums)
+        distill_q8_pack(outputs, inputs, pieces, weights, &packed, &sums)
         self.packed = packed
         self.sums = sums
+    }
+
+    /// The same weights packed in `pieces` (self when that packs them alike: pieces of whole groups of 4).
+    public func inPieces(_ pieces: Int) -> PackedInt8Weights {
+        pieces == self.pieces || (inputs / pieces) % 4 == 0 && (inputs / self.pieces) % 4 == 0
+            ? self : PackedInt8Weights(weights, outputs: outputs, inputs: inputs, pieces: pieces)
     }
 }
 
@@ -138,16 +149,14 @@ public enum Int8Kernels {
         return out
     }
 
-    /// A linear layer on rows [rows, weights.inputs]: GEMM then requantization, a block of rows
-    /// at a time on each thread.
+    /// A linear layer on rows [rows, weights.inputs]: GEMM and requantization, a block of rows
+    /// at a time on each thread (each row one piece for `gemmRowsRequantized`).
     public static func linear(_ a: UnsafePointer<UInt8>, rows: Int, zeroPoint: UInt8, weights: PackedInt8Weights,
                               _ r: Int8Requantization, into out: UnsafeMutablePointer<UInt8>) {
         r.check(channels: weights.outputs, "Int8Kernels.linear")
-        withRequantization(r) { parameters in
-            blocks(a, rows: rows, zeroPoint: zeroPoint, weights: weights) { start, count, acc in
-                var p = parameters
-                distill_q8_requantize(count, weights.outputs, acc, weights.outputs, &p, out + start * weights.outputs, weights.outputs)
-            }
+        let k = weights.inputs
+        gemmRowsRequantized(rows: rows, taps: 1, segment: k, pitch: 0, zeroPoint: zeroPoint, weights: weights, r, into: out) { start, count, pointers in
+            for i in 0..<count { pointers[i] = a + (start + i) * k }
         }
     }
 
@@ -194,56 +203,85 @@ public enum Int8Kernels {
 
     /// A convolution on NHWC images [batch, height, width, channels] whose weights are packed
     /// as [outputChannels, kernelHeight·kernelWidth·channels] (input channel fastest, then
-    /// kernel column, then row): im2col (padding with the input's zero point), GEMM and
-    /// requantization, a block of output pixels at a time. Returns [batch, outH, outW, outC].
+    /// kernel column, then row): the GEMM over each output pixel's window read in place (a
+    /// pointer per kernel tap, the input's zero point where the window leaves the image), and
+    /// requantization, 64 output pixels of the batch at a time. Returns [batch, outH, outW, outC].
     public static func conv2d(_ input: [UInt8], batch: Int, height: Int, width: Int, channels: Int, zeroPoint: UInt8,
                               weights: PackedInt8Weights, window: Int8Window, _ r: Int8Requantization) -> [UInt8] {
         let w = window.c(height: height, width: width, channels: channels)
-        let k = w.kernelHeight * w.kernelWidth * channels
-        require(weights.inputs == k, "Int8Kernels.conv2d: weights take \(weights.inputs) inputs, the window gives \(k)")
+        let taps = w.kernelHeight * w.kernelWidth
+        require(weights.inputs == taps * channels, "Int8Kernels.conv2d: weights take \(weights.inputs) inputs, the window gives \(taps * channels)")
         require(input.count == batch * height * width * channels, "Int8Kernels.conv2d: \(input.count) values for a [\(batch), \(height), \(width), \(channels)] input")
         r.check(channels: weights.outputs, "Int8Kernels.conv2d")
-        let pixels = w.outputHeight * w.outputWidth, n = weights.outputs
-        var out = [UInt8](repeating: 0, count: batch * pixels * n)
-        guard batch > 0 else { return out }
-        let direct = w.kernelHeight == 1 && w.kernelWidth == 1 && w.strideHeight == 1 && w.strideWidth == 1
-            && w.paddingHeight == 0 && w.paddingWidth == 0
-        input.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { out in
-                let (input, out) = (input.baseAddress!, out.baseAddress!)
-                if direct {
-                    linear(input, rows: batch * pixels, zeroPoint: zeroPoint, weights: weights, r, into: out)
-                    return
+        let rows = batch * w.outputHeight * w.outputWidth
+        let weights = weights.inPieces(w.kernelHeight) // QuantizedConv2d packs them so once
+        // One piece per kernel row: kernelWidth · channels adjacent bytes of the input, padded
+        // first (the input's zero point around each image) when the window has padding, or
+        // when a piece's length is not whole groups of 4, for the 3 bytes of slack the GEMM may read past the last piece.
+        let piece = w.kernelWidth * channels
+        let needsCopy = w.paddingHeight > 0 || w.paddingWidth > 0 || (w.kernelHeight > 1 && piece % 4 != 0)
+        var padded = w // the window over the padded images
+        padded.height += 2 * w.paddingHeight
+        padded.width += 2 * w.paddingWidth
+        padded.paddingHeight = 0
+        padded.paddingWidth = 0
+        let paddedArea = padded.height * padded.width * channels
+        let copy: UnsafeMutablePointer<UInt8>? = needsCopy ? .allocate(capacity: batch * paddedArea + 4) : nil
+        defer { copy?.deallocate() }
+        return input.withUnsafeBufferPointer { input in
+            if let copy {
+                var window = w
+                Compute.parallelFor(batch, costPerItem: paddedArea) { range in
+                    for image in range {
+                        distill_q8_pad_image(&window, input.baseAddress! + image * height * width * channels, zeroPoint, copy + image * paddedArea)
+                    }
                 }
-                // One image's im2col rows a task: a 28×28 image with a 3×3 window over 8
-                // channels is 56 KiB of rows.
-                withRequantization(r) { parameters in
-                    weights.packed.withUnsafeBufferPointer { packed in
-                        weights.sums.withUnsafeBufferPointer { sums in
-                            Compute.parallelFor(batch, costPerItem: pixels * n * k / 8) { range in
-                                let rows = UnsafeMutablePointer<UInt8>.allocate(capacity: pixels * k)
-                                let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rowBlock * n)
-                                defer {
-                                    rows.deallocate()
-                                    acc.deallocate()
-                                }
-                                var window = w, p = parameters
-                                for image in range {
-                                    distill_q8_im2col(&window, input + image * height * width * channels, zeroPoint, rows)
-                                    for start in stride(from: 0, to: pixels, by: rowBlock) {
-                                        let count = min(rowBlock, pixels - start)
-                                        distill_q8_gemm(count, n, k, rows + start * k, k, Int32(zeroPoint), packed.baseAddress!,
-                                                        sums.baseAddress!, acc, n)
-                                        distill_q8_requantize(count, n, acc, n, &p, out + (image * pixels + start) * n, n)
-                                    }
-                                }
-                            }
+            }
+            let source = UnsafePointer(copy) ?? input.baseAddress!
+            return [UInt8](unsafeUninitializedCapacity: rows * weights.outputs) { out, initialized in
+                gemmRowsRequantized(rows: rows, taps: w.kernelHeight, segment: piece, pitch: padded.width * channels, zeroPoint: zeroPoint,
+                                    weights: weights, r, into: out.baseAddress!) { start, count, pointers in
+                    var window = padded
+                    distill_q8_conv_rows(&window, source, start, count, pointers)
+                }
+                initialized = rows * weights.outputs
+            }
+        }
+    }
+
+    /// The GEMM of `rows` rows, each `taps` pieces of `segment` bytes `pitch` apart, and its
+    /// requantization into out [rows, weights.outputs]: blocks of `rowBlock` rows on the compute
+    /// threads, `pieces(start, count, pointers)` pointing at each block row's first piece (with
+    /// several pieces, each readable to its length rounded up to 4).
+    private static func gemmRowsRequantized(rows: Int, taps: Int, segment: Int, pitch: Int, zeroPoint: UInt8, weights: PackedInt8Weights,
+                                            _ r: Int8Requantization, into out: UnsafeMutablePointer<UInt8>,
+                                            pieces: (Int, Int, UnsafeMutablePointer<UnsafePointer<UInt8>?>) -> Void) {
+        let n = weights.outputs, k = taps * (taps > 1 ? (segment + 3) / 4 * 4 : segment)
+        let blockCount = (rows + rowBlock - 1) / rowBlock
+        guard rows > 0 else { return }
+        withRequantization(r) { parameters in
+            weights.packed.withUnsafeBufferPointer { packed in
+                weights.sums.withUnsafeBufferPointer { sums in
+                    Compute.parallelFor(blockCount, costPerItem: rowBlock * n * k / 8) { range in
+                        let pointers = UnsafeMutablePointer<UnsafePointer<UInt8>?>.allocate(capacity: rowBlock)
+                        let gathered = UnsafeMutablePointer<UInt8>.allocate(capacity: rowBlock * k)
+                        let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rowBlock * n)
+                        defer {
+                            pointers.deallocate()
+                            gathered.deallocate()
+                            acc.deallocate()
+                        }
+                        var p = parameters
+                        for block in range {
+                            let start = block * rowBlock, count = min(rowBlock, rows - start)
+                            pieces(start, count, pointers)
+                            distill_q8_gemm_rows_requantize(count, n, taps, segment, pitch, pointers, Int32(zeroPoint), packed.baseAddress!,
+                                                            sums.baseAddress!, &p, out + start * n, n, gathered, acc)
                         }
                     }
                 }
             }
         }
-        return out
     }
 
     /// A depthwise convolution (one filter per channel) on NHWC images [batch, height, width,
@@ -278,6 +316,26 @@ public enum Int8Kernels {
             }
         }
         return out
+    }
+
+    /// Float NCHW images [batch, channels, pixels] (any [batch, values] with one channel)
+    /// quantized to uint8 NHWC: clamp(round(x / scale) + zeroPoint, 0, 255), half to even, NaN
+    /// to the zero point (as `QuantizationParameters.quantize`).
+    public static func quantizeChannelsLast(_ x: [Float], batch: Int, channels: Int, scale: Float, zeroPoint: UInt8) -> [UInt8] {
+        require(batch >= 0 && channels >= 1 && x.count % max(batch * channels, 1) == 0,
+                "Int8Kernels.quantizeChannelsLast: \(x.count) values for \(batch) images of \(channels) channels")
+        guard batch > 0, !x.isEmpty else { return [] }
+        let area = x.count / batch
+        return x.withUnsafeBufferPointer { x in
+            [UInt8](unsafeUninitializedCapacity: x.count) { out, initialized in
+                let (source, target) = (x.baseAddress!, out.baseAddress!)
+                Compute.parallelFor(batch, costPerItem: area) { range in
+                    distill_q8_quantize_channels_last(range.count, channels, area / channels, source + range.lowerBound * area, scale,
+                                                      Int32(zeroPoint), target + range.lowerBound * area)
+                }
+                initialized = x.count
+            }
+        }
     }
 
     /// Max pooling of NHWC images (the window's padding never wins). Quantization is monotonic,
