@@ -122,17 +122,34 @@ void distill_q8_gemm_rows_requantize(long m, long n, long taps, long segment, lo
     distill_kernels.q8_requantize(m, n, acc, n, r, out, ldo);
 }
 
-/* out = max(out, in) over C bytes; the fixed-length cases compile to whole-vector byte maxima
-   (pmaxub is SSE2, the x86-64 baseline). */
+/* out = max(out, in) over C bytes: whole 16- and 8-byte vectors of pmaxub (SSE2, the x86-64
+   baseline) where they fit, bytes for the rest. */
 static inline void max_bytes(uint8_t *out, const uint8_t *in, long C) {
-    if (C % 16 == 0) {
-        for (long b = 0; b < C; b += 16)
-            for (int c = 0; c < 16; c++) out[b + c] = in[b + c] > out[b + c] ? in[b + c] : out[b + c];
-    } else if (C == 8) {
-        for (int c = 0; c < 8; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
-    } else {
-        for (long c = 0; c < C; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
+    long c = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    for (; c + 16 <= C; c += 16)
+        _mm_storeu_si128((__m128i *)(out + c), _mm_max_epu8(_mm_loadu_si128((const __m128i *)(out + c)),
+                                                            _mm_loadu_si128((const __m128i *)(in + c))));
+    if (c + 8 <= C) {
+        _mm_storel_epi64((__m128i *)(out + c), _mm_max_epu8(_mm_loadl_epi64((const __m128i *)(out + c)),
+                                                            _mm_loadl_epi64((const __m128i *)(in + c))));
+        c += 8;
     }
+#endif
+    for (; c < C; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
+}
+
+/* out = in over C bytes, in vectors as max_bytes (a call to memcpy per pixel costs more). */
+static inline void copy_pixel(uint8_t *out, const uint8_t *in, long C) {
+    long c = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    for (; c + 16 <= C; c += 16) _mm_storeu_si128((__m128i *)(out + c), _mm_loadu_si128((const __m128i *)(in + c)));
+    if (c + 8 <= C) {
+        _mm_storel_epi64((__m128i *)(out + c), _mm_loadl_epi64((const __m128i *)(in + c)));
+        c += 8;
+    }
+#endif
+    for (; c < C; c++) out[c] = in[c];
 }
 
 void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8_t *output) {
@@ -143,7 +160,7 @@ void distill_q8_max_pool(const distill_q8_window *w, const uint8_t *input, uint8
         for (long oy = 0; oy < w->outputHeight; oy++) {
             uint8_t *out = output + oy * OW * C;
             const uint8_t *top = input + oy * w->strideHeight * rowBytes;
-            for (long ox = 0; ox < OW; ox++) memcpy(out + ox * C, top + ox * sx, (size_t)C);
+            for (long ox = 0; ox < OW; ox++) copy_pixel(out + ox * C, top + ox * sx, C);
             for (long dy = 0; dy < w->kernelHeight; dy++) {
                 for (long dx = dy == 0 ? 1 : 0; dx < w->kernelWidth; dx++) {
                     const uint8_t *in = top + dy * rowBytes + dx * C;

@@ -106,7 +106,24 @@ public final class QuantizedModel: @unchecked Sendable {
                 "QuantizedModel: input \(x.shape) does not match examples of shape \(exampleShape)")
         let batch = x.shape[0]
         guard batch > 0 else { return Tensor([], shape: Shape([0] + outputShape)) }
-        let values = quantizedChannelsLast(x.scalars, batch: batch, dims: exampleShape, input)
+        let scalars = x.scalars, inputSize = scalars.count / batch
+        guard batch > Self.imagesPerPass else { return forward(scalars[...], batch: batch) }
+        // A large batch runs in passes of imagesPerPass images: each layer's output is then
+        // read by the next from cache rather than memory. Images are independent, so the
+        // values are the same.
+        var outputs: [Float] = []
+        for start in stride(from: 0, to: batch, by: Self.imagesPerPass) {
+            let count = min(Self.imagesPerPass, batch - start)
+            outputs += forward(scalars[(start * inputSize)..<((start + count) * inputSize)], batch: count).scalars
+        }
+        return Tensor(outputs, shape: Shape([batch] + outputShape))
+    }
+
+    /// The images a forward pass takes at once (a 28×28 image's first activations are 6-12 KiB).
+    static let imagesPerPass = 32
+
+    private func forward(_ scalars: ArraySlice<Float>, batch: Int) -> Tensor {
+        let values = quantizedChannelsLast(Array(scalars), batch: batch, dims: exampleShape, input)
         switch run(layers, values, batch: batch, dims: channelsLast(exampleShape), input) {
         case let .float(y): return y
         case let .quantized(values, dims, q): return dequantizedChannelsFirst(values, batch: batch, dims: dims, q)

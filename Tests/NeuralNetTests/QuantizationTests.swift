@@ -86,6 +86,9 @@ final class QuantizationTests: XCTestCase {
                 XCTAssertEqual(quantized(test).scalars.map(\.bitPattern), q.map(\.bitPattern), "\(method): \(path) path")
             }
             Compute.forceKernelPath(nil)
+            // A batch runs in passes of 32 images: 512 at once, 45 and one by one give the same bits.
+            XCTAssertEqual(quantized(test.sliced(alongAxis: 0, 0..<45)).scalars.map(\.bitPattern), Array(q[0..<450]).map(\.bitPattern))
+            XCTAssertEqual(quantized(test.sliced(alongAxis: 0, 100..<101)).scalars.map(\.bitPattern), Array(q[1000..<1010]).map(\.bitPattern))
         }
         // An empty batch gives an empty answer of the right shape.
         XCTAssertEqual(try Quantizer.quantize(model, calibration: calibration)(Tensor.zeros([0, 1, 28, 28])).shape, [0, 10])
