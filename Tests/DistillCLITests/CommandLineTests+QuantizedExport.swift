@@ -46,6 +46,10 @@ extension CommandLineTests {
         let line = try XCTUnwrap(evaluated.split(separator: "\n").first { $0.hasPrefix("accuracy ") }, evaluated)
         let accuracy = try XCTUnwrap(Double(line.dropFirst("accuracy ".count).prefix { $0 != "%" }), evaluated) / 100
         XCTAssertEqual(accuracy, int8Accuracy, accuracy: 0.001, "distill evaluate of the exported file: \(evaluated)")
+        // The exported int8 file as a teacher: the run reports the teacher's accuracy, which is the int8 model's.
+        let taught = try assertSucceeds(["distill", "--teacher", exported, "--student", "mlp", "--classes", "0-4", "--labels-per-class", "50",
+                                         "--epochs", "1", "--out", folder("qdq-taught").path])
+        XCTAssertTrue(taught.contains(String(format: "teacher %.2f%%", int8Accuracy * 100)), taught)
 
         try requireTool(pythonCanImport("onnx", "onnxruntime", "numpy"), "python3 with onnx, onnxruntime and numpy is not installed (make test installs them)")
         let (status, text) = try runPython([Self.root.appendingPathComponent("scripts/check_qdq.py").path, exported,
