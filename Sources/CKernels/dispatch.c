@@ -78,7 +78,9 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_requantize = distill_q8_requantize_avx512;
         distill_kernels.q8_dequantize = distill_q8_dequantize_avx512;
         distill_kernels.q8_add = distill_q8_add_avx512;
-        distill_kernels.q8_rows_requantize = path == DISTILL_KERNELS_AVX512_VNNI ? distill_q8_rows_requantize_vnni : NULL;
+        /* Without VNNI, AVX2's fused kernel (the AVX-512BW GEMM's arithmetic is the same). */
+        distill_kernels.q8_rows_requantize = path == DISTILL_KERNELS_AVX512_VNNI ? distill_q8_rows_requantize_vnni
+                                                                               : distill_q8_rows_requantize_avx2;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
@@ -87,7 +89,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_requantize = distill_q8_requantize_avx2;
         distill_kernels.q8_dequantize = distill_q8_dequantize_avx2;
         distill_kernels.q8_add = distill_q8_add_avx2;
-        distill_kernels.q8_rows_requantize = NULL;
+        distill_kernels.q8_rows_requantize = distill_q8_rows_requantize_avx2;
         break;
 #endif
     default:

@@ -14,8 +14,8 @@ typedef void (*distill_q8_gemm_fn)(long, long, long, const uint8_t *, long, int,
 typedef void (*distill_q8_requantize_fn)(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
 typedef void (*distill_q8_dequantize_fn)(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
 typedef void (*distill_q8_add_fn)(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
-/* distill_q8_gemm_rows_requantize without its scratch, fused on paths that have it (else NULL:
-   the rows are gathered and the path's GEMM and requantization run). */
+/* distill_q8_gemm_rows_requantize without its scratch, fused on the vector paths (portable:
+   NULL, the rows are gathered and the path's GEMM and requantization run). */
 typedef void (*distill_q8_rows_fn)(long, long, long, long, long, const uint8_t *const *, int, const int8_t *, const int32_t *,
                                    const distill_q8_requantization *, uint8_t *, long);
 
@@ -53,6 +53,8 @@ void distill_q8_gemm_avx2(long, long, long, const uint8_t *, long, int, const in
 void distill_q8_requantize_avx2(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_dequantize_avx2(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);
 void distill_q8_add_avx2(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
+void distill_q8_rows_requantize_avx2(long, long, long, long, long, const uint8_t *const *, int, const int8_t *, const int32_t *,
+                                     const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_gemm_avx512bw(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_gemm_vnni(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_rows_requantize_vnni(long, long, long, long, long, const uint8_t *const *, int, const int8_t *, const int32_t *,

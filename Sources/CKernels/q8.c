@@ -217,6 +217,76 @@ AVX2 void distill_q8_requantize_avx2(long m, long n, const int32_t *acc, long ld
     }
 }
 
+/* The fused kernel on AVX2, as rows_block_vnni: ROWS ≤ 4 rows read piece by piece (ptrs[r] + t
+   · pitch) against 8 channels (half of a panel), gemm_block_avx2's arithmetic, requantized in
+   registers. */
+AVX2_INLINE void rows_block_avx2(int rows, long taps, long segment, long pitch, const uint8_t *const *ptrs, int aZero,
+                                 const int8_t *panel, long half, const int32_t *sums, long j0, long count,
+                                 const distill_q8_requantization *r, uint8_t *out, long ldo) {
+    __m256i acc0[4], acc1[4];
+    for (int i = 0; i < rows; i++) acc0[i] = acc1[i] = _mm256_setzero_si256();
+    long quadsPerPiece = quads(segment), full = taps > 1 ? quadsPerPiece : segment / 4;
+    for (long t = 0; t < taps; t++) {
+        const uint8_t *p[4];
+        for (int i = 0; i < rows; i++) p[i] = ptrs[i] + t * pitch;
+        const int8_t *w = panel + t * quadsPerPiece * PANEL * 4 + half * 32;
+        for (long q = 0; q < quadsPerPiece; q++) { /* the tail quad (q == full) only for a single piece */
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + q * PANEL * 4)));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + q * PANEL * 4 + 16)));
+            if (q < full) {
+                for (int i = 0; i < rows; i++) {
+                    int32_t v;
+                    memcpy(&v, p[i] + 4 * q, 4);
+                    __m256i x = _mm256_cvtepu8_epi16(_mm_set1_epi32(v));
+                    acc0[i] = _mm256_add_epi32(acc0[i], _mm256_madd_epi16(x, w0));
+                    acc1[i] = _mm256_add_epi32(acc1[i], _mm256_madd_epi16(x, w1));
+                }
+            } else {
+                for (int i = 0; i < rows; i++) {
+                    __m256i x = _mm256_cvtepu8_epi16(_mm_set1_epi32((int)quad_at(p[i], q, segment)));
+                    acc0[i] = _mm256_add_epi32(acc0[i], _mm256_madd_epi16(x, w0));
+                    acc1[i] = _mm256_add_epi32(acc1[i], _mm256_madd_epi16(x, w1));
+                }
+            }
+        }
+    }
+    int32_t s[8] = {0}, b[8] = {0};
+    float scale[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    memcpy(s, sums + j0, (size_t)count * sizeof(int32_t));
+    if (r->bias) memcpy(b, r->bias + j0, (size_t)count * sizeof(int32_t));
+    memcpy(scale, r->scale + j0, (size_t)count * sizeof(float));
+    __m256i correction = _mm256_mullo_epi32(_mm256_set1_epi32(aZero), _mm256_loadu_si256((const __m256i *)s));
+    __m256i bias = _mm256_loadu_si256((const __m256i *)b);
+    __m256 scales = _mm256_loadu_ps(scale);
+    for (int i = 0; i < rows; i++) {
+        __m256i v = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc0[i], acc1[i]), 0xD8);
+        v = _mm256_add_epi32(_mm256_sub_epi32(v, correction), bias);
+        __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(v), scales);
+        store_bytes_avx2(requantize_avx2(y, r->zero, r->low, r->high), out + i * ldo + j0, count);
+    }
+}
+
+AVX2 void distill_q8_rows_requantize_avx2(long m, long n, long taps, long segment, long pitch, const uint8_t *const *ptrs,
+                                          int aZero, const int8_t *packed, const int32_t *sums,
+                                          const distill_q8_requantization *r, uint8_t *out, long ldo) {
+    long panelBytes = taps * quads(segment) * PANEL * 4;
+    for (long i = 0; i < m; i += 4) {
+        int rows = m - i >= 4 ? 4 : (int)(m - i);
+        const uint8_t *const *block = ptrs + i;
+        uint8_t *o = out + i * ldo;
+        for (long j0 = 0; j0 < n; j0 += 8) {
+            long count = n - j0 >= 8 ? 8 : n - j0, half = (j0 % PANEL) / 8;
+            const int8_t *panel = packed + (j0 / PANEL) * panelBytes;
+            switch (rows) {
+            case 4: rows_block_avx2(4, taps, segment, pitch, block, aZero, panel, half, sums, j0, count, r, o, ldo); break;
+            case 3: rows_block_avx2(3, taps, segment, pitch, block, aZero, panel, half, sums, j0, count, r, o, ldo); break;
+            case 2: rows_block_avx2(2, taps, segment, pitch, block, aZero, panel, half, sums, j0, count, r, o, ldo); break;
+            default: rows_block_avx2(1, taps, segment, pitch, block, aZero, panel, half, sums, j0, count, r, o, ldo); break;
+            }
+        }
+    }
+}
+
 AVX2 void distill_q8_dequantize_avx2(long m, long n, const int32_t *acc, long ldacc, const int32_t *bias, const float *scale,
                                      float *out, long ldo) {
     for (long i = 0; i < m; i++) {

@@ -401,4 +401,24 @@ final class Int8KernelTests: XCTestCase {
         XCTAssertEqual(one, Self.referenceRequantize(Self.referenceGemm(a, rows: m, zero: 3, w, outputs: n, inputs: k), rows: m, r))
         XCTAssertEqual(run(4), one)
     }
+
+    /// The linear layer (GEMM and requantization fused on the vector paths) on every path,
+    /// with inputs that end inside a group of 4 and row counts that end inside a block.
+    func testLinearOnEveryPathMatchesSwift() {
+        var g = RandomGenerator(seed: 88)
+        for (m, n, k) in [(1, 1, 1), (7, 9, 5), (13, 33, 787), (65, 16, 64)] {
+            let a = randomBytes(m * k, &g), w = randomWeights(n * k, &g)
+            let weights = PackedInt8Weights(w, outputs: n, inputs: k)
+            let r = Int8Requantization(bias: (0..<n).map { _ in Int32(Int64(g.next() % 2_000) - 1_000) },
+                                       scale: (0..<n).map { _ in Float(1 + g.next() % 50) * 1e-4 }, zeroPoint: 9, low: 9)
+            let expected = Self.referenceRequantize(Self.referenceGemm(a, rows: m, zero: 200, w, outputs: n, inputs: k), rows: m, r)
+            for path in [KernelPath.portable] + vectorPaths {
+                Compute.forceKernelPath(path)
+                var out = [UInt8](repeating: 0, count: m * n)
+                a.withUnsafeBufferPointer { Int8Kernels.linear($0.baseAddress!, rows: m, zeroPoint: 200, weights: weights, r, into: &out) }
+                XCTAssertEqual(out, expected, "\(m)×\(n)×\(k) on \(path)")
+            }
+            Compute.forceKernelPath(nil)
+        }
+    }
 }
