@@ -8,6 +8,7 @@ faster) from medians, then the peak memory of the same processes.
     python3 bench/peers/run_side_by_side.py --cases students     # the literature's students (20 cases)
     python3 bench/peers/run_side_by_side.py --cases ort          # inference against onnxruntime
     python3 bench/peers/run_side_by_side.py --cases ort-int8     # our int8 against onnxruntime on its QDQ export
+    python3 bench/peers/run_side_by_side.py --cases int8-float   # our int8 against our float32 (the same model)
 
 Each repetition runs Distill (a fresh process: one warm-up, then the timed steps) and then the
 peer (a fresh process too: bench/peers/torch_peer.py or ort_peer.py), and keeps each side's
@@ -77,12 +78,22 @@ for model in ("cnn-student", "resnet8"):
         name = f"int8-infer-{model}-c1-b{batch}"
         ORT_INT8_CASES["ort-" + name] = (f"{model} int8 inference, 1×28×28, batch {batch}", name, batch,
                                          f"infer-{model}-c1-b{batch}", 20 if batch == 1 else 10)
+# Our int8 models against our float32 models (the same zoo model, seed-0 weights): the peer is
+# DistillBench's float twin of the case, in a fresh process like every peer.
+INT8_FLOAT_CASES = {}
+for model in ("cnn-student", "resnet8"):
+    for batch in (1, 256):
+        name = f"int8-infer-{model}-c1-b{batch}"
+        INT8_FLOAT_CASES["float-" + name] = (f"{model} int8 inference against float32, 1×28×28, batch {batch}", name, batch,
+                                             f"infer-{model}-c1", 20 if batch == 1 else 10)
 CASES.update(MODEL_CASES)
 CASES.update(STUDENT_CASES)
 CASES.update(ORT_CASES)
 CASES.update(ORT_INT8_CASES)
+CASES.update(INT8_FLOAT_CASES)
 GROUPS = {"engine": ["sgemm", "sgemm-mlp", "conv", "cnn", "denormal", "denormal-off"], "models": list(MODEL_CASES),
-          "students": list(STUDENT_CASES), "ort": list(ORT_CASES), "ort-int8": list(ORT_INT8_CASES)}
+          "students": list(STUDENT_CASES), "ort": list(ORT_CASES), "ort-int8": list(ORT_INT8_CASES),
+          "int8-float": list(INT8_FLOAT_CASES)}
 
 
 def cpu_header():
@@ -151,8 +162,22 @@ def ort_times(case, iterations, threads, rss=False):
                      "--iterations", str(iterations), "--threads", str(threads), "--batch", str(batch)] + extra, env=PEER_ENV)
 
 
+def float_times(case, iterations, threads, rss=False):
+    """Our own float32 model: DistillBench's float twin of an int8 case, in a fresh process."""
+    _, _, batch, name, _ = CASES[case]
+    return run_json([BENCH, "--case", name, "--iterations", str(iterations), "--threads", str(threads), "--batch", str(batch)]
+                    + (["--rss"] if rss else []))
+
+
+def peer_name_of(case):
+    if case in INT8_FLOAT_CASES:
+        return "Distill float32"
+    return "onnxruntime" if case in ORT_CASES or case in ORT_INT8_CASES else "PyTorch"
+
+
 def peer_times(case, iterations, threads, rss=False):
-    return (ort_times if case in ORT_CASES or case in ORT_INT8_CASES else torch_times)(case, iterations, threads, rss)
+    runner = {"Distill float32": float_times, "onnxruntime": ort_times}.get(peer_name_of(case), torch_times)
+    return runner(case, iterations, threads, rss)
 
 
 def idle_peaks(repeats=3):
@@ -264,7 +289,7 @@ def main():
     for case in cases:
         label, _, _, peer, default_steps = CASES[case]
         iterations = args.iterations or default_steps
-        peer_name = "onnxruntime" if case in ORT_CASES or case in ORT_INT8_CASES else "PyTorch"
+        peer_name = peer_name_of(case)
         ours, theirs, ratios, our_peak, their_peak = [], [], [], [], []
         parameters = set()
         for _ in range(args.repeats):
@@ -296,7 +321,7 @@ def main():
         print("| case | Distill peak MiB | above idle | peer | peer peak MiB | above idle | ratio above idle (peer ÷ Distill) |")
         print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
         for label, peer_name, a, b in memory:
-            base = idle[2] if peer_name == "onnxruntime" else idle[1]
+            base = {"onnxruntime": idle[2], "Distill float32": idle[0]}.get(peer_name, idle[1])
             above_a, above_b = a - idle[0], b - base
             print(f"| {label} | {mib(a)} | {mib(above_a)} | {peer_name} | {mib(b)} | {mib(above_b)} | {above_b / max(above_a, 2**20):.2f} |")
     print(f"\n# load average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
