@@ -16,6 +16,12 @@ the order rotated from one repetition to the next, so no variant always goes fir
                PyTorch's DDP on CPU does (its SyncBatchNorm needs GPU modules)
   ceiling      two independent 1-thread `distill train` processes started at once; the
                throughput is the sum of their examples/s (two copies of the work, no communication)
+  ceiling-rank the same with each process at the rank's batch (--batch ÷ 2): a 2x1 rank's own
+               work, without the communication. The plain ceiling trains at the whole batch,
+               which costs less per example (one optimizer update per 128 examples, not per
+               64; larger products), so 2x1 ÷ ceiling also counts what a smaller batch per
+               process costs, which any data-parallel run pays (PyTorch DDP too); 2x1 ÷
+               ceiling-rank is the cost of the communication and waiting alone
   ddp          PyTorch DistributedDataParallel on Gloo, 2 processes × 1 thread (torch_ddp_peer.py)
   torch-1x1    PyTorch, 1 process × 1 thread
 
@@ -50,13 +56,14 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "peers"))
 from run_side_by_side import cpu_header  # noqa: E402
 
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "btl"]  # + main's --btl
-VARIANTS = ["1x1", "2x1", "2x1-after", "2x1-nosync", "ceiling", "ddp", "torch-1x1"]
+VARIANTS = ["1x1", "2x1", "2x1-after", "2x1-nosync", "ceiling", "ceiling-rank", "ddp", "torch-1x1"]
 LABELS = {
     "1x1": "Distill 1 process × 1 thread",
     "2x1": "Distill 2 ranks × 1 thread, overlapped",
     "2x1-after": "Distill 2 ranks × 1 thread, --no-overlap-all-reduce",
     "2x1-nosync": "Distill 2 ranks × 1 thread, --no-sync-batch-norm",
     "ceiling": "ceiling: 2 independent 1-thread processes",
+    "ceiling-rank": "ceiling at the rank's batch: 2 independent 1-thread processes, batch ÷ 2",
     "ddp": "PyTorch DDP (Gloo), 2 processes × 1 thread",
     "torch-1x1": "PyTorch 1 process × 1 thread",
 }
@@ -90,16 +97,16 @@ class Runner:
         self.args = args
         self.images = 10 * args.labels_per_class
 
-    def distill_command(self, model, out, extra=()):
+    def distill_command(self, model, out, extra=(), batch=None):
         a = self.args
         return [a.distill, "train", "--model", model, "--labels-per-class", str(a.labels_per_class),
-                "--validation-fraction", "0", "--epochs", "1", "--batch", str(a.batch), "--seed", str(a.seed),
+                "--validation-fraction", "0", "--epochs", "1", "--batch", str(batch or a.batch), "--seed", str(a.seed),
                 "--json", "--threads", "1", "--out", out, *extra]
 
-    def parse_distill(self, output):
+    def parse_distill(self, output, batch=None):
         epoch, result = last_json(output, "epoch"), last_json(output, "result")
         steps = result["steps"]
-        examples = min(steps * self.args.batch, self.images)
+        examples = min(steps * (batch or self.args.batch), self.images)
         wait = epoch.get("all_reduce_wait_seconds")
         return {"seconds": epoch["seconds"], "examples": examples, "steps": steps,
                 "examples_per_s": examples / epoch["seconds"],
@@ -118,16 +125,17 @@ class Runner:
                 command = MPIRUN + [self.args.btl, "-np", str(ranks)] + command
             return self.parse_distill(self.run(command))
 
-    def ceiling(self, model):
-        """Two independent one-thread processes started together: the sum of their examples/s."""
+    def ceiling(self, model, batch=None):
+        """Two independent one-thread processes started together (at `batch`, else the whole
+        batch): the sum of their examples/s."""
         with tempfile.TemporaryDirectory(prefix="scaling-") as out:
-            processes = [subprocess.Popen(self.distill_command(model, os.path.join(out, f"run{i}")),
+            processes = [subprocess.Popen(self.distill_command(model, os.path.join(out, f"run{i}"), batch=batch),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
             outputs = [p.communicate(timeout=3600) for p in processes]
             for p, (_, err) in zip(processes, outputs):
                 if p.returncode != 0:
                     raise RuntimeError(f"a ceiling process exited {p.returncode}:\n{err[-2000:]}")
-            runs = [self.parse_distill(o) for o, _ in outputs]
+            runs = [self.parse_distill(o, batch) for o, _ in outputs]
         return {"seconds": max(r["seconds"] for r in runs), "examples": sum(r["examples"] for r in runs),
                 "steps": runs[0]["steps"], "examples_per_s": sum(r["examples_per_s"] for r in runs),
                 "wait_per_step_s": None, "each_seconds": [r["seconds"] for r in runs]}
@@ -158,6 +166,8 @@ class Runner:
             return self.distill(model, 2, ["--no-sync-batch-norm"])
         if name == "ceiling":
             return self.ceiling(model)
+        if name == "ceiling-rank":
+            return self.ceiling(model, batch=self.args.batch // 2)
         if name == "ddp":
             return self.torch(model, 2)
         if name == "torch-1x1":
@@ -311,7 +321,10 @@ def main():
         ratios = {
             "2x1 ÷ 1x1 (speed-up)": ratio("2x1", "1x1"),
             "2x1 ÷ ceiling": ratio("2x1", "ceiling"),
+            "2x1 ÷ ceiling at the rank's batch": ratio("2x1", "ceiling-rank"),
+            "2x1 (no sync BN) ÷ ceiling at the rank's batch": ratio("2x1-nosync", "ceiling-rank"),
             "ceiling ÷ 1x1": ratio("ceiling", "1x1"),
+            "ceiling at the rank's batch ÷ ceiling": ratio("ceiling-rank", "ceiling"),
             "2x1 ÷ PyTorch DDP": ratio("2x1", "ddp"),
             "2x1 (no sync BN) ÷ PyTorch DDP": ratio("2x1-nosync", "ddp"),
             "2x1-after ÷ 2x1": ratio("2x1-after", "2x1"),
