@@ -71,21 +71,17 @@ for model, channels, shape in (("cnn-student", "c1", "1×28×28"), ("resnet20", 
     for batch in (1, 256):
         name = f"infer-{model}-{channels}-b{batch}"
         ORT_CASES["ort-" + name] = (f"{model} inference, {shape}, batch {batch}", name, batch, name, 5 if batch == 1 else 10)
-# Our int8 models against onnxruntime running their QDQ export (same weights and calibration).
-ORT_INT8_CASES = {}
+# Our int8 models against onnxruntime running their QDQ export (same weights and calibration),
+# and against our float32 models (the same zoo model, seed-0 weights: the peer is DistillBench's
+# float twin of the case, in a fresh process like every peer).
+ORT_INT8_CASES, INT8_FLOAT_CASES = {}, {}
 for model in ("cnn-student", "resnet8"):
     for batch in (1, 256):
-        name = f"int8-infer-{model}-c1-b{batch}"
+        name, steps = f"int8-infer-{model}-c1-b{batch}", 20 if batch == 1 else 10
         ORT_INT8_CASES["ort-" + name] = (f"{model} int8 inference, 1×28×28, batch {batch}", name, batch,
-                                         f"infer-{model}-c1-b{batch}", 20 if batch == 1 else 10)
-# Our int8 models against our float32 models (the same zoo model, seed-0 weights): the peer is
-# DistillBench's float twin of the case, in a fresh process like every peer.
-INT8_FLOAT_CASES = {}
-for model in ("cnn-student", "resnet8"):
-    for batch in (1, 256):
-        name = f"int8-infer-{model}-c1-b{batch}"
+                                         f"infer-{model}-c1-b{batch}", steps)
         INT8_FLOAT_CASES["float-" + name] = (f"{model} int8 inference against float32, 1×28×28, batch {batch}", name, batch,
-                                             f"infer-{model}-c1", 20 if batch == 1 else 10)
+                                             f"infer-{model}-c1", steps)
 CASES.update(MODEL_CASES)
 CASES.update(STUDENT_CASES)
 CASES.update(ORT_CASES)
