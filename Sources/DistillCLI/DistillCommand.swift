@@ -154,12 +154,15 @@ struct DistillCommand: TrainingCommand {
         console.say("distill \(teacherNames.isEmpty ? "teacher outputs" : teacherNames.joined(separator: " + ")) → \(student) with \(method); \(data.train.count) \(data.noun)\(data.labeled.map { ", \($0.filter { $0 }.count) labelled" } ?? "")\(data.validation.map { ", \($0.count) held out for validation" } ?? "")")
         if let weights = configuration.classWeights { console.say(classWeightsLine(weights, classNames: data.train.classNames)) }
         let name = student
-        let outcome = try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
-                                      resumingFrom: checkpoint, teacher: teacherList.first?.model,
-                                      saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
-                                      loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
-        if let fakeQuantization { try QuantizationAwareOptions.finish(fakeQuantization, folder: folder, data: data, say: console.say) }
-        return outcome
+        // A quantization-aware run ships its int8 model, and its report describes that one.
+        let shipped = fakeQuantization.map { qat in { (report: inout DistillationReport, teacherLogits: Tensor?) throws in
+            try QuantizationAwareOptions.finish(qat, report: &report, teacherLogits: teacherLogits, folder: folder, data: data, name: name,
+                                                options: options, say: console.say)
+        } }
+        return try trainer.run(train: data.train, labeled: data.labeled, validation: data.validation, test: data.test,
+                               resumingFrom: checkpoint, teacher: teacherList.first?.model, shipped: shipped,
+                               saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
+                               loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
     }
 }
 

@@ -7,7 +7,8 @@ import NeuralNet
 import Tensors
 
 /// `distill evaluate`: accuracy, per-class accuracy, calibration, agreement with a teacher and
-/// latency of a saved model on the Fashion-MNIST test set.
+/// latency of a saved model on the Fashion-MNIST test set; an int8 model (`distill quantize`'s
+/// folder or file, a quantization-aware run's `model-int8.safetensors`) runs on the int8 kernels.
 struct Evaluate: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a saved model on the test set.")
     static let experimentName = "evaluate"
@@ -17,7 +18,7 @@ struct Evaluate: TabledCommand, ComputingCommand {
     static let options = [architectureSpec, teacherSpec] + Spec.teacherPreprocessingOptions + [Spec.cacheDirectory] + Spec.servedTeacherOptions
         + [jsonSpec] + Spec.dataOptions + [Spec.threads]
 
-    @Argument(help: "Run folder, .safetensors or .onnx model file.")
+    @Argument(help: "Run folder, .safetensors or .onnx model file; an int8 model (a `distill quantize` folder, or a quantization-aware run's model-int8.safetensors) runs on the int8 kernels.")
     var model: String
     @Option(name: architectureSpec.long, help: architectureSpec.help) var architecture: String?
     @Option(name: teacherSpec.long, help: teacherSpec.help) var teacher: String?
@@ -50,18 +51,19 @@ struct Evaluate: TabledCommand, ComputingCommand {
             // the teacher's accuracy; a served model has no cost to measure.
             let logits = try served.logits(url, for: test, preprocessing: data.preprocessing, overrides: overrides, directory: cache.directory,
                                            say: { if !json { Console().text($0) } })
-            return try show(DistillationReport(student: student, teacherLogits: logits, test: test))
+            return try show(DistillationReport(student: student, teacherLogits: logits, test: test), int8: student is QuantizedModel)
         }
         let teacherModel = try teacher.map { path in
             let recorded = try recordedPreprocessing(path, role: "teacher")
             let teacherLoaded = try loadModel(path, inputShape: recorded?.exampleShape ?? overrides.inputShape(for: data.preprocessing), role: "teacher")
             return try adapted(teacherLoaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
         }
-        try show(DistillationReport(student: student, teacher: teacherModel, test: test))
+        try show(DistillationReport(student: student, teacher: teacherModel, test: test), int8: student is QuantizedModel)
     }
 
-    /// Prints `report`: as JSON with --json, else as lines.
-    func show(_ report: DistillationReport) throws {
+    /// Prints `report`: as JSON with --json, else as lines (`int8`: the model ran on the int8
+    /// kernels, and its cost counts stored int8 weights).
+    func show(_ report: DistillationReport, int8: Bool) throws {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -77,8 +79,10 @@ struct Evaluate: TabledCommand, ComputingCommand {
         for c in m.classNames.indices {
             Console().text("  " + padded(m.classNames[c]) + String(format: "%9.4f %7.4f %7.4f %8d", m.precision[c], m.recall[c], m.f1[c], m.support[c]))
         }
-        Console().text(String(format: "latency %.3f ms at batch 1, %.1f ms at batch 256; %d parameters", report.studentCost.latencyBatch1Milliseconds,
-                     report.studentCost.latencyBatch256Milliseconds, report.studentCost.parameters))
+        let cost = report.studentCost
+        Console().text(String(format: "latency %.3f ms at batch 1, %.1f ms at batch 256; %d parameters", cost.latencyBatch1Milliseconds,
+                              cost.latencyBatch256Milliseconds, cost.parameters)
+                       + (int8 ? " (int8 model on the \(Compute.kernelPath) kernels, \(Compute.threadCount) threads; \(cost.bytes) bytes of weights)" : ""))
         if let t = report.teacher, let agreement = m.agreement, report.teacherCost == nil {
             Console().text(String(format: "teacher accuracy %.2f%%; agreement %.2f%%", t.top1 * 100, agreement * 100))
         } else if let t = report.teacher, let agreement = m.agreement {

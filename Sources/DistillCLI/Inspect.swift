@@ -48,6 +48,9 @@ struct Inspect: TabledCommand {
                 Console().text(String(describing: ModelSummary(network, inputShape: Shape(network.inputShape))))
                 let ops = Dictionary(grouping: network.model.graph.nodes, by: \.opType).map { "\($0.key) ×\($0.value.count)" }.sorted()
                 Console().text("ONNX opset \(network.model.opset), producer \(network.model.producerName.isEmpty ? "unknown" : network.model.producerName); input '\(network.inputName)' [batch, \(network.inputShape.map(String.init).joined(separator: ", "))]; operators: \(ops.joined(separator: ", "))")
+            } else if let int8 = loaded.model as? QuantizedModel {
+                Console().text("int8 model\(loaded.name.map { " of \($0)" } ?? ""): input [batch, \(int8.exampleShape.map(String.init).joined(separator: ", "))], \(int8.layers.count) layers, \(int8.storedParameterCount) parameters, \(int8.multiplyAddsPerExample) multiply-adds per example, \(int8.weightBytes + int8.floatStageBytes) bytes of weights"
+                               + (int8.floatLayers.isEmpty ? "; every layer quantized" : "; stay float: " + int8.floatLayers.joined(separator: ", ")))
             } else if let options = loaded.options {
                 Console().text(String(describing: ModelSummary(loaded.model, inputShape: Shape(options.exampleShape))))
             }

@@ -16,7 +16,9 @@ struct LoadedModel {
 }
 
 /// A model from a run folder, a safetensors file (Distill's, or a PyTorch state dict of a zoo
-/// architecture named by `architecture`), or an ONNX file (or a run folder holding
+/// architecture named by `architecture`), an int8 model (`distill quantize`'s folder or its
+/// `model.safetensors`, a quantization-aware run's `model-int8.safetensors`: a
+/// `QuantizedModel`, run on the int8 kernels), or an ONNX file (or a run folder holding
 /// `model.onnx`: `SavedModel.onnxFile(at:)`; symbolic input axes fixed to `inputShape`, per example).
 func loadModel(_ path: String, architecture: String? = nil, inputShape: [Int]? = nil, role: String) throws -> LoadedModel {
     do {
@@ -24,6 +26,11 @@ func loadModel(_ path: String, architecture: String? = nil, inputShape: [Int]? =
             let network = try ONNXNetwork(contentsOf: file, inputShape: inputShape)
             let preprocessing = try network.model.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
             return LoadedModel(model: network, name: nil, preprocessing: preprocessing)
+        }
+        if let file = QuantizedModelFile.file(at: path) {
+            let (model, metadata) = try QuantizedModelFile.read(file)
+            let preprocessing = try metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
+            return LoadedModel(model: model, name: metadata["distill.model"], preprocessing: preprocessing)
         }
         let loaded = try SavedModel.load(path, name: architecture)
         let preprocessing = try loaded.metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: loaded.file) }
@@ -59,6 +66,12 @@ func checkFits(_ loaded: LoadedModel, shape: [Int], classNames: [String], role: 
         }
         guard options.classes == classNames.count else {
             throw UserError("\(role) gives \(options.classes) class scores, and the data has \(classNames.count) classes")
+        }
+    }
+    if let int8 = loaded.model as? QuantizedModel {
+        guard int8.exampleShape == shape else { throw UserError("\(role) takes examples of shape \(int8.exampleShape), and the data has \(shape)") }
+        guard int8.outputShape == [classNames.count] else {
+            throw UserError("\(role) gives outputs \(int8.outputShape), and the data has \(classNames.count) classes")
         }
     }
     if let network = loaded.model as? ONNXNetwork {

@@ -16,7 +16,7 @@ struct Predict: TabledCommand, ComputingCommand {
     static let batchSpec = OptionSpec("batch", .integer(1...65_536), "Inputs run together (images are decoded a batch at a time).")
     static let options = [topSpec, formatSpec, batchSpec, Spec.threads]
 
-    @Argument(help: "Run folder, .safetensors or .onnx model file written by Distill (it records its preprocessing).")
+    @Argument(help: "Run folder, .safetensors or .onnx model file written by Distill (it records its preprocessing); an int8 model (a `distill quantize` folder, or a quantization-aware run's model-int8.safetensors) runs on the int8 kernels.")
     var model: String
     @Argument(help: "PNG or JPEG images, folders of them, .npy arrays ([N, ...] or one example) or .csv tables.")
     var inputs: [String]
@@ -36,6 +36,10 @@ struct Predict: TabledCommand, ComputingCommand {
         let loaded = try loadModel(model, role: "model")
         guard let preprocessing = loaded.preprocessing else {
             throw UserError("model \(model) records no preprocessing (it was not trained by this Distill, or came from another project): train or export it with Distill first")
+        }
+        if loaded.model is QuantizedModel {
+            // Its example shape and classes are checked before its kernels run (a hand-made file's record may not fit them).
+            try checkFits(loaded, shape: preprocessing.exampleShape, classNames: preprocessing.classNames, role: "model \(model)")
         }
         let examples: [Preprocessing.Input]
         do { examples = try preprocessing.inputs(inputs) } catch let error as DatasetError { throw UserError("\(error)") }

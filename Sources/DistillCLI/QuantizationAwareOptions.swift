@@ -52,31 +52,31 @@ struct QuantizationAwareOptions: ParsableArguments {
         }
     }
 
-    /// Writes the int8 model of the trained student beside the run's float one and says how
-    /// it scores on the test set against the fake-quantized model it was trained as.
-    static func finish(_ qat: QuantizationAwareTraining, folder: String, data: DataOptions.Loaded, say: (String) -> Void) throws {
-        let shape = data.preprocessing.exampleShape
+    /// Writes the int8 model of the trained student beside the run's float one (with the
+    /// architecture, so that layers that stay float are rebuilt when it is read), makes the
+    /// run's report describe it (`DistillationReport.describeInt8`: its test accuracy, cost on
+    /// the int8 kernels and file size; the fake-quantized model's accuracy beside them), and
+    /// says so.
+    static func finish(_ qat: QuantizationAwareTraining, report: inout DistillationReport, teacherLogits: Tensor?, folder: String,
+                       data: DataOptions.Loaded, name: String, options: ModelOptions, say: (String) -> Void) throws {
         let int8: QuantizedModel
-        do { int8 = try qat.convert(exampleShape: shape) } catch let error as QuantizationError { throw UserError("--quantize int8: \(error)") }
+        do { int8 = try qat.convert(exampleShape: data.preprocessing.exampleShape) } catch let error as QuantizationError {
+            throw UserError("--quantize int8: \(error)")
+        }
         let path = (folder as NSString).appendingPathComponent("model-int8.safetensors")
         do {
-            try QuantizedModelFile.write(int8, metadata: [Preprocessing.metadataKey: data.preprocessing.json], to: path)
+            var metadata = try QuantizedModelFile.architectureMetadata(name: name, options: options)
+            metadata[Preprocessing.metadataKey] = data.preprocessing.json
+            try QuantizedModelFile.write(int8, metadata: metadata, to: path)
+            try report.describeInt8(int8, fakeQuantized: qat.model, test: data.test, teacherLogits: teacherLogits, file: path,
+                                    floatFile: (folder as NSString).appendingPathComponent("model.safetensors"))
         } catch let error as FileError { throw UserError("\(error)") }
-        let test = data.test
-        var int8Correct = 0, fakeCorrect = 0, agree = 0
-        for start in stride(from: 0, to: test.count, by: 1000) {
-            let range = Array(start..<min(start + 1000, test.count))
-            let x = try test.batch(range)
-            let q = int8(x).argmaxRows(), f = qat.model.predictions(x).argmaxRows()
-            for (i, index) in range.enumerated() {
-                int8Correct += q[i] == test.labels[index] ? 1 : 0
-                fakeCorrect += f[i] == test.labels[index] ? 1 : 0
-                agree += q[i] == f[i] ? 1 : 0
-            }
-        }
-        let n = Double(max(test.count, 1))
-        say(String(format: "wrote %@: int8 test accuracy %.2f%% (the fake-quantized student %.2f%%, same class for %.2f%%)",
-                   path, 100 * Double(int8Correct) / n, 100 * Double(fakeCorrect) / n, 100 * Double(agree) / n))
+        guard let q = report.int8 else { return }
+        let cost = report.studentCost
+        say(String(format: "wrote %@: int8 test accuracy %.2f%% (the fake-quantized student %.2f%%, same class for %.2f%%); %d bytes (%.1f%% of model.safetensors); latency %.3f ms at batch 1, %.1f ms at batch 256 (%@ kernels, %d threads)",
+                   path, 100 * report.student.top1, 100 * q.fakeQuantized.top1, 100 * q.agreementWithFakeQuantized, q.fileBytes,
+                   100 * Double(q.fileBytes) / Double(max(q.floatFileBytes, 1)), cost.latencyBatch1Milliseconds, cost.latencyBatch256Milliseconds,
+                   q.kernelPath, q.threads))
     }
 }
 

@@ -65,6 +65,7 @@ struct Quantize: TabledCommand {
         let data = try dataOptions.load(seed: 0, recorded: try recordedPreprocessing(model, role: "model"), holdingOutValidation: false)
         let loaded = try loadModel(model, inputShape: data.preprocessing.exampleShape, role: "model")
         try checkFits(loaded, shape: data.preprocessing.exampleShape, classNames: data.preprocessing.classNames, role: "model \(model)")
+        guard !(loaded.model is QuantizedModel) else { throw UserError("model \(model) is an int8 model already: quantize the float model it came from") }
         let float = loaded.model
         float.eval()
         let train = data.train, test = data.test
@@ -103,17 +104,8 @@ struct Quantize: TabledCommand {
         do { try QuantizedModelFile.write(quantized, metadata: metadata, to: path) } catch let error as FileError { throw UserError("\(error)") }
 
         // Latency: the float model's median forward time and ours, same inputs, same threads.
-        let shape = data.preprocessing.exampleShape
-        let floatCost = ModelCost(float, inputShape: Shape(shape))
-        func latency(batch: Int, calls: Int) -> Double {
-            let x = Tensor.zeros(Shape([batch] + shape))
-            _ = quantized(x)
-            return ModelCost.medianMilliseconds(calls: calls, budgetSeconds: 0.5) {
-                let start = DispatchTime.now().uptimeNanoseconds
-                _ = quantized(x)
-                return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-            }
-        }
+        let shape = Shape(data.preprocessing.exampleShape)
+        let floatCost = ModelCost(float, inputShape: shape), int8Cost = ModelCost(quantized, inputShape: shape)
         let floatFile = SavedModel.onnxFile(at: model) ?? (isFolder(model) ? (model as NSString).appendingPathComponent("model.safetensors") : model)
         let report = QuantizationReport(
             model: model, calibrationExamples: count, calibrationMethod: method.rawValue, percentile: method == .percentile ? percentile : nil,
@@ -121,7 +113,7 @@ struct Quantize: TabledCommand {
             int8Accuracy: Double(int8Correct) / Double(max(test.count, 1)), agreement: Double(agree) / Double(max(test.count, 1)),
             floatFileBytes: fileSize(floatFile), int8FileBytes: fileSize(path),
             floatLatencyBatch1Milliseconds: floatCost.latencyBatch1Milliseconds, floatLatencyBatch256Milliseconds: floatCost.latencyBatch256Milliseconds,
-            int8LatencyBatch1Milliseconds: latency(batch: 1, calls: 60), int8LatencyBatch256Milliseconds: latency(batch: 256, calls: 15),
+            int8LatencyBatch1Milliseconds: int8Cost.latencyBatch1Milliseconds, int8LatencyBatch256Milliseconds: int8Cost.latencyBatch256Milliseconds,
             kernelPath: Compute.kernelPath.description, threads: Compute.threadCount, floatLayers: quantized.floatLayers)
         try writeJSON(report, to: (out as NSString).appendingPathComponent("quantization.json"))
         let r = report

@@ -55,7 +55,8 @@ struct Train: TrainingCommand {
 extension RunOutcome {
     /// The result line: test accuracy and macro-F1 of the final model and of the one selected on validation.
     func summary(out: String) -> String {
-        var text = String(format: "test accuracy %.2f%%, macro-F1 %.4f (final model", report.student.top1 * 100, report.student.macroF1)
+        var text = String(format: "test accuracy %.2f%%, macro-F1 %.4f (final %@model", report.student.top1 * 100, report.student.macroF1,
+                          report.int8 == nil ? "" : "int8 ")
         if let selected = report.selected, let epoch = report.selectedEpoch {
             text += String(format: "; %.2f%%, macro-F1 %.4f for the model selected on validation, epoch %d", selected.top1 * 100, selected.macroF1, epoch + 1)
         }
@@ -68,7 +69,8 @@ extension RunOutcome {
             text += String(format: "; teacher %.2f%%; agreement %.2f%%; ", teacher.top1 * 100, agreement * 100)
                 + compare(ratio, "fewer parameters", "more parameters") + ", " + compare(speed, "faster at batch 1", "slower at batch 1")
         }
-        return text + String(format: " in %.1f s; wrote %@/model.safetensors, evaluation.json, report.html", seconds, out)
+        return text + String(format: " in %.1f s; wrote %@/model.safetensors, %@evaluation.json, report.html", seconds, out,
+                             report.int8.map { "\($0.file), " } ?? "")
     }
 
     func fields(out: String) -> [String: Any] {

@@ -139,11 +139,21 @@ public struct ModelCost: Codable, Equatable, Sendable {
     /// 256 takes about 0.1 s and its 15 calls were 5 s of CPU time in every report; calls
     /// that long vary by a few percent, so three to five give the same median, while a
     /// small model's calls (fractions of a millisecond, the noisy ones) still all run.
+    ///
+    /// An int8 model (`QuantizedModel`) runs on the int8 kernels; its parameters are the values
+    /// it stores (`storedParameterCount`), its bytes the int8 weights with their scales and
+    /// int32 biases plus any float stages as Float32.
     public init(_ model: any Module, inputShape: Shape, repeats: Int = 15, budgetSeconds: Double = 0.5) {
-        let summary = ModelSummary(model, inputShape: inputShape)
-        parameters = summary.totalParameters
-        multiplyAdds = summary.totalMultiplyAdds
-        bytes = summary.bytes
+        if let quantized = model as? QuantizedModel {
+            parameters = quantized.storedParameterCount
+            multiplyAdds = quantized.multiplyAddsPerExample
+            bytes = quantized.weightBytes + quantized.floatStageBytes
+        } else {
+            let summary = ModelSummary(model, inputShape: inputShape)
+            parameters = summary.totalParameters
+            multiplyAdds = summary.totalMultiplyAdds
+            bytes = summary.bytes
+        }
         model.eval()
         func median(batch: Int, times: Int) -> Double {
             let x = Tensor.zeros(Shape([batch] + inputShape.dimensions))
@@ -190,6 +200,10 @@ public struct DistillationReport: Codable, Equatable, Sendable {
     public var selected: ClassificationMetrics?
     /// The selected model's epoch, from 0.
     public var selectedEpoch: Int?
+    /// A quantization-aware run's int8 model: when present, `student`, `studentCost` and the
+    /// ratios describe that int8 model (what the run ships), and this holds the fake-quantized
+    /// float model's scores, the file sizes and the kernels (`describeInt8`).
+    public var int8: Int8StudentReport?
 
     public init(student: any Module, teacher: (any Module)?, images: Tensor, labels: [Int], classNames: [String]) {
         self.init(student: student, teacher: teacher, studentLogits: student.predictions(images), teacherLogits: teacher.map { $0.predictions(images) },
@@ -225,6 +239,11 @@ public struct DistillationReport: Codable, Equatable, Sendable {
         self.teacher = teacherLogits.map { ClassificationMetrics(logits: $0, labels: labels, classNames: classNames) }
         studentCost = ModelCost(student, inputShape: shape)
         teacherCost = teacher.map { ModelCost($0, inputShape: shape) }
+        computeRatios()
+    }
+
+    /// The teacher ÷ student cost ratios, from `teacherCost` and `studentCost`.
+    mutating func computeRatios() {
         if let t = teacherCost {
             parameterRatio = Double(t.parameters) / Double(max(studentCost.parameters, 1))
             multiplyAddRatio = Double(t.multiplyAdds) / Double(max(studentCost.multiplyAdds, 1))

@@ -200,12 +200,21 @@ public enum HTMLReport {
         for run in runs {
             guard let e = run.evaluation else { continue }
             html += "<h2>\(escape(run.name))</h2><table><tr><th></th><th>accuracy</th><th>macro-F1</th><th>top-5</th><th>calibration error</th><th>parameters</th><th>multiply-adds</th><th>size</th><th>latency, batch 1</th><th>latency, batch 256</th><th>agreement</th></tr>"
-            func row(_ name: String, _ m: ClassificationMetrics, _ c: ModelCost, agreement: Double?) -> String {
-                "<tr><td>\(name)</td><td>\(String(format: "%.2f%%", m.top1 * 100))</td><td>\(String(format: "%.4f", m.macroF1))</td><td>\(String(format: "%.2f%%", m.top5 * 100))</td><td>\(String(format: "%.4f", m.expectedCalibrationError))</td><td>\(c.parameters)</td><td>\(c.multiplyAdds)</td><td>\(String(format: "%.0f KB", Double(c.bytes) / 1024))</td><td>\(String(format: "%.3f ms", c.latencyBatch1Milliseconds))</td><td>\(String(format: "%.2f ms", c.latencyBatch256Milliseconds))</td><td>\(agreement.map { String(format: "%.2f%%", $0 * 100) } ?? "—")</td></tr>"
+            func row(_ name: String, _ m: ClassificationMetrics, _ c: ModelCost?, agreement: Double?) -> String {
+                let cost = c.map { c in
+                    "<td>\(c.parameters)</td><td>\(c.multiplyAdds)</td><td>\(String(format: "%.0f KB", Double(c.bytes) / 1024))</td><td>\(String(format: "%.3f ms", c.latencyBatch1Milliseconds))</td><td>\(String(format: "%.2f ms", c.latencyBatch256Milliseconds))</td>"
+                } ?? String(repeating: "<td>—</td>", count: 5)
+                return "<tr><td>\(name)</td><td>\(String(format: "%.2f%%", m.top1 * 100))</td><td>\(String(format: "%.4f", m.macroF1))</td><td>\(String(format: "%.2f%%", m.top5 * 100))</td><td>\(String(format: "%.4f", m.expectedCalibrationError))</td>" + cost + "<td>\(agreement.map { String(format: "%.2f%%", $0 * 100) } ?? "—")</td></tr>"
             }
             if let t = e.teacher, let tc = e.teacherCost { html += row("teacher", t, tc, agreement: nil) }
-            html += row("student", e.student, e.studentCost, agreement: e.student.agreement)
+            html += row(e.int8 == nil ? "student" : "student, int8", e.student, e.studentCost, agreement: e.student.agreement)
+            if let q = e.int8 { html += row("student, fake-quantized (as trained)", q.fakeQuantized, nil, agreement: q.fakeQuantized.agreement) }
             html += "</table>"
+            if let q = e.int8 {
+                html += "<p>The int8 model (\(escape(q.file)), \(q.fileBytes) bytes, \(String(format: "%.1f%%", 100 * Double(q.fileBytes) / Double(max(q.floatFileBytes, 1)))) of the float model's \(q.floatFileBytes)) "
+                    + "gives the fake-quantized model's class for \(String(format: "%.2f%%", q.agreementWithFakeQuantized * 100)) of the test examples; its latency is on the \(escape(q.kernelPath)) int8 kernels, \(q.threads) threads"
+                    + (q.floatLayers.isEmpty ? "." : "; layers that stay float: \(escape(q.floatLayers.joined(separator: ", "))).") + "</p>"
+            }
             var bars: [(String, [Double])] = []
             if let t = e.teacher { bars.append(("teacher", t.perClassAccuracy)) }
             bars.append(("student", e.student.perClassAccuracy))

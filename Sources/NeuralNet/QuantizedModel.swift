@@ -3,13 +3,17 @@ import Tensors
 /// A quantized model: the float input is quantized once, the layers run on the int8 kernels
 /// (`Int8Kernels`), residual blocks on the quantized add, float stages in float between a
 /// dequantization and a quantization, and the last layer's outputs come back as floats.
-public final class QuantizedModel: @unchecked Sendable {
+///
+/// It is a `Module` for inference only (`predictions`, evaluation, a teacher's outputs): it
+/// has no float parameters to train or save; `QuantizedModelFile` saves it.
+public final class QuantizedModel: Module, @unchecked Sendable {
     /// One example's shape: [C, H, W] images or [F] features.
     public let exampleShape: [Int]
     public let input: QuantizationParameters
     public let layers: [QuantizedLayer]
     /// One example's output shape: [classes] after a linear layer, [C, H, W] after a convolution or pooling.
     public let outputShape: [Int]
+    public let state = ModuleState()
 
     /// Throws unless the layers fit one another from examples of `exampleShape` (what a file
     /// may get wrong), so that running the model cannot trap.
@@ -85,6 +89,75 @@ public final class QuantizedModel: @unchecked Sendable {
         return names(layers).filter { seen.insert($0).inserted }
     }
 
+    /// Values stored for the layers: int8 weights, int32 biases, and float stages' parameters
+    /// (what `ModelCost.parameters` counts for an int8 model; batch norms are folded away).
+    public var storedParameterCount: Int {
+        func count(_ layers: [QuantizedLayer]) -> Int {
+            layers.reduce(0) { total, layer in
+                switch layer {
+                case let .conv2d(c): return total + c.weights.packed.weights.count + c.bias.count
+                case let .linear(l): return total + l.weights.packed.weights.count + l.bias.count
+                case let .residual(r): return total + count(r.main) + count(r.shortcut)
+                case let .float(f): return total + f.module.parameterCount
+                case .maxPool2d, .flatten, .globalAveragePool: return total
+                }
+            }
+        }
+        return count(layers)
+    }
+
+    /// Bytes of the float stages' parameters and buffers (Float32), which `weightBytes` leaves out.
+    public var floatStageBytes: Int {
+        func bytes(_ layers: [QuantizedLayer]) -> Int {
+            layers.reduce(0) { total, layer in
+                switch layer {
+                case let .float(f): return total + f.module.stateDict().reduce(0) { $0 + $1.tensor.count } * MemoryLayout<Float>.size
+                case let .residual(r): return total + bytes(r.main) + bytes(r.shortcut)
+                default: return total
+                }
+            }
+        }
+        return bytes(layers)
+    }
+
+    /// Multiply-adds of one example: each convolution's outputs times its inputs a pixel
+    /// (kh·kw·C, or kh·kw depthwise), each linear layer's outputs times its inputs, and the
+    /// float stages' as `ModelSummary` counts them.
+    public var multiplyAddsPerExample: Int {
+        func count(_ layers: [QuantizedLayer], dims: [Int]) -> (total: Int, dims: [Int]) {
+            var (total, dims) = (0, dims)
+            for layer in layers {
+                switch layer {
+                case let .conv2d(c):
+                    let out = c.window.outputSize(height: dims[0], width: dims[1])!
+                    total += out.height * out.width * c.weights.packed.outputs * c.weights.packed.inputs
+                    dims = [out.height, out.width, c.weights.packed.outputs]
+                case let .maxPool2d(window):
+                    let out = window.outputSize(height: dims[0], width: dims[1])!
+                    dims = [out.height, out.width, dims[2]]
+                case .flatten: dims = [dims.reduce(1, *)]
+                case .globalAveragePool: dims = [1, 1, dims[2]]
+                case let .linear(l):
+                    total += l.weights.packed.outputs * l.weights.packed.inputs
+                    dims = [l.weights.packed.outputs]
+                case let .residual(r):
+                    let main = count(r.main, dims: dims), shortcut = count(r.shortcut, dims: dims)
+                    total += main.total + shortcut.total
+                    dims = main.dims
+                case let .float(f):
+                    let shapes = f.module.traceShapes(inputShape: Shape(f.inputShape))
+                    total += f.module.namedModules().reduce(0) { sum, entry in
+                        let (input, output) = shapes[ObjectIdentifier(entry.module)] ?? ([], [])
+                        return sum + ModelSummary.multiplyAdds(entry.module, input: input, output: output)
+                    }
+                    dims = channelsLast(f.outputShape)
+                }
+            }
+            return (total, dims)
+        }
+        return count(layers, dims: channelsLast(exampleShape)).total
+    }
+
     /// Bytes of the int8 weights, their scales and the int32 biases (float stages not counted).
     public var weightBytes: Int {
         func bytes(_ layers: [QuantizedLayer]) -> Int {
@@ -100,8 +173,9 @@ public final class QuantizedModel: @unchecked Sendable {
         return bytes(layers)
     }
 
-    /// The float outputs [N, ...] for float inputs [N, exampleShape...] (NCHW images).
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// The float outputs [N, ...] for float inputs [N, exampleShape...] (NCHW images); call
+    /// the model as a function (`model(x)`).
+    public func forward(_ x: Tensor) -> Tensor {
         require(Array(x.shape.dimensions.dropFirst()) == exampleShape,
                 "QuantizedModel: input \(x.shape) does not match examples of shape \(exampleShape)")
         let batch = x.shape[0]

@@ -1,5 +1,7 @@
+import Datasets
 import Foundation
 import ModelFormats
+import NeuralNet
 import TestSupport
 import XCTest
 
@@ -31,6 +33,57 @@ extension CommandLineTests {
         // One-line errors: an unknown method, and a model whose data does not fit.
         try assertFails(["quantize", run.path, "--calibration-method", "mean", "--out", folder("bad").path], mentioning: "--calibration-method")
         try assertFails(["quantize", "/nonexistent/run", "--out", folder("bad").path], mentioning: "does not exist")
+        try assertFails(["quantize", quantized.path, "--classes", "0-4", "--out", folder("bad").path], mentioning: "is an int8 model already")
+        try assertEvaluateAndPredictRunTheInt8Model(quantized, int8Accuracy: try XCTUnwrap(report["int8Accuracy"] as? Double))
+    }
+
+    /// `distill evaluate` and `distill predict` of a `distill quantize` folder and its file run
+    /// the int8 model: evaluate's test accuracy is the one quantize reported, predict's classes
+    /// for the 5,000 test images of classes 0-4 (an .npy of their pixels in [0, 1]) are the
+    /// int8 model's own; a truncated file and a zero scale are one-line errors.
+    private func assertEvaluateAndPredictRunTheInt8Model(_ quantized: URL, int8Accuracy: Double) throws {
+        let file = quantized.appendingPathComponent("model.safetensors")
+        for model in [quantized.path, file.path] {
+            let evaluated = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try assertSucceeds(["evaluate", model, "--classes", "0-4", "--json"]).utf8))
+                as? [String: Any])
+            XCTAssertEqual((evaluated["student"] as? [String: Any])?["top1"] as? Double, int8Accuracy, "distill evaluate \(model)")
+            let cost = try XCTUnwrap(evaluated["studentCost"] as? [String: Any])
+            XCTAssertGreaterThan(try XCTUnwrap(cost["latencyBatch256Milliseconds"] as? Double), 0)
+            XCTAssertLessThan(try XCTUnwrap(cost["bytes"] as? Int), 60_000, "int8 weights, not float32: \(cost)")
+        }
+        XCTAssertTrue(try assertSucceeds(["evaluate", quantized.path, "--classes", "0-4"]).contains("(int8 model on the "))
+
+        let images = try IDX.read(FashionMNIST.defaultDirectory + "/t10k-images-idx3-ubyte.gz")
+        let labels = try IDX.read(FashionMNIST.defaultDirectory + "/t10k-labels-idx1-ubyte.gz").bytes.map(Int.init)
+        let kept = labels.indices.filter { labels[$0] < 5 }
+        let pixels = kept.flatMap { i in images.bytes[(i * 784)..<((i + 1) * 784)].map { Float($0) / 255 } }
+        let inputs = quantized.appendingPathComponent("test-0-4.npy")
+        try Self.npy(pixels, shape: [kept.count, 1, 28, 28]).write(to: inputs)
+        let (int8, metadata) = try QuantizedModelFile.read(file.path)
+        let preprocessing = try Preprocessing.decode(try XCTUnwrap(metadata[Preprocessing.metadataKey]), file: file.path)
+        let expected = int8(try preprocessing.batch(try preprocessing.inputs([inputs.path])[...])).max(alongAxis: 1).indices
+        let rows = try assertSucceeds(["predict", file.path, inputs.path, "--format", "csv", "--batch", "500"])
+            .split(separator: "\n").dropFirst().map { $0.split(separator: ",").map(String.init) }
+        XCTAssertEqual(rows.count, kept.count)
+        XCTAssertEqual(rows.map { $0[1] }, expected.map { preprocessing.classNames[$0] }, "predict gives the int8 model's classes")
+        let correct = zip(rows, kept).filter { $0.0[1] == FashionMNIST.classNames[labels[$0.1]] }.count
+        print("int8 predict: \(correct) of \(kept.count) correct (quantize reported \(int8Accuracy))")
+        XCTAssertEqual(Double(correct) / Double(kept.count), int8Accuracy, accuracy: 0.001)
+
+        let truncated = quantized.appendingPathComponent("truncated.safetensors"), zeroScale = quantized.appendingPathComponent("zero-scale.safetensors")
+        let good = try Data(contentsOf: file)
+        try good.prefix(good.count / 2).write(to: truncated)
+        let (stored, fileMetadata) = try SafeTensors.parseRaw(good, file: file.path)
+        var tensors = stored
+        tensors["layers.0.weight_scale"]!.bytes.replaceSubrange(0..<4, with: [0, 0, 0, 0])
+        try SafeTensors.encode(raw: tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }, metadata: fileMetadata).write(to: zeroScale)
+        for (bad, problem) in [(truncated, "data_offsets"), (zeroScale, "scale 0.0 of output channel 0 is not a positive finite number")] {
+            for arguments in [["evaluate", bad.path, "--classes", "0-4"], ["predict", bad.path, inputs.path]] {
+                try assertFails(arguments, mentioning: bad.path + ": ")
+                let errors = try run(arguments).errors.trimmingCharacters(in: .whitespacesAndNewlines)
+                XCTAssertTrue(errors.contains(problem) && !errors.contains("\n"), "\(arguments): one line naming the problem: \(errors)")
+            }
+        }
     }
 
     /// A resnet8 run (1,500 images of classes 0-4, 3 epochs; residual blocks, global average
@@ -88,6 +141,28 @@ extension CommandLineTests {
         XCTAssertEqual(a, b, "the resumed run's int8 model is the uninterrupted run's")
         let (model, _) = try QuantizedModelFile.read(straight.appendingPathComponent("model-int8.safetensors").path)
         XCTAssertEqual(model.exampleShape, [1, 12, 12])
+
+        // The run's evaluation.json and report describe the int8 model it ships, with the
+        // fake-quantized model's scores beside it; distill evaluate of the file agrees.
+        let evaluation = try json(straight.appendingPathComponent("evaluation.json"))
+        let student = try XCTUnwrap(evaluation["student"] as? [String: Any]), int8 = try XCTUnwrap(evaluation["int8"] as? [String: Any])
+        let fake = try XCTUnwrap(int8["fakeQuantized"] as? [String: Any])
+        print("quantization-aware run: int8 \(student["top1"] ?? "?"), fake-quantized \(fake["top1"] ?? "?"), agreement \(int8["agreementWithFakeQuantized"] ?? "?"), "
+              + "file \(int8["fileBytes"] ?? "?") of \(int8["floatFileBytes"] ?? "?") bytes, cost \(evaluation["studentCost"] ?? "?")")
+        XCTAssertEqual(int8["file"] as? String, "model-int8.safetensors")
+        XCTAssertEqual(int8["fileBytes"] as? Int, a.count)
+        XCTAssertLessThan(Double(a.count), 0.5 * Double(try XCTUnwrap(int8["floatFileBytes"] as? Int)))
+        XCTAssertGreaterThan(try XCTUnwrap(int8["agreementWithFakeQuantized"] as? Double), 0.95)
+        XCTAssertLessThan(abs(try XCTUnwrap(fake["top1"] as? Double) - (try XCTUnwrap(student["top1"] as? Double))), 0.05)
+        let evaluated = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try assertSucceeds(
+            ["evaluate", straight.appendingPathComponent("model-int8.safetensors").path, "--data", data.train, "--test-data", data.test, "--json"]).utf8))
+            as? [String: Any])
+        XCTAssertEqual((evaluated["student"] as? [String: Any])?["top1"] as? Double, student["top1"] as? Double, "distill evaluate model-int8.safetensors")
+        let cost = try XCTUnwrap(evaluation["studentCost"] as? [String: Any]), evaluatedCost = try XCTUnwrap(evaluated["studentCost"] as? [String: Any])
+        for key in ["parameters", "multiplyAdds", "bytes"] { XCTAssertEqual(cost[key] as? Int, evaluatedCost[key] as? Int, key) }
+        XCTAssertGreaterThan(try XCTUnwrap(cost["latencyBatch256Milliseconds"] as? Double), 0)
+        let page = try String(contentsOf: straight.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(page.contains("<td>student, int8</td>") && page.contains("<td>student, fake-quantized (as trained)</td>"), "report.html")
 
         let bad = folder("qat-bad").path
         try assertFails(["distill", "--teacher", float.path, "--student-weights", "/nonexistent/run", "--quantize", "int8", "--out", bad] + common,

@@ -39,6 +39,8 @@ extension QuantizationTests {
             let x = Tensor.randomNormal([48, 1, 28, 28], using: &g)
             let quantized = try Quantizer.quantize(model, calibration: x)
             XCTAssertEqual(quantized.floatLayers, [], name)
+            // Folding batch norm changes no convolution's shape: the int8 model does the float one's multiply-adds.
+            XCTAssertEqual(quantized.multiplyAddsPerExample, ModelSummary(model, inputShape: [1, 28, 28]).totalMultiplyAdds, name)
             let worst = worstSteps(model, quantized, x)
             print("QuantizationTests: \(name) ×\(width): max logit error \(worst) steps of the logits' range in 255")
             XCTAssertLessThan(worst, 4, "\(name): within 4 steps (measured 1.1 resnet8, 1.4 mobilenetv2)")
@@ -73,6 +75,9 @@ extension QuantizationTests {
         let x = Tensor.randomNormal([48, 1, 28, 28], using: &g)
         let quantized = try Quantizer.quantize(model, calibration: x)
         XCTAssertEqual(quantized.floatLayers, ["grouped", "tanh", "pool", "gelu"])
+        // The float stages' work and parameters count too; the batch norm's γ and β are folded away.
+        XCTAssertEqual(quantized.multiplyAddsPerExample, ModelSummary(model, inputShape: [1, 28, 28]).totalMultiplyAdds)
+        XCTAssertEqual(quantized.storedParameterCount, model.parameterCount - 2 * 4)
         let worst = worstSteps(model, quantized, x)
         print("QuantizationTests: float stages: max logit error \(worst) steps")
         XCTAssertLessThan(worst, 4, "measured 1.05")
