@@ -6,6 +6,10 @@ let package = Package(
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
+        .library(name: "Training", targets: ["Training"]),
+        // For apps that embed a trained student: loads a float or int8 model file with its
+        // preprocessing and predicts; no training code, YAML, ONNX, image decoding or MPI.
+        .library(name: "DistillInference", targets: ["DistillInference"]),
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "ModelFormats", targets: ["ModelFormats"]),
         .library(name: "Distillation", targets: ["Distillation"]),
@@ -50,41 +54,53 @@ let package = Package(
                 .linkedFramework("Accelerate", .when(platforms: [.macOS, .iOS])),
             ]
         ),
+        // Layers, modules, the model zoo and the int8 runtime: what running a model needs.
         .target(name: "NeuralNet", dependencies: ["Tensors"]),
+        // What only training needs: optimizers, schedules, losses, quantization-aware training.
+        .target(name: "Training", dependencies: ["Tensors", "NeuralNet"]),
+        // The inference-only library: reading model files (safetensors, Distill's float and
+        // int8 model files), the preprocessing they record, and `InferenceModel`. Writers live
+        // in ModelFormats, input files (images, NPY, CSV) in Datasets.
+        .target(name: "DistillInference", dependencies: ["Tensors", "NeuralNet"]),
         // PNG and JPEG decoding through libpng and libjpeg-turbo; C for libjpeg's
         // setjmp-based error handling, which Swift cannot express.
         .target(
             name: "CImage",
             linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
         ),
-        .target(name: "Datasets", dependencies: ["Tensors", "CZlib", "CImage"]),
+        .target(name: "Datasets", dependencies: ["Tensors", "DistillInference", "CZlib", "CImage"]),
         // The served teacher's HTTP(S) transport on libcurl (libcurl4-openssl-dev on Linux):
         // C because curl_easy_setopt is variadic. URLSession on Linux cannot be told which
         // certificate authority to trust, nor to stop reading a body at a limit.
         .target(name: "CHTTP", linkerSettings: [.linkedLibrary("curl")]),
-        .target(name: "ModelFormats", dependencies: ["Tensors", "NeuralNet"]),
-        .target(name: "Distillation", dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats", "CHTTP"]),
+        .target(name: "ModelFormats", dependencies: ["Tensors", "NeuralNet", "Training", "DistillInference"]),
+        .target(name: "Distillation", dependencies: ["Tensors", "NeuralNet", "Training", "DistillInference", "Datasets", "ModelFormats", "CHTTP"]),
         .target(name: "DistillMPI", dependencies: ["CMPI", "Tensors"]),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Tensors", "NeuralNet", "Datasets", "ModelFormats", "Distillation", "DistillMPI",
+                "Tensors", "NeuralNet", "Training", "DistillInference", "Datasets", "ModelFormats", "Distillation", "DistillMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
             name: "DistillBench",
-            dependencies: ["Tensors", "NeuralNet", "Datasets", "ModelFormats", "Distillation"],
+            dependencies: ["Tensors", "NeuralNet", "Training", "DistillInference", "Datasets", "ModelFormats", "Distillation"],
             path: "bench/DistillBench"
         ),
+        // An app's use of the inference-only library, and what its binary weighs
+        // (docs/quantization.md): it must depend on DistillInference alone.
+        .executableTarget(name: "distill-predict-example", dependencies: ["DistillInference"], path: "Examples/PredictExample"),
         .target(name: "TestSupport", dependencies: ["Tensors"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "CKernels", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "NeuralNet", "Tensors", "Datasets", "ModelFormats", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "DistillInference", "Tensors", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "Training", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "NeuralNet", "Training", "DistillInference", "Tensors", "Datasets", "ModelFormats", "TestSupport"], exclude: ["Fixtures"]),
         // The CLI tests run the built binary; ModelFormats and Datasets read what it writes.
-        .testTarget(name: "DistillCLITests", dependencies: ["TestSupport", "ModelFormats", "NeuralNet", "Datasets", "Tensors"]),
-        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "DistillCLITests", dependencies: ["TestSupport", "ModelFormats", "DistillInference", "NeuralNet", "Datasets", "Tensors"]),
+        .testTarget(name: "ModelFormatsTests", dependencies: ["ModelFormats", "NeuralNet", "Training", "DistillInference", "Tensors", "Datasets", "TestSupport"], exclude: ["Fixtures"]),
+        // The inference library's tests: ModelFormats only writes the models they read back.
+        .testTarget(name: "DistillInferenceTests", dependencies: ["DistillInference", "NeuralNet", "Tensors", "ModelFormats", "TestSupport"]),
     ]
 )

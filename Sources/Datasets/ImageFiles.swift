@@ -1,4 +1,5 @@
 import CImage
+import DistillInference
 import Foundation
 import Tensors
 

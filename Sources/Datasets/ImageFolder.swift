@@ -1,11 +1,12 @@
 import CImage
+import DistillInference
 import Foundation
 import Tensors
 
 /// Decodes PNG and JPEG images (libpng, libjpeg-turbo).
 public enum ImageDecoder {
     /// Images larger than this many pixels are refused before any pixel memory is allocated.
-    public static let maximumPixels = 64 << 20
+    public static let maximumPixels = Preprocessing.maximumPixels
 
     /// 8-bit pixels, interleaved with `channels` (1 or 3) per pixel.
     public struct Image {

@@ -1,3 +1,4 @@
+import DistillInference
 import Foundation
 import Tensors
 
@@ -45,6 +46,16 @@ extension Preprocessing {
             }
         }
         return result
+    }
+
+    /// One image file as the model's input [channels, height, width].
+    public func image(contentsOf path: String) throws -> [Float] {
+        guard kind == .images else { throw DatasetError(file: path, "the model takes feature vectors, not images") }
+        var values = [Float](repeating: 0, count: channels * height * width)
+        let files = ImageFiles(paths: [path], channels: channels, height: height, width: width, resizes: true)
+        try values.withUnsafeMutableBufferPointer { try files.decode(0, into: $0.baseAddress!, buffers: ImageBuffers()) }
+        prepare(&values)
+        return values
     }
 
     /// The model's input batch [inputs.count, ...] for `inputs`, preprocessed.

@@ -1,6 +1,7 @@
 import ArgumentParser
-import Foundation
 import Datasets
+import DistillInference
+import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors

@@ -1,5 +1,6 @@
 import Datasets
 import Distillation
+import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet
@@ -47,9 +48,7 @@ func recordedPreprocessing(_ path: String, role: String) throws -> Preprocessing
         if let file = SavedModel.onnxFile(at: path) {
             return try ONNXModel.read(file).metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw FileError(file: path, "does not exist") }
-        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
+        let file = try SavedModel.modelFile(at: path)
         return try SafeTensors.read(file).metadata[Preprocessing.metadataKey].map { try Preprocessing.decode($0, file: file) }
     } catch let error as FileError {
         throw UserError("\(role): \(error)")

@@ -1,6 +1,7 @@
 import Datasets
 import Distillation
 import NeuralNet
+import Training
 
 /// Every option of the training commands, declared once: name, kind, range, help. Defaults
 /// live in `TrainingDefaults` (shared) or beside the `@Option` that uses them (one command's own).

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Datasets
 import Distillation
+import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 
 /// Where the data comes from and which part of it is used.
 struct DataOptions: ParsableArguments {

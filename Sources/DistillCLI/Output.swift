@@ -1,8 +1,9 @@
 import ArgumentParser
-import Foundation
 import Distillation
+import Foundation
 import NeuralNet
 import Tensors
+import Training
 
 /// How much a long-running command prints.
 struct OutputOptions: ParsableArguments {

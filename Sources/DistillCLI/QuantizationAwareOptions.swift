@@ -1,10 +1,12 @@
 import ArgumentParser
 import Datasets
 import Distillation
+import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 
 /// `distill distill --quantize int8` (quantization-aware distillation, docs/quantization.md)
 /// and `--student-weights` (the trained float student it usually starts from).

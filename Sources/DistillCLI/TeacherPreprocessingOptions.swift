@@ -1,5 +1,6 @@
 import ArgumentParser
 import Datasets
+import DistillInference
 
 /// How teachers that record no preprocessing (ONNX files from other projects) expect their
 /// inputs: declared once, for `distill` and `evaluate`.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Datasets
 import Distillation
+import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet

@@ -3,6 +3,7 @@ import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 
 /// A model trained on an old task, re-headed for a new one: a shared backbone that gives
 /// features [B, in], the old classifier head (kept, so the old task can still be measured and

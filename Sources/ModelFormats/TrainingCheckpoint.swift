@@ -1,6 +1,8 @@
+import DistillInference
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 
 /// Everything a run needs to continue exactly where it stopped: model parameters and
 /// buffers, optimizer state, position (epoch and step), and random generators (the data

@@ -176,7 +176,7 @@ public enum FusedActivation: String, Sendable, Codable {
         }
     }
 
-    func apply(_ x: Float) -> Float {
+    package func apply(_ x: Float) -> Float {
         switch self {
         case .none: return x
         case .relu: return max(x, 0)

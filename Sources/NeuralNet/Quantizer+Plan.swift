@@ -6,13 +6,13 @@ extension Quantizer {
     /// Where a layer's output range is observed: the output of the module at `module`, with
     /// `activation` applied first (an activation the module's parent applies inline, such as
     /// ResNet's `relu()` after the stem's batch norm).
-    struct Tap: Hashable {
-        var module: String
-        var activation: FusedActivation = .none
+    package struct Tap: Hashable {
+        package var module: String
+        package var activation: FusedActivation = .none
     }
 
     /// A float layer group that becomes one quantized layer.
-    indirect enum Stage {
+    package indirect enum Stage {
         case conv(Conv2d, BatchNorm?, FusedActivation, name: String, observed: Tap)
         case linear(Linear, FusedActivation, name: String, observed: Tap)
         case maxPool(PoolingWindow)
@@ -125,7 +125,7 @@ extension Quantizer {
     }
 
     /// The model's stages; throws when nothing in it can be quantized.
-    static func plan(_ model: any Module) throws -> [Stage] {
+    package static func plan(_ model: any Module) throws -> [Stage] {
         let stages = try Self.stages(steps(model, ""))
         func quantizes(_ stage: Stage) -> Bool {
             switch stage {
@@ -141,7 +141,7 @@ extension Quantizer {
     }
 
     /// Every tap the stages observe.
-    static func taps(_ stages: [Stage]) -> [Tap] {
+    package static func taps(_ stages: [Stage]) -> [Tap] {
         stages.flatMap { stage -> [Tap] in
             switch stage {
             case let .conv(_, _, _, _, tap), let .linear(_, _, _, tap), let .globalAveragePool(tap), let .float(_, _, _, tap): return [tap]

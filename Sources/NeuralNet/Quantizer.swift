@@ -236,3 +236,15 @@ public enum Quantizer {
 /// One example's channels-last shape ([H, W, C] or other) as the float layers see it, and back.
 func channelsFirst(_ dims: [Int]) -> [Int] { dims.count == 3 ? [dims[2], dims[0], dims[1]] : dims }
 func channelsLast(_ dims: [Int]) -> [Int] { dims.count == 3 ? [dims[1], dims[2], dims[0]] : dims }
+
+/// Activation ranges given rather than calibrated: the model's input and the output of each
+/// layer group, by the name of the module the quantizer observes.
+public struct QuantizationRanges: Sendable {
+    public var input: QuantizationParameters
+    public var outputs: [String: QuantizationParameters] = [:]
+
+    public init(input: QuantizationParameters, outputs: [String: QuantizationParameters] = [:]) {
+        self.input = input
+        self.outputs = outputs
+    }
+}

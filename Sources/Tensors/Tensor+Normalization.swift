@@ -264,3 +264,11 @@ extension Tensor {
         return self * mask
     }
 }
+
+extension Tensor {
+    /// x / max(‖x‖₂, ε) along `axis` (PyTorch's `F.normalize`): the text models' embeddings
+    /// at inference, and the similarity losses in training.
+    public func l2Normalized(alongAxis axis: Int = 1, epsilon: Float = 1e-12) -> Tensor {
+        self / norm(alongAxes: [axis], keepDims: true).maximum(Tensor(scalar: epsilon))
+    }
+}

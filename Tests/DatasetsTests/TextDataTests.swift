@@ -1,4 +1,5 @@
 import Datasets
+import DistillInference
 import Foundation
 import Tensors
 import TestSupport

@@ -1,3 +1,4 @@
+import DistillInference
 import Foundation
 import ModelFormats
 import Tensors

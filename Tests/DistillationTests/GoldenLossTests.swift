@@ -3,6 +3,7 @@ import Foundation
 import NeuralNet
 import Tensors
 import TestSupport
+import Training
 import XCTest
 
 /// Every distillation loss against a PyTorch implementation of the same formula

@@ -1,5 +1,6 @@
 import Datasets
 import Distillation
+import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet

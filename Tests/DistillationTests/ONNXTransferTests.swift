@@ -5,6 +5,7 @@ import ModelFormats
 import NeuralNet
 import Tensors
 import TestSupport
+import Training
 import XCTest
 
 /// Transfer from the user's own model: `branchnet.onnx`, a CNN that is not a zoo architecture

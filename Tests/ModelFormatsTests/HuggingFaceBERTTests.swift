@@ -1,9 +1,11 @@
 import Datasets
+import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
 import TestSupport
+import Training
 import XCTest
 
 /// Loading Hugging Face BERT encoders by name, and the all-MiniLM-L6-v2 teacher's sentence

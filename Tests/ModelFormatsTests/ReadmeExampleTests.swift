@@ -2,13 +2,14 @@ import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 import XCTest
 
 /// The README's library examples, kept compiling and running (file paths moved to a
 /// temporary folder). Change both together.
 final class ReadmeExampleTests: XCTestCase {
     func testEngineExample() {
-        // The README's imports: NeuralNet (the losses) and Tensors.
+        // The README's imports: Tensors and Training (the losses).
         var generator = RandomGenerator(seed: 0)
         let x = Tensor.randomNormal([64, 1, 28, 28], using: &generator)
         let weight = Tensor.randomNormal([8, 1, 3, 3], standardDeviation: 0.1, using: &generator)

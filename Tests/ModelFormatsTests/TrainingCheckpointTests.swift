@@ -1,7 +1,9 @@
+import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 import XCTest
 
 final class TrainingCheckpointTests: XCTestCase {

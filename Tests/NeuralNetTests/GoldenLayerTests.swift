@@ -2,6 +2,7 @@ import Foundation
 import NeuralNet
 import Tensors
 import TestSupport
+import Training
 import XCTest
 
 /// Layers, optimizers, schedules and clipping against PyTorch (scripts/generate_golden_nn.py).

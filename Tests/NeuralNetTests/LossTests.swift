@@ -2,6 +2,7 @@ import Foundation
 import NeuralNet
 import Tensors
 import TestSupport
+import Training
 import XCTest
 
 /// Values and gradients of the losses against PyTorch (fixture: scripts/generate_golden_ops.py,

@@ -1,6 +1,7 @@
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 import XCTest
 
 /// Quantization-aware training: fake quantization rounds to the int8 model's grid with

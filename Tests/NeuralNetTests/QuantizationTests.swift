@@ -1,6 +1,7 @@
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 import XCTest
 
 /// Post-training static quantization (Quantizer, QuantizedModel): a briefly trained

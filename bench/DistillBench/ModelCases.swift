@@ -3,6 +3,7 @@ import Distillation
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 
 // The model-level cases of issue 9: zoo models trained and run exactly as the PyTorch peer
 // runs scripts/zoo_models.py's copies of them.

@@ -38,6 +38,7 @@ import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 
 struct Options {
     var caseName = ""

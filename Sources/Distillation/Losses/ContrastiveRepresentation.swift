@@ -1,6 +1,7 @@
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 
 /// Contrastive representation distillation (Tian, Krishnan & Isola 2020): linear embedding
 /// heads map the student's and the teacher's features to unit vectors of `dimension` (128);

@@ -1,5 +1,6 @@
 import NeuralNet
 import Tensors
+import Training
 
 /// Embedding distillation: the student's output vectors (a sentence encoder's pooled
 /// embeddings, [B, D]) should equal the teacher's: the mean over the batch of the squared

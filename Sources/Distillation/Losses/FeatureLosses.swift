@@ -1,6 +1,7 @@
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 
 /// FitNets hints (Romero et al. 2015): the student's hint layer, through a learned regressor,
 /// should reproduce the teacher's guided layer: mean squared error between regressor(s) and t.

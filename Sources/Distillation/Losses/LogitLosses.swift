@@ -1,6 +1,7 @@
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 
 /// Knowledge distillation (Hinton, Vinyals & Dean 2015): T²·KL(softmax(t/T) ‖ softmax(s/T)),
 /// KL summed over classes and averaged over the batch. With the usual cross-entropy weighted

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import NeuralNet
 import Tensors
+import Training
 
 /// Another task trained together with the main one (joint training): batches of `data`,
 /// as many as the main task's and in step with it, scored by cross-entropy on the model's

@@ -3,6 +3,7 @@ import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 
 /// The one training loop: scratch training (cross-entropy alone), distillation (teachers and
 /// weighted loss terms) and transfer (learning-rate scales, frozen modules, extra heads and

@@ -1,6 +1,7 @@
-import Tensors
 import Datasets
 import NeuralNet
+import Tensors
+import Training
 
 /// Every training default, in one place: the command line's option tables, YAML experiments,
 /// the library's configurations and the docs take their values from here.

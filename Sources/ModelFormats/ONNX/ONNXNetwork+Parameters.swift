@@ -1,5 +1,6 @@
 import NeuralNet
 import Tensors
+import Training
 
 // Which of an imported graph's initializers train, how they group for gradual unfreezing,
 // which ones a node reads (freezing by node name), and a fresh initialisation (the scratch

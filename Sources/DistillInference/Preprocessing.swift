@@ -8,6 +8,9 @@ import Tensors
 /// Images: decoded as 8-bit pixels, converted to `channels` (gray or RGB, in `channelOrder`),
 /// resized bilinearly to `height` × `width`, scaled to [0, 1], then (x − mean[c]) / std[c].
 /// Tables: each feature standardised, (x − mean[f]) / std[f].
+///
+/// The description and `prepare` (channel order, normalisation) are the inference library's;
+/// reading inputs from files (image decoding, `.npy`, `.csv`) is Datasets'.
 public struct Preprocessing: Codable, Equatable, Sendable {
     /// Images [channels, height, width] or feature vectors [features].
     public enum Kind: String, Codable, Sendable { case images, features }
@@ -42,6 +45,9 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     /// The shape of one model input.
     public var exampleShape: [Int] { kind == .images ? [channels, height, width] : [features ?? channels] }
 
+    /// The most pixels an image may have (the image decoder's limit too).
+    public static let maximumPixels = 64 << 20
+
     /// Metadata key under which model files carry this as JSON.
     public static let metadataKey = "distill.preprocessing"
 
@@ -56,7 +62,7 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     public static func decode(_ json: String, file: String) throws -> Preprocessing {
         let value: Preprocessing
         do { value = try JSONDecoder().decode(Preprocessing.self, from: Data(json.utf8)) } catch {
-            throw DatasetError(file: file, "its preprocessing record is not valid: \(json.prefix(200))")
+            throw FileError(file: file, "its preprocessing record is not valid: \(json.prefix(200))")
         }
         try value.check(file: file)
         return value
@@ -68,25 +74,15 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     public func check(file: String) throws {
         let n = kind == .images ? channels : (features ?? channels)
         let (pixels, overflow) = height.multipliedReportingOverflow(by: width)
-        guard channels >= 1, height >= 1, width >= 1, !overflow, pixels <= ImageDecoder.maximumPixels, n >= 1, n <= 1 << 24,
+        guard channels >= 1, height >= 1, width >= 1, !overflow, pixels <= Self.maximumPixels, n >= 1, n <= 1 << 24,
               kind == .features || channels == 1 || channels == 3 else {
-            throw DatasetError(file: file, "preprocessing has sizes \(kind == .images ? "\(channels)×\(height)×\(width)" : "\(n) features") that Distill does not read")
+            throw FileError(file: file, "preprocessing has sizes \(kind == .images ? "\(channels)×\(height)×\(width)" : "\(n) features") that Distill does not read")
         }
         try normalization.check(channels: n, source: file)
         guard featureNames.map({ $0.count == n }) ?? true else {
-            throw DatasetError(file: file, "preprocessing names \(featureNames?.count ?? 0) features for \(n)")
+            throw FileError(file: file, "preprocessing names \(featureNames?.count ?? 0) features for \(n)")
         }
-        guard !classNames.isEmpty else { throw DatasetError(file: file, "preprocessing names no classes") }
-    }
-
-    /// One image file as the model's input [channels, height, width].
-    public func image(contentsOf path: String) throws -> [Float] {
-        guard kind == .images else { throw DatasetError(file: path, "the model takes feature vectors, not images") }
-        var values = [Float](repeating: 0, count: channels * height * width)
-        let files = ImageFiles(paths: [path], channels: channels, height: height, width: width, resizes: true)
-        try values.withUnsafeMutableBufferPointer { try files.decode(0, into: $0.baseAddress!, buffers: ImageBuffers()) }
-        prepare(&values)
-        return values
+        guard !classNames.isEmpty else { throw FileError(file: file, "preprocessing names no classes") }
     }
 
     /// Turns one raw example (RGB pixels in [0, 1], or a table's raw features) into the model's
@@ -115,13 +111,13 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     /// this normalisation. Nil when the two agree. Resizing an already resized image is not
     /// the same as resizing the original: give the student the teacher's size when that matters.
     public func conversion(from source: Preprocessing) throws -> InputConversion? {
-        guard kind == source.kind else { throw DatasetError(file: "preprocessing", "a model that takes \(kind.rawValue) cannot learn from one that takes \(source.kind.rawValue)") }
+        guard kind == source.kind else { throw FileError(file: "preprocessing", "a model that takes \(kind.rawValue) cannot learn from one that takes \(source.kind.rawValue)") }
         if kind == .images && channels != source.channels && Set([channels, source.channels]) != [1, 3] {
-            throw DatasetError(file: "preprocessing", "a model of \(channels) input channels cannot learn from one of \(source.channels)")
+            throw FileError(file: "preprocessing", "a model of \(channels) input channels cannot learn from one of \(source.channels)")
         }
         if kind == .features {
             guard exampleShape == source.exampleShape else {
-                throw DatasetError(file: "preprocessing", "feature counts differ: \(source.exampleShape[0]) and \(exampleShape[0])")
+                throw FileError(file: "preprocessing", "feature counts differ: \(source.exampleShape[0]) and \(exampleShape[0])")
             }
         }
         let same = channels == source.channels && height == source.height && width == source.width

@@ -1,4 +1,5 @@
 import Foundation
+import NeuralNet
 import Tensors
 
 /// d KL / d input = −t/N (t from log-probabilities when `targetIsLog`).
@@ -117,11 +118,6 @@ extension Tensor {
         let dot = (a * b).sum(alongAxis: axis)
         let norms = a.norm(alongAxes: [axis]) * b.norm(alongAxes: [axis])
         return dot / norms.maximum(Tensor(scalar: epsilon))
-    }
-
-    /// x / max(‖x‖₂, ε) along `axis` (PyTorch's `F.normalize`).
-    public func l2Normalized(alongAxis axis: Int = 1, epsilon: Float = 1e-12) -> Tensor {
-        self / norm(alongAxes: [axis], keepDims: true).maximum(Tensor(scalar: epsilon))
     }
 
     /// Euclidean distances between the rows of x [N, D] and y [M, D]: [N, M] (`torch.cdist`).

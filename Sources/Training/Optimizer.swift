@@ -1,4 +1,5 @@
 import Foundation
+import NeuralNet
 import Tensors
 
 /// Parameters that share hyper-parameters: a learning rate (the schedule scales

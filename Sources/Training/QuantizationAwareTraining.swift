@@ -1,3 +1,4 @@
+import NeuralNet
 import Tensors
 
 /// Quantization-aware training of a float model the `Quantizer` takes (chains, the zoo's
@@ -137,18 +138,6 @@ public final class QuantizationAwareTraining {
         for (norm, frozen) in frozenNorms { norm.state.freezesStatistics = frozen }
         hooked = []
         frozenNorms = []
-    }
-}
-
-/// Activation ranges given rather than calibrated: the model's input and the output of each
-/// layer group, by the name of the module the quantizer observes.
-public struct QuantizationRanges: Sendable {
-    public var input: QuantizationParameters
-    public var outputs: [String: QuantizationParameters] = [:]
-
-    public init(input: QuantizationParameters, outputs: [String: QuantizationParameters] = [:]) {
-        self.input = input
-        self.outputs = outputs
     }
 }
 

@@ -6,8 +6,9 @@ import Tensors
 /// data that follows, an optional `__metadata__` map of strings, then the data.
 ///
 /// Reading converts every numeric dtype to Float32 (PyTorch saves `num_batches_tracked` as
-/// I64, half-precision models as F16 or BF16). Writing stores F32. Every structural rule is
-/// checked before anything is allocated from the header's numbers.
+/// I64, half-precision models as F16 or BF16). Every structural rule is checked before
+/// anything is allocated from the header's numbers. Reading lives here, in the inference
+/// library; writing (F32) is ModelFormats' extension (`SafeTensors.encode`, `write`).
 public enum SafeTensors {
     /// Tensors by name, and the metadata map.
     public struct Contents {
@@ -23,14 +24,25 @@ public enum SafeTensors {
     /// The largest header accepted (the format's reference implementation uses 100 MB).
     static let maximumHeaderBytes = 100_000_000
 
-    static let elementSizes: [String: Int] = ["F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
+    package static let elementSizes: [String: Int] = ["F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1]
 
     /// Reads the file at `path`.
     public static func read(_ path: String) throws -> Contents {
+        try parse(bytes(of: path), file: path)
+    }
+
+    /// The bytes of the file at `path`, or an error saying it does not exist or cannot be read.
+    package static func bytes(of path: String) throws -> Data {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelFormatError(file: path, FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")
+            throw FileError(file: path, FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")
         }
-        return try parse(data, file: path)
+        return data
+    }
+
+    /// The metadata map of safetensors bytes, with the same checks as `parse` (for telling a
+    /// quantized model file from a float one before decoding either).
+    public static func metadata(_ data: Data, file: String) throws -> [String: String] {
+        try layout(data, file: file).metadata
     }
 
     /// One tensor as stored: its dtype, shape and little-endian bytes (for formats that need
@@ -73,47 +85,47 @@ public enum SafeTensors {
     private static func layout(_ data: Data, file: String) throws
         -> (bytes: [UInt8], headerEnd: Int, entries: [(name: String, dtype: String, shape: [Int], begin: Int, end: Int)], metadata: [String: String]) {
         let bytes = [UInt8](data)
-        guard bytes.count >= 8 else { throw ModelFormatError(file: file, "too short for a safetensors header (\(bytes.count) bytes)") }
+        guard bytes.count >= 8 else { throw FileError(file: file, "too short for a safetensors header (\(bytes.count) bytes)") }
         let headerLength = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[$1]) << (8 * UInt64($1)) }
         guard headerLength <= UInt64(bytes.count - 8) else {
-            throw ModelFormatError(file: file, "header length \(headerLength) runs beyond the end of the file (\(bytes.count) bytes)")
+            throw FileError(file: file, "header length \(headerLength) runs beyond the end of the file (\(bytes.count) bytes)")
         }
         guard headerLength <= UInt64(maximumHeaderBytes) else {
-            throw ModelFormatError(file: file, "header length \(headerLength) exceeds the \(maximumHeaderBytes)-byte limit")
+            throw FileError(file: file, "header length \(headerLength) exceeds the \(maximumHeaderBytes)-byte limit")
         }
         let headerEnd = 8 + Int(headerLength)
         let json: Any
         do {
             json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd]))
         } catch {
-            throw ModelFormatError(file: file, "header is not valid JSON")
+            throw FileError(file: file, "header is not valid JSON")
         }
-        guard let header = json as? [String: Any] else { throw ModelFormatError(file: file, "header is not a JSON object") }
+        guard let header = json as? [String: Any] else { throw FileError(file: file, "header is not a JSON object") }
         let dataLength = bytes.count - headerEnd
         var metadata: [String: String] = [:]
         var entries: [(name: String, dtype: String, shape: [Int], begin: Int, end: Int)] = []
         for (name, value) in header {
             if name == "__metadata__" {
                 guard let map = value as? [String: Any], map.values.allSatisfy({ $0 is String }) else {
-                    throw ModelFormatError(file: file, "__metadata__ must map strings to strings")
+                    throw FileError(file: file, "__metadata__ must map strings to strings")
                 }
                 metadata = map.mapValues { $0 as! String }
                 continue
             }
-            guard let info = value as? [String: Any] else { throw ModelFormatError(file: file, "tensor '\(name)': entry is not a JSON object") }
-            guard let dtype = info["dtype"] as? String else { throw ModelFormatError(file: file, "tensor '\(name)': missing dtype") }
+            guard let info = value as? [String: Any] else { throw FileError(file: file, "tensor '\(name)': entry is not a JSON object") }
+            guard let dtype = info["dtype"] as? String else { throw FileError(file: file, "tensor '\(name)': missing dtype") }
             guard let size = elementSizes[dtype] else {
-                throw ModelFormatError(file: file, "tensor '\(name)': unknown dtype '\(dtype)' (known: \(elementSizes.keys.sorted().joined(separator: ", ")))")
+                throw FileError(file: file, "tensor '\(name)': unknown dtype '\(dtype)' (known: \(elementSizes.keys.sorted().joined(separator: ", ")))")
             }
             guard let rawShape = info["shape"] as? [Any], let shape = integers(rawShape), shape.allSatisfy({ $0 >= 0 }) else {
-                throw ModelFormatError(file: file, "tensor '\(name)': shape must be a list of non-negative integers")
+                throw FileError(file: file, "tensor '\(name)': shape must be a list of non-negative integers")
             }
             guard let rawOffsets = info["data_offsets"] as? [Any], let offsets = integers(rawOffsets), offsets.count == 2 else {
-                throw ModelFormatError(file: file, "tensor '\(name)': data_offsets must be two integers")
+                throw FileError(file: file, "tensor '\(name)': data_offsets must be two integers")
             }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, begin <= end, end <= dataLength else {
-                throw ModelFormatError(file: file, "tensor '\(name)': data_offsets [\(begin), \(end)] lie outside the \(dataLength)-byte data section")
+                throw FileError(file: file, "tensor '\(name)': data_offsets [\(begin), \(end)] lie outside the \(dataLength)-byte data section")
             }
             var count = 1, overflow = false
             for d in shape {
@@ -121,7 +133,7 @@ public enum SafeTensors {
                 if overflow || count > dataLength { break }
             }
             guard !overflow, count <= dataLength, count * size == end - begin else {
-                throw ModelFormatError(file: file, "tensor '\(name)': shape \(shape) of \(dtype) needs \(overflow || count > dataLength ? "more than \(dataLength)" : String(count * size)) bytes but data_offsets give \(end - begin)")
+                throw FileError(file: file, "tensor '\(name)': shape \(shape) of \(dtype) needs \(overflow || count > dataLength ? "more than \(dataLength)" : String(count * size)) bytes but data_offsets give \(end - begin)")
             }
             entries.append((name, dtype, shape, begin, end))
         }
@@ -129,15 +141,15 @@ public enum SafeTensors {
         var covered = 0
         for (index, entry) in entries.enumerated() {
             if entry.begin < covered {
-                throw ModelFormatError(file: file, "tensors '\(entries[index - 1].name)' and '\(entry.name)' overlap in the data section")
+                throw FileError(file: file, "tensors '\(entries[index - 1].name)' and '\(entry.name)' overlap in the data section")
             }
             if entry.begin > covered {
-                throw ModelFormatError(file: file, "bytes \(covered)..<\(entry.begin) of the data section belong to no tensor")
+                throw FileError(file: file, "bytes \(covered)..<\(entry.begin) of the data section belong to no tensor")
             }
             covered = entry.end
         }
         guard covered == dataLength else {
-            throw ModelFormatError(file: file, "bytes \(covered)..<\(dataLength) of the data section belong to no tensor")
+            throw FileError(file: file, "bytes \(covered)..<\(dataLength) of the data section belong to no tensor")
         }
         return (bytes, headerEnd, entries, metadata)
     }
@@ -173,7 +185,7 @@ public enum SafeTensors {
     }
 
     /// IEEE half to single precision (subnormals, infinities and NaN included).
-    static func halfToFloat(_ h: UInt16) -> Float {
+    package static func halfToFloat(_ h: UInt16) -> Float {
         let sign = UInt32(h >> 15) << 31
         let exponent = Int((h >> 10) & 0x1F), mantissa = UInt32(h & 0x3FF)
         if exponent == 0 {
@@ -182,47 +194,5 @@ public enum SafeTensors {
         }
         if exponent == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13)) }
         return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
-    }
-
-    /// The bytes of a safetensors file holding `tensors` as F32 (in the given order) and `metadata`.
-    public static func encode(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:]) throws -> Data {
-        try encode(raw: tensors.map { name, tensor in
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(4 * tensor.count)
-            tensor.withUnsafeBufferPointer { buffer in
-                for value in buffer { withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
-            }
-            return (name, RawTensor(dtype: "F32", shape: tensor.shape.dimensions, bytes: bytes))
-        }, metadata: metadata)
-    }
-
-    /// The bytes of a safetensors file holding `tensors` as stored (in the given order) and `metadata`.
-    public static func encode(raw tensors: [(name: String, tensor: RawTensor)], metadata: [String: String] = [:]) throws -> Data {
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        var offset = 0
-        for (name, tensor) in tensors {
-            guard name != "__metadata__", header[name] == nil else {
-                throw ModelFormatError(file: name, "tensor name is reserved or used twice")
-            }
-            guard let size = elementSizes[tensor.dtype], tensor.shape.reduce(1, *) * size == tensor.bytes.count else {
-                throw ModelFormatError(file: name, "\(tensor.bytes.count) bytes do not hold a \(tensor.dtype) tensor of shape \(tensor.shape)")
-            }
-            header[name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + tensor.bytes.count]]
-            offset += tensor.bytes.count
-        }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        // Pad the header with spaces so the data starts 8-byte aligned, as the format recommends.
-        while json.count % 8 != 0 { json.append(0x20) }
-        var data = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(json)
-        for (_, tensor) in tensors { data.append(contentsOf: tensor.bytes) }
-        return data
-    }
-
-    /// Writes `tensors` and `metadata` to `path` atomically.
-    public static func write(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:], to path: String) throws {
-        try AtomicFile.write(encode(tensors, metadata: metadata), to: path)
     }
 }

@@ -20,83 +20,31 @@ import Tensors
 ///
 /// Reading checks everything a damaged or hand-made file can get wrong (truncation, dtypes,
 /// shapes, zero or non-finite scales, layers that do not fit) and says what in one line.
+/// Reading is here, in the inference library; writing is ModelFormats' (`encode`, `write`).
 public enum QuantizedModelFile {
     public static let formatVersion = 2
-    static let versionKey = "distill.quantized.version", shapeKey = "distill.quantized.example_shape"
-    static let inputKey = "distill.quantized.input", layersKey = "distill.quantized.layers"
+    package static let versionKey = "distill.quantized.version", shapeKey = "distill.quantized.example_shape"
+    package static let inputKey = "distill.quantized.input", layersKey = "distill.quantized.layers"
 
     /// A layer's description in the metadata.
-    struct LayerRecord: Codable {
-        var kind: String // conv2d, linear, max_pool2d, flatten, global_average_pool, residual, float
-        var kernel: [Int]?, stride: [Int]?, padding: [Int]?
-        var inChannels: Int?
-        var depthwise: Bool?
-        var activation: FusedActivation?
-        var input: QuantizationParameters?, output: QuantizationParameters?
-        var main: [LayerRecord]?, shortcut: [LayerRecord]?
-        var module: String?, inputShape: [Int]?
-    }
+    package struct LayerRecord: Codable {
+        package var kind: String // conv2d, linear, max_pool2d, flatten, global_average_pool, residual, float
+        package var kernel: [Int]?, stride: [Int]?, padding: [Int]?
+        package var inChannels: Int?
+        package var depthwise: Bool?
+        package var activation: FusedActivation?
+        package var input: QuantizationParameters?, output: QuantizationParameters?
+        package var main: [LayerRecord]?, shortcut: [LayerRecord]?
+        package var module: String?, inputShape: [Int]?
 
-    /// The file's bytes for `model`, with `metadata` added.
-    public static func encode(_ model: QuantizedModel, metadata: [String: String] = [:]) throws -> Data {
-        var tensors: [(name: String, tensor: SafeTensors.RawTensor)] = []
-        func addWeights(_ prefix: String, _ w: QuantizedWeights, _ bias: [Int32]) {
-            let p = w.packed
-            tensors.append(("\(prefix).weight", .init(dtype: "I8", shape: [p.outputs, p.inputs], bytes: p.weights.map { UInt8(bitPattern: $0) })))
-            tensors.append(("\(prefix).weight_scale", .init(dtype: "F32", shape: [p.outputs], bytes: w.scales.flatMap { bytes(of: $0.bitPattern) })))
-            tensors.append(("\(prefix).bias", .init(dtype: "I32", shape: [p.outputs], bytes: bias.flatMap { bytes(of: UInt32(bitPattern: $0)) })))
+        package init(kind: String, kernel: [Int]? = nil, stride: [Int]? = nil, padding: [Int]? = nil, inChannels: Int? = nil,
+                     depthwise: Bool? = nil, activation: FusedActivation? = nil, input: QuantizationParameters? = nil,
+                     output: QuantizationParameters? = nil, main: [LayerRecord]? = nil, shortcut: [LayerRecord]? = nil,
+                     module: String? = nil, inputShape: [Int]? = nil) {
+            (self.kind, self.kernel, self.stride, self.padding, self.inChannels, self.depthwise) = (kind, kernel, stride, padding, inChannels, depthwise)
+            (self.activation, self.input, self.output, self.main, self.shortcut) = (activation, input, output, main, shortcut)
+            (self.module, self.inputShape) = (module, inputShape)
         }
-        func records(_ layers: [QuantizedLayer], _ prefix: String) -> [LayerRecord] {
-            layers.enumerated().map { index, layer -> LayerRecord in
-                let at = "\(prefix).\(index)"
-                switch layer {
-                case let .conv2d(c):
-                    addWeights(at, c.weights, c.bias)
-                    return LayerRecord(kind: "conv2d", kernel: [c.window.kernel.height, c.window.kernel.width],
-                                       stride: [c.window.stride.height, c.window.stride.width],
-                                       padding: [c.window.padding.height, c.window.padding.width], inChannels: c.inChannels,
-                                       depthwise: c.depthwise ? true : nil, activation: c.activation, input: c.input, output: c.output)
-                case let .linear(l):
-                    addWeights(at, l.weights, l.bias)
-                    return LayerRecord(kind: "linear", activation: l.activation, input: l.input, output: l.output)
-                case let .maxPool2d(w):
-                    return LayerRecord(kind: "max_pool2d", kernel: [w.kernel.height, w.kernel.width], stride: [w.stride.height, w.stride.width],
-                                       padding: [w.padding.height, w.padding.width])
-                case .flatten:
-                    return LayerRecord(kind: "flatten")
-                case let .globalAveragePool(p):
-                    return LayerRecord(kind: "global_average_pool", input: p.input, output: p.output)
-                case let .residual(r):
-                    return LayerRecord(kind: "residual", activation: r.activation, input: r.input, output: r.output,
-                                       main: records(r.main, at + ".main"), shortcut: records(r.shortcut, at + ".shortcut"))
-                case let .float(f):
-                    for (name, tensor) in f.module.stateDict() {
-                        tensors.append(("\(at).float.\(name)", .init(dtype: "F32", shape: tensor.shape.dimensions,
-                                                                      bytes: tensor.scalars.flatMap { bytes(of: $0.bitPattern) })))
-                    }
-                    return LayerRecord(kind: "float", activation: f.activation, input: f.input, output: f.output, module: f.name,
-                                       inputShape: f.inputShape)
-                }
-            }
-        }
-        let layers = records(model.layers, "layers")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var all = metadata
-        all[versionKey] = String(formatVersion)
-        all[shapeKey] = String(decoding: try encoder.encode(model.exampleShape), as: UTF8.self)
-        all[inputKey] = String(decoding: try encoder.encode(model.input), as: UTF8.self)
-        all[layersKey] = String(decoding: try encoder.encode(layers), as: UTF8.self)
-        return try SafeTensors.encode(raw: tensors, metadata: all)
-    }
-
-    private static func bytes<T: FixedWidthInteger>(of value: T) -> [UInt8] {
-        withUnsafeBytes(of: value.littleEndian) { Array($0) }
-    }
-
-    /// Writes `model` to `path` atomically.
-    public static func write(_ model: QuantizedModel, metadata: [String: String] = [:], to path: String) throws {
-        try AtomicFile.write(encode(model, metadata: metadata), to: path)
     }
 
     /// Reads the quantized model at `path` and the file's metadata. A model with float stages
@@ -104,10 +52,7 @@ public enum QuantizedModelFile {
     /// float stage's module is taken from it by path and loaded from the file): `floatModel`,
     /// else the zoo model the metadata names (`architectureMetadata`).
     public static func read(_ path: String, floatModel: (any Module)? = nil) throws -> (model: QuantizedModel, metadata: [String: String]) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelFormatError(file: path, FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist")
-        }
-        return try parse(data, file: path, floatModel: floatModel)
+        try parse(SafeTensors.bytes(of: path), file: path, floatModel: floatModel)
     }
 
     /// Whether safetensors metadata marks a quantized model.
@@ -116,37 +61,27 @@ public enum QuantizedModelFile {
     /// The quantized model file `path` stands for (itself, or a folder's `model.safetensors`),
     /// or nil when it is not a quantized model.
     public static func file(at path: String) -> String? {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
-        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path
-        guard let data = FileManager.default.contents(atPath: file), let parsed = try? SafeTensors.parseRaw(data, file: file) else { return nil }
-        return isQuantized(parsed.metadata) ? file : nil
-    }
-
-    /// Metadata naming the float model's zoo architecture and options: a file with float
-    /// stages rebuilds their modules from it when read.
-    public static func architectureMetadata(name: String, options: ModelOptions) throws -> [String: String] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return [SavedModel.nameKey: name, SavedModel.optionsKey: String(decoding: try encoder.encode(options), as: UTF8.self)]
+        guard let file = try? SavedModel.modelFile(at: path), let data = FileManager.default.contents(atPath: file),
+              let metadata = try? SafeTensors.metadata(data, file: file) else { return nil }
+        return isQuantized(metadata) ? file : nil
     }
 
     /// The zoo model `metadata` names (untrained weights), or nil when it names none.
     static func architecture(_ metadata: [String: String], file: String) throws -> (any Module)? {
         guard let name = metadata[SavedModel.nameKey], let text = metadata[SavedModel.optionsKey] else { return nil }
         guard let options = try? JSONDecoder().decode(ModelOptions.self, from: Data(text.utf8)) else {
-            throw ModelFormatError(file: file, "model options in the metadata are not valid: \(text)")
+            throw FileError(file: file, "model options in the metadata are not valid: \(text)")
         }
         var generator = RandomGenerator(seed: 0)
         do { return try ModelZoo.make(name, options: options, using: &generator) } catch let error as ModuleError {
-            throw ModelFormatError(file: file, "\(error)")
+            throw FileError(file: file, "\(error)")
         }
     }
 
     public static func parse(_ data: Data, file: String, floatModel given: (any Module)? = nil) throws -> (model: QuantizedModel, metadata: [String: String]) {
         let (tensors, metadata) = try SafeTensors.parseRaw(data, file: file)
         var floatModel = given
-        func fail(_ problem: String) -> ModelFormatError { ModelFormatError(file: file, problem) }
+        func fail(_ problem: String) -> FileError { FileError(file: file, problem) }
         guard let version = metadata[versionKey] else { throw fail("is not a quantized model (no \(versionKey) in its metadata)") }
         guard let number = Int(version), (1...formatVersion).contains(number) else {
             throw fail("quantized format version \(version); this build reads versions 1...\(formatVersion)")

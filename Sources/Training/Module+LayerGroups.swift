@@ -1,3 +1,5 @@
+import NeuralNet
+
 /// A module whose layers are not child modules of their own (an imported ONNX graph, whose
 /// parameters all belong to one module) says how to group its parameters for gradual
 /// unfreezing. Other modules are grouped by their child modules that hold parameters.

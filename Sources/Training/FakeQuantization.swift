@@ -1,3 +1,4 @@
+import NeuralNet
 import Tensors
 
 /// Observes a tensor's range during quantization-aware training, then fakes its uint8

@@ -1,4 +1,5 @@
 import Foundation
+import NeuralNet
 import Tensors
 
 /// A learning-rate schedule: the factor applied to each group's base learning rate before
