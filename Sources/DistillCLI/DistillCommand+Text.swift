@@ -79,27 +79,7 @@ extension DistillCommand {
         let weight = try parsedWeights().last { $0.0 == "embedding" }.map { Float($0.1) } ?? DistillationMethod.embedding.defaultWeight
         var losses = [WeightedLoss(EmbeddingDistillation(), weight: weight)]
         let online = textStudent.transfersLayers
-        if online {
-            // The teacher's per-layer states ([texts, tokens, hidden] a layer, and [heads, tokens,
-            // tokens] for attention) are far too big to keep: it runs on every batch instead.
-            var pairs: [(student: Int, teacher: Int)]?
-            if let map = textStudent.layerMap, let s = EncoderLayerTaps(studentModel), let t = EncoderLayerTaps(teacher.model) {
-                do { pairs = try TextLayerMap.parse(map, student: s.layers, teacher: t.layers) } catch let error as DistillationError {
-                    throw UserError("--layer-map: \(error)")
-                }
-            }
-            let layered: (losses: [WeightedLoss], pairs: [(student: Int, teacher: Int)])
-            do {
-                layered = try TextLayerTransfer.losses(student: studentModel, teacher: teacher.model, pairs: pairs,
-                                                       hiddenWeight: textStudent.hiddenWeight ?? 0, attentionWeight: textStudent.attentionWeight ?? 0)
-            } catch let error as DistillationError {
-                throw UserError("\(error)")
-            }
-            losses += layered.losses
-            let terms = layered.losses.map { $0.loss.name == "hidden" ? "hidden states (weight \(String(format: "%g", Double($0.weight))))" : "attention (weight \(String(format: "%g", Double($0.weight))))" }
-            console.say("layer transfer of \(terms.joined(separator: " and ")): student layer ← teacher layer "
-                + layered.pairs.map { "\($0.student) ← \($0.teacher)" }.joined(separator: ", ") + "; the teacher runs online on every batch (its per-layer states are too big to cache)")
-        }
+        if online { losses += try layerTransferLosses(studentModel, teacher, console: console) }
         let timer = Date()
         // Online, the teacher's training embeddings come with each batch; only the held-out ones are needed up front.
         let teacherTrain = online ? nil : try teacher.embeddings(train, keptIn: cache.directory)
@@ -133,6 +113,30 @@ extension DistillCommand {
             try writeJSON(report, to: (folder as NSString).appendingPathComponent("evaluation.json"))
         }
         return report
+    }
+
+    /// With --hidden-weight or --attention-weight: those terms for `student` and `teacher`'s
+    /// encoder layers paired by --layer-map (or the default map), after printing the pairs.
+    /// The teacher's per-layer states ([texts, tokens, hidden] a layer, and [heads, tokens,
+    /// tokens] for attention) are far too big to keep: it runs on every batch instead.
+    private func layerTransferLosses(_ student: any Module, _ teacher: TextModel, console: Console) throws -> [WeightedLoss] {
+        var pairs: [(student: Int, teacher: Int)]?
+        if let map = textStudent.layerMap, let s = EncoderLayerTaps(student), let t = EncoderLayerTaps(teacher.model) {
+            do { pairs = try TextLayerMap.parse(map, student: s.layers, teacher: t.layers) } catch let error as DistillationError {
+                throw UserError("--layer-map: \(error)")
+            }
+        }
+        let layered: (losses: [WeightedLoss], pairs: [(student: Int, teacher: Int)])
+        do {
+            layered = try TextLayerTransfer.losses(student: student, teacher: teacher.model, pairs: pairs,
+                                                   hiddenWeight: textStudent.hiddenWeight ?? 0, attentionWeight: textStudent.attentionWeight ?? 0)
+        } catch let error as DistillationError {
+            throw UserError("\(error)")
+        }
+        let terms = layered.losses.map { "\($0.loss.name == "hidden" ? "hidden states" : "attention") (weight \(String(format: "%g", Double($0.weight))))" }
+        console.say("layer transfer of \(terms.joined(separator: " and ")): student layer ← teacher layer "
+            + layered.pairs.map { "\($0.student) ← \($0.teacher)" }.joined(separator: ", ") + "; the teacher runs online on every batch (its per-layer states are too big to cache)")
+        return layered.losses
     }
 
     private func agreement(_ model: any Module, _ texts: Dataset, _ teacher: Tensor, pairs: Int, seed: UInt64) throws -> EmbeddingAgreement {
