@@ -146,6 +146,52 @@ def crd(s, t, tau=0.07):
 case("crd contrast", {"anchor": torch.randn(B, D)}, {"memory": memory}, crd,
      {"indices": indices, "negativeRows": negative_rows, "temperature": 0.07})
 
+# Text encoders, layer to layer: two layer pairs each, 3 sequences of 5 positions of which 5, 3
+# and 1 are tokens (the rest padding). Written per sequence over its tokens only (slices), so
+# that padding handling is checked, not restated.
+lengths = [5, 3, 1]
+L, H = 5, 2
+token_mask = torch.tensor([[1.0 if p < n else 0.0 for p in range(L)] for n in lengths])
+Hs, Ht = 4, 6
+proj_w, proj_b = torch.randn(Ht, Hs) * 0.4, torch.randn(Ht) * 0.1
+
+
+def hidden(s, t):
+    total = 0
+    for k in ("layer0", "layer1"):
+        projected = s[k] @ proj_w.t() + proj_b
+        squared = sum(F.mse_loss(projected[b, :n], t[k][b, :n], reduction="sum") for b, n in enumerate(lengths))
+        total = total + squared / (sum(lengths) * Ht)
+    return total
+
+
+case("hidden", {"layer0": torch.randn(3, L, Hs), "layer1": torch.randn(3, L, Hs)},
+     {"layer0": torch.randn(3, L, Ht), "layer1": torch.randn(3, L, Ht)}, hidden,
+     extra={"projection.weight": entry(proj_w), "projection.bias": entry(proj_b), "mask": entry(token_mask)})
+
+
+def attention_probabilities(scale):
+    """Softmax over the keys of each sequence's tokens; padded keys exactly 0 (padded queries attend too)."""
+    scores = torch.randn(3, H, L, L) * scale
+    keep = token_mask[:, None, None, :].bool()
+    return torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1)
+
+
+def attention(s, t):
+    total = 0
+    for k in ("layer0", "layer1"):
+        divergence = 0
+        for b, n in enumerate(lengths):
+            # KL(teacher ‖ student) over the real keys, for each head and real query.
+            divergence = divergence + F.kl_div(torch.log(s[k][b, :, :n, :n]), t[k][b, :, :n, :n], reduction="sum")
+        total = total + divergence / (sum(lengths) * H)
+    return total
+
+
+case("attention", {"layer0": attention_probabilities(1.0), "layer1": attention_probabilities(2.0)},
+     {"layer0": attention_probabilities(1.5), "layer1": attention_probabilities(0.5)}, attention,
+     extra={"mask": entry(token_mask)})
+
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "DistillationTests", "Fixtures", "losses_golden.json")
 with open(path, "w") as f:
     json.dump({"generator": "scripts/generate_golden_distillation.py", "torch": torch.__version__, "cases": cases}, f)

@@ -77,26 +77,31 @@ extension DistillCommand {
         if let mapping = try textStudent.initialize(studentModel, from: teacher) {
             console.say("the student starts from the teacher's embeddings and layers \(mapping.map(String.init).joined(separator: ", "))")
         }
+        let weight = try parsedWeights().last { $0.0 == "embedding" }.map { Float($0.1) } ?? DistillationMethod.embedding.defaultWeight
+        var losses = [WeightedLoss(EmbeddingDistillation(), weight: weight)]
+        let online = textStudent.transfersLayers
+        if online { losses += try layerTransferLosses(studentModel, teacher, console: console) }
         let timer = Date()
-        let teacherTrain = try teacher.embeddings(train, keptIn: cache.directory), teacherHeldOut = try teacher.embeddings(heldOut, keptIn: cache.directory)
-        console.say(String(format: "the teacher embedded %d texts in %.1f s", all.count, Date().timeIntervalSince(timer)))
+        // Online, the teacher's training embeddings come with each batch; only the held-out ones are needed up front.
+        let teacherTrain = online ? nil : try teacher.embeddings(train, keptIn: cache.directory)
+        let teacherHeldOut = try teacher.embeddings(heldOut, keptIn: cache.directory)
+        console.say(String(format: "the teacher embedded %d texts in %.1f s", online ? heldOut.count : all.count, Date().timeIntervalSince(timer)))
         let pairs = min(10_000, heldOut.count * (heldOut.count - 1) / 2)
         let initial = try agreement(studentModel, heldOut, teacherHeldOut, pairs: pairs, seed: seed)
 
         var configuration = training.configuration(seed: seed, folder: folder)
         configuration.crossEntropyWeight = 0
         configuration.lengthBuckets = true
-        configuration.cacheTeacher = false  // the teacher's outputs are at hand already
+        configuration.cacheTeacher = false  // the teacher's outputs are at hand already, or it runs online
         if plain {
             configuration.clipNorm = nil
             configuration.warmupSteps = 0
         }
-        let weight = try parsedWeights().last { $0.0 == "embedding" }.map { Float($0.1) } ?? DistillationMethod.embedding.defaultWeight
-        let trainer = try Trainer(model: studentModel, teachers: [Teacher(.outputs(teacherTrain))],
-                                  losses: [WeightedLoss(EmbeddingDistillation(), weight: weight)], configuration: configuration)
+        let trainer = try Trainer(model: studentModel, teachers: [teacherTrain.map { Teacher(.outputs($0)) } ?? Teacher(.model(teacher.model))],
+                                  losses: losses, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested
         trainer.runSettings.merge(recordedSettings) { _, command in command }
-        console.say("distill \((teacher.path as NSString).lastPathComponent) → \(student) with embedding; \(train.count) texts, \(heldOut.count) held out")
+        console.say("distill \((teacher.path as NSString).lastPathComponent) → \(student) with \(losses.map(\.loss.name).joined(separator: ", ")); \(train.count) texts, \(heldOut.count) held out")
         if let checkpoint { try trainer.resume(from: checkpoint, train: train) }
         let result = try trainer.fit(train: train) { console.training($0, batchSize: training.batch) }
         let final = try agreement(studentModel, heldOut, teacherHeldOut, pairs: pairs, seed: seed)
@@ -109,6 +114,30 @@ extension DistillCommand {
             try writeJSON(report, to: (folder as NSString).appendingPathComponent("evaluation.json"))
         }
         return report
+    }
+
+    /// With --hidden-weight or --attention-weight: those terms for `student` and `teacher`'s
+    /// encoder layers paired by --layer-map (or the default map), after printing the pairs.
+    /// The teacher's per-layer states ([texts, tokens, hidden] a layer, and [heads, tokens,
+    /// tokens] for attention) are far too big to keep: it runs on every batch instead.
+    private func layerTransferLosses(_ student: any Module, _ teacher: TextModel, console: Console) throws -> [WeightedLoss] {
+        var pairs: [(student: Int, teacher: Int)]?
+        if let map = textStudent.layerMap, let s = EncoderLayerTaps(student), let t = EncoderLayerTaps(teacher.model) {
+            do { pairs = try TextLayerMap.parse(map, student: s.layers, teacher: t.layers) } catch let error as DistillationError {
+                throw UserError("--layer-map: \(error)")
+            }
+        }
+        let layered: (losses: [WeightedLoss], pairs: [(student: Int, teacher: Int)])
+        do {
+            layered = try TextLayerTransfer.losses(student: student, teacher: teacher.model, pairs: pairs,
+                                                   hiddenWeight: textStudent.hiddenWeight ?? 0, attentionWeight: textStudent.attentionWeight ?? 0)
+        } catch let error as DistillationError {
+            throw UserError("\(error)")
+        }
+        let terms = layered.losses.map { "\($0.loss.name == "hidden" ? "hidden states" : "attention") (weight \(String(format: "%g", Double($0.weight))))" }
+        console.say("layer transfer of \(terms.joined(separator: " and ")): student layer ← teacher layer "
+            + layered.pairs.map { "\($0.student) ← \($0.teacher)" }.joined(separator: ", ") + "; the teacher runs online on every batch (its per-layer states are too big to cache)")
+        return layered.losses
     }
 
     private func agreement(_ model: any Module, _ texts: Dataset, _ teacher: Tensor, pairs: Int, seed: UInt64) throws -> EmbeddingAgreement {

@@ -74,7 +74,7 @@ struct DistillCommand: TrainingCommand {
         _ = try teacherPreprocessing.overrides(teachers: teachers.count)
         _ = try served.answers()
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
-        if isText { try validateText() }
+        if isText { try validateText() } else { try textStudent.check(student: student) }
         if augment, let url = teachers.first(where: ServedTeacherOptions.isServed) {
             throw UserError("--augment: the served teacher \(url) answers for fixed examples, and augmentation makes new ones every epoch; drop --augment")
         }

@@ -26,6 +26,9 @@ enum Spec {
     static let layers = OptionSpec("layers", .integer(1...48), "text-transformer: encoder layers (default 3).")
     static let heads = OptionSpec("heads", .integer(1...64), "text-transformer: attention heads, dividing --hidden (default: the teacher's with --init-from-teacher, else --hidden ÷ 64).")
     static let initFromTeacher = OptionSpec("init-from-teacher", .flag, "text-transformer: start from the teacher's embeddings and every k-th of its layers from the first (k = teacher layers ÷ --layers); the hidden size and heads default to the teacher's and must equal them.")
+    static let hiddenWeight = OptionSpec("hidden-weight", .number(0...1e6), "text-transformer: weight of hidden-state transfer (TinyBERT): the mean squared error between each student layer's outputs, through a learned linear map when the widths differ, and its teacher layer's, over real tokens. Default 0: off. The teacher then runs online.")
+    static let attentionWeight = OptionSpec("attention-weight", .number(0...1e6), "text-transformer: weight of attention-distribution transfer (MiniLM): KL(teacher ‖ student) between the attention of each student layer and its teacher layer, per head and real query; needs equal head counts. Default 0: off. The teacher then runs online.")
+    static let layerMap = OptionSpec("layer-map", .text, "text-transformer, with --hidden-weight or --attention-weight: which teacher layer each student layer learns from, STUDENT:TEACHER pairs from 0 (0:1,1:3,2:5); student layers left out learn from none. Default: student layer i from teacher layer (i+1)·teacher ÷ student − 1, the last from the last (TinyBERT's).")
 
     // Training.
     static let epochs = OptionSpec("epochs", .integer(1...100_000), "Training epochs.")
@@ -104,7 +107,7 @@ enum Spec {
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
     static let textDataOptions = [textSeparator, textColumn, maxTokens]
-    static let textStudentOptions = [layers, heads, initFromTeacher]
+    static let textStudentOptions = [layers, heads, initFromTeacher, hiddenWeight, attentionWeight, layerMap]
     static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile, teacherAnswers]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]

@@ -47,17 +47,34 @@ struct TextStudentOptions: ParsableArguments {
     @Option(name: Spec.layers.long, help: Spec.layers.help) var layers: Int?
     @Option(name: Spec.heads.long, help: Spec.heads.help) var heads: Int?
     @Flag(name: Spec.initFromTeacher.long, help: Spec.initFromTeacher.help) var initFromTeacher = false
+    @Option(name: Spec.hiddenWeight.long, help: Spec.hiddenWeight.help) var hiddenWeight: Float?
+    @Option(name: Spec.attentionWeight.long, help: Spec.attentionWeight.help) var attentionWeight: Float?
+    @Option(name: Spec.layerMap.long, help: Spec.layerMap.help) var layerMap: String?
 
     /// (Absent unless given, so that image runs record nothing new.)
     var values: [(String, OptionValue?)] {
-        [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }), ("init-from-teacher", initFromTeacher ? .flag(true) : nil)]
+        [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }), ("init-from-teacher", initFromTeacher ? .flag(true) : nil),
+         ("hidden-weight", hiddenWeight.map { .number($0) }), ("attention-weight", attentionWeight.map { .number($0) }),
+         ("layer-map", layerMap.map { .text($0) })]
     }
 
-    /// Options that only a text-transformer takes are an error for `student`.
+    /// Whether the run transfers hidden states or attention (a weight above 0).
+    var transfersLayers: Bool { (hiddenWeight ?? 0) > 0 || (attentionWeight ?? 0) > 0 }
+
+    /// Options that only a text-transformer takes are an error for `student`; a layer map
+    /// must be well formed and come with a layer term.
     func check(student: String) throws {
-        guard student != "text-transformer" else { return }
-        for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("init-from-teacher", initFromTeacher)] where given {
-            throw UserError("--\(name) applies to text-transformer, not \(student)")
+        if student != "text-transformer" {
+            for (name, given) in [("hidden-weight", hiddenWeight != nil), ("attention-weight", attentionWeight != nil), ("layer-map", layerMap != nil)] where given {
+                throw UserError("--\(name): \(student) has no encoder layers; hidden-state and attention transfer take a text-transformer student")
+            }
+            for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("init-from-teacher", initFromTeacher)] where given {
+                throw UserError("--\(name) applies to text-transformer, not \(student)")
+            }
+        }
+        if let layerMap {
+            guard transfersLayers else { throw UserError("--layer-map pairs layers for --hidden-weight or --attention-weight: give one of them above 0") }
+            do { _ = try TextLayerMap.parse(layerMap) } catch let error as DistillationError { throw UserError("--layer-map: \(error)") }
         }
     }
 

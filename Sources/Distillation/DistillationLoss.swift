@@ -19,9 +19,13 @@ public struct DistillationBatch {
     public var indices: [Int]
     /// The current epoch, from 0 (losses with a warm-up use it).
     public var epoch: Int
+    /// The batch's inputs as student and teacher saw them (constants; text losses read the
+    /// padding mask of a packed token batch from them), or nil.
+    public var inputs: Tensor?
 
     public init(studentLogits: Tensor, teacherLogits: Tensor, labels: [Int], isLabeled: [Bool]? = nil,
-                studentFeatures: [String: Tensor] = [:], teacherFeatures: [String: Tensor] = [:], indices: [Int]? = nil, epoch: Int = 0) {
+                studentFeatures: [String: Tensor] = [:], teacherFeatures: [String: Tensor] = [:], indices: [Int]? = nil, epoch: Int = 0,
+                inputs: Tensor? = nil) {
         self.studentLogits = studentLogits
         self.teacherLogits = teacherLogits
         self.labels = labels
@@ -30,6 +34,7 @@ public struct DistillationBatch {
         self.teacherFeatures = teacherFeatures
         self.indices = indices ?? Array(0..<labels.count)
         self.epoch = epoch
+        self.inputs = inputs
     }
 }
 

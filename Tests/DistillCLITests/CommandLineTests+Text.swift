@@ -147,3 +147,74 @@ extension CommandLineTests {
         XCTAssertTrue(try assertSucceeds(["run", yaml.path]).contains("options are valid"))
     }
 }
+
+/// Hidden-state and attention transfer on the command line, with a tiny teacher made here (a
+/// 4-layer text-transformer saved as a text run, with a tokenizer.json of 30 words), so the
+/// test needs neither MiniLM nor fortunes.
+extension CommandLineTests {
+    static let tinyWords = ["the", "cat", "dog", "sat", "ran", "on", "mat", "rug", "a", "big", "small", "red", "blue", "and", "then",
+                            "slept", "ate", "fish", "bird", "sang", "loud", "soft", "home", "away", "day", "night", "sun", "moon", "rain", "snow"]
+
+    /// A folder with a random 4-layer text-transformer (hidden 16, 2 heads) and its tokenizer,
+    /// and a text file of 48 sentences of 2 to 9 of its words.
+    func makeTinyTextTeacher() throws -> (teacher: URL, texts: URL) {
+        let work = folder("tiny-text")
+        let teacher = work.appendingPathComponent("teacher")
+        try FileManager.default.createDirectory(at: teacher, withIntermediateDirectories: true)
+        var vocabulary: [String: Int] = ["[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3]
+        for word in Self.tinyWords { vocabulary[word] = vocabulary.count }
+        let tokenizer: [String: Any] = [
+            "model": ["type": "WordPiece", "unk_token": "[UNK]", "vocab": vocabulary],
+            "normalizer": ["type": "BertNormalizer", "lowercase": true],
+            "pre_tokenizer": ["type": "BertPreTokenizer"],
+            "post_processor": ["type": "BertProcessing", "cls": ["[CLS]", 2], "sep": ["[SEP]", 3]],
+        ]
+        try JSONSerialization.data(withJSONObject: tokenizer).write(to: teacher.appendingPathComponent("tokenizer.json"))
+        var g = RandomGenerator(seed: 11)
+        let options = ModelOptions.text(vocabularySize: vocabulary.count, paddingId: 0, outputs: 16, hidden: 16, layers: 4, heads: 2, maxTokens: 16)
+        let model = try ModelZoo.make("text-transformer", options: options, using: &g)
+        try SavedModel.save(model, name: "text-transformer", options: options, to: teacher.appendingPathComponent("model.safetensors").path)
+        let texts = work.appendingPathComponent("texts.txt")
+        let lines = (0..<48).map { i in (0..<(2 + i % 8)).map { Self.tinyWords[(i * 7 + $0 * 13) % Self.tinyWords.count] }.joined(separator: " ") }
+        try Data(lines.joined(separator: "\n").utf8).write(to: texts)
+        return (teacher, texts)
+    }
+
+    func testHiddenStateAndAttentionTransferReportTheirTermsWithATinyTeacher() throws {
+        let (teacher, texts) = try makeTinyTextTeacher()
+        let runFolder = folder("layer-run")
+        func arguments(_ extra: [String]) -> [String] {
+            ["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-transformer", "--layers", "2", "--hidden", "8",
+             "--heads", "2", "--method", "embedding", "--epochs", "2", "--batch", "8", "--optimizer", "adam", "--lr", "0.01", "--out", runFolder.path] + extra
+        }
+        let output = try assertSucceeds(arguments(["--hidden-weight", "1", "--attention-weight", "2"]))
+        XCTAssertTrue(output.contains("student layer ← teacher layer 0 ← 1, 1 ← 3"), output)
+        XCTAssertTrue(output.contains("the teacher runs online on every batch"), output)
+        XCTAssertTrue(output.contains("held-out cosine with the teacher"), output)
+        let epochs = try String(contentsOf: runFolder.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        XCTAssertEqual(epochs.count, 2)
+        for epoch in epochs {
+            let terms = try XCTUnwrap(epoch["terms"] as? [String: Double], "\(epoch)")
+            XCTAssertEqual(Set(terms.keys), ["embedding", "hidden", "attention"])
+            XCTAssertTrue(terms.values.allSatisfy { $0.isFinite && $0 > 0 }, "\(terms)")
+        }
+        // A map of the last layers only (MiniLM's choice), attention alone.
+        let last = try assertSucceeds(arguments(["--attention-weight", "1", "--layer-map", "1:3", "--epochs", "1"]))
+        XCTAssertTrue(last.contains("layer transfer of attention (weight 1): student layer ← teacher layer 1 ← 3;"), last)
+
+        try assertFails(arguments(["--hidden-weight", "1", "--layer-map", "0:1,1:4"]), mentioning: "--layer-map: layer map item '1:4': the teacher has 4 layers (0 to 3)")
+        try assertFails(arguments(["--hidden-weight", "1", "--layer-map", "0:1;1:3"]), mentioning: "--layer-map: layer map item '0:1;1:3' is not STUDENT:TEACHER")
+        try assertFails(arguments(["--layer-map", "0:1"]), mentioning: "--layer-map pairs layers for --hidden-weight or --attention-weight")
+        try assertFails(arguments(["--attention-weight", "1", "--heads", "4"]), mentioning: "the student has 4 attention heads and the teacher 2")
+        try assertFails(["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-bag", "--method", "embedding",
+                         "--hidden-weight", "1", "--out", runFolder.path], mentioning: "--hidden-weight: text-bag has no encoder layers")
+        try assertFails(["distill", "--teacher", teacher.path + "/model.safetensors", "--student", "resnet8", "--attention-weight", "1",
+                         "--dry-run", "--out", runFolder.path], mentioning: "--attention-weight: resnet8 has no encoder layers")
+        try assertFails(arguments(["--hidden-weight", "-1"]), mentioning: "hidden-weight")
+        let bad = try run(arguments(["--hidden-weight", "1", "--layer-map", "5:0"]))
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual(bad.errors.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count, 1, bad.errors)
+    }
+}

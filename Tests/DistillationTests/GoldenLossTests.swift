@@ -97,6 +97,39 @@ final class GoldenLossTests: XCTestCase {
         }
     }
 
+    /// A packed token batch [3, 3, length] whose mask row is `mask` (ids and types 0): what the
+    /// text layer losses read the padding from.
+    static func packed(mask: Tensor) -> Tensor {
+        let (batch, length) = (mask.shape[0], mask.shape[1])
+        let m = mask.scalars
+        var values: [Float] = []
+        for b in 0..<batch { values += [Float](repeating: 0, count: length) + m[(b * length)..<((b + 1) * length)] + [Float](repeating: 0, count: length) }
+        return Tensor(values, shape: [batch, 3, length])
+    }
+
+    func layerBatch(_ s: [String: Tensor], _ t: [String: Tensor], mask: Tensor) -> DistillationBatch {
+        DistillationBatch(studentLogits: Tensor.zeros([3, 2]), teacherLogits: Tensor.zeros([3, 2]), labels: [0, 0, 0],
+                          studentFeatures: s, teacherFeatures: t, inputs: Self.packed(mask: mask))
+    }
+
+    func testHiddenStateTransfer() throws {
+        try run("hidden") { s, t, c in
+            let extra = (c["extra"] as! [String: Any]).mapValues(Self.tensor)
+            let loss = HiddenStateTransfer(pairs: [("layer0", "layer0"), ("layer1", "layer1")])
+            var g = RandomGenerator(seed: 0)
+            try loss.prepare(studentShapes: ["layer0": [5, 4], "layer1": [5, 4]], teacherShapes: ["layer0": [5, 6], "layer1": [5, 6]], examples: 3, using: &g)
+            try loss.module!.loadStateDict(["projection.weight": extra["projection.weight"]!, "projection.bias": extra["projection.bias"]!])
+            return loss.loss(layerBatch(s, t, mask: extra["mask"]!))
+        }
+    }
+
+    func testAttentionDistributionTransfer() throws {
+        try run("attention") { s, t, c in
+            let mask = Self.tensor((c["extra"] as! [String: Any])["mask"])
+            return AttentionDistributionTransfer(pairs: [("layer0", "layer0"), ("layer1", "layer1")]).loss(layerBatch(s, t, mask: mask))
+        }
+    }
+
     func testDecoupledWarmupRampsLinearly() {
         var g = RandomGenerator(seed: 1)
         let s = Tensor.randomNormal([4, 5], using: &g), t = Tensor.randomNormal([4, 5], using: &g)

@@ -24,6 +24,39 @@ final class TextModelTests: XCTestCase {
         }
     }
 
+    func testLayerStatesAreEachLayersOutputAndAttentionAndTapsFindThem() throws {
+        var g = RandomGenerator(seed: 4)
+        let bert = BertModel(Self.teacher, using: &g)
+        bert.eval()
+        let batch = TokenBatch(ids: [2, 7, 9, 3, 5, 2, 5, 3, 0, 0], attentionMask: [1, 1, 1, 1, 1, 1, 1, 1, 0, 0], batchSize: 2, length: 5)
+        let (hidden, attention) = try bert.layerStates(batch)
+        XCTAssertEqual(hidden.count, 4)
+        XCTAssertEqual(attention.count, 4)
+        XCTAssertEqual(hidden.last!.scalars, try bert.hiddenStates(batch).scalars, "the last layer's output is the encoder's")
+        XCTAssertEqual(Set(hidden.map(\.shape)), [[2, 5, 8]])
+        XCTAssertEqual(Set(attention.map(\.shape)), [[2, 2, 5, 5]])
+        for probabilities in attention {
+            let p = probabilities.scalars
+            for row in 0..<(2 * 2 * 5) {
+                let values = p[(row * 5)..<(row * 5 + 5)]
+                XCTAssertEqual(values.reduce(0, +), 1, accuracy: 1e-5)
+                if row >= 2 * 5 { XCTAssertEqual(Array(values.suffix(2)), [0, 0], "padded keys of sequence 1 get exactly 0") }
+            }
+        }
+        // The taps are released: a second call and a capture by name give the same tensors.
+        XCTAssertEqual(try bert.layerStates(batch).attention[2].scalars, attention[2].scalars)
+        let student = TextTransformer(Self.teacher, outputs: 8, using: &g)
+        let taps = try XCTUnwrap(EncoderLayerTaps(student))
+        XCTAssertEqual(taps.hiddenStates, ["encoder.layer.0", "encoder.layer.1", "encoder.layer.2", "encoder.layer.3"])
+        XCTAssertEqual(taps.attention[1], "encoder.layer.1.attention.self.probabilities")
+        XCTAssertEqual([taps.heads, taps.hiddenSize, taps.layers], [2, 8, 4])
+        XCTAssertEqual(EncoderLayerTaps(bert)?.hiddenStates.first, "encoder.layer.0")
+        let captured = try bert.forward(batch.packed(), capturing: [taps.hiddenStates[1], taps.attention[3]]).features
+        XCTAssertEqual(captured[taps.hiddenStates[1]]?.scalars, hidden[1].scalars)
+        XCTAssertEqual(captured[taps.attention[3]]?.scalars, attention[3].scalars)
+        XCTAssertNil(EncoderLayerTaps(BagOfEmbeddings(vocabularySize: 30, dimension: 4, outputs: 4, paddingId: 0, using: &g)))
+    }
+
     func testTextModelsNeedAVocabularyAndImageModelsRefuseOne() {
         var g = RandomGenerator(seed: 0)
         XCTAssertThrowsError(try ModelZoo.make("text-bag", options: ModelOptions(), using: &g)) {

@@ -249,7 +249,7 @@ extension Trainer {
         for (i, weighted) in losses.enumerated() {
             var context = DistillationBatch(studentLogits: logits, teacherLogits: teacherLogits, labels: targets, isLabeled: mask,
                                             studentFeatures: studentFeatures, teacherFeatures: teacherFeatures,
-                                            indices: batch.indices, epoch: epoch)
+                                            indices: batch.indices, epoch: epoch, inputs: batch.inputs)
             if let output = weighted.loss.studentOutput { context.studentLogits = studentFeatures[output]! }
             let key = terms[weighted.loss.name] == nil ? weighted.loss.name : "\(weighted.loss.name)\(i)"
             terms[key] = weighted.loss.loss(context) * weighted.weight

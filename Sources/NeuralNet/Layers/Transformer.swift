@@ -281,12 +281,61 @@ public final class BertModel: Module {
         return output
     }
 
+    /// Every layer's output [batch, length, hidden] and attention probabilities [batch, heads,
+    /// length (queries), length (keys)] (softmax over the keys; padded keys exactly 0), first
+    /// layer first: what hidden-state and attention transfer compare (Hugging Face's
+    /// `output_hidden_states` without the embeddings, and `output_attentions`). Taps the layers
+    /// for this call only, so `hiddenStates` keeps its cost; throws as `hiddenStates`.
+    public func layerStates(_ batch: TokenBatch) throws -> (hidden: [Tensor], attention: [Tensor]) {
+        let layers = encoder.layers
+        var hidden = [Tensor?](repeating: nil, count: layers.count), attention = hidden
+        for (i, layer) in layers.enumerated() {
+            let probabilities = layer.attention.attention.probabilities
+            require(layer.state.tap == nil && probabilities.state.tap == nil, "layerStates: layer \(i) is already tapped")
+            layer.state.tap = { _, output in hidden[i] = output }
+            probabilities.state.tap = { _, output in attention[i] = output }
+        }
+        defer {
+            for layer in layers {
+                layer.state.tap = nil
+                layer.attention.attention.probabilities.state.tap = nil
+            }
+        }
+        _ = try hiddenStates(batch)
+        return (hidden.map { $0! }, attention.map { $0! })
+    }
+
     /// Hidden states of a packed batch (see `TokenBatch.packed()`); for batches already checked.
     public func forward(_ input: Tensor) -> Tensor {
         do { return try hiddenStates(TokenBatch(packed: input)) } catch { requirementFailed("\(error)") }
     }
 
     public var children: [(name: String, module: any Module)] { [("embeddings", embeddings), ("encoder", encoder)] }
+}
+
+/// Where a model's encoder layers can be tapped (`forward(_:capturing:)`): each layer's output
+/// and its attention probabilities by module path, for a model holding a `TransformerEncoder`
+/// (a `SentenceEncoder`, a `TextTransformer`, a `BertModel`). Tapping costs nothing when not asked.
+public struct EncoderLayerTaps: Equatable, Sendable {
+    /// Layer i's output [batch, length, hidden]: `encoder.layer.i`.
+    public var hiddenStates: [String]
+    /// Layer i's attention probabilities [batch, heads, length, length]: `encoder.layer.i.attention.self.probabilities`.
+    public var attention: [String]
+    public var heads: Int
+    public var hiddenSize: Int
+
+    /// The first transformer encoder in `model`'s tree, or nil when it has none (a bag of embeddings).
+    public init?(_ model: any Module) {
+        guard let (path, found) = model.namedModules().first(where: { $0.module is TransformerEncoder }),
+              let encoder = found as? TransformerEncoder, let first = encoder.layers.first else { return nil }
+        let prefix = path.isEmpty ? "layer." : path + ".layer."
+        hiddenStates = encoder.layers.indices.map { prefix + "\($0)" }
+        attention = hiddenStates.map { $0 + ".attention.self.probabilities" }
+        heads = first.attention.attention.heads
+        hiddenSize = first.attention.attention.query.inFeatures
+    }
+
+    public var layers: Int { hiddenStates.count }
 }
 
 /// How a sentence's token vectors become one vector.
