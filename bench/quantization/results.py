@@ -9,6 +9,11 @@ file size and latency; a JSON of every number, a markdown table and one SVG char
     python3 bench/quantization/results.py --seeds 1            # one seed: to time each kind of run first
     python3 bench/quantization/results.py --latency-only       # re-measure latencies of the runs in --work
 
+On a loaded machine, the runs can go side by side in separate invocations and one last
+invocation collects them: `--stage float` (float students and PTQ, while the teacher trains
+in another), then `--stage runs --seeds 2` and `--stage runs --seeds 3` once the teacher is
+there (never two invocations on the same run folder), then the plain command.
+
 What runs (each a fresh `distill` process; a run folder under --work that is complete is
 reused, one that was stopped is continued with `distill run --resume`):
 
