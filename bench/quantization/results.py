@@ -23,6 +23,8 @@ reused, one that was stopped is continued with `distill run --resume`):
   PTQ       distill quantize FLOAT --calibration 512 --out PTQ            (min–max)
   QAD       distill distill --teacher TEACHER --student M --student-weights FLOAT --quantize int8
                 --epochs 1 --lr 0.005 --seed S [--labels-per-class 1000 for resnet8] --out QAD
+  QAD self  the same with --teacher FLOAT: the float student as its own teacher (the issue's other
+            choice; no teacher's knowledge, only the int8 grid to adapt to)
 
 Numbers: the float and PTQ int8 accuracy, agreement, file sizes and latencies from the PTQ
 folder's quantization.json (`distill quantize` measures both models with the same median of
@@ -56,8 +58,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 STUDENTS = ["cnn-student", "resnet8"]
-KINDS = ["float", "ptq", "qad"]
-KIND_LABELS = {"float": "float", "ptq": "int8, post-training", "qad": "int8, quantization-aware distillation"}
+KINDS = ["float", "ptq", "qad", "qad-self"]
+KIND_LABELS = {"float": "float", "ptq": "int8, post-training", "qad": "int8, quantization-aware distillation from cnn-teacher",
+               "qad-self": "int8, quantization-aware distillation, the float student as teacher"}
+QAD_KINDS = ["qad", "qad-self"]
 
 
 # ---------------------------------------------------------------- machine and process helpers
@@ -183,6 +187,8 @@ class Plan:
             return os.path.join(self.args.work, base + "-ptq512")
         if kind == "qad":
             return os.path.join(self.args.work, base + f"-qad-e{self.args.qad_epochs}-t{self.args.teacher_epochs}")
+        if kind == "qad-self":
+            return os.path.join(self.args.work, base + f"-qad-self-e{self.args.qad_epochs}")
         return os.path.join(self.args.work, base)
 
     def train_teacher(self, runner):
@@ -198,11 +204,14 @@ class Plan:
         if again or not os.path.exists(os.path.join(out, "quantization.json")):
             runner.run(f"{student}-s{seed}-ptq", ["quantize", self.folder(student, "float", seed), "--calibration", "512", "--out", out])
 
-    def distill_int8(self, runner, student, seed):
-        runner.train_like(f"{student}-s{seed}-qad", self.folder(student, "qad", seed), "model-int8.safetensors",
-                          ["distill", "--teacher", self.teacher_folder(), "--student", student, "--student-weights", self.folder(student, "float", seed),
+    def distill_int8(self, runner, student, seed, kind):
+        """QAD from cnn-teacher ("qad") or from the float student itself ("qad-self": the issue's other choice)."""
+        teacher = self.teacher_folder() if kind == "qad" else self.folder(student, "float", seed)
+        cache = os.path.join(self.args.work, "cache" if kind == "qad" else f"cache-{student}-s{seed}")
+        runner.train_like(f"{student}-s{seed}-{kind}", self.folder(student, kind, seed), "model-int8.safetensors",
+                          ["distill", "--teacher", teacher, "--student", student, "--student-weights", self.folder(student, "float", seed),
                            "--quantize", "int8"] + self.extra[student]
-                          + ["--epochs", str(self.args.qad_epochs), "--lr", "0.005", "--seed", str(seed), "--cache-directory", os.path.join(self.args.work, "cache")])
+                          + ["--epochs", str(self.args.qad_epochs), "--lr", "0.005", "--seed", str(seed), "--cache-directory", cache])
 
     def commands(self):
         """The command lines, for the report (paths relative to --work)."""
@@ -215,7 +224,9 @@ class Plan:
             lines += [f"distill train --model {student}{extra} --epochs {self.epochs[student]} --seed {seed} --out {student}-{seed}",
                       f"distill quantize {student}-{seed} --calibration 512 --out {student}-{seed}-ptq",
                       f"distill distill --teacher {t} --student {student} --student-weights {student}-{seed} --quantize int8{extra} "
-                      f"--epochs {self.args.qad_epochs} --lr 0.005 --seed {seed} --out {student}-{seed}-qad"]
+                      f"--epochs {self.args.qad_epochs} --lr 0.005 --seed {seed} --out {student}-{seed}-qad",
+                      f"distill distill --teacher {student}-{seed} --student {student} --student-weights {student}-{seed} --quantize int8{extra} "
+                      f"--epochs {self.args.qad_epochs} --lr 0.005 --seed {seed} --out {student}-{seed}-qad-self"]
         return lines
 
 
@@ -237,21 +248,21 @@ def evaluate_json(runner, name, model, threads, again=False):
     return report
 
 
-def qad_int8_accuracy(runner, plan, student, seed):
+def qad_int8_accuracy(runner, plan, student, seed, kind):
     """The int8 test accuracy the QAD run printed (the last such line in its log), else that of
     its QDQ export through `distill evaluate`; and where it came from."""
     pattern = re.compile(r"int8 test accuracy ([0-9.]+)% \(the fake-quantized student ([0-9.]+)%, same class for ([0-9.]+)%\)")
-    log = runner.log_path(f"{student}-s{seed}-qad")
+    log = runner.log_path(f"{student}-s{seed}-{kind}")
     if os.path.exists(log):
         found = pattern.findall(open(log).read())
         if found:
             int8, fake, same = (float(v) / 100 for v in found[-1])
             return {"accuracy": int8, "fake_quantized_accuracy": fake, "same_class_as_fake_quantized": same,
                     "accuracy_source": "printed by distill distill --quantize int8"}
-    folder = plan.folder(student, "qad", seed)
+    folder = plan.folder(student, kind, seed)
     onnx = os.path.join(folder, "model-int8.onnx")
-    runner.run(f"{student}-s{seed}-qad-export", ["export", os.path.join(folder, "model-int8.safetensors"), "--out", onnx])
-    report = evaluate_json(runner, f"{student}-s{seed}-qad-evaluate-onnx", onnx, 1)
+    runner.run(f"{student}-s{seed}-{kind}-export", ["export", os.path.join(folder, "model-int8.safetensors"), "--out", onnx])
+    report = evaluate_json(runner, f"{student}-s{seed}-{kind}-evaluate-onnx", onnx, 1)
     if report is None:
         sys.exit(f"Error: could not evaluate {onnx}")
     return {"accuracy": report["student"]["top1"], "accuracy_source": "distill evaluate of the QDQ export"}
@@ -276,24 +287,35 @@ def collect(runner, plan, seeds, threads_hint, again):
                         "latency_batch1_ms": q["int8LatencyBatch1Milliseconds"], "latency_batch256_ms": q["int8LatencyBatch256Milliseconds"],
                         "latency_load_average": load, "kernel_path": q["kernelPath"], "threads": q["threads"], "float_layers": q.get("floatLayers", [])},
             }
-            qad_folder = plan.folder(student, "qad", seed)
-            qad = qad_int8_accuracy(runner, plan, student, seed)
-            qad["file_bytes"] = os.path.getsize(os.path.join(qad_folder, "model-int8.safetensors"))
-            name = f"{student}-s{seed}-qad-latency"
-            report = evaluate_json(runner, name, os.path.join(qad_folder, "model-int8.safetensors"), threads, again)
-            if report is not None:
-                qad.update({"latency_batch1_ms": report["studentCost"]["latencyBatch1Milliseconds"],
-                            "latency_batch256_ms": report["studentCost"]["latencyBatch256Milliseconds"],
-                            "latency_source": "distill evaluate of model-int8.safetensors",
-                            "latency_load_average": runner.steps[name]["runs"][-1]["load_average_before"]})
-            else:
-                qad.update({"latency_batch1_ms": record["ptq"]["latency_batch1_ms"], "latency_batch256_ms": record["ptq"]["latency_batch256_ms"],
-                            "latency_source": "the post-training int8 model's of the same seed (same layers, shapes and kernels)",
-                            "latency_load_average": load})
-            record["qad"] = qad
+            for kind in QAD_KINDS:
+                record[kind] = qad_record(runner, plan, student, seed, kind, threads, again, record["ptq"], load)
             per_seed[str(seed)] = record
         students[student] = per_seed
+    return finish_collect(runner, plan, students, threads, again)
 
+
+def qad_record(runner, plan, student, seed, kind, threads, again, ptq, load):
+    """A QAD run's int8 accuracy, file size and latency (its own through distill evaluate, else
+    the post-training model's of the same seed)."""
+    folder = plan.folder(student, kind, seed)
+    qad = qad_int8_accuracy(runner, plan, student, seed, kind)
+    qad["file_bytes"] = os.path.getsize(os.path.join(folder, "model-int8.safetensors"))
+    name = f"{student}-s{seed}-{kind}-latency"
+    report = evaluate_json(runner, name, os.path.join(folder, "model-int8.safetensors"), threads, again)
+    if report is not None:
+        qad.update({"latency_batch1_ms": report["studentCost"]["latencyBatch1Milliseconds"],
+                    "latency_batch256_ms": report["studentCost"]["latencyBatch256Milliseconds"],
+                    "latency_source": "distill evaluate of model-int8.safetensors",
+                    "latency_load_average": runner.steps[name]["runs"][-1]["load_average_before"]})
+    else:
+        qad.update({"latency_batch1_ms": ptq["latency_batch1_ms"], "latency_batch256_ms": ptq["latency_batch256_ms"],
+                    "latency_source": "the post-training int8 model's of the same seed (same layers, shapes and kernels)",
+                    "latency_load_average": load})
+    return qad
+
+
+def finish_collect(runner, plan, students, threads, again):
+    """The teacher's numbers, then everything collect() gathered."""
     teacher_folder = plan.teacher_folder()
     report = evaluate_json(runner, "teacher-evaluate", teacher_folder, threads, again)
     if report is None:
@@ -336,13 +358,16 @@ def targets(summaries):
     result = {}
     for student, kinds in summaries.items():
         worst_ptq = -min(kinds["ptq"]["accuracy_change_from_float"]["values"]) * 100
-        worst_qad = -min(kinds["qad"]["accuracy_change_from_float"]["values"]) * 100
-        largest = max(kinds["ptq"]["file_fraction_of_float"]["max"], kinds["qad"]["file_fraction_of_float"]["max"])
+        largest = max(kinds[k]["file_fraction_of_float"]["max"] for k in ["ptq"] + QAD_KINDS)
         result[student] = {
             "ptq_largest_drop_points": worst_ptq, "ptq_within_1_point": worst_ptq <= 1.0,
-            "qad_largest_drop_points": worst_qad, "qad_within_0.3_point": worst_qad <= 0.3,
             "largest_int8_file_fraction": largest, "int8_file_at_most_30_percent": largest <= 0.30,
         }
+        for kind in QAD_KINDS:
+            worst = -min(kinds[kind]["accuracy_change_from_float"]["values"]) * 100
+            prefix = kind.replace("-", "_")
+            result[student][f"{prefix}_largest_drop_points"] = worst
+            result[student][f"{prefix}_within_0.3_point"] = worst <= 0.3
     return result
 
 
@@ -392,8 +417,9 @@ def markdown(data):
 
     lines.append("| post-training int8 within 1.0 point of float | " + " | ".join(
         verdict(t[m]["ptq_within_1_point"], f"worst seed {-t[m]['ptq_largest_drop_points']:+.2f}") for m in STUDENTS) + " |")
-    lines.append("| quantization-aware distillation within 0.3 point | " + " | ".join(
-        verdict(t[m]["qad_within_0.3_point"], f"worst seed {-t[m]['qad_largest_drop_points']:+.2f}") for m in STUDENTS) + " |")
+    for kind, who in (("qad", "from cnn-teacher"), ("qad_self", "the float student as teacher")):
+        lines.append(f"| quantization-aware distillation ({who}) within 0.3 point | " + " | ".join(
+            verdict(t[m][f"{kind}_within_0.3_point"], f"worst seed {-t[m][f'{kind}_largest_drop_points']:+.2f}") for m in STUDENTS) + " |")
     lines.append("| int8 file at most 30% of float | " + " | ".join(
         verdict(t[m]["int8_file_at_most_30_percent"], f"largest {t[m]['largest_int8_file_fraction'] * 100:.1f}%") for m in STUDENTS) + " |")
     return "\n".join(lines) + "\n"
@@ -411,9 +437,9 @@ def marker(kind, x, y, r, color):
     if kind == "ptq":
         a = r * 0.886  # the same area as the circle
         return f'<rect x="{x - a:.1f}" y="{y - a:.1f}" width="{2 * a:.1f}" height="{2 * a:.1f}" {style}/>'
-    if kind == "qad":
-        a = r * 2.693  # the side of an equilateral triangle of the circle's area
-        h = a * math.sqrt(3) / 2
+    if kind in QAD_KINDS:
+        a = r * 2.693  # the side of an equilateral triangle of the circle's area (self: pointing down)
+        h = a * math.sqrt(3) / 2 * (1 if kind == "qad" else -1)
         return f'<polygon points="{x:.1f},{y - 2 * h / 3:.1f} {x - a / 2:.1f},{y + h / 3:.1f} {x + a / 2:.1f},{y + h / 3:.1f}" {style}/>'
     a = r * 1.253  # teacher: a diamond of the circle's area
     return f'<polygon points="{x:.1f},{y - a:.1f} {x + a:.1f},{y:.1f} {x:.1f},{y + a:.1f} {x - a:.1f},{y:.1f}" {style}/>'
@@ -433,7 +459,7 @@ def chart(data):
     for student in STUDENTS:
         for kind in KINDS:
             f = data["summaries"][student][kind]
-            label = f"{student}, {'float' if kind == 'float' else 'int8 ' + ('PTQ' if kind == 'ptq' else 'QAD')}"
+            label = f"{student}, " + {"float": "float", "ptq": "int8 PTQ", "qad": "int8 QAD", "qad-self": "int8 QAD (self)"}[kind]
             points.append((label, student, kind, f["latency_batch256_ms"], f["accuracy"], f["file_bytes"]["mean"]))
 
     width, height = 900, 510
@@ -559,7 +585,8 @@ def main():
                 plan.train_float(runner, student, seed)
                 plan.quantize(runner, student, seed)
                 if args.stage != "float":
-                    plan.distill_int8(runner, student, seed)
+                    for kind in QAD_KINDS:
+                        plan.distill_int8(runner, student, seed, kind)
         if args.stage != "all":
             print(f"stage {args.stage} done ({time.perf_counter() - started:.0f} s)")
             return
