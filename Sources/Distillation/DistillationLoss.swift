@@ -72,6 +72,16 @@ extension DistillationLoss {
                         using generator: inout RandomGenerator) throws {}
 }
 
+/// A loss over (student layer, teacher layer) pairs: its taps are the pairs' two sides.
+public protocol LayerPairLoss: DistillationLoss {
+    var pairs: [(student: String, teacher: String)] { get }
+}
+
+extension LayerPairLoss {
+    public var studentTaps: [String] { pairs.map(\.student) }
+    public var teacherTaps: [String] { pairs.map(\.teacher) }
+}
+
 /// A loss with its weight in the total objective.
 public struct WeightedLoss {
     public var weight: Float

@@ -14,22 +14,12 @@ extension CommandLineTests {
     /// Runs the example app on `model` and the raw float32 examples in `input`: each line's
     /// class name and every class's probability, or the exit status and standard error.
     func runExample(_ model: String, _ input: String) throws -> (status: Int32, lines: [(name: String, probabilities: [Float])], errors: String) {
-        try requireTool(FileManager.default.fileExists(atPath: Self.example.path), "\(Self.example.path) is not built (swift build -c release)")
-        let process = Process()
-        process.executableURL = Self.example
-        process.arguments = [model, input]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (status, output, errors) = try run([model, input], executable: Self.example)
         let lines = output.split(separator: "\n").map { line -> (String, [Float]) in
             let fields = line.split(separator: "\t")
             return (String(fields[1]), fields[3].split(separator: " ").map { Float(String($0)) ?? .nan })
         }
-        return (process.terminationStatus, lines, errors)
+        return (status, lines, errors)
     }
 
     func testTheInferenceLibraryExampleAnswersAsDistillPredictAndTheInt8Runtime() throws {

@@ -13,11 +13,11 @@ final class CommandLineTests: XCTestCase {
         #endif
     }
 
-    /// Runs the binary with `arguments`, and `environment` added to this process's.
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String, errors: String) {
-        try requireTool(FileManager.default.fileExists(atPath: Self.binary.path), "\(Self.binary.path) is not built")
+    /// Runs the binary (or another built `executable`) with `arguments`, and `environment` added to this process's.
+    func run(_ arguments: [String], environment: [String: String] = [:], executable: URL = CommandLineTests.binary) throws -> (status: Int32, output: String, errors: String) {
+        try requireTool(FileManager.default.fileExists(atPath: executable.path), "\(executable.path) is not built")
         let process = Process()
-        process.executableURL = Self.binary
+        process.executableURL = executable
         process.arguments = arguments
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, added in added } }
         let out = Pipe(), err = Pipe()

@@ -52,7 +52,7 @@ public final class FitNets: DistillationLoss {
 /// spatial attention map Q = normalize(mean over channels of F²), flattened; the loss is the
 /// mean of (Q_s − Q_t)² summed over pairs. Weight β = 1000. Paired maps must have the same
 /// spatial size (channel counts may differ).
-public final class AttentionTransfer: DistillationLoss {
+public final class AttentionTransfer: LayerPairLoss {
     public let pairs: [(student: String, teacher: String)]
     public let name = "at"
 
@@ -61,8 +61,6 @@ public final class AttentionTransfer: DistillationLoss {
         self.pairs = pairs
     }
 
-    public var studentTaps: [String] { pairs.map(\.student) }
-    public var teacherTaps: [String] { pairs.map(\.teacher) }
 
     public func prepare(studentShapes: [String: Shape], teacherShapes: [String: Shape], examples: Int,
                         using generator: inout RandomGenerator) throws {

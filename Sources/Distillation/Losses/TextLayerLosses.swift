@@ -20,7 +20,7 @@ func tokenMask(_ inputs: Tensor?) -> Tensor? {
 /// W_h), and the teacher layer's output, over the tokens the mask keeps:
 /// Σ_pairs Σ_{b, real t} ‖W·s_bt + b − t_bt‖² / (real tokens · teacher hidden size).
 /// Padded positions add nothing. Taps: layer outputs [batch, length, hidden].
-public final class HiddenStateTransfer: DistillationLoss {
+public final class HiddenStateTransfer: LayerPairLoss {
     public let pairs: [(student: String, teacher: String)]
     public let name = "hidden"
     private var projection: Linear?
@@ -30,8 +30,6 @@ public final class HiddenStateTransfer: DistillationLoss {
         self.pairs = pairs
     }
 
-    public var studentTaps: [String] { pairs.map(\.student) }
-    public var teacherTaps: [String] { pairs.map(\.teacher) }
     public var module: (any Module)? { projection.map { Sequential(named: [("projection", $0)]) } }
 
     public func prepare(studentShapes: [String: Shape], teacherShapes: [String: Shape], examples: Int,
@@ -70,7 +68,7 @@ public final class HiddenStateTransfer: DistillationLoss {
 /// Padded keys have probability exactly 0 in both and add nothing; probabilities are clamped
 /// at 1e-20 inside the logarithms, so an underflowed one gives a large finite term. Needs
 /// equal head counts. Taps: attention probabilities [batch, heads, length, length].
-public final class AttentionDistributionTransfer: DistillationLoss {
+public final class AttentionDistributionTransfer: LayerPairLoss {
     public let pairs: [(student: String, teacher: String)]
     public let name = "attention"
     static let floor: Float = 1e-20
@@ -80,8 +78,6 @@ public final class AttentionDistributionTransfer: DistillationLoss {
         self.pairs = pairs
     }
 
-    public var studentTaps: [String] { pairs.map(\.student) }
-    public var teacherTaps: [String] { pairs.map(\.teacher) }
 
     public func prepare(studentShapes: [String: Shape], teacherShapes: [String: Shape], examples: Int,
                         using generator: inout RandomGenerator) throws {
