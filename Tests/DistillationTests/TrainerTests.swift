@@ -286,6 +286,23 @@ extension TrainerTests {
         XCTAssertEqual(try Evaluation.accuracy(saved, on: validation), accuracies[best], "best.safetensors is the selected epoch's model")
     }
 
+    /// Each epoch's seconds are its own: with a run folder (a checkpoint at every epoch's end),
+    /// an epoch's seconds fit between the end of the one before and its own end.
+    func testEachEpochsSecondsAreItsOwn() throws {
+        let student = try models(seed: 1).student
+        let trainer = try Trainer(model: student, configuration: configuration(epochs: 4, directory: scratch.appendingPathComponent("seconds").path))
+        var ends: [Date] = [Date()]
+        let result = try trainer.fit(train: data()) { event in
+            if case .epochFinished = event { ends.append(Date()) }
+        }
+        let seconds = result.history.map(\.seconds)
+        XCTAssertEqual(seconds.count, 4)
+        for (epoch, s) in seconds.enumerated() {
+            XCTAssertGreaterThan(s, 0)
+            XCTAssertLessThanOrEqual(s, ends[epoch + 1].timeIntervalSince(ends[epoch]), "epoch \(epoch + 1): \(seconds)")
+        }
+    }
+
     /// The trainer's options that user input reaches are errors, not traps.
     func testEmptyTrainingSetIsAnError() throws {
         let trainer = try Trainer(model: try models(seed: 1).student, configuration: configuration(epochs: 1))

@@ -82,7 +82,10 @@ extension Trainer {
         // Data parallel: rank 0 writes; the others hold the same state and report its path.
         guard communicator.isWriter else { return Self.checkpointPath(in: directory) }
         events(.checkpoint(globalStep: state.step, written: false))
-        state.seconds += Date().timeIntervalSince(segmentStart)
+        // The time of the epoch so far goes into the checkpoint (a resumed epoch adds to it).
+        // At an epoch's end the state is already the next epoch's (nothing done yet): adding
+        // there would count the finished epoch's time again in the next one.
+        if state.batchInEpoch > 0 { state.seconds += Date().timeIntervalSince(segmentStart) }
         segmentStart = Date()
         var metadata = Dictionary(uniqueKeysWithValues: settings.map { (Self.settingsPrefix + $0.key, $0.value) })
         metadata[Self.stateKey] = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
