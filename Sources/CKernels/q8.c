@@ -1,6 +1,6 @@
 /* Int8 inference kernels, once per path: the GEMM (uint8 activations × int8 weights into
-   int32), requantization, the quantized add, and the path-free window helpers (im2col, max
-   pooling). CKernels.h states the arithmetic; every path gives the same bits (the tests in
+   int32), requantization, the quantized add, and the fused GEMM over a convolution's row
+   pieces (q8window.c has the window helpers). CKernels.h states the arithmetic; every path gives the same bits (the tests in
    Tests/TensorsTests/Int8KernelTests.swift compare them). */
 #pragma STDC FP_CONTRACT OFF
 #include <math.h>

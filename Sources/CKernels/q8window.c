@@ -1,5 +1,5 @@
 /* Int8 convolution and pooling helpers on channels-last (NHWC) images: the window geometry,
-   im2col, the indirect rows of a convolution (pointers to each tap's bytes, no copy), the
+   padding, the indirect rows of a convolution (pointers to each kernel row's bytes, no copy), the
    convolution's GEMM and requantization over those rows, max and global average pooling and
    the depthwise convolution. Data movement and exact integer sums: portable C, the same bits
    on every path (the GEMM they feed is the dispatched one). */
@@ -22,54 +22,13 @@ int distill_q8_window_valid(const distill_q8_window *w) {
     return w->outputHeight == spanHigh / w->strideHeight + 1 && w->outputWidth == spanWide / w->strideWidth + 1;
 }
 
-/* Short copies and fills as plain loops: a 1-channel 3×3 convolution moves 3 bytes at a
-   time, where a call to memcpy costs more than the copy. */
+/* Short copies as plain loops: a 1-channel 3×3 convolution's rows are 3 bytes a piece,
+   where a call to memcpy costs more than the copy. */
 static inline void copy_bytes(uint8_t *target, const uint8_t *source, long count) {
     if (count >= 32) {
         memcpy(target, source, (size_t)count);
     } else {
         for (long i = 0; i < count; i++) target[i] = source[i];
-    }
-}
-
-static inline void fill_bytes(uint8_t *target, uint8_t value, long count) {
-    if (count >= 32) {
-        memset(target, value, (size_t)count);
-    } else {
-        for (long i = 0; i < count; i++) target[i] = value;
-    }
-}
-
-void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *rows) {
-    long C = w->channels, taps = w->kernelHeight * w->kernelWidth, rowLength = taps * C;
-    long OW = w->outputWidth, sw = w->strideWidth;
-    /* Tap by tap and output row by output row: the output columns ox whose input column
-       ox·sw + dx − pw lies inside the image are one range [low, high), the rest are padding;
-       each pixel's C bytes go to its row at the tap's offset. */
-    for (long dy = 0; dy < w->kernelHeight; dy++) {
-        for (long dx = 0; dx < w->kernelWidth; dx++) {
-            long tap = dy * w->kernelWidth + dx, shift = dx - w->paddingWidth;
-            long low = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
-            long high = w->width - shift <= 0 ? 0 : (w->width - shift + sw - 1) / sw;
-            if (high > OW) high = OW;
-            if (low > high) low = high;
-            for (long oy = 0; oy < w->outputHeight; oy++) {
-                long y = oy * w->strideHeight + dy - w->paddingHeight;
-                uint8_t *target = rows + oy * OW * rowLength + tap * C;
-                if (y < 0 || y >= w->height) {
-                    for (long ox = 0; ox < OW; ox++) fill_bytes(target + ox * rowLength, pad, C);
-                    continue;
-                }
-                const uint8_t *source = input + y * w->width * C;
-                for (long ox = 0; ox < low; ox++) fill_bytes(target + ox * rowLength, pad, C);
-                if (C == 1) {
-                    for (long ox = low; ox < high; ox++) target[ox * rowLength] = source[ox * sw + shift];
-                } else {
-                    for (long ox = low; ox < high; ox++) copy_bytes(target + ox * rowLength, source + (ox * sw + shift) * C, C);
-                }
-                for (long ox = high; ox < OW; ox++) fill_bytes(target + ox * rowLength, pad, C);
-            }
-        }
     }
 }
 

@@ -164,10 +164,6 @@ typedef struct {
 /* 1 when the sizes are positive, the padding non-negative and the output sizes right. */
 int distill_q8_window_valid(const distill_q8_window *w);
 
-/* The GEMM rows of a convolution: rows[p][(dy·kernelWidth + dx)·channels + c] for output
-   pixel p, `pad` (the input's zero point) where the window leaves the image. */
-void distill_q8_im2col(const distill_q8_window *w, const uint8_t *input, uint8_t pad, uint8_t *rows);
-
 /* One NHWC image [height][width][channels] with the window's padding made real: padded
    [height + 2·paddingHeight][width + 2·paddingWidth][channels], `pad` (the input's zero
    point) around it. */
