@@ -81,6 +81,9 @@ static void install(distill_kernels_path path) {
         /* Without VNNI, AVX2's fused kernel (the AVX-512BW GEMM's arithmetic is the same). */
         distill_kernels.q8_rows_requantize = path == DISTILL_KERNELS_AVX512_VNNI ? distill_q8_rows_requantize_vnni
                                                                                : distill_q8_rows_requantize_avx2;
+        distill_kernels.softmax_row = distill_softmax_row_avx512;
+        distill_kernels.gelu = distill_gelu_avx512;
+        distill_kernels.layer_norm_row = distill_layer_norm_row_avx512;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
@@ -90,6 +93,9 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_dequantize = distill_q8_dequantize_avx2;
         distill_kernels.q8_add = distill_q8_add_avx2;
         distill_kernels.q8_rows_requantize = distill_q8_rows_requantize_avx2;
+        distill_kernels.softmax_row = distill_softmax_row_avx2;
+        distill_kernels.gelu = distill_gelu_avx2;
+        distill_kernels.layer_norm_row = distill_layer_norm_row_avx2;
         break;
 #endif
     default:
@@ -100,6 +106,9 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_dequantize = distill_q8_dequantize_portable;
         distill_kernels.q8_add = distill_q8_add_portable;
         distill_kernels.q8_rows_requantize = NULL;
+        distill_kernels.softmax_row = distill_softmax_row_portable;
+        distill_kernels.gelu = distill_gelu_portable;
+        distill_kernels.layer_norm_row = distill_layer_norm_row_portable;
         break;
     }
     __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Batch norm, layer norm and dropout, each a fused op with its own backward rule.
@@ -188,21 +189,13 @@ extension Tensor {
         var mean = [Float](repeating: 0, count: rows), invStd = [Float](repeating: 0, count: rows)
         let out = Tensor(uninitialized: x.shape)
         let px = x.storage.pointer, po = out.storage.pointer
+        let pGamma = weight.map { UnsafePointer($0.storage.pointer) }, pBeta = bias.map { UnsafePointer($0.storage.pointer) }
         mean.withUnsafeMutableBufferPointer { mb in
             invStd.withUnsafeMutableBufferPointer { sb in
                 let pm = mb.baseAddress!, ps = sb.baseAddress!
                 Compute.parallelFor(rows, costPerItem: d * 3) { range in
                     for row in range {
-                        let src = px + row * d, dst = po + row * d
-                        let mu = ReductionKernels.sum(src, d) / Float(d)
-                        var squares: Float = 0
-                        for j in 0..<d { let v = src[j] - mu; squares += v * v }
-                        let r = 1 / (squares / Float(d) + epsilon).squareRoot()
-                        pm[row] = mu; ps[row] = r
-                        for j in 0..<d {
-                            let xhat = (src[j] - mu) * r
-                            dst[j] = xhat * (gamma?[j] ?? 1) + (beta?[j] ?? 0)
-                        }
+                        distill_layer_norm_row(d, px + row * d, pGamma, pBeta, epsilon, po + row * d, pm + row, ps + row)
                     }
                 }
             }

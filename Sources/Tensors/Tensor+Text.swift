@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // The ops text encoders add to the engine: an embedding lookup (rows gathered, gradients
@@ -73,27 +74,7 @@ extension Tensor {
         let pm = keyMask?.storage.pointer
         Compute.parallelFor(rows, costPerItem: keys * 8) { range in
             for row in range {
-                let src = px + row * keys, dst = po + row * keys
-                let mask = pm.map { $0 + (row / rowsPerBatch) * keys }
-                var maximum = -Float.infinity
-                if let mask {
-                    for j in 0..<keys where mask[j] != 0 { maximum = Swift.max(maximum, src[j]) }
-                } else {
-                    for j in 0..<keys { maximum = Swift.max(maximum, src[j]) }
-                }
-                guard maximum > -Float.infinity else {
-                    dst.update(repeating: 0, count: keys)
-                    continue
-                }
-                // Exponentials of every key, then the masked ones zeroed: two plain loops that vectorise.
-                for j in 0..<keys { dst[j] = nonPositiveExp(scale * (src[j] - maximum)) }
-                if let mask {
-                    for j in 0..<keys { dst[j] = mask[j] != 0 ? dst[j] : 0 }
-                }
-                var total: Float = 0
-                for j in 0..<keys { total += dst[j] }
-                let inverse = 1 / total
-                for j in 0..<keys { dst[j] *= inverse }
+                distill_softmax_row(keys, px + row * keys, pm.map { UnsafePointer($0 + (row / rowsPerBatch) * keys) }, scale, po + row * keys)
             }
         }
         let saved = out.detached()

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Unary elementwise ops. Each op's per-element forward and derivative are small function
@@ -68,12 +69,11 @@ func nonPositiveExp(_ x: Float) -> Float {
     return e * Float(bitPattern: (shifted.bitPattern &- 0x4B40_0000 &+ 127) << 23)
 }
 
-private struct GELU: UnaryFunction { func callAsFunction(_ x: Float) -> Float { 0.5 * x * (1 + rationalErf(x * 0.70710678)) } }
-/// d/dx xΦ(x) = Φ(x) + x·φ(x).
+/// d/dx xΦ(x) = Φ(x) + x·φ(x). (The forward pass is the C kernel distill_gelu.)
 private struct GELUGradient: BinaryFunction {
     func callAsFunction(_ g: Float, _ x: Float) -> Float {
         let cdf = 0.5 * (1 + rationalErf(x * 0.70710678))
-        let pdf = 0.39894228 * Foundation.exp(-0.5 * x * x)
+        let pdf = 0.39894228 * nonPositiveExp(-0.5 * x * x)
         return g * (cdf + x * pdf)
     }
 }
@@ -155,8 +155,12 @@ extension Tensor {
 
     /// x·Φ(x) with the exact normal CDF (PyTorch's default GELU).
     public func gelu() -> Tensor {
-        let x = self
-        return ElementwiseKernels.map(x, GELU()).recorded("gelu", [x]) { g in [ElementwiseKernels.zip(g, x, GELUGradient())] }
+        let x = self, out = Tensor(uninitialized: shape)
+        let px = x.storage.pointer, po = out.storage.pointer
+        Compute.parallelFor(count, costPerItem: 16) { range in
+            distill_gelu(range.count, px + range.lowerBound, po + range.lowerBound)
+        }
+        return out.recorded("gelu", [x]) { g in [ElementwiseKernels.zip(g, x, GELUGradient())] }
     }
 
     /// The Gauss error function (ONNX's Erf, which GELU decomposes into before opset 20).

@@ -212,6 +212,22 @@ void distill_q8_global_average_pool(long pixels, long channels, const uint8_t *i
    (portable C); the caller requantizes them with distill_q8_requantize. */
 void distill_q8_depthwise(const distill_q8_window *w, const uint8_t *input, int inZero, const int8_t *weights, int32_t *acc);
 
+/* ---- Row kernels of the transformer encoder (rows.c). ---- */
+
+/* One row of the attention's masked softmax: dst[j] = e^(scale·(src[j] − m)) / Σ over the
+   kept keys, m the largest kept src; keys with mask[j] == 0 (mask may be NULL: all kept)
+   get exactly 0, and a row with no kept key is all zeros. scale·(src[j] − m) is clamped to
+   [−87, 0] (the exponential is Tensors' nonPositiveExp). */
+void distill_softmax_row(long keys, const float *src, const float *mask, float scale, float *dst);
+
+/* y = x·Φ(x) (exact GELU, erf by Tensors' rational fit) for count values; y may be x. */
+void distill_gelu(long count, const float *x, float *y);
+
+/* One row of layer normalisation: dst = (src − mean)·r·gamma + beta (gamma, beta may be
+   NULL), r = 1/√(variance + epsilon), the biased variance; writes mean and r. */
+void distill_layer_norm_row(long d, const float *src, const float *gamma, const float *beta, float epsilon,
+                            float *dst, float *mean, float *inverseDeviation);
+
 #ifdef __cplusplus
 }
 #endif
