@@ -84,6 +84,8 @@ static void install(distill_kernels_path path) {
         distill_kernels.softmax_row = distill_softmax_row_avx512;
         distill_kernels.gelu = distill_gelu_avx512;
         distill_kernels.layer_norm_row = distill_layer_norm_row_avx512;
+        distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx512;
+        distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx512;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
@@ -96,6 +98,8 @@ static void install(distill_kernels_path path) {
         distill_kernels.softmax_row = distill_softmax_row_avx2;
         distill_kernels.gelu = distill_gelu_avx2;
         distill_kernels.layer_norm_row = distill_layer_norm_row_avx2;
+        distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx2;
+        distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx2;
         break;
 #endif
     default:
@@ -109,6 +113,8 @@ static void install(distill_kernels_path path) {
         distill_kernels.softmax_row = distill_softmax_row_portable;
         distill_kernels.gelu = distill_gelu_portable;
         distill_kernels.layer_norm_row = distill_layer_norm_row_portable;
+        distill_kernels.softmax_backward_row = distill_softmax_backward_row_portable;
+        distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_portable;
         break;
     }
     __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);

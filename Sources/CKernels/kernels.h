@@ -22,6 +22,8 @@ typedef void (*distill_q8_rows_fn)(long, long, long, long, long, const uint8_t *
 typedef void (*distill_softmax_row_fn)(long, const float *, const float *, float, float *);
 typedef void (*distill_gelu_fn)(long, const float *, float *);
 typedef void (*distill_layer_norm_row_fn)(long, const float *, const float *, const float *, float, float *, float *, float *);
+typedef void (*distill_softmax_backward_row_fn)(long, const float *, const float *, float, float *);
+typedef void (*distill_layer_norm_backward_row_fn)(long, const float *, const float *, const float *, float, float, float *);
 
 typedef struct {
     distill_accumulate_fn accumulate;
@@ -34,6 +36,8 @@ typedef struct {
     distill_softmax_row_fn softmax_row;
     distill_gelu_fn gelu;
     distill_layer_norm_row_fn layer_norm_row;
+    distill_softmax_backward_row_fn softmax_backward_row;
+    distill_layer_norm_backward_row_fn layer_norm_backward_row;
 } distill_kernel_table;
 
 extern distill_kernel_table distill_kernels;
@@ -58,13 +62,19 @@ void distill_q8_add_portable(long, const uint8_t *, const uint8_t *, const disti
 void distill_softmax_row_portable(long, const float *, const float *, float, float *);
 void distill_gelu_portable(long, const float *, float *);
 void distill_layer_norm_row_portable(long, const float *, const float *, const float *, float, float *, float *, float *);
+void distill_softmax_backward_row_portable(long, const float *, const float *, float, float *);
+void distill_layer_norm_backward_row_portable(long, const float *, const float *, const float *, float, float, float *);
 #if defined(__x86_64__) || defined(__i386__)
 void distill_softmax_row_avx2(long, const float *, const float *, float, float *);
 void distill_gelu_avx2(long, const float *, float *);
 void distill_layer_norm_row_avx2(long, const float *, const float *, const float *, float, float *, float *, float *);
+void distill_softmax_backward_row_avx2(long, const float *, const float *, float, float *);
+void distill_layer_norm_backward_row_avx2(long, const float *, const float *, const float *, float, float, float *);
 void distill_softmax_row_avx512(long, const float *, const float *, float, float *);
 void distill_gelu_avx512(long, const float *, float *);
 void distill_layer_norm_row_avx512(long, const float *, const float *, const float *, float, float *, float *, float *);
+void distill_softmax_backward_row_avx512(long, const float *, const float *, float, float *);
+void distill_layer_norm_backward_row_avx512(long, const float *, const float *, const float *, float, float, float *);
 void distill_q8_gemm_avx2(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_requantize_avx2(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_dequantize_avx2(long, long, const int32_t *, long, const int32_t *, const float *, float *, long);

@@ -185,7 +185,6 @@ extension Tensor {
         if let weight { require(weight.count == normalizedCount, "layerNorm: weight \(weight.shape) is not of \(normalizedCount) elements") }
         if let bias { require(bias.count == normalizedCount, "layerNorm: bias \(bias.shape) is not of \(normalizedCount) elements") }
         let d = normalizedCount, rows = x.count / d
-        let gamma = weight?.scalars, beta = bias?.scalars
         var mean = [Float](repeating: 0, count: rows), invStd = [Float](repeating: 0, count: rows)
         let out = Tensor(uninitialized: x.shape)
         let px = x.storage.pointer, po = out.storage.pointer
@@ -208,34 +207,33 @@ extension Tensor {
                 let gx = Tensor(uninitialized: x.shape)
                 let pgx = gx.storage.pointer
                 Compute.parallelFor(rows, costPerItem: d * 4) { range in
-                    for row in range {
-                        let src = px + row * d, gr = pg + row * d, dst = pgx + row * d
-                        let mu = mean[row], r = invStd[row]
-                        // dx = r/D · (D·ĝ − Σĝ − x̂·Σ(ĝ·x̂)) with ĝ = g·γ
-                        var sumG: Float = 0, sumGX: Float = 0
-                        for j in 0..<d {
-                            let gh = gr[j] * (gamma?[j] ?? 1)
-                            sumG += gh
-                            sumGX += gh * (src[j] - mu) * r
-                        }
-                        let scale = r / Float(d)
-                        for j in 0..<d {
-                            let gh = gr[j] * (gamma?[j] ?? 1)
-                            dst[j] = scale * (Float(d) * gh - sumG - (src[j] - mu) * r * sumGX)
-                        }
-                    }
+                    // dx = r/D · (D·ĝ − Σĝ − x̂·Σ(ĝ·x̂)) with ĝ = g·γ
+                    for row in range { distill_layer_norm_backward_row(d, pg + row * d, px + row * d, pGamma, mean[row], invStd[row], pgx + row * d) }
                 }
                 grads.append(gx)
             } else {
                 grads.append(nil)
             }
             if weight != nil || bias != nil {
+                // dγ = Σ g·x̂ and dβ = Σ g over the rows, the columns split over the threads
+                // (each column summed in row order, whatever the thread count).
                 var gGamma = [Float](repeating: 0, count: d), gBeta = [Float](repeating: 0, count: d)
-                for row in 0..<rows {
-                    let src = px + row * d, gr = pg + row * d
-                    for j in 0..<d {
-                        gGamma[j] += gr[j] * (src[j] - mean[row]) * invStd[row]  // dγ = Σ g·x̂
-                        gBeta[j] += gr[j]  // dβ = Σ g
+                gGamma.withUnsafeMutableBufferPointer { gb in
+                    gBeta.withUnsafeMutableBufferPointer { bb in
+                        let pgg = gb.baseAddress!, pgb = bb.baseAddress!
+                        let blocks = Swift.max(1, Swift.min(Compute.threadCount, d / 64))
+                        Compute.parallelFor(blocks, costPerItem: rows * d * 3 / blocks) { range in
+                            for block in range {
+                                let start = d * block / blocks, end = d * (block + 1) / blocks
+                                for row in 0..<rows {
+                                    let src = px + row * d, gr = pg + row * d, mu = mean[row], r = invStd[row]
+                                    for j in start..<end {
+                                        pgg[j] += gr[j] * (src[j] - mu) * r
+                                        pgb[j] += gr[j]
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
                 if let weight { grads.append(weight.needsGrad ? Tensor(gGamma, shape: weight.shape) : nil) }

@@ -83,12 +83,7 @@ extension Tensor {
             let gx = Tensor(uninitialized: scores.shape)
             let pg = g.storage.pointer, py = saved.storage.pointer, pgx = gx.storage.pointer
             Compute.parallelFor(rows, costPerItem: keys * 4) { range in
-                for row in range {
-                    let gr = pg + row * keys, yr = py + row * keys, dst = pgx + row * keys
-                    var dot: Float = 0
-                    for j in 0..<keys { dot += gr[j] * yr[j] }
-                    for j in 0..<keys { dst[j] = scale * yr[j] * (gr[j] - dot) }
-                }
+                for row in range { distill_softmax_backward_row(keys, pg + row * keys, py + row * keys, scale, pgx + row * keys) }
             }
             return [gx]
         }

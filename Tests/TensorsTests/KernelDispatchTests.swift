@@ -107,7 +107,8 @@ final class KernelDispatchTests: XCTestCase {
         }
     }
 
-    /// The transformer's row kernels (masked softmax, GELU, layer norm) on every path against
+    /// The transformer's row kernels (masked softmax, GELU, layer norm, and the softmax's and
+    /// layer norm's gradients) on every path against
     /// the portable one, for lengths around both vector widths and their tails: within 2e-6
     /// (softmax weights, which are at most 1), 1e-5 relative plus 1e-6 (GELU, layer norm's
     /// outputs, mean and 1/σ). Masked keys are exactly 0 on every path, and a row whose keys
@@ -120,6 +121,7 @@ final class KernelDispatchTests: XCTestCase {
             let gamma = Tensor.randomNormal([count], using: &generator).scalars, beta = Tensor.randomNormal([count], using: &generator).scalars
             let mask = (0..<count).map { Float(($0 * 7 + count) % 3 == 0 ? 0 : 1) }
             let noKeys = [Float](repeating: 0, count: count)
+            let upstream = Tensor.randomNormal([count], using: &generator).scalars
             func run(_ path: KernelPath) -> [[Float]] {
                 Compute.forceKernelPath(path)
                 var plain = [Float](repeating: .nan, count: count), masked = plain, none = plain, gelu = plain, normed = plain, bare = plain
@@ -130,18 +132,28 @@ final class KernelDispatchTests: XCTestCase {
                 distill_gelu(count, x, &gelu)
                 distill_layer_norm_row(count, x, gamma, beta, 1e-5, &normed, &mean, &inverse)
                 distill_layer_norm_row(count, x, nil, nil, 1e-12, &bare, &bareMean, &bareInverse)
-                return [plain, masked, none, gelu, normed, bare, [mean, inverse, bareMean, bareInverse]]
+                var softmaxGradient = plain, normGradient = plain, bareGradient = plain
+                distill_softmax_backward_row(count, upstream, masked, 0.125, &softmaxGradient)
+                distill_layer_norm_backward_row(count, upstream, x, gamma, mean, inverse, &normGradient)
+                distill_layer_norm_backward_row(count, upstream, x, nil, bareMean, bareInverse, &bareGradient)
+                return [plain, masked, none, gelu, normed, bare, [mean, inverse, bareMean, bareInverse],
+                        softmaxGradient, normGradient, bareGradient]
             }
             let reference = run(.portable)
             XCTAssertEqual(reference[0].reduce(0, +), 1, accuracy: 1e-5)
             XCTAssertEqual(reference[2], noKeys, "a row without keys is zeros")
             for path in [KernelPath.portable] + paths {
                 let result = run(path)
-                for j in 0..<count where mask[j] == 0 { XCTAssertEqual(result[1][j], 0, "\(path) \(count): masked key \(j)") }
+                for j in 0..<count where mask[j] == 0 {
+                    XCTAssertEqual(result[1][j], 0, "\(path) \(count): masked key \(j)")
+                    XCTAssertEqual(result[7][j], 0, "\(path) \(count): masked key \(j)'s gradient")
+                }
                 XCTAssertEqual(result[2], noKeys, "\(path) \(count): a row without keys is zeros")
                 assertClose(result[0], reference[0], absolute: 2e-6, relative: 0, "\(path) softmax of \(count)")
                 assertClose(result[1], reference[1], absolute: 2e-6, relative: 0, "\(path) masked softmax of \(count)")
-                for (part, name) in [(3, "gelu"), (4, "layer norm"), (5, "layer norm without affine"), (6, "layer norm moments")] {
+                assertClose(result[7], reference[7], absolute: 2e-6, relative: 1e-5, "\(path) softmax gradient of \(count)")
+                for (part, name) in [(3, "gelu"), (4, "layer norm"), (5, "layer norm without affine"), (6, "layer norm moments"),
+                                     (8, "layer norm gradient"), (9, "layer norm gradient without affine")] {
                     assertClose(result[part], reference[part], absolute: 1e-6, relative: 1e-5, "\(path) \(name) of \(count)")
                 }
             }

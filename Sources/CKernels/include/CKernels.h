@@ -228,6 +228,16 @@ void distill_gelu(long count, const float *x, float *y);
 void distill_layer_norm_row(long d, const float *src, const float *gamma, const float *beta, float epsilon,
                             float *dst, float *mean, float *inverseDeviation);
 
+/* The softmax row's input gradient from the output y and its gradient g:
+   dx = scale·y·(g − Σ g·y) (zero wherever y is, so at masked keys). */
+void distill_softmax_backward_row(long keys, const float *g, const float *y, float scale, float *dx);
+
+/* Layer norm's input gradient for one row, from the output's gradient g, the input x, gamma
+   (NULL: 1) and the row's mean and r: with ĝ = g·gamma and x̂ = (x − mean)·r,
+   dx = r/d · (d·ĝ − Σĝ − x̂·Σ ĝ·x̂). */
+void distill_layer_norm_backward_row(long d, const float *g, const float *x, const float *gamma, float mean,
+                                     float inverseDeviation, float *dx);
+
 #ifdef __cplusplus
 }
 #endif
