@@ -46,7 +46,9 @@ public enum SavedModel {
         }
         var generator = RandomGenerator(seed: 0)
         let model: any Module
-        do { model = try ModelZoo.make(name, options: options, using: &generator) } catch let error as ModuleError {
+        // The strict load below overwrites every parameter and buffer: no random values drawn for them.
+        do { model = try Tensor.$drawsRandomValues.withValue(false) { try ModelZoo.make(name, options: options, using: &generator) } }
+        catch let error as ModuleError {
             throw FileError(file: file, "\(error)")
         }
         do { try model.loadStateDict(contents.tensors, strict: true) } catch let error as StateDictError {

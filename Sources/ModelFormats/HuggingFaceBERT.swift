@@ -87,7 +87,8 @@ public enum HuggingFaceBERT {
         let root = URL(fileURLWithPath: folder)
         let configuration = try configuration(file: root.appendingPathComponent("config.json").path)
         var generator = RandomGenerator(seed: 0)
-        let bert = BertModel(configuration, using: &generator)
+        // Every parameter is loaded next: no random values drawn for them.
+        let bert = Tensor.$drawsRandomValues.withValue(false) { BertModel(configuration, using: &generator) }
         try loadWeights(bert, file: root.appendingPathComponent("model.safetensors").path)
         let (pooling, normalizes) = try sentencePipeline(folder: root)
         let encoder = SentenceEncoder(bert, pooling: pooling, normalizes: normalizes)
