@@ -113,43 +113,46 @@ void distill_layer_norm_backward_row_portable(long d, const float *g, const floa
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
-AVX2 static inline __m256 exp_nonpositive_avx2(__m256 x) {
-    __m256 c = _mm256_max_ps(_mm256_min_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(-87.0f));
-    __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 shifted = _mm256_fmadd_ps(c, _mm256_set1_ps(1.442695041f), magic);
-    __m256 n = _mm256_sub_ps(shifted, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), c);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765e-06f), r);
-    __m256 e = _mm256_set1_ps(1.0f / 5040);
-    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f / 720));
-    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f / 120));
-    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f / 24));
-    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1.0f / 6));
-    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(0.5f));
-    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1));
-    e = _mm256_fmadd_ps(e, r, _mm256_set1_ps(1));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000)),
-                                                      _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
-}
+/* The exponential and erf above, at a vector width: P is the intrinsics' prefix (_mm256,
+   _mm512), T the float vector type, SI the integer cast's suffix (si256, si512). */
+#define DEFINE_VECTOR_EXP_AND_ERF(ATTR, SUFFIX, T, P, SI)                                                    \
+    ATTR static inline T exp_nonpositive_##SUFFIX(T x) {                                                   \
+        T c = P##_max_ps(P##_min_ps(x, P##_setzero_ps()), P##_set1_ps(-87.0f));                            \
+        T magic = P##_set1_ps(12582912.0f);                                                                \
+        T shifted = P##_fmadd_ps(c, P##_set1_ps(1.442695041f), magic);                                     \
+        T n = P##_sub_ps(shifted, magic);                                                                  \
+        T r = P##_fnmadd_ps(n, P##_set1_ps(0.693145752f), c);                                              \
+        r = P##_fnmadd_ps(n, P##_set1_ps(1.428606765e-06f), r);                                            \
+        T e = P##_set1_ps(1.0f / 5040);                                                                    \
+        e = P##_fmadd_ps(e, r, P##_set1_ps(1.0f / 720));                                                   \
+        e = P##_fmadd_ps(e, r, P##_set1_ps(1.0f / 120));                                                   \
+        e = P##_fmadd_ps(e, r, P##_set1_ps(1.0f / 24));                                                    \
+        e = P##_fmadd_ps(e, r, P##_set1_ps(1.0f / 6));                                                     \
+        e = P##_fmadd_ps(e, r, P##_set1_ps(0.5f));                                                         \
+        e = P##_fmadd_ps(e, r, P##_set1_ps(1));                                                            \
+        e = P##_fmadd_ps(e, r, P##_set1_ps(1));                                                            \
+        return P##_mul_ps(e, P##_cast##SI##_ps(P##_slli_epi32(                                           \
+            P##_add_epi32(P##_sub_epi32(P##_castps_##SI(shifted), P##_set1_epi32(0x4B400000)), P##_set1_epi32(127)), 23))); \
+    }                                                                                                      \
+    ATTR static inline T erf_rational_##SUFFIX(T x) {                                                      \
+        T c = P##_max_ps(P##_min_ps(x, P##_set1_ps(4.0f)), P##_set1_ps(-4.0f)), t = P##_mul_ps(c, c);      \
+        T p = P##_set1_ps(-1.3695023e-08f);                                                                \
+        p = P##_fmadd_ps(p, t, P##_set1_ps(4.7873177e-06f));                                               \
+        p = P##_fmadd_ps(p, t, P##_set1_ps(3.8289864e-04f));                                               \
+        p = P##_fmadd_ps(p, t, P##_set1_ps(3.8375582e-03f));                                               \
+        p = P##_fmadd_ps(p, t, P##_set1_ps(5.4329578e-02f));                                               \
+        p = P##_fmadd_ps(p, t, P##_set1_ps(1.8464218e-01f));                                               \
+        p = P##_fmadd_ps(p, t, P##_set1_ps(1.1283792f));                                                   \
+        T q = P##_set1_ps(6.4074775e-05f);                                                                 \
+        q = P##_fmadd_ps(q, t, P##_set1_ps(1.3094628e-03f));                                               \
+        q = P##_fmadd_ps(q, t, P##_set1_ps(1.5450255e-02f));                                               \
+        q = P##_fmadd_ps(q, t, P##_set1_ps(1.1380347e-01f));                                               \
+        q = P##_fmadd_ps(q, t, P##_set1_ps(4.9696842e-01f));                                               \
+        q = P##_fmadd_ps(q, t, P##_set1_ps(1));                                                            \
+        return P##_div_ps(P##_mul_ps(c, p), q);                                                            \
+    }
 
-AVX2 static inline __m256 erf_rational_avx2(__m256 x) {
-    __m256 c = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(4.0f)), _mm256_set1_ps(-4.0f)), t = _mm256_mul_ps(c, c);
-    __m256 p = _mm256_set1_ps(-1.3695023e-08f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(4.7873177e-06f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(3.8289864e-04f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(3.8375582e-03f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(5.4329578e-02f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.8464218e-01f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.1283792f));
-    __m256 q = _mm256_set1_ps(6.4074775e-05f);
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.3094628e-03f));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.5450255e-02f));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.1380347e-01f));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(4.9696842e-01f));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1));
-    return _mm256_div_ps(_mm256_mul_ps(c, p), q);
-}
+DEFINE_VECTOR_EXP_AND_ERF(AVX2, avx2, __m256, _mm256, si256)
 
 AVX2 static inline float sum_avx2(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -309,43 +312,7 @@ AVX2 void distill_layer_norm_backward_row_avx2(long d, const float *g, const flo
 
 #define AVX512 __attribute__((target("avx512f")))
 
-AVX512 static inline __m512 exp_nonpositive_avx512(__m512 x) {
-    __m512 c = _mm512_max_ps(_mm512_min_ps(x, _mm512_setzero_ps()), _mm512_set1_ps(-87.0f));
-    __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 shifted = _mm512_fmadd_ps(c, _mm512_set1_ps(1.442695041f), magic);
-    __m512 n = _mm512_sub_ps(shifted, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), c);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765e-06f), r);
-    __m512 e = _mm512_set1_ps(1.0f / 5040);
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1.0f / 720));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1.0f / 120));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1.0f / 24));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1.0f / 6));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(0.5f));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1));
-    e = _mm512_fmadd_ps(e, r, _mm512_set1_ps(1));
-    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000)),
-                                                      _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(e, _mm512_castsi512_ps(bits));
-}
-
-AVX512 static inline __m512 erf_rational_avx512(__m512 x) {
-    __m512 c = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(4.0f)), _mm512_set1_ps(-4.0f)), t = _mm512_mul_ps(c, c);
-    __m512 p = _mm512_set1_ps(-1.3695023e-08f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(4.7873177e-06f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(3.8289864e-04f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(3.8375582e-03f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(5.4329578e-02f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.8464218e-01f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.1283792f));
-    __m512 q = _mm512_set1_ps(6.4074775e-05f);
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.3094628e-03f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.5450255e-02f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.1380347e-01f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(4.9696842e-01f));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1));
-    return _mm512_div_ps(_mm512_mul_ps(c, p), q);
-}
+DEFINE_VECTOR_EXP_AND_ERF(AVX512, avx512, __m512, _mm512, si512)
 
 /* The lanes of a row's last, partial vector. */
 AVX512 static inline __mmask16 tail_mask(long remaining) {
