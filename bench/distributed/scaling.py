@@ -12,6 +12,9 @@ the order rotated from one repetition to the next, so no variant always goes fir
   1x1          distill train, 1 process × 1 thread
   2x1          mpirun -np 2 × 1 thread, gradients summed during backward (the default)
   2x1-after    the same with --no-overlap-all-reduce (summed after backward)
+  2x1-bound    the same as 2x1 with each rank bound to a core of its own (mpirun --bind-to
+               core): no migration between the two cores, where the unbound ranks (and the
+               ceiling's processes) go where the scheduler puts them
   2x1-nosync   the same as 2x1 with --no-sync-batch-norm, for models with batch norm: what
                PyTorch's DDP on CPU does (its SyncBatchNorm needs GPU modules)
   ceiling      two independent 1-thread `distill train` processes started at once; the
@@ -56,11 +59,12 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "peers"))
 from run_side_by_side import cpu_header  # noqa: E402
 
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca", "btl"]  # + main's --btl
-VARIANTS = ["1x1", "2x1", "2x1-after", "2x1-nosync", "ceiling", "ceiling-rank", "ddp", "torch-1x1"]
+VARIANTS = ["1x1", "2x1", "2x1-after", "2x1-bound", "2x1-nosync", "ceiling", "ceiling-rank", "ddp", "torch-1x1"]
 LABELS = {
     "1x1": "Distill 1 process × 1 thread",
     "2x1": "Distill 2 ranks × 1 thread, overlapped",
     "2x1-after": "Distill 2 ranks × 1 thread, --no-overlap-all-reduce",
+    "2x1-bound": "Distill 2 ranks × 1 thread, each bound to a core",
     "2x1-nosync": "Distill 2 ranks × 1 thread, --no-sync-batch-norm",
     "ceiling": "ceiling: 2 independent 1-thread processes",
     "ceiling-rank": "ceiling at the rank's batch: 2 independent 1-thread processes, batch ÷ 2",
@@ -118,11 +122,12 @@ class Runner:
             raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
         return done.stdout
 
-    def distill(self, model, ranks, extra=()):
+    def distill(self, model, ranks, extra=(), bound=False):
         with tempfile.TemporaryDirectory(prefix="scaling-") as out:
             command = self.distill_command(model, os.path.join(out, "run"), extra)
             if ranks > 1:
-                command = MPIRUN + [self.args.btl, "-np", str(ranks)] + command
+                mpirun = [("core" if bound and word == "none" else word) for word in MPIRUN]
+                command = mpirun + [self.args.btl, "-np", str(ranks)] + command
             return self.parse_distill(self.run(command))
 
     def ceiling(self, model, batch=None):
@@ -162,6 +167,8 @@ class Runner:
             return self.distill(model, 2)
         if name == "2x1-after":
             return self.distill(model, 2, ["--no-overlap-all-reduce"])
+        if name == "2x1-bound":
+            return self.distill(model, 2, bound=True)
         if name == "2x1-nosync":
             return self.distill(model, 2, ["--no-sync-batch-norm"])
         if name == "ceiling":
