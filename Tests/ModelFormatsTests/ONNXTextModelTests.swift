@@ -144,6 +144,14 @@ final class ONNXTextModelTests: XCTestCase {
         XCTAssertThrowsError(try fixed.predictions(TokenBatch(sequences: [[Int](repeating: 5, count: 20)]))) { error in
             XCTAssertTrue("\(error)".hasSuffix("takes sequences of at most 16 tokens (its inputs fix the length), got 20"), "\(error)")
         }
+        // Attention probabilities [batch, heads, length, length] as the first output: neither an embedding nor token vectors.
+        let probabilities = try write { graph in
+            graph.outputs = [ONNXValueInfo(name: graph.nodes.first { $0.opType == "Softmax" }!.outputs[0], dims: [])]
+        }
+        XCTAssertThrowsError(try ONNXSentenceEncoder(contentsOf: probabilities, pipeline: folder.path)) { error in
+            XCTAssertTrue("\(error)".contains("is [2, 4, 2, 2] for 2 texts of 2 tokens; a text model gives one embedding per text [batch, dimension], "
+                                              + "or one vector per token [batch, length, hidden] to pool"), "\(error)")
+        }
         let image = Self.fixtures.appendingPathComponent("branchnet.onnx").path
         XCTAssertThrowsError(try ONNXSentenceEncoder(contentsOf: image, pipeline: folder.path)) { error in
             XCTAssertTrue("\(error)".hasSuffix("(an image or feature batch), not token inputs input_ids, attention_mask, token_type_ids: it is not a text model"), "\(error)")
