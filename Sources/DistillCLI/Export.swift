@@ -115,18 +115,23 @@ struct Export: TabledCommand {
                         "distill.output": "sentence_embedding [batch, \(loaded.options.classes)], L2-normalised"]
         let onnx = try ONNXExport.textModel(loaded.model, options: ONNXExportOptions(opset: opset), metadata: metadata)
         try onnx.write(to: out)
-        let source = ((loaded.file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(TextModel.tokenizerFile)
-        let target = ((out as NSString).deletingLastPathComponent as NSString).appendingPathComponent(TextModel.tokenizerFile)
-        var note = ""
-        if let tokenizer = FileManager.default.contents(atPath: source), source != target {
-            if let present = FileManager.default.contents(atPath: target) {
-                if present != tokenizer { note = "; \(target) differs from the run's tokenizer.json and was left as it is" }
-            } else {
-                try AtomicFile.write(tokenizer, to: target)
-                note = ", with tokenizer.json beside it"
-            }
-        }
+        let note = try copyTokenizer(from: (loaded.file as NSString).deletingLastPathComponent)
         Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, inputs \(inputs.joined(separator: ", ")) [batch, sequence], output sentence_embedding [batch, \(loaded.options.classes)])\(note)")
+    }
+
+    /// Copies `folder`'s tokenizer.json beside --out unless one is there already; says what it did.
+    func copyTokenizer(from folder: String?) throws -> String {
+        guard let folder else { return "" }
+        let source = (folder as NSString).appendingPathComponent(TextModel.tokenizerFile)
+        let target = ((out as NSString).deletingLastPathComponent as NSString).appendingPathComponent(TextModel.tokenizerFile)
+        guard let tokenizer = FileManager.default.contents(atPath: source), (source as NSString).standardizingPath != (target as NSString).standardizingPath else {
+            return ""
+        }
+        if let present = FileManager.default.contents(atPath: target) {
+            return present == tokenizer ? "" : "; \(target) differs from the model's tokenizer.json and was left as it is"
+        }
+        try AtomicFile.write(tokenizer, to: target)
+        return ", with tokenizer.json beside it"
     }
 
     /// A quantized model (`distill quantize`'s folder or file) as an ONNX graph in QDQ form.
@@ -146,7 +151,8 @@ struct Export: TabledCommand {
         Console().text("wrote \(out): \(fileMetadata["distill.model"] ?? "the model") int8 as ONNX in QDQ form (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(quantized.exampleShape.map(String.init).joined(separator: ", "))])")
     }
 
-    /// An ONNX model (a file, or a transfer run's `model.onnx`) written again as ONNX, at its own opset.
+    /// An ONNX model (a file, or a transfer run's `model.onnx`) written again as ONNX, at its own
+    /// opset; a text graph with its token inputs as it read them.
     func exportImported(_ file: String) throws {
         let network = try ONNXNetwork(contentsOf: file)
         guard resolvedFormat == "onnx" else {
@@ -157,6 +163,16 @@ struct Export: TabledCommand {
         }
         if let opset, opset != network.model.opset {
             throw UserError("--opset \(opset): \(model) holds an ONNX graph of opset \(network.model.opset), which is written as it is (Distill does not convert operators between opsets)")
+        }
+        if let tokens = network.tokenInputs {
+            // A text graph keeps the token inputs it was read with (Hugging Face's layout), and its tokenizer goes beside it.
+            for (flag, given) in [("softmax", softmax), ("fold-batchnorm", foldBatchnorm)] where given {
+                throw UserError("--\(flag): \(model) is a text model, written with its token inputs as it is")
+            }
+            let onnx = network.currentModel()
+            try onnx.write(to: out)
+            let note = try copyTokenizer(from: TextModel.tokenizerFolder(ofONNX: file))
+            return Console().text("wrote \(out): \((file as NSString).lastPathComponent) as ONNX (opset \(onnx.opset), \(onnx.graph.nodes.count) nodes, inputs \(tokens.inputs.joined(separator: ", ")) as read\(note))")
         }
         let options = ONNXExportOptions(opset: network.model.opset, foldBatchNorm: foldBatchnorm, appendSoftmax: softmax)
         let onnx = try ONNXExport.model(network, inputShape: network.inputShape, options: options, metadata: network.model.metadata)

@@ -76,6 +76,15 @@ extension CommandLineTests {
             assertClose(try npyRows(work.appendingPathComponent(out)), expected, "embed \(model.lastPathComponent)")
         }
 
+        // export writes the imported text graph again with the token inputs it read, and its tokenizer beside it.
+        let again = work.appendingPathComponent("again")
+        try FileManager.default.createDirectory(at: again, withIntermediateDirectories: true)
+        let exported = try assertSucceeds(["export", file.path, "--out", again.appendingPathComponent("model.onnx").path])
+        XCTAssertTrue(exported.contains("inputs input_ids, attention_mask, token_type_ids as read, with tokenizer.json beside it"), exported)
+        XCTAssertEqual(try ONNXModel.read(again.appendingPathComponent("model.onnx").path).graph.inputs.map(\.name), ONNXTokenInputs.names)
+        _ = try assertSucceeds(["embed", again.path, work.appendingPathComponent("lines.txt").path, "--out", work.appendingPathComponent("again.npy").path])
+        assertClose(try npyRows(work.appendingPathComponent("again.npy")), expected, "embed of the graph written again")
+
         // distill from the ONNX teacher: both students learn; the teacher's embeddings are kept under a hash of the graph's weights.
         let cache = work.appendingPathComponent("cache")
         func distill(_ teacher: URL, _ student: [String], out: String) throws -> [String: Any] {
