@@ -4,6 +4,10 @@ shape inference) and onnxruntime's outputs against Distill's.
 
 usage: check_onnx.py MODEL.onnx INPUT.npy EXPECTED.npy [MODEL.onnx INPUT.npy EXPECTED.npy ...]
 
+INPUT may also be a .json object of several inputs by name (a text model's input_ids,
+attention_mask, ...: nested lists, given the element type the graph declares); the graph is
+fed those of its inputs, and EXPECTED is compared with its first output.
+
 Prints one JSON line per model: {"model", "opset", "ops", "max_abs_diff", "shape"}; exits 1
 when a check fails. Used by Tests/ModelFormatsTests/ONNXTests.swift (make test installs
 onnx and onnxruntime with pip).
@@ -28,8 +32,14 @@ def main(args):
         model = onnx.load(path)
         onnx.checker.check_model(model, full_check=True)
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        x = np.load(inputs)
-        (y,) = session.run(None, {session.get_inputs()[0].name: x})
+        if inputs.endswith(".json"):
+            with open(inputs) as f:
+                given = json.load(f)
+            types = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
+            feeds = {i.name: np.array(given[i.name], dtype=types[i.type]) for i in session.get_inputs()}
+        else:
+            feeds = {session.get_inputs()[0].name: np.load(inputs)}
+        y = session.run(None, feeds)[0]
         want = np.load(expected)
         print(json.dumps({
             "model": path,

@@ -29,7 +29,7 @@ extension DistillCommand {
     /// The checks of a text run's options, before anything is read.
     func validateText() throws {
         guard teachers.count == 1, teacherOutputs == nil else {
-            throw UserError("text distillation takes one --teacher: a folder with model.safetensors and tokenizer.json")
+            throw UserError("text distillation takes one --teacher: a folder with model.safetensors and tokenizer.json, or an ONNX text graph")
         }
         guard ModelZoo.textNames.contains(student) else {
             throw UserError("--student \(student) takes images or tables; a text teacher teaches \(ModelZoo.textNames.joined(separator: ", "))")
@@ -44,6 +44,9 @@ extension DistillCommand {
         }
         if let sizes = try size.hiddenSizes(), sizes.count != 1 { throw UserError("--hidden: \(student) takes one size, got \(sizes.count)") }
         try textStudent.check(student: student)
+        if let option = textStudent.layerOption, TextModel.onnxFile(teachers[0]) != nil {
+            throw TextStudentOptions.needsNativeEncoder(option, teachers[0])
+        }
     }
 
     /// Distils the text teacher into a text student: the teacher embeds every text once, the

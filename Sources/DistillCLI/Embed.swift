@@ -5,16 +5,16 @@ import Foundation
 import Tensors
 
 /// `distill embed MODEL TEXTS --out FILE`: one embedding per text with a text model (a
-/// teacher folder such as all-MiniLM-L6-v2's, or a text run of `distill distill`).
+/// teacher folder such as all-MiniLM-L6-v2's, an ONNX text graph, or a text run of `distill distill`).
 struct Embed: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write one embedding per text (per non-blank line of a text file) with a text model: a teacher folder or a text run.")
+        abstract: "Write one embedding per text (per non-blank line of a text file) with a text model: a teacher folder, an ONNX text graph or a text run.")
     static let experimentName = "embed"
     static let outSpec = OptionSpec("out", .text, "The file to write: .npy (float32 [texts, dimension]) or .jsonl (one JSON array of numbers a line).")
     static let batchSpec = OptionSpec("batch", .integer(1...65_536), "Texts run together (texts of similar lengths are batched together).")
     static let options = [outSpec, batchSpec, Spec.textSeparator, Spec.textColumn, Spec.maxTokens, Spec.threads]
 
-    @Argument(help: "A text model: a folder with model.safetensors and tokenizer.json (a Hugging Face sentence encoder, or a Distill text run).")
+    @Argument(help: "A text model: a folder with tokenizer.json and model.safetensors (a Hugging Face sentence encoder, or a Distill text run) or model.onnx, or an .onnx file with tokenizer.json beside it.")
     var model: String
     @Argument(help: "The texts: a text file (one a line, or cut by --text-separator), a .csv/.tsv table, .jsonl, or a folder of text files.")
     var texts: String

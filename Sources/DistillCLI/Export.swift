@@ -4,13 +4,14 @@ import DistillInference
 import Foundation
 import ModelFormats
 import NeuralNet
+import Tensors
 
 /// `distill export`: writes a trained model for deployment (ONNX) or for PyTorch (safetensors).
 struct Export: TabledCommand {
     static let configuration = CommandConfiguration(
         abstract: "Export a trained model: an ONNX graph for deployment, or a safetensors state dict PyTorch loads.")
 
-    @Argument(help: "Run folder, model file (.safetensors) or ONNX file (an imported or transferred model, re-exported with its current weights); a `distill quantize` folder exports its int8 model to ONNX in QDQ form.")
+    @Argument(help: "Run folder, model file (.safetensors) or ONNX file (an imported or transferred model, re-exported with its current weights); a `distill quantize` folder exports its int8 model to ONNX in QDQ form; a text run exports with token inputs input_ids and attention_mask.")
     var model: String
 
     static let formatSpec = OptionSpec("format", .choice(["onnx", "safetensors"]), "Output format (default: from the --out extension, else safetensors).")
@@ -47,6 +48,7 @@ struct Export: TabledCommand {
             if let file = SavedModel.onnxFile(at: model) { return try exportImported(file) }
             if let file = QuantizedModelFile.file(at: model) { return try exportQuantized(file) }
             let loaded = try SavedModel.load(model)
+            if resolvedFormat == "onnx", loaded.options.vocabularySize != nil { return try exportText(loaded) }
             if resolvedFormat == "onnx" {
                 let opset = opset ?? 17
                 var options = ONNXExportOptions(opset: opset, foldBatchNorm: foldBatchnorm, appendSoftmax: softmax)
@@ -97,6 +99,41 @@ struct Export: TabledCommand {
         return entries
     }
 
+    /// A text model (`text-bag`, `text-transformer`) as an ONNX graph with Hugging Face's
+    /// token inputs (int64 input_ids, attention_mask, and token_type_ids for the transformer;
+    /// open batch and sequence axes) and the embedding as its output `sentence_embedding`.
+    /// The run's tokenizer.json is copied beside the file (unless one is there already), so
+    /// that the file is a text model for `distill embed` and `--teacher` as it stands.
+    func exportText(_ loaded: SavedModel.Loaded) throws {
+        for (flag, given) in [("softmax", softmax), ("fold-batchnorm", foldBatchnorm), ("include-preprocessing", includePreprocessing)] where given {
+            throw UserError("--\(flag): \(model) is a text model, whose graph reads token ids and ends in its embedding")
+        }
+        let opset = opset ?? 17
+        let inputs = loaded.model is TextTransformer ? ONNXTokenInputs.names : ["input_ids", "attention_mask"]
+        let metadata = ["distill.model": loaded.name,
+                        "distill.input": "token ids of the tokenizer.json beside this file: \(inputs.joined(separator: ", ")), int64 [batch, sequence]",
+                        "distill.output": "sentence_embedding [batch, \(loaded.options.classes)], L2-normalised"]
+        let onnx = try ONNXExport.textModel(loaded.model, options: ONNXExportOptions(opset: opset), metadata: metadata)
+        try onnx.write(to: out)
+        let note = try copyTokenizer(from: (loaded.file as NSString).deletingLastPathComponent)
+        Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, inputs \(inputs.joined(separator: ", ")) [batch, sequence], output sentence_embedding [batch, \(loaded.options.classes)])\(note)")
+    }
+
+    /// Copies `folder`'s tokenizer.json beside --out unless one is there already; says what it did.
+    func copyTokenizer(from folder: String?) throws -> String {
+        guard let folder else { return "" }
+        let source = (folder as NSString).appendingPathComponent(TextModel.tokenizerFile)
+        let target = ((out as NSString).deletingLastPathComponent as NSString).appendingPathComponent(TextModel.tokenizerFile)
+        guard let tokenizer = FileManager.default.contents(atPath: source), (source as NSString).standardizingPath != (target as NSString).standardizingPath else {
+            return ""
+        }
+        if let present = FileManager.default.contents(atPath: target) {
+            return present == tokenizer ? "" : "; \(target) differs from the model's tokenizer.json and was left as it is"
+        }
+        try AtomicFile.write(tokenizer, to: target)
+        return ", with tokenizer.json beside it"
+    }
+
     /// A quantized model (`distill quantize`'s folder or file) as an ONNX graph in QDQ form.
     func exportQuantized(_ file: String) throws {
         guard resolvedFormat == "onnx" else { throw UserError("\(model) is a quantized model, which exports to ONNX only (QDQ form)") }
@@ -114,7 +151,8 @@ struct Export: TabledCommand {
         Console().text("wrote \(out): \(fileMetadata["distill.model"] ?? "the model") int8 as ONNX in QDQ form (opset \(opset), \(onnx.graph.nodes.count) nodes, input [batch, \(quantized.exampleShape.map(String.init).joined(separator: ", "))])")
     }
 
-    /// An ONNX model (a file, or a transfer run's `model.onnx`) written again as ONNX, at its own opset.
+    /// An ONNX model (a file, or a transfer run's `model.onnx`) written again as ONNX, at its own
+    /// opset; a text graph with its token inputs as it read them.
     func exportImported(_ file: String) throws {
         let network = try ONNXNetwork(contentsOf: file)
         guard resolvedFormat == "onnx" else {
@@ -125,6 +163,16 @@ struct Export: TabledCommand {
         }
         if let opset, opset != network.model.opset {
             throw UserError("--opset \(opset): \(model) holds an ONNX graph of opset \(network.model.opset), which is written as it is (Distill does not convert operators between opsets)")
+        }
+        if let tokens = network.tokenInputs {
+            // A text graph keeps the token inputs it was read with (Hugging Face's layout), and its tokenizer goes beside it.
+            for (flag, given) in [("softmax", softmax), ("fold-batchnorm", foldBatchnorm)] where given {
+                throw UserError("--\(flag): \(model) is a text model, written with its token inputs as it is")
+            }
+            let onnx = network.currentModel()
+            try onnx.write(to: out)
+            let note = try copyTokenizer(from: TextModel.tokenizerFolder(ofONNX: file))
+            return Console().text("wrote \(out): \((file as NSString).lastPathComponent) as ONNX (opset \(onnx.opset), \(onnx.graph.nodes.count) nodes, inputs \(tokens.inputs.joined(separator: ", ")) as read\(note))")
         }
         let options = ONNXExportOptions(opset: network.model.opset, foldBatchNorm: foldBatchnorm, appendSoftmax: softmax)
         let onnx = try ONNXExport.model(network, inputShape: network.inputShape, options: options, metadata: network.model.metadata)

@@ -61,6 +61,21 @@ struct TextStudentOptions: ParsableArguments {
     /// Whether the run transfers hidden states or attention (a weight above 0).
     var transfersLayers: Bool { (hiddenWeight ?? 0) > 0 || (attentionWeight ?? 0) > 0 }
 
+    /// The error for an option that needs the teacher's encoder layers when the teacher is the ONNX graph `path`.
+    static func needsNativeEncoder(_ option: String, _ path: String) -> UserError {
+        UserError("--\(option): \(path) is an ONNX graph, whose encoder layers Distill cannot \(option == "init-from-teacher" ? "copy" : "tap"); "
+            + "give a teacher folder with config.json and model.safetensors")
+    }
+
+    /// The first option given that needs the teacher's encoder layers (starting from them, or
+    /// transferring hidden states or attention), or nil.
+    var layerOption: String? {
+        if initFromTeacher { return "init-from-teacher" }
+        if (hiddenWeight ?? 0) > 0 { return "hidden-weight" }
+        if (attentionWeight ?? 0) > 0 { return "attention-weight" }
+        return nil
+    }
+
     /// Options that only a text-transformer takes are an error for `student`; a layer map
     /// must be well formed and come with a layer term.
     func check(student: String) throws {
@@ -89,6 +104,7 @@ struct TextStudentOptions: ParsableArguments {
             return ModelOptions.text(vocabularySize: tokenizer.vocabulary.count, paddingId: padId, outputs: outputs, hidden: hidden ?? 256,
                                      layers: layers ?? 3, heads: heads, maxTokens: tokenizer.truncation?.maxLength)
         }
+        if teacher.isONNX { throw TextStudentOptions.needsNativeEncoder("init-from-teacher", teacher.path) }
         guard let encoder = teacher.model as? SentenceEncoder else {
             throw UserError("--init-from-teacher: \(teacher.path) is not a BERT encoder (a folder with config.json) whose layers a student can start from")
         }
@@ -109,13 +125,16 @@ struct TextStudentOptions: ParsableArguments {
 }
 
 /// A text model a command reads: a sentence encoder's folder (Hugging Face: config.json and
-/// model.safetensors, such as all-MiniLM-L6-v2) or a Distill text run, each with the
-/// tokenizer.json that cuts its texts into ids.
+/// model.safetensors, such as all-MiniLM-L6-v2), a Distill text run, or an ONNX text graph
+/// (a `.onnx` file, or a folder holding `model.onnx` and no model.safetensors: the layout of
+/// Hugging Face optimum's exports), each with the tokenizer.json that cuts its texts into ids.
 struct TextModel {
     var model: any Module
     var tokenizer: WordPieceTokenizer
     var path: String
-    /// The zoo name and options of a Distill text model; nil for a Hugging Face encoder.
+    /// The tokenizer.json it was read from.
+    var tokenizerPath: String
+    /// The zoo name and options of a Distill text model; nil for a Hugging Face encoder or an ONNX graph.
     var name: String?
     var options: ModelOptions?
     /// The longest text it takes, when it has learned positions.
@@ -123,55 +142,99 @@ struct TextModel {
 
     static let tokenizerFile = "tokenizer.json"
 
-    /// Whether `path` is a folder holding a text model (tokenizer.json, or a Hugging Face config.json).
+    /// Whether `path` is a text model: a folder holding tokenizer.json or a Hugging Face
+    /// config.json, or an ONNX file with a tokenizer.json beside it (or in the folder above,
+    /// as sentence-transformers keeps `onnx/model.onnx`).
     static func isTextModel(_ path: String) -> Bool {
+        if path.lowercased().hasSuffix(".onnx") { return tokenizerFolder(ofONNX: path) != nil }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return false }
         return ["tokenizer.json", "config.json"].contains { FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent($0)) }
     }
 
-    /// Reads the text model in the folder `path`; every problem is one line naming `role`, the folder and the file.
+    /// The folder holding the tokenizer.json of the ONNX file `file`: its own, else the one above it.
+    static func tokenizerFolder(ofONNX file: String) -> String? {
+        let own = (file as NSString).deletingLastPathComponent
+        return [own, (own as NSString).deletingLastPathComponent].first {
+            FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent(tokenizerFile))
+        }
+    }
+
+    /// The ONNX graph `path` names when it is one (see `SavedModel.onnxFile(at:)`), else nil.
+    static func onnxFile(_ path: String) -> String? { SavedModel.onnxFile(at: path) }
+
+    /// Whether this model is an imported ONNX graph (no encoder layers to tap or copy).
+    var isONNX: Bool { model is ONNXSentenceEncoder }
+
+    /// Reads the text model at `path`; every problem is one line naming `role`, the path and the file.
     static func load(_ path: String, role: String) throws -> TextModel {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw UserError("\(role) \(path) does not exist") }
+        if let onnx = onnxFile(path) { return try loadONNX(onnx, given: path, role: role) }
         guard isDirectory.boolValue else {
-            throw UserError("\(role) \(path): a text model is a folder holding model.safetensors and tokenizer.json")
+            throw UserError("\(role) \(path): a text model is a folder holding model.safetensors and tokenizer.json, or an ONNX file with tokenizer.json beside it")
         }
         func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
         guard FileManager.default.fileExists(atPath: file(tokenizerFile)) else {
             throw UserError("\(role) \(path) has no tokenizer.json: a text model folder holds model.safetensors and the tokenizer.json that cuts its texts")
         }
-        let tokenizer: WordPieceTokenizer
-        do { tokenizer = try WordPieceTokenizer(contentsOf: file(tokenizerFile)) } catch let error as DatasetError {
-            throw UserError("\(role): \(error)")
-        }
-        var loaded: TextModel
+        let tokenizerPath = file(tokenizerFile)
+        let tokenizer = try readTokenizer(tokenizerPath, role: role)
+        let loaded: TextModel
         do {
             if FileManager.default.fileExists(atPath: file("config.json")) {
                 let encoder = try HuggingFaceBERT.sentenceEncoder(folder: path)
-                loaded = TextModel(model: encoder, tokenizer: tokenizer, path: path, maxPositions: encoder.bert.configuration.maxPositions)
+                loaded = TextModel(model: encoder, tokenizer: tokenizer, path: path, tokenizerPath: tokenizerPath, maxPositions: encoder.bert.configuration.maxPositions)
             } else {
                 let saved = try SavedModel.load(path)
                 guard saved.options.vocabularySize != nil else {
                     throw UserError("\(role) \(path) holds \(saved.name), not a text model (\(ModelZoo.textNames.joined(separator: ", ")))")
                 }
-                loaded = TextModel(model: saved.model, tokenizer: tokenizer, path: path, name: saved.name, options: saved.options,
+                loaded = TextModel(model: saved.model, tokenizer: tokenizer, path: path, tokenizerPath: tokenizerPath, name: saved.name, options: saved.options,
                                    maxPositions: saved.options.maxTokens)
             }
         } catch let error as FileError {
             throw UserError("\(role): \(error)")
         }
-        let vocabulary = loaded.vocabularySize
-        if let vocabulary, tokenizer.vocabulary.count > vocabulary {
+        return try loaded.checked(role: role)
+    }
+
+    /// An ONNX text graph (`file`, which `path` named) with the tokenizer.json beside it (or
+    /// above it), pooled as `ONNXSentenceEncoder` says. Its vocabulary and positions are read
+    /// from the tables BERT exports name `word_embeddings` and `position_embeddings` when
+    /// the graph has them, or from the sequence length its inputs fix.
+    static func loadONNX(_ file: String, given path: String, role: String) throws -> TextModel {
+        guard let folder = tokenizerFolder(ofONNX: file) else {
+            throw UserError("\(role) \(path): no tokenizer.json beside \((file as NSString).lastPathComponent) (or in the folder above it): "
+                + "an ONNX text model needs the tokenizer.json that cuts its texts")
+        }
+        let tokenizerPath = (folder as NSString).appendingPathComponent(tokenizerFile)
+        let tokenizer = try readTokenizer(tokenizerPath, role: role)
+        let encoder: ONNXSentenceEncoder
+        do { encoder = try ONNXSentenceEncoder(contentsOf: file, pipeline: folder) } catch let error as FileError {
+            throw UserError("\(role): \(error)")
+        }
+        let positions = encoder.network.tokenInputs?.length ?? encoder.tableRows(endingIn: "position_embeddings.weight")
+        return try TextModel(model: encoder, tokenizer: tokenizer, path: path, tokenizerPath: tokenizerPath, maxPositions: positions).checked(role: role)
+    }
+
+    static func readTokenizer(_ file: String, role: String) throws -> WordPieceTokenizer {
+        do { return try WordPieceTokenizer(contentsOf: file) } catch let error as DatasetError { throw UserError("\(role): \(error)") }
+    }
+
+    /// The model in evaluation mode, after checking that it embeds every id of its tokenizer.
+    func checked(role: String) throws -> TextModel {
+        if let vocabulary = vocabularySize, tokenizer.vocabulary.count > vocabulary {
             throw UserError("\(role) \(path): tokenizer.json has \(tokenizer.vocabulary.count) ids, and the model embeds only \(vocabulary)")
         }
-        loaded.model.eval()
-        return loaded
+        model.eval()
+        return self
     }
 
     /// The ids the model embeds.
     var vocabularySize: Int? {
         if let encoder = model as? SentenceEncoder { return encoder.bert.configuration.vocabularySize }
+        if let encoder = model as? ONNXSentenceEncoder { return encoder.tableRows(endingIn: "word_embeddings.weight") }
         return options?.vocabularySize
     }
 
@@ -184,6 +247,13 @@ struct TextModel {
         var hasher = FNV1a()
         hasher.combine("distill text embeddings 1 \(type(of: model))")
         if let encoder = model as? SentenceEncoder { hasher.combine("\(encoder.pooling) \(encoder.normalizes)") }
+        if let encoder = model as? ONNXSentenceEncoder {
+            // The graph's nodes as well as its weights: two graphs may share initializers.
+            hasher.combine("\(encoder.pooling.map(\.rawValue) ?? "none") \(encoder.normalizes)")
+            for node in encoder.network.model.graph.nodes {
+                hasher.combine("\(node.opType) \(node.inputs) \(node.outputs) \(node.attributes.map { "\($0.name)=\($0.value)" })")
+            }
+        }
         for (name, tensor) in model.stateDict() {
             hasher.combine(name)
             tensor.withUnsafeBufferPointer { hasher.combine(UnsafeRawBufferPointer($0)) }
@@ -202,8 +272,7 @@ struct TextModel {
 
     /// Writes tokenizer.json beside a model saved in `folder`, so the folder is a text model.
     func saveTokenizer(into folder: String) throws {
-        let source = (path as NSString).appendingPathComponent(Self.tokenizerFile)
-        guard let data = FileManager.default.contents(atPath: source) else { throw UserError("cannot read \(source)") }
+        guard let data = FileManager.default.contents(atPath: tokenizerPath) else { throw UserError("cannot read \(tokenizerPath)") }
         try AtomicFile.write(data, to: (folder as NSString).appendingPathComponent(Self.tokenizerFile))
     }
 }

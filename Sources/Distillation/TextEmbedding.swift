@@ -7,7 +7,7 @@ extension Module {
     /// The model's output row for every text of `data` (a text dataset), in the data's order:
     /// texts of similar lengths run together in batches of `batchSize`, each padded to its
     /// longest text only, in evaluation mode, recording nothing. Throws when `data` holds no
-    /// texts or none at all.
+    /// texts or none at all, and, for a `SentenceEmbedder`, for a batch it cannot read.
     public func embeddings(ofTexts data: Dataset, batchSize: Int = 32) throws -> Tensor {
         guard let lengths = data.sequenceLengths else { throw DistillationError("the data are not texts") }
         guard !lengths.isEmpty else { throw DistillationError("there are no texts to embed") }
@@ -16,7 +16,10 @@ extension Module {
         var width = 0
         for start in stride(from: 0, to: order.count, by: max(batchSize, 1)) {
             let indices = Array(order[start..<min(start + max(batchSize, 1), order.count)])
-            let outputs = predictions(try data.batch(indices), batchSize: indices.count)
+            let batch = try data.batch(indices)
+            // A text model's own entry point throws for what it cannot read (ids, lengths); `forward` would trap.
+            let outputs = try (self as? any SentenceEmbedder).map { try $0.predictions(TokenBatch(packed: batch)) }
+                ?? predictions(batch, batchSize: indices.count)
             guard outputs.rank == 2 else { throw DistillationError("the model gives outputs \(outputs.shape) for texts, not one vector each") }
             if rows.isEmpty {
                 width = outputs.shape[1]

@@ -1,9 +1,26 @@
 import Tensors
 
+/// A text model that embeds a token batch, one vector per sequence, and throws (instead of
+/// trapping, as `forward` must) for a batch it cannot read: ids outside its vocabulary,
+/// sequences longer than its positions. Distill's text students, the BERT `SentenceEncoder`,
+/// and imported ONNX text graphs (`ONNXSentenceEncoder`).
+public protocol SentenceEmbedder: Module {
+    /// One embedding per sequence: [batch, dimension].
+    func embed(_ batch: TokenBatch) throws -> Tensor
+}
+
+extension SentenceEmbedder {
+    /// `embed` in evaluation mode, recording nothing (each module's mode put back after): a
+    /// text model's `predictions` that throws.
+    public func predictions(_ batch: TokenBatch) throws -> Tensor { try inEvaluationMode { try embed(batch) } }
+}
+
+extension SentenceEncoder: SentenceEmbedder {}
+
 /// A fast sentence embedder: a vector per token, their mean over the tokens the mask keeps, a
 /// linear map to the output size, and L2 normalisation (as the sentence encoders it learns
 /// from). No attention and no positions: a bag of embeddings. Zoo name `text-bag`.
-public final class BagOfEmbeddings: Module {
+public final class BagOfEmbeddings: SentenceEmbedder {
     public let embeddings: Embedding
     public let projection: Linear
     public let state = ModuleState()
@@ -37,7 +54,7 @@ public final class BagOfEmbeddings: Module {
 /// size differs from the hidden size, and L2 normalisation. Parameter names are Hugging
 /// Face's (`embeddings.word_embeddings.weight`, `encoder.layer.0...`), so the layers of a
 /// BERT teacher of the same width load into it by name. Zoo name `text-transformer`.
-public final class TextTransformer: Module {
+public final class TextTransformer: SentenceEmbedder {
     public let bert: BertModel
     public let projection: Linear?
     public let state = ModuleState()

@@ -115,6 +115,49 @@ final class ONNXTextModelTests: XCTestCase {
         assertClose(try withoutGradients { try reloaded.run(c.batch.packed()) }, c.embedding, 1e-5, "re-imported export")
     }
 
+    /// `ONNXSentenceEncoder`: the graph's `sentence_embedding` taken as it is; its
+    /// `last_hidden_state` alone mean-pooled over the mask and L2-normalised (the pipeline
+    /// without modules.json) gives the same embeddings; a graph that fixes the sequence
+    /// length gets shorter batches padded to it; the word and position tables are found by name.
+    func testSentenceEncoderPoolsHiddenStatesAndPadsToAFixedLength() throws {
+        let c = try cases()[1]
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("onnx-sentence-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func write(_ edit: (inout ONNXGraph) -> Void) throws -> String {
+            let path = folder.appendingPathComponent("\(UUID()).onnx").path
+            try editedModel(edit).write(to: path)
+            return path
+        }
+        let embedding = try ONNXSentenceEncoder(contentsOf: Self.modelPath, pipeline: folder.path)
+        XCTAssertNil(embedding.pooling)
+        XCTAssertEqual(embedding.tableRows(endingIn: "word_embeddings.weight"), 96)
+        XCTAssertEqual(embedding.tableRows(endingIn: "position_embeddings.weight"), 40)
+        assertClose(try embedding.predictions(c.batch), c.embedding, 1e-5, "sentence_embedding as it is")
+        let hidden = try ONNXSentenceEncoder(contentsOf: try write { $0.outputs.removeFirst() }, pipeline: folder.path)
+        XCTAssertEqual(hidden.pooling, .mean)
+        XCTAssertTrue(hidden.normalizes)
+        assertClose(try hidden.predictions(c.batch), c.embedding, 1e-5, "last_hidden_state, mean-pooled and normalised")
+        let fixed = try ONNXSentenceEncoder(contentsOf: try write { graph in for i in graph.inputs.indices { graph.inputs[i].dims = [nil, 16] } },
+                                            pipeline: folder.path)
+        assertClose(try fixed.predictions(c.batch), c.embedding, 1e-5, "12 tokens padded to the 16 the graph fixes")
+        XCTAssertThrowsError(try fixed.predictions(TokenBatch(sequences: [[Int](repeating: 5, count: 20)]))) { error in
+            XCTAssertTrue("\(error)".hasSuffix("takes sequences of at most 16 tokens (its inputs fix the length), got 20"), "\(error)")
+        }
+        // Attention probabilities [batch, heads, length, length] as the first output: neither an embedding nor token vectors.
+        let probabilities = try write { graph in
+            graph.outputs = [ONNXValueInfo(name: graph.nodes.first { $0.opType == "Softmax" }!.outputs[0], dims: [])]
+        }
+        XCTAssertThrowsError(try ONNXSentenceEncoder(contentsOf: probabilities, pipeline: folder.path)) { error in
+            XCTAssertTrue("\(error)".contains("is [2, 4, 2, 2] for 2 texts of 2 tokens; a text model gives one embedding per text [batch, dimension], "
+                                              + "or one vector per token [batch, length, hidden] to pool"), "\(error)")
+        }
+        let image = Self.fixtures.appendingPathComponent("branchnet.onnx").path
+        XCTAssertThrowsError(try ONNXSentenceEncoder(contentsOf: image, pipeline: folder.path)) { error in
+            XCTAssertTrue("\(error)".hasSuffix("(an image or feature batch), not token inputs input_ids, attention_mask, token_type_ids: it is not a text model"), "\(error)")
+        }
+    }
+
     // MARK: Inputs that cannot be fed
 
     /// The fixture with its graph inputs changed by `edit`.

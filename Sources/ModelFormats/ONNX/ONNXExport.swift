@@ -200,9 +200,9 @@ public enum ONNXExport {
 
     /// The model of the builder's nodes, whose value `result` becomes the graph's output
     /// (named by the options), with inputs of `inputShape` and outputs of `outputShape` (one
-    /// example's, any batch size).
+    /// example's, any batch size); `inputs` replaces the one float input (a text model's token inputs).
     static func assemble(_ builder: ONNXGraphBuilder, result: String, inputShape: [Int], outputShape: [Int], irVersion: Int,
-                         metadata: [String: String]) -> ONNXModel {
+                         metadata: [String: String], inputs: [ONNXValueInfo]? = nil) -> ONNXModel {
         let options = builder.options
         var nodes = builder.nodes
         if let last = nodes.indices.last, nodes[last].outputs == [result] {
@@ -213,7 +213,7 @@ public enum ONNXExport {
         }
         let graph = ONNXGraph(
             name: "distill", nodes: nodes, initializers: builder.initializers,
-            inputs: [ONNXValueInfo(name: options.inputName, dims: [nil] + inputShape.map { Optional($0) })],
+            inputs: inputs ?? [ONNXValueInfo(name: options.inputName, dims: [nil] + inputShape.map { Optional($0) })],
             outputs: [ONNXValueInfo(name: options.outputName, dims: [nil] + outputShape.map { Optional($0) })])
         return ONNXModel(irVersion: irVersion, opsets: ["": options.opset], producerName: "distill", graph: graph, metadata: metadata)
     }

@@ -135,9 +135,11 @@ public struct ONNXValueInfo: Equatable, Sendable {
             type.message(1) { tensorType in
                 tensorType.int(1, elementType)
                 tensorType.message(2) { shape in
-                    for d in dims {
+                    // Open axes get names of their own: the first is the batch, the second a text's sequence.
+                    let names = ["batch", "sequence"]
+                    for (axis, d) in dims.enumerated() {
                         shape.message(1) { dim in
-                            if let d { dim.int(1, d) } else { dim.string(2, "batch") }
+                            if let d { dim.int(1, d) } else { dim.string(2, axis < names.count ? names[axis] : "axis_\(axis)") }
                         }
                     }
                 }
