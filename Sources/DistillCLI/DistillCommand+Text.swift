@@ -38,7 +38,6 @@ extension DistillCommand {
             throw UserError("--method \(method): text students learn the teacher's embeddings: give --method embedding")
         }
         if augment { throw UserError("--augment applies to images, not texts") }
-        if training.seeds != nil { throw UserError("--seeds: text runs take one --seed for now") }
         if quantization.quantize != nil || quantization.studentWeights != nil {
             throw UserError("--quantize and --student-weights take image and table students for now, not \(student)")
         }
@@ -146,6 +145,34 @@ extension DistillCommand {
     private func agreement(_ model: any Module, _ texts: Dataset, _ teacher: Tensor, pairs: Int, seed: UInt64) throws -> EmbeddingAgreement {
         do { return try EmbeddingAgreement(student: try model.embeddings(ofTexts: texts), teacher: teacher, pairs: max(pairs, 1), seed: seed) }
         catch let error as DistillationError { throw UserError("\(error)") }
+    }
+
+    /// One text run per seed of --seeds, each in OUT/seed-N (as image runs): the held-out
+    /// agreement of each and its mean ± standard deviation, in results.json. When resuming, a
+    /// seed that had finished keeps its report and an unfinished one continues from its checkpoint.
+    func runTextSeeds(console: Console) throws {
+        let out = training.run.out
+        var reports: [TextDistillationReport] = []
+        for seed in try OptionTable.parseNumbers(training.seeds ?? "", spec: Spec.seeds).map(UInt64.init) {
+            let folder = (out as NSString).appendingPathComponent("seed-\(seed)")
+            let evaluation = (folder as NSString).appendingPathComponent("evaluation.json")
+            if training.run.resume != nil, let data = FileManager.default.contents(atPath: evaluation),
+               let finished = try? JSONDecoder().decode(TextDistillationReport.self, from: data) {
+                reports.append(finished)
+                continue
+            }
+            let checkpoint = Trainer.checkpointPath(in: folder)
+            let report = try trainText(seed: seed, folder: folder,
+                                       checkpoint: training.run.resume != nil && FileManager.default.fileExists(atPath: checkpoint) ? checkpoint : nil,
+                                       console: console)
+            console.say(String(format: "seed %llu: held-out cosine %.4f, similarity Spearman %.4f", seed, report.final.meanCosine, report.final.similaritySpearman))
+            reports.append(report)
+        }
+        let cosines = reports.map(\.final.meanCosine), spearmans = reports.map(\.final.similaritySpearman)
+        try writeJSON(["held_out_cosine": cosines, "similarity_spearman": spearmans], to: (out as NSString).appendingPathComponent("results.json"))
+        console.result("over \(reports.count) seeds: held-out cosine with the teacher \(meanAndDeviation(cosines, percent: false)), "
+                       + "similarity Spearman \(meanAndDeviation(spearmans, percent: false)); wrote \(out)/results.json",
+                       ["held_out_cosine": cosines, "similarity_spearman": spearmans, "out": out])
     }
 
     /// The text run as the command's result: one line, or its JSON fields.

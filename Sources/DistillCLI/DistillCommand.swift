@@ -88,8 +88,11 @@ struct DistillCommand: TrainingCommand {
         let console = Console(output)
         if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
         try Experiment.writeResolved(Self.self, values, to: training.run.out)
-        let report = try trainText(seed: training.seed, folder: training.run.out, checkpoint: training.run.checkpoint, console: console)
-        reportText(report, out: training.run.out, console: console)
+        guard training.seeds != nil else {
+            let report = try trainText(seed: training.seed, folder: training.run.out, checkpoint: training.run.checkpoint, console: console)
+            return reportText(report, out: training.run.out, console: console)
+        }
+        try runTextSeeds(console: console)
     }
 
     func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {

@@ -217,4 +217,34 @@ extension CommandLineTests {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertEqual(bad.errors.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count, 1, bad.errors)
     }
+
+    /// `--seeds` for text runs: one run folder per seed, each with its own held-out
+    /// agreement, results.json with one value per seed, and a resume that keeps finished seeds.
+    func testTextDistillationOverSeveralSeeds() throws {
+        let (teacher, texts) = try makeTinyTextTeacher()
+        let runFolder = folder("text-seeds")
+        let arguments = ["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-bag", "--hidden", "8",
+                         "--method", "embedding", "--epochs", "1", "--batch", "8", "--seeds", "0-1", "--out", runFolder.path]
+        let output = try assertSucceeds(arguments)
+        XCTAssertTrue(output.contains("over 2 seeds: held-out cosine with the teacher"), output)
+        let results = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: runFolder.appendingPathComponent("results.json"))) as? [String: [Double]])
+        XCTAssertEqual(results["similarity_spearman"]?.count, 2)
+        XCTAssertEqual(results["held_out_cosine"]?.count, 2)
+        for seed in 0...1 {
+            let seedFolder = runFolder.appendingPathComponent("seed-\(seed)")
+            for file in ["model.safetensors", "tokenizer.json", "evaluation.json"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: seedFolder.appendingPathComponent(file).path), "seed-\(seed)/\(file)")
+            }
+        }
+        // Different seeds hold out different texts and start from different weights.
+        XCTAssertNotEqual(try Data(contentsOf: runFolder.appendingPathComponent("seed-0/model.safetensors")),
+                          try Data(contentsOf: runFolder.appendingPathComponent("seed-1/model.safetensors")))
+        // Resuming a finished run trains nothing again and reports the same numbers.
+        let before = try Data(contentsOf: runFolder.appendingPathComponent("seed-1/model.safetensors"))
+        let resumed = try assertSucceeds(["distill", "--resume", runFolder.path])
+        XCTAssertTrue(resumed.contains("over 2 seeds"), resumed)
+        XCTAssertEqual(try Data(contentsOf: runFolder.appendingPathComponent("seed-1/model.safetensors")), before)
+        let again = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: runFolder.appendingPathComponent("results.json"))) as? [String: [Double]])
+        XCTAssertEqual(again, results)
+    }
 }
