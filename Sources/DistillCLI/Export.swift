@@ -76,7 +76,9 @@ struct Export: TabledCommand {
                 // Only the model's own tensors: a distillation run's teachers and loss parts never travel.
                 try SavedModel.save(loaded.model, name: loaded.name, options: loaded.options, to: out,
                                     metadata: loaded.metadata.filter { $0.key == Preprocessing.metadataKey })
-                Console().text("wrote \(out): \(loaded.name), \(loaded.model.parameterCount) parameters")
+                // A text model's ids mean nothing without its tokenizer: it goes beside the file, as for ONNX.
+                let note = loaded.options.vocabularySize == nil ? "" : try copyTokenizer(from: (loaded.file as NSString).deletingLastPathComponent)
+                Console().text("wrote \(out): \(loaded.name), \(loaded.model.parameterCount) parameters\(note)")
             }
         } catch let error as ModelFormatError { throw UserError("\(error)") }
     }

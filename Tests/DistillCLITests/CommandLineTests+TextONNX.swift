@@ -196,6 +196,15 @@ extension CommandLineTests {
             XCTAssertLessThan(result["max_abs_diff"] as? Double ?? 1, 1e-5, "onnxruntime against the model: \(check.output)")
             print("\(result["model"] ?? "?"): onnxruntime against the model, largest |Δ| \(result["max_abs_diff"] ?? "?")")
         }
+        // A safetensors export of a text run takes its tokenizer along too, and embeds as the run does.
+        let safetensorsFolder = work.appendingPathComponent("as-safetensors")
+        try FileManager.default.createDirectory(at: safetensorsFolder, withIntermediateDirectories: true)
+        let stateDict = safetensorsFolder.appendingPathComponent("model.safetensors")
+        XCTAssertTrue(try assertSucceeds(["export", bagRun.path, "--out", stateDict.path]).contains("with tokenizer.json beside it"))
+        let fromStateDict = work.appendingPathComponent("bag-safetensors.npy"), fromBagRun = work.appendingPathComponent("bag-run.npy")
+        _ = try assertSucceeds(["embed", safetensorsFolder.path, lines.path, "--out", fromStateDict.path])
+        _ = try assertSucceeds(["embed", bagRun.path, lines.path, "--out", fromBagRun.path])
+        assertClose(try npyRows(fromStateDict), try npyRows(fromBagRun), "embed of the safetensors export")
         try assertFails(["export", bagRun.path, "--softmax", "--out", work.path + "/x.onnx"], mentioning: "--softmax: \(bagRun.path) is a text model")
         try assertFails(["export", transformerRun.path, "--opset", "13", "--out", work.path + "/x.onnx"], mentioning: "text-transformer needs opset 17 or later")
     }
