@@ -8,11 +8,11 @@ import Synchronization
 /// Threading: the batch is split over our own pool, one single-threaded primitive per
 /// thread's part (the parts' sizes are keys of their own), as the im2col path splits it.
 /// The alternative, oneDNN's OpenMP threads on the whole batch while our pool waits, was
-/// measured 2-3× slower for whole resnet20 training steps at 2 threads on a loaded machine,
-/// and 10-20× slower at batch 1 (two pools' threads spinning on the same cores;
-/// docs/benchmarks.md, "oneDNN's convolution primitives"). So a batch too small to give
-/// every thread two samples stays on the im2col path, which splits inside a sample
-/// (`takes`).
+/// measured 2-14× slower than this split for whole resnet20 training steps at 2 threads on
+/// a loaded machine, and 10-20× slower than im2col at batch 1 (two pools' threads spinning
+/// on the same cores; docs/benchmarks.md, "oneDNN's convolution primitives"). So a batch
+/// too small to give every thread two samples stays on the im2col path, which splits inside
+/// a sample (`takes`).
 enum ConvolutionPrimitives {
     static let isAvailable = distill_convolution_available() == 1
 
