@@ -7,8 +7,8 @@ import XCTest
 /// conv2d through oneDNN's convolution primitives (Kernels/ConvolutionPrimitives.swift,
 /// Sources/CKernels/convolution.c) against the im2col path, on shapes chosen to be awkward:
 /// strides, asymmetric padding, groups, 1×1, dilation, batches of 1 and 7, non-square images,
-/// on one and two threads; output and the gradients of input, weight and bias.
-/// (GoldenOpsTests compares the default path, the primitives on Linux, with PyTorch.)
+/// on one and two threads; output and the gradients of input, weight and bias; and
+/// GoldenOpsTests' PyTorch values for conv2d on the primitives.
 final class ConvolutionPrimitivesTests: XCTestCase {
     override func tearDown() {
         Compute.threadCount = ProcessInfo.processInfo.activeProcessorCount
@@ -84,6 +84,17 @@ final class ConvolutionPrimitivesTests: XCTestCase {
                 Tensor.conv2d(t[0], weight: t[1], stride: c.stride, padding: c.padding, groups: c.groups)
             }
         }
+    }
+
+    /// PyTorch's convolutions (GoldenOpsTests' fixture) on the primitives: one thread, so that
+    /// the fixture's batches of 1 and 2 run them (at two threads they would run im2col).
+    func testGoldenConvolutionCasesOnPrimitives() throws {
+        try XCTSkipUnless(ConvolutionPath.primitives.isSupported, "this build has no oneDNN convolution primitives")
+        Compute.convolutionPath = .primitives
+        Compute.threadCount = 1
+        let cases = try GoldenOpsTests.loadCases().filter { $0.op == "conv2d" }
+        XCTAssertGreaterThanOrEqual(cases.count, 6)
+        assertMatchPyTorch(cases, GoldenOpsTests.apply)
     }
 
     /// The batch is split over the threads by the same rule as the im2col path, and the
