@@ -44,7 +44,8 @@ let package = Package(
         // Vector kernels in C: each compiled per instruction set with per-function target
         // attributes and chosen at run time from the CPU (Sources/CKernels/include/CKernels.h);
         // no build-time -march, so the package builds for and runs on any x86-64 or ARM CPU.
-        .target(name: "CKernels"),
+        // It also carries the convolution primitives' glue (convolution.c), which links oneDNN on Linux.
+        .target(name: "CKernels", linkerSettings: [.linkedLibrary("dnnl", .when(platforms: [.linux]))]),
         .target(
             name: "Tensors",
             dependencies: ["CBLAS", "CKernels"],

@@ -24,6 +24,18 @@ public enum KernelPath: Int, CaseIterable, Sendable, CustomStringConvertible {
     var cPath: distill_kernels_path { distill_kernels_path(rawValue: UInt32(rawValue)) }
 }
 
+/// How conv2d computes a (non-depthwise) convolution.
+public enum ConvolutionPath: String, CaseIterable, Sendable {
+    /// im2col + sgemm per sample, the batch split over our threads: every platform.
+    case im2col
+    /// oneDNN's convolution primitives, the batch split over our threads (Linux with
+    /// oneDNN); batches smaller than two samples a thread still run im2col.
+    case primitives
+
+    /// Whether this build can run the path.
+    public var isSupported: Bool { self == .im2col || ConvolutionPrimitives.isAvailable }
+}
+
 /// Process-wide compute settings: how many threads our kernels (and the BLAS) use, and
 /// whether compute threads flush denormal floats to zero.
 public enum Compute {
@@ -60,6 +72,20 @@ public enum Compute {
     /// process's allocator (the resident size stays at its peak). No effect off glibc.
     public static func keepFreedMemory() {
         distill_keep_freed_memory()
+    }
+
+    nonisolated(unsafe) private static var storedConvolutionPath: ConvolutionPath =
+        ConvolutionPrimitives.isAvailable ? .primitives : .im2col
+
+    /// How conv2d runs: oneDNN's primitives where this build has them, else im2col + sgemm.
+    /// Settable for tests and benchmarks (both paths give the same results within float
+    /// rounding); not to be changed while convolutions run on other threads.
+    public static var convolutionPath: ConvolutionPath {
+        get { storedConvolutionPath }
+        set {
+            require(newValue.isSupported, "Compute.convolutionPath: this build has no \(newValue) path")
+            storedConvolutionPath = newValue
+        }
     }
 
     /// The C kernels' path now: by default the widest one that this CPU executes and that has

@@ -1,8 +1,11 @@
 import CKernels
 import Foundation
 
-// 2-D convolution over NCHW tensors: im2col + one sgemm per sample and group.
+// 2-D convolution over NCHW tensors: oneDNN's convolution primitives where the build has
+// them (Linux; Kernels/ConvolutionPrimitives.swift), else, and as the portable path, im2col +
+// one sgemm per sample and group (`Compute.convolutionPath` chooses).
 //
+// The im2col path:
 // Samples are split over the threads, each with its own patch matrix (a few hundred KiB,
 // so it stays in the core's cache between im2col and sgemm) and single-threaded sgemms.
 // An earlier version unfolded 16 MiB chunks of the batch for one large threaded sgemm; on
@@ -14,7 +17,7 @@ import Foundation
 // per channel and sample.
 
 /// Layout constants of one convolution call, shared by forward and backward.
-private struct ConvolutionPlan {
+struct ConvolutionPlan {
     let batch: Int, channels: Int, height: Int, width: Int
     let outChannels: Int, groups: Int
     let geometry: Convolution2DGeometry
@@ -28,6 +31,17 @@ private struct ConvolutionPlan {
     var isPointwise: Bool {
         geometry.kernelHeight == 1 && geometry.kernelWidth == 1 && geometry.strideHeight == 1
             && geometry.strideWidth == 1 && geometry.paddingHeight == 0 && geometry.paddingWidth == 0
+    }
+
+    /// The shape as the oneDNN primitives take it.
+    var primitiveShape: distill_convolution_shape {
+        distill_convolution_shape(batch: batch, channels: channels, height: height, width: width,
+                                  outChannels: outChannels, groups: groups,
+                                  kernelHeight: geometry.kernelHeight, kernelWidth: geometry.kernelWidth,
+                                  strideHeight: geometry.strideHeight, strideWidth: geometry.strideWidth,
+                                  paddingHeight: geometry.paddingHeight, paddingWidth: geometry.paddingWidth,
+                                  dilationHeight: geometry.dilationHeight, dilationWidth: geometry.dilationWidth,
+                                  outputHeight: outputHeight, outputWidth: outputWidth)
     }
 
     /// Unfolds sample `sample`'s channels of group `group` into `columns` [patchSize, outputArea],
@@ -116,6 +130,10 @@ extension Tensor {
     private static func convolutionForward(_ input: Tensor, _ weight: Tensor, _ bias: Tensor?, _ plan: ConvolutionPlan) -> Tensor {
         let out = Tensor(uninitialized: [plan.batch, plan.outChannels, plan.outputHeight, plan.outputWidth])
         let px = input.storage.pointer, pw = weight.storage.pointer, po = out.storage.pointer
+        if ConvolutionPrimitives.takes(plan.primitiveShape),
+           ConvolutionPrimitives.forward(plan.primitiveShape, input: px, weight: pw, bias: bias?.storage.pointer, output: po) {
+            return out
+        }
         let area = plan.outputArea, k = plan.patchSize, og = plan.outPerGroup
         let pb = bias?.storage.pointer
         Compute.parallelFor(plan.batch, costPerItem: plan.outChannels * k * area) { samples in
@@ -149,6 +167,18 @@ extension Tensor {
 
     private static func convolutionBackward(_ g: Tensor, _ input: Tensor, _ weight: Tensor,
                                             _ plan: ConvolutionPlan) -> (Tensor?, Tensor?) {
+        if ConvolutionPrimitives.takes(plan.primitiveShape) {
+            // The primitives overwrite the gradients; false (oneDNN refused): the im2col path.
+            let gx = input.needsGrad ? Tensor(uninitialized: input.shape) : nil
+            let gw = weight.needsGrad ? Tensor(uninitialized: weight.shape) : nil
+            let shape = plan.primitiveShape
+            if gx.map({ ConvolutionPrimitives.backwardData(shape, gradOutput: g.storage.pointer, weight: weight.storage.pointer,
+                                                           gradInput: $0.storage.pointer) }) ?? true,
+               gw.map({ ConvolutionPrimitives.backwardWeights(shape, input: input.storage.pointer, gradOutput: g.storage.pointer,
+                                                              gradWeight: $0.storage.pointer) }) ?? true {
+                return (gx, gw)
+            }
+        }
         let gx = input.needsGrad ? Tensor.zeros(input.shape) : nil
         let gw = weight.needsGrad ? Tensor.zeros(weight.shape) : nil
         let px = input.storage.pointer, pw = weight.storage.pointer, pg = g.storage.pointer

@@ -30,7 +30,8 @@
 //                    that the driver subtracts ("peak above an idle process")
 //   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift
 //
-// Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line.
+// Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line;
+// --convolution-path im2col|primitives (Compute.convolutionPath) for A/B runs.
 // Model cases add "parameters" (the model's trainable parameter count) to the line.
 
 import Datasets
@@ -51,6 +52,7 @@ struct Options {
     var folder = ""
     var exportPath = ""
     var kernelPath = ""
+    var convolutionPath = ""
 }
 
 func parseOptions() -> Options {
@@ -68,6 +70,7 @@ func parseOptions() -> Options {
         case "--folder": options.folder = arguments.next() ?? ""
         case "--export-onnx": options.exportPath = arguments.next() ?? ""
         case "--kernel-path": options.kernelPath = arguments.next() ?? ""
+        case "--convolution-path": options.convolutionPath = arguments.next() ?? ""
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)
@@ -224,6 +227,13 @@ if !options.kernelPath.isEmpty {
         exit(2)
     }
     Compute.forceKernelPath(path)
+}
+if !options.convolutionPath.isEmpty {
+    guard let path = ConvolutionPath(rawValue: options.convolutionPath), path.isSupported else {
+        FileHandle.standardError.write("DistillBench: --convolution-path must be one this build has: \(ConvolutionPath.allCases.filter(\.isSupported).map(\.rawValue))\n".data(using: .utf8)!)
+        exit(2)
+    }
+    Compute.convolutionPath = path
 }
 
 if options.smoke {

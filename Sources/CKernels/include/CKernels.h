@@ -79,6 +79,37 @@ void distill_depthwise_forward(const distill_depthwise_plane *plane, const float
 void distill_depthwise_backward(const distill_depthwise_plane *plane, const float *input, const float *kernel,
                                 const float *gradOutput, float *gradInput, float *gradKernel, float *scratch);
 
+/* ---- Convolution through oneDNN's primitives (convolution.c). ----
+
+   Linux builds with oneDNN (libdnnl-dev); elsewhere distill_convolution_available answers 0
+   and distill_convolution_run does nothing and answers 0. Tensors are NCHW (image, output),
+   OIHW (weights; [outChannels, channels / groups, kh, kw]) and [outChannels] (bias), f32. */
+typedef struct {
+    long batch, channels, height, width;
+    long outChannels, groups;
+    long kernelHeight, kernelWidth;
+    long strideHeight, strideWidth;
+    long paddingHeight, paddingWidth;
+    long dilationHeight, dilationWidth; /* 1: no dilation */
+    long outputHeight, outputWidth;
+} distill_convolution_shape;
+
+typedef enum {
+    DISTILL_CONVOLUTION_FORWARD = 0,         /* reads image, weights (and bias); writes output */
+    DISTILL_CONVOLUTION_BACKWARD_DATA = 1,   /* reads output's gradient, weights; writes image's gradient */
+    DISTILL_CONVOLUTION_BACKWARD_WEIGHTS = 2, /* reads image, output's gradient; writes weights' (and bias') gradient */
+} distill_convolution_pass;
+
+/* 1 when this build runs convolutions through oneDNN. */
+int distill_convolution_available(void);
+
+/* Runs `pass` on `threads` OpenMP threads (1 from a compute thread of our own pool). What a
+   pass writes is overwritten, not added to; bias may be NULL. Safe to call from several
+   threads at once. Returns 1 on success; 0 when oneDNN refuses the shape or fails, and then
+   the written tensor's contents are unspecified (the caller computes it another way). */
+int distill_convolution_run(const distill_convolution_shape *shape, distill_convolution_pass pass, int threads,
+                            float *image, float *weights, float *output, float *bias);
+
 /* ---- Int8 inference (q8.c). ----
 
    Activations are uint8 with a zero point (asymmetric, per tensor), weights int8 with zero
