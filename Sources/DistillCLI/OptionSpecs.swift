@@ -22,6 +22,8 @@ enum Spec {
     // Text data (a text teacher: a folder with model.safetensors and tokenizer.json).
     static let textSeparator = OptionSpec("text-separator", .text, "Text data: the line that separates texts in a text file or a folder of class files (% for fortunes); default: one text a line.")
     static let textColumn = OptionSpec("text-column", .text, "Text data: the column of a CSV or TSV table, or the key of JSON lines, holding the text (default: text).")
+    static let tokenizer = OptionSpec("tokenizer", .text, "Text models (train --model text-bag or text-transformer): the tokenizer.json that cuts the texts into ids, or a folder holding one (a teacher's, such as all-MiniLM-L6-v2's); the run folder keeps a copy.")
+    static let minClassSize = OptionSpec("min-class-size", .integer(1...100_000_000), "Labelled text data: keep only the classes with at least this many texts (the fortunes topics: 140); fewer than 2 left is an error.")
     static let maxTokens = OptionSpec("max-tokens", .integer(3...8_192), "Text data: tokens kept per text, special tokens included (default: the tokenizer.json's truncation, else 128).")
     static let layers = OptionSpec("layers", .integer(1...48), "text-transformer: encoder layers (default 3).")
     static let heads = OptionSpec("heads", .integer(1...64), "text-transformer: attention heads, dividing --hidden (default: the teacher's with --init-from-teacher, else --hidden ÷ 64).")
@@ -59,7 +61,7 @@ enum Spec {
     static let threads = OptionSpec("threads", .integer(1...1_024), "Compute threads of this process. Default: every core, or cores ÷ processes on this machine when started by mpirun. A resumed run may set it; results then match an uninterrupted run to rounding (summation order follows the thread count), bit for bit only at the same count.")
 
     // Models and distillation.
-    static let model = OptionSpec("model", .choice(ModelZoo.names), "Zoo model: \(ModelZoo.names.joined(separator: ", ")).")
+    static let model = OptionSpec("model", .choice(ModelZoo.names + ModelZoo.textNames), "Zoo model: \(ModelZoo.names.joined(separator: ", ")); for texts (with --tokenizer) \(ModelZoo.textNames.joined(separator: ", ")), classifiers of the data's classes.")
     static let teacher = OptionSpec("teacher", .repeated, "Teacher: a run folder, a .safetensors file, an ONNX classifier (.onnx) or a served model, http(s)://HOST:PORT/v2/models/NAME (Open Inference Protocol); repeat for an ensemble.")
     static let teacherArchitecture = OptionSpec("teacher-architecture", .choice(ModelZoo.names), "Zoo architecture of teacher .safetensors files that do not name one (PyTorch state dicts).")
     static let teacherHint = OptionSpec("teacher-hint", .text, "Teacher layer for the FitNets hint (a module path, or an ONNX node's output name); default: the zoo teacher's.")
