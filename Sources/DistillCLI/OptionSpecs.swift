@@ -7,7 +7,7 @@ import Training
 /// live in `TrainingDefaults` (shared) or beside the `@Option` that uses them (one command's own).
 enum Spec {
     // Data.
-    static let data = OptionSpec("data", .text, "Your data: a folder of Fashion-MNIST IDX files (the default); a folder of PNG/JPEG images in one subfolder per class, or with train/ and test/ (and optionally val/) folders of them inside; an .npz archive of inputs and labels; an .npy inputs file (with --labels LABELS.npy); or a .csv table.")
+    static let data = OptionSpec("data", .text, "Your data: a folder of Fashion-MNIST IDX files (the default); a folder of PNG/JPEG images in one subfolder per class, or with train/ and test/ (and optionally val/) folders of them inside; an .npz archive of inputs and labels; an .npy inputs file (with --labels LABELS.npy); or a .csv table. For a text model: labelled texts, as a folder of class files (cut by --text-separator), a folder of class folders, or a .csv/.tsv table or .jsonl with a label.")
     static let testData = OptionSpec("test-data", .text, "The test set, of the same kind as --data (an .npz archive or a .csv table), for data without one of its own.")
     static let testFraction = OptionSpec("test-fraction", .number(0.01...0.9), "Fraction of each class held out as the test set (stratified, seeded) for data without a test set of its own. Default \(UserData.defaultTestFraction).")
     static let imageSize = OptionSpec("image-size", .text, "Image folders: resize every image to this size, a side (32) or HEIGHTxWIDTH (48x192), sides 1 to 4096; default: the images' own size, which must then agree.")
