@@ -97,7 +97,7 @@ enum Spec {
     static let cacheDirectory = OptionSpec("cache-directory", .text, "Folder where teacher outputs are cached between runs (keyed by teacher weights and data).")
 
     // Transfer.
-    static let from = OptionSpec("from", .text, "The old model: a run folder, a model file (.safetensors) or any ONNX classifier (.onnx, such as a PyTorch model exported with torch.onnx).")
+    static let from = OptionSpec("from", .text, "The old model: a run folder, a model file (.safetensors) or any ONNX classifier (.onnx, such as a PyTorch model exported with torch.onnx); or a sentence encoder's folder (tokenizer.json with a Hugging Face BERT such as all-MiniLM-L6-v2, or a distill text run), which gets a new head on its embedding for the labelled texts of --data.")
     static let strategy = OptionSpec("strategy", .choices(TransferStrategy.allCases.map(\.rawValue) + ["head", "finetune-equal", "all"]),
                                      "Strategies, comma-separated (head = freeze; finetune-equal: backbone at the head's rate), or 'all'.")
     static let head = OptionSpec("head", .text, "The old model's classifier layer to replace: a module path (default: its last Linear layer, classifier.3 in cnn-student, fc in the ResNets), or for an ONNX model a Gemm or MatMul node's name or output (default: the last one).")
