@@ -103,9 +103,6 @@ extension DataOptions {
         let parts = try splitting(train: split.kept, validation: nil, test: split.heldOut, seed: seed, holdingOutValidation: holdingOutValidation)
         return LoadedTexts(train: parts.train, labeled: parts.labeled, validation: parts.validation, test: parts.test)
     }
-
-    /// Whether any option says the data is text.
-    func namesText(_ text: TextDataOptions) -> Bool { text.textSeparator != nil || text.textColumn != nil || text.maxTokens != nil }
 }
 
 extension TextModel {
