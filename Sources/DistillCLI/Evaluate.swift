@@ -16,7 +16,7 @@ struct Evaluate: TabledCommand, ComputingCommand {
     static let teacherSpec = OptionSpec("teacher", .text, "A teacher to measure agreement and cost ratios against: a run folder, a model file, or a served model http(s)://HOST:PORT/v2/models/NAME (asked for the test examples, its answers kept under --cache-directory; no cost ratios).")
     static let jsonSpec = OptionSpec("json", .flag, "Print the full report as JSON.")
     static let options = [architectureSpec, teacherSpec] + Spec.teacherPreprocessingOptions + [Spec.cacheDirectory] + Spec.servedTeacherOptions
-        + [jsonSpec] + Spec.dataOptions + [Spec.threads]
+        + [jsonSpec] + Spec.dataOptions + [Spec.minClassSize] + Spec.textDataOptions + [Spec.threads]
 
     @Argument(help: "Run folder, .safetensors or .onnx model file; an int8 model (a `distill quantize` folder, or a quantization-aware run's model-int8.safetensors) runs on the int8 kernels.")
     var model: String
@@ -26,12 +26,14 @@ struct Evaluate: TabledCommand, ComputingCommand {
     @OptionGroup var cache: CacheDirectoryOption
     @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var textClasses: TextClassesOption
+    @OptionGroup var text: TextDataOptions
     @Flag(name: jsonSpec.long, help: jsonSpec.help) var json = false
     @OptionGroup var compute: ComputeOptions
 
     var values: [(String, OptionValue?)] {
         [("architecture", architecture.map { .text($0) }), ("teacher", teacher.map { .text($0) })] + teacherPreprocessing.values
-            + cache.values + served.values + [("json", .flag(json))] + dataOptions.values + compute.values
+            + cache.values + served.values + [("json", .flag(json))] + dataOptions.values + textClasses.values + text.values + compute.values
     }
 
     func validate() throws {
@@ -40,6 +42,7 @@ struct Evaluate: TabledCommand, ComputingCommand {
     }
 
     func run() throws {
+        if TextModel.isTextModel(model) { return try evaluateText() }
         let data = try dataOptions.load(seed: 0, recorded: try recordedPreprocessing(model, role: "model"))
         let loaded = try loadModel(model, architecture: architecture, inputShape: data.preprocessing.exampleShape, role: "model")
         try checkFits(loaded, shape: data.preprocessing.exampleShape, classNames: data.preprocessing.classNames, role: "model \(model)")
@@ -59,6 +62,20 @@ struct Evaluate: TabledCommand, ComputingCommand {
             return try adapted(teacherLoaded, to: data.preprocessing, overriding: overrides, role: "teacher \(path)")
         }
         try show(DistillationReport(student: student, teacher: teacherModel, test: test), int8: student is QuantizedModel)
+    }
+
+    /// A text classifier (a folder with model.safetensors and tokenizer.json: a `distill train`
+    /// or `distill transfer` text run) on the test texts of --data, carved as its run carved
+    /// them (the same --test-fraction and --min-class-size give the same test set).
+    func evaluateText() throws {
+        if teacher != nil { throw UserError("--teacher: comparing a text classifier with a teacher is not supported yet") }
+        let loaded = try TextModel.load(model, role: "model")
+        guard let classNames = loaded.classNames else {
+            throw UserError("model \(model) is a sentence encoder (it gives embeddings, not classes): evaluate a text classifier, such as a `distill train` or `distill transfer` text run")
+        }
+        let data = try dataOptions.loadTexts(text, tokenizer: try text.tokenizer(for: loaded), minClassSize: textClasses.minClassSize, seed: 0,
+                                             recordedClasses: classNames, holdingOutValidation: false)
+        try show(DistillationReport(student: loaded.model, teacher: nil, test: data.test), int8: false)
     }
 
     /// Prints `report`: as JSON with --json, else as lines (`int8`: the model ran on the int8

@@ -63,8 +63,8 @@ func checkFits(_ loaded: LoadedModel, shape: [Int], classNames: [String], role: 
         guard options.exampleShape == shape else {
             throw UserError("\(role) takes examples of shape \(options.exampleShape), and the data has \(shape)")
         }
-        guard options.classes == classNames.count else {
-            throw UserError("\(role) gives \(options.classes) class scores, and the data has \(classNames.count) classes")
+        guard options.outputCount == classNames.count else {
+            throw UserError("\(role) gives \(options.outputCount) class scores, and the data has \(classNames.count) classes")
         }
     }
     if let int8 = loaded.model as? QuantizedModel {

@@ -7,7 +7,7 @@ import Training
 /// live in `TrainingDefaults` (shared) or beside the `@Option` that uses them (one command's own).
 enum Spec {
     // Data.
-    static let data = OptionSpec("data", .text, "Your data: a folder of Fashion-MNIST IDX files (the default); a folder of PNG/JPEG images in one subfolder per class, or with train/ and test/ (and optionally val/) folders of them inside; an .npz archive of inputs and labels; an .npy inputs file (with --labels LABELS.npy); or a .csv table.")
+    static let data = OptionSpec("data", .text, "Your data: a folder of Fashion-MNIST IDX files (the default); a folder of PNG/JPEG images in one subfolder per class, or with train/ and test/ (and optionally val/) folders of them inside; an .npz archive of inputs and labels; an .npy inputs file (with --labels LABELS.npy); or a .csv table. For a text model: labelled texts, as a folder of class files (cut by --text-separator), a folder of class folders, or a .csv/.tsv table or .jsonl with a label.")
     static let testData = OptionSpec("test-data", .text, "The test set, of the same kind as --data (an .npz archive or a .csv table), for data without one of its own.")
     static let testFraction = OptionSpec("test-fraction", .number(0.01...0.9), "Fraction of each class held out as the test set (stratified, seeded) for data without a test set of its own. Default \(UserData.defaultTestFraction).")
     static let imageSize = OptionSpec("image-size", .text, "Image folders: resize every image to this size, a side (32) or HEIGHTxWIDTH (48x192), sides 1 to 4096; default: the images' own size, which must then agree.")
@@ -22,6 +22,8 @@ enum Spec {
     // Text data (a text teacher: a folder with model.safetensors and tokenizer.json).
     static let textSeparator = OptionSpec("text-separator", .text, "Text data: the line that separates texts in a text file or a folder of class files (% for fortunes); default: one text a line.")
     static let textColumn = OptionSpec("text-column", .text, "Text data: the column of a CSV or TSV table, or the key of JSON lines, holding the text (default: text).")
+    static let tokenizer = OptionSpec("tokenizer", .text, "Text models (train --model text-bag or text-transformer): the tokenizer.json that cuts the texts into ids, or a folder holding one (a teacher's, such as all-MiniLM-L6-v2's); the run folder keeps a copy.")
+    static let minClassSize = OptionSpec("min-class-size", .integer(1...100_000_000), "Labelled text data: keep only the classes with at least this many texts (the fortunes topics: 140); fewer than 2 left is an error.")
     static let maxTokens = OptionSpec("max-tokens", .integer(3...8_192), "Text data: tokens kept per text, special tokens included (default: the tokenizer.json's truncation, else 128).")
     static let layers = OptionSpec("layers", .integer(1...48), "text-transformer: encoder layers (default 3).")
     static let heads = OptionSpec("heads", .integer(1...64), "text-transformer: attention heads, dividing --hidden (default: the teacher's with --init-from-teacher, else --hidden ÷ 64).")
@@ -59,7 +61,7 @@ enum Spec {
     static let threads = OptionSpec("threads", .integer(1...1_024), "Compute threads of this process. Default: every core, or cores ÷ processes on this machine when started by mpirun. A resumed run may set it; results then match an uninterrupted run to rounding (summation order follows the thread count), bit for bit only at the same count.")
 
     // Models and distillation.
-    static let model = OptionSpec("model", .choice(ModelZoo.names), "Zoo model: \(ModelZoo.names.joined(separator: ", ")).")
+    static let model = OptionSpec("model", .choice(ModelZoo.names + ModelZoo.textNames), "Zoo model: \(ModelZoo.names.joined(separator: ", ")); for texts (with --tokenizer) \(ModelZoo.textNames.joined(separator: ", ")), classifiers of the data's classes.")
     static let teacher = OptionSpec("teacher", .repeated, "Teacher: a run folder, a .safetensors file, an ONNX classifier (.onnx), a text encoder (a folder with tokenizer.json and model.safetensors or model.onnx, or an .onnx file with tokenizer.json beside it) or a served model, http(s)://HOST:PORT/v2/models/NAME (Open Inference Protocol); repeat for an ensemble.")
     static let teacherArchitecture = OptionSpec("teacher-architecture", .choice(ModelZoo.names), "Zoo architecture of teacher .safetensors files that do not name one (PyTorch state dicts).")
     static let teacherHint = OptionSpec("teacher-hint", .text, "Teacher layer for the FitNets hint (a module path, or an ONNX node's output name); default: the zoo teacher's.")
@@ -95,7 +97,7 @@ enum Spec {
     static let cacheDirectory = OptionSpec("cache-directory", .text, "Folder where teacher outputs are cached between runs (keyed by teacher weights and data).")
 
     // Transfer.
-    static let from = OptionSpec("from", .text, "The old model: a run folder, a model file (.safetensors) or any ONNX classifier (.onnx, such as a PyTorch model exported with torch.onnx).")
+    static let from = OptionSpec("from", .text, "The old model: a run folder, a model file (.safetensors) or any ONNX classifier (.onnx, such as a PyTorch model exported with torch.onnx); or a sentence encoder's folder (tokenizer.json with a Hugging Face BERT such as all-MiniLM-L6-v2, or a distill text run), which gets a new head on its embedding for the labelled texts of --data.")
     static let strategy = OptionSpec("strategy", .choices(TransferStrategy.allCases.map(\.rawValue) + ["head", "finetune-equal", "all"]),
                                      "Strategies, comma-separated (head = freeze; finetune-equal: backbone at the head's rate), or 'all'.")
     static let head = OptionSpec("head", .text, "The old model's classifier layer to replace: a module path (default: its last Linear layer, classifier.3 in cnn-student, fc in the ResNets), or for an ONNX model a Gemm or MatMul node's name or output (default: the last one).")

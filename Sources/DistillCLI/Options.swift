@@ -99,7 +99,47 @@ struct DataOptions: ParsableArguments {
             user = try UserData.load(UserData.Request(path: data, testPath: testData, testFraction: testFraction, imageHeight: size?.height,
                                                       imageWidth: size?.width, channels: channels, inputs: inputs, labels: labels))
         } catch let error as DatasetError { throw UserError("--data: \(error)") }
-        var train = user.train, test = user.test, validation = user.validation
+        let parts = try splitting(train: user.train, validation: user.validation, test: user.test, seed: seed, unlabeled: unlabeled,
+                                  holdingOutValidation: holdingOutValidation)
+        var train = parts.train, test = parts.test, validation = parts.validation
+        let labeled = parts.labeled, positions = parts.positions
+        do {
+            if let recorded, recorded.exampleShape != train.exampleShape.dimensions {
+                throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(train.exampleShape.dimensions)")
+            }
+            var preprocessing = try user.preprocessing(fittedOn: train, skippingBadFiles: skippingBadFiles, normalization: recorded?.normalization)
+            if let recorded {
+                if let fixed = user.fixedNormalization, fixed != recorded.normalization {
+                    throw UserError("--data: \(data) comes normalised with Fashion-MNIST's statistics, and the model was trained with others (\(recorded.normalization.mean))")
+                }
+                if let names = recorded.featureNames, let given = preprocessing.featureNames, names != given {
+                    throw UserError("--data: the model was trained on the columns \(names.joined(separator: ", ")), and \(data) has \(given.joined(separator: ", "))")
+                }
+                guard recorded.exampleShape == preprocessing.exampleShape else {
+                    throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(preprocessing.exampleShape)")
+                }
+                guard !sameClasses || recorded.classNames == preprocessing.classNames else {
+                    throw UserError("--data: the model's classes (\(recorded.classNames.prefix(12).joined(separator: ", "))) are not \(data)'s (\(preprocessing.classNames.prefix(12).joined(separator: ", "))); select them with --classes")
+                }
+                let classNames = preprocessing.classNames
+                preprocessing = recorded
+                preprocessing.classNames = classNames
+            }
+            if user.fixedNormalization == nil {
+                train = try train.normalized(preprocessing.normalization)
+                test = try test.normalized(preprocessing.normalization)
+                validation = try validation?.normalized(preprocessing.normalization)
+            }
+            return Loaded(train: train, labeled: labeled, validation: validation, test: test, trainPositions: positions,
+                          preprocessing: preprocessing, kind: user.kind)
+        } catch let error as DatasetError { throw UserError("--data: \(error)") }
+    }
+    /// What every kind of data goes through once read: selects `--classes`, keeps
+    /// `--labels-per-class` labels, and holds out the validation split from the labelled
+    /// training examples (unless the data brings one, or `holdingOutValidation` is false).
+    func splitting(train: Dataset, validation: Dataset?, test: Dataset, seed: UInt64, unlabeled: Bool = false, holdingOutValidation: Bool = true) throws
+        -> (train: Dataset, labeled: [Bool]?, validation: Dataset?, test: Dataset, positions: [Int]?) {
+        var train = train, test = test, validation = validation
         if let classes {
             let list = try OptionTable.parseNumbers(classes, spec: Spec.classes)
             do {
@@ -131,36 +171,7 @@ struct DataOptions: ParsableArguments {
         } else if validationFraction != nil {
             throw UserError("--validation-fraction: \(data) brings its own validation folder (val/)")
         }
-        do {
-            if let recorded, recorded.exampleShape != train.exampleShape.dimensions {
-                throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(train.exampleShape.dimensions)")
-            }
-            var preprocessing = try user.preprocessing(fittedOn: train, skippingBadFiles: skippingBadFiles, normalization: recorded?.normalization)
-            if let recorded {
-                if let fixed = user.fixedNormalization, fixed != recorded.normalization {
-                    throw UserError("--data: \(data) comes normalised with Fashion-MNIST's statistics, and the model was trained with others (\(recorded.normalization.mean))")
-                }
-                if let names = recorded.featureNames, let given = preprocessing.featureNames, names != given {
-                    throw UserError("--data: the model was trained on the columns \(names.joined(separator: ", ")), and \(data) has \(given.joined(separator: ", "))")
-                }
-                guard recorded.exampleShape == preprocessing.exampleShape else {
-                    throw UserError("--data: the model takes examples of shape \(recorded.exampleShape), \(data) has \(preprocessing.exampleShape)")
-                }
-                guard !sameClasses || recorded.classNames == preprocessing.classNames else {
-                    throw UserError("--data: the model's classes (\(recorded.classNames.prefix(12).joined(separator: ", "))) are not \(data)'s (\(preprocessing.classNames.prefix(12).joined(separator: ", "))); select them with --classes")
-                }
-                let classNames = preprocessing.classNames
-                preprocessing = recorded
-                preprocessing.classNames = classNames
-            }
-            if user.fixedNormalization == nil {
-                train = try train.normalized(preprocessing.normalization)
-                test = try test.normalized(preprocessing.normalization)
-                validation = try validation?.normalized(preprocessing.normalization)
-            }
-            return Loaded(train: train, labeled: labeled, validation: validation, test: test, trainPositions: positions,
-                          preprocessing: preprocessing, kind: user.kind)
-        } catch let error as DatasetError { throw UserError("--data: \(error)") }
+        return (train, labeled, validation, test, positions)
     }
 }
 

@@ -139,6 +139,8 @@ struct TextModel {
     var options: ModelOptions?
     /// The longest text it takes, when it has learned positions.
     var maxPositions: Int?
+    /// A text classifier's classes (`TextClassifierRecord`); nil for a sentence encoder.
+    var classNames: [String]?
 
     static let tokenizerFile = "tokenizer.json"
 
@@ -191,7 +193,8 @@ struct TextModel {
                     throw UserError("\(role) \(path) holds \(saved.name), not a text model (\(ModelZoo.textNames.joined(separator: ", ")))")
                 }
                 loaded = TextModel(model: saved.model, tokenizer: tokenizer, path: path, tokenizerPath: tokenizerPath, name: saved.name, options: saved.options,
-                                   maxPositions: saved.options.maxTokens)
+                                   maxPositions: saved.options.maxTokens,
+                                   classNames: try TextClassifierRecord.classNames(saved.metadata, file: saved.file))
             }
         } catch let error as FileError {
             throw UserError("\(role): \(error)")

@@ -11,27 +11,56 @@ import Tensors
 struct Train: TrainingCommand {
     static let configuration = CommandConfiguration(abstract: "Train a zoo model from scratch on your data (Fashion-MNIST by default).")
     static let experimentName = "train"
-    static let options = [Spec.model, Spec.width, Spec.hidden, Spec.augment] + Spec.dataOptions + Spec.trainingOptions + Spec.outputOptions
+    static let options = [Spec.model, Spec.width, Spec.hidden, Spec.augment] + Spec.dataOptions
+        + [Spec.tokenizer, Spec.minClassSize, Spec.layers, Spec.heads] + Spec.textDataOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.model.long, help: Spec.model.help) var model: String
     @OptionGroup var size: ModelSizeOptions
     @Flag(name: Spec.augment.long, help: Spec.augment.help) var augment = false
     @OptionGroup var dataOptions: DataOptions
+    @Option(name: Spec.tokenizer.long, help: Spec.tokenizer.help) var tokenizer: String?
+    @OptionGroup var textClasses: TextClassesOption
+    @Option(name: Spec.layers.long, help: Spec.layers.help) var layers: Int?
+    @Option(name: Spec.heads.long, help: Spec.heads.help) var heads: Int?
+    @OptionGroup var text: TextDataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var compute: ComputeOptions
 
+    /// (The text options are absent unless given, so that image runs record nothing new.)
     var values: [(String, OptionValue?)] {
-        [("model", .text(model))] + size.values + [("augment", .flag(augment))] + dataOptions.values + training.values + output.values + compute.values
+        [("model", .text(model))] + size.values + [("augment", .flag(augment))] + dataOptions.values
+            + [("tokenizer", tokenizer.map { .text($0) })] + textClasses.values + [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) })]
+            + text.values + training.values + output.values + compute.values
     }
+
+    /// Whether this run trains a text classifier.
+    var isText: Bool { ModelZoo.textNames.contains(model) }
 
     func validate() throws {
         try checkOptions()
         _ = try size.hiddenSizes()
         _ = try dataOptions.parsedImageSize()
+        if isText {
+            guard tokenizer != nil else {
+                throw UserError("--model \(model) reads texts: give --tokenizer, a tokenizer.json or a folder holding one (such as a teacher's)")
+            }
+            if augment { throw UserError("--augment applies to images, not texts") }
+            if let sizes = try size.hiddenSizes(), sizes.count != 1 { throw UserError("--hidden: \(model) takes one size, got \(sizes.count)") }
+            if model != "text-transformer" {
+                for (name, given) in [("layers", layers != nil), ("heads", heads != nil)] where given { throw UserError("--\(name) applies to text-transformer, not \(model)") }
+            }
+        } else {
+            let given = [("tokenizer", tokenizer != nil), ("min-class-size", textClasses.minClassSize != nil), ("layers", layers != nil), ("heads", heads != nil),
+                         ("text-separator", text.textSeparator != nil), ("text-column", text.textColumn != nil), ("max-tokens", text.maxTokens != nil)]
+            if let first = given.first(where: { $0.1 }) {
+                throw UserError("--\(first.0) is for texts, and --model \(model) takes images or tables; texts train \(ModelZoo.textNames.joined(separator: " or "))")
+            }
+        }
     }
 
     func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
+        if isText { return try trainText(seed: seed, folder: folder, checkpoint: checkpoint, console: console) }
         let data = try dataOptions.load(seed: seed, skippingBadFiles: training.skipBadFiles)
         let train = data.labeledTrain
         var generator = RandomGenerator(seed: seed)
@@ -49,6 +78,41 @@ struct Train: TrainingCommand {
         let name = model
         return try trainer.run(train: train, validation: data.validation, test: data.test, resumingFrom: checkpoint,
                                saveModel: modelSaver(name: name, options: options, preprocessing: data.preprocessing),
+                               loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
+    }
+}
+
+extension Train {
+    /// A text classifier trained from scratch on labelled texts: the same Trainer run as images
+    /// (validation, test report, evaluation.json, report.html), with batches of similar lengths;
+    /// the run folder also keeps the tokenizer.json, so evaluate and predict read it as a text model.
+    func trainText(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
+        let (tokenizer, tokenizerFile) = try readTokenizer(self.tokenizer!, maxTokens: text.maxTokens)
+        let data = try dataOptions.loadTexts(text, tokenizer: tokenizer, minClassSize: textClasses.minClassSize, seed: seed)
+        let train = data.labeledTrain
+        let maxTokens = tokenizer.truncation?.maxLength ?? 128
+        var options = ModelOptions.text(vocabularySize: tokenizer.vocabulary.count, paddingId: tokenizer.padding?.id ?? tokenizer.vocabulary.firstIndex(of: "[PAD]"),
+                                        outputs: data.classNames.count, hidden: try size.hiddenSizes()?.first ?? 256,
+                                        layers: model == "text-transformer" ? layers ?? 3 : nil, heads: heads, maxTokens: maxTokens)
+        options.classifies = true
+        var generator = RandomGenerator(seed: seed)
+        let network: any Module
+        do { network = try ModelZoo.make(model, options: options, using: &generator) } catch let error as ModuleError { throw UserError("--model: \(error)") }
+        console.say("train \(model) (\(network.parameterCount) parameters) on \(train.count) texts of \(data.classNames.count) classes\(data.validation.map { ", \($0.count) held out for validation" } ?? ""), \(data.test.count) for the test, at most \(maxTokens) tokens each, \(training.epochs) epochs")
+        var configuration = training.configuration(seed: seed, folder: folder)
+        configuration.lengthBuckets = true
+        configuration.classWeights = try resolvedClassWeights(training.classWeights, labeled: train)
+        if let weights = configuration.classWeights { console.say(classWeightsLine(weights, classNames: train.classNames)) }
+        if Processes.isWriter {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            guard let bytes = FileManager.default.contents(atPath: tokenizerFile) else { throw UserError("--tokenizer: cannot read \(tokenizerFile)") }
+            try AtomicFile.write(bytes, to: (folder as NSString).appendingPathComponent(TextModel.tokenizerFile))
+        }
+        let trainer = try Trainer(model: network, configuration: configuration)
+        trainer.shouldStop = StopRequest.isRequested
+        trainer.runSettings.merge(recordedSettings) { _, command in command }
+        return try trainer.run(train: train, validation: data.validation, test: data.test, resumingFrom: checkpoint,
+                               saveModel: TextClassifierRecord.saver(name: model, options: options, classNames: data.classNames),
                                loadModel: { try SavedModel.load($0).model }) { console.training($0, batchSize: training.batch) }
     }
 }

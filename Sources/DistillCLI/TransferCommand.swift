@@ -6,6 +6,7 @@ import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 
 /// `distill transfer`: starts a new task from an old model with one or more strategies,
 /// over one or more seeds, and reports new-task and old-task accuracy (mean ± std). Each
@@ -16,7 +17,8 @@ struct TransferCommand: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
     static let experimentName = "transfer"
     static let options = [Spec.from, Spec.strategy, Spec.head, Spec.freeze, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
-                          Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun, Spec.classWeights, Spec.deterministic] + Spec.dataOptions + Spec.outputOptions
+                          Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun, Spec.classWeights, Spec.deterministic, Spec.optimizer] + Spec.dataOptions
+        + [Spec.minClassSize] + Spec.textDataOptions + [Spec.cacheDirectory] + Spec.outputOptions
 
     @Option(name: Spec.from.long, help: Spec.from.help) var source: String
     @Option(name: Spec.strategy.long, help: Spec.strategy.help) var strategy: String = "finetune"
@@ -31,6 +33,10 @@ struct TransferCommand: TabledCommand, ComputingCommand {
     @Option(name: Spec.batch.long, help: Spec.batch.help) var batch: Int = 32
     @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
     @Option(name: Spec.deterministic.long, help: Spec.deterministic.help) var deterministic: Int?
+    @Option(name: Spec.optimizer.long, help: Spec.optimizer.help) var optimizer: OptimizerChoice?
+    @OptionGroup var textClasses: TextClassesOption
+    @OptionGroup var text: TextDataOptions
+    @OptionGroup var cache: CacheDirectoryOption
     @OptionGroup var runOptions: RunOptions
     @OptionGroup var output: OutputOptions
     @OptionGroup var compute: ComputeOptions
@@ -45,11 +51,21 @@ struct TransferCommand: TabledCommand, ComputingCommand {
          ("freeze", freeze.map { .text($0) }),
          ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
          ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)),
-         ("class-weights", classWeights.map { .text($0) }), ("deterministic", deterministic.map { .integer($0) })] + runOptions.values + dataOptions.values + output.values + compute.values
+         ("class-weights", classWeights.map { .text($0) }), ("deterministic", deterministic.map { .integer($0) }),
+         ("optimizer", optimizer.map { .text($0.rawValue) })] + runOptions.values + dataOptions.values
+            + textClasses.values + text.values + (isText ? cache.values : []) + output.values + compute.values
     }
+
+    /// Whether the old model is a text encoder (a folder with tokenizer.json or a Hugging Face config.json).
+    var isText: Bool { TextModel.isTextModel(source) }
 
     func validate() throws {
         try checkOptions()
+        if isText { return try validateText() }
+        for (name, given) in [("min-class-size", textClasses.minClassSize != nil), ("text-separator", text.textSeparator != nil),
+                              ("text-column", text.textColumn != nil), ("max-tokens", text.maxTokens != nil)] where given {
+            throw UserError("--\(name) is for texts, and --from \(source) is not a text model (a folder with model.safetensors and tokenizer.json)")
+        }
         guard let classes = dataOptions.classes else { throw UserError("give the new task's --classes, such as 5-9") }
         let overlap = Set(try OptionTable.parseNumbers(oldClasses, spec: Spec.oldClasses))
             .intersection(try OptionTable.parseNumbers(classes, spec: Spec.classes)).sorted()
@@ -61,6 +77,7 @@ struct TransferCommand: TabledCommand, ComputingCommand {
     func run() throws {
         let console = Console(output)
         if runOptions.dryRun { return console.result("options are valid", ["valid": true]) }
+        if isText { return try runText(console: console) }
         // Both tasks read the data through the old model's recorded preprocessing (its size and
         // normalisation), as fine-tuning a pretrained model should; the old task's classes must
         // be the old model's own.
@@ -90,6 +107,7 @@ struct TransferCommand: TabledCommand, ComputingCommand {
         training.learningRate = lr
         training.checkpointEvery = runOptions.checkpointEvery
         training.deterministicParts = deterministic
+        if let optimizer { training.optimizer = optimizer }
         let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
         var study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
                                       headPath: old.head, directory: out, resume: runOptions.resume != nil)

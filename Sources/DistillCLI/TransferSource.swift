@@ -86,6 +86,33 @@ struct TransferSource {
             })
     }
 
+    /// A sentence encoder (`TextModel`: a Hugging Face encoder folder or a Distill text run),
+    /// as the zoo model `TextModel.zooEncoder()` makes of it: re-headed with a new linear head
+    /// on its embedding (`MultiHeadModel(encoder:dimension:newClasses:using:)`); each new-task
+    /// model is written as a text run folder at the path (model.safetensors with the zoo
+    /// options and `headClasses`, the class names `classNames` gives, and the encoder's tokenizer.json).
+    static func text(_ old: TextModel, dimension: Int, classNames: @escaping () -> [String]) throws -> TransferSource {
+        let encoder = try old.zooEncoder()
+        return TransferSource(
+            name: old.name ?? (old.path as NSString).lastPathComponent, model: old.model, head: "head",
+            headNote: "a new linear head on the encoder's \(dimension)-value embedding; the old task is the embedding itself (its old head the identity, kept frozen)",
+            load: encoder.make, scratch: { try ModelZoo.make(encoder.name, options: encoder.options, using: &$0) },
+            save: { model, folder in
+                var options = encoder.options
+                options.headClasses = model.head("new").outFeatures
+                var generator = RandomGenerator(seed: 0)
+                let plain = try ModelZoo.make(encoder.name, options: options, using: &generator)
+                var state = Dictionary(model.backbone.stateDict().map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+                state["head.weight"] = model.head("new").weight
+                if let bias = model.head("new").bias { state["head.bias"] = bias }
+                try plain.loadStateDict(state, strict: true)
+                guard Processes.isWriter else { return }
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try TextClassifierRecord.saver(name: encoder.name, options: options, classNames: classNames())(plain, (folder as NSString).appendingPathComponent("model.safetensors"))
+                try old.saveTokenizer(into: folder)
+            })
+    }
+
     /// The re-headed model as a plain zoo model for the new classes, so that evaluate, export
     /// and distill read it like any other.
     static func newTaskModel(_ model: MultiHeadModel, name: String, options: ModelOptions, head: String) throws -> (any Module, ModelOptions) {

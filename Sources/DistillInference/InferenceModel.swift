@@ -76,7 +76,7 @@ public final class InferenceModel {
             guard loaded.options.vocabularySize == nil else {
                 throw FileError(file: file, "holds a text model (\(loaded.name)); the inference library predicts for image and table models")
             }
-            (shape, classes, architecture, isQuantized) = (loaded.options.exampleShape, loaded.options.classes, loaded.name, false)
+            (shape, classes, architecture, isQuantized) = (loaded.options.exampleShape, loaded.options.outputCount, loaded.name, false)
             logits = { loaded.model.predictions($0) }
         }
         if let preprocessing {

@@ -8,7 +8,9 @@ extension Module {
     /// nothing. A streamed set is decoded in batches of `data.readingBatch`, never held
     /// whole; throws a `DatasetError` naming a file that does not decode, or when there is no
     /// module `output` or a streamed set is empty.
+    /// Texts run in batches of similar lengths, each padded to its own longest (`embeddings(ofTexts:)`).
     public func predictions(on data: Dataset, output: String? = nil) throws -> Tensor {
+        if data.isText { return try embeddings(ofTexts: data, output: output) }
         guard data.isStreamed else {
             let size = Evaluation.inferenceBatch(exampleCount: data.exampleShape.count)
             return try output.map { try predictions(data.inputs, output: $0, batchSize: size) } ?? predictions(data.inputs, batchSize: size)

@@ -7,8 +7,9 @@ extension Module {
     /// The model's output row for every text of `data` (a text dataset), in the data's order:
     /// texts of similar lengths run together in batches of `batchSize`, each padded to its
     /// longest text only, in evaluation mode, recording nothing. Throws when `data` holds no
-    /// texts or none at all, and, for a `SentenceEmbedder`, for a batch it cannot read.
-    public func embeddings(ofTexts data: Dataset, batchSize: Int = 32) throws -> Tensor {
+    /// texts or none at all, and, for a `SentenceEmbedder`, for a batch it cannot read. With
+    /// `output`, the rows are that submodule's outputs (one head of a multi-head model).
+    public func embeddings(ofTexts data: Dataset, batchSize: Int = 32, output: String? = nil) throws -> Tensor {
         guard let lengths = data.sequenceLengths else { throw DistillationError("the data are not texts") }
         guard !lengths.isEmpty else { throw DistillationError("there are no texts to embed") }
         let order = lengths.indices.sorted { (lengths[$0], $0) < (lengths[$1], $1) }
@@ -16,10 +17,11 @@ extension Module {
         var width = 0
         for start in stride(from: 0, to: order.count, by: max(batchSize, 1)) {
             let indices = Array(order[start..<min(start + max(batchSize, 1), order.count)])
-            let batch = try data.batch(indices)
+            let inputs = try data.batch(indices)
             // A text model's own entry point throws for what it cannot read (ids, lengths); `forward` would trap.
-            let outputs = try (self as? any SentenceEmbedder).map { try $0.predictions(TokenBatch(packed: batch)) }
-                ?? predictions(batch, batchSize: indices.count)
+            let outputs = try output.map { try predictions(inputs, output: $0, batchSize: indices.count) }
+                ?? (self as? any SentenceEmbedder).map { try $0.predictions(TokenBatch(packed: inputs)) }
+                ?? predictions(inputs, batchSize: indices.count)
             guard outputs.rank == 2 else { throw DistillationError("the model gives outputs \(outputs.shape) for texts, not one vector each") }
             if rows.isEmpty {
                 width = outputs.shape[1]

@@ -55,6 +55,19 @@ public final class MultiHeadModel: Module {
         try self.init(backbone: model, oldHead: oldHead, newClasses: newClasses, using: &generator)
     }
 
+    /// A sentence encoder re-headed for a new task: `encoder` (giving embeddings [B,
+    /// `dimension`]) is the backbone, the "old" head the identity map of the embedding (an
+    /// encoder's old task is its embedding itself: `TransferConfiguration.OldOutput.embedding`
+    /// keeps this head frozen, so its output is the encoder's), and a fresh `Linear` from the
+    /// embedding to `newClasses` outputs the "new" one.
+    public convenience init(encoder: any Module, dimension: Int, newClasses: Int, using generator: inout RandomGenerator) throws {
+        guard dimension >= 1 else { throw ModuleError.invalidOption("the encoder's embedding needs at least one value, got \(dimension)") }
+        var identity = [Float](repeating: 0, count: dimension * dimension)
+        for i in 0..<dimension { identity[i * dimension + i] = 1 }
+        try self.init(backbone: encoder, oldHead: Linear(weight: Tensor(identity, shape: [dimension, dimension]), bias: Tensor.zeros([dimension])),
+                      newClasses: newClasses, using: &generator)
+    }
+
     public func forward(_ input: Tensor) -> Tensor {
         let features = backbone(input)
         return heads.map { $0.head(features) }.last!
@@ -98,6 +111,15 @@ public struct TransferConfiguration {
     public var lwfWeight: Float = 1
     /// Weight of the old task's loss in joint training.
     public var jointOldWeight: Float = 1
+    /// What the old model gives: class logits (a classifier), or an embedding (a sentence
+    /// encoder re-headed by `MultiHeadModel(encoder:dimension:newClasses:using:)`).
+    public enum OldOutput: Sendable { case logits, embedding }
+    /// For `.embedding` the old head (the identity) stays frozen in every strategy, and LwF's
+    /// term is `EmbeddingDistillation` (squared distance plus cosine distance) between the old
+    /// head's output and the original encoder's embedding, in place of KD: an encoder has no
+    /// classes whose distribution a temperature could soften, and its embedding is what
+    /// search and clustering use. Joint training needs old labelled data, which an encoder has not.
+    public var oldOutput = OldOutput.logits
     /// Backbone layers kept frozen in every strategy but scratch (gradual unfreezing never
     /// thaws them): prefixes of backbone parameter names, as `Module.freeze` takes them (a
     /// zoo model's module paths such as `features.0`; for an imported graph, the parameter
@@ -113,8 +135,10 @@ public enum KnowledgeTransfer {
     /// frozen modules, learning-rate scales, and for LwF the old model (`oldModel`, unchanged)
     /// as a teacher of the old head, for joint training the old task's data (`oldTask`).
     /// `training` gives steps, batch size, the head's learning rate, seed and run folder.
+    /// With `oldOutputs` (the old model's outputs on the training examples, in their order,
+    /// computed once by the caller) LwF's teacher is those outputs instead of `oldModel` run here.
     public static func trainer(_ model: MultiHeadModel, strategy c: TransferConfiguration, training: TrainerConfiguration,
-                               oldModel: (any Module)? = nil, oldTask: Dataset? = nil) throws -> Trainer {
+                               oldModel: (any Module)? = nil, oldTask: Dataset? = nil, oldOutputs: Tensor? = nil) throws -> Trainer {
         guard c.backboneLearningRateScale >= 0 && c.backboneLearningRateScale.isFinite else {
             throw DistillationError("the backbone learning-rate scale must be a number ≥ 0, got \(c.backboneLearningRateScale)")
         }
@@ -124,6 +148,10 @@ public enum KnowledgeTransfer {
             configuration.learningRateScales = ["backbone": c.backboneLearningRateScale, "old_head": c.backboneLearningRateScale]
         }
         var teachers: [Teacher] = [], losses: [WeightedLoss] = []
+        if c.oldOutput == .embedding {
+            guard c.strategy != .joint else { throw DistillationError("joint training needs the old task's labelled data, and a sentence encoder's old task is its embedding") }
+            try model.freeze(["old_head"])
+        }
         switch c.strategy {
         case .freeze, .gradual:
             try model.backbone.freeze([""], statistics: true)
@@ -131,9 +159,19 @@ public enum KnowledgeTransfer {
         case .finetune:
             try model.freeze(["old_head"])
         case .lwf:
-            guard let oldModel else { throw DistillationError("Learning without Forgetting needs the old model") }
-            teachers = [Teacher(.model(oldModel))]
-            losses = [WeightedLoss(KnowledgeDistillation(temperature: c.lwfTemperature, studentOutput: "old_head", name: "lwf"), weight: c.lwfWeight)]
+            if let oldOutputs {
+                teachers = [Teacher(.outputs(oldOutputs))]
+            } else {
+                guard let oldModel else { throw DistillationError("Learning without Forgetting needs the old model") }
+                teachers = [Teacher(.model(oldModel))]
+            }
+            let term: any DistillationLoss
+            if c.oldOutput == .embedding {
+                term = EmbeddingDistillation(studentOutput: "old_head", name: "lwf")
+            } else {
+                term = KnowledgeDistillation(temperature: c.lwfTemperature, studentOutput: "old_head", name: "lwf")
+            }
+            losses = [WeightedLoss(term, weight: c.lwfWeight)]
         case .joint, .scratch: break
         }
         if c.strategy != .scratch, !c.frozenLayers.isEmpty { try model.backbone.freeze(c.frozenLayers, statistics: true) }

@@ -17,6 +17,22 @@ public struct TransferStudy {
         public var new: Double
         public var old: Double?
         public var newMacroF1: Double?
+        /// A sentence encoder's old task (`OldTask.embedding`): how closely the trained
+        /// encoder's embeddings of the held-out texts follow the original's
+        /// (`EmbeddingAgreement`: Spearman of pair similarities, mean cosine); nil for scratch.
+        public var oldSimilaritySpearman: Double?
+        public var oldMeanCosine: Double?
+    }
+
+    /// What the old model knew, and how keeping it is measured.
+    public enum OldTask {
+        /// A classifier's old classes: old-task accuracy through the old head on `test`; joint
+        /// training trains on `train`.
+        case classes(train: Dataset, test: Dataset)
+        /// A sentence encoder (re-headed with `MultiHeadModel(encoder:dimension:newClasses:using:)`):
+        /// its embedding is the old task, scored by `EmbeddingAgreement` between the trained
+        /// encoder's embeddings of `texts` and `reference`, the original's embeddings of them.
+        case embedding(texts: Dataset, reference: Tensor)
     }
 
     /// A seed's data for the new task, and the class weights of its cross-entropy (nil: none;
@@ -54,6 +70,13 @@ public struct TransferStudy {
     /// The caller's settings that decide the numbers, kept in every run's checkpoint (see
     /// `Trainer.runSettings`).
     public var runSettings: [String: String] = [:]
+    /// A sentence encoder's outputs (`OldTask.embedding`) for a set of texts, in their order,
+    /// computed once by the caller (and kept, as it likes): the frozen encoder's features. With
+    /// them, `freeze` is a linear probe: the Trainer trains the new head on the features of the
+    /// training texts (evaluation mode, as the frozen encoder gives them at test time) instead
+    /// of running the encoder at every step, and LwF's teacher is the features of the training
+    /// texts instead of the old model run again.
+    public var encoderOutputs: ((Dataset) throws -> Tensor)?
 
     public init(strategies: [String], seeds: [UInt64], training: TrainerConfiguration, backboneLearningRateScale: Float,
                 headPath: String, directory: String, resume: Bool) throws {
@@ -76,6 +99,15 @@ public struct TransferStudy {
                     newTask: (UInt64) throws -> NewTask, oldTask: (train: Dataset, test: Dataset), shouldStop: @escaping () -> Bool = { false },
                     trained: (_ strategy: String, _ seed: UInt64, _ model: MultiHeadModel) throws -> Void = { _, _, _ in },
                     events: (_ strategy: String, _ seed: UInt64, TrainingEvent) -> Void = { _, _, _ in }) throws -> [String: [Score]] {
+        try run(oldModel: oldModel, scratchModel: scratchModel, newTask: newTask, old: .classes(train: oldTask.train, test: oldTask.test),
+                shouldStop: shouldStop, trained: trained, events: events)
+    }
+
+    /// Runs the study against either kind of old task (see `OldTask`).
+    public func run(oldModel: () throws -> any Module, scratchModel: (inout RandomGenerator) throws -> any Module,
+                    newTask: (UInt64) throws -> NewTask, old oldTask: OldTask, shouldStop: @escaping () -> Bool = { false },
+                    trained: (_ strategy: String, _ seed: UInt64, _ model: MultiHeadModel) throws -> Void = { _, _, _ in },
+                    events: (_ strategy: String, _ seed: UInt64, TrainingEvent) -> Void = { _, _, _ in }) throws -> [String: [Score]] {
         var scores: [String: [Score]] = [:]
         for name in strategies {
             for seed in seeds {
@@ -89,8 +121,15 @@ public struct TransferStudy {
                 let task = try newTask(seed)
                 var generator = RandomGenerator(seed: seed)
                 let base = name == "scratch" ? try scratchModel(&generator) : try oldModel()
-                let model = try MultiHeadModel(from: base, headPath: headPath, newClasses: task.train.classCount, using: &generator)
+                let model: MultiHeadModel
                 var strategy = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
+                switch oldTask {
+                case .classes:
+                    model = try MultiHeadModel(from: base, headPath: headPath, newClasses: task.train.classCount, using: &generator)
+                case let .embedding(_, reference):
+                    model = try MultiHeadModel(encoder: base, dimension: reference.shape[1], newClasses: task.train.classCount, using: &generator)
+                    strategy.oldOutput = .embedding
+                }
                 strategy.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLearningRateScale
                 if !frozenLayers.isEmpty {
                     strategy.frozenLayers = try (model.backbone as? ONNXNetwork)?.parameterNames(readBy: frozenLayers) ?? frozenLayers
@@ -99,17 +138,46 @@ public struct TransferStudy {
                 configuration.seed = seed
                 configuration.runDirectory = folder
                 configuration.classWeights = task.classWeights
-                let trainer = try KnowledgeTransfer.trainer(model, strategy: strategy, training: configuration,
-                                                            oldModel: name == "lwf" ? try oldModel() : nil, oldTask: oldTask.train)
+                var oldTrain: Dataset?
+                if case let .classes(train, _) = oldTask { oldTrain = train }
+                let features = strategy.oldOutput == .embedding ? encoderOutputs : nil
+                let probe = name == "freeze" && frozenLayers.isEmpty ? features : nil
+                let trainer: Trainer
+                var train = task.train, validation = task.validation
+                if let probe {
+                    // A linear probe: the new head alone, trained on the frozen encoder's features.
+                    train = Dataset(inputs: try probe(task.train), labels: task.train.labels, classNames: task.train.classNames)
+                    validation = try task.validation.map { Dataset(inputs: try probe($0), labels: $0.labels, classNames: $0.classNames) }
+                    configuration.lengthBuckets = false
+                    trainer = try Trainer(model: model.head("new"), configuration: configuration)
+                    trainer.runSettings["strategy"] = "freeze (a linear probe on the encoder's features)"
+                } else {
+                    let lwfOutputs = name == "lwf" ? try features?(task.train) : nil
+                    trainer = try KnowledgeTransfer.trainer(model, strategy: strategy, training: configuration,
+                                                            oldModel: name == "lwf" && lwfOutputs == nil ? try oldModel() : nil, oldTask: oldTrain,
+                                                            oldOutputs: lwfOutputs)
+                }
                 trainer.shouldStop = shouldStop
                 trainer.runSettings.merge(runSettings) { _, caller in caller }
                 let checkpoint = Trainer.checkpointPath(in: folder)
-                if resume, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: task.train) }
-                try trainer.fit(train: task.train, validation: task.validation) { events(name, seed, $0) }
-                let newMetrics = ClassificationMetrics(logits: try model.predictions(on: task.test), labels: task.test.labels, classNames: task.test.classNames)
-                let score = Score(new: newMetrics.top1,
-                                  old: name == "scratch" ? nil : try Evaluation.accuracy(model, on: oldTask.test, output: "old_head"),
-                                  newMacroF1: newMetrics.macroF1)
+                if resume, FileManager.default.fileExists(atPath: checkpoint) { try trainer.resume(from: checkpoint, train: train) }
+                try trainer.fit(train: train, validation: validation) { events(name, seed, $0) }
+                let testLogits = try probe.map { model.head("new").predictions(try $0(task.test)) } ?? model.predictions(on: task.test)
+                let newMetrics = ClassificationMetrics(logits: testLogits, labels: task.test.labels, classNames: task.test.classNames)
+                var score = Score(new: newMetrics.top1, old: nil, newMacroF1: newMetrics.macroF1)
+                switch oldTask {
+                case let .classes(_, test):
+                    score.old = name == "scratch" ? nil : try Evaluation.accuracy(model, on: test, output: "old_head")
+                case let .embedding(texts, reference) where name != "scratch":
+                    // The backbone's own embedding: the frozen identity old head gives the same.
+                    // (A probe's encoder is untouched: its features are the encoder's outputs.)
+                    let embeddings = try probe.map { try $0(texts) } ?? model.backbone.embeddings(ofTexts: texts)
+                    let agreement = try EmbeddingAgreement(student: embeddings, teacher: reference,
+                                                           pairs: min(10_000, texts.count * (texts.count - 1) / 2), seed: seed)
+                    score.oldSimilaritySpearman = agreement.similaritySpearman
+                    score.oldMeanCosine = agreement.meanCosine
+                case .embedding: break
+                }
                 try trained(name, seed, model)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]

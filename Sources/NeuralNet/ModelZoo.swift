@@ -28,6 +28,14 @@ public struct ModelOptions: Equatable, Sendable, Codable {
     public var heads: Int?
     /// `text-transformer`: the longest text it takes, in tokens (its learned positions).
     public var maxTokens: Int?
+    /// Text models: true for a classifier trained on labelled texts (`distill train`): its
+    /// `classes` outputs are class logits, not L2-normalised; nil or false: a unit-length
+    /// embedding of `classes` values (a sentence encoder).
+    public var classifies: Bool?
+    /// Text models: a linear classification head of this many classes on the unit-length
+    /// embedding (a sentence encoder re-headed for a new task by `distill transfer`); the
+    /// model's outputs are then its logits.
+    public var headClasses: Int?
 
     public init(classes: Int = 10, inputChannels: Int = 1, inputSize: Int = 28, inputWidth: Int? = nil, inputFeatures: Int? = nil,
                 width: Float = 1, hiddenSizes: [Int] = [128]) {
@@ -61,6 +69,10 @@ public struct ModelOptions: Equatable, Sendable, Codable {
         options.maxTokens = maxTokens
         return options
     }
+
+    /// What a model of these options outputs per example: `headClasses` when a head sits on a
+    /// text encoder's embedding, else `classes`.
+    public var outputCount: Int { headClasses ?? classes }
 
     /// The shape of one input example ([3, longest text] for text models: ids, mask, types).
     public var exampleShape: [Int] {

@@ -20,23 +20,37 @@ extension SentenceEncoder: SentenceEmbedder {}
 /// A fast sentence embedder: a vector per token, their mean over the tokens the mask keeps, a
 /// linear map to the output size, and L2 normalisation (as the sentence encoders it learns
 /// from). No attention and no positions: a bag of embeddings. Zoo name `text-bag`.
+///
+/// As a classifier (`normalizes` false) the linear map gives class logits (a fastText-style
+/// model); with a `head`, a linear classifier reads the unit-length embedding (an encoder
+/// re-headed for a new task).
 public final class BagOfEmbeddings: SentenceEmbedder {
     public let embeddings: Embedding
     public let projection: Linear
+    /// Whether the projection's output is L2-normalised (an embedding) or left as it is (logits).
+    public let normalizes: Bool
+    /// A classification head on the embedding, or nil.
+    public let head: Linear?
     public let state = ModuleState()
 
     /// Token vectors of `dimension` drawn from N(0, 0.01²), so that ids the training texts
     /// never hold (most of a 30,000-id vocabulary, for a small transfer set) add little noise
     /// to the texts that hold them; the padding id's vector gets no gradient.
-    public init(vocabularySize: Int, dimension: Int, outputs: Int, paddingId: Int?, using generator: inout RandomGenerator) {
+    public init(vocabularySize: Int, dimension: Int, outputs: Int, paddingId: Int?, normalizes: Bool = true, headClasses: Int? = nil,
+                using generator: inout RandomGenerator) {
         embeddings = Embedding(vocabularySize, dimension, paddingIndex: paddingId, standardDeviation: 0.01, using: &generator)
         projection = Linear(dimension, outputs, using: &generator)
+        self.normalizes = normalizes
+        head = headClasses.map { Linear(outputs, $0, using: &generator) }
     }
 
-    /// One unit-length embedding per sequence: [batch, outputs]; throws for ids outside the vocabulary.
+    /// One output row per sequence: [batch, outputs] (a unit-length embedding, or logits for a
+    /// classifier); throws for ids outside the vocabulary.
     public func embed(_ batch: TokenBatch) throws -> Tensor {
         let vectors = try embeddings.lookup(batch.ids, shape: Shape([batch.batchSize, batch.length]))
-        let output = projection(Tensor.maskedMean(vectors, mask: batch.maskTensor)).l2Normalized(alongAxis: 1)
+        let projected = projection(Tensor.maskedMean(vectors, mask: batch.maskTensor))
+        let embedding = normalizes ? projected.l2Normalized(alongAxis: 1) : projected
+        let output = head.map { $0(embedding) } ?? embedding
         if state.tap != nil { state.report(input: batch.packed(), output: output) }
         return output
     }
@@ -46,7 +60,9 @@ public final class BagOfEmbeddings: SentenceEmbedder {
         do { return try embed(TokenBatch(packed: input)) } catch { requirementFailed("\(error)") }
     }
 
-    public var children: [(name: String, module: any Module)] { [("embeddings", embeddings), ("projection", projection)] }
+    public var children: [(name: String, module: any Module)] {
+        [("embeddings", embeddings), ("projection", projection)] + (head.map { [(name: "head", module: $0 as any Module)] } ?? [])
+    }
 }
 
 /// A small BERT-style sentence embedder: token, position and token-type embeddings, `layers`
@@ -54,21 +70,32 @@ public final class BagOfEmbeddings: SentenceEmbedder {
 /// size differs from the hidden size, and L2 normalisation. Parameter names are Hugging
 /// Face's (`embeddings.word_embeddings.weight`, `encoder.layer.0...`), so the layers of a
 /// BERT teacher of the same width load into it by name. Zoo name `text-transformer`.
+///
+/// As a classifier (`normalizes` false) a linear map always follows the pooling and gives class
+/// logits; with a `head`, a linear classifier reads the unit-length embedding.
 public final class TextTransformer: SentenceEmbedder {
     public let bert: BertModel
     public let projection: Linear?
+    public let normalizes: Bool
+    /// A classification head on the embedding, or nil.
+    public let head: Linear?
     public let state = ModuleState()
 
-    public init(_ configuration: BertConfiguration, outputs: Int, using generator: inout RandomGenerator) {
+    public init(_ configuration: BertConfiguration, outputs: Int, normalizes: Bool = true, headClasses: Int? = nil,
+                using generator: inout RandomGenerator) {
         bert = BertModel(configuration, using: &generator)
-        projection = outputs == configuration.hiddenSize ? nil : Linear(configuration.hiddenSize, outputs, using: &generator)
+        projection = outputs == configuration.hiddenSize && normalizes ? nil : Linear(configuration.hiddenSize, outputs, using: &generator)
+        self.normalizes = normalizes
+        head = headClasses.map { Linear(outputs, $0, using: &generator) }
     }
 
-    /// One unit-length embedding per sequence: [batch, outputs]; throws for ids outside the
-    /// vocabulary or sequences longer than the learned positions.
+    /// One output row per sequence: [batch, outputs] (a unit-length embedding, or logits for a
+    /// classifier); throws for ids outside the vocabulary or sequences longer than the learned positions.
     public func embed(_ batch: TokenBatch) throws -> Tensor {
         let pooled = Tensor.maskedMean(try bert.hiddenStates(batch), mask: batch.maskTensor)
-        let output = (projection.map { $0(pooled) } ?? pooled).l2Normalized(alongAxis: 1)
+        let projected = projection.map { $0(pooled) } ?? pooled
+        let embedding = normalizes ? projected.l2Normalized(alongAxis: 1) : projected
+        let output = head.map { $0(embedding) } ?? embedding
         if state.tap != nil { state.report(input: batch.packed(), output: output) }
         return output
     }
@@ -77,7 +104,9 @@ public final class TextTransformer: SentenceEmbedder {
         do { return try embed(TokenBatch(packed: input)) } catch { requirementFailed("\(error)") }
     }
 
-    public var children: [(name: String, module: any Module)] { bert.children + (projection.map { [("projection", $0)] } ?? []) }
+    public var children: [(name: String, module: any Module)] {
+        bert.children + (projection.map { [("projection", $0)] } ?? []) + (head.map { [(name: "head", module: $0 as any Module)] } ?? [])
+    }
 
     /// Every k-th of `teacher` layers for `student` layers (k = teacher ÷ student, at least 1),
     /// from the first: 6 → 3 gives [0, 2, 4], DistilBERT's choice.
@@ -139,6 +168,10 @@ extension ModelZoo {
         if let id = o.paddingId, !(0..<vocabulary).contains(id) {
             throw ModuleError.invalidOption("\(name): padding id \(id) is outside the vocabulary of \(vocabulary)")
         }
+        if let head = o.headClasses, !(1...1_000_000).contains(head) || o.classifies == true {
+            throw ModuleError.invalidOption("\(name): a classification head needs 1 to 1000000 classes on an embedding (not on a classifier), got \(head)")
+        }
+        let normalizes = o.classifies != true
         switch name {
         case "text-transformer":
             let layers = o.layers ?? 3, heads = o.heads ?? max(1, hidden / 64), positions = o.maxTokens ?? 512
@@ -148,8 +181,10 @@ extension ModelZoo {
                 throw ModuleError.invalidOption("text-transformer needs 1 to 48 layers, 1 to 64 heads, 1 to 8192 positions and a hidden size of at most 4096, got \(layers), \(heads), \(positions), \(hidden)")
             }
             if let problem = configuration.problem { throw ModuleError.invalidOption("text-transformer: \(problem)") }
-            return TextTransformer(configuration, outputs: o.classes, using: &g)
-        default: return BagOfEmbeddings(vocabularySize: vocabulary, dimension: hidden, outputs: o.classes, paddingId: o.paddingId, using: &g)
+            return TextTransformer(configuration, outputs: o.classes, normalizes: normalizes, headClasses: o.headClasses, using: &g)
+        default:
+            return BagOfEmbeddings(vocabularySize: vocabulary, dimension: hidden, outputs: o.classes, paddingId: o.paddingId,
+                                   normalizes: normalizes, headClasses: o.headClasses, using: &g)
         }
     }
 }

@@ -92,6 +92,53 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual(firstConv.scalars, before, "the first layer is still frozen early in gradual unfreezing")
     }
 
+    /// A sentence encoder (a text-bag giving unit-length embeddings of 6) re-headed: the old head
+    /// is the identity and stays frozen, so its output is the encoder's embedding; LwF's term is
+    /// the embedding loss against the original encoder, and keeps the embedding closer to it
+    /// than plain fine-tuning does.
+    func testEncoderTransferKeepsTheEmbeddingAsTheOldTask() throws {
+        var g = RandomGenerator(seed: 5)
+        let sequences: [[Int32]] = (0..<48).map { (i: Int) -> [Int32] in
+            let words: [Int32] = (0..<(2 + i % 5)).map { (k: Int) -> Int32 in Int32(2 + (i * 3 + k * 7) % 18) }
+            return [1] + words
+        }
+        let texts = Dataset(tokenSequences: sequences, labels: (0..<48).map { $0 % 3 }, classNames: ["x", "y", "z"])
+        let options = ModelOptions.text(vocabularySize: 20, paddingId: 0, outputs: 6, hidden: 8)
+        var h = RandomGenerator(seed: 4)
+        let original = try ModelZoo.make("text-bag", options: options, using: &h)
+        let originalState = Dictionary(original.stateDict().map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+        func encoder() throws -> any Module {
+            var k = RandomGenerator(seed: 9)
+            let model = try ModelZoo.make("text-bag", options: options, using: &k)
+            try model.loadStateDict(originalState)
+            return model
+        }
+        let reference = try original.embeddings(ofTexts: texts)
+        var drift: [TransferStrategy: Double] = [:]
+        for strategy in [TransferStrategy.finetune, .lwf] {
+            let model = try MultiHeadModel(encoder: try encoder(), dimension: 6, newClasses: 3, using: &g)
+            XCTAssertEqual(try model.embeddings(ofTexts: texts, output: "old_head").scalars, reference.scalars, "the identity old head gives the embedding")
+            var c = TransferConfiguration(strategy: strategy)
+            c.oldOutput = .embedding
+            c.backboneLearningRateScale = 1
+            var configuration = training(steps: 30)
+            configuration.learningRate = 0.5
+            let trainer = try KnowledgeTransfer.trainer(model, strategy: c, training: configuration, oldModel: strategy == .lwf ? try encoder() : nil)
+            XCTAssertEqual(trainer.losses.map(\.loss.name), strategy == .lwf ? ["lwf"] : [])
+            XCTAssertEqual(trainer.losses.map { $0.loss is EmbeddingDistillation }, strategy == .lwf ? [true] : [])
+            let history = try trainer.fit(train: texts).history
+            if strategy == .lwf { XCTAssertNotNil(history.last?.terms["lwf"]) }
+            XCTAssertEqual(model.head("old").weight.scalars, (0..<36).map { $0 % 7 == 0 ? Float(1) : Float(0) }, "the old head stays the identity")
+            let agreement = try EmbeddingAgreement(student: try model.backbone.embeddings(ofTexts: texts), teacher: reference, pairs: 500)
+            drift[strategy] = agreement.meanCosine
+        }
+        XCTAssertGreaterThan(drift[.lwf]!, drift[.finetune]!, "LwF keeps the embedding closer to the original's")
+        var c = TransferConfiguration(strategy: .joint)
+        c.oldOutput = .embedding
+        XCTAssertThrowsError(try KnowledgeTransfer.trainer(try MultiHeadModel(encoder: try encoder(), dimension: 6, newClasses: 3, using: &g),
+                                                           strategy: c, training: training(), oldTask: texts))
+    }
+
     func testClearErrors() throws {
         var g = RandomGenerator(seed: 0)
         XCTAssertThrowsError(try MultiHeadModel(from: oldModel(), headPath: "classifier.9", newClasses: 3, using: &g)) {

@@ -8,10 +8,18 @@ import Training
 /// of Distill's text students and sentence-transformers' encoders normalise) the two agree up
 /// to a factor of 2; the squared distance also pulls unnormalised outputs to the teacher's
 /// length. Needs no labels: it trains on unlabelled text. Weight 1.
+///
+/// With `studentOutput`, the student side is that module's output instead of the model's:
+/// Learning without Forgetting for a sentence encoder compares its old head (the embedding
+/// itself) with the original encoder's embedding while the new head learns.
 public final class EmbeddingDistillation: DistillationLoss {
-    public let name = "embedding"
+    public let name: String
+    public let studentOutput: String?
 
-    public init() {}
+    public init(studentOutput: String? = nil, name: String = "embedding") {
+        self.studentOutput = studentOutput
+        self.name = name
+    }
 
     public func loss(_ batch: DistillationBatch) -> Tensor {
         let s = embeddings(batch.studentLogits), t = embeddings(batch.teacherLogits)
