@@ -112,13 +112,21 @@ struct Export: TabledCommand {
         }
         let opset = opset ?? 17
         let inputs = loaded.model is TextTransformer ? ONNXTokenInputs.names : ["input_ids", "attention_mask"]
-        let metadata = ["distill.model": loaded.name,
-                        "distill.input": "token ids of the tokenizer.json beside this file: \(inputs.joined(separator: ", ")), int64 [batch, sequence]",
-                        "distill.output": "sentence_embedding [batch, \(loaded.options.classes)], L2-normalised"]
+        var metadata = ["distill.model": loaded.name,
+                        "distill.input": "token ids of the tokenizer.json beside this file: \(inputs.joined(separator: ", ")), int64 [batch, sequence]"]
+        let output: String
+        if let classes = try TextClassifierRecord.classNames(loaded.metadata, file: loaded.file) {
+            output = "logits [batch, \(classes.count)]"
+            metadata["distill.output"] = "logits [batch, \(classes.count)] of the classes in distill.classes"
+            metadata["distill.classes"] = classes.joined(separator: ",")
+        } else {
+            output = "sentence_embedding [batch, \(loaded.options.classes)]"
+            metadata["distill.output"] = output + ", L2-normalised"
+        }
         let onnx = try ONNXExport.textModel(loaded.model, options: ONNXExportOptions(opset: opset), metadata: metadata)
         try onnx.write(to: out)
         let note = try copyTokenizer(from: (loaded.file as NSString).deletingLastPathComponent)
-        Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, inputs \(inputs.joined(separator: ", ")) [batch, sequence], output sentence_embedding [batch, \(loaded.options.classes)])\(note)")
+        Console().text("wrote \(out): \(loaded.name) as ONNX (opset \(opset), \(onnx.graph.nodes.count) nodes, inputs \(inputs.joined(separator: ", ")) [batch, sequence], output \(output))\(note)")
     }
 
     /// Copies `folder`'s tokenizer.json beside --out unless one is there already; says what it did.

@@ -69,6 +69,20 @@ extension CommandLineTests {
         XCTAssertEqual(answers.map { $0["class"] as? String }, ["animals", "sky", "places"])
         XCTAssertEqual(answers.map { ($0["top"] as? [Any])?.count }, [2, 2, 2])
 
+        // Exported to ONNX, the classifier ends in its logits (no normalisation), with the class names.
+        let exported = folder("text-classifier-onnx").appendingPathComponent("classifier.onnx")
+        try FileManager.default.createDirectory(at: exported.deletingLastPathComponent(), withIntermediateDirectories: true)
+        XCTAssertTrue(try assertSucceeds(["export", run.path, "--out", exported.path]).contains("output logits [batch, 3]"))
+        let onnx = try ONNXModel.read(exported.path)
+        XCTAssertEqual(onnx.graph.outputs.map(\.name), ["logits"])
+        XCTAssertEqual(onnx.metadata["distill.classes"], "animals,places,sky")
+        let tokenizer = try WordPieceTokenizer(contentsOf: run.appendingPathComponent("tokenizer.json").path)
+        let batch = TokenBatch(sequences: ["cat dog fish bird", "sun moon rain snow"].map { tokenizer.encode($0).ids })
+        let expected = try XCTUnwrap(saved.model as? any SentenceEmbedder).predictions(batch)
+        let reimported = try withoutGradients { try ONNXNetwork(contentsOf: exported.path).run(batch.packed()) }
+        XCTAssertEqual(reimported.shape, expected.shape)
+        XCTAssertLessThan(zip(reimported.scalars, expected.scalars).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+
         // A small text-transformer classifier through the same path.
         let transformer = try assertSucceeds(["train", "--model", "text-transformer", "--tokenizer", teacher.appendingPathComponent("tokenizer.json").path,
                                               "--layers", "1", "--hidden", "8", "--heads", "2", "--epochs", "1", "--batch", "16",

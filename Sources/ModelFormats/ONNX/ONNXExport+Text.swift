@@ -13,13 +13,17 @@ extension ONNXExport {
     /// A Distill text model (`text-bag`, `text-transformer`) as Hugging Face's exports have
     /// it: int64 inputs `input_ids` and `attention_mask` (and `token_type_ids` for a
     /// transformer), [batch, sequence] with both axes open, and one output,
-    /// `sentence_embedding` [batch, dimension], the model's embedding. Initializers keep the
+    /// `sentence_embedding` [batch, dimension], the model's embedding (`logits` [batch,
+    /// classes] for a text classifier). Initializers keep the
     /// model's state-dict names. The bag needs opset 13 or later, the transformer 17
     /// (LayerNormalization); from 20 GELU is one node.
     public static func textModel(_ model: any Module, options requested: ONNXExportOptions = ONNXExportOptions(),
                                  metadata: [String: String] = [:]) throws -> ONNXModel {
         var options = requested
-        options.outputName = "sentence_embedding"
+        // A classifier (no L2 normalisation, or a head on the embedding) ends in its class logits.
+        let classifies = (model as? BagOfEmbeddings).map { !$0.normalizes || $0.head != nil }
+            ?? (model as? TextTransformer).map { !$0.normalizes || $0.head != nil } ?? false
+        options.outputName = classifies ? "logits" : "sentence_embedding"
         guard (13...20).contains(options.opset) else { throw ModelFormatError(file: "ONNX export", "opset \(options.opset) is not supported (13 to 20)") }
         guard !options.appendSoftmax, !options.foldBatchNorm, options.inputScale == nil, options.inputShift == nil else {
             throw ModelFormatError(file: "ONNX export", "a text model's graph ends in its embedding and reads token ids: no softmax, batch-norm folding or built-in preprocessing")
@@ -65,6 +69,13 @@ extension ONNXExport {
         return b.node("Div", [x, norm], path: path)
     }
 
+    /// A text model's end: L2 normalisation when it `normalizes` (an embedding), then its
+    /// classification head when it has one, as the models' `embed` computes.
+    static func textOutput(_ x: String, normalizes: Bool, head: Linear?, into b: ONNXGraphBuilder) throws -> String {
+        let embedding = normalizes ? l2Normalized(x, into: b, path: "normalize") : x
+        return try head.map { try b.emit($0, embedding, path: "head") } ?? embedding
+    }
+
     /// Rows of `table` picked by the integer ids `indices`: [batch, length, width].
     static func lookup(_ table: Embedding, _ indices: String, into b: ONNXGraphBuilder, path: String) -> String {
         b.node("Gather", [b.initializer(b.child(path, "weight"), table.weight), indices], [ONNXAttribute("axis", .int(0))], path: path)
@@ -72,17 +83,18 @@ extension ONNXExport {
 }
 
 extension BagOfEmbeddings {
-    /// Token vectors, their mean over the mask, the projection, L2 normalisation.
+    /// Token vectors, their mean over the mask, the projection, L2 normalisation (an
+    /// embedding) and the head, as the model has them.
     func exportText(_ tokens: ONNXTextInputs, into b: ONNXGraphBuilder) throws -> String {
         let vectors = ONNXExport.lookup(embeddings, tokens.ids, into: b, path: "embeddings")
         let pooled = ONNXExport.maskedMean(vectors, mask: tokens.mask, into: b, path: "pooling")
-        return ONNXExport.l2Normalized(try b.emit(projection, pooled, path: "projection"), into: b, path: "normalize")
+        return try ONNXExport.textOutput(try b.emit(projection, pooled, path: "projection"), normalizes: normalizes, head: head, into: b)
     }
 }
 
 extension TextTransformer {
     /// BERT's embeddings and encoder layers, mean pooling, the projection when there is one,
-    /// L2 normalisation.
+    /// L2 normalisation (an embedding) and the head, as the model has them.
     func exportText(_ tokens: ONNXTextInputs, into b: ONNXGraphBuilder) throws -> String {
         let c = bert.configuration
         guard b.options.opset >= 17 else {
@@ -109,7 +121,7 @@ extension TextTransformer {
         }
         var pooled = ONNXExport.maskedMean(x, mask: tokens.mask, into: b, path: "pooling")
         if let projection { pooled = try b.emit(projection, pooled, path: "projection") }
-        return ONNXExport.l2Normalized(pooled, into: b, path: "normalize")
+        return try ONNXExport.textOutput(pooled, normalizes: normalizes, head: head, into: b)
     }
 }
 
