@@ -38,20 +38,10 @@ extension TransferCommand {
         if let note = transferSource.headNote { console.say(note) }
         let out = runOptions.out
         try Experiment.writeResolved(Self.self, values, to: out)
-        var training = TrainerConfiguration()
-        training.communicator = Processes.communicator
-        training.steps = steps
-        training.batchSize = batch
-        training.learningRate = lr
-        training.checkpointEvery = runOptions.checkpointEvery
-        training.deterministicParts = deterministic
+        var training = sharedTraining
         training.lengthBuckets = true
         training.cacheDirectory = cache.directory  // LwF's teacher outputs on the training texts, kept between runs
-        if let optimizer { training.optimizer = optimizer }
-        var study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
-                                      headPath: transferSource.head, directory: out, resume: runOptions.resume != nil)
-        study.frozenLayers = freeze.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
-        study.runSettings = recordedSettings
+        var study = try makeStudy(training: training, seeds: seedList, headPath: transferSource.head)
         study.encoderOutputs = { try features($0) }
         console.say("transfer \(sourceName) to \(first.classNames.count) classes: \(first.labeledTrain.count) training texts\(first.validation.map { ", \($0.count) for validation" } ?? ""), \(first.test.count) for the test")
         var printedWeights: [Float]?

@@ -100,19 +100,8 @@ struct TransferCommand: TabledCommand, ComputingCommand {
         try Experiment.writeResolved(Self.self, values, to: out)
         console.say(String(format: "old model %@ on classes %@: old-task test accuracy %.2f%%", old.name, oldClasses, oldAccuracy * 100))
         if let note = old.headNote { console.say(note) }
-        var training = TrainerConfiguration()
-        training.communicator = Processes.communicator
-        training.steps = steps
-        training.batchSize = batch
-        training.learningRate = lr
-        training.checkpointEvery = runOptions.checkpointEvery
-        training.deterministicParts = deterministic
-        if let optimizer { training.optimizer = optimizer }
         let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
-        var study = try TransferStudy(strategies: strategies, seeds: seedList, training: training, backboneLearningRateScale: backboneLrScale,
-                                      headPath: old.head, directory: out, resume: runOptions.resume != nil)
-        study.frozenLayers = freeze.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
-        study.runSettings = recordedSettings
+        let study = try makeStudy(training: sharedTraining, seeds: seedList, headPath: old.head)
         var printedWeights: [Float]?
         let scores: [String: [TransferStudy.Score]]
         do {
@@ -156,6 +145,31 @@ struct TransferCommand: TabledCommand, ComputingCommand {
         }
         try writeJSON(results, to: (out as NSString).appendingPathComponent("results.json"))
         console.result(summaries.joined(separator: "\n") + "\nwrote \(out)/results.json and the new-task models", fields)
+    }
+}
+
+extension TransferCommand {
+    /// The Trainer settings that every strategy and seed of this command share (images and texts).
+    var sharedTraining: TrainerConfiguration {
+        var training = TrainerConfiguration()
+        training.communicator = Processes.communicator
+        training.steps = steps
+        training.batchSize = batch
+        training.learningRate = lr
+        training.checkpointEvery = runOptions.checkpointEvery
+        training.deterministicParts = deterministic
+        if let optimizer { training.optimizer = optimizer }
+        return training
+    }
+
+    /// The study over --strategy and the seeds with `training`, `headPath` the old model's
+    /// layer that the new head replaces, and --freeze's layers.
+    func makeStudy(training: TrainerConfiguration, seeds: [UInt64], headPath: String) throws -> TransferStudy {
+        var study = try TransferStudy(strategies: strategies, seeds: seeds, training: training, backboneLearningRateScale: backboneLrScale,
+                                      headPath: headPath, directory: runOptions.out, resume: runOptions.resume != nil)
+        study.frozenLayers = freeze.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
+        study.runSettings = recordedSettings
+        return study
     }
 }
 
