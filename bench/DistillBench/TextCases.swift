@@ -15,7 +15,8 @@ import Tensors
 //                  the zoo's text students (seed-0 weights: the speed does not depend on
 //                  them) on the same ids, as `distill distill` builds them for MiniLM: text-bag
 //                  with 256-value token vectors and a map to 384; text-transformer with 3
-//                  layers of MiniLM's width (384, 12 heads). No peer: compare with infer-minilm.
+//                  layers of MiniLM's width (384, 12 heads); infer-text-transformer-lN with N
+//                  layers (1 to 12). No peer: compare with infer-minilm.
 
 let textSequenceLength = 128
 
@@ -29,14 +30,20 @@ func textBenchIds(batch: Int, length: Int) -> [Int] {
 }
 
 func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
-    guard ["infer-minilm", "infer-text-bag", "infer-text-transformer"].contains(name) else { return nil }
+    // infer-text-transformer-lN: the same student with N layers (1 to 12) instead of 3.
+    var layers = 3, base = name
+    if name.hasPrefix("infer-text-transformer-l"), let n = Int(name.dropFirst("infer-text-transformer-l".count)), (1...12).contains(n) {
+        layers = n
+        base = "infer-text-transformer"
+    }
+    guard ["infer-minilm", "infer-text-bag", "infer-text-transformer"].contains(base) else { return nil }
     let length = small ? 16 : textSequenceLength
     let tokens = TokenBatch(ids: textBenchIds(batch: batch, length: length), batchSize: batch, length: length)
-    if name == "infer-text-bag" || name == "infer-text-transformer" {
+    if base == "infer-text-bag" || base == "infer-text-transformer" {
         var generator = RandomGenerator(seed: 0)
-        let options = ModelOptions.text(vocabularySize: 30_522, paddingId: 0, outputs: 384, hidden: name == "infer-text-bag" ? 256 : 384,
-                                        layers: 3, heads: 12, maxTokens: 512)
-        let model = try! ModelZoo.make(String(name.dropFirst("infer-".count)), options: options, using: &generator)
+        let options = ModelOptions.text(vocabularySize: 30_522, paddingId: 0, outputs: 384, hidden: base == "infer-text-bag" ? 256 : 384,
+                                        layers: layers, heads: 12, maxTokens: 512)
+        let model = try! ModelZoo.make(String(base.dropFirst("infer-".count)), options: options, using: &generator)
         model.eval()
         let packed = tokens.packed()
         return Workload { withoutGradients { model(packed).sum().item } }
