@@ -58,8 +58,16 @@ static __thread buffer buffers[1 + ROLES];
 static pthread_key_t buffers_key;
 static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
 
+/* The calling thread's stream for the packed (inference) convolutions, made on first use and
+   destroyed with the thread's buffers. */
+static __thread dnnl_stream_t thread_stream;
+
 static void free_buffers(void *unused) {
     (void)unused;
+    if (thread_stream) {
+        dnnl_stream_destroy(thread_stream);
+        thread_stream = NULL;
+    }
     for (int i = 0; i < 1 + ROLES; i++) {
         free(buffers[i].pointer);
         buffers[i] = (buffer){NULL, 0};
@@ -299,6 +307,233 @@ done:
     return ok;
 }
 
+/* ---- Fused float inference: NHWC activations, weights packed once per batch size. ---- */
+
+typedef struct packed_entry {
+    long batch, firstRow, endRow; /* output rows [firstRow, endRow) of each image */
+    int accumulate;
+    struct packed_entry *next;
+    dnnl_primitive_t convolution;
+    dnnl_memory_desc_t src, dst, bias;
+    dnnl_memory_desc_t packed_md;
+    void *packed; /* the weights in the primitive's layout */
+    size_t scratch;
+} packed_entry;
+
+struct distill_packed_convolution {
+    distill_convolution_shape shape;
+    distill_activation activation;
+    float *weights, *bias;
+    pthread_mutex_t lock;
+    packed_entry *entries;
+    int count;
+};
+
+/* Batch sizes beyond this many per convolution are made, run and dropped. */
+#define MAX_PACKED_ENTRIES 16
+
+static void release_packed(packed_entry *e) {
+    if (e->convolution) dnnl_primitive_destroy(e->convolution);
+    free(e->packed);
+    free(e);
+}
+
+/* The primitive for shape `s` (c's, or a band of its rows) and `accumulate`, its weights
+   packed; NULL when oneDNN refuses. */
+static packed_entry *make_packed(const distill_packed_convolution *c, const distill_convolution_shape *s, int accumulate) {
+    long g = s->groups, batch = s->batch;
+    dnnl_dims_t image = {batch, s->channels, s->height, s->width};
+    dnnl_dims_t output = {batch, s->outChannels, s->outputHeight, s->outputWidth};
+    dnnl_dims_t weights = {g, s->outChannels / g, s->channels / g, s->kernelHeight, s->kernelWidth};
+    dnnl_dims_t biasDims = {s->outChannels};
+    dnnl_dims_t strides = {s->strideHeight, s->strideWidth};
+    dnnl_dims_t dilates = {s->dilationHeight - 1, s->dilationWidth - 1};
+    dnnl_dims_t left = {s->paddingHeight, s->paddingWidth};
+    dnnl_dims_t right = {(s->outputHeight - 1) * s->strideHeight + (s->kernelHeight - 1) * s->dilationHeight + 1 - s->height - s->paddingHeight,
+                         (s->outputWidth - 1) * s->strideWidth + (s->kernelWidth - 1) * s->dilationWidth + 1 - s->width - s->paddingWidth};
+    int weightDims = g > 1 ? 5 : 4;
+    const dnnl_dim_t *weightShape = g > 1 ? weights : weights + 1;
+    packed_entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->batch = batch;
+    e->accumulate = accumulate;
+    dnnl_memory_desc_t user_weights, any_weights;
+    dnnl_convolution_desc_t forward;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t ops = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t from = NULL, to = NULL;
+    dnnl_stream_t stream = NULL;
+    dnnl_status_t status;
+#define TRY(call) do { if ((status = (call)) != dnnl_success) goto fail; } while (0)
+    TRY(dnnl_memory_desc_init_by_tag(&e->src, 4, image, dnnl_f32, dnnl_nhwc));
+    TRY(dnnl_memory_desc_init_by_tag(&e->dst, 4, output, dnnl_f32, dnnl_nhwc));
+    TRY(dnnl_memory_desc_init_by_tag(&e->bias, 1, biasDims, dnnl_f32, dnnl_a));
+    TRY(dnnl_memory_desc_init_by_tag(&user_weights, weightDims, weightShape, dnnl_f32, g > 1 ? dnnl_goihw : dnnl_oihw));
+    TRY(dnnl_memory_desc_init_by_tag(&any_weights, weightDims, weightShape, dnnl_f32, dnnl_format_tag_any));
+    TRY(dnnl_dilated_convolution_forward_desc_init(&forward, dnnl_forward_inference, dnnl_convolution_direct, &e->src, &any_weights,
+                                                   &e->bias, &e->dst, strides, dilates, left, right));
+    TRY(dnnl_post_ops_create(&ops));
+    if (accumulate) TRY(dnnl_post_ops_append_sum(ops, 1.0f));
+    if (c->activation == DISTILL_ACTIVATION_RELU) TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+    if (c->activation == DISTILL_ACTIVATION_RELU6) TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_clip, 0.0f, 6.0f));
+    TRY(dnnl_primitive_attr_create(&attr));
+    TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    TRY(dnnl_primitive_attr_set_post_ops(attr, ops));
+    TRY(dnnl_primitive_desc_create(&pd, &forward, attr, engine, NULL));
+    e->packed_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    e->scratch = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+    TRY(dnnl_primitive_create(&e->convolution, pd));
+    /* Pack the weights once: a reorder from OIHW into the primitive's layout. */
+    if (posix_memalign(&e->packed, 64, dnnl_memory_desc_get_size(&e->packed_md) + 64) != 0) { e->packed = NULL; status = dnnl_out_of_memory; goto fail; }
+    TRY(dnnl_memory_create(&from, &user_weights, engine, c->weights));
+    TRY(dnnl_memory_create(&to, &e->packed_md, engine, e->packed));
+    if (dnnl_memory_desc_equal(&user_weights, &e->packed_md)) {
+        memcpy(e->packed, c->weights, dnnl_memory_desc_get_size(&user_weights));
+    } else {
+        dnnl_primitive_desc_t rpd;
+        TRY(dnnl_reorder_primitive_desc_create(&rpd, &user_weights, engine, &e->packed_md, engine, NULL));
+        status = dnnl_primitive_create(&reorder, rpd);
+        dnnl_primitive_desc_destroy(rpd);
+        if (status != dnnl_success) goto fail;
+        TRY(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+        TRY(dnnl_primitive_execute(reorder, stream, 2, args));
+        TRY(dnnl_stream_wait(stream));
+    }
+#undef TRY
+fail:
+    if (stream) dnnl_stream_destroy(stream);
+    if (reorder) dnnl_primitive_destroy(reorder);
+    if (from) dnnl_memory_destroy(from);
+    if (to) dnnl_memory_destroy(to);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (ops) dnnl_post_ops_destroy(ops);
+    if (status != dnnl_success) {
+        release_packed(e);
+        return NULL;
+    }
+    return e;
+}
+
+distill_packed_convolution *distill_packed_convolution_create(const distill_convolution_shape *shape, distill_activation activation,
+                                                              const float *weights, const float *bias) {
+    if (!distill_convolution_available() || shape->groups < 1 || shape->batch < 1) return NULL;
+    distill_packed_convolution *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->shape = *shape;
+    c->activation = activation;
+    size_t weightCount = (size_t)shape->outChannels * (size_t)(shape->channels / shape->groups) * (size_t)shape->kernelHeight * (size_t)shape->kernelWidth;
+    c->weights = malloc(weightCount * sizeof(float) + 64);
+    c->bias = calloc((size_t)shape->outChannels + 16, sizeof(float));
+    if (!c->weights || !c->bias) { distill_packed_convolution_destroy(c); return NULL; }
+    memcpy(c->weights, weights, weightCount * sizeof(float));
+    if (bias) memcpy(c->bias, bias, (size_t)shape->outChannels * sizeof(float));
+    pthread_mutex_init(&c->lock, NULL);
+    /* Made now for the batch given, so that a refused shape shows here and not mid-model. */
+    omp_set_num_threads(1);
+    packed_entry *e = make_packed(c, shape, 0);
+    if (!e) { pthread_mutex_destroy(&c->lock); free(c->weights); free(c->bias); free(c); return NULL; }
+    e->firstRow = 0;
+    e->endRow = shape->outputHeight;
+    c->entries = e;
+    c->count = 1;
+    return c;
+}
+
+/* Runs the entry for `shape` (a batch of c's images, or one image's band of output rows
+   firstRow..<endRow), made on first use. */
+static int run_packed(distill_packed_convolution *c, const distill_convolution_shape *shape, long firstRow, long endRow,
+                      const float *input, float *output, int accumulate) {
+    long batch = shape->batch;
+    packed_entry *e = NULL;
+    int transient = 0;
+    pthread_mutex_lock(&c->lock);
+    for (packed_entry *p = c->entries; p; p = p->next)
+        if (p->batch == batch && p->accumulate == accumulate && p->firstRow == firstRow && p->endRow == endRow) { e = p; break; }
+    pthread_mutex_unlock(&c->lock);
+    if (!e) {
+        omp_set_num_threads(1);
+        if (!(e = make_packed(c, shape, accumulate))) return 0;
+        e->firstRow = firstRow;
+        e->endRow = endRow;
+        pthread_mutex_lock(&c->lock);
+        packed_entry *other = NULL;
+        for (packed_entry *p = c->entries; p; p = p->next)
+            if (p->batch == batch && p->accumulate == accumulate && p->firstRow == firstRow && p->endRow == endRow) { other = p; break; }
+        if (other) { release_packed(e); e = other; }
+        else if (c->count < MAX_PACKED_ENTRIES) { e->next = c->entries; c->entries = e; c->count++; }
+        else transient = 1;
+        pthread_mutex_unlock(&c->lock);
+    }
+    int ok = 0;
+    dnnl_memory_t src = NULL, dst = NULL, weights = NULL, bias = NULL, scratchMemory = NULL;
+    dnnl_memory_desc_t scratchDesc;
+    dnnl_dims_t scratchDims = {(long)(e->scratch ? e->scratch : 1)};
+    void *scratch = reserve(0, (size_t)scratchDims[0]);
+    if (!thread_stream && dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags) != dnnl_success) thread_stream = NULL;
+    if (!scratch || !thread_stream) goto done;
+    omp_set_num_threads(1);
+    if (dnnl_memory_desc_init_by_tag(&scratchDesc, 1, scratchDims, dnnl_u8, dnnl_a) != dnnl_success
+        || dnnl_memory_create(&scratchMemory, &scratchDesc, engine, scratch) != dnnl_success
+        || dnnl_memory_create(&src, &e->src, engine, (void *)input) != dnnl_success
+        || dnnl_memory_create(&dst, &e->dst, engine, output) != dnnl_success
+        || dnnl_memory_create(&weights, &e->packed_md, engine, e->packed) != dnnl_success
+        || dnnl_memory_create(&bias, &e->bias, engine, c->bias) != dnnl_success) goto done;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, bias},
+                              {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchMemory}};
+    ok = dnnl_primitive_execute(e->convolution, thread_stream, 5, args) == dnnl_success
+         && dnnl_stream_wait(thread_stream) == dnnl_success;
+done:
+    if (src) dnnl_memory_destroy(src);
+    if (dst) dnnl_memory_destroy(dst);
+    if (weights) dnnl_memory_destroy(weights);
+    if (bias) dnnl_memory_destroy(bias);
+    if (scratchMemory) dnnl_memory_destroy(scratchMemory);
+    if (transient) release_packed(e);
+    return ok;
+}
+
+int distill_packed_convolution_run(distill_packed_convolution *c, long batch, const float *input, float *output, int accumulate) {
+    if (!c || batch < 1) return 0;
+    distill_convolution_shape shape = c->shape;
+    shape.batch = batch;
+    return run_packed(c, &shape, 0, shape.outputHeight, input, output, accumulate);
+}
+
+int distill_packed_convolution_run_rows(distill_packed_convolution *c, long firstRow, long endRow, const float *input, float *output,
+                                        int accumulate) {
+    if (!c || firstRow < 0 || endRow > c->shape.outputHeight || firstRow >= endRow) return 0;
+    const distill_convolution_shape *s = &c->shape;
+    /* The input rows the band reads, from a to b inclusive, clipped to the image; what lies
+       outside is the band's padding (its bottom padding follows from its heights). */
+    long a = firstRow * s->strideHeight - s->paddingHeight;
+    long b = (endRow - 1) * s->strideHeight - s->paddingHeight + (s->kernelHeight - 1) * s->dilationHeight;
+    long top = a < 0 ? 0 : a, end = b + 1 > s->height ? s->height : b + 1;
+    if (top >= end) return 0;
+    distill_convolution_shape band = *s;
+    band.batch = 1;
+    band.height = end - top;
+    band.paddingHeight = top - a;
+    band.outputHeight = endRow - firstRow;
+    return run_packed(c, &band, firstRow, endRow, input + top * s->width * s->channels,
+                      output + firstRow * s->outputWidth * s->outChannels, accumulate);
+}
+
+void distill_packed_convolution_destroy(distill_packed_convolution *c) {
+    if (!c) return;
+    for (packed_entry *e = c->entries, *next; e; e = next) {
+        next = e->next;
+        release_packed(e);
+    }
+    if (c->entries) pthread_mutex_destroy(&c->lock);
+    free(c->weights);
+    free(c->bias);
+    free(c);
+}
+
 #else
 
 int distill_convolution_available(void) { return 0; }
@@ -308,5 +543,24 @@ int distill_convolution_run(const distill_convolution_shape *shape, distill_conv
     (void)shape; (void)pass; (void)threads; (void)image; (void)weights; (void)output; (void)bias;
     return 0;
 }
+
+distill_packed_convolution *distill_packed_convolution_create(const distill_convolution_shape *shape, distill_activation activation,
+                                                              const float *weights, const float *bias) {
+    (void)shape; (void)activation; (void)weights; (void)bias;
+    return NULL;
+}
+
+int distill_packed_convolution_run(distill_packed_convolution *convolution, long batch, const float *input, float *output, int accumulate) {
+    (void)convolution; (void)batch; (void)input; (void)output; (void)accumulate;
+    return 0;
+}
+
+int distill_packed_convolution_run_rows(distill_packed_convolution *convolution, long firstRow, long endRow, const float *input,
+                                        float *output, int accumulate) {
+    (void)convolution; (void)firstRow; (void)endRow; (void)input; (void)output; (void)accumulate;
+    return 0;
+}
+
+void distill_packed_convolution_destroy(distill_packed_convolution *convolution) { (void)convolution; }
 
 #endif

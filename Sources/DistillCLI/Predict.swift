@@ -50,13 +50,17 @@ struct Predict: TabledCommand, ComputingCommand {
         let k = min(topK, classes.count)
         let console = Console()
         try printHeader(classes: classes, k: k)
+        // A float image or table model runs fused (batch norm folded, activations fused, weights
+        // packed once), as the inference library runs it; builds without oneDNN run it as it is.
+        let runner: any Module = loaded.model is QuantizedModel ? loaded.model
+            : (try? FusedModel(loaded.model, exampleShape: preprocessing.exampleShape)) ?? loaded.model
         // Large images in large batches: keep a batch within the data loader's bound.
         let perBatch = max(1, min(batch, DataLoader.maximumBatchValues / max(preprocessing.exampleShape.reduce(1, *), 1)))
         for start in stride(from: 0, to: examples.count, by: perBatch) {
             let slice = examples[start..<min(start + perBatch, examples.count)]
             let inputs: Tensor
             do { inputs = try preprocessing.batch(slice) } catch let error as DatasetError { throw UserError("\(error)") }
-            let logits = loaded.model.predictions(inputs)
+            let logits = runner.predictions(inputs)
             guard logits.rank == 2, logits.shape[1] == classes.count else {
                 throw UserError("model \(model) gives outputs \(logits.shape) for \(classes.count) classes")
             }

@@ -21,8 +21,10 @@ import Tensors
 /// Datasets' decoder on Linux).
 ///
 /// Bad files and inputs of the wrong size or with non-finite values are thrown `FileError`s
-/// (one line, naming the file or the input), never traps. One prediction at a time per
-/// instance: a float model switches its modules to evaluation mode while it runs.
+/// (one line, naming the file or the input), never traps. A float model runs as a
+/// `FusedModel` (batch norm folded into the convolutions, activations fused, weights packed
+/// once when the file is read), the way onnxruntime prepares a graph; its outputs equal the
+/// trained model's up to float rounding. One prediction at a time per instance.
 public final class InferenceModel {
     /// The file read (`model.safetensors` inside a run folder).
     public let file: String
@@ -77,7 +79,10 @@ public final class InferenceModel {
                 throw FileError(file: file, "holds a text model (\(loaded.name)); the inference library predicts for image and table models")
             }
             (shape, classes, architecture, isQuantized) = (loaded.options.exampleShape, loaded.options.outputCount, loaded.name, false)
-            logits = { loaded.model.predictions($0) }
+            // Batch norm folded, activations fused, weights packed once (FusedModel); builds
+            // without oneDNN run the model's own modules.
+            let fused = try? FusedModel(loaded.model, exampleShape: shape)
+            logits = { fused?($0) ?? loaded.model.predictions($0) }
         }
         if let preprocessing {
             guard preprocessing.exampleShape == shape else {

@@ -140,7 +140,9 @@ public struct ModelCost: Codable, Equatable, Sendable {
     /// that long vary by a few percent, so three to five give the same median, while a
     /// small model's calls (fractions of a millisecond, the noisy ones) still all run.
     ///
-    /// An int8 model (`QuantizedModel`) runs on the int8 kernels; its parameters are the values
+    /// A float model's latency is its `FusedModel`'s (batch norm folded, activations fused,
+    /// weights packed: what `InferenceModel` and `distill predict` run), where the build has
+    /// oneDNN. An int8 model (`QuantizedModel`) runs on the int8 kernels; its parameters are the values
     /// it stores (`storedParameterCount`), its bytes the int8 weights with their scales and
     /// int32 biases plus any float stages as Float32.
     public init(_ model: any Module, inputShape: Shape, repeats: Int = 15, budgetSeconds: Double = 0.5) {
@@ -155,12 +157,14 @@ public struct ModelCost: Codable, Equatable, Sendable {
             bytes = summary.bytes
         }
         model.eval()
+        // A float model is timed as it is deployed: fused (InferenceModel, `distill predict`).
+        let runner: any Module = model is QuantizedModel ? model : (try? FusedModel(model, exampleShape: inputShape.dimensions)) ?? model
         func median(batch: Int, times: Int) -> Double {
             let x = Tensor.zeros(Shape([batch] + inputShape.dimensions))
-            _ = withoutGradients { model(x) }
+            _ = withoutGradients { runner(x) }
             return Self.medianMilliseconds(calls: times, budgetSeconds: budgetSeconds) {
                 let start = DispatchTime.now().uptimeNanoseconds
-                _ = withoutGradients { model(x) }
+                _ = withoutGradients { runner(x) }
                 return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
             }
         }

@@ -24,7 +24,7 @@ public final class Tensor: @unchecked Sendable {
     /// Uninitialised tensor for kernels that write every element (usable from the inlinable
     /// `ElementwiseKernels`).
     @usableFromInline
-    init(uninitialized shape: Shape) {
+    package init(uninitialized shape: Shape) {
         self.storage = TensorStorage(uninitializedCount: shape.count)
         self.shape = shape
         self.requiresGrad = false

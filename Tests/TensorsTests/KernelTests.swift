@@ -78,4 +78,34 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(Tensor([1, 5, 3]).isGreater(than: Tensor(scalar: 2)).scalars, [0, 1, 1])
         XCTAssertEqual(Tensor.arange(1, 2, step: 0.25).scalars, [1, 1.25, 1.5, 1.75])
     }
+
+    /// permuted equals an element-by-element reference for every permutation of rank-4
+    /// shapes with axes of size 1 (dropped), axes that stay contiguous (merged), and batched
+    /// transposes larger than one tile (NCHW ↔ NHWC), on one thread and two.
+    func testPermuteMatchesTheReference() {
+        func permutations(_ items: [Int]) -> [[Int]] {
+            items.count <= 1 ? [items] : items.indices.flatMap { i in
+                permutations(Array(items[..<i] + items[(i + 1)...])).map { [items[i]] + $0 }
+            }
+        }
+        var g = RandomGenerator(seed: 8)
+        for threads in [1, 2] {
+            Compute.threadCount = threads
+            for shape in [[2, 3, 4, 5], [3, 1, 33, 40], [2, 70, 1, 37], [1, 1, 5, 1], [2, 16, 8, 8]] {
+                let x = Tensor.randomNormal(Shape(shape), using: &g)
+                let strides = x.shape.strides, values = x.scalars
+                for axes in permutations([0, 1, 2, 3]) {
+                    let y = x.permuted(axes)
+                    let dims = axes.map { shape[$0] }
+                    XCTAssertEqual(y.shape.dimensions, dims)
+                    var expected: [Float] = []
+                    for a in 0..<dims[0] { for b in 0..<dims[1] { for c in 0..<dims[2] { for d in 0..<dims[3] {
+                        let index = [a, b, c, d]
+                        expected.append(values[zip(axes, index).reduce(0) { $0 + strides[$1.0] * $1.1 }])
+                    } } } }
+                    XCTAssertEqual(y.scalars, expected, "shape \(shape), axes \(axes), \(threads) thread(s)")
+                }
+            }
+        }
+    }
 }

@@ -11,8 +11,10 @@ import Training
 //   train-NAME[-cC][-bB] one SGD step (momentum 0.9, weight decay 5e-4 on weights only) of a
 //                        zoo model in training mode at --batch (or B); -c3: 3×32×32 inputs,
 //                        -c1 (default): 1×28×28
-//   infer-NAME[-cC][-bB] evaluation-mode forward passes without gradients; at batch 1 a step
-//                        is 100 calls and the time is reported per call
+//   infer-NAME[-cC][-bB] evaluation-mode forward passes without gradients through FusedModel
+//                        (batch norm folded, activations fused, NHWC: what InferenceModel and
+//                        `distill predict` run; --unfused: the model's own modules); at batch 1 a
+//                        step is 100 calls and the time is reported per call
 //   distill-epoch        one KD epoch (cnn-teacher → cnn-student, T = 4, α = 0.9, batch 128,
 //                        no augmentation) over Fashion-MNIST's 60,000 training images with the
 //                        teacher's outputs cached (warm: built once, on disk, by the warm-up)
@@ -38,6 +40,9 @@ func peakResidentBytes() -> Int {
           let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
     return kilobytes * 1024
 }
+
+/// Whether infer-* cases run through FusedModel (`--unfused` turns it off).
+nonisolated(unsafe) var fusedInference = true
 
 /// A zoo model case name: `train-MODEL`, `infer-MODEL`, optionally followed by `-c3` (3×32×32
 /// inputs, the CIFAR shape) or `-c1` (1×28×28, the Fashion-MNIST shape, also the default) and
@@ -100,10 +105,12 @@ func makeModelWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
         }
         model.eval()
         let calls = spec.batch == 1 ? 100 : 1
+        // Made outside the timing, as an app makes it once when it loads the model.
+        let runner: any Module = fusedInference ? ((try? FusedModel(model, exampleShape: spec.options.exampleShape)) ?? model) : model
         return Workload(callsPerStep: calls) {
             withoutGradients {
                 var total: Float = 0
-                for _ in 0..<calls { total += model(x).sliced(alongAxis: 1, 0..<1).sum().item }
+                for _ in 0..<calls { total += runner(x).sliced(alongAxis: 1, 0..<1).sum().item }
                 return total
             }
         }

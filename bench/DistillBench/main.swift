@@ -31,7 +31,9 @@
 //   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift
 //
 // Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line;
-// --convolution-path im2col|primitives (Compute.convolutionPath) for A/B runs.
+// --convolution-path im2col|primitives (Compute.convolutionPath) for A/B runs; --unfused runs the
+// infer-* cases through the model's own modules instead of FusedModel (what InferenceModel and
+// `distill predict` run), for A/B runs.
 // Model cases add "parameters" (the model's trainable parameter count) to the line.
 
 import Datasets
@@ -53,6 +55,7 @@ struct Options {
     var exportPath = ""
     var kernelPath = ""
     var convolutionPath = ""
+    var unfused = false
 }
 
 func parseOptions() -> Options {
@@ -71,6 +74,9 @@ func parseOptions() -> Options {
         case "--export-onnx": options.exportPath = arguments.next() ?? ""
         case "--kernel-path": options.kernelPath = arguments.next() ?? ""
         case "--convolution-path": options.convolutionPath = arguments.next() ?? ""
+        case "--unfused": options.unfused = true
+        case "--images-per-chunk": FusedModel.imagesPerChunk = Int(arguments.next() ?? "") ?? 0
+        case "--split-multiply-adds": PackedConvolution.minimumSplitMultiplyAdds = Int(arguments.next() ?? "") ?? 0
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)
@@ -228,6 +234,7 @@ if !options.kernelPath.isEmpty {
     }
     Compute.forceKernelPath(path)
 }
+fusedInference = !options.unfused
 if !options.convolutionPath.isEmpty {
     guard let path = ConvolutionPath(rawValue: options.convolutionPath), path.isSupported else {
         FileHandle.standardError.write("DistillBench: --convolution-path must be one this build has: \(ConvolutionPath.allCases.filter(\.isSupported).map(\.rawValue))\n".data(using: .utf8)!)

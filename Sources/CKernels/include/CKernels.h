@@ -110,6 +110,48 @@ int distill_convolution_available(void);
 int distill_convolution_run(const distill_convolution_shape *shape, distill_convolution_pass pass, int threads,
                             float *image, float *weights, float *output, float *bias);
 
+/* Max pooling of NHWC images [N, height, width, channels] into [N, outHeight, outWidth,
+   channels], output rows firstRow..<endRow of the N · outHeight (pooling.c). */
+void distill_max_pool_nhwc(const float *input, long height, long width, long channels, long kernel, long stride, long padding,
+                           long outHeight, long outWidth, long firstRow, long endRow, float *output);
+
+/* ---- Fused float inference through oneDNN (convolution.c). ----
+
+   A convolution prepared once for inference: its weights (batch norm already folded in by
+   the caller) and bias copied, and for each batch size it runs at, a forward-inference
+   primitive whose activations are NHWC (channels last, read and written in place: no
+   reorder) and whose weights are packed into the primitive's own layout once. The
+   activation (and, when asked, the sum into what the output already holds) runs inside
+   the primitive as post-ops: output = act(conv(input) + bias [+ output]). */
+typedef struct distill_packed_convolution distill_packed_convolution;
+
+typedef enum {
+    DISTILL_ACTIVATION_NONE = 0,
+    DISTILL_ACTIVATION_RELU = 1,
+    DISTILL_ACTIVATION_RELU6 = 2,
+} distill_activation;
+
+/* Copies `weights` (OIHW, [outChannels, channels / groups, kh, kw]) and `bias` (outChannels
+   values, or NULL for none) and checks that oneDNN takes the shape (shape->batch is the
+   batch it is tried at). NULL when this build has no oneDNN, oneDNN refuses the shape, or
+   memory runs out. */
+distill_packed_convolution *distill_packed_convolution_create(const distill_convolution_shape *shape, distill_activation activation,
+                                                              const float *weights, const float *bias);
+
+/* Runs the convolution on `batch` NHWC images on the calling thread (one oneDNN thread).
+   `accumulate` 1 adds the convolution to what `output` holds before the activation. Safe
+   to call from several threads at once. Returns 1 on success; 0 when oneDNN refused or
+   failed (the output is then unspecified). */
+int distill_packed_convolution_run(distill_packed_convolution *convolution, long batch, const float *input, float *output, int accumulate);
+
+/* Runs output rows firstRow..<endRow of one NHWC image (`input` and `output` point at the
+   image, not at the rows): the band reads only the input rows it needs, so that threads can
+   split one image between them. A band is a primitive of its own, its weights packed again. */
+int distill_packed_convolution_run_rows(distill_packed_convolution *convolution, long firstRow, long endRow, const float *input,
+                                        float *output, int accumulate);
+
+void distill_packed_convolution_destroy(distill_packed_convolution *convolution);
+
 /* ---- Int8 inference (q8.c). ----
 
    Activations are uint8 with a zero point (asymmetric, per tensor), weights int8 with zero

@@ -1,0 +1,150 @@
+import CKernels
+
+/// A convolution prepared once for inference through oneDNN (Sources/CKernels/convolution.c):
+/// its weights (batch norm folded in by the caller) packed into the primitive's layout once
+/// per batch size it runs at, its activation and an optional residual sum fused into the
+/// primitive, its activations NHWC (channels last) so that nothing is reordered between
+/// layers. `bench/onednn/inference_layouts.c` measured why NHWC: on AVX-512 and on AVX2, a
+/// primitive reading and writing NHWC ran as fast as one on its own blocked layout, and
+/// 1.3-3.4× faster than NCHW activations reordered around every call.
+///
+/// The batch is split over our pool, one single-threaded primitive per part, as
+/// `ConvolutionPrimitives` splits training convolutions. Linux builds with oneDNN only:
+/// elsewhere (or for a shape oneDNN refuses) `init` answers nil and the caller runs the
+/// convolution another way.
+public final class PackedConvolution: @unchecked Sendable {
+    public enum Activation: Sendable {
+        case none, relu, relu6
+
+        var kernelValue: distill_activation {
+            switch self {
+            case .none: return DISTILL_ACTIVATION_NONE
+            case .relu: return DISTILL_ACTIVATION_RELU
+            case .relu6: return DISTILL_ACTIVATION_RELU6
+            }
+        }
+    }
+
+    private let handle: OpaquePointer
+    private let shape: distill_convolution_shape
+    /// For the fallback when oneDNN fails at run time (out of memory): weights [O, C/g, kh, kw], bias [O].
+    private let weight: Tensor, bias: Tensor, geometry: Convolution2DGeometry, groups: Int, activation: Activation
+    /// One image's input [height, width, channels] and output [outputHeight, outputWidth, outChannels].
+    public let inputShape: [Int], outputShape: [Int]
+
+    /// Whether this build runs packed convolutions (Linux with oneDNN).
+    public static var isAvailable: Bool { ConvolutionPrimitives.isAvailable }
+
+    /// Packs `weight` [O, C/groups, kh, kw] (and `bias` [O]) for inputs of `channels` ×
+    /// `height` × `width`; nil when this build has no oneDNN or oneDNN refuses the shape.
+    public init?(weight: Tensor, bias: [Float]?, channels: Int, height: Int, width: Int, groups: Int,
+                 geometry: Convolution2DGeometry, activation: Activation) {
+        let outChannels = weight.shape[0]
+        guard Self.isAvailable, weight.rank == 4, groups >= 1, channels % groups == 0, outChannels % groups == 0,
+              weight.shape[1] * groups == channels, weight.shape[2] == geometry.kernelHeight, weight.shape[3] == geometry.kernelWidth,
+              bias.map({ $0.count == outChannels }) ?? true else { return nil }
+        let (oh, ow) = geometry.outputSize(height: height, width: width)
+        guard oh > 0, ow > 0 else { return nil }
+        var shape = distill_convolution_shape(batch: 1, channels: channels, height: height, width: width,
+                                          outChannels: outChannels, groups: groups,
+                                          kernelHeight: geometry.kernelHeight, kernelWidth: geometry.kernelWidth,
+                                          strideHeight: geometry.strideHeight, strideWidth: geometry.strideWidth,
+                                          paddingHeight: geometry.paddingHeight, paddingWidth: geometry.paddingWidth,
+                                          dilationHeight: geometry.dilationHeight, dilationWidth: geometry.dilationWidth,
+                                          outputHeight: oh, outputWidth: ow)
+        let made = weight.withUnsafeBufferPointer { w in
+            bias.map { b in b.withUnsafeBufferPointer { distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, $0.baseAddress) } }
+                ?? distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, nil)
+        }
+        guard let made else { return nil }
+        handle = made
+        self.shape = shape
+        self.weight = weight.copy()
+        self.bias = Tensor(bias ?? [Float](repeating: 0, count: outChannels), shape: [outChannels])
+        (self.geometry, self.groups, self.activation) = (geometry, groups, activation)
+        inputShape = [height, width, channels]
+        outputShape = [oh, ow, outChannels]
+    }
+
+    deinit { distill_packed_convolution_destroy(handle) }
+
+    /// The convolution of NHWC images `input` [N, H, W, C]: a new [N, OH, OW, O], or, with
+    /// `accumulating`, added into that tensor's values (overwritten) before the activation.
+    /// Should oneDNN fail (out of memory), the same values come from `Tensor.conv2d` in NCHW.
+    public func callAsFunction(_ input: Tensor, accumulating: Tensor? = nil) -> Tensor {
+        let batch = input.shape[0]
+        require(Array(input.shape.dimensions.dropFirst()) == inputShape,
+                "PackedConvolution: input \(input.shape) is not [N, \(inputShape.map(String.init).joined(separator: ", "))]")
+        if let accumulating {
+            require(accumulating.shape.dimensions == [batch] + outputShape, "PackedConvolution: sum target \(accumulating.shape) does not fit")
+        }
+        // The sum's target is read before it is written; kept aside for the fallback.
+        let target = accumulating.map { Self.failsForTesting ? $0.copy() : $0 }
+        let output = accumulating ?? Tensor(uninitialized: Shape([batch] + outputShape))
+        guard batch > 0 else { return output }
+        let inputSize = inputShape.reduce(1, *), outputSize = outputShape.reduce(1, *)
+        let parts = Swift.max(1, Swift.min(Compute.threadCount, batch))
+        let px = input.storage.pointer, po = output.storage.pointer
+        let accumulate: Int32 = accumulating == nil ? 0 : 1
+        var failed = Self.failsForTesting
+        let rows = shape.outputHeight, threads = Compute.threadCount
+        if !failed && batch == 1 && threads > 1 && rows >= 2 * threads && multiplyAdds >= Self.minimumSplitMultiplyAdds {
+            // One image: the threads take bands of its output rows (each band a primitive of
+            // its own); inside another parallel region, one band of all the rows.
+            let flags = TensorStorage(repeating: 0, count: threads)
+            Compute.parallelFor(threads, costPerItem: Int.max / threads) { chunks in
+                if distill_packed_convolution_run_rows(handle, rows * chunks.lowerBound / threads, rows * chunks.upperBound / threads,
+                                                       px, po, accumulate) != 1 {
+                    flags.pointer[chunks.lowerBound] = 1
+                }
+            }
+            failed = (0..<threads).contains { flags.pointer[$0] != 0 }
+        } else if !failed {
+            // One part a thread; a call inside another parallel region (FusedModel's chunks)
+            // gets every part at once and runs them as one primitive call.
+            let flags = TensorStorage(repeating: 0, count: parts)
+            Compute.parallelFor(parts, costPerItem: Int.max / parts) { chunks in
+                let range = (batch * chunks.lowerBound / parts)..<(batch * chunks.upperBound / parts)
+                if distill_packed_convolution_run(handle, range.count, px + range.lowerBound * inputSize,
+                                                  po + range.lowerBound * outputSize, accumulate) != 1 {
+                    flags.pointer[chunks.lowerBound] = 1
+                }
+            }
+            failed = (0..<parts).contains { flags.pointer[$0] != 0 }
+        }
+        withExtendedLifetime((input, self)) {}
+        return failed ? fallback(input, accumulating: target) : output
+    }
+
+    /// The same convolution by `Tensor.conv2d` (NCHW): what a failed run answers. A failed run
+    /// may have overwritten part of the sum's target, so the accumulating case recomputes
+    /// from a copy only in tests; in use, oneDNN fails before it writes (it could not get memory).
+    private func fallback(_ input: Tensor, accumulating: Tensor?) -> Tensor {
+        var y = Tensor.conv2d(input.permuted([0, 3, 1, 2]), weight: weight, bias: bias,
+                              stride: (geometry.strideHeight, geometry.strideWidth), padding: (geometry.paddingHeight, geometry.paddingWidth),
+                              dilation: (geometry.dilationHeight, geometry.dilationWidth), groups: groups).permuted([0, 2, 3, 1])
+        if let accumulating { y = y + accumulating }
+        switch activation {
+        case .none: break
+        case .relu: y = y.relu()
+        case .relu6: y = y.clamped(min: 0, max: 6)
+        }
+        guard let accumulating else { return y }
+        accumulating.withUnsafeMutableBufferPointer { target in y.withUnsafeBufferPointer { target.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
+        return accumulating
+    }
+
+    /// Multiply-adds of one image.
+    private var multiplyAdds: Int {
+        outputShape.reduce(1, *) * (shape.channels / shape.groups) * shape.kernelHeight * shape.kernelWidth
+    }
+
+    /// The least multiply-adds for which one image is split between the threads (below, waking
+    /// the pool costs more than the half it saves; bench/DistillBench `infer-*-b1` cases with
+    /// `--split-multiply-adds`). Off by default until measured on a quiet machine: beside
+    /// another job on the second core, splitting made batch-1 inference 2.5× slower.
+    nonisolated(unsafe) public static var minimumSplitMultiplyAdds = Int.max
+
+    /// Tests set this to run every call through the fallback.
+    nonisolated(unsafe) package static var failsForTesting = false
+}
