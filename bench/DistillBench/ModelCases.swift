@@ -43,6 +43,9 @@ func peakResidentBytes() -> Int {
 
 /// Whether infer-* cases run through FusedModel (`--unfused` turns it off).
 nonisolated(unsafe) var fusedInference = true
+/// How long an infer-* case took to make its FusedModel (folding, packing the weights): what an
+/// app waits for once when it loads the model; printed as "prepare_seconds".
+nonisolated(unsafe) var preparationSeconds: Double?
 
 /// A zoo model case name: `train-MODEL`, `infer-MODEL`, optionally followed by `-c3` (3×32×32
 /// inputs, the CIFAR shape) or `-c1` (1×28×28, the Fashion-MNIST shape, also the default) and
@@ -106,7 +109,9 @@ func makeModelWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
         model.eval()
         let calls = spec.batch == 1 ? 100 : 1
         // Made outside the timing, as an app makes it once when it loads the model.
+        let start = DispatchTime.now().uptimeNanoseconds
         let runner: any Module = fusedInference ? ((try? FusedModel(model, exampleShape: spec.options.exampleShape)) ?? model) : model
+        preparationSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return Workload(callsPerStep: calls) {
             withoutGradients {
                 var total: Float = 0

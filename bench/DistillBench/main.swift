@@ -339,4 +339,5 @@ for _ in 0..<options.iterations {
 }
 let peak = options.reportPeakMemory ? ", \"peak_rss\": \(peakResidentBytes())" : ""
 let parameters = parameterCount(options.caseName, batch: options.batch).map { ", \"parameters\": \($0)" } ?? ""
-print("{\"case\": \"\(options.caseName)\", \"seconds\": [\(seconds.map { String($0) }.joined(separator: ", "))]\(peak)\(parameters)}")
+let preparation = preparationSeconds.map { ", \"prepare_seconds\": \($0)" } ?? ""
+print("{\"case\": \"\(options.caseName)\", \"seconds\": [\(seconds.map { String($0) }.joined(separator: ", "))]\(peak)\(parameters)\(preparation)}")
