@@ -9,18 +9,6 @@ final class FusedModelTests: XCTestCase {
         guard PackedConvolution.isAvailable else { throw XCTSkip("this build has no oneDNN: FusedModel is not available") }
     }
 
-    /// Batch norms with statistics and affine parameters far from the identity, so that
-    /// folding them is visible.
-    private func perturbNorms(_ model: any Module) {
-        for case let norm as BatchNorm in model.namedModules().map(\.module) {
-            let c = norm.weight.shape[0]
-            norm.runningMean.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = Float(i % 5) * 0.1 - 0.2 } }
-            norm.runningVariance.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = 0.5 + Float(i % 3) * 0.4 } }
-            norm.weight.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = 0.8 + Float(i % 4) * 0.15 } }
-            norm.bias.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = Float(i % 3) * 0.1 - 0.05 } }
-        }
-    }
-
     /// The largest difference relative to the outputs' largest magnitude (at least 1).
     private func relativeError(_ a: Tensor, _ b: Tensor) -> Float {
         XCTAssertEqual(a.shape, b.shape)

@@ -6,18 +6,6 @@ import XCTest
 /// Residual networks, depthwise convolutions and layers that stay float: the zoo's resnet8 and
 /// mobilenetv2 quantize whole, and what the quantizer cannot take runs in float and is listed.
 extension QuantizationTests {
-    /// Batch norms with non-trivial statistics (so that folding matters).
-    private func perturbNorms(_ model: any Module) {
-        for case let norm as BatchNorm in model.namedModules().map(\.module) {
-            let c = norm.weight.shape[0]
-            norm.runningMean.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = Float(i % 5) * 0.05 - 0.1 } }
-            norm.runningVariance.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = 0.6 + Float(i % 3) * 0.3 } }
-            norm.weight.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = 0.8 + Float(i % 4) * 0.1 } }
-            norm.bias.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = Float(i % 3) * 0.05 } }
-        }
-        model.eval()
-    }
-
     /// The largest logit error of `quantized` against `model` on `x`, in steps of the float
     /// logits' range in 255.
     private func worstSteps(_ model: any Module, _ quantized: QuantizedModel, _ x: Tensor) -> Float {

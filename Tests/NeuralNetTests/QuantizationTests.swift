@@ -104,21 +104,14 @@ final class QuantizationTests: XCTestCase {
     func testBatchNormIsFoldedBeforeQuantization() throws {
         var g = RandomGenerator(seed: 5)
         let model = try ModelZoo.make("cnn-teacher", options: ModelOptions(width: 0.25), using: &g)
-        for case let norm as BatchNorm in model.namedModules().map(\.module) {
-            let c = norm.weight.shape[0]
-            norm.runningMean.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = Float(i % 5) * 0.1 - 0.2 } }
-            norm.runningVariance.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = 0.5 + Float(i % 3) * 0.4 } }
-            norm.weight.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = 0.8 + Float(i % 4) * 0.15 } }
-            norm.bias.withUnsafeMutableBufferPointer { for i in 0..<c { $0[i] = Float(i % 3) * 0.1 } }
-        }
-        model.eval()
+        perturbNorms(model)
         let x = Tensor.randomNormal([64, 1, 28, 28], using: &g)
         let quantized = try Quantizer.quantize(model, calibration: x)
         let float = model.predictions(x).scalars, q = quantized(x).scalars
         let range = float.max()! - float.min()!
         let worst = zip(q, float).map { abs($0 - $1) }.max()!
         print("QuantizationTests: cnn-teacher ×0.25 with batch norm: max logit error \(worst) (float range \(range))")
-        XCTAssertLessThan(worst, 5 * range / 255, "within 5 steps of the logits' range in 255 (measured 1.4)")
+        XCTAssertLessThan(worst, 5 * range / 255, "within 5 steps of the logits' range in 255 (measured 1.5)")
         XCTAssertEqual(quantized.layers.filter { if case .conv2d = $0 { return true }; return false }.count, 3, "three convolutions, batch norms folded")
     }
 

@@ -45,13 +45,8 @@ public final class PackedConvolution: @unchecked Sendable {
               bias.map({ $0.count == outChannels }) ?? true else { return nil }
         let (oh, ow) = geometry.outputSize(height: height, width: width)
         guard oh > 0, ow > 0 else { return nil }
-        var shape = distill_convolution_shape(batch: 1, channels: channels, height: height, width: width,
-                                          outChannels: outChannels, groups: groups,
-                                          kernelHeight: geometry.kernelHeight, kernelWidth: geometry.kernelWidth,
-                                          strideHeight: geometry.strideHeight, strideWidth: geometry.strideWidth,
-                                          paddingHeight: geometry.paddingHeight, paddingWidth: geometry.paddingWidth,
-                                          dilationHeight: geometry.dilationHeight, dilationWidth: geometry.dilationWidth,
-                                          outputHeight: oh, outputWidth: ow)
+        var shape = ConvolutionPlan(batch: 1, channels: channels, height: height, width: width, outChannels: outChannels, groups: groups,
+                                    geometry: geometry, outputHeight: oh, outputWidth: ow).primitiveShape
         let made = weight.withUnsafeBufferPointer { w in
             bias.map { b in b.withUnsafeBufferPointer { distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, $0.baseAddress) } }
                 ?? distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, nil)
