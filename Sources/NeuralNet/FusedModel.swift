@@ -32,18 +32,19 @@ public final class FusedModel: Module, @unchecked Sendable {
         }
         self.exampleShape = exampleShape
         let stages = try Quantizer.stages(Quantizer.steps(model, ""))
-        let builder = FusedBuilder()
-        let (layers, dims) = try model.inEvaluationMode { try builder.build(stages, dims: channelsLast(exampleShape)) }
-        func fuses(_ layer: FusedLayer) -> Bool {
-            switch layer {
-            case .float: return false
+        func fuses(_ stage: Quantizer.Stage) -> Bool {
+            switch stage {
+            case .conv, .linear: return true
             case let .residual(main, shortcut, _, _): return (main + shortcut).contains(where: fuses)
-            default: return true
+            default: return false
             }
         }
-        guard layers.contains(where: fuses) else {
+        // Checked before building: a float stage runs once on a zero example to learn its shape.
+        guard stages.contains(where: fuses) else {
             throw ModuleError.invalidOption("fused inference: the model has no layer it can fuse (it would run as it is)")
         }
+        let builder = FusedBuilder()
+        let (layers, dims) = try model.inEvaluationMode { try builder.build(stages, dims: channelsLast(exampleShape)) }
         self.layers = layers
         outputShape = channelsFirst(dims)
     }

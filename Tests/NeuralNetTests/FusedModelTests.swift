@@ -75,5 +75,9 @@ final class FusedModelTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("does not fit"), "\(error)")
         }
         XCTAssertThrowsError(try FusedModel(model, exampleShape: [28, 28]))
+        // Nothing to fuse (no convolution or linear layer): refused, the caller runs the model itself.
+        XCTAssertThrowsError(try FusedModel(Sequential([Flatten(), Activation(.tanh)]), exampleShape: [1, 2, 2])) { error in
+            XCTAssertTrue("\(error)".contains("no layer it can fuse"), "\(error)")
+        }
     }
 }
