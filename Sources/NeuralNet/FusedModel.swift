@@ -154,33 +154,6 @@ indirect enum FusedLayer {
     }
 }
 
-extension FusedActivation {
-    func applied(to x: Tensor) -> Tensor {
-        switch self {
-        case .none: return x
-        case .relu: return x.relu()
-        case .relu6: return x.clamped(min: 0, max: 6)
-        }
-    }
-
-    /// The values the activation lets through.
-    var range: ClosedRange<Float> {
-        switch self {
-        case .none: return -.infinity ... .infinity
-        case .relu: return 0 ... .infinity
-        case .relu6: return 0...6
-        }
-    }
-
-    var packed: PackedConvolution.Activation {
-        switch self {
-        case .none: return .none
-        case .relu: return .relu
-        case .relu6: return .relu6
-        }
-    }
-}
-
 /// Turns the quantizer's stages into fused layers, following one example's channels-last dims.
 struct FusedBuilder {
     func build(_ stages: [Quantizer.Stage], dims: [Int]) throws -> ([FusedLayer], [Int]) {
@@ -228,7 +201,7 @@ struct FusedBuilder {
             guard oh > 0, ow > 0 else { throw fail("'\(name)''s kernel does not fit") }
             let fused = residualActivation ?? activation
             if let packed = PackedConvolution(weight: folded, bias: b, channels: dims[2], height: dims[0], width: dims[1], groups: conv.groups,
-                                              geometry: geometry, activation: fused.packed) {
+                                              geometry: geometry, activation: fused) {
                 return (.conv(packed), [oh, ow, conv.outChannels])
             }
             return (.plainConv(weight: folded, bias: Tensor(b, shape: [b.count]), stride: conv.stride, padding: conv.padding,

@@ -238,7 +238,7 @@ public final class ResNet: ChildReplacing {
     }
 
     public func forward(_ input: Tensor) -> Tensor {
-        let x = layer3(layer2(layer1(bn1(conv1(input)).relu())))
+        let x = layer3(layer2(layer1(bn1(conv1(input), then: .relu))))
         return fc(avgpool(x).flattened())
     }
 
@@ -284,7 +284,7 @@ public final class WideResNet: ChildReplacing {
     }
 
     public func forward(_ input: Tensor) -> Tensor {
-        let x = bn1(block3(block2(block1(conv1(input))))).relu()
+        let x = bn1(block3(block2(block1(conv1(input)))), then: .relu)
         return fc(avgpool(x).flattened())
     }
 

@@ -163,24 +163,13 @@ public enum QuantizedLayer: Sendable {
     case float(QuantizedFloatStage)
 }
 
-/// The activation clamp fused into a layer's requantization.
-public enum FusedActivation: String, Sendable, Codable {
-    case none, relu, relu6
-
+extension FusedActivation {
     /// The clamp of uint8 outputs in `output`'s quantization.
     func bounds(_ output: QuantizationParameters) -> (UInt8, UInt8) {
         switch self {
         case .none: return (0, 255)
         case .relu: return (output.zeroPoint, 255)
         case .relu6: return (output.zeroPoint, output.quantize(6))
-        }
-    }
-
-    package func apply(_ x: Float) -> Float {
-        switch self {
-        case .none: return x
-        case .relu: return max(x, 0)
-        case .relu6: return min(max(x, 0), 6)
         }
     }
 }

@@ -15,10 +15,16 @@ extension Tensor {
     /// the whole global batch, and backward sums Σg and Σg·x̂ over it too, so that the
     /// input's gradient is the one a single process would compute for the global batch (γ's
     /// and β's stay this process's share, summed with the other gradients afterwards).
+    ///
+    /// `activation` (ReLU or ReLU6) is applied in the same pass, and backward masks the output
+    /// gradient inside its own passes: no separate activation op, no pre-activation tensor.
+    /// The gradient passes where the output lies strictly inside the activation's range
+    /// (y > 0 for ReLU, as `relu()`; 0 < y < 6 for ReLU6, as PyTorch's ReLU6).
     public static func batchNorm(_ x: Tensor, runningMean: Tensor?, runningVariance: Tensor?,
                                  weight: Tensor?, bias: Tensor?, training: Bool,
                                  momentum: Float = 0.1, epsilon: Float = 1e-5,
-                                 synchronize: ((UnsafeMutableBufferPointer<Double>) -> Void)? = nil) -> Tensor {
+                                 synchronize: ((UnsafeMutableBufferPointer<Double>) -> Void)? = nil,
+                                 activation: FusedActivation = .none) -> Tensor {
         require(x.rank >= 2, "batchNorm: needs [N, C, ...], got \(x.shape)")
         let (n, c) = (x.shape[0], x.shape[1])
         let spatial = x.count / Swift.max(n * c, 1)
@@ -104,17 +110,27 @@ extension Tensor {
         let beta = bias.map { $0.scalars } ?? [Float](repeating: 0, count: c)
         let out = Tensor(uninitialized: x.shape)
         let po = out.storage.pointer
+        let (low, high) = (activation.range.lowerBound, activation.range.upperBound)
         Compute.parallelFor(n * c, costPerItem: spatial) { rows in
             for row in rows {
                 let ch = row % c
                 let scale = invStd[ch] * gamma[ch], shift = beta[ch] - mu[ch] * scale
                 let src = px + row * spatial, dst = po + row * spatial
-                for j in 0..<spatial { dst[j] = src[j] * scale + shift }
+                if activation == .none {
+                    for j in 0..<spatial { dst[j] = src[j] * scale + shift }
+                } else {
+                    for j in 0..<spatial { dst[j] = Swift.min(Swift.max(src[j] * scale + shift, low), high) }
+                }
             }
         }
         let inputs = [x] + [weight, bias].compactMap { $0 }
         let savedMean = mu, savedInvStd = invStd, reducedCount = reduced
-        return out.recorded("batchNorm", inputs) { g in
+        let savedOutput = activation == .none ? nil : out.detached()
+        return out.recorded("batchNorm", inputs) { gradient in
+            // With an activation: the output gradient masked where the output is clamped, one
+            // pass, as the activation's own backward was. (Masking inside the passes below, a row
+            // at a time, measured slower: those loops did not vectorise.)
+            let g = savedOutput.map { y in ElementwiseKernels.zip(gradient, y, ClampedGradient(low: low, high: high)) } ?? gradient
             let pg = g.storage.pointer
             // Per channel: Σg and Σg·x̂ with x̂ = (x − μ)·r.
             var sumG = [Float](repeating: 0, count: c), sumGXhat = [Float](repeating: 0, count: c)

@@ -33,7 +33,8 @@
 // Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line;
 // --convolution-path im2col|primitives (Compute.convolutionPath) for A/B runs; --unfused runs the
 // infer-* cases through the model's own modules instead of FusedModel (what InferenceModel and
-// `distill predict` run), for A/B runs.
+// `distill predict` run), for A/B runs; --unfused-batch-norm runs batch norm and the ReLU / ReLU6
+// after it as two ops in training (BatchNorm.fusesActivations), for A/B runs.
 // Model cases add "parameters" (the model's trainable parameter count) to the line.
 
 import Datasets
@@ -75,6 +76,7 @@ func parseOptions() -> Options {
         case "--kernel-path": options.kernelPath = arguments.next() ?? ""
         case "--convolution-path": options.convolutionPath = arguments.next() ?? ""
         case "--unfused": options.unfused = true
+        case "--unfused-batch-norm": BatchNorm.fusesActivations = false
         case "--images-per-chunk": FusedModel.imagesPerChunk = Int(arguments.next() ?? "") ?? 0
         case "--split-multiply-adds": PackedConvolution.minimumSplitMultiplyAdds = Int(arguments.next() ?? "") ?? 0
         default:

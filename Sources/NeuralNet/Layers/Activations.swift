@@ -17,6 +17,17 @@ public final class Activation: Module {
 
     public init(_ kind: Kind) { self.kind = kind }
 
+    /// ReLU or ReLU6 that may run inside the op before it: nothing observes or rewrites this
+    /// module's input or output (no tap, no quantization-aware training transforms).
+    var fusable: FusedActivation? {
+        guard state.tap == nil, state.inputTransform == nil, state.outputTransform == nil else { return nil }
+        switch kind {
+        case .relu: return .relu
+        case .relu6: return .relu6
+        default: return nil
+        }
+    }
+
     public func forward(_ input: Tensor) -> Tensor {
         switch kind {
         case .relu: return input.relu()

@@ -31,7 +31,22 @@ public final class BatchNorm: Module {
         self.epsilon = epsilon
     }
 
-    public func forward(_ input: Tensor) -> Tensor {
+    public func forward(_ input: Tensor) -> Tensor { forward(input, activation: .none) }
+
+    /// activation(self(input)) in one op (`Tensor.batchNorm(…, activation:)`) when nothing
+    /// observes or rewrites this module's output (a tap, quantization-aware training's
+    /// transforms) and `fusesActivations` is on; otherwise the two ops one after the other.
+    public func callAsFunction(_ input: Tensor, then activation: FusedActivation) -> Tensor {
+        guard activation != .none, Self.fusesActivations, state.tap == nil, state.inputTransform == nil, state.outputTransform == nil else {
+            return activation.applied(to: self(input))
+        }
+        return forward(input, activation: activation)
+    }
+
+    /// Whether `callAsFunction(_:then:)` fuses (A/B benchmarks and tests turn it off).
+    nonisolated(unsafe) public static var fusesActivations = true
+
+    private func forward(_ input: Tensor, activation: FusedActivation) -> Tensor {
         let useBatch = state.isTraining && !state.freezesStatistics
         if useBatch, deferredStatistics != nil {
             // Running statistics that start at zero receive exactly the update's terms:
@@ -39,7 +54,7 @@ public final class BatchNorm: Module {
             let c = runningMean.count
             let mean = Tensor.zeros([c]), variance = Tensor.zeros([c])
             let output = Tensor.batchNorm(input, runningMean: mean, runningVariance: variance, weight: weight, bias: bias,
-                                          training: true, momentum: momentum, epsilon: epsilon)
+                                          training: true, momentum: momentum, epsilon: epsilon, activation: activation)
             deferredStatistics!.append(mean.scalars + variance.scalars)
             return output
         }
@@ -50,7 +65,7 @@ public final class BatchNorm: Module {
             communicator.isDistributed ? { communicator.allReduceSum($0) } : nil
         }
         return Tensor.batchNorm(input, runningMean: runningMean, runningVariance: runningVariance, weight: weight, bias: bias,
-                                training: useBatch, momentum: momentum, epsilon: epsilon, synchronize: synchronize)
+                                training: useBatch, momentum: momentum, epsilon: epsilon, synchronize: synchronize, activation: activation)
     }
 
     /// Applies updates recorded in `deferredStatistics` (`count` values each, 2 × channels),

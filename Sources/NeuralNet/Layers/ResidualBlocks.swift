@@ -19,8 +19,8 @@ public final class BasicBlock: Module {
     }
 
     public func forward(_ input: Tensor) -> Tensor {
-        let main = bn2(conv2(bn1(conv1(input)).relu()))
-        return (main + (downsample.map { $0(input) } ?? input)).relu()
+        let main = bn2(conv2(bn1(conv1(input), then: .relu)))
+        return Tensor.add(main, downsample.map { $0(input) } ?? input, then: .relu)
     }
 
     public var children: [(name: String, module: any Module)] {
@@ -46,8 +46,8 @@ public final class WideBasicBlock: Module {
     }
 
     public func forward(_ input: Tensor) -> Tensor {
-        let activated = bn1(input).relu()
-        let main = conv2(bn2(conv1(activated)).relu())
+        let activated = bn1(input, then: .relu)
+        let main = conv2(bn2(conv1(activated), then: .relu))
         // As in the reference implementation, a projecting shortcut sees the activated input.
         return main + (convShortcut.map { $0(activated) } ?? input)
     }

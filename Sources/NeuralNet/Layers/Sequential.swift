@@ -22,7 +22,19 @@ public final class Sequential: ChildReplacing {
     }
 
     public func forward(_ input: Tensor) -> Tensor {
-        layers.reduce(input) { x, layer in layer.module(x) }
+        var x = input, index = 0
+        while index < layers.count {
+            // A batch norm followed by a ReLU or ReLU6 that nothing observes or rewrites: one op.
+            if let norm = layers[index].module as? BatchNorm, index + 1 < layers.count,
+               let activation = layers[index + 1].module as? Activation, let fused = activation.fusable {
+                x = norm(x, then: fused)
+                index += 2
+                continue
+            }
+            x = layers[index].module(x)
+            index += 1
+        }
+        return x
     }
 
     public var children: [(name: String, module: any Module)] { layers }

@@ -13,22 +13,10 @@ import CKernels
 /// elsewhere (or for a shape oneDNN refuses) `init` answers nil and the caller runs the
 /// convolution another way.
 public final class PackedConvolution: @unchecked Sendable {
-    public enum Activation: Sendable {
-        case none, relu, relu6
-
-        var kernelValue: distill_activation {
-            switch self {
-            case .none: return DISTILL_ACTIVATION_NONE
-            case .relu: return DISTILL_ACTIVATION_RELU
-            case .relu6: return DISTILL_ACTIVATION_RELU6
-            }
-        }
-    }
-
     private let handle: OpaquePointer
     private let shape: distill_convolution_shape
     /// For the fallback when oneDNN fails at run time (out of memory): weights [O, C/g, kh, kw], bias [O].
-    private let weight: Tensor, bias: Tensor, geometry: Convolution2DGeometry, groups: Int, activation: Activation
+    private let weight: Tensor, bias: Tensor, geometry: Convolution2DGeometry, groups: Int, activation: FusedActivation
     /// One image's input [height, width, channels] and output [outputHeight, outputWidth, outChannels].
     public let inputShape: [Int], outputShape: [Int]
 
@@ -38,7 +26,7 @@ public final class PackedConvolution: @unchecked Sendable {
     /// Packs `weight` [O, C/groups, kh, kw] (and `bias` [O]) for inputs of `channels` ×
     /// `height` × `width`; nil when this build has no oneDNN or oneDNN refuses the shape.
     public init?(weight: Tensor, bias: [Float]?, channels: Int, height: Int, width: Int, groups: Int,
-                 geometry: Convolution2DGeometry, activation: Activation) {
+                 geometry: Convolution2DGeometry, activation: FusedActivation) {
         let outChannels = weight.shape[0]
         guard Self.isAvailable, weight.rank == 4, groups >= 1, channels % groups == 0, outChannels % groups == 0,
               weight.shape[1] * groups == channels, weight.shape[2] == geometry.kernelHeight, weight.shape[3] == geometry.kernelWidth,
@@ -119,11 +107,7 @@ public final class PackedConvolution: @unchecked Sendable {
                               stride: (geometry.strideHeight, geometry.strideWidth), padding: (geometry.paddingHeight, geometry.paddingWidth),
                               dilation: (geometry.dilationHeight, geometry.dilationWidth), groups: groups).permuted([0, 2, 3, 1])
         if let accumulating { y = y + accumulating }
-        switch activation {
-        case .none: break
-        case .relu: y = y.relu()
-        case .relu6: y = y.clamped(min: 0, max: 6)
-        }
+        y = activation.applied(to: y)
         guard let accumulating else { return y }
         accumulating.withUnsafeMutableBufferPointer { target in y.withUnsafeBufferPointer { target.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
         return accumulating
@@ -142,4 +126,14 @@ public final class PackedConvolution: @unchecked Sendable {
 
     /// Tests set this to run every call through the fallback.
     nonisolated(unsafe) package static var failsForTesting = false
+}
+
+extension FusedActivation {
+    var kernelValue: distill_activation {
+        switch self {
+        case .none: return DISTILL_ACTIVATION_NONE
+        case .relu: return DISTILL_ACTIVATION_RELU
+        case .relu6: return DISTILL_ACTIVATION_RELU6
+        }
+    }
 }
