@@ -239,18 +239,56 @@ int distill_convolution_available(void) {
     return engine != NULL;
 }
 
-int distill_convolution_run(const distill_convolution_shape *shape, distill_convolution_pass pass, int threads,
-                            float *image, float *weights, float *output, float *bias) {
-    if (!distill_convolution_available() || threads < 1) return 0;
+/* The entry of (shape, pass, threads, bias), made on first use; NULL when refused. */
+static entry *entry_for(const distill_convolution_shape *shape, distill_convolution_pass pass, int threads, int bias, int *transient) {
     key k;
     memset(&k, 0, sizeof k); /* padding bytes take part in the comparison */
     k.shape = *shape;
     k.pass = pass;
     k.threads = threads;
-    k.bias = bias != NULL;
+    k.bias = bias;
+    return lookup(&k, transient);
+}
+
+static int run_entry(entry *e, int transient, distill_convolution_pass pass, int threads, float *image, float *weights, float *output,
+                     float *bias, int outputReordered);
+
+int distill_convolution_run(const distill_convolution_shape *shape, distill_convolution_pass pass, int threads,
+                            float *image, float *weights, float *output, float *bias) {
+    if (!distill_convolution_available() || threads < 1) return 0;
     int transient;
-    entry *e = lookup(&k, &transient);
+    entry *e = entry_for(shape, pass, threads, bias != NULL, &transient);
     if (!e) return 0;
+    return run_entry(e, transient, pass, threads, image, weights, output, bias, 0);
+}
+
+int distill_convolution_backward(const distill_convolution_shape *shape, int threads, float *image, float *weights, float *gradOutput,
+                                 float *gradImage, float *gradWeights) {
+    if (!distill_convolution_available() || threads < 1 || (!gradImage && !gradWeights)) return 0;
+    int dataTransient = 0, weightsTransient = 0;
+    entry *data = gradImage ? entry_for(shape, DISTILL_CONVOLUTION_BACKWARD_DATA, threads, 0, &dataTransient) : NULL;
+    if (gradImage && !data) return 0;
+    entry *wts = gradWeights ? entry_for(shape, DISTILL_CONVOLUTION_BACKWARD_WEIGHTS, threads, 0, &weightsTransient) : NULL;
+    if (gradWeights && !wts) {
+        if (dataTransient) release(data);
+        return 0;
+    }
+    /* The output gradient is reordered once when both passes read it in the same layout: the
+       second finds it in the calling thread's buffer, where the first left it. */
+    int shared = data && wts && data->reorder[OUTPUT] && wts->reorder[OUTPUT] && dnnl_memory_desc_equal(&data->used[OUTPUT], &wts->used[OUTPUT]);
+    int ok = 1;
+    if (data) ok = run_entry(data, dataTransient, DISTILL_CONVOLUTION_BACKWARD_DATA, threads, gradImage, weights, gradOutput, NULL, 0);
+    if (wts) {
+        if (ok) ok = run_entry(wts, weightsTransient, DISTILL_CONVOLUTION_BACKWARD_WEIGHTS, threads, image, gradWeights, gradOutput, NULL, shared);
+        else if (weightsTransient) release(wts);
+    }
+    return ok;
+}
+
+/* Runs `e` (released after when transient); `outputReordered`: the calling thread's buffer for
+   the output role already holds `output` in the entry's layout. */
+static int run_entry(entry *e, int transient, distill_convolution_pass pass, int threads, float *image, float *weights, float *output,
+                     float *bias, int outputReordered) {
     float *user[ROLES] = {image, weights, output};
     void *scratch;
     dnnl_memory_t memory[ROLES] = {NULL, NULL, NULL}, userMemory[ROLES] = {NULL, NULL, NULL};
@@ -273,7 +311,7 @@ int distill_convolution_run(const distill_convolution_shape *shape, distill_conv
         }
         void *reordered = reserve(1 + r, dnnl_memory_desc_get_size(&e->used[r]));
         if (!reordered || dnnl_memory_create(&memory[r], &e->used[r], engine, reordered) != dnnl_success) goto done;
-        if (r != written) {
+        if (r != written && !(r == OUTPUT && outputReordered)) {
             dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, userMemory[r]}, {DNNL_ARG_TO, memory[r]}, {DNNL_ARG_SCRATCHPAD, scratchMemory}};
             if (dnnl_primitive_execute(e->reorder[r], stream, 3, args) != dnnl_success) goto done;
         }
@@ -574,6 +612,12 @@ int distill_convolution_available(void) { return 0; }
 int distill_convolution_run(const distill_convolution_shape *shape, distill_convolution_pass pass, int threads,
                             float *image, float *weights, float *output, float *bias) {
     (void)shape; (void)pass; (void)threads; (void)image; (void)weights; (void)output; (void)bias;
+    return 0;
+}
+
+int distill_convolution_backward(const distill_convolution_shape *shape, int threads, float *image, float *weights, float *gradOutput,
+                                 float *gradImage, float *gradWeights) {
+    (void)shape; (void)threads; (void)image; (void)weights; (void)gradOutput; (void)gradImage; (void)gradWeights;
     return 0;
 }
 

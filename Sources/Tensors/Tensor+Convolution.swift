@@ -171,11 +171,9 @@ extension Tensor {
             // The primitives overwrite the gradients; false (oneDNN refused): the im2col path.
             let gx = input.needsGrad ? Tensor(uninitialized: input.shape) : nil
             let gw = weight.needsGrad ? Tensor(uninitialized: weight.shape) : nil
-            let shape = plan.primitiveShape
-            if gx.map({ ConvolutionPrimitives.backwardData(shape, gradOutput: g.storage.pointer, weight: weight.storage.pointer,
-                                                           gradInput: $0.storage.pointer) }) ?? true,
-               gw.map({ ConvolutionPrimitives.backwardWeights(shape, input: input.storage.pointer, gradOutput: g.storage.pointer,
-                                                              gradWeight: $0.storage.pointer) }) ?? true {
+            if gx == nil && gw == nil { return (nil, nil) }
+            if ConvolutionPrimitives.backward(plan.primitiveShape, input: input.storage.pointer, weight: weight.storage.pointer,
+                                              gradOutput: g.storage.pointer, gradInput: gx?.storage.pointer, gradWeight: gw?.storage.pointer) {
                 return (gx, gw)
             }
         }

@@ -110,6 +110,13 @@ int distill_convolution_available(void);
 int distill_convolution_run(const distill_convolution_shape *shape, distill_convolution_pass pass, int threads,
                             float *image, float *weights, float *output, float *bias);
 
+/* Both backward passes of one convolution on the calling thread: the image's gradient (when
+   gradImage is not NULL) and the weights' (when gradWeights is not NULL), each overwritten, the
+   output gradient reordered into the primitives' layout once for both when they share it.
+   Returns 1 on success, 0 as distill_convolution_run. */
+int distill_convolution_backward(const distill_convolution_shape *shape, int threads, float *image, float *weights, float *gradOutput,
+                                 float *gradImage, float *gradWeights);
+
 /* Max pooling of NHWC images [N, height, width, channels] into [N, outHeight, outWidth,
    channels], output rows firstRow..<endRow of the N · outHeight (pooling.c). */
 void distill_max_pool_nhwc(const float *input, long height, long width, long channels, long kernel, long stride, long padding,

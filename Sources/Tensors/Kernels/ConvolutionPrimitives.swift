@@ -32,32 +32,25 @@ enum ConvolutionPrimitives {
         }
     }
 
-    /// gradInput = the input's gradient for output gradient `gradOutput` (overwritten).
-    static func backwardData(_ shape: distill_convolution_shape, gradOutput: UnsafeMutablePointer<Float>,
-                             weight: UnsafeMutablePointer<Float>, gradInput: UnsafeMutablePointer<Float>) -> Bool {
-        split(shape) { part, range, _ in
-            distill_convolution_run(&part, DISTILL_CONVOLUTION_BACKWARD_DATA, 1,
-                                    gradInput + range.lowerBound * imageCount(shape), weight,
-                                    gradOutput + range.lowerBound * outputCount(shape), nil) == 1
-        }
-    }
-
-    /// gradWeight = the weight's gradient (overwritten): each thread's part of the batch into a
-    /// sum of its own, the sums added in batch order (the result does not depend on which
-    /// thread finished first).
-    static func backwardWeights(_ shape: distill_convolution_shape, input: UnsafeMutablePointer<Float>,
-                                gradOutput: UnsafeMutablePointer<Float>, gradWeight: UnsafeMutablePointer<Float>) -> Bool {
+    /// Both backward passes, each thread on its part of the batch: gradInput (when given) =
+    /// the input's gradient, gradWeight (when given) = the weight's gradient, both overwritten;
+    /// the output gradient is reordered once for both (`distill_convolution_backward`). Each
+    /// part's weight gradient goes into a sum of its own, the sums added in batch order (the
+    /// result does not depend on which thread finished first).
+    static func backward(_ shape: distill_convolution_shape, input: UnsafeMutablePointer<Float>, weight: UnsafeMutablePointer<Float>,
+                         gradOutput: UnsafeMutablePointer<Float>, gradInput: UnsafeMutablePointer<Float>?,
+                         gradWeight: UnsafeMutablePointer<Float>?) -> Bool {
         let count = shape.outChannels * patchSize(shape)
         let parts = partCount(shape)
-        let scratch = TensorStorage(uninitializedCount: (parts - 1) * count)
+        let scratch = TensorStorage(uninitializedCount: gradWeight == nil ? 0 : (parts - 1) * count)
         return withExtendedLifetime(scratch) {
             let ok = split(shape) { part, range, index in
-                let target = index == 0 ? gradWeight : scratch.pointer + (index - 1) * count
-                return distill_convolution_run(&part, DISTILL_CONVOLUTION_BACKWARD_WEIGHTS, 1,
-                                               input + range.lowerBound * imageCount(shape), target,
-                                               gradOutput + range.lowerBound * outputCount(shape), nil) == 1
+                let target = gradWeight.map { index == 0 ? $0 : scratch.pointer + (index - 1) * count }
+                return distill_convolution_backward(&part, 1, input + range.lowerBound * imageCount(shape), weight,
+                                                    gradOutput + range.lowerBound * outputCount(shape),
+                                                    gradInput.map { $0 + range.lowerBound * imageCount(shape) }, target) == 1
             }
-            guard ok else { return false }
+            guard ok, let gradWeight else { return ok }
             for index in 1..<Swift.max(parts, 1) {
                 let source = scratch.pointer + (index - 1) * count
                 for i in 0..<count { gradWeight[i] += source[i] }
