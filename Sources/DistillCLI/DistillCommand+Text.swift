@@ -26,6 +26,13 @@ extension DistillCommand {
     /// a Hugging Face config.json) or a text student.
     var isText: Bool { ModelZoo.textNames.contains(student) || teachers.first.map(TextModel.isTextModel) ?? false }
 
+    /// Whether this text run distils a text classifier's logits (`--method kd`, the default,
+    /// or `dkd`; `DistillCommand+TextKD.swift`) rather than a sentence encoder's embeddings.
+    var isTextKD: Bool { isText && methods != ["embedding"] }
+
+    /// The methods a text classifier teaches with: they compare logits, and tap no layers.
+    static let textLogitMethods = DistillationMethod.allCases.filter { !$0.usesFeatures && $0 != .embedding }.map(\.rawValue)
+
     /// The checks of a text run's options, before anything is read.
     func validateText() throws {
         guard teachers.count == 1, teacherOutputs == nil else {
@@ -34,8 +41,15 @@ extension DistillCommand {
         guard ModelZoo.textNames.contains(student) else {
             throw UserError("--student \(student) takes images or tables; a text teacher teaches \(ModelZoo.textNames.joined(separator: ", "))")
         }
-        guard methods == ["embedding"] else {
-            throw UserError("--method \(method): text students learn the teacher's embeddings: give --method embedding")
+        guard methods == ["embedding"] || (!methods.isEmpty && methods.allSatisfy(Self.textLogitMethods.contains)) else {
+            throw UserError("--method \(method): a text teacher teaches a sentence encoder's embeddings (--method embedding) or a text classifier's logits (--method \(Self.textLogitMethods.joined(separator: " or ")))")
+        }
+        if isTextKD {
+            if let option = [("hidden-weight", textStudent.hiddenWeight), ("attention-weight", textStudent.attentionWeight)].first(where: { $0.1 != nil })?.0 {
+                throw UserError("--\(option): hidden-state and attention transfer go with --method embedding for now, not --method \(method)")
+            }
+        } else if textClasses.minClassSize != nil {
+            throw UserError("--min-class-size selects the classes of labelled texts for --method kd; --method embedding learns from every text")
         }
         if augment { throw UserError("--augment applies to images, not texts") }
         if quantization.quantize != nil || quantization.studentWeights != nil {
@@ -56,6 +70,9 @@ extension DistillCommand {
         let start = Date()
         let texts = try text.read(dataOptions.data, flag: "--data")
         let teacher = try TextModel.load(teachers[0], role: "--teacher")
+        if let classes = teacher.classNames {
+            throw UserError("--method embedding: --teacher \(teachers[0]) is a text classifier of \(classes.count) classes, not a sentence encoder: distil its logits with --method kd (on labelled texts)")
+        }
         let tokenizer = try text.tokenizer(for: teacher)
         let all = text.dataset(texts, tokenizer: tokenizer, cacheFolder: cache.directory)
         guard all.count >= 3 else {
@@ -112,7 +129,7 @@ extension DistillCommand {
         if Processes.isWriter {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             try SavedModel.save(studentModel, name: student, options: options, to: (folder as NSString).appendingPathComponent("model.safetensors"))
-            try teacher.saveTokenizer(into: folder)
+            try teacher.saveTokenizer(into: folder, maxTokens: tokenizer.truncation?.maxLength ?? 128)
             try writeJSON(report, to: (folder as NSString).appendingPathComponent("evaluation.json"))
         }
         return report

@@ -15,7 +15,7 @@ struct DistillCommand: TrainingCommand {
                           Spec.teacherOutputs] + Spec.teacherPreprocessingOptions + [
                           Spec.student, Spec.width, Spec.hidden, Spec.method, Spec.temperature, Spec.alpha, Spec.weight, Spec.unlabeled,
                           Spec.plain, Spec.augment, Spec.cacheDirectory] + QuantizationAwareOptions.specs + Spec.servedTeacherOptions + Spec.dataOptions
-                          + Spec.textDataOptions + Spec.textStudentOptions + Spec.trainingOptions + Spec.outputOptions
+                          + Spec.textDataOptions + [Spec.minClassSize] + Spec.textStudentOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.teacher.long, help: Spec.teacher.help) var teachers: [String] = []
     @Option(name: Spec.teacherArchitecture.long, help: Spec.teacherArchitecture.help) var teacherArchitecture: String?
@@ -39,6 +39,7 @@ struct DistillCommand: TrainingCommand {
     @OptionGroup var served: ServedTeacherOptions
     @OptionGroup var dataOptions: DataOptions
     @OptionGroup var text: TextDataOptions
+    @OptionGroup var textClasses: TextClassesOption
     @OptionGroup var textStudent: TextStudentOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
@@ -63,7 +64,7 @@ struct DistillCommand: TrainingCommand {
          ("student", .text(student))] + size.values + [("method", .list(methods)), ("temperature", .number(temperature)), ("alpha", .number(alpha)),
          ("weight", weight.isEmpty ? nil : .weights((try? parsedWeights()) ?? [])), ("unlabeled", .flag(unlabeled)), ("plain", .flag(plain)),
          ("augment", .flag(augment))] + cache.values + quantization.values
-            + served.values + dataOptions.values + text.values + textStudent.values + training.values + output.values + compute.values
+            + served.values + dataOptions.values + text.values + textClasses.values + textStudent.values + training.values + output.values + compute.values
     }
 
     func validate() throws {
@@ -74,7 +75,10 @@ struct DistillCommand: TrainingCommand {
         _ = try teacherPreprocessing.overrides(teachers: teachers.count)
         _ = try served.answers()
         guard !teachers.isEmpty || teacherOutputs != nil else { throw UserError("give --teacher or --teacher-outputs") }
-        if isText { try validateText() } else { try textStudent.check(student: student) }
+        if isText { try validateText() } else {
+            try textStudent.check(student: student)
+            if textClasses.minClassSize != nil { throw UserError("--min-class-size is for labelled texts, and this run distils images or tables") }
+        }
         if augment, let url = teachers.first(where: ServedTeacherOptions.isServed) {
             throw UserError("--augment: the served teacher \(url) answers for fixed examples, and augmentation makes new ones every epoch; drop --augment")
         }
@@ -84,7 +88,7 @@ struct DistillCommand: TrainingCommand {
     }
 
     func run() throws {
-        guard isText else { return try runTraining() }
+        guard isText, !isTextKD else { return try runTraining() }
         let console = Console(output)
         if training.run.dryRun { return console.result("options are valid", ["valid": true]) }
         try Experiment.writeResolved(Self.self, values, to: training.run.out)
@@ -96,6 +100,7 @@ struct DistillCommand: TrainingCommand {
     }
 
     func train(seed: UInt64, folder: String, checkpoint: String?, console: Console) throws -> RunOutcome {
+        if isText { return try trainTextClassifier(seed: seed, folder: folder, checkpoint: checkpoint, console: console) }
         let methodList = methods.map { DistillationMethod(rawValue: $0)! }
         let weights = Dictionary(try parsedWeights().map { (DistillationMethod(rawValue: $0.0)!, Float($0.1)) }, uniquingKeysWith: { _, last in last })
         let data = try dataOptions.load(seed: seed, unlabeled: unlabeled, skippingBadFiles: training.skipBadFiles)

@@ -8,7 +8,7 @@ import Training
 enum Spec {
     // Data.
     static let data = OptionSpec("data", .text, "Your data: a folder of Fashion-MNIST IDX files (the default); a folder of PNG/JPEG images in one subfolder per class, or with train/ and test/ (and optionally val/) folders of them inside; an .npz archive of inputs and labels; an .npy inputs file (with --labels LABELS.npy); or a .csv table. For a text model: labelled texts, as a folder of class files (cut by --text-separator), a folder of class folders, or a .csv/.tsv table or .jsonl with a label.")
-    static let testData = OptionSpec("test-data", .text, "The test set, of the same kind as --data (an .npz archive or a .csv table), for data without one of its own.")
+    static let testData = OptionSpec("test-data", .text, "The test set, of the same kind as --data (an .npz archive, a .csv table, or labelled texts of the training classes), for data without one of its own.")
     static let testFraction = OptionSpec("test-fraction", .number(0.01...0.9), "Fraction of each class held out as the test set (stratified, seeded) for data without a test set of its own. Default \(UserData.defaultTestFraction).")
     static let imageSize = OptionSpec("image-size", .text, "Image folders: resize every image to this size, a side (32) or HEIGHTxWIDTH (48x192), sides 1 to 4096; default: the images' own size, which must then agree.")
     static let channels = OptionSpec("channels", .integer(1...3), "Image folders: 1 (grayscale) or 3 (RGB, the default).")
@@ -62,7 +62,7 @@ enum Spec {
 
     // Models and distillation.
     static let model = OptionSpec("model", .choice(ModelZoo.names + ModelZoo.textNames), "Zoo model: \(ModelZoo.names.joined(separator: ", ")); for texts (with --tokenizer) \(ModelZoo.textNames.joined(separator: ", ")), classifiers of the data's classes.")
-    static let teacher = OptionSpec("teacher", .repeated, "Teacher: a run folder, a .safetensors file, an ONNX classifier (.onnx), a text encoder (a folder with tokenizer.json and model.safetensors or model.onnx, or an .onnx file with tokenizer.json beside it) or a served model, http(s)://HOST:PORT/v2/models/NAME (Open Inference Protocol); repeat for an ensemble.")
+    static let teacher = OptionSpec("teacher", .repeated, "Teacher: a run folder, a .safetensors file, an ONNX classifier (.onnx), a text model (a folder with tokenizer.json and model.safetensors or model.onnx, or an .onnx file with tokenizer.json beside it: a sentence encoder, taught with --method embedding, or a text classifier run, taught with kd) or a served model, http(s)://HOST:PORT/v2/models/NAME (Open Inference Protocol); repeat for an ensemble.")
     static let teacherArchitecture = OptionSpec("teacher-architecture", .choice(ModelZoo.names), "Zoo architecture of teacher .safetensors files that do not name one (PyTorch state dicts).")
     static let teacherHint = OptionSpec("teacher-hint", .text, "Teacher layer for the FitNets hint (a module path, or an ONNX node's output name); default: the zoo teacher's.")
     static let teacherAttention = OptionSpec("teacher-attention", .repeated, "Teacher layers for attention transfer, shallow to deep (repeatable); default: the zoo teacher's.")
@@ -104,6 +104,7 @@ enum Spec {
     static let freeze = OptionSpec("freeze", .text, "Backbone layers kept frozen in every strategy but scratch, comma-separated: module paths of a zoo model, or an ONNX model's node names or outputs (NAME* for a prefix), which freeze the initializers those nodes read.")
     static let oldClasses = OptionSpec("old-classes", .numbers(values: 0...9_999, maximumCount: 10_000), "Classes of the old task (for measuring forgetting), a range or list.")
     static let backboneLrScale = OptionSpec("backbone-lr-scale", .number(0...100), "Backbone learning rate relative to the head's.")
+    static let lwfWeight = OptionSpec("lwf-weight", .number(0...1_000_000), "Weight of LwF's old-task term (KD at T = 2 on the old head's logits; for a sentence encoder, its embedding held to the original's). Default 1.")
     static let steps = OptionSpec("steps", .integer(1...10_000_000), "Training steps.")
     static let seeds = OptionSpec("seeds", .numbers(values: 0...Int(Int32.max), maximumCount: 1_000),
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")

@@ -70,38 +70,77 @@ extension DataOptions {
     /// Reads `data` as labelled texts (`TextData.read`, with `--text-separator` and
     /// `--text-column`; `--labels` names the class column or key of a table or JSON lines),
     /// keeps the classes with at least `minClassSize` texts, tokenises with `tokenizer` (the ids
-    /// kept in `cacheFolder`), and splits. With `recordedClasses` (a trained model's), the
-    /// data's classes must be those. Options that only images or arrays take are errors.
-    func loadTexts(_ text: TextDataOptions, tokenizer: WordPieceTokenizer, minClassSize: Int?, seed: UInt64, recordedClasses: [String]? = nil,
-                   holdingOutValidation: Bool = true, cacheFolder: String? = nil) throws -> LoadedTexts {
+    /// kept in `cacheFolder`), and splits: the test texts are `--test-data`'s when given (read
+    /// the same way, as images' are: the training texts' classes, those `minClassSize` dropped
+    /// left out), else carved from `data`. With `recordedClasses` (a trained model's, `role`
+    /// naming it), the data's classes must be those; with `selecting` (an old classifier's
+    /// classes, by name), the sets keep those classes, in that order, as `--classes` keeps
+    /// classes by number after the carve. Options that only images or arrays take are errors.
+    func loadTexts(_ text: TextDataOptions, tokenizer: WordPieceTokenizer, minClassSize: Int?, seed: UInt64, unlabeled: Bool = false,
+                   recordedClasses: [String]? = nil, role: String = "model", selecting names: [String]? = nil, holdingOutValidation: Bool = true,
+                   cacheFolder: String? = nil) throws -> LoadedTexts {
         for (name, given) in [("image-size", imageSize != nil), ("channels", channels != nil), ("inputs", inputs != nil)] where given {
             throw UserError("--\(name) applies to images and arrays, and \(data) is read as texts")
         }
-        if testData != nil {
-            throw UserError("--test-data: text data carves its test set (--test-fraction, seeded); a separate test file of texts is not read yet")
+        if let testData, testFraction != nil { throw UserError("--test-data \(testData): give --test-data or --test-fraction, not both") }
+        func read(_ path: String, flag: String) throws -> LabeledTexts {
+            do { return try TextData.read(path, separator: text.textSeparator, textField: text.textColumn ?? "text", labelField: labels ?? "label") }
+            catch let error as DatasetError { throw UserError("\(flag): \(error)") }
         }
-        var texts: LabeledTexts
-        do { texts = try TextData.read(data, separator: text.textSeparator, textField: text.textColumn ?? "text", labelField: labels ?? "label") }
-        catch let error as DatasetError { throw UserError("--data: \(error)") }
+        let original = try read(data, flag: "--data")
+        var texts = original
         if let minClassSize {
-            let before = texts.classNames.count
             texts = texts.keepingClasses(withAtLeast: minClassSize)
             guard texts.classNames.count >= 2 else {
-                throw UserError("--min-class-size \(minClassSize) leaves \(texts.classNames.count) of the \(before) classes of \(data): a classifier needs at least 2")
+                throw UserError("--min-class-size \(minClassSize) leaves \(texts.classNames.count) of the \(original.classNames.count) classes of \(data): a classifier needs at least 2")
             }
         }
         guard texts.classNames.count >= 2 else {
             throw UserError("--data \(data) holds texts of \(texts.classNames.count) class (\(texts.classNames.joined(separator: ", "))): a classifier needs at least 2 (a folder of class files, or a table or JSON lines with a label)")
         }
-        if let recordedClasses, recordedClasses != texts.classNames {
-            throw UserError("--data: the model's classes (\(recordedClasses.prefix(12).joined(separator: ", "))) are not \(data)'s (\(texts.classNames.prefix(12).joined(separator: ", "))); select them with --min-class-size as in training")
-        }
         let all = texts.dataset(tokenizer: tokenizer, cacheFolder: cacheFolder)
         let split: (kept: Dataset, heldOut: Dataset)
-        do { split = try all.stratifiedSplit(fraction: testFraction ?? UserData.defaultTestFraction, seed: UserData.testSplitSeed) }
-        catch let error as DatasetError { throw UserError("--data: \(data): cannot carve a test set: \(error.problem)") }
-        let parts = try splitting(train: split.kept, validation: nil, test: split.heldOut, seed: seed, holdingOutValidation: holdingOutValidation)
+        if let testData {
+            let test = try read(testData, flag: "--test-data").matching(classes: texts.classNames, training: original.classNames, file: testData)
+            split = (all, test.dataset(tokenizer: tokenizer, cacheFolder: cacheFolder))
+        } else {
+            do { split = try all.stratifiedSplit(fraction: testFraction ?? UserData.defaultTestFraction, seed: UserData.testSplitSeed) }
+            catch let error as DatasetError { throw UserError("--data: \(data): cannot carve a test set: \(error.problem)") }
+        }
+        var options = self
+        if let names {
+            let index = Dictionary(uniqueKeysWithValues: texts.classNames.enumerated().map { ($1, $0) })
+            if let missing = names.first(where: { index[$0] == nil }) {
+                throw UserError("--data: \(data) has no texts of the \(role)'s class '\(missing)' (its classes: \(texts.classNames.prefix(12).joined(separator: ", ")))")
+            }
+            options.classes = names.map { String(index[$0]!) }.joined(separator: ",")
+        }
+        let parts = try options.splitting(train: split.kept, validation: nil, test: split.heldOut, seed: seed, unlabeled: unlabeled,
+                                          holdingOutValidation: holdingOutValidation)
+        // After --classes: a model trained on some of the data's classes is held against those.
+        if let recordedClasses, recordedClasses != parts.test.classNames {
+            throw UserError("--data: the \(role)'s classes (\(recordedClasses.prefix(12).joined(separator: ", "))) are not \(data)'s (\(parts.test.classNames.prefix(12).joined(separator: ", "))); select them with --min-class-size and --classes as in training")
+        }
         return LoadedTexts(train: parts.train, labeled: parts.labeled, validation: parts.validation, test: parts.test)
+    }
+}
+
+extension LabeledTexts {
+    /// These texts (a separate test set) labelled by `classes`, the classes a model learns:
+    /// texts of the other classes of `training` (the training data's before --min-class-size)
+    /// are left out; any other class, or one of `classes` without texts here, is an error naming `file`.
+    func matching(classes: [String], training: [String], file: String) throws -> LabeledTexts {
+        let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        if let unknown = classNames.first(where: { index[$0] == nil && !training.contains($0) }) {
+            throw UserError("--test-data: \(file) has texts of class '\(unknown)', which the training texts do not have (\(classes.prefix(12).joined(separator: ", ")))")
+        }
+        let kept = labels.indices.filter { index[classNames[labels[$0]]] != nil }
+        let result = LabeledTexts(texts: kept.map { texts[$0] }, labels: kept.map { index[classNames[labels[$0]]]! }, classNames: classes)
+        let present = Set(result.labels)
+        if let missing = classes.indices.first(where: { !present.contains($0) }) {
+            throw UserError("--test-data: \(file) has no texts of class '\(classes[missing])' (a test set holds every training class: \(classes.prefix(12).joined(separator: ", ")))")
+        }
+        return result
     }
 }
 

@@ -105,19 +105,19 @@ struct TextStudentOptions: ParsableArguments {
                                      layers: layers ?? 3, heads: heads, maxTokens: tokenizer.truncation?.maxLength)
         }
         if teacher.isONNX { throw TextStudentOptions.needsNativeEncoder("init-from-teacher", teacher.path) }
-        guard let encoder = teacher.model as? SentenceEncoder else {
-            throw UserError("--init-from-teacher: \(teacher.path) is not a BERT encoder (a folder with config.json) whose layers a student can start from")
+        guard let bert = teacher.bert else {
+            throw UserError("--init-from-teacher: \(teacher.path) is not a BERT encoder (a folder with config.json, or a text-transformer run) whose layers a student can start from")
         }
-        let c = encoder.bert.configuration
+        let c = bert.configuration
         return ModelOptions.text(vocabularySize: c.vocabularySize, paddingId: c.paddingTokenId, outputs: outputs, hidden: hidden ?? c.hiddenSize,
                                  layers: layers ?? 3, heads: heads ?? c.heads, maxTokens: c.maxPositions)
     }
 
     /// With --init-from-teacher, copies the teacher's embeddings and every k-th layer into `model`.
     func initialize(_ model: any Module, from teacher: TextModel) throws -> [Int]? {
-        guard initFromTeacher, let student = model as? TextTransformer, let encoder = teacher.model as? SentenceEncoder else { return nil }
-        let mapping = TextTransformer.everyKthLayer(student: student.bert.configuration.layers, teacher: encoder.bert.configuration.layers)
-        do { try student.initialize(from: encoder.bert, layers: mapping) } catch let error as TextModelError {
+        guard initFromTeacher, let student = model as? TextTransformer, let bert = teacher.bert else { return nil }
+        let mapping = TextTransformer.everyKthLayer(student: student.bert.configuration.layers, teacher: bert.configuration.layers)
+        do { try student.initialize(from: bert, layers: mapping) } catch let error as TextModelError {
             throw UserError("--init-from-teacher: \(error)")
         }
         return mapping
@@ -167,6 +167,10 @@ struct TextModel {
 
     /// Whether this model is an imported ONNX graph (no encoder layers to tap or copy).
     var isONNX: Bool { model is ONNXSentenceEncoder }
+
+    /// Its BERT encoder, whose layers a text-transformer student can start from: a Hugging
+    /// Face encoder's, or a text-transformer run's (an encoder, or a classifier); nil for others.
+    var bert: BertModel? { (model as? SentenceEncoder)?.bert ?? (model as? TextTransformer)?.bert }
 
     /// Reads the text model at `path`; every problem is one line naming `role`, the path and the file.
     static func load(_ path: String, role: String) throws -> TextModel {
@@ -273,9 +277,25 @@ struct TextModel {
         return result
     }
 
-    /// Writes tokenizer.json beside a model saved in `folder`, so the folder is a text model.
-    func saveTokenizer(into folder: String) throws {
-        guard let data = FileManager.default.contents(atPath: tokenizerPath) else { throw UserError("cannot read \(tokenizerPath)") }
-        try AtomicFile.write(data, to: (folder as NSString).appendingPathComponent(Self.tokenizerFile))
+    /// Writes tokenizer.json beside a model saved in `folder`, so the folder is a text model,
+    /// cutting texts at `maxTokens` (see `writeTokenizer`).
+    func saveTokenizer(into folder: String, maxTokens: Int) throws {
+        try Self.writeTokenizer(from: tokenizerPath, maxTokens: maxTokens, into: folder)
+    }
+
+    /// Writes the tokenizer.json `file` into `folder` with `maxTokens` as its truncation
+    /// (`truncation.max_length`): a text run's record of how it cut its texts, as an image
+    /// run's model file records its preprocessing, so that evaluate, predict, embed, export
+    /// and a next run cut texts as the run did without being told `--max-tokens` again. The
+    /// file's bytes are kept as they are when its truncation is that already.
+    static func writeTokenizer(from file: String, maxTokens: Int, into folder: String) throws {
+        guard let data = FileManager.default.contents(atPath: file) else { throw UserError("cannot read \(file)") }
+        let target = (folder as NSString).appendingPathComponent(tokenizerFile)
+        guard var root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw UserError("\(file) is not a JSON object") }
+        var truncation = root["truncation"] as? [String: Any] ?? ["strategy": "LongestFirst", "stride": 0, "direction": "Right"]
+        if truncation["max_length"] as? Int == maxTokens { return try AtomicFile.write(data, to: target) }
+        truncation["max_length"] = maxTokens
+        root["truncation"] = truncation
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys]), to: target)
     }
 }

@@ -105,8 +105,7 @@ extension Train {
         if let weights = configuration.classWeights { console.say(classWeightsLine(weights, classNames: train.classNames)) }
         if Processes.isWriter {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            guard let bytes = FileManager.default.contents(atPath: tokenizerFile) else { throw UserError("--tokenizer: cannot read \(tokenizerFile)") }
-            try AtomicFile.write(bytes, to: (folder as NSString).appendingPathComponent(TextModel.tokenizerFile))
+            try TextModel.writeTokenizer(from: tokenizerFile, maxTokens: maxTokens, into: folder)
         }
         let trainer = try Trainer(model: network, configuration: configuration)
         trainer.shouldStop = StopRequest.isRequested

@@ -6,12 +6,11 @@ import NeuralNet
 import Tensors
 
 extension TransferCommand {
-    /// The checks of a text transfer's options: an encoder has no old classes or head to name,
-    /// and no old labelled data for joint training.
+    /// The checks of a text transfer's options: text transfer re-heads a sentence encoder's
+    /// embedding, or a text classifier's own classifier layer, so there is no head to name.
     func validateText() throws {
-        if head != nil { throw UserError("--head: a sentence encoder has no classifier to replace; text transfer puts a new linear head on its embedding") }
-        if strategies.contains("joint") {
-            throw UserError("--strategy joint trains the old task's labelled data too, and a sentence encoder's old task is its embedding: use lwf, finetune, freeze, gradual or scratch")
+        if head != nil {
+            throw UserError("--head: a sentence encoder has no classifier to replace; text transfer puts a new linear head on its embedding (or replaces a text classifier's own last layer)")
         }
     }
 
@@ -22,6 +21,10 @@ extension TransferCommand {
     /// Spearman correlation of pair similarities with the original encoder (`EmbeddingAgreement`).
     func runText(console: Console) throws {
         let old = try TextModel.load(source, role: "--from")
+        if let classes = old.classNames { return try runTextFromClassifier(old, oldClasses: classes, console: console) }
+        if strategies.contains("joint") {
+            throw UserError("--strategy joint trains the old task's labelled data too, and a sentence encoder's old task is its embedding: use lwf, finetune, freeze, gradual or scratch")
+        }
         let tokenizer = try text.tokenizer(for: old)
         let seedList = try OptionTable.parseNumbers(seeds, spec: Spec.seeds).map(UInt64.init)
         func load(_ seed: UInt64) throws -> DataOptions.LoadedTexts {
@@ -34,7 +37,8 @@ extension TransferCommand {
         let sourceName = (source as NSString).lastPathComponent
         console.say(String(format: "old model %@ embedded the %d held-out test texts in %.1f s (%d values each): the old task, scored by how closely the trained encoder's similarities follow these",
                            sourceName, first.test.count, Date().timeIntervalSince(timer), reference.shape[1]))
-        let transferSource = try TransferSource.text(old, dimension: reference.shape[1], classNames: { first.classNames })
+        let transferSource = try TransferSource.text(old, dimension: reference.shape[1], maxTokens: tokenizer.truncation?.maxLength ?? 128,
+                                                       classNames: { first.classNames })
         if let note = transferSource.headNote { console.say(note) }
         let out = runOptions.out
         try Experiment.writeResolved(Self.self, values, to: out)

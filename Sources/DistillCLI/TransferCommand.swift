@@ -16,7 +16,7 @@ import Training
 struct TransferCommand: TabledCommand, ComputingCommand {
     static let configuration = CommandConfiguration(commandName: "transfer", abstract: "Start a new task from an old model: new head, freezing, fine-tuning, LwF, joint training.")
     static let experimentName = "transfer"
-    static let options = [Spec.from, Spec.strategy, Spec.head, Spec.freeze, Spec.oldClasses, Spec.backboneLrScale, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
+    static let options = [Spec.from, Spec.strategy, Spec.head, Spec.freeze, Spec.oldClasses, Spec.backboneLrScale, Spec.lwfWeight, Spec.steps, Spec.seeds, Spec.lr, Spec.batch,
                           Spec.out, Spec.resume, Spec.checkpointEvery, Spec.dryRun, Spec.classWeights, Spec.deterministic, Spec.optimizer] + Spec.dataOptions
         + [Spec.minClassSize] + Spec.textDataOptions + [Spec.cacheDirectory] + Spec.outputOptions
 
@@ -26,6 +26,7 @@ struct TransferCommand: TabledCommand, ComputingCommand {
     @Option(name: Spec.freeze.long, help: Spec.freeze.help) var freeze: String?
     @Option(name: Spec.oldClasses.long, help: Spec.oldClasses.help) var oldClasses: String = "0-4"
     @Option(name: Spec.backboneLrScale.long, help: Spec.backboneLrScale.help) var backboneLrScale: Float = 0.1
+    @Option(name: Spec.lwfWeight.long, help: Spec.lwfWeight.help) var lwfWeight: Float?
     @Option(name: Spec.steps.long, help: Spec.steps.help) var steps: Int = 300
     @Option(name: Spec.seeds.long, help: Spec.seeds.help) var seeds: String = "0"
     @OptionGroup var dataOptions: DataOptions
@@ -49,7 +50,7 @@ struct TransferCommand: TabledCommand, ComputingCommand {
     var values: [(String, OptionValue?)] {
         [("from", .text(source)), ("strategy", .list(strategy.split(separator: ",").map(String.init))), ("head", head.map { .text($0) }),
          ("freeze", freeze.map { .text($0) }),
-         ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("steps", .integer(steps)),
+         ("old-classes", .text(oldClasses)), ("backbone-lr-scale", .number(backboneLrScale)), ("lwf-weight", lwfWeight.map { .number($0) }), ("steps", .integer(steps)),
          ("seeds", .text(seeds)), ("lr", .number(lr)), ("batch", .integer(batch)),
          ("class-weights", classWeights.map { .text($0) }), ("deterministic", deterministic.map { .integer($0) }),
          ("optimizer", optimizer.map { .text($0.rawValue) })] + runOptions.values + dataOptions.values
@@ -61,6 +62,7 @@ struct TransferCommand: TabledCommand, ComputingCommand {
 
     func validate() throws {
         try checkOptions()
+        if lwfWeight != nil, !strategies.contains("lwf") { throw UserError("--lwf-weight weighs LwF's old-task term: give it with --strategy lwf") }
         if isText { return try validateText() }
         for (name, given) in [("min-class-size", textClasses.minClassSize != nil), ("text-separator", text.textSeparator != nil),
                               ("text-column", text.textColumn != nil), ("max-tokens", text.maxTokens != nil)] where given {
@@ -169,6 +171,7 @@ extension TransferCommand {
                                       headPath: headPath, directory: runOptions.out, resume: runOptions.resume != nil)
         study.frozenLayers = freeze.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
         study.runSettings = recordedSettings
+        if let lwfWeight { study.lwfWeight = lwfWeight }
         return study
     }
 }

@@ -90,8 +90,9 @@ struct TransferSource {
     /// as the zoo model `TextModel.zooEncoder()` makes of it: re-headed with a new linear head
     /// on its embedding (`MultiHeadModel(encoder:dimension:newClasses:using:)`); each new-task
     /// model is written as a text run folder at the path (model.safetensors with the zoo
-    /// options and `headClasses`, the class names `classNames` gives, and the encoder's tokenizer.json).
-    static func text(_ old: TextModel, dimension: Int, classNames: @escaping () -> [String]) throws -> TransferSource {
+    /// options and `headClasses`, the class names `classNames` gives, and the encoder's
+    /// tokenizer.json cutting texts at `maxTokens`, the transfer's limit).
+    static func text(_ old: TextModel, dimension: Int, maxTokens: Int, classNames: @escaping () -> [String]) throws -> TransferSource {
         let encoder = try old.zooEncoder()
         return TransferSource(
             name: old.name ?? (old.path as NSString).lastPathComponent, model: old.model, head: "head",
@@ -109,7 +110,7 @@ struct TransferSource {
                 guard Processes.isWriter else { return }
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
                 try TextClassifierRecord.saver(name: encoder.name, options: options, classNames: classNames())(plain, (folder as NSString).appendingPathComponent("model.safetensors"))
-                try old.saveTokenizer(into: folder)
+                try old.saveTokenizer(into: folder, maxTokens: maxTokens)
             })
     }
 

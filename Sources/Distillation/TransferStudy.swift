@@ -64,6 +64,12 @@ public struct TransferStudy {
     /// imported ONNX graph node names (`NAME*` for a prefix), resolved by
     /// `ONNXNetwork.parameterNames(readBy:)`. See `TransferConfiguration.frozenLayers`.
     public var frozenLayers: [String] = []
+    /// LwF's weight (`TransferConfiguration.lwfWeight`).
+    public var lwfWeight: Float = 1
+    /// How an old classifier (`OldTask.classes`) is re-headed, when not by replacing the
+    /// `Linear` at `headPath` (`MultiHeadModel(from:headPath:newClasses:using:)`): the model,
+    /// the new task's class count, the generator of the new head's weights.
+    public var reheader: ((any Module, Int, inout RandomGenerator) throws -> MultiHeadModel)?
     public var directory: String
     /// Keep finished runs and continue the stopped one.
     public var resume: Bool
@@ -125,12 +131,14 @@ public struct TransferStudy {
                 var strategy = TransferConfiguration(strategy: TransferStrategy(rawValue: name == "finetune-equal" ? "finetune" : name)!)
                 switch oldTask {
                 case .classes:
-                    model = try MultiHeadModel(from: base, headPath: headPath, newClasses: task.train.classCount, using: &generator)
+                    model = try reheader.map { try $0(base, task.train.classCount, &generator) }
+                        ?? MultiHeadModel(from: base, headPath: headPath, newClasses: task.train.classCount, using: &generator)
                 case let .embedding(_, reference):
                     model = try MultiHeadModel(encoder: base, dimension: reference.shape[1], newClasses: task.train.classCount, using: &generator)
                     strategy.oldOutput = .embedding
                 }
                 strategy.backboneLearningRateScale = name == "finetune-equal" ? 1 : backboneLearningRateScale
+                strategy.lwfWeight = lwfWeight
                 if !frozenLayers.isEmpty {
                     strategy.frozenLayers = try (model.backbone as? ONNXNetwork)?.parameterNames(readBy: frozenLayers) ?? frozenLayers
                 }

@@ -134,7 +134,7 @@ extension CommandLineTests {
         try assertFails(distill(empty, noTokenizer), mentioning: "empty.txt: holds no text")
         try assertFails(distill(table, noTokenizer), mentioning: "has no column named 'text' for the texts (columns: quote, author)")
         try assertFails(distill(table, noTokenizer, ["--text-column", "author"]), mentioning: "has no tokenizer.json")
-        try assertFails(["distill", "--data", texts.path, "--teacher", noTokenizer.path, "--student", "text-bag", "--out", out], mentioning: "--method embedding")
+        try assertFails(["distill", "--data", texts.path, "--teacher", noTokenizer.path, "--student", "text-bag", "--method", "at", "--out", out], mentioning: "(--method embedding)")
         try assertFails(["distill", "--data", texts.path, "--teacher", noTokenizer.path, "--student", "mlp", "--method", "embedding", "--out", out],
                         mentioning: "--student mlp takes images or tables")
         try assertFails(["embed", noTokenizer.path, texts.path, "--out", work.appendingPathComponent("e.txt").path], mentioning: "give a .npy or .jsonl file")

@@ -110,7 +110,7 @@ extension CommandLineTests {
         let out = folder("text-transfer")
         let common = ["--data", data.path, "--text-separator", "%", "--min-class-size", "20", "--cache-directory", folder("text-transfer-cache").path]
         let output = try assertSucceeds(["transfer", "--from", teacher.path, "--strategy", "freeze,finetune,lwf,scratch", "--steps", "24", "--batch", "8",
-                                         "--lr", "0.05", "--optimizer", "adam", "--backbone-lr-scale", "1", "--out", out.path] + common)
+                                         "--lr", "0.05", "--optimizer", "adam", "--backbone-lr-scale", "1", "--max-tokens", "6", "--out", out.path] + common)
         XCTAssertTrue(output.contains("a new linear head on the encoder's 16-value embedding"), output)
         let results = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("results.json"))) as? [String: [[String: Double]]])
         for strategy in ["freeze", "finetune", "lwf", "scratch"] {
@@ -131,10 +131,34 @@ extension CommandLineTests {
         let lwfMetrics = try String(contentsOf: out.appendingPathComponent("lwf/seed-0/metrics.jsonl"), encoding: .utf8)
         let terms = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(lwfMetrics.split(separator: "\n")[0].utf8)) as? [String: Any])?["terms"] as? [String: Double])
         XCTAssertTrue(terms["lwf"].map { $0.isFinite && $0 >= 0 } ?? false, "\(terms)")
-        // Each new-task model is a text run folder that evaluate reads.
-        let evaluation = try assertSucceeds(["evaluate", out.appendingPathComponent("finetune").path] + common.prefix(6))
-        XCTAssertTrue(evaluation.contains("accuracy"), evaluation)
+        // Each new-task model is a text run folder that evaluate reads, cutting texts at the
+        // transfer's --max-tokens, which its tokenizer.json records.
+        let tunedFolder = out.appendingPathComponent("finetune")
+        XCTAssertEqual(try WordPieceTokenizer(contentsOf: tunedFolder.appendingPathComponent("tokenizer.json").path).truncation?.maxLength, 6)
+        func evaluate(_ extra: [String]) throws -> [String: Any] {
+            let json = try assertSucceeds(["evaluate", tunedFolder.path, "--json"] + common.prefix(6) + extra)
+            return try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["student"] as? [String: Any])
+        }
+        let evaluation = try evaluate([]), cutAt6 = try evaluate(["--max-tokens", "6"])
+        XCTAssertEqual(evaluation["top1"] as? Double, cutAt6["top1"] as? Double)
+        XCTAssertEqual(evaluation["confusion"] as? [[Int]], cutAt6["confusion"] as? [[Int]])
+        // A transfer run folder (encoder and new head) teaches a text student by KD, scored on the same test texts.
+        let student = folder("text-transfer-kd")
+        _ = try assertSucceeds(["distill", "--teacher", tunedFolder.path, "--student", "text-bag", "--hidden", "8", "--epochs", "2", "--batch", "8",
+                                "--optimizer", "adam", "--lr", "0.05", "--out", student.path, "--quiet"] + common)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: student.appendingPathComponent("evaluation.json"))) as? [String: Any])
+        XCTAssertEqual((report["teacher"] as? [String: Any])?["top1"] as? Double, evaluation["top1"] as? Double)
 
+        // --lwf-weight weighs LwF's term: at 0 the term is there and weighs nothing.
+        let unweighted = folder("text-transfer-lwf0")
+        _ = try assertSucceeds(["transfer", "--from", teacher.path, "--strategy", "lwf", "--lwf-weight", "0", "--steps", "8", "--batch", "8",
+                                "--lr", "0.05", "--optimizer", "adam", "--out", unweighted.path, "--quiet"] + common)
+        let zeroMetrics = try String(contentsOf: unweighted.appendingPathComponent("lwf/seed-0/metrics.jsonl"), encoding: .utf8)
+        let zeroTerms = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(zeroMetrics.split(separator: "\n")[0].utf8)) as? [String: Any])?["terms"] as? [String: Double])
+        XCTAssertEqual(zeroTerms["lwf"], 0)
+        XCTAssertGreaterThan(try XCTUnwrap(terms["lwf"]), 0)
+        try assertFails(["transfer", "--from", teacher.path, "--strategy", "finetune", "--lwf-weight", "2", "--out", out.path] + common,
+                        mentioning: "--lwf-weight weighs LwF's old-task term: give it with --strategy lwf")
         try assertFails(["transfer", "--from", teacher.path, "--strategy", "joint", "--out", out.path] + common, mentioning: "--strategy joint trains the old task's labelled data too")
         try assertFails(["transfer", "--from", teacher.path, "--head", "projection", "--out", out.path] + common, mentioning: "--head: a sentence encoder has no classifier")
         try assertFails(["transfer", "--from", teacher.path, "--out", out.path, "--data", data.path, "--text-separator", "%", "--min-class-size", "40"],

@@ -47,4 +47,39 @@ final class TextEmbeddingTests: XCTestCase {
         value.backward()
         XCTAssertLessThan(student.grad!.scalars[1], 0, "the student's second value moves up towards the teacher's 0.8")
     }
+
+    /// The Trainer's teacher cache for texts (`Trainer.textTeacherLogits`: batches of similar
+    /// lengths): every row is the teacher's output for that text, in the data's order, as the
+    /// teacher gives it text by text; the KD run reads it back from the cache folder.
+    func testTeacherLogitsOfTextsAreCachedInTheDataOrder() throws {
+        var g = RandomGenerator(seed: 5)
+        var options = ModelOptions.text(vocabularySize: 40, paddingId: 0, outputs: 3, hidden: 8)
+        options.classifies = true
+        let teacher = try ModelZoo.make("text-bag", options: options, using: &g)
+        let student = try ModelZoo.make("text-bag", options: options, using: &g)
+        var ids: [[Int32]] = []
+        for i in 0..<70 {
+            let words: [Int32] = (0..<(1 + (i * 7) % 11)).map { (k: Int) -> Int32 in Int32(4 + (i * 13 + k * 5) % 30) }
+            ids.append([1] + words + [2])
+        }
+        let data = Dataset(tokenSequences: ids, padId: 0, labels: ids.indices.map { $0 % 3 }, classNames: ["a", "b", "c"])
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("text-teacher-cache-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var configuration = TrainerConfiguration()
+        configuration.epochs = 1
+        configuration.batchSize = 16
+        configuration.cacheDirectory = folder
+        configuration.lengthBuckets = true
+        let trainer = try Trainer(model: student, teachers: [Teacher(.model(teacher))], losses: [WeightedLoss(KnowledgeDistillation(temperature: 2), weight: 0.5)],
+                                  configuration: configuration)
+        try trainer.fit(train: data)
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix("teacher-") }
+        XCTAssertEqual(files.count, 1)
+        let cached = try TeacherCache.load((folder as NSString).appendingPathComponent(files[0])).logits
+        XCTAssertEqual(cached.shape, [70, 3])
+        for (row, sequence) in ids.enumerated() {
+            let alone = teacher.predictions(TokenBatch(sequences: [sequence.map(Int.init)]).packed()).scalars
+            for (a, b) in zip(Array(cached.scalars[(row * 3)..<(row * 3 + 3)]), alone) { XCTAssertEqual(a, b, accuracy: 1e-5, "text \(row)") }
+        }
+    }
 }
