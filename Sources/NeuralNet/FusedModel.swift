@@ -145,7 +145,7 @@ indirect enum FusedLayer {
                 return last(hidden, accumulating: target)
             }
             let a = Self.run(main, x, owned: false), b = shortcut.isEmpty ? x : Self.run(shortcut, x, owned: false)
-            return activation.applied(to: a + b)
+            return Tensor.add(a, b, then: activation)
         case let .float(module, activation):
             let nchw = x.rank == 4 ? x.permuted([0, 3, 1, 2]) : x
             let y = activation.applied(to: module.inEvaluationMode { module(nchw) })

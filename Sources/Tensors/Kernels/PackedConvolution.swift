@@ -103,11 +103,11 @@ public final class PackedConvolution: @unchecked Sendable {
     /// may have overwritten part of the sum's target, so the accumulating case recomputes
     /// from a copy only in tests; in use, oneDNN fails before it writes (it could not get memory).
     private func fallback(_ input: Tensor, accumulating: Tensor?) -> Tensor {
-        var y = Tensor.conv2d(input.permuted([0, 3, 1, 2]), weight: weight, bias: bias,
-                              stride: (geometry.strideHeight, geometry.strideWidth), padding: (geometry.paddingHeight, geometry.paddingWidth),
-                              dilation: (geometry.dilationHeight, geometry.dilationWidth), groups: groups).permuted([0, 2, 3, 1])
-        if let accumulating { y = y + accumulating }
-        y = activation.applied(to: y)
+        let convolution = Tensor.conv2d(input.permuted([0, 3, 1, 2]), weight: weight, bias: bias,
+                                        stride: (geometry.strideHeight, geometry.strideWidth),
+                                        padding: (geometry.paddingHeight, geometry.paddingWidth),
+                                        dilation: (geometry.dilationHeight, geometry.dilationWidth), groups: groups).permuted([0, 2, 3, 1])
+        let y = accumulating.map { Tensor.add(convolution, $0, then: activation) } ?? activation.applied(to: convolution)
         guard let accumulating else { return y }
         accumulating.withUnsafeMutableBufferPointer { target in y.withUnsafeBufferPointer { target.baseAddress!.update(from: $0.baseAddress!, count: $0.count) } }
         return accumulating
