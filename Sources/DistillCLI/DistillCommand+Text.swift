@@ -33,6 +33,20 @@ extension DistillCommand {
     /// The methods a text classifier teaches with: they compare logits, and tap no layers.
     static let textLogitMethods = DistillationMethod.allCases.filter { !$0.usesFeatures && $0 != .embedding }.map(\.rawValue)
 
+    /// The text student of `options`, its weights from `seed`, started from the teacher's
+    /// layers when `--init-from-teacher` asks (said on the console).
+    func makeTextStudent(options: ModelOptions, seed: UInt64, teacher: TextModel, console: Console) throws -> any Module {
+        var generator = RandomGenerator(seed: seed)
+        let studentModel: any Module
+        do { studentModel = try ModelZoo.make(student, options: options, using: &generator) } catch let error as ModuleError {
+            throw UserError("--student: \(error)")
+        }
+        if let mapping = try textStudent.initialize(studentModel, from: teacher) {
+            console.say("the student starts from the teacher's embeddings and layers \(mapping.map(String.init).joined(separator: ", "))")
+        }
+        return studentModel
+    }
+
     /// The checks of a text run's options, before anything is read.
     func validateText() throws {
         guard teachers.count == 1, teacherOutputs == nil else {
@@ -88,14 +102,7 @@ extension DistillCommand {
         let outputs = try teacher.model.embeddings(ofTexts: heldOut.subset([0])).shape[1]
         let options = try textStudent.options(student: student, hidden: try size.hiddenSizes()?.first, tokenizer: tokenizer,
                                               outputs: outputs, teacher: teacher)
-        var weightsGenerator = RandomGenerator(seed: seed)
-        let studentModel: any Module
-        do { studentModel = try ModelZoo.make(student, options: options, using: &weightsGenerator) } catch let error as ModuleError {
-            throw UserError("--student: \(error)")
-        }
-        if let mapping = try textStudent.initialize(studentModel, from: teacher) {
-            console.say("the student starts from the teacher's embeddings and layers \(mapping.map(String.init).joined(separator: ", "))")
-        }
+        let studentModel = try makeTextStudent(options: options, seed: seed, teacher: teacher, console: console)
         let weight = try parsedWeights().last { $0.0 == "embedding" }.map { Float($0.1) } ?? DistillationMethod.embedding.defaultWeight
         var losses = [WeightedLoss(EmbeddingDistillation(), weight: weight)]
         let online = textStudent.transfersLayers

@@ -34,14 +34,7 @@ extension DistillCommand {
                                               outputs: classNames.count, teacher: teacher)
         options.classifies = true
         if options.maxTokens == nil { options.maxTokens = maxTokens }
-        var generator = RandomGenerator(seed: seed)
-        let studentModel: any Module
-        do { studentModel = try ModelZoo.make(student, options: options, using: &generator) } catch let error as ModuleError {
-            throw UserError("--student: \(error)")
-        }
-        if let mapping = try textStudent.initialize(studentModel, from: teacher) {
-            console.say("the student starts from the teacher's embeddings and layers \(mapping.map(String.init).joined(separator: ", "))")
-        }
+        let studentModel = try makeTextStudent(options: options, seed: seed, teacher: teacher, console: console)
         let methodList = methods.compactMap(DistillationMethod.init(rawValue:))
         let weights = Dictionary(try parsedWeights().compactMap { name, weight in DistillationMethod(rawValue: name).map { ($0, Float(weight)) } },
                                  uniquingKeysWith: { _, last in last })
