@@ -48,18 +48,9 @@ extension TransferCommand {
         var study = try makeStudy(training: training, seeds: seedList, headPath: transferSource.head)
         study.encoderOutputs = { try features($0) }
         console.say("transfer \(sourceName) to \(first.classNames.count) classes: \(first.labeledTrain.count) training texts\(first.validation.map { ", \($0.count) for validation" } ?? ""), \(first.test.count) for the test")
-        var printedWeights: [Float]?
         let scores = try study.run(
             oldModel: transferSource.load, scratchModel: transferSource.scratch,
-            newTask: { seed in
-                let data = seed == seedList[0] ? first : try load(seed)
-                let weights = try resolvedClassWeights(classWeights, labeled: data.labeledTrain)
-                if let weights, weights != printedWeights {
-                    console.say(classWeightsLine(weights, classNames: data.labeledTrain.classNames))
-                    printedWeights = weights
-                }
-                return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test, classWeights: weights)
-            },
+            newTask: textNewTasks(first: first, firstSeed: seedList[0], load: load, console: console),
             old: .embedding(texts: first.test, reference: reference), shouldStop: StopRequest.isRequested,
             trained: { name, seed, model in
                 // The first seed's new-task model, as a text run folder that evaluate and predict read.
@@ -120,5 +111,23 @@ final class EncoderFeatures {
             for (row, index) in missing.enumerated() { rows[sequences[index]] = Array(values[(row * width)..<((row + 1) * width)]) }
         }
         return Tensor(sequences.flatMap { rows[$0]! }, shape: [sequences.count, width])
+    }
+}
+
+extension TransferCommand {
+    /// The study's new task for each seed, from labelled texts: the first seed's already read,
+    /// the others loaded; class weights resolved per seed and said when they change.
+    func textNewTasks(first: DataOptions.LoadedTexts, firstSeed: UInt64, load: @escaping (UInt64) throws -> DataOptions.LoadedTexts,
+                      console: Console) -> (UInt64) throws -> TransferStudy.NewTask {
+        var printedWeights: [Float]?
+        return { seed in
+            let data = seed == firstSeed ? first : try load(seed)
+            let weights = try resolvedClassWeights(classWeights, labeled: data.labeledTrain)
+            if let weights, weights != printedWeights {
+                console.say(classWeightsLine(weights, classNames: data.labeledTrain.classNames))
+                printedWeights = weights
+            }
+            return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test, classWeights: weights)
+        }
     }
 }

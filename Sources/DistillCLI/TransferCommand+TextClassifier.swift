@@ -126,18 +126,9 @@ extension TransferCommand {
         var study = try makeStudy(training: training, seeds: seedList, headPath: parts.layer)
         study.reheader = { try parts.reheaded($0, newClasses: $1, using: &$2) }
         console.say("transfer to \(first.classNames.count) classes: \(first.labeledTrain.count) training texts\(first.validation.map { ", \($0.count) for validation" } ?? ""), \(first.test.count) for the test; the new head replaces \(parts.layer)")
-        var printedWeights: [Float]?
         let scores = try study.run(
             oldModel: { try SavedModel.load(source).model }, scratchModel: { try ModelZoo.make(parts.name, options: parts.options, using: &$0) },
-            newTask: { seed in
-                let data = seed == seedList[0] ? first : try load(seed)
-                let weights = try resolvedClassWeights(classWeights, labeled: data.labeledTrain)
-                if let weights, weights != printedWeights {
-                    console.say(classWeightsLine(weights, classNames: data.labeledTrain.classNames))
-                    printedWeights = weights
-                }
-                return TransferStudy.NewTask(train: data.labeledTrain, validation: data.validation, test: data.test, classWeights: weights)
-            },
+            newTask: textNewTasks(first: first, firstSeed: seedList[0], load: load, console: console),
             old: .classes(train: oldData.train, test: oldData.test), shouldStop: StopRequest.isRequested,
             trained: { name, seed, model in
                 // The first seed's new-task model, as a text run folder that evaluate, predict and distill read.

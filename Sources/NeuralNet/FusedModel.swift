@@ -32,15 +32,8 @@ public final class FusedModel: Module, @unchecked Sendable {
         }
         self.exampleShape = exampleShape
         let stages = try Quantizer.stages(Quantizer.steps(model, ""))
-        func fuses(_ stage: Quantizer.Stage) -> Bool {
-            switch stage {
-            case .conv, .linear: return true
-            case let .residual(main, shortcut, _, _): return (main + shortcut).contains(where: fuses)
-            default: return false
-            }
-        }
         // Checked before building: a float stage runs once on a zero example to learn its shape.
-        guard stages.contains(where: fuses) else {
+        guard stages.contains(where: \.holdsWeightLayer) else {
             throw ModuleError.invalidOption("fused inference: the model has no layer it can fuse (it would run as it is)")
         }
         let builder = FusedBuilder()

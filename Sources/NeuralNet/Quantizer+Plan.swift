@@ -127,14 +127,7 @@ extension Quantizer {
     /// The model's stages; throws when nothing in it can be quantized.
     package static func plan(_ model: any Module) throws -> [Stage] {
         let stages = try Self.stages(steps(model, ""))
-        func quantizes(_ stage: Stage) -> Bool {
-            switch stage {
-            case .conv, .linear: return true
-            case let .residual(main, shortcut, _, _): return (main + shortcut).contains(where: quantizes)
-            default: return false
-            }
-        }
-        guard stages.contains(where: quantizes) else {
+        guard stages.contains(where: \.holdsWeightLayer) else {
             throw QuantizationError.unsupported("the model has no convolution or linear layer to quantize")
         }
         return stages
@@ -148,6 +141,18 @@ extension Quantizer {
             case let .residual(main, shortcut, _, tap): return taps(main) + taps(shortcut) + [tap]
             case .maxPool, .flatten: return []
             }
+        }
+    }
+}
+
+extension Quantizer.Stage {
+    /// A convolution or linear layer, or a residual block holding one: what the quantizer
+    /// quantizes and FusedModel fuses (a model of float stages only gains nothing from either).
+    var holdsWeightLayer: Bool {
+        switch self {
+        case .conv, .linear: return true
+        case let .residual(main, shortcut, _, _): return (main + shortcut).contains(where: \.holdsWeightLayer)
+        default: return false
         }
     }
 }
