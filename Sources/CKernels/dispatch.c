@@ -86,6 +86,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.layer_norm_row = distill_layer_norm_row_avx512;
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx512;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx512;
+        distill_kernels.direct_convolution = distill_direct_convolution_avx512;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
@@ -100,6 +101,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.layer_norm_row = distill_layer_norm_row_avx2;
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx2;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx2;
+        distill_kernels.direct_convolution = distill_direct_convolution_avx2;
         break;
 #endif
     default:
@@ -115,6 +117,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.layer_norm_row = distill_layer_norm_row_portable;
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_portable;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_portable;
+        distill_kernels.direct_convolution = distill_direct_convolution_portable;
         break;
     }
     __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);

@@ -25,6 +25,9 @@ typedef void (*distill_layer_norm_row_fn)(long, const float *, const float *, co
 typedef void (*distill_softmax_backward_row_fn)(long, const float *, const float *, float, float *);
 typedef void (*distill_layer_norm_backward_row_fn)(long, const float *, const float *, const float *, float, float, float *);
 
+typedef void (*distill_direct_convolution_fn)(const distill_convolution_shape *, const float *, const float *, const float *,
+                                              distill_activation, int, long, long, float *);
+
 typedef struct {
     distill_accumulate_fn accumulate;
     distill_dot_fn dot;
@@ -38,6 +41,7 @@ typedef struct {
     distill_layer_norm_row_fn layer_norm_row;
     distill_softmax_backward_row_fn softmax_backward_row;
     distill_layer_norm_backward_row_fn layer_norm_backward_row;
+    distill_direct_convolution_fn direct_convolution;
 } distill_kernel_table;
 
 extern distill_kernel_table distill_kernels;
@@ -64,7 +68,13 @@ void distill_gelu_portable(long, const float *, float *);
 void distill_layer_norm_row_portable(long, const float *, const float *, const float *, float, float *, float *, float *);
 void distill_softmax_backward_row_portable(long, const float *, const float *, float, float *);
 void distill_layer_norm_backward_row_portable(long, const float *, const float *, const float *, float, float, float *);
+void distill_direct_convolution_portable(const distill_convolution_shape *, const float *, const float *, const float *, distill_activation,
+                                         int, long, long, float *);
 #if defined(__x86_64__) || defined(__i386__)
+void distill_direct_convolution_avx2(const distill_convolution_shape *, const float *, const float *, const float *, distill_activation, int,
+                                     long, long, float *);
+void distill_direct_convolution_avx512(const distill_convolution_shape *, const float *, const float *, const float *, distill_activation,
+                                       int, long, long, float *);
 void distill_softmax_row_avx2(long, const float *, const float *, float, float *);
 void distill_gelu_avx2(long, const float *, float *);
 void distill_layer_norm_row_avx2(long, const float *, const float *, const float *, float, float *, float *, float *);

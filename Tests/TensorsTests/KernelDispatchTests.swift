@@ -107,6 +107,47 @@ final class KernelDispatchTests: XCTestCase {
         }
     }
 
+    /// The direct convolution of layers with few input channels (PackedConvolution's first
+    /// layers, Sources/CKernels/direct.c) on every path, one thread and two, against
+    /// `Tensor.conv2d` in NCHW: strides, padding wider than the kernel's reach, dilation,
+    /// output channels that are not a multiple of a vector, rows shorter than a tile of 8,
+    /// each activation, and a residual sum added before it. Within 1e-5 (plus 1e-5 relative).
+    func testDirectConvolutionOnEveryPathMatchesTheReference() throws {
+        guard PackedConvolution.isAvailable else { throw XCTSkip("no oneDNN in this build") }
+        let paths = [KernelPath.portable] + vectorPaths
+        // (channels, outChannels, height, width, kernel, stride, padding, dilation)
+        let cases = [(1, 8, 28, 28, 3, 1, 1, 1), (3, 16, 32, 32, 3, 1, 1, 1), (3, 32, 32, 32, 3, 2, 1, 1), (2, 5, 7, 9, 3, 1, 0, 1),
+                     (4, 24, 11, 13, 5, 2, 2, 1), (1, 3, 6, 6, 3, 1, 2, 2), (3, 17, 5, 4, 1, 1, 0, 1)]
+        for (index, (c, o, h, w, k, stride, padding, dilation)) in cases.enumerated() {
+            let x = randomLeaf([2, c, h, w], seed: UInt64(400 + index)).detached()
+            let weight = randomLeaf([o, c, k, k], seed: UInt64(500 + index), scale: 0.5).detached()
+            let bias = randomLeaf([o], seed: UInt64(600 + index)).detached()
+            let geometry = Convolution2DGeometry(kernel: (k, k), stride: (stride, stride), padding: (padding, padding),
+                                                 dilation: (dilation, dilation))
+            let plain = Tensor.conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding),
+                                      dilation: (dilation, dilation))
+            let shortcut = randomLeaf(plain.shape, seed: UInt64(700 + index)).detached()
+            for activation in [FusedActivation.none, .relu, .relu6] {
+                let convolution = try XCTUnwrap(PackedConvolution(weight: weight, bias: bias.scalars, channels: c, height: h, width: w,
+                                                                  groups: 1, geometry: geometry, activation: activation))
+                for path in paths {
+                    Compute.forceKernelPath(path)
+                    for threads in [1, 2] {
+                        Compute.threadCount = threads
+                        let label = "\(path) case \(index) \(activation) \(threads) thread(s)"
+                        let y = convolution(x.permuted([0, 2, 3, 1])).permuted([0, 3, 1, 2])
+                        assertClose(y.scalars, activation.applied(to: plain).scalars, absolute: 1e-5, relative: 1e-5, label)
+                        let target = shortcut.permuted([0, 2, 3, 1]).copy()
+                        let summed = convolution(x.permuted([0, 2, 3, 1]), accumulating: target).permuted([0, 3, 1, 2])
+                        assertClose(summed.scalars, activation.applied(to: plain + shortcut).scalars, absolute: 1e-5, relative: 1e-5,
+                                    "\(label), with a residual sum")
+                    }
+                }
+                Compute.forceKernelPath(nil)
+            }
+        }
+    }
+
     /// The transformer's row kernels (masked softmax, GELU, layer norm, and the softmax's and
     /// layer norm's gradients) on every path against
     /// the portable one, for lengths around both vector widths and their tails: within 2e-6

@@ -79,6 +79,7 @@ func parseOptions() -> Options {
         case "--unfused-batch-norm": BatchNorm.fusesActivations = false
         case "--images-per-chunk": FusedModel.imagesPerChunk = Int(arguments.next() ?? "") ?? 0
         case "--split-multiply-adds": PackedConvolution.minimumSplitMultiplyAdds = Int(arguments.next() ?? "") ?? 0
+        case "--direct-channels": PackedConvolution.directMaximumChannels = Int(arguments.next() ?? "") ?? 0
         default:
             FileHandle.standardError.write("DistillBench: unknown argument '\(argument)'\n".data(using: .utf8)!)
             exit(2)

@@ -1,6 +1,6 @@
 /* Which activation layout should Distill's fused inference keep between layers? (issue 17)
 
-   For every convolution of resnet20 and mobilenetv2 (3×32×32) at a batch, times one
+   For every convolution of cnn-student (1×28×28), resnet20 and mobilenetv2 (3×32×32) at a batch, times one
    single-threaded forward-inference primitive (ReLU fused as a post-op, weights reordered
    into the primitive's layout once, outside the timing) three ways:
 
@@ -30,6 +30,8 @@ typedef struct { long c, h, w, o, k, s, p, g; int count; } layer;
 typedef struct { const char *name; layer layers[24]; int n; } model;
 
 static const model models[] = {
+    /* The zoo's cnn-student at 1×28×28: its first layer has one input channel. */
+    {"cnn-student", {{1, 28, 28, 8, 3, 1, 1, 1, 1}, {8, 14, 14, 16, 3, 1, 1, 1, 1}}, 2},
     {"resnet20", {{3, 32, 32, 16, 3, 1, 1, 1, 1}, {16, 32, 32, 16, 3, 1, 1, 1, 6}, {16, 32, 32, 32, 3, 2, 1, 1, 1}, {16, 32, 32, 32, 1, 2, 0, 1, 1},
                   {32, 16, 16, 32, 3, 1, 1, 1, 5}, {32, 16, 16, 64, 3, 2, 1, 1, 1}, {32, 16, 16, 64, 1, 2, 0, 1, 1}, {64, 8, 8, 64, 3, 1, 1, 1, 5}}, 8},
     /* The zoo's MobileNetV2 (ModelZoo.swift) at 3×32×32: stem, then each inverted residual's

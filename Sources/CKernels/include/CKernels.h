@@ -138,6 +138,14 @@ typedef enum {
     DISTILL_ACTIVATION_RELU6 = 2,
 } distill_activation;
 
+/* A convolution of NHWC images computed directly, for layers with few input channels (a
+   network's first layer), where oneDNN's channel-blocked kernels waste most of their work
+   (direct.c): groups 1, weights [kernelHeight][kernelWidth][channels][outChannels], bias
+   [outChannels]; output rows firstRow..<endRow of the batch's shape->batch · outputHeight,
+   `accumulate` 1 adds to what `output` holds before the activation. On the dispatched path. */
+void distill_direct_convolution_nhwc(const distill_convolution_shape *shape, const float *input, const float *weights, const float *bias,
+                                     distill_activation activation, int accumulate, long firstRow, long endRow, float *output);
+
 /* Copies `weights` (OIHW, [outChannels, channels / groups, kh, kw]) and `bias` (outChannels
    values, or NULL for none) and checks that oneDNN takes the shape (shape->batch is the
    batch it is tried at). NULL when this build has no oneDNN, oneDNN refuses the shape, or

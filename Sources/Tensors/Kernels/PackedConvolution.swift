@@ -9,11 +9,18 @@ import CKernels
 /// 1.3-3.4× faster than NCHW activations reordered around every call.
 ///
 /// The batch is split over our pool, one single-threaded primitive per part, as
-/// `ConvolutionPrimitives` splits training convolutions. Linux builds with oneDNN only:
+/// `ConvolutionPrimitives` splits training convolutions. A layer with few input channels (a
+/// network's first: up to `directMaximumChannels`) runs our own direct kernel instead
+/// (`distill_direct_convolution_nhwc`, Sources/CKernels/direct.c), its rows split over the
+/// pool: oneDNN blocks its work by 16 input channels, and spent 5 µs an image on
+/// cnn-student's one-channel first layer. Linux builds with oneDNN only:
 /// elsewhere (or for a shape oneDNN refuses) `init` answers nil and the caller runs the
 /// convolution another way.
 public final class PackedConvolution: @unchecked Sendable {
-    private let handle: OpaquePointer
+    /// oneDNN's primitive; nil where the direct kernel runs the layer.
+    private let handle: OpaquePointer?
+    /// The direct kernel's weights, [kh, kw, C, O]; nil where oneDNN runs the layer.
+    private let directWeights: Tensor?
     private let shape: distill_convolution_shape
     /// For the fallback when oneDNN fails at run time (out of memory): weights [O, C/g, kh, kw], bias [O].
     private let weight: Tensor, bias: Tensor, geometry: Convolution2DGeometry, groups: Int, activation: FusedActivation
@@ -35,12 +42,18 @@ public final class PackedConvolution: @unchecked Sendable {
         guard oh > 0, ow > 0 else { return nil }
         var shape = ConvolutionPlan(batch: 1, channels: channels, height: height, width: width, outChannels: outChannels, groups: groups,
                                     geometry: geometry, outputHeight: oh, outputWidth: ow).primitiveShape
-        let made = weight.withUnsafeBufferPointer { w in
-            bias.map { b in b.withUnsafeBufferPointer { distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, $0.baseAddress) } }
-                ?? distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, nil)
+        if groups == 1 && channels <= Self.directMaximumChannels {
+            handle = nil
+            directWeights = weight.permuted([2, 3, 1, 0]).copy()
+        } else {
+            let made = weight.withUnsafeBufferPointer { w in
+                bias.map { b in b.withUnsafeBufferPointer { distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, $0.baseAddress) } }
+                    ?? distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, nil)
+            }
+            guard let made else { return nil }
+            handle = made
+            directWeights = nil
         }
-        guard let made else { return nil }
-        handle = made
         self.shape = shape
         self.weight = weight.copy()
         self.bias = Tensor(bias ?? [Float](repeating: 0, count: outChannels), shape: [outChannels])
@@ -49,7 +62,7 @@ public final class PackedConvolution: @unchecked Sendable {
         outputShape = [oh, ow, outChannels]
     }
 
-    deinit { distill_packed_convolution_destroy(handle) }
+    deinit { if let handle { distill_packed_convolution_destroy(handle) } }
 
     /// The convolution of NHWC images `input` [N, H, W, C]: a new [N, OH, OW, O], or, with
     /// `accumulating`, added into that tensor's values (overwritten) before the activation.
@@ -71,6 +84,18 @@ public final class PackedConvolution: @unchecked Sendable {
         let accumulate: Int32 = accumulating == nil ? 0 : 1
         var failed = Self.failsForTesting
         let rows = shape.outputHeight, threads = Compute.threadCount
+        if let directWeights {
+            // Rows of every image split over the pool; the kernel cannot fail.
+            let perRow = shape.outputWidth * shape.outChannels * shape.channels * shape.kernelHeight * shape.kernelWidth
+            withUnsafePointer(to: shape) { plan in
+                Compute.parallelFor(batch * rows, costPerItem: perRow) { range in
+                    distill_direct_convolution_nhwc(plan, px, directWeights.storage.pointer, bias.storage.pointer, activation.kernelValue, accumulate,
+                                                    range.lowerBound, range.upperBound, po)
+                }
+            }
+            withExtendedLifetime((input, self)) {}
+            return failed ? fallback(input, accumulating: target) : output
+        }
         if !failed && batch == 1 && threads > 1 && rows >= 2 * threads && multiplyAdds >= Self.minimumSplitMultiplyAdds {
             // One image: the threads take bands of its output rows (each band a primitive of
             // its own); inside another parallel region, one band of all the rows.
@@ -125,6 +150,10 @@ public final class PackedConvolution: @unchecked Sendable {
     /// job on the second core, splitting made batch-1 inference up to 2.5× slower: a pool
     /// that waits for a busy core.)
     nonisolated(unsafe) public static var minimumSplitMultiplyAdds = 1 << 20
+
+    /// The most input channels (groups 1) for which the direct kernel runs the layer instead
+    /// of oneDNN (bench/DistillBench `infer-*` cases with `--direct-channels`; 0 turns it off).
+    nonisolated(unsafe) public static var directMaximumChannels = 4
 
     /// Tests set this to run every call through the fallback.
     nonisolated(unsafe) package static var failsForTesting = false
