@@ -66,6 +66,9 @@ extension DistillCommand {
             throw UserError("--min-class-size selects the classes of labelled texts for --method kd; --method embedding learns from every text")
         }
         if augment { throw UserError("--augment applies to images, not texts") }
+        if let testData = dataOptions.testData, dataOptions.testFraction != nil {
+            throw UserError("--test-data \(testData): give --test-data or --test-fraction, not both")
+        }
         if quantization.quantize != nil || quantization.studentWeights != nil {
             throw UserError("--quantize and --student-weights take image and table students for now, not \(student)")
         }
@@ -89,15 +92,27 @@ extension DistillCommand {
         }
         let tokenizer = try text.tokenizer(for: teacher)
         let all = text.dataset(texts, tokenizer: tokenizer, cacheFolder: cache.directory)
-        guard all.count >= 3 else {
-            throw UserError("--data \(dataOptions.data) holds \(all.count) text\(all.count == 1 ? "" : "s"): text distillation needs at least 3 (2 held out to compare student and teacher)")
+        let train: Dataset, heldOut: Dataset
+        if let testPath = dataOptions.testData {
+            // Every text of --test-data is held out (the texts a study scores on, such as the quotes
+            // of fortunes when --data adds other unlabelled text); all of --data trains.
+            let test = text.dataset(try text.read(testPath, flag: "--test-data"), tokenizer: tokenizer, cacheFolder: cache.directory)
+            guard test.count >= 2 else {
+                throw UserError("--test-data \(testPath) holds \(test.count) text\(test.count == 1 ? "" : "s"): at least 2 are needed to compare student and teacher")
+            }
+            guard all.count >= 1 else { throw UserError("--data \(dataOptions.data) holds no text") }
+            (train, heldOut) = (all, test)
+        } else {
+            guard all.count >= 3 else {
+                throw UserError("--data \(dataOptions.data) holds \(all.count) text\(all.count == 1 ? "" : "s"): text distillation needs at least 3 (2 held out to compare student and teacher)")
+            }
+            // A seeded random part of the texts (any class) is held out to compare student and teacher.
+            var generator = RandomGenerator(seed: seed ^ 0x7E47)
+            var order = Array(0..<all.count)
+            order.shuffle(using: &generator)
+            let heldCount = min(max(2, Int((Double(all.count) * (dataOptions.testFraction ?? 0.1)).rounded())), all.count - 1)
+            (train, heldOut) = (all.subset(order.dropFirst(heldCount).sorted()), all.subset(order.prefix(heldCount).sorted()))
         }
-        // A seeded random part of the texts (any class) is held out to compare student and teacher.
-        var generator = RandomGenerator(seed: seed ^ 0x7E47)
-        var order = Array(0..<all.count)
-        order.shuffle(using: &generator)
-        let heldCount = min(max(2, Int((Double(all.count) * (dataOptions.testFraction ?? 0.1)).rounded())), all.count - 1)
-        let train = all.subset(order.dropFirst(heldCount).sorted()), heldOut = all.subset(order.prefix(heldCount).sorted())
         // The student first (its size mistakes show before the teacher's long pass), its output as long as the teacher's.
         let outputs = try teacher.model.embeddings(ofTexts: heldOut.subset([0])).shape[1]
         let options = try textStudent.options(student: student, hidden: try size.hiddenSizes()?.first, tokenizer: tokenizer,

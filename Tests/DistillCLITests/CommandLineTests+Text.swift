@@ -247,4 +247,25 @@ extension CommandLineTests {
         let again = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: runFolder.appendingPathComponent("results.json"))) as? [String: [Double]])
         XCTAssertEqual(again, results)
     }
+
+    /// `--test-data` with `--method embedding`: its texts are the held-out set (all of them), and
+    /// every text of --data trains (unlabelled text added to a study's own); with
+    /// --test-fraction as well, or with fewer than two texts, a one-line error.
+    func testTextDistillationHoldsOutTheTestData() throws {
+        let (teacher, texts) = try makeTinyTextTeacher()
+        let test = folder("text-test").appendingPathComponent("held.txt")
+        try FileManager.default.createDirectory(at: test.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data((0..<6).map { i in (0..<(3 + i)).map { Self.tinyWords[(i * 5 + $0 * 3) % Self.tinyWords.count] }.joined(separator: " ") }
+            .joined(separator: "\n").utf8).write(to: test)
+        let runFolder = folder("text-held")
+        let arguments = ["distill", "--data", texts.path, "--test-data", test.path, "--teacher", teacher.path, "--student", "text-bag",
+                         "--hidden", "8", "--method", "embedding", "--epochs", "1", "--batch", "8", "--out", runFolder.path]
+        let output = try assertSucceeds(arguments)
+        XCTAssertTrue(output.contains("48 texts, 6 held out"), output)
+        let evaluation = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: runFolder.appendingPathComponent("evaluation.json"))) as? [String: Any])
+        XCTAssertEqual(evaluation["heldOutTexts"] as? Int, 6, "\(evaluation)")
+        try assertFails(arguments + ["--test-fraction", "0.2"], mentioning: "--test-data \(test.path): give --test-data or --test-fraction, not both")
+        try Data("one text alone".utf8).write(to: test)
+        try assertFails(arguments, mentioning: "--test-data \(test.path) holds 1 text: at least 2 are needed")
+    }
 }
