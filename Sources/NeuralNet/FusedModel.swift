@@ -78,7 +78,7 @@ public final class FusedModel: Module, @unchecked Sendable {
 
     private func run(_ x: Tensor) -> Tensor {
         let input = exampleShape.count == 3 ? x.permuted([0, 2, 3, 1]) : x
-        let y = FusedLayer.run(layers, input, owned: exampleShape.count == 3)
+        let y = FusedLayer.run(layers[...], input, owned: exampleShape.count == 3)
         return y.rank == 4 ? y.permuted([0, 3, 1, 2]) : y
     }
 }
@@ -102,7 +102,7 @@ indirect enum FusedLayer {
     case float(any Module, FusedActivation)
 
     /// Runs `layers` on `x`; `owned`: x is this run's own tensor (a fused sum may write into it).
-    static func run(_ layers: [FusedLayer], _ x: Tensor, owned: Bool) -> Tensor {
+    static func run(_ layers: ArraySlice<FusedLayer>, _ x: Tensor, owned: Bool) -> Tensor {
         var (x, owned) = (x, owned)
         for layer in layers {
             x = layer.apply(x, owned: owned)
@@ -133,11 +133,11 @@ indirect enum FusedLayer {
         case let .residual(main, shortcut, activation, fusedSum):
             if fusedSum, case let .conv(last) = main.last! {
                 // The sum target is the shortcut's output: x itself (owned) or a new tensor.
-                let target = shortcut.isEmpty ? (owned ? x : x.copy()) : Self.run(shortcut, x, owned: false)
-                let hidden = Self.run(Array(main.dropLast()), x, owned: false)
+                let target = shortcut.isEmpty ? (owned ? x : x.copy()) : Self.run(shortcut[...], x, owned: false)
+                let hidden = Self.run(main.dropLast(), x, owned: false)
                 return last(hidden, accumulating: target)
             }
-            let a = Self.run(main, x, owned: false), b = shortcut.isEmpty ? x : Self.run(shortcut, x, owned: false)
+            let a = Self.run(main[...], x, owned: false), b = shortcut.isEmpty ? x : Self.run(shortcut[...], x, owned: false)
             return Tensor.add(a, b, then: activation)
         case let .float(module, activation):
             let nchw = x.rank == 4 ? x.permuted([0, 3, 1, 2]) : x

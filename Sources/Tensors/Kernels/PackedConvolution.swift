@@ -69,10 +69,13 @@ public final class PackedConvolution: @unchecked Sendable {
     /// Should oneDNN fail (out of memory), the same values come from `Tensor.conv2d` in NCHW.
     public func callAsFunction(_ input: Tensor, accumulating: Tensor? = nil) -> Tensor {
         let batch = input.shape[0]
-        require(Array(input.shape.dimensions.dropFirst()) == inputShape,
+        // Checked without building arrays: at batch 1 this runs for every layer of every call.
+        require(input.rank == 4 && input.shape[1] == inputShape[0] && input.shape[2] == inputShape[1] && input.shape[3] == inputShape[2],
                 "PackedConvolution: input \(input.shape) is not [N, \(inputShape.map(String.init).joined(separator: ", "))]")
         if let accumulating {
-            require(accumulating.shape.dimensions == [batch] + outputShape, "PackedConvolution: sum target \(accumulating.shape) does not fit")
+            require(accumulating.rank == 4 && accumulating.shape[0] == batch && accumulating.shape[1] == outputShape[0]
+                    && accumulating.shape[2] == outputShape[1] && accumulating.shape[3] == outputShape[2],
+                    "PackedConvolution: sum target \(accumulating.shape) does not fit")
         }
         // The sum's target is read before it is written; kept aside for the fallback.
         let target = accumulating.map { Self.failsForTesting ? $0.copy() : $0 }
@@ -99,26 +102,26 @@ public final class PackedConvolution: @unchecked Sendable {
         if !failed && batch == 1 && threads > 1 && rows >= 2 * threads && multiplyAdds >= Self.minimumSplitMultiplyAdds {
             // One image: the threads take bands of its output rows (each band a primitive of
             // its own); inside another parallel region, one band of all the rows.
-            let flags = TensorStorage(repeating: 0, count: threads)
-            Compute.parallelFor(threads, costPerItem: Int.max / threads) { chunks in
-                if distill_packed_convolution_run_rows(handle, rows * chunks.lowerBound / threads, rows * chunks.upperBound / threads,
-                                                       px, po, accumulate) != 1 {
-                    flags.pointer[chunks.lowerBound] = 1
+            failed = withUnsafeTemporaryAllocation(of: Bool.self, capacity: threads) { flags in
+                flags.initialize(repeating: false)
+                Compute.parallelFor(threads, costPerItem: Int.max / threads) { chunks in
+                    flags[chunks.lowerBound] = distill_packed_convolution_run_rows(handle, rows * chunks.lowerBound / threads,
+                                                                                   rows * chunks.upperBound / threads, px, po, accumulate) != 1
                 }
+                return flags.contains(true)
             }
-            failed = (0..<threads).contains { flags.pointer[$0] != 0 }
         } else if !failed {
             // One part a thread; a call inside another parallel region (FusedModel's chunks)
             // gets every part at once and runs them as one primitive call.
-            let flags = TensorStorage(repeating: 0, count: parts)
-            Compute.parallelFor(parts, costPerItem: Int.max / parts) { chunks in
-                let range = (batch * chunks.lowerBound / parts)..<(batch * chunks.upperBound / parts)
-                if distill_packed_convolution_run(handle, range.count, px + range.lowerBound * inputSize,
-                                                  po + range.lowerBound * outputSize, accumulate) != 1 {
-                    flags.pointer[chunks.lowerBound] = 1
+            failed = withUnsafeTemporaryAllocation(of: Bool.self, capacity: parts) { flags in
+                flags.initialize(repeating: false)
+                Compute.parallelFor(parts, costPerItem: Int.max / parts) { chunks in
+                    let range = (batch * chunks.lowerBound / parts)..<(batch * chunks.upperBound / parts)
+                    flags[chunks.lowerBound] = distill_packed_convolution_run(handle, range.count, px + range.lowerBound * inputSize,
+                                                                              po + range.lowerBound * outputSize, accumulate) != 1
                 }
+                return flags.contains(true)
             }
-            failed = (0..<parts).contains { flags.pointer[$0] != 0 }
         }
         withExtendedLifetime((input, self)) {}
         return failed ? fallback(input, accumulating: target) : output
