@@ -108,10 +108,11 @@ final class KernelDispatchTests: XCTestCase {
     }
 
     /// The direct convolution of layers with few input channels (PackedConvolution's first
-    /// layers, Sources/CKernels/direct.c) on every path, one thread and two, against
-    /// `Tensor.conv2d` in NCHW: strides, padding wider than the kernel's reach, dilation,
-    /// output channels that are not a multiple of a vector, rows shorter than a tile of 8,
-    /// each activation, and a residual sum added before it. Within 1e-5 (plus 1e-5 relative).
+    /// layers, Sources/CKernels/direct.c: one input channel at any batch, up to four for one
+    /// image) on every path, one thread and two, against `Tensor.conv2d` in NCHW: strides,
+    /// padding wider than the kernel's reach, dilation, output channels that are not a multiple
+    /// of a vector, rows shorter than a tile of 8, each activation, and a residual sum added
+    /// before it; batches of one image and of two. Within 1e-5 (plus 1e-5 relative).
     func testDirectConvolutionOnEveryPathMatchesTheReference() throws {
         guard PackedConvolution.isAvailable else { throw XCTSkip("no oneDNN in this build") }
         let paths = [KernelPath.portable] + vectorPaths
@@ -134,13 +135,17 @@ final class KernelDispatchTests: XCTestCase {
                     Compute.forceKernelPath(path)
                     for threads in [1, 2] {
                         Compute.threadCount = threads
-                        let label = "\(path) case \(index) \(activation) \(threads) thread(s)"
-                        let y = convolution(x.permuted([0, 2, 3, 1])).permuted([0, 3, 1, 2])
-                        assertClose(y.scalars, activation.applied(to: plain).scalars, absolute: 1e-5, relative: 1e-5, label)
-                        let target = shortcut.permuted([0, 2, 3, 1]).copy()
-                        let summed = convolution(x.permuted([0, 2, 3, 1]), accumulating: target).permuted([0, 3, 1, 2])
-                        assertClose(summed.scalars, activation.applied(to: plain + shortcut).scalars, absolute: 1e-5, relative: 1e-5,
-                                    "\(label), with a residual sum")
+                        for images in [1, 2] {
+                            let label = "\(path) case \(index) \(activation) \(threads) thread(s), \(images) image(s)"
+                            let (input, expected) = (x.sliced(alongAxis: 0, 0..<images), plain.sliced(alongAxis: 0, 0..<images))
+                            let added = shortcut.sliced(alongAxis: 0, 0..<images)
+                            let y = convolution(input.permuted([0, 2, 3, 1])).permuted([0, 3, 1, 2])
+                            assertClose(y.scalars, activation.applied(to: expected).scalars, absolute: 1e-5, relative: 1e-5, label)
+                            let target = added.permuted([0, 2, 3, 1]).copy()
+                            let summed = convolution(input.permuted([0, 2, 3, 1]), accumulating: target).permuted([0, 3, 1, 2])
+                            assertClose(summed.scalars, activation.applied(to: expected + added).scalars, absolute: 1e-5, relative: 1e-5,
+                                        "\(label), with a residual sum")
+                        }
                     }
                 }
                 Compute.forceKernelPath(nil)

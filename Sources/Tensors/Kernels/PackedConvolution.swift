@@ -10,10 +10,15 @@ import CKernels
 ///
 /// The batch is split over our pool, one single-threaded primitive per part, as
 /// `ConvolutionPrimitives` splits training convolutions. A layer with few input channels (a
-/// network's first: up to `directMaximumChannels`) runs our own direct kernel instead
+/// network's first: up to `directMaximumChannels`) may run our own direct kernel instead
 /// (`distill_direct_convolution_nhwc`, Sources/CKernels/direct.c), its rows split over the
-/// pool: oneDNN blocks its work by 16 input channels, and spent 5 µs an image on
-/// cnn-student's one-channel first layer. Linux builds with oneDNN only:
+/// pool. Measured one layer at a time (bench/onednn/direct_first_layer.c, one thread): with
+/// one input channel it beats oneDNN at every batch (cnn-student's first layer 3.7 against
+/// 5.4 µs an image at batch 1, 6.3 against 8.1 at batch 32), so it always runs such a layer;
+/// with three (resnet20's and mobilenetv2's stems) it ties oneDNN at batch 1 and loses by
+/// 20-25% at batch 32, so it runs them only for one image, where its split over the threads
+/// halves a layer that oneDNN would run on one (too small for `minimumSplitMultiplyAdds`).
+/// Linux builds with oneDNN only:
 /// elsewhere (or for a shape oneDNN refuses) `init` answers nil and the caller runs the
 /// convolution another way.
 public final class PackedConvolution: @unchecked Sendable {
@@ -42,17 +47,15 @@ public final class PackedConvolution: @unchecked Sendable {
         guard oh > 0, ow > 0 else { return nil }
         var shape = ConvolutionPlan(batch: 1, channels: channels, height: height, width: width, outChannels: outChannels, groups: groups,
                                     geometry: geometry, outputHeight: oh, outputWidth: ow).primitiveShape
-        if groups == 1 && channels <= Self.directMaximumChannels {
+        directWeights = groups == 1 && channels <= Self.directMaximumChannels ? weight.permuted([2, 3, 1, 0]).copy() : nil
+        if directWeights != nil && channels == 1 {
             handle = nil
-            directWeights = weight.permuted([2, 3, 1, 0]).copy()
         } else {
-            let made = weight.withUnsafeBufferPointer { w in
+            handle = weight.withUnsafeBufferPointer { w in
                 bias.map { b in b.withUnsafeBufferPointer { distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, $0.baseAddress) } }
                     ?? distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, nil)
             }
-            guard let made else { return nil }
-            handle = made
-            directWeights = nil
+            guard handle != nil || directWeights != nil else { return nil }
         }
         self.shape = shape
         self.weight = weight.copy()
@@ -87,7 +90,7 @@ public final class PackedConvolution: @unchecked Sendable {
         let accumulate: Int32 = accumulating == nil ? 0 : 1
         var failed = Self.failsForTesting
         let rows = shape.outputHeight, threads = Compute.threadCount
-        if let directWeights {
+        if let directWeights, handle == nil || batch == 1 {
             // Rows of every image split over the pool; the kernel cannot fail.
             let perRow = shape.outputWidth * shape.outChannels * shape.channels * shape.kernelHeight * shape.kernelWidth
             withUnsafePointer(to: shape) { plan in
