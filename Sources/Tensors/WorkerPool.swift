@@ -14,8 +14,11 @@ final class WorkerPool: @unchecked Sendable {
     /// The current job; read by a worker only after it wins a chunk of the job's generation.
     private var job: JobBox?
     private var chunks = 0
-    private var sleepers = 0
-    private var retired = false
+    /// Workers asleep on `lock`, and whether the pool is ending: atomics, so that neither a job's
+    /// start nor a worker's loop takes the lock while every worker is spinning (it did, and at
+    /// batch-1 inference, a job every few microseconds, the two threads met on it).
+    private let sleepers = Atomic<Int>(0)
+    private let retired = Atomic<Bool>(false)
     private let lock = NSCondition()
     let workerCount: Int
 
@@ -38,10 +41,14 @@ final class WorkerPool: @unchecked Sendable {
             job = box
             chunks = count
             remaining.store(count, ordering: .relaxed)
-            ticket.store(generation << 32, ordering: .releasing)
-            lock.lock()
-            if sleepers > 0 { lock.broadcast() }
-            lock.unlock()
+            ticket.store(generation << 32, ordering: .sequentiallyConsistent)
+            // A worker counts itself a sleeper before it checks the ticket (both sequentially
+            // consistent): either it sees this job, or this load sees it asleep and wakes it.
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                lock.lock()
+                lock.broadcast()
+                lock.unlock()
+            }
             work(generation: generation)
             while remaining.load(ordering: .acquiring) > 0 {}
             // Every chunk has run: no worker can reach the closure any more, so it is
@@ -66,8 +73,8 @@ final class WorkerPool: @unchecked Sendable {
     /// Ends the workers once they next wake (the thread count changed).
     func retire() {
         lock.lock()
-        retired = true
-        ticket.add(1 << 32, ordering: .releasing)
+        retired.store(true, ordering: .sequentiallyConsistent)
+        ticket.add(1 << 32, ordering: .sequentiallyConsistent)
         lock.broadcast()
         lock.unlock()
     }
@@ -75,10 +82,7 @@ final class WorkerPool: @unchecked Sendable {
     private func workerLoop() {
         var seen = 0
         while true {
-            lock.lock()
-            let stop = retired
-            lock.unlock()
-            if stop { return }
+            if retired.load(ordering: .acquiring) { return }
             var generation = ticket.load(ordering: .acquiring) >> 32
             var spins = 0
             while generation == seen && spins < 1_000_000 {
@@ -87,9 +91,9 @@ final class WorkerPool: @unchecked Sendable {
             }
             if generation == seen {
                 lock.lock()
-                sleepers += 1
-                while ticket.load(ordering: .acquiring) >> 32 == seen { lock.wait() }
-                sleepers -= 1
+                sleepers.add(1, ordering: .sequentiallyConsistent)
+                while ticket.load(ordering: .sequentiallyConsistent) >> 32 == seen { lock.wait() }
+                sleepers.subtract(1, ordering: .sequentiallyConsistent)
                 lock.unlock()
                 generation = ticket.load(ordering: .acquiring) >> 32
             }
