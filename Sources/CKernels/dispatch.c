@@ -87,6 +87,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx512;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx512;
         distill_kernels.direct_convolution = distill_direct_convolution_avx512;
+        distill_kernels.max_pool = distill_max_pool_nhwc_avx512;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
@@ -102,6 +103,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx2;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx2;
         distill_kernels.direct_convolution = distill_direct_convolution_avx2;
+        distill_kernels.max_pool = distill_max_pool_nhwc_avx2;
         break;
 #endif
     default:
@@ -118,6 +120,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_portable;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_portable;
         distill_kernels.direct_convolution = distill_direct_convolution_portable;
+        distill_kernels.max_pool = distill_max_pool_nhwc_portable;
         break;
     }
     __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);

@@ -28,6 +28,8 @@ typedef void (*distill_layer_norm_backward_row_fn)(long, const float *, const fl
 typedef void (*distill_direct_convolution_fn)(const distill_convolution_shape *, const float *, const float *, const float *,
                                               distill_activation, int, long, long, float *);
 
+typedef void (*distill_max_pool_fn)(const float *, long, long, long, long, long, long, long, long, long, long, float *);
+
 typedef struct {
     distill_accumulate_fn accumulate;
     distill_dot_fn dot;
@@ -42,6 +44,7 @@ typedef struct {
     distill_softmax_backward_row_fn softmax_backward_row;
     distill_layer_norm_backward_row_fn layer_norm_backward_row;
     distill_direct_convolution_fn direct_convolution;
+    distill_max_pool_fn max_pool;
 } distill_kernel_table;
 
 extern distill_kernel_table distill_kernels;
@@ -68,9 +71,12 @@ void distill_gelu_portable(long, const float *, float *);
 void distill_layer_norm_row_portable(long, const float *, const float *, const float *, float, float *, float *, float *);
 void distill_softmax_backward_row_portable(long, const float *, const float *, float, float *);
 void distill_layer_norm_backward_row_portable(long, const float *, const float *, const float *, float, float, float *);
+void distill_max_pool_nhwc_portable(const float *, long, long, long, long, long, long, long, long, long, long, float *);
 void distill_direct_convolution_portable(const distill_convolution_shape *, const float *, const float *, const float *, distill_activation,
                                          int, long, long, float *);
 #if defined(__x86_64__) || defined(__i386__)
+void distill_max_pool_nhwc_avx2(const float *, long, long, long, long, long, long, long, long, long, long, float *);
+void distill_max_pool_nhwc_avx512(const float *, long, long, long, long, long, long, long, long, long, long, float *);
 void distill_direct_convolution_avx2(const distill_convolution_shape *, const float *, const float *, const float *, distill_activation, int,
                                      long, long, float *);
 void distill_direct_convolution_avx512(const distill_convolution_shape *, const float *, const float *, const float *, distill_activation,

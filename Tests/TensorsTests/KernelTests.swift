@@ -111,19 +111,23 @@ final class KernelTests: XCTestCase {
 
     /// The NHWC max pool of the fused inference (two passes over each output row) equals the
     /// NCHW `Tensor.maxPool2d` exactly, for non-overlapping and overlapping windows, padding,
-    /// odd sizes, one channel and many, on one thread and two.
+    /// odd sizes, one channel and many, on one thread and two, on every kernel path this CPU runs.
     func testChannelsLastMaxPoolMatchesTheReference() {
         var g = RandomGenerator(seed: 9)
-        for threads in [1, 2] {
-            Compute.threadCount = threads
-            for (shape, kernel, stride, padding) in [([2, 8, 28, 28], 2, 2, 0), ([3, 16, 14, 14], 2, 2, 0), ([1, 5, 7, 9], 3, 2, 1),
-                                                    ([2, 1, 6, 5], 3, 1, 1), ([1, 33, 9, 9], 3, 3, 0), ([2, 4, 5, 5], 2, 2, 1),
-                                                    ([1, 3, 4, 4], 4, 1, 2), ([1, 2, 1, 1], 1, 1, 0)] {
-                let x = Tensor.randomNormal(Shape(shape), using: &g)
-                let expected = Tensor.maxPool2d(x, kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding))
-                let y = ChannelsLastKernels.maxPool(x.permuted([0, 2, 3, 1]), kernel: kernel, stride: stride, padding: padding)
-                XCTAssertEqual(y.permuted([0, 3, 1, 2]).scalars, expected.scalars,
-                               "shape \(shape), kernel \(kernel), stride \(stride), padding \(padding), \(threads) thread(s)")
+        defer { Compute.forceKernelPath(nil) }
+        let cases = [([2, 8, 28, 28], 2, 2, 0), ([3, 16, 14, 14], 2, 2, 0), ([1, 5, 7, 9], 3, 2, 1), ([2, 1, 6, 5], 3, 1, 1),
+                     ([1, 33, 9, 9], 3, 3, 0), ([2, 4, 5, 5], 2, 2, 1), ([1, 3, 4, 4], 4, 1, 2), ([1, 2, 1, 1], 1, 1, 0)]
+        for (shape, kernel, stride, padding) in cases {
+            let x = Tensor.randomNormal(Shape(shape), using: &g)
+            let expected = Tensor.maxPool2d(x, kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding))
+            for threads in [1, 2] {
+                Compute.threadCount = threads
+                for path in KernelPath.allCases where path.isSupported {
+                    Compute.forceKernelPath(path)
+                    let y = ChannelsLastKernels.maxPool(x.permuted([0, 2, 3, 1]), kernel: kernel, stride: stride, padding: padding)
+                    XCTAssertEqual(y.permuted([0, 3, 1, 2]).scalars, expected.scalars,
+                                   "shape \(shape), kernel \(kernel), stride \(stride), padding \(padding), \(threads) thread(s), \(path)")
+                }
             }
         }
     }
