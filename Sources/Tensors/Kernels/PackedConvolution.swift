@@ -151,11 +151,16 @@ public final class PackedConvolution: @unchecked Sendable {
 
     /// The least multiply-adds for which one image is split between the threads (below, waking
     /// the pool costs more than the half it saves; bench/DistillBench `infer-*-b1` cases with
-    /// `--split-multiply-adds`): quiet, 2 threads, resnet20 at batch 1 took 0.60-0.77 ms split
-    /// at 2^20 against 0.76-1.03 unsplit, mobilenetv2 the same either way. (Beside another
-    /// job on the second core, splitting made batch-1 inference up to 2.5× slower: a pool
-    /// that waits for a busy core.)
-    nonisolated(unsafe) public static var minimumSplitMultiplyAdds = 1 << 20
+    /// `--split-multiply-adds`). Quiet, 2 threads: resnet20 at batch 1 took 0.60-0.77 ms split
+    /// at 2^20 against 0.76-1.03 unsplit (2026-12-01). At 2^20 mobilenetv2 gained nothing from
+    /// the second thread (0.43 ms against 0.45 on one): most of its layers stayed whole on one
+    /// thread, and a split layer then read the other core's output. Split down to 2^16, so
+    /// that nearly every layer keeps its band of rows on one core, it took 0.83-0.89 of the
+    /// time at 2^20 (medians of 10-12 alternating pairs, 2026-12-02), resnet20 the same
+    /// (1.00-1.03), cnn-student 1.06-1.09 (its 34 µs, 1.8× onnxruntime's speed at batch 1).
+    /// (Beside another job on the second core, splitting made batch-1 inference up to 2.5×
+    /// slower: a pool that waits for a busy core.)
+    nonisolated(unsafe) public static var minimumSplitMultiplyAdds = 1 << 16
 
     /// The most input channels (groups 1) for which the direct kernel runs the layer instead
     /// of oneDNN (bench/DistillBench `infer-*` cases with `--direct-channels`; 0 turns it off).
