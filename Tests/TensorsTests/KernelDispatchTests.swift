@@ -108,14 +108,17 @@ final class KernelDispatchTests: XCTestCase {
     }
 
     /// The direct convolution of layers with few input channels (PackedConvolution's first
-    /// layers, Sources/CKernels/direct.c: one input channel at any batch, up to four for one
-    /// image) on every path, one thread and two, against `Tensor.conv2d` in NCHW: strides,
+    /// layers, Sources/CKernels/direct.c; made to take up to four here, one by default) on
+    /// every path, one thread and two, against `Tensor.conv2d` in NCHW: strides,
     /// padding wider than the kernel's reach, dilation, output channels that are not a multiple
     /// of a vector, rows shorter than a tile of 8, each activation, and a residual sum added
     /// before it; batches of one image and of two. Within 1e-5 (plus 1e-5 relative).
     func testDirectConvolutionOnEveryPathMatchesTheReference() throws {
         guard PackedConvolution.isAvailable else { throw XCTSkip("no oneDNN in this build") }
         let paths = [KernelPath.portable] + vectorPaths
+        let defaultChannels = PackedConvolution.directMaximumChannels
+        PackedConvolution.directMaximumChannels = 4
+        defer { PackedConvolution.directMaximumChannels = defaultChannels }
         // (channels, outChannels, height, width, kernel, stride, padding, dilation)
         let cases = [(1, 8, 28, 28, 3, 1, 1, 1), (3, 16, 32, 32, 3, 1, 1, 1), (3, 32, 32, 32, 3, 2, 1, 1), (2, 5, 7, 9, 3, 1, 0, 1),
                      (4, 24, 11, 13, 5, 2, 2, 1), (1, 3, 6, 6, 3, 1, 2, 2), (3, 17, 5, 4, 1, 1, 0, 1)]

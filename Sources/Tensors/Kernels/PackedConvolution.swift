@@ -9,15 +9,13 @@ import CKernels
 /// 1.3-3.4× faster than NCHW activations reordered around every call.
 ///
 /// The batch is split over our pool, one single-threaded primitive per part, as
-/// `ConvolutionPrimitives` splits training convolutions. A layer with few input channels (a
-/// network's first: up to `directMaximumChannels`) may run our own direct kernel instead
-/// (`distill_direct_convolution_nhwc`, Sources/CKernels/direct.c), its rows split over the
-/// pool. Measured one layer at a time (bench/onednn/direct_first_layer.c, one thread): with
-/// one input channel it beats oneDNN at every batch (cnn-student's first layer 3.7 against
-/// 5.4 µs an image at batch 1, 6.3 against 8.1 at batch 32), so it always runs such a layer;
-/// with three (resnet20's and mobilenetv2's stems) it ties oneDNN at batch 1 and loses by
-/// 20-25% at batch 32, so it runs them only for one image, where its split over the threads
-/// halves a layer that oneDNN would run on one (too small for `minimumSplitMultiplyAdds`).
+/// `ConvolutionPrimitives` splits training convolutions. A layer with one input channel (a
+/// grey-image network's first; up to `directMaximumChannels`) runs our own direct kernel
+/// instead (`distill_direct_convolution_nhwc`, Sources/CKernels/direct.c), its rows split over
+/// the pool: measured one layer at a time (bench/onednn/direct_first_layer.c, one thread),
+/// cnn-student's first layer took 2.7-2.8 µs an image against oneDNN's 5.2-5.5 at batch 1
+/// and 32 (3.8 on the AVX2 path); with three input channels (resnet20's and mobilenetv2's
+/// stems) oneDNN was 3-17% faster, so those stay with oneDNN.
 /// Linux builds with oneDNN only:
 /// elsewhere (or for a shape oneDNN refuses) `init` answers nil and the caller runs the
 /// convolution another way.
@@ -47,15 +45,17 @@ public final class PackedConvolution: @unchecked Sendable {
         guard oh > 0, ow > 0 else { return nil }
         var shape = ConvolutionPlan(batch: 1, channels: channels, height: height, width: width, outChannels: outChannels, groups: groups,
                                     geometry: geometry, outputHeight: oh, outputWidth: ow).primitiveShape
-        directWeights = groups == 1 && channels <= Self.directMaximumChannels ? weight.permuted([2, 3, 1, 0]).copy() : nil
-        if directWeights != nil && channels == 1 {
+        if groups == 1 && channels <= Self.directMaximumChannels {
             handle = nil
+            directWeights = weight.permuted([2, 3, 1, 0]).copy()
         } else {
-            handle = weight.withUnsafeBufferPointer { w in
+            let made = weight.withUnsafeBufferPointer { w in
                 bias.map { b in b.withUnsafeBufferPointer { distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, $0.baseAddress) } }
                     ?? distill_packed_convolution_create(&shape, activation.kernelValue, w.baseAddress, nil)
             }
-            guard handle != nil || directWeights != nil else { return nil }
+            guard let made else { return nil }
+            handle = made
+            directWeights = nil
         }
         self.shape = shape
         self.weight = weight.copy()
@@ -90,7 +90,7 @@ public final class PackedConvolution: @unchecked Sendable {
         let accumulate: Int32 = accumulating == nil ? 0 : 1
         var failed = Self.failsForTesting
         let rows = shape.outputHeight, threads = Compute.threadCount
-        if let directWeights, handle == nil || batch == 1 {
+        if let directWeights {
             // Rows of every image split over the pool; the kernel cannot fail.
             let perRow = shape.outputWidth * shape.outChannels * shape.channels * shape.kernelHeight * shape.kernelWidth
             withUnsafePointer(to: shape) { plan in
@@ -163,8 +163,9 @@ public final class PackedConvolution: @unchecked Sendable {
     nonisolated(unsafe) public static var minimumSplitMultiplyAdds = 1 << 16
 
     /// The most input channels (groups 1) for which the direct kernel runs the layer instead
-    /// of oneDNN (bench/DistillBench `infer-*` cases with `--direct-channels`; 0 turns it off).
-    nonisolated(unsafe) public static var directMaximumChannels = 4
+    /// of oneDNN (see the type's notes; bench/DistillBench `infer-*` cases with
+    /// `--direct-channels`; 0 turns it off). The kernel takes any count; tests run it up to 4.
+    nonisolated(unsafe) public static var directMaximumChannels = 1
 
     /// Tests set this to run every call through the fallback.
     nonisolated(unsafe) package static var failsForTesting = false
