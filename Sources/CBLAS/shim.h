@@ -42,6 +42,11 @@ static inline void distill_keep_freed_memory(void) {
 static inline void distill_keep_freed_memory(void) {}
 #endif
 
+/* Standard output a line at a time, also into a file or pipe (the distill command sets it
+   at start; Swift 6 cannot name C's `stdout` from Swift). */
+#include <stdio.h>
+static inline void distill_line_buffered_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
 /* Flush-to-zero and denormals-are-zero on the calling thread. Denormal floats take a
    microcode slow path on x86 (10-100x per operation); training on small data produces
    many of them in weights and gradients. Called at the start of every compute chunk. */

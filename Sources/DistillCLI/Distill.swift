@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBLAS
 import Distillation
 import Foundation
 import Tensors
@@ -16,6 +17,10 @@ struct Distill: ParsableCommand {
     /// errors become messages. Exit codes: 0 success (and help), 1 any error, 128 + the
     /// signal when SIGINT or SIGTERM stopped training after a checkpoint.
     static func main() {
+        // Standard output a line at a time, also into a file or pipe (a log, CI, nohup): C's
+        // default there is a 4 KiB block, which held every progress line of a long run back
+        // until it ended.
+        distill_line_buffered_stdout()
         StopRequest.install()
         Compute.keepFreedMemory()
         do {

@@ -235,4 +235,41 @@ extension CommandLineTests {
         for value in values { withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
         return data
     }
+
+    /// Standard output reaches a file a line at a time: a long run's epoch lines are in its
+    /// log while it runs (C's default for a file is a 4 KiB block, which held them back until
+    /// the process ended). The run is killed with SIGKILL, so nothing flushes at exit.
+    func testProgressLinesReachALogFileWhileTheRunGoesOn() throws {
+        let root = folder("line-log")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        // Epochs of a few hundredths of a second: block-buffered, the first 4 KiB (some 60
+        // epoch lines) would reach the file at once, seconds in.
+        var csv = "a,b,kind\n"
+        for i in 0..<3000 { csv += "\(i % 3),\(Double(i % 97) / 7),\(["x", "y", "z"][i % 3])\n" }
+        let table = root.appendingPathComponent("t.csv")
+        try csv.write(to: table, atomically: true, encoding: .utf8)
+        let log = root.appendingPathComponent("run.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["train", "--model", "mlp", "--hidden", "128,128", "--data", table.path, "--epochs", "100000",
+                             "--out", root.appendingPathComponent("run").path]
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) }; process.waitUntilExit() }
+        let deadline = Date().addingTimeInterval(60)
+        var data = Data()
+        while Date() < deadline {
+            data = (try? Data(contentsOf: log)) ?? Data()
+            if String(decoding: data, as: UTF8.self).contains("epoch 2 ") || !process.isRunning { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        XCTAssertTrue(process.isRunning, "the run must still be going: \(text)")
+        XCTAssertTrue(text.contains("epoch 1 ") && text.contains("epoch 2 "), "epoch lines in the log while the run goes on: \(text)")
+        XCTAssertLessThan(data.count, 4096, "the lines came a block at a time, not a line at a time")
+        XCTAssertTrue(text.hasSuffix("\n"), "whole lines only: \(text)")
+    }
 }
