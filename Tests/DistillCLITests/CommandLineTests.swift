@@ -13,13 +13,29 @@ final class CommandLineTests: XCTestCase {
         #endif
     }
 
-    /// Runs the binary (or another built `executable`) with `arguments`, and `environment` added to this process's.
+    /// The CLI's cache home in tests (`XDG_CACHE_HOME`): one temporary folder for the test
+    /// process, so that runs without `--cache-directory` keep their teacher caches there and
+    /// not in the user's ~/.cache/distill (test runs had left 500 MB there). Tests find
+    /// MiniLM by this process's own environment, not the CLI's.
+    static let cacheHome: String = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cli-cache-home-\(getpid())")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url.path
+    }()
+
+    override class func tearDown() {
+        try? FileManager.default.removeItem(atPath: cacheHome)
+        super.tearDown()
+    }
+
+    /// Runs the binary (or another built `executable`) with `arguments`, and `environment` added
+    /// to this process's (with `cacheHome` as its cache home unless `environment` names one).
     func run(_ arguments: [String], environment: [String: String] = [:], executable: URL = CommandLineTests.binary) throws -> (status: Int32, output: String, errors: String) {
         try requireTool(FileManager.default.fileExists(atPath: executable.path), "\(executable.path) is not built")
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, added in added } }
+        process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CACHE_HOME": Self.cacheHome].merging(environment) { _, added in added }) { _, added in added }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
