@@ -263,7 +263,8 @@ struct ServedTeacherOptions: ParsableArguments {
 /// declared once, for `distill` and `evaluate`.
 struct CacheDirectoryOption: ParsableArguments {
     @Option(name: Spec.cacheDirectory.long, help: Spec.cacheDirectory.help)
-    var directory: String = (ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/distill"
+    var directory: String = (ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache"))
+        + "/distill"
 
     var values: [(String, OptionValue?)] { [("cache-directory", .text(directory))] }
 }
