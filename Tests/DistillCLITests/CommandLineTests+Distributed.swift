@@ -21,6 +21,7 @@ extension CommandLineTests {
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.mpirun)
+        process.environment = Self.cliEnvironment
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
@@ -229,6 +230,7 @@ extension CommandLineTests {
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.mpirun)
+        process.environment = Self.cliEnvironment
         process.arguments = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,tcp", "-np", "2", Self.binary.path] + arguments + ["--out", killed.path]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

@@ -85,6 +85,7 @@ extension CommandLineTests {
         let port = try startOIPServer(folder, ["--fault", "delay", "--delay", "0.2"])
         let process = Process()
         process.executableURL = Self.binary
+        process.environment = Self.cliEnvironment
         process.arguments = servedArguments(folder, port: port, out: "killed", ["--concurrency", "2"])
         let errors = Pipe()
         process.standardOutput = FileHandle.nullDevice

@@ -252,6 +252,7 @@ extension CommandLineTests {
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
         process.executableURL = Self.binary
+        process.environment = Self.cliEnvironment
         process.arguments = ["train", "--model", "mlp", "--hidden", "128,128", "--data", table.path, "--epochs", "100000",
                              "--out", root.appendingPathComponent("run").path]
         let handle = try FileHandle(forWritingTo: log)

@@ -23,6 +23,12 @@ final class CommandLineTests: XCTestCase {
         return url.path
     }()
 
+    /// This process's environment with `cacheHome` as the cache home: what every CLI process
+    /// (and mpirun, whose ranks inherit it) a test starts gets.
+    static var cliEnvironment: [String: String] {
+        ProcessInfo.processInfo.environment.merging(["XDG_CACHE_HOME": cacheHome]) { _, added in added }
+    }
+
     override class func tearDown() {
         try? FileManager.default.removeItem(atPath: cacheHome)
         super.tearDown()
@@ -35,7 +41,7 @@ final class CommandLineTests: XCTestCase {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CACHE_HOME": Self.cacheHome].merging(environment) { _, added in added }) { _, added in added }
+        process.environment = Self.cliEnvironment.merging(environment) { _, added in added }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
