@@ -95,6 +95,7 @@ extension CommandLineTests {
     func start(_ arguments: [String]) throws -> (Process, FileHandle) {
         let process = Process()
         process.executableURL = CommandLineTests.binary
+        process.environment = Self.cliEnvironment
         process.arguments = arguments
         let out = Pipe()
         process.standardOutput = out
