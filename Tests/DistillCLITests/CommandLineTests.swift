@@ -15,7 +15,7 @@ final class CommandLineTests: XCTestCase {
 
     /// The CLI's cache home in tests (`XDG_CACHE_HOME`): one temporary folder for the test
     /// process, so that runs without `--cache-directory` keep their teacher caches there and
-    /// not in the user's ~/.cache/distill (test runs had left 500 MB there). Tests find
+    /// not in the user's ~/.cache/distill (test runs had left some 200 cache files there). Tests find
     /// MiniLM by this process's own environment, not the CLI's.
     static let cacheHome: String = {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("cli-cache-home-\(getpid())")
