@@ -160,7 +160,7 @@ DIRECT_KERNEL(distill_direct_convolution_avx512_channels, AVX512, __m512, 16, __
               _mm512_set1_ps, _mm512_setzero_ps, _mm512_max_ps, _mm512_min_ps)
 
 /* One input channel, stride and dilation 1, 8 output channels, no residual sum (cnn-student's
-   first layer; measured 2.6 against 3.8 µs an image at batch 32, /tmp-built
+   first layer; 2.6-2.8 against 3.8 µs an image for the kernel above, by
    bench/onednn/direct_first_layer.c; with 16 output channels the kernel above fills its
    lanes and was faster, 3.9 against 4.5): 16 pixels of a row are one register, so that a tap is one load
    of 16 neighbouring input values and 8 fused multiply-adds with broadcast weights, one per
