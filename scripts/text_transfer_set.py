@@ -7,13 +7,19 @@ versioned). Writes
     OUT/train/wordnet    WordNet's glosses and examples of four or more words, `%` lines between
     OUT/held-out         the held-out quotes, `%` lines between them
 
+and, with `--augment K`, K variants of every training quote (never of a held-out one):
+
+    OUT/train/augmented  each a span of a quote's words (40-90% of them), the quote with a
+                         fifth of its words dropped, or the start of one quote joined to the
+                         end of another (the operation and its cuts drawn with seed 0)
+
 for `distill distill --data OUT/train --test-data OUT/held-out --text-separator %`: every
 quote of OUT/held-out is held out, everything in OUT/train trains. Quotes are read as
 scripts/fortunes.py reads them (the rule Distill's reader follows); a quote that holds a line
 of only `%` cannot occur. Usage:
 
     apt-get install wordnet-base fortunes
-    python3 scripts/text_transfer_set.py OUT [--no-wordnet]
+    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K]
 """
 import argparse
 import os
@@ -41,6 +47,33 @@ def wordnet_phrases(folder=WORDNET):
     return phrases
 
 
+def augmented(quotes, k, seed=0):
+    """`k` variants of each quote (TinyBERT's idea of growing the transfer set: the teacher
+    labels whatever text it is shown, so new inputs near the real ones are new examples).
+    Words are split at white space and joined by one space; variants under four words,
+    repeats and copies of a quote are left out."""
+    rng = random.Random(seed)
+    words = [q.split() for q in quotes]
+    seen, variants = set(quotes), []
+    for index, w in enumerate(words):
+        for _ in range(k):
+            operation = rng.randrange(3)
+            if operation == 0:  # a span
+                length = max(1, int(round(len(w) * rng.uniform(0.4, 0.9))))
+                start = rng.randrange(len(w) - length + 1)
+                text = w[start:start + length]
+            elif operation == 1:  # a fifth of the words dropped
+                text = [word for word in w if rng.random() >= 0.2]
+            else:  # the start of this quote, the end of another
+                other = words[rng.randrange(len(words))]
+                text = w[:rng.randint(1, max(1, len(w) - 1))] + other[rng.randint(1, max(1, len(other) - 1)):]
+            text = " ".join(text)
+            if len(text.split()) >= 4 and text not in seen:
+                seen.add(text)
+                variants.append(text)
+    return variants
+
+
 def write(path, records):
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n%\n".join(records) + "\n")
@@ -51,6 +84,7 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--no-wordnet", action="store_true", help="fortunes only")
     parser.add_argument("--held-out", type=float, default=0.1, help="fraction of the quotes held out (default 0.1)")
+    parser.add_argument("--augment", type=int, default=0, metavar="K", help="K variants of each training quote (default 0: none)")
     args = parser.parse_args()
     everything = [q for name in files() for q in quotes(os.path.join(FOLDER, name))]
     order = list(range(len(everything)))
@@ -58,11 +92,15 @@ def main():
     held = int(round(len(everything) * args.held_out))
     os.makedirs(os.path.join(args.out, "train"), exist_ok=True)
     write(os.path.join(args.out, "held-out"), [everything[i] for i in sorted(order[:held])])
-    write(os.path.join(args.out, "train", "fortunes"), [everything[i] for i in sorted(order[held:])])
+    training = [everything[i] for i in sorted(order[held:])]
+    write(os.path.join(args.out, "train", "fortunes"), training)
+    variants = augmented(training, args.augment) if args.augment > 0 else []
+    if variants:
+        write(os.path.join(args.out, "train", "augmented"), variants)
     extra = [] if args.no_wordnet else wordnet_phrases()
     if extra:
         write(os.path.join(args.out, "train", "wordnet"), extra)
-    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases")
+    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants")
 
 
 if __name__ == "__main__":

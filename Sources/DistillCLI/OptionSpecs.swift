@@ -39,7 +39,7 @@ enum Spec {
     static let seed = OptionSpec("seed", .integer(0...Int(Int32.max)), "Random seed (weights, data order, label choice, validation split).")
     static let optimizer = OptionSpec("optimizer", .choice(OptimizerChoice.allCases.map(\.rawValue)), "Optimizer (sgd has Nesterov momentum \(TrainingDefaults.momentum)).")
     static let schedule = OptionSpec("schedule", .choice(ScheduleChoice.allCases.map(\.rawValue)), "Learning-rate schedule after the warm-up.")
-    static let weightDecay = OptionSpec("weight-decay", .number(0...1), "Weight decay on weights (not biases or normalisation parameters).")
+    static let weightDecay = OptionSpec("weight-decay", .number(0...1), "Weight decay on weights (not biases, normalisation parameters or embedding tables).")
     static let clipNorm = OptionSpec("clip-norm", .number(0...1e6), "Clip gradients to this global norm; 0: no clipping.")
     static let warmupSteps = OptionSpec("warmup-steps", .integer(0...10_000_000), "Linear learning-rate warm-up steps (at most a tenth of the run).")
     static let onNonFinite = OptionSpec("on-nonfinite", .choice(["stop", "rollback"]), "When a loss or gradient is NaN or infinite: 'stop' with an error, or 'rollback' to the epoch's start at half the learning rate (3 times at most).")

@@ -8,7 +8,7 @@ struct ProgressReporter {
 
     mutating func step(epoch: Int, step: Int, of total: Int, loss: Float, examplesPerSecond: Double, batchSize: Int) {
         let remaining = Double((total - step) * batchSize) / max(examplesPerSecond, 1e-9)
-        let line = String(format: "epoch %d  step %d/%d  loss %.4f  %.0f images/s  ETA %.0f s", epoch, step, total, loss, examplesPerSecond, remaining)
+        let line = String(format: "epoch %d  step %d/%d  loss %.4f  %.0f examples/s  ETA %.0f s", epoch, step, total, loss, examplesPerSecond, remaining)
         if isTerminal {
             let width = 24, filled = width * step / max(total, 1)
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)

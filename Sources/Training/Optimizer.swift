@@ -20,12 +20,27 @@ public struct ParameterGroup {
         self.weightDecay = weightDecay
     }
 
-    /// Two groups from `model`'s trainable parameters: weights (rank ≥ 2) with `weightDecay`,
-    /// and biases and normalisation parameters (rank ≤ 1) without, the usual exemption.
+    /// Two groups from `model`'s trainable parameters: those weight decay applies to
+    /// (`decayedParameters`) with `weightDecay`, and the rest without.
     public static func decayingWeightsOnly(_ model: any Module, learningRate: Float, weightDecay: Float) -> [ParameterGroup] {
-        let trainable = model.parameters.filter(\.requiresGrad)
-        return [ParameterGroup(name: "weights", parameters: trainable.filter { $0.rank >= 2 }, learningRate: learningRate, weightDecay: weightDecay),
-                ParameterGroup(name: "biases and norms", parameters: trainable.filter { $0.rank < 2 }, learningRate: learningRate, weightDecay: 0)]
+        let trainable = model.parameters.filter(\.requiresGrad), decayed = decayedParameters(of: model)
+        return [ParameterGroup(name: "weights", parameters: trainable.filter { decayed.contains(ObjectIdentifier($0)) },
+                               learningRate: learningRate, weightDecay: weightDecay),
+                ParameterGroup(name: "biases, norms and embedding tables", parameters: trainable.filter { !decayed.contains(ObjectIdentifier($0)) },
+                               learningRate: learningRate, weightDecay: 0)]
+    }
+
+    /// The parameters of `model` that weight decay applies to: weights of rank ≥ 2, but not
+    /// biases and normalisation parameters (rank ≤ 1, the usual exemption) nor the tables of
+    /// `Embedding` layers. A table row gets a gradient only in the steps whose batch holds its
+    /// token; with Adam's L2 form the decay term is then all the gradient it has in the other
+    /// steps, and Adam scales it up to about the learning rate a step, so every rare token's
+    /// vector is pulled to zero within a few hundred steps (distilling MiniLM into a one-layer
+    /// student at Adam 1e-3, weight decay 5e-4: held-out similarity Spearman 0.639 with the
+    /// tables decayed; docs/text.md). Hugging Face's recipes exempt them too.
+    public static func decayedParameters(of model: any Module) -> Set<ObjectIdentifier> {
+        let tables = Set(model.namedModules().compactMap { ($0.module as? Embedding).map { ObjectIdentifier($0.weight) } })
+        return Set(model.parameters.filter { $0.rank >= 2 && !tables.contains(ObjectIdentifier($0)) }.map(ObjectIdentifier.init))
     }
 }
 

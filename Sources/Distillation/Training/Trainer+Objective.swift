@@ -78,15 +78,16 @@ extension Trainer {
     func parameterGroups() -> [ParameterGroup] {
         var groups: [String: ParameterGroup] = [:]
         var order: [String] = []
+        let decayed = ParameterGroup.decayedParameters(of: trainable)
         for (name, parameter) in trainable.namedParameters() {
             let path = name.hasPrefix("student.") ? String(name.dropFirst("student.".count)) : name
             let match = configuration.learningRateScales.keys.filter { path == $0 || path.hasPrefix($0 + ".") || $0.isEmpty }.max { $0.count < $1.count }
             let scale = match.map { configuration.learningRateScales[$0]! } ?? 1
-            let decays = parameter.rank >= 2
+            let decays = decayed.contains(ObjectIdentifier(parameter))
             let key = "\(match ?? "")|\(decays)"
             if groups[key] == nil {
                 order.append(key)
-                groups[key] = ParameterGroup(name: "\(match ?? "all") \(decays ? "weights" : "biases and norms")", parameters: [],
+                groups[key] = ParameterGroup(name: "\(match ?? "all") \(decays ? "weights" : "biases, norms and embedding tables")", parameters: [],
                                              learningRate: configuration.learningRate * scale, weightDecay: decays ? configuration.weightDecay : 0)
             }
             groups[key]!.parameters.append(parameter)

@@ -1,0 +1,158 @@
+"""A quick PyTorch sweep of the choices for distilling all-MiniLM-L6-v2 into a text-transformer
+student started from some of its layers (docs/text.md, "What limits the small students"):
+learning rate, epochs, kept layers, and an optional relational term on the batch's cosine
+similarity matrix. It trains the same student as `distill distill --student text-transformer
+--init-from-teacher --method embedding` (mean pooling, unit-length output, the loss
+‖s − t‖² + 1 − cos(s, t), Adam, a cosine schedule with 5% warm-up, clipping at norm 1) and
+scores it the same way (mean cosine with the teacher and the Spearman correlation of 10,000
+random pairs' similarities on the held-out quotes), so that a choice can be tried in minutes
+before a Distill run measures it. The numbers in the docs come from Distill; this script only
+chose what to run. Needs `pip install torch transformers` and the transfer set of
+scripts/text_transfer_set.py. Usage:
+
+    python3 scripts/text_student_sweep.py SET_FOLDER [--lr 1e-3] [--epochs 3] [--layers 0]
+        [--relational none|mse|pearson|kl] [--relational-weight 1] [--seed 0]
+
+The relational terms, over the B(B − 1) off-diagonal entries of the batch's cosine matrices
+S (student) and T (teacher): `mse` the mean of (S − T)²; `pearson` 1 − their Pearson
+correlation; `kl` each row's softmax at temperature 0.05, KL(T ‖ S), averaged over rows.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import BertModel, BertTokenizerFast
+
+MODEL = os.path.expanduser("~/.cache/distill/all-minilm-l6-v2-0.1.2")
+
+
+def read_quotes(path):
+    """Texts between lines of only `%`, stripped, empty ones dropped (Distill's separator rule)."""
+    texts, lines = [], []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line == "%":
+                texts.append("\n".join(lines).strip())
+                lines = []
+            else:
+                lines.append(line)
+    texts.append("\n".join(lines).strip())
+    return [t for t in texts if t]
+
+
+def mean_pooled(model, tokenizer, texts):
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    states = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return (states * mask).sum(1) / mask.sum(1)
+
+
+def embed(model, tokenizer, texts, batch=64):
+    model.eval()
+    with torch.no_grad():
+        rows = [F.normalize(mean_pooled(model, tokenizer, texts[k:k + batch]), dim=1) for k in range(0, len(texts), batch)]
+    model.train()
+    return torch.cat(rows).numpy()
+
+
+def agreement(student, teacher, pairs=10_000, seed=0):
+    """Mean cosine of each text's two unit embeddings, and the Spearman correlation of the
+    cosine similarities of random pairs of distinct texts (ties do not occur in floats)."""
+    rng = np.random.default_rng(seed)
+    n = len(teacher)
+    i = rng.integers(0, n, pairs)
+    j = (i + 1 + rng.integers(0, n - 1, pairs)) % n
+    ranks = lambda x: np.argsort(np.argsort(x))
+    a, b = (student[i] * student[j]).sum(1), (teacher[i] * teacher[j]).sum(1)
+    return float((student * teacher).sum(1).mean()), float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
+def relational(kind, s, t):
+    n = s.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool)
+    ss, tt = s @ s.T, t @ t.T
+    if kind == "mse":
+        return ((ss - tt)[off] ** 2).mean()
+    if kind == "pearson":
+        a, b = ss[off] - ss[off].mean(), tt[off] - tt[off].mean()
+        return 1 - (a * b).sum() / (a.norm() * b.norm() + 1e-8)
+    if kind == "kl":
+        logs = F.log_softmax(ss.masked_fill(~off, -1e9) / 0.05, dim=1)
+        logt = F.log_softmax(tt.masked_fill(~off, -1e9) / 0.05, dim=1)
+        return F.kl_div(logs, logt, log_target=True, reduction="batchmean")
+    return torch.zeros(())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--layers", default="0", help="the teacher's layers the student keeps, comma-separated")
+    parser.add_argument("--relational", choices=["none", "mse", "pearson", "kl"], default="none")
+    parser.add_argument("--relational-weight", type=float, default=1)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    train = read_quotes(os.path.join(args.folder, "train", "fortunes"))
+    held = read_quotes(os.path.join(args.folder, "held-out"))
+    tokenizer = BertTokenizerFast.from_pretrained(MODEL)
+    teacher = BertModel.from_pretrained(MODEL)
+    cache = os.path.join(args.folder, "sweep-teacher.npz")
+    if os.path.exists(cache):
+        saved = np.load(cache)
+        teacher_train, teacher_held = saved["train"], saved["held"]
+    else:
+        start = time.time()
+        teacher_train, teacher_held = embed(teacher, tokenizer, train), embed(teacher, tokenizer, held)
+        np.savez(cache + ".part.npz", train=teacher_train, held=teacher_held)
+        os.replace(cache + ".part.npz", cache)
+        print(f"teacher embedded {len(train) + len(held)} texts in {time.time() - start:.0f} s", flush=True)
+
+    student = teacher
+    student.encoder.layer = torch.nn.ModuleList([student.encoder.layer[int(k)] for k in args.layers.split(",")])
+    student.config.num_hidden_layers = len(student.encoder.layer)
+    print("untrained", agreement(embed(student, tokenizer, held), teacher_held), flush=True)
+
+    targets = torch.tensor(teacher_train)
+    optimizer = torch.optim.Adam(student.parameters(), lr=args.lr)
+    per_epoch = (len(train) + args.batch - 1) // args.batch
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * per_epoch,
+                                                   pct_start=0.05, anneal_strategy="cos")
+    lengths = np.array([len(t) for t in train])
+    for epoch in range(args.epochs):
+        start, total = time.time(), 0.0
+        order = rng.permutation(len(train))
+        batches = []
+        for chunk in (order[k:k + args.batch * 50] for k in range(0, len(order), args.batch * 50)):
+            chunk = chunk[np.argsort(lengths[chunk])]  # length buckets, as Distill's
+            batches += [chunk[k:k + args.batch] for k in range(0, len(chunk), args.batch)]
+        rng.shuffle(batches)
+        for indices in batches:
+            s = F.normalize(mean_pooled(student, tokenizer, [train[i] for i in indices]), dim=1)
+            t = targets[indices]
+            loss = ((s - t) ** 2).sum(1).mean() + 1 - (s * t).sum(1).mean()
+            loss = loss + args.relational_weight * relational(args.relational, s, t)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            total += loss.item()
+        cosine, spearman = agreement(embed(student, tokenizer, held), teacher_held)
+        print(f"epoch {epoch + 1}: loss {total / len(batches):.4f}, {time.time() - start:.0f} s; "
+              f"held-out cosine {cosine:.4f}, similarity Spearman {spearman:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
