@@ -12,6 +12,12 @@ scripts/text_transfer_set.py. Usage:
 
     python3 scripts/text_student_sweep.py SET_FOLDER [--lr 1e-3] [--epochs 3] [--layers 0]
         [--relational none|mse|pearson|kl] [--relational-weight 1] [--seed 0]
+    python3 scripts/text_student_sweep.py SET_FOLDER --noise-ceiling
+
+`--noise-ceiling` trains nothing: it moves each held-out teacher embedding to a given cosine
+c from itself in a random direction and prints the similarity Spearman such a student would
+have, for c from 0.70 to 0.95 (what mean cosine a target Spearman needs when the errors
+have no structure).
 
 The relational terms, over the B(B − 1) off-diagonal entries of the batch's cosine matrices
 S (student) and T (teacher): `mse` the mean of (S − T)²; `pearson` 1 − their Pearson
@@ -88,6 +94,18 @@ def relational(kind, s, t):
     return torch.zeros(())
 
 
+def noise_ceiling(folder):
+    tokenizer, teacher = BertTokenizerFast.from_pretrained(MODEL), BertModel.from_pretrained(MODEL)
+    held = embed(teacher, tokenizer, read_quotes(os.path.join(folder, "held-out"))).astype(np.float64)
+    rng = np.random.default_rng(0)
+    for c in (0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.95):
+        noise = rng.standard_normal(held.shape)
+        noise -= (noise * held).sum(1, keepdims=True) * held  # orthogonal to each embedding
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        student = c * held + (1 - c * c) ** 0.5 * noise  # unit length, cosine c with the teacher
+        print(f"mean cosine {c:.2f}: similarity Spearman {agreement(student, held)[1]:.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder")
@@ -99,7 +117,10 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--noise-ceiling", action="store_true", help="print the Spearman of randomly perturbed teacher embeddings, train nothing")
     args = parser.parse_args()
+    if args.noise_ceiling:
+        return noise_ceiling(args.folder)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
