@@ -192,6 +192,19 @@ case("attention", {"layer0": attention_probabilities(1.0), "layer1": attention_p
      {"layer0": attention_probabilities(1.5), "layer1": attention_probabilities(0.5)}, attention,
      extra={"mask": entry(token_mask)})
 
+
+# Sentence embeddings (EmbeddingDistillation): unit-length teacher rows, student rows of any length.
+D = 8
+emb_t = F.normalize(torch.randn(B, D), dim=1)
+
+
+def embedding(s, t):
+    squared = ((s["logits"] - t["logits"]) ** 2).sum(1).mean()
+    return squared + 1 - F.cosine_similarity(s["logits"], t["logits"], dim=1).mean()
+
+
+case("embedding", {"logits": torch.randn(B, D)}, {"logits": emb_t}, embedding)
+
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "DistillationTests", "Fixtures", "losses_golden.json")
 with open(path, "w") as f:
     json.dump({"generator": "scripts/generate_golden_distillation.py", "torch": torch.__version__, "cases": cases}, f)

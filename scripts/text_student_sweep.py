@@ -55,7 +55,22 @@ def mean_pooled(model, tokenizer, texts):
     batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
     states = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
-    return (states * mask).sum(1) / mask.sum(1)
+    pooled = (states * mask).sum(1) / mask.sum(1)
+    head = getattr(model, "distill_head", None)
+    return head(pooled) if head is not None else pooled
+
+
+def narrow_feed_forward(layer, width):
+    """Keeps the `width` intermediate neurons of a BERT layer with the largest product of
+    their input and output weight norms (the rest are cut, as in structured pruning)."""
+    up, down = layer.intermediate.dense, layer.output.dense
+    score = up.weight.norm(dim=1) * down.weight.norm(dim=0)
+    keep = torch.sort(torch.topk(score, width).indices).values
+    new_up, new_down = torch.nn.Linear(up.in_features, width), torch.nn.Linear(width, down.out_features)
+    with torch.no_grad():
+        new_up.weight.copy_(up.weight[keep]); new_up.bias.copy_(up.bias[keep])
+        new_down.weight.copy_(down.weight[:, keep]); new_down.bias.copy_(down.bias)
+    layer.intermediate.dense, layer.output.dense = new_up, new_down
 
 
 def embed(model, tokenizer, texts, batch=64):
@@ -114,6 +129,10 @@ def main():
     parser.add_argument("--layers", default="0", help="the teacher's layers the student keeps, comma-separated")
     parser.add_argument("--relational", choices=["none", "mse", "pearson", "kl"], default="none")
     parser.add_argument("--relational-weight", type=float, default=1)
+    parser.add_argument("--intermediate", type=int, default=0, help="cut each kept layer's feed-forward block to this many neurons (0: keep all 1,536)")
+    parser.add_argument("--head", action="store_true", help="a trainable 384 x 384 linear map after pooling, started at the identity")
+    parser.add_argument("--similarity-weight", type=float, default=0,
+                        help="weight of the similarity term: the mean squared error of the student's cosine with every training text's teacher embedding, e C e^T with C the teachers' second moments")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -143,9 +162,17 @@ def main():
     student = teacher
     student.encoder.layer = torch.nn.ModuleList([student.encoder.layer[int(k)] for k in args.layers.split(",")])
     student.config.num_hidden_layers = len(student.encoder.layer)
+    if args.intermediate:
+        for layer in student.encoder.layer:
+            narrow_feed_forward(layer, args.intermediate)
+    if args.head:
+        student.distill_head = torch.nn.Linear(384, 384)
+        with torch.no_grad():
+            student.distill_head.weight.copy_(torch.eye(384)); student.distill_head.bias.zero_()
     print("untrained", agreement(embed(student, tokenizer, held), teacher_held), flush=True)
 
     targets = torch.tensor(teacher_train)
+    moments = targets.T @ targets / len(targets)  # C = mean of t t^T over the training texts
     optimizer = torch.optim.Adam(student.parameters(), lr=args.lr)
     per_epoch = (len(train) + args.batch - 1) // args.batch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * per_epoch,
@@ -164,6 +191,9 @@ def main():
             t = targets[indices]
             loss = ((s - t) ** 2).sum(1).mean() + 1 - (s * t).sum(1).mean()
             loss = loss + args.relational_weight * relational(args.relational, s, t)
+            if args.similarity_weight:
+                e = s - t
+                loss = loss + args.similarity_weight * ((e @ moments) * e).sum(1).mean()
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)

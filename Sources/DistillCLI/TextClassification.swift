@@ -147,9 +147,8 @@ extension LabeledTexts {
 extension TextModel {
     /// The encoder as a zoo model (name, options, a fresh copy with its weights), so that the
     /// models a transfer makes of it save, load and evaluate as every zoo model: a Distill
-    /// text run as it is; a Hugging Face sentence encoder (mean pooling, L2 normalisation, a
-    /// feed-forward 4× its width, as all-MiniLM-L6-v2) as the `text-transformer` of its sizes,
-    /// whose parameter names are the encoder's.
+    /// text run as it is; a Hugging Face sentence encoder (mean pooling, L2 normalisation, as
+    /// all-MiniLM-L6-v2) as the `text-transformer` of its sizes, whose parameter names are the encoder's.
     func zooEncoder() throws -> (name: String, options: ModelOptions, make: () throws -> any Module) {
         let state = Dictionary(model.stateDict().map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         if let name, let options {
@@ -168,13 +167,13 @@ extension TextModel {
         var problems: [String] = []
         if encoder.pooling != .mean { problems.append("CLS pooling") }
         if !encoder.normalizes { problems.append("no L2 normalisation") }
-        if c.intermediateSize != 4 * c.hiddenSize { problems.append("a feed-forward size of \(c.intermediateSize), not 4 × \(c.hiddenSize)") }
         if c.layerNormEpsilon != 1e-12 || c.tokenTypes != 2 { problems.append("layer-norm epsilon \(c.layerNormEpsilon) and \(c.tokenTypes) token types (not 1e-12 and 2)") }
         guard problems.isEmpty else {
-            throw UserError("--from \(path): transfer re-heads encoders built as text-transformer (mean pooling, L2 normalisation, feed-forward 4× the width); this one has \(problems.joined(separator: ", "))")
+            throw UserError("--from \(path): transfer re-heads encoders built as text-transformer (mean pooling, L2 normalisation); this one has \(problems.joined(separator: ", "))")
         }
         let options = ModelOptions.text(vocabularySize: c.vocabularySize, paddingId: c.paddingTokenId, outputs: c.hiddenSize, hidden: c.hiddenSize,
-                                        layers: c.layers, heads: c.heads, maxTokens: c.maxPositions)
+                                        layers: c.layers, heads: c.heads, maxTokens: c.maxPositions,
+                                        feedForward: c.intermediateSize == 4 * c.hiddenSize ? nil : c.intermediateSize)
         return ("text-transformer", options, {
             var generator = RandomGenerator(seed: 0)
             let copy = try ModelZoo.make("text-transformer", options: options, using: &generator)

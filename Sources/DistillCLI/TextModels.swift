@@ -46,14 +46,17 @@ struct TextDataOptions: ParsableArguments {
 struct TextStudentOptions: ParsableArguments {
     @Option(name: Spec.layers.long, help: Spec.layers.help) var layers: Int?
     @Option(name: Spec.heads.long, help: Spec.heads.help) var heads: Int?
+    @Option(name: Spec.feedForward.long, help: Spec.feedForward.help) var feedForward: Int?
     @Flag(name: Spec.initFromTeacher.long, help: Spec.initFromTeacher.help) var initFromTeacher = false
+    @Option(name: Spec.initLayers.long, help: Spec.initLayers.help) var initLayers: String?
     @Option(name: Spec.hiddenWeight.long, help: Spec.hiddenWeight.help) var hiddenWeight: Float?
     @Option(name: Spec.attentionWeight.long, help: Spec.attentionWeight.help) var attentionWeight: Float?
     @Option(name: Spec.layerMap.long, help: Spec.layerMap.help) var layerMap: String?
 
     /// (Absent unless given, so that image runs record nothing new.)
     var values: [(String, OptionValue?)] {
-        [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }), ("init-from-teacher", initFromTeacher ? .flag(true) : nil),
+        [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }), ("feed-forward", feedForward.map { .integer($0) }), ("init-from-teacher", initFromTeacher ? .flag(true) : nil),
+         ("init-layers", initLayers.map { .text($0) }),
          ("hidden-weight", hiddenWeight.map { .number($0) }), ("attention-weight", attentionWeight.map { .number($0) }),
          ("layer-map", layerMap.map { .text($0) })]
     }
@@ -83,8 +86,16 @@ struct TextStudentOptions: ParsableArguments {
             for (name, given) in [("hidden-weight", hiddenWeight != nil), ("attention-weight", attentionWeight != nil), ("layer-map", layerMap != nil)] where given {
                 throw UserError("--\(name): \(student) has no encoder layers; hidden-state and attention transfer take a text-transformer student")
             }
-            for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("init-from-teacher", initFromTeacher)] where given {
+            for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("feed-forward", feedForward != nil), ("init-from-teacher", initFromTeacher),
+                                  ("init-layers", initLayers != nil)] where given {
                 throw UserError("--\(name) applies to text-transformer, not \(student)")
+            }
+        }
+        if let initLayers {
+            guard initFromTeacher else { throw UserError("--init-layers \(initLayers) picks the teacher's layers that --init-from-teacher copies: give --init-from-teacher too") }
+            let chosen = try OptionTable.parseNumbers(initLayers, spec: Spec.initLayers)
+            if let layers, layers != chosen.count {
+                throw UserError("--init-layers \(initLayers) names \(chosen.count) teacher layers for a student of --layers \(layers): give one per student layer")
             }
         }
         if let layerMap {
@@ -102,23 +113,29 @@ struct TextStudentOptions: ParsableArguments {
         }
         guard initFromTeacher else {
             return ModelOptions.text(vocabularySize: tokenizer.vocabulary.count, paddingId: padId, outputs: outputs, hidden: hidden ?? 256,
-                                     layers: layers ?? 3, heads: heads, maxTokens: tokenizer.truncation?.maxLength)
+                                     layers: layers ?? 3, heads: heads, maxTokens: tokenizer.truncation?.maxLength, feedForward: feedForward)
         }
         if teacher.isONNX { throw TextStudentOptions.needsNativeEncoder("init-from-teacher", teacher.path) }
         guard let bert = teacher.bert else {
             throw UserError("--init-from-teacher: \(teacher.path) is not a BERT encoder (a folder with config.json, or a text-transformer run) whose layers a student can start from")
         }
         let c = bert.configuration
-        return ModelOptions.text(vocabularySize: c.vocabularySize, paddingId: c.paddingTokenId, outputs: outputs, hidden: hidden ?? c.hiddenSize,
-                                 layers: layers ?? 3, heads: heads ?? c.heads, maxTokens: c.maxPositions)
+        // (Recorded only when it is not 4 × the width, the zoo's default: model files stay as they were.)
+        let width = hidden ?? c.hiddenSize, feedForward = feedForward ?? c.intermediateSize
+        return ModelOptions.text(vocabularySize: c.vocabularySize, paddingId: c.paddingTokenId, outputs: outputs, hidden: width,
+                                 layers: try chosenLayers()?.count ?? layers ?? 3, heads: heads ?? c.heads, maxTokens: c.maxPositions, feedForward: feedForward == 4 * width ? nil : feedForward)
     }
 
-    /// With --init-from-teacher, copies the teacher's embeddings and every k-th layer into `model`.
+    /// The teacher layers --init-layers names, or nil.
+    func chosenLayers() throws -> [Int]? { try initLayers.map { try OptionTable.parseNumbers($0, spec: Spec.initLayers) } }
+
+    /// With --init-from-teacher, copies the teacher's embeddings and the layers --init-layers
+    /// names (else every k-th) into `model`.
     func initialize(_ model: any Module, from teacher: TextModel) throws -> [Int]? {
         guard initFromTeacher, let student = model as? TextTransformer, let bert = teacher.bert else { return nil }
-        let mapping = TextTransformer.everyKthLayer(student: student.bert.configuration.layers, teacher: bert.configuration.layers)
+        let mapping = try chosenLayers() ?? TextTransformer.everyKthLayer(student: student.bert.configuration.layers, teacher: bert.configuration.layers)
         do { try student.initialize(from: bert, layers: mapping) } catch let error as TextModelError {
-            throw UserError("--init-from-teacher: \(error)")
+            throw UserError("--\(initLayers == nil ? "init-from-teacher" : "init-layers"): \(error)")
         }
         return mapping
     }

@@ -28,6 +28,8 @@ public struct ModelOptions: Equatable, Sendable, Codable {
     public var heads: Int?
     /// `text-transformer`: the longest text it takes, in tokens (its learned positions).
     public var maxTokens: Int?
+    /// `text-transformer`: the width of each layer's feed-forward block (nil: 4 × the hidden size).
+    public var feedForward: Int?
     /// Text models: true for a classifier trained on labelled texts (`distill train`): its
     /// `classes` outputs are class logits, not L2-normalised; nil or false: a unit-length
     /// embedding of `classes` values (a sentence encoder).
@@ -60,13 +62,14 @@ public struct ModelOptions: Equatable, Sendable, Codable {
 
     /// Options of a text model over a vocabulary of `vocabularySize` ids, giving `outputs` values.
     public static func text(vocabularySize: Int, paddingId: Int?, outputs: Int, hidden: Int, layers: Int? = nil, heads: Int? = nil,
-                            maxTokens: Int? = nil) -> ModelOptions {
+                            maxTokens: Int? = nil, feedForward: Int? = nil) -> ModelOptions {
         var options = ModelOptions(classes: outputs, hiddenSizes: [hidden])
         options.vocabularySize = vocabularySize
         options.paddingId = paddingId
         options.layers = layers
         options.heads = heads
         options.maxTokens = maxTokens
+        options.feedForward = feedForward
         return options
     }
 

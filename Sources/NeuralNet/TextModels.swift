@@ -116,21 +116,30 @@ public final class TextTransformer: SentenceEmbedder {
     }
 
     /// Copies `teacher`'s embeddings, and into student layer i the teacher's layer
-    /// `mapping[i]`. The hidden, feed-forward and vocabulary sizes, heads, positions and token
-    /// types must agree: otherwise a `TextModelError` names the first that differs.
+    /// `mapping[i]`. The hidden and vocabulary sizes, heads, positions and token types must
+    /// agree, and the student's feed-forward block may be no wider than the teacher's:
+    /// otherwise a `TextModelError` names the first that differs. A narrower block keeps, in
+    /// each layer, the teacher's neurons with the largest product of their input and output
+    /// weight norms (`keptNeurons`), in their order: structured pruning's simplest score, which
+    /// keeps the neurons that move the layer's output most for a given input.
     public func initialize(from teacher: BertModel, layers mapping: [Int]) throws {
         let (s, t) = (bert.configuration, teacher.configuration)
         for (what, mine, theirs) in [("hidden size", s.hiddenSize, t.hiddenSize), ("number of attention heads", s.heads, t.heads),
-                                     ("feed-forward size", s.intermediateSize, t.intermediateSize), ("vocabulary", s.vocabularySize, t.vocabularySize),
+                                     ("vocabulary", s.vocabularySize, t.vocabularySize),
                                      ("number of positions", s.maxPositions, t.maxPositions), ("number of token types", s.tokenTypes, t.tokenTypes)]
             where mine != theirs {
             throw TextModelError("the student's \(what) is \(mine) and the teacher's \(theirs): starting from the teacher's layers needs them equal")
+        }
+        guard s.intermediateSize <= t.intermediateSize else {
+            throw TextModelError("the student's feed-forward block is \(s.intermediateSize) wide and the teacher's \(t.intermediateSize): "
+                + "starting from the teacher's layers keeps some of its neurons, so it can be no wider")
         }
         guard mapping.count == s.layers, mapping.allSatisfy({ (0..<t.layers).contains($0) }) else {
             throw TextModelError("the layer mapping \(mapping) does not fit \(s.layers) student layers and \(t.layers) teacher layers")
         }
         var source: [String: Tensor] = [:]
-        for (name, tensor) in teacher.stateDict() {
+        let teacherState = Dictionary(teacher.stateDict().map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+        for (name, tensor) in teacherState {
             if name.hasPrefix("embeddings.") {
                 source[name] = tensor
                 continue
@@ -139,7 +148,36 @@ public final class TextTransformer: SentenceEmbedder {
             guard parts.count == 4, parts[0] == "encoder", parts[1] == "layer", let index = Int(parts[2]) else { continue }
             for (i, chosen) in mapping.enumerated() where chosen == index { source["encoder.layer.\(i).\(parts[3])"] = tensor }
         }
+        if s.intermediateSize < t.intermediateSize {
+            for i in 0..<s.layers {
+                let prefix = "encoder.layer.\(i)."
+                guard let up = source[prefix + "intermediate.dense.weight"], let upBias = source[prefix + "intermediate.dense.bias"],
+                      let down = source[prefix + "output.dense.weight"] else { continue }
+                let kept = Self.keptNeurons(up: up, down: down, count: s.intermediateSize)
+                source[prefix + "intermediate.dense.weight"] = up.indexSelect(alongAxis: 0, indices: kept)
+                source[prefix + "intermediate.dense.bias"] = upBias.indexSelect(alongAxis: 0, indices: kept)
+                source[prefix + "output.dense.weight"] = down.indexSelect(alongAxis: 1, indices: kept)
+            }
+        }
         _ = try bert.loadStateDict(source)
+    }
+
+    /// The `count` feed-forward neurons j with the largest ‖up[j, :]‖·‖down[:, j]‖ (up
+    /// [neurons, hidden], down [hidden, neurons]), in increasing order; ties go to the lower index.
+    public static func keptNeurons(up: Tensor, down: Tensor, count: Int) -> [Int] {
+        let (neurons, hidden) = (up.shape[0], up.shape[1])
+        let u = up.scalars, d = down.scalars
+        var score = [Double](repeating: 0, count: neurons)
+        for j in 0..<neurons {
+            var inNorm = 0.0, outNorm = 0.0
+            for k in 0..<hidden {
+                inNorm += Double(u[j * hidden + k]) * Double(u[j * hidden + k])
+                outNorm += Double(d[k * neurons + j]) * Double(d[k * neurons + j])
+            }
+            score[j] = (inNorm * outNorm).squareRoot()
+        }
+        let order = (0..<neurons).sorted { score[$0] != score[$1] ? score[$0] > score[$1] : $0 < $1 }
+        return order.prefix(count).sorted()
     }
 }
 
@@ -175,10 +213,11 @@ extension ModelZoo {
         switch name {
         case "text-transformer":
             let layers = o.layers ?? 3, heads = o.heads ?? max(1, hidden / 64), positions = o.maxTokens ?? 512
+            let feedForward = o.feedForward ?? 4 * hidden
             let configuration = BertConfiguration(vocabularySize: vocabulary, hiddenSize: hidden, layers: layers, heads: heads,
-                                                  intermediateSize: 4 * hidden, maxPositions: positions, paddingTokenId: o.paddingId)
-            guard (1...48).contains(layers), (1...64).contains(heads), (1...8_192).contains(positions), hidden <= 4_096 else {
-                throw ModuleError.invalidOption("text-transformer needs 1 to 48 layers, 1 to 64 heads, 1 to 8192 positions and a hidden size of at most 4096, got \(layers), \(heads), \(positions), \(hidden)")
+                                                  intermediateSize: feedForward, maxPositions: positions, paddingTokenId: o.paddingId)
+            guard (1...48).contains(layers), (1...64).contains(heads), (1...8_192).contains(positions), hidden <= 4_096, (1...16_384).contains(feedForward) else {
+                throw ModuleError.invalidOption("text-transformer needs 1 to 48 layers, 1 to 64 heads, 1 to 8192 positions, a hidden size of at most 4096 and a feed-forward width of 1 to 16384, got \(layers), \(heads), \(positions), \(hidden), \(feedForward)")
             }
             if let problem = configuration.problem { throw ModuleError.invalidOption("text-transformer: \(problem)") }
             return TextTransformer(configuration, outputs: o.classes, normalizes: normalizes, headClasses: o.headClasses, using: &g)

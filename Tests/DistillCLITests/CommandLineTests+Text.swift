@@ -218,6 +218,39 @@ extension CommandLineTests {
         XCTAssertEqual(bad.errors.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count, 1, bad.errors)
     }
 
+    /// `--init-layers` picks the teacher's layers the student starts from, and `--feed-forward`
+    /// narrows its feed-forward blocks to the teacher's strongest neurons (recorded in the
+    /// model file, so the run loads again); mistakes name the option.
+    func testStudentStartsFromChosenTeacherLayersWithANarrowFeedForward() throws {
+        let (teacher, texts) = try makeTinyTextTeacher()
+        let runFolder = folder("narrow-run")
+        func arguments(_ extra: [String]) -> [String] {
+            ["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-transformer", "--method", "embedding",
+             "--epochs", "1", "--batch", "8", "--optimizer", "adam", "--lr", "0.001", "--out", runFolder.path] + extra
+        }
+        let output = try assertSucceeds(arguments(["--init-from-teacher", "--init-layers", "0,3", "--feed-forward", "16"]))
+        XCTAssertTrue(output.contains("the student starts from the teacher's embeddings and layers 0, 3"), output)
+        let saved = try SavedModel.load(runFolder.path)
+        XCTAssertEqual(saved.options.layers, 2)
+        XCTAssertEqual(saved.options.feedForward, 16)
+        let state = Dictionary(uniqueKeysWithValues: saved.model.stateDict().map { ($0.name, $0.tensor.shape) })
+        XCTAssertEqual(state["encoder.layer.1.intermediate.dense.weight"], [16, 16])
+        XCTAssertEqual(state["encoder.layer.1.output.dense.weight"], [16, 16])
+        XCTAssertTrue(try assertSucceeds(["embed", runFolder.path, texts.path, "--out", runFolder.appendingPathComponent("embedded.npy").path]).contains("wrote 48 embeddings"))
+
+        try assertFails(arguments(["--init-layers", "0,3"]), mentioning: "--init-layers 0,3 picks the teacher's layers that --init-from-teacher copies")
+        try assertFails(arguments(["--init-from-teacher", "--init-layers", "0,3", "--layers", "3"]),
+                        mentioning: "--init-layers 0,3 names 2 teacher layers for a student of --layers 3")
+        try assertFails(arguments(["--init-from-teacher", "--init-layers", "1,4"]),
+                        mentioning: "--init-layers: the layer mapping [1, 4] does not fit 2 student layers and 4 teacher layers")
+        try assertFails(arguments(["--init-from-teacher", "--init-layers", "1,1"]), mentioning: "--init-layers '1,1' repeats a number")
+        try assertFails(arguments(["--init-from-teacher", "--feed-forward", "128"]),
+                        mentioning: "--init-from-teacher: the student's feed-forward block is 128 wide and the teacher's 64")
+        try assertFails(arguments(["--feed-forward", "0"]), mentioning: "--feed-forward")
+        try assertFails(["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-bag", "--method", "embedding",
+                         "--feed-forward", "8", "--out", runFolder.path], mentioning: "--feed-forward applies to text-transformer, not text-bag")
+    }
+
     /// `--seeds` for text runs: one run folder per seed, each with its own held-out
     /// agreement, results.json with one value per seed, and a resume that keeps finished seeds.
     func testTextDistillationOverSeveralSeeds() throws {

@@ -130,6 +130,10 @@ final class GoldenLossTests: XCTestCase {
         }
     }
 
+    func testEmbeddingDistillation() throws {
+        try run("embedding") { s, t, _ in EmbeddingDistillation().loss(batch(s, t)) }
+    }
+
     func testDecoupledWarmupRampsLinearly() {
         var g = RandomGenerator(seed: 1)
         let s = Tensor.randomNormal([4, 5], using: &g), t = Tensor.randomNormal([4, 5], using: &g)

@@ -100,4 +100,53 @@ final class TextModelTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("does not fit"), "\($0)")
         }
     }
+
+    /// A narrower feed-forward block keeps the teacher's neurons with the largest
+    /// ‖W₁ row‖·‖W₂ column‖: with the others' weights zero, the narrow student computes
+    /// exactly what a full-width one started from the same layers computes.
+    func testNarrowFeedForwardKeepsTheTeachersStrongestNeurons() throws {
+        var g = RandomGenerator(seed: 3)
+        let teacher = BertModel(Self.teacher, using: &g)
+        var state = Dictionary(uniqueKeysWithValues: teacher.stateDict().map { ($0.name, $0.tensor) })
+        let kept: [[Int]] = [[1, 4, 9, 13, 17, 22, 28, 31], [0, 2, 3, 5, 8, 21, 26, 30]]  // teacher layers 0 and 2
+        for (layer, neurons) in zip([0, 2], kept) {
+            let prefix = "encoder.layer.\(layer)."
+            var up = state[prefix + "intermediate.dense.weight"]!.scalars, down = state[prefix + "output.dense.weight"]!.scalars
+            for j in 0..<32 where !neurons.contains(j) {
+                for k in 0..<8 { up[j * 8 + k] = 0; down[k * 32 + j] = 0 }
+            }
+            state[prefix + "intermediate.dense.weight"] = Tensor(up, shape: [32, 8])
+            state[prefix + "output.dense.weight"] = Tensor(down, shape: [8, 32])
+        }
+        _ = try teacher.loadStateDict(state)
+        var full = Self.teacher, narrow = Self.teacher
+        full.layers = 2
+        narrow.layers = 2
+        narrow.intermediateSize = 8
+        let wide = TextTransformer(full, outputs: 8, using: &g), small = TextTransformer(narrow, outputs: 8, using: &g)
+        try wide.initialize(from: teacher, layers: [0, 2])
+        try small.initialize(from: teacher, layers: [0, 2])
+        XCTAssertEqual(TextTransformer.keptNeurons(up: state["encoder.layer.2.intermediate.dense.weight"]!,
+                                                   down: state["encoder.layer.2.output.dense.weight"]!, count: 8), kept[1])
+        let copied = Dictionary(uniqueKeysWithValues: small.stateDict().map { ($0.name, $0.tensor.scalars) })
+        XCTAssertEqual(copied["encoder.layer.1.intermediate.dense.bias"], kept[1].map { state["encoder.layer.2.intermediate.dense.bias"]!.scalars[$0] })
+        XCTAssertEqual(copied["encoder.layer.0.output.dense.bias"], state["encoder.layer.0.output.dense.bias"]!.scalars)
+        let batch = TokenBatch(ids: [2, 7, 9, 3, 5, 2, 5, 3, 0, 0], attentionMask: [1, 1, 1, 1, 1, 1, 1, 1, 0, 0], batchSize: 2, length: 5)
+        wide.eval()
+        small.eval()
+        let (a, b) = (try wide.embed(batch).scalars, try small.embed(batch).scalars)
+        for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+
+        narrow.intermediateSize = 40
+        XCTAssertThrowsError(try TextTransformer(narrow, outputs: 8, using: &g).initialize(from: teacher, layers: [0, 2])) {
+            XCTAssertTrue("\($0)".contains("feed-forward block is 40 wide and the teacher's 32"), "\($0)")
+        }
+        var options = ModelOptions.text(vocabularySize: 30, paddingId: 0, outputs: 8, hidden: 8, layers: 2, heads: 2, maxTokens: 16, feedForward: 8)
+        XCTAssertEqual(try ModelZoo.make("text-transformer", options: options, using: &g).parameterCount,
+                       wide.parameterCount - 2 * (24 * 8 + 24 + 8 * 24))
+        options.feedForward = 0
+        XCTAssertThrowsError(try ModelZoo.make("text-transformer", options: options, using: &g)) {
+            XCTAssertTrue("\($0)".contains("feed-forward width of 1 to 16384"), "\($0)")
+        }
+    }
 }

@@ -16,7 +16,8 @@ import Tensors
 //                  them) on the same ids, as `distill distill` builds them for MiniLM: text-bag
 //                  with 256-value token vectors and a map to 384; text-transformer with 3
 //                  layers of MiniLM's width (384, 12 heads); infer-text-transformer-lN with N
-//                  layers (1 to 12). No peer: compare with infer-minilm.
+//                  layers (1 to 12), and infer-text-transformer-lN-fM with feed-forward blocks M
+//                  wide (1 to 16384; default 1536, MiniLM's). No peer: compare with infer-minilm.
 
 let textSequenceLength = 128
 
@@ -30,9 +31,16 @@ func textBenchIds(batch: Int, length: Int) -> [Int] {
 }
 
 func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
-    // infer-text-transformer-lN: the same student with N layers (1 to 12) instead of 3.
-    var layers = 3, base = name
-    if name.hasPrefix("infer-text-transformer-l"), let n = Int(name.dropFirst("infer-text-transformer-l".count)), (1...12).contains(n) {
+    // infer-text-transformer-lN[-fM]: the same student with N layers (1 to 12) instead of 3,
+    // and feed-forward blocks M wide.
+    var layers = 3, feedForward: Int? = nil, base = name
+    if name.hasPrefix("infer-text-transformer-l") {
+        let parts = name.dropFirst("infer-text-transformer-l".count).split(separator: "-f", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let n = Int(parts[0]), (1...12).contains(n) else { return nil }
+        if parts.count == 2 {
+            guard let m = Int(parts[1]), (1...16_384).contains(m) else { return nil }
+            feedForward = m
+        }
         layers = n
         base = "infer-text-transformer"
     }
@@ -42,7 +50,7 @@ func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
     if base == "infer-text-bag" || base == "infer-text-transformer" {
         var generator = RandomGenerator(seed: 0)
         let options = ModelOptions.text(vocabularySize: 30_522, paddingId: 0, outputs: 384, hidden: base == "infer-text-bag" ? 256 : 384,
-                                        layers: layers, heads: 12, maxTokens: 512)
+                                        layers: layers, heads: 12, maxTokens: 512, feedForward: feedForward)
         let model = try! ModelZoo.make(String(base.dropFirst("infer-".count)), options: options, using: &generator)
         model.eval()
         let packed = tokens.packed()
