@@ -60,11 +60,12 @@ def mean_pooled(model, tokenizer, texts):
     return head(pooled) if head is not None else pooled
 
 
-def narrow_feed_forward(layer, width):
+def narrow_feed_forward(layer, width, activity=None):
     """Keeps the `width` intermediate neurons of a BERT layer with the largest product of
-    their input and output weight norms (the rest are cut, as in structured pruning)."""
+    their input and output weight norms (the rest are cut, as in structured pruning); with
+    `activity` (each neuron's mean |GELU output| on some texts), of that and the output norm."""
     up, down = layer.intermediate.dense, layer.output.dense
-    score = up.weight.norm(dim=1) * down.weight.norm(dim=0)
+    score = (activity if activity is not None else up.weight.norm(dim=1)) * down.weight.norm(dim=0)
     keep = torch.sort(torch.topk(score, width).indices).values
     new_up, new_down = torch.nn.Linear(up.in_features, width), torch.nn.Linear(width, down.out_features)
     with torch.no_grad():
@@ -130,6 +131,8 @@ def main():
     parser.add_argument("--relational", choices=["none", "mse", "pearson", "kl"], default="none")
     parser.add_argument("--relational-weight", type=float, default=1)
     parser.add_argument("--intermediate", type=int, default=0, help="cut each kept layer's feed-forward block to this many neurons (0: keep all 1,536)")
+    parser.add_argument("--neuron-score", choices=["weights", "activity"], default="weights",
+                        help="with --intermediate: keep the neurons of largest |W1 row|·|W2 column| (Distill's rule), or of mean |activation| on 2,000 training texts times |W2 column|")
     parser.add_argument("--head", action="store_true", help="a trainable 384 x 384 linear map after pooling, started at the identity")
     parser.add_argument("--similarity-weight", type=float, default=0,
                         help="weight of the similarity term: the mean squared error of the student's cosine with every training text's teacher embedding, e C e^T with C the teachers' second moments")
@@ -163,8 +166,22 @@ def main():
     student.encoder.layer = torch.nn.ModuleList([student.encoder.layer[int(k)] for k in args.layers.split(",")])
     student.config.num_hidden_layers = len(student.encoder.layer)
     if args.intermediate:
-        for layer in student.encoder.layer:
-            narrow_feed_forward(layer, args.intermediate)
+        activity = [None] * len(student.encoder.layer)
+        if args.neuron_score == "activity":
+            # Mean |GELU output| of each neuron over 2,000 training texts, in the full teacher.
+            full = BertModel.from_pretrained(MODEL)
+            sums = {}
+            hooks = [full.encoder.layer[int(k)].intermediate.register_forward_hook(
+                lambda m, i, o, k=int(k): sums.__setitem__(k, sums.get(k, 0) + o.abs().sum((0, 1)).detach()))
+                for k in args.layers.split(",")]
+            with torch.no_grad():
+                for k in range(0, 2000, 64):
+                    mean_pooled(full, tokenizer, train[k:k + 64])
+            for h in hooks:
+                h.remove()
+            activity = [sums[int(k)] for k in args.layers.split(",")]
+        for layer, act in zip(student.encoder.layer, activity):
+            narrow_feed_forward(layer, args.intermediate, act)
     if args.head:
         student.distill_head = torch.nn.Linear(384, 384)
         with torch.no_grad():
