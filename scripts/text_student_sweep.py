@@ -56,6 +56,9 @@ def mean_pooled(model, tokenizer, texts):
     states = model(**batch).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
     pooled = (states * mask).sum(1) / mask.sum(1)
+    table = getattr(model, "distill_table", None)
+    if table is not None:  # a per-token vector added after the pooling: mean of the table's rows
+        pooled = pooled + (table(batch["input_ids"]) * mask).sum(1) / mask.sum(1)
     head = getattr(model, "distill_head", None)
     return head(pooled) if head is not None else pooled
 
@@ -136,6 +139,13 @@ def main():
     parser.add_argument("--head", action="store_true", help="a trainable 384 x 384 linear map after pooling, started at the identity")
     parser.add_argument("--similarity-weight", type=float, default=0,
                         help="weight of the similarity term: the mean squared error of the student's cosine with every training text's teacher embedding, e C e^T with C the teachers' second moments")
+    parser.add_argument("--token-table", action="store_true",
+                        help="a trainable vocabulary x 384 table, started at zero, whose rows for a text's tokens are mean-pooled and added to the pooled embedding")
+    parser.add_argument("--table-lr", type=float, default=0, help="with --token-table: its learning rate (default: --lr)")
+    parser.add_argument("--fit-held-out", action="store_true",
+                        help="a capacity check, not a result: train on the held-out quotes themselves (what the student could reach with perfect data)")
+    parser.add_argument("--freeze-embeddings", action="store_true", help="keep the teacher's word-embedding table fixed")
+    parser.add_argument("--dropout", type=float, default=None, help="the student's dropout rate (default: the teacher's config, 0.1)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -186,13 +196,27 @@ def main():
         student.distill_head = torch.nn.Linear(384, 384)
         with torch.no_grad():
             student.distill_head.weight.copy_(torch.eye(384)); student.distill_head.bias.zero_()
+    if args.token_table:
+        student.distill_table = torch.nn.Embedding(student.config.vocab_size, 384)
+        torch.nn.init.zeros_(student.distill_table.weight)
     print("untrained", agreement(embed(student, tokenizer, held), teacher_held), flush=True)
 
+    if args.dropout is not None:
+        for module in student.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = args.dropout
+    if args.freeze_embeddings:
+        student.embeddings.word_embeddings.weight.requires_grad_(False)
+    if args.fit_held_out:
+        train, teacher_train = held, teacher_held
     targets = torch.tensor(teacher_train)
     moments = targets.T @ targets / len(targets)  # C = mean of t t^T over the training texts
-    optimizer = torch.optim.Adam(student.parameters(), lr=args.lr)
+    table_params = list(student.distill_table.parameters()) if args.token_table else []
+    others = [p for p in student.parameters() if p.requires_grad and all(p is not q for q in table_params)]
+    groups = [{"params": others}] + ([{"params": table_params, "lr": args.table_lr or args.lr}] if table_params else [])
+    optimizer = torch.optim.Adam(groups, lr=args.lr)
     per_epoch = (len(train) + args.batch - 1) // args.batch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * per_epoch,
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=args.epochs * per_epoch,
                                                    pct_start=0.05, anneal_strategy="cos")
     lengths = np.array([len(t) for t in train])
     for epoch in range(args.epochs):

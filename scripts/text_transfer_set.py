@@ -74,6 +74,55 @@ def augmented(quotes, k, seed=0):
     return variants
 
 
+def neighbour_table(model, count=8):
+    """For each whole-word, alphabetic token of the teacher's vocabulary (no `##` pieces, no
+    [unused] or special tokens), its `count` nearest such tokens by the cosine of the
+    teacher's input word embeddings: the stand-in for TinyBERT's GloVe neighbours."""
+    import json
+    import numpy as np
+    from safetensors.numpy import load_file
+    vocabulary = json.load(open(os.path.join(model, "tokenizer.json"), encoding="utf-8"))["model"]["vocab"]
+    table = load_file(os.path.join(model, "model.safetensors"))
+    weights = next(v for k, v in table.items() if k.endswith("word_embeddings.weight")).astype(np.float32)
+    words = sorted((i, w) for w, i in vocabulary.items() if w.isalpha() and w.isascii() and len(w) > 1)
+    ids = np.array([i for i, _ in words])
+    vectors = weights[ids] / np.linalg.norm(weights[ids], axis=1, keepdims=True)
+    neighbours = {}
+    for start in range(0, len(ids), 2048):
+        similarity = vectors[start:start + 2048] @ vectors.T
+        for row, index in enumerate(range(start, min(start + 2048, len(ids)))):
+            similarity[row, index] = -2  # not itself
+        nearest = np.argsort(-similarity, axis=1)[:, :count]
+        for row, index in enumerate(range(start, min(start + 2048, len(ids)))):
+            neighbours[words[index][1]] = [words[j][1] for j in nearest[row]]
+    return neighbours
+
+
+def swapped(quotes, k, neighbours, rate=0.25, seed=1):
+    """`k` variants of each quote with about `rate` of its words replaced by one of their
+    neighbours (words of four letters or more: swapping "the" or "of" breaks a sentence; a word keeps
+    its punctuation and first capital; words the table lacks stay)."""
+    rng = random.Random(seed)
+    seen, variants = set(quotes), []
+    for quote in quotes:
+        words = quote.split()
+        for _ in range(k):
+            out = []
+            for word in words:
+                core = word.strip(".,;:!?\"'()[]-")
+                options = neighbours.get(core.lower())
+                if options and len(core) >= 4 and rng.random() < rate:
+                    new = rng.choice(options)
+                    new = new.capitalize() if core[:1].isupper() else new
+                    word = word.replace(core, new, 1)
+                out.append(word)
+            text = " ".join(out)
+            if len(out) >= 4 and text not in seen:
+                seen.add(text)
+                variants.append(text)
+    return variants
+
+
 def write(path, records):
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n%\n".join(records) + "\n")
@@ -85,6 +134,10 @@ def main():
     parser.add_argument("--no-wordnet", action="store_true", help="fortunes only")
     parser.add_argument("--held-out", type=float, default=0.1, help="fraction of the quotes held out (default 0.1)")
     parser.add_argument("--augment", type=int, default=0, metavar="K", help="K variants of each training quote (default 0: none)")
+    parser.add_argument("--swap", type=int, default=0, metavar="K",
+                        help="K more variants of each training quote with a quarter of its words swapped for neighbours in MiniLM's word embeddings (default 0)")
+    parser.add_argument("--teacher", default=os.path.expanduser("~/.cache/distill/all-minilm-l6-v2-0.1.2"),
+                        help="with --swap: the teacher's folder (model.safetensors, tokenizer.json)")
     args = parser.parse_args()
     everything = [q for name in files() for q in quotes(os.path.join(FOLDER, name))]
     order = list(range(len(everything)))
@@ -97,10 +150,13 @@ def main():
     variants = augmented(training, args.augment) if args.augment > 0 else []
     if variants:
         write(os.path.join(args.out, "train", "augmented"), variants)
+    swaps = swapped(training, args.swap, neighbour_table(args.teacher)) if args.swap > 0 else []
+    if swaps:
+        write(os.path.join(args.out, "train", "swapped"), swaps)
     extra = [] if args.no_wordnet else wordnet_phrases()
     if extra:
         write(os.path.join(args.out, "train", "wordnet"), extra)
-    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants")
+    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, {len(swaps)} with words swapped")
 
 
 if __name__ == "__main__":

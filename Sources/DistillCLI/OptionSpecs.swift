@@ -28,6 +28,7 @@ enum Spec {
     static let layers = OptionSpec("layers", .integer(1...48), "text-transformer: encoder layers (default 3).")
     static let heads = OptionSpec("heads", .integer(1...64), "text-transformer: attention heads, dividing --hidden (default: the teacher's with --init-from-teacher, else --hidden ÷ 64).")
     static let feedForward = OptionSpec("feed-forward", .integer(1...16_384), "text-transformer: the width of each layer's feed-forward block (default 4 × --hidden, or the teacher's with --init-from-teacher). With --init-from-teacher a narrower block keeps the teacher's neurons with the largest weights (docs/text.md measures students of MiniLM's width).")
+    static let dropout = OptionSpec("dropout", .number(0...0.9), "text-transformer: the dropout rate of its hidden states and attention weights in training (default 0.1, BERT's). A student distilled from its teacher's layers learns better without it (--dropout 0; docs/text.md).")
     static let initFromTeacher = OptionSpec("init-from-teacher", .flag, "text-transformer: start from the teacher's embeddings and every k-th of its layers from the first (k = teacher layers ÷ --layers); the hidden size and heads default to the teacher's and must equal them, the feed-forward block may be narrower.")
     static let initLayers = OptionSpec("init-layers", .numbers(values: 0...47, maximumCount: 48), "text-transformer, with --init-from-teacher: the teacher's layers the student starts from, one per student layer in order, counted from 0 (0,5: MiniLM's first and last); sets --layers. Default: every k-th from the first.")
     static let hiddenWeight = OptionSpec("hidden-weight", .number(0...1e6), "text-transformer: weight of hidden-state transfer (TinyBERT): the mean squared error between each student layer's outputs, through a learned linear map when the widths differ, and its teacher layer's, over real tokens. Default 0: off. The teacher then runs online.")
@@ -112,7 +113,7 @@ enum Spec {
                                   "Seeds: one number, or a range like 0-9; one run each (OUT/seed-N for train and distill), results as mean ± std.")
 
     static let textDataOptions = [textSeparator, textColumn, maxTokens]
-    static let textStudentOptions = [layers, heads, feedForward, initFromTeacher, initLayers, hiddenWeight, attentionWeight, layerMap]
+    static let textStudentOptions = [layers, heads, feedForward, dropout, initFromTeacher, initLayers, hiddenWeight, attentionWeight, layerMap]
     static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile, teacherAnswers]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]

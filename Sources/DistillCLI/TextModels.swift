@@ -47,6 +47,7 @@ struct TextStudentOptions: ParsableArguments {
     @Option(name: Spec.layers.long, help: Spec.layers.help) var layers: Int?
     @Option(name: Spec.heads.long, help: Spec.heads.help) var heads: Int?
     @Option(name: Spec.feedForward.long, help: Spec.feedForward.help) var feedForward: Int?
+    @Option(name: Spec.dropout.long, help: Spec.dropout.help) var dropout: Float?
     @Flag(name: Spec.initFromTeacher.long, help: Spec.initFromTeacher.help) var initFromTeacher = false
     @Option(name: Spec.initLayers.long, help: Spec.initLayers.help) var initLayers: String?
     @Option(name: Spec.hiddenWeight.long, help: Spec.hiddenWeight.help) var hiddenWeight: Float?
@@ -55,7 +56,8 @@ struct TextStudentOptions: ParsableArguments {
 
     /// (Absent unless given, so that image runs record nothing new.)
     var values: [(String, OptionValue?)] {
-        [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }), ("feed-forward", feedForward.map { .integer($0) }), ("init-from-teacher", initFromTeacher ? .flag(true) : nil),
+        [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }), ("feed-forward", feedForward.map { .integer($0) }),
+         ("dropout", dropout.map { .number($0) }), ("init-from-teacher", initFromTeacher ? .flag(true) : nil),
          ("init-layers", initLayers.map { .text($0) }),
          ("hidden-weight", hiddenWeight.map { .number($0) }), ("attention-weight", attentionWeight.map { .number($0) }),
          ("layer-map", layerMap.map { .text($0) })]
@@ -86,7 +88,7 @@ struct TextStudentOptions: ParsableArguments {
             for (name, given) in [("hidden-weight", hiddenWeight != nil), ("attention-weight", attentionWeight != nil), ("layer-map", layerMap != nil)] where given {
                 throw UserError("--\(name): \(student) has no encoder layers; hidden-state and attention transfer take a text-transformer student")
             }
-            for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("feed-forward", feedForward != nil), ("init-from-teacher", initFromTeacher),
+            for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("feed-forward", feedForward != nil), ("dropout", dropout != nil), ("init-from-teacher", initFromTeacher),
                                   ("init-layers", initLayers != nil)] where given {
                 throw UserError("--\(name) applies to text-transformer, not \(student)")
             }
@@ -113,7 +115,7 @@ struct TextStudentOptions: ParsableArguments {
         }
         guard initFromTeacher else {
             return ModelOptions.text(vocabularySize: tokenizer.vocabulary.count, paddingId: padId, outputs: outputs, hidden: hidden ?? 256,
-                                     layers: layers ?? 3, heads: heads, maxTokens: tokenizer.truncation?.maxLength, feedForward: feedForward)
+                                     layers: layers ?? 3, heads: heads, maxTokens: tokenizer.truncation?.maxLength, feedForward: feedForward, dropout: dropout)
         }
         if teacher.isONNX { throw TextStudentOptions.needsNativeEncoder("init-from-teacher", teacher.path) }
         guard let bert = teacher.bert else {
@@ -123,7 +125,8 @@ struct TextStudentOptions: ParsableArguments {
         // (Recorded only when it is not 4 × the width, the zoo's default: model files stay as they were.)
         let width = hidden ?? c.hiddenSize, feedForward = feedForward ?? c.intermediateSize
         return ModelOptions.text(vocabularySize: c.vocabularySize, paddingId: c.paddingTokenId, outputs: outputs, hidden: width,
-                                 layers: try chosenLayers()?.count ?? layers ?? 3, heads: heads ?? c.heads, maxTokens: c.maxPositions, feedForward: feedForward == 4 * width ? nil : feedForward)
+                                 layers: try chosenLayers()?.count ?? layers ?? 3, heads: heads ?? c.heads, maxTokens: c.maxPositions, feedForward: feedForward == 4 * width ? nil : feedForward,
+                                 dropout: dropout)
     }
 
     /// The teacher layers --init-layers names, or nil.

@@ -12,7 +12,7 @@ struct Train: TrainingCommand {
     static let configuration = CommandConfiguration(abstract: "Train a zoo model from scratch on your data (Fashion-MNIST by default).")
     static let experimentName = "train"
     static let options = [Spec.model, Spec.width, Spec.hidden, Spec.augment] + Spec.dataOptions
-        + [Spec.tokenizer, Spec.minClassSize, Spec.layers, Spec.heads, Spec.feedForward] + Spec.textDataOptions + Spec.trainingOptions + Spec.outputOptions
+        + [Spec.tokenizer, Spec.minClassSize, Spec.layers, Spec.heads, Spec.feedForward, Spec.dropout] + Spec.textDataOptions + Spec.trainingOptions + Spec.outputOptions
 
     @Option(name: Spec.model.long, help: Spec.model.help) var model: String
     @OptionGroup var size: ModelSizeOptions
@@ -23,6 +23,7 @@ struct Train: TrainingCommand {
     @Option(name: Spec.layers.long, help: Spec.layers.help) var layers: Int?
     @Option(name: Spec.heads.long, help: Spec.heads.help) var heads: Int?
     @Option(name: Spec.feedForward.long, help: Spec.feedForward.help) var feedForward: Int?
+    @Option(name: Spec.dropout.long, help: Spec.dropout.help) var dropout: Float?
     @OptionGroup var text: TextDataOptions
     @OptionGroup var training: TrainingOptions
     @OptionGroup var output: OutputOptions
@@ -32,7 +33,8 @@ struct Train: TrainingCommand {
     var values: [(String, OptionValue?)] {
         [("model", .text(model))] + size.values + [("augment", .flag(augment))] + dataOptions.values
             + [("tokenizer", tokenizer.map { .text($0) })] + textClasses.values + [("layers", layers.map { .integer($0) }), ("heads", heads.map { .integer($0) }),
-                                                                                           ("feed-forward", feedForward.map { .integer($0) })]
+                                                                                           ("feed-forward", feedForward.map { .integer($0) }),
+                                                                                           ("dropout", dropout.map { .number($0) })]
             + text.values + training.values + output.values + compute.values
     }
 
@@ -50,11 +52,11 @@ struct Train: TrainingCommand {
             if augment { throw UserError("--augment applies to images, not texts") }
             if let sizes = try size.hiddenSizes(), sizes.count != 1 { throw UserError("--hidden: \(model) takes one size, got \(sizes.count)") }
             if model != "text-transformer" {
-                for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("feed-forward", feedForward != nil)] where given { throw UserError("--\(name) applies to text-transformer, not \(model)") }
+                for (name, given) in [("layers", layers != nil), ("heads", heads != nil), ("feed-forward", feedForward != nil), ("dropout", dropout != nil)] where given { throw UserError("--\(name) applies to text-transformer, not \(model)") }
             }
         } else {
             let given = [("tokenizer", tokenizer != nil), ("min-class-size", textClasses.minClassSize != nil), ("layers", layers != nil), ("heads", heads != nil),
-                         ("feed-forward", feedForward != nil), ("text-separator", text.textSeparator != nil), ("text-column", text.textColumn != nil), ("max-tokens", text.maxTokens != nil)]
+                         ("feed-forward", feedForward != nil), ("dropout", dropout != nil), ("text-separator", text.textSeparator != nil), ("text-column", text.textColumn != nil), ("max-tokens", text.maxTokens != nil)]
             if let first = given.first(where: { $0.1 }) {
                 throw UserError("--\(first.0) is for texts, and --model \(model) takes images or tables; texts train \(ModelZoo.textNames.joined(separator: " or "))")
             }
@@ -95,7 +97,7 @@ extension Train {
         let maxTokens = tokenizer.truncation?.maxLength ?? 128
         var options = ModelOptions.text(vocabularySize: tokenizer.vocabulary.count, paddingId: tokenizer.padding?.id ?? tokenizer.vocabulary.firstIndex(of: "[PAD]"),
                                         outputs: data.classNames.count, hidden: try size.hiddenSizes()?.first ?? 256,
-                                        layers: model == "text-transformer" ? layers ?? 3 : nil, heads: heads, maxTokens: maxTokens, feedForward: feedForward)
+                                        layers: model == "text-transformer" ? layers ?? 3 : nil, heads: heads, maxTokens: maxTokens, feedForward: feedForward, dropout: dropout)
         options.classifies = true
         var generator = RandomGenerator(seed: seed)
         let network: any Module

@@ -30,6 +30,9 @@ public struct ModelOptions: Equatable, Sendable, Codable {
     public var maxTokens: Int?
     /// `text-transformer`: the width of each layer's feed-forward block (nil: 4 × the hidden size).
     public var feedForward: Int?
+    /// `text-transformer`: the dropout rate of the hidden states and attention weights in
+    /// training (nil: BERT's 0.1).
+    public var dropout: Float?
     /// Text models: true for a classifier trained on labelled texts (`distill train`): its
     /// `classes` outputs are class logits, not L2-normalised; nil or false: a unit-length
     /// embedding of `classes` values (a sentence encoder).
@@ -62,7 +65,7 @@ public struct ModelOptions: Equatable, Sendable, Codable {
 
     /// Options of a text model over a vocabulary of `vocabularySize` ids, giving `outputs` values.
     public static func text(vocabularySize: Int, paddingId: Int?, outputs: Int, hidden: Int, layers: Int? = nil, heads: Int? = nil,
-                            maxTokens: Int? = nil, feedForward: Int? = nil) -> ModelOptions {
+                            maxTokens: Int? = nil, feedForward: Int? = nil, dropout: Float? = nil) -> ModelOptions {
         var options = ModelOptions(classes: outputs, hiddenSizes: [hidden])
         options.vocabularySize = vocabularySize
         options.paddingId = paddingId
@@ -70,6 +73,7 @@ public struct ModelOptions: Equatable, Sendable, Codable {
         options.heads = heads
         options.maxTokens = maxTokens
         options.feedForward = feedForward
+        options.dropout = dropout
         return options
     }
 

@@ -214,8 +214,9 @@ extension ModelZoo {
         case "text-transformer":
             let layers = o.layers ?? 3, heads = o.heads ?? max(1, hidden / 64), positions = o.maxTokens ?? 512
             let feedForward = o.feedForward ?? 4 * hidden
-            let configuration = BertConfiguration(vocabularySize: vocabulary, hiddenSize: hidden, layers: layers, heads: heads,
+            var configuration = BertConfiguration(vocabularySize: vocabulary, hiddenSize: hidden, layers: layers, heads: heads,
                                                   intermediateSize: feedForward, maxPositions: positions, paddingTokenId: o.paddingId)
+            if let dropout = o.dropout { (configuration.hiddenDropout, configuration.attentionDropout) = (dropout, dropout) }
             guard (1...48).contains(layers), (1...64).contains(heads), (1...8_192).contains(positions), hidden <= 4_096, (1...16_384).contains(feedForward) else {
                 throw ModuleError.invalidOption("text-transformer needs 1 to 48 layers, 1 to 64 heads, 1 to 8192 positions, a hidden size of at most 4096 and a feed-forward width of 1 to 16384, got \(layers), \(heads), \(positions), \(hidden), \(feedForward)")
             }

@@ -228,11 +228,15 @@ extension CommandLineTests {
             ["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-transformer", "--method", "embedding",
              "--epochs", "1", "--batch", "8", "--optimizer", "adam", "--lr", "0.001", "--out", runFolder.path] + extra
         }
-        let output = try assertSucceeds(arguments(["--init-from-teacher", "--init-layers", "0,3", "--feed-forward", "16"]))
+        let output = try assertSucceeds(arguments(["--init-from-teacher", "--init-layers", "0,3", "--feed-forward", "16", "--dropout", "0"]))
         XCTAssertTrue(output.contains("the student starts from the teacher's embeddings and layers 0, 3"), output)
         let saved = try SavedModel.load(runFolder.path)
         XCTAssertEqual(saved.options.layers, 2)
         XCTAssertEqual(saved.options.feedForward, 16)
+        XCTAssertEqual(saved.options.dropout, 0)
+        let encoder = try XCTUnwrap(saved.model as? TextTransformer).bert
+        XCTAssertEqual(encoder.embeddings.dropout.probability, 0)
+        XCTAssertEqual(encoder.encoder.layers[1].attention.attention.dropout.probability, 0)
         let state = Dictionary(uniqueKeysWithValues: saved.model.stateDict().map { ($0.name, $0.tensor.shape) })
         XCTAssertEqual(state["encoder.layer.1.intermediate.dense.weight"], [16, 16])
         XCTAssertEqual(state["encoder.layer.1.output.dense.weight"], [16, 16])
@@ -247,6 +251,9 @@ extension CommandLineTests {
         try assertFails(arguments(["--init-from-teacher", "--feed-forward", "128"]),
                         mentioning: "--init-from-teacher: the student's feed-forward block is 128 wide and the teacher's 64")
         try assertFails(arguments(["--feed-forward", "0"]), mentioning: "--feed-forward")
+        try assertFails(arguments(["--dropout", "0.95"]), mentioning: "--dropout")
+        try assertFails(["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-bag", "--method", "embedding",
+                         "--dropout", "0", "--out", runFolder.path], mentioning: "--dropout applies to text-transformer, not text-bag")
         try assertFails(["distill", "--data", texts.path, "--teacher", teacher.path, "--student", "text-bag", "--method", "embedding",
                          "--feed-forward", "8", "--out", runFolder.path], mentioning: "--feed-forward applies to text-transformer, not text-bag")
     }
