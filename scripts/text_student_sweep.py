@@ -14,6 +14,11 @@ scripts/text_transfer_set.py. Usage:
         [--relational none|mse|pearson|kl] [--relational-weight 1] [--seed 0]
     python3 scripts/text_student_sweep.py SET_FOLDER --noise-ceiling
 
+Other choices: `--intermediate N` narrows the feed-forward blocks, `--dropout P` sets the
+student's dropout, `--token-table` adds a trainable per-token vector after the pooling,
+`--freeze-embeddings` keeps the word embeddings fixed, and `--fit-held-out` trains on the
+held-out quotes themselves: not a result, a check of what the student can represent at all.
+
 `--noise-ceiling` trains nothing: it moves each held-out teacher embedding to a given cosine
 c from itself in a random direction and prints the similarity Spearman such a student would
 have, for c from 0.70 to 0.95 (what mean cosine a target Spearman needs when the errors
@@ -146,6 +151,8 @@ def main():
                         help="a capacity check, not a result: train on the held-out quotes themselves (what the student could reach with perfect data)")
     parser.add_argument("--freeze-embeddings", action="store_true", help="keep the teacher's word-embedding table fixed")
     parser.add_argument("--dropout", type=float, default=None, help="the student's dropout rate (default: the teacher's config, 0.1)")
+    parser.add_argument("--keep-heads", type=int, default=0,
+                        help="keep this many attention heads in each kept layer, those with the largest |W_v rows|·|W_o columns| (0: all 12)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -201,6 +208,27 @@ def main():
         torch.nn.init.zeros_(student.distill_table.weight)
     print("untrained", agreement(embed(student, tokenizer, held), teacher_held), flush=True)
 
+    if args.keep_heads:
+        width = student.config.hidden_size // student.config.num_attention_heads
+        for index, layer in enumerate(student.encoder.layer):
+            value, out = layer.attention.self.value.weight, layer.attention.output.dense.weight
+            score = torch.stack([value[h * width:(h + 1) * width].norm() * out[:, h * width:(h + 1) * width].norm()
+                                 for h in range(student.config.num_attention_heads)])
+            keep = sorted(torch.topk(score, args.keep_heads).indices.tolist())
+            rows = torch.cat([torch.arange(h * width, (h + 1) * width) for h in keep])
+            attention = layer.attention.self
+            for name in ("query", "key", "value"):
+                old = getattr(attention, name)
+                new = torch.nn.Linear(old.in_features, len(rows))
+                with torch.no_grad():
+                    new.weight.copy_(old.weight[rows]); new.bias.copy_(old.bias[rows])
+                setattr(attention, name, new)
+            old = layer.attention.output.dense
+            new = torch.nn.Linear(len(rows), old.out_features)
+            with torch.no_grad():
+                new.weight.copy_(old.weight[:, rows]); new.bias.copy_(old.bias)
+            layer.attention.output.dense = new
+            attention.num_attention_heads, attention.all_head_size = args.keep_heads, len(rows)
     if args.dropout is not None:
         for module in student.modules():
             if isinstance(module, torch.nn.Dropout):

@@ -13,13 +13,24 @@ and, with `--augment K`, K variants of every training quote (never of a held-out
                          fifth of its words dropped, or the start of one quote joined to the
                          end of another (the operation and its cuts drawn with seed 0)
 
+with `--gcide N`, N literary citations from Webster's 1913 (Debian's `dict-gcide`):
+
+    OUT/train/gcide      one citation a record (see `gcide_citations`)
+
+and, with `--swap K`, K more variants of every training quote:
+
+    OUT/train/swapped    the quote with about a quarter of its words of four letters or more
+                         replaced by one of their 8 nearest words in MiniLM's input word
+                         embeddings (TinyBERT's word swaps, with the teacher's own vectors in
+                         place of GloVe; drawn with seed 1)
+
 for `distill distill --data OUT/train --test-data OUT/held-out --text-separator %`: every
 quote of OUT/held-out is held out, everything in OUT/train trains. Quotes are read as
 scripts/fortunes.py reads them (the rule Distill's reader follows); a quote that holds a line
 of only `%` cannot occur. Usage:
 
     apt-get install wordnet-base fortunes
-    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K]
+    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K]
 """
 import argparse
 import os
@@ -123,6 +134,32 @@ def swapped(quotes, k, neighbours, rate=0.25, seed=1):
     return variants
 
 
+GCIDE = "/usr/share/dictd/gcide.dict.dz"
+
+
+def gcide_citations(path=GCIDE):
+    """The literary citations of the GNU Collaborative International Dictionary of English
+    (Debian's `dict-gcide`, 0.48.5+nmu2: Webster's 1913 with its quotations from Shakespeare, Milton,
+    Dryden, ...): each run of lines indented by 12 spaces or more, joined by one space, braces
+    (cross-reference markup) dropped; four or more words, without repeats, in file order."""
+    import gzip
+    import re
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    seen, citations, current = set(), [], []
+    for line in lines + [""]:
+        if line.startswith(" " * 12) and line.strip():
+            current.append(line.strip())
+            continue
+        if current:
+            text = re.sub(r"\s+", " ", re.sub(r"[{}]", "", " ".join(current))).strip()
+            current = []
+            if len(text.split()) >= 4 and text not in seen:
+                seen.add(text)
+                citations.append(text)
+    return citations
+
+
 def write(path, records):
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n%\n".join(records) + "\n")
@@ -136,6 +173,8 @@ def main():
     parser.add_argument("--augment", type=int, default=0, metavar="K", help="K variants of each training quote (default 0: none)")
     parser.add_argument("--swap", type=int, default=0, metavar="K",
                         help="K more variants of each training quote with a quarter of its words swapped for neighbours in MiniLM's word embeddings (default 0)")
+    parser.add_argument("--gcide", type=int, default=0, metavar="N",
+                        help="N of GCIDE's literary citations (apt-get install dict-gcide), drawn with seed 2; -1: all (default 0: none)")
     parser.add_argument("--teacher", default=os.path.expanduser("~/.cache/distill/all-minilm-l6-v2-0.1.2"),
                         help="with --swap: the teacher's folder (model.safetensors, tokenizer.json)")
     args = parser.parse_args()
@@ -153,10 +192,17 @@ def main():
     swaps = swapped(training, args.swap, neighbour_table(args.teacher)) if args.swap > 0 else []
     if swaps:
         write(os.path.join(args.out, "train", "swapped"), swaps)
+    citations = gcide_citations() if args.gcide else []
+    if args.gcide > 0:
+        citations = random.Random(2).sample(citations, min(args.gcide, len(citations)))
+    held_out = {everything[i] for i in order[:held]}
+    citations = [c for c in citations if c not in held_out]
+    if citations:
+        write(os.path.join(args.out, "train", "gcide"), citations)
     extra = [] if args.no_wordnet else wordnet_phrases()
     if extra:
         write(os.path.join(args.out, "train", "wordnet"), extra)
-    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, {len(swaps)} with words swapped")
+    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, {len(swaps)} with words swapped, {len(citations)} GCIDE citations")
 
 
 if __name__ == "__main__":

@@ -86,10 +86,13 @@ extension CommandLineTests {
         // A small text-transformer classifier through the same path.
         let transformerRun = folder("text-transformer-classifier")
         let transformer = try assertSucceeds(["train", "--model", "text-transformer", "--tokenizer", teacher.appendingPathComponent("tokenizer.json").path,
-                                              "--layers", "1", "--hidden", "8", "--heads", "2", "--feed-forward", "12", "--epochs", "1", "--batch", "16",
+                                              "--layers", "1", "--hidden", "8", "--heads", "2", "--feed-forward", "12", "--dropout", "0.2", "--epochs", "1", "--batch", "16",
                                               "--out", transformerRun.path] + common)
         XCTAssertTrue(transformer.contains("test accuracy"), transformer)
-        XCTAssertEqual(try SavedModel.load(transformerRun.path).options.feedForward, 12)
+        let trained = try SavedModel.load(transformerRun.path)
+        XCTAssertEqual(trained.options.feedForward, 12)
+        XCTAssertEqual(trained.options.dropout, 0.2)
+        XCTAssertEqual(try XCTUnwrap(trained.model as? TextTransformer).bert.configuration.hiddenDropout, 0.2)
 
         // Mistakes are one line each.
         try assertFails(["train", "--model", "mlp", "--tokenizer", teacher.path, "--out", run.path] + common, mentioning: "--tokenizer is for texts, and --model mlp takes images or tables")
@@ -101,6 +104,8 @@ extension CommandLineTests {
         try assertFails(["train", "--model", "text-bag", "--tokenizer", teacher.path, "--layers", "2", "--out", run.path] + common, mentioning: "--layers applies to text-transformer, not text-bag")
         try assertFails(["train", "--model", "text-bag", "--tokenizer", teacher.path, "--feed-forward", "8", "--out", run.path] + common,
                         mentioning: "--feed-forward applies to text-transformer, not text-bag")
+        try assertFails(["train", "--model", "text-bag", "--tokenizer", teacher.path, "--dropout", "0", "--out", run.path] + common,
+                        mentioning: "--dropout applies to text-transformer, not text-bag")
         try assertFails(["evaluate", run.path, "--data", data.path, "--text-separator", "%"], mentioning: "the model's classes (animals, places, sky) are not")
         try assertFails(["evaluate", teacher.path] + common, mentioning: "is a sentence encoder")
         try assertFails(["predict", teacher.path, texts.path], mentioning: "is a sentence encoder")
