@@ -15,8 +15,8 @@ scripts/text_transfer_set.py. Usage:
     python3 scripts/text_student_sweep.py SET_FOLDER --noise-ceiling
 
 Other choices: `--intermediate N` narrows the feed-forward blocks, `--dropout P` sets the
-student's dropout, `--token-table` adds a trainable per-token vector after the pooling,
-`--freeze-embeddings` keeps the word embeddings fixed, and `--fit-held-out` trains on the
+student's dropout, `--token-table` adds a trainable per-token vector after the pooling, `--keep-heads K`
+keeps each layer's K strongest attention heads, `--freeze-embeddings` keeps the word embeddings fixed, and `--fit-held-out` trains on the
 held-out quotes themselves: not a result, a check of what the student can represent at all.
 
 `--noise-ceiling` trains nothing: it moves each held-out teacher embedding to a given cosine
@@ -206,11 +206,9 @@ def main():
     if args.token_table:
         student.distill_table = torch.nn.Embedding(student.config.vocab_size, 384)
         torch.nn.init.zeros_(student.distill_table.weight)
-    print("untrained", agreement(embed(student, tokenizer, held), teacher_held), flush=True)
-
     if args.keep_heads:
         width = student.config.hidden_size // student.config.num_attention_heads
-        for index, layer in enumerate(student.encoder.layer):
+        for layer in student.encoder.layer:
             value, out = layer.attention.self.value.weight, layer.attention.output.dense.weight
             score = torch.stack([value[h * width:(h + 1) * width].norm() * out[:, h * width:(h + 1) * width].norm()
                                  for h in range(student.config.num_attention_heads)])
@@ -229,6 +227,8 @@ def main():
                 new.weight.copy_(old.weight[:, rows]); new.bias.copy_(old.bias)
             layer.attention.output.dense = new
             attention.num_attention_heads, attention.all_head_size = args.keep_heads, len(rows)
+    print("untrained", agreement(embed(student, tokenizer, held), teacher_held), flush=True)
+
     if args.dropout is not None:
         for module in student.modules():
             if isinstance(module, torch.nn.Dropout):

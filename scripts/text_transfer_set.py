@@ -30,7 +30,7 @@ scripts/fortunes.py reads them (the rule Distill's reader follows); a quote that
 of only `%` cannot occur. Usage:
 
     apt-get install wordnet-base fortunes
-    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K]
+    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K] [--gcide N]
 """
 import argparse
 import os
