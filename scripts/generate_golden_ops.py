@@ -234,6 +234,24 @@ add("masked softmax no mask", "maskedSoftmax", [r(2, 6, 7)], lambda x: torch.sof
 add("matmul transposing other", "matmulTransposed", [r(2, 3, 4, 5), r(2, 3, 6, 5)], lambda a, b: a @ b.transpose(-1, -2))
 add("matmul transposing other broadcast", "matmulTransposed", [r(2, 3, 4, 5), r(6, 5)], lambda a, b: a @ b.t())
 
+
+def multi_head_attention(q, k, v, heads, scale, mask=None):
+    """softmax(scale · Q_h·K_hᵀ) · V_h per head, padded keys masked out, heads side by side."""
+    b, n, d = q.shape
+    split = lambda t: t.reshape(b, n, heads, d // heads).transpose(1, 2)
+    scores = scale * split(q) @ split(k).transpose(-1, -2)
+    if mask is not None:
+        scores = scores.masked_fill(torch.tensor(mask)[:, None, None, :] == 0, float("-inf"))
+    return (torch.softmax(scores, dim=-1) @ split(v)).transpose(1, 2).reshape(b, n, d)
+
+
+attention_mask = [[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0]]
+add("multi-head attention masked", "multiHeadAttention", [r(2, 5, 8), r(2, 5, 8), r(2, 5, 8)],
+    lambda q, k, v: multi_head_attention(q, k, v, 2, 0.5, attention_mask),
+    {"heads": 2, "scale": 0.5, "mask": sum(attention_mask, [])})
+add("multi-head attention no mask", "multiHeadAttention", [r(1, 4, 6), r(1, 4, 6), r(1, 4, 6)],
+    lambda q, k, v: multi_head_attention(q, k, v, 3, 2 ** -0.5), {"heads": 3, "scale": 2 ** -0.5})
+
 # The losses are NeuralNet's; everything else is the engine's.
 loss_ops = {"crossEntropy", "crossEntropySoft", "klDivergence", "mse", "smoothL1", "cosineSimilarity",
             "pairwiseDistances", "l2Normalize"}

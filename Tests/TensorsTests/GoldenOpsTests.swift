@@ -83,6 +83,10 @@ final class GoldenOpsTests: XCTestCase {
             let mask = c.params["mask"] == nil ? nil : Tensor(c.floats("mask"), shape: [x[0].shape[0], x[0].shape[-1]])
             return Tensor.maskedSoftmax(x[0], keyMask: mask, scale: c.float("scale"))
         case "matmulTransposed": return x[0].matmul(x[1], transposingOther: true)
+        case "multiHeadAttention":
+            let mask = c.params["mask"] == nil ? nil : Tensor(c.floats("mask"), shape: [x[0].shape[0], x[0].shape[1]])
+            return Tensor.multiHeadAttention(query: x[0], key: x[1], value: x[2], heads: c.params["heads"] as! Int, keyMask: mask,
+                                             scale: c.float("scale"))
         default: preconditionFailure("fixture op \(c.op) has no Swift counterpart")
         }
     }

@@ -133,11 +133,20 @@ public final class MultiHeadSelfAttention: Module {
         require(x.rank == 3 && x.shape[2] == query.inFeatures, "MultiHeadSelfAttention: input must be [batch, length, \(query.inFeatures)], got \(x.shape)")
         let (batch, length, hidden) = (x.shape[0], x.shape[1], x.shape[2])
         let width = hidden / heads
+        let scale = 1 / Float(width).squareRoot()
+        // The weights computed head by head, never whole, unless they are watched (attention
+        // transfer taps `probabilities`) or dropped out: the same values, without the
+        // [batch, heads, length, length] tensor and the heads' copies.
+        let weightsDropped = dropout.probability > 0 && dropout.state.isTraining
+        let weightsWatched = probabilities.state.tap != nil || probabilities.state.inputTransform != nil
+            || probabilities.state.outputTransform != nil
+        if !weightsDropped && !weightsWatched {
+            return Tensor.multiHeadAttention(query: query(x), key: key(x), value: value(x), heads: heads, keyMask: keyMask, scale: scale)
+        }
         // [batch, length, hidden] → [batch, heads, length, width]
         func split(_ y: Tensor) -> Tensor { y.reshaped([batch, length, heads, width]).permuted([0, 2, 1, 3]) }
         let q = split(query(x)), k = split(key(x)), v = split(value(x))
-        let weights = probabilities(Tensor.maskedSoftmax(q.matmul(k, transposingOther: true), keyMask: keyMask,
-                                                         scale: 1 / Float(width).squareRoot()))
+        let weights = probabilities(Tensor.maskedSoftmax(q.matmul(k, transposingOther: true), keyMask: keyMask, scale: scale))
         return dropout(weights).matmul(v).permuted([0, 2, 1, 3]).reshaped([batch, length, hidden])
     }
 
