@@ -138,7 +138,8 @@ def main():
     parser.add_argument("--layers", default="0", help="the teacher's layers the student keeps, comma-separated")
     parser.add_argument("--relational", choices=["none", "mse", "pearson", "kl"], default="none")
     parser.add_argument("--relational-weight", type=float, default=1)
-    parser.add_argument("--intermediate", type=int, default=0, help="cut each kept layer's feed-forward block to this many neurons (0: keep all 1,536)")
+    parser.add_argument("--intermediate", default="0",
+                        help="cut each kept layer's feed-forward block to this many neurons (0: keep all 1,536), or one width per kept layer, comma-separated")
     parser.add_argument("--neuron-score", choices=["weights", "activity"], default="weights",
                         help="with --intermediate: keep the neurons of largest |W1 row|·|W2 column| (Distill's rule), or of mean |activation| on 2,000 training texts times |W2 column|")
     parser.add_argument("--head", action="store_true", help="a trainable 384 x 384 linear map after pooling, started at the identity")
@@ -182,7 +183,12 @@ def main():
     student = teacher
     student.encoder.layer = torch.nn.ModuleList([student.encoder.layer[int(k)] for k in args.layers.split(",")])
     student.config.num_hidden_layers = len(student.encoder.layer)
-    if args.intermediate:
+    widths = [int(w) for w in args.intermediate.split(",")]
+    if len(widths) == 1:
+        widths *= len(student.encoder.layer)
+    if len(widths) != len(student.encoder.layer):
+        parser.error(f"--intermediate {args.intermediate}: one width, or one per layer of --layers {args.layers}")
+    if any(widths):
         activity = [None] * len(student.encoder.layer)
         if args.neuron_score == "activity":
             # Mean |GELU output| of each neuron over 2,000 training texts, in the full teacher.
@@ -197,8 +203,9 @@ def main():
             for h in hooks:
                 h.remove()
             activity = [sums[int(k)] for k in args.layers.split(",")]
-        for layer, act in zip(student.encoder.layer, activity):
-            narrow_feed_forward(layer, args.intermediate, act)
+        for layer, act, width in zip(student.encoder.layer, activity, widths):
+            if width:
+                narrow_feed_forward(layer, width, act)
     if args.head:
         student.distill_head = torch.nn.Linear(384, 384)
         with torch.no_grad():

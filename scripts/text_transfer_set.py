@@ -24,13 +24,21 @@ and, with `--swap K`, K more variants of every training quote:
                          embeddings (TinyBERT's word swaps, with the teacher's own vectors in
                          place of GloVe; drawn with seed 1)
 
+with `--extra ROOT`, the quote-like texts of four more Debian packages unpacked under ROOT
+(see `extra_texts`; near copies of held-out quotes left out, as from the citations):
+
+    OUT/train/extra      anarchism quotes, BOFH excuses, and the paragraphs of the Devil's
+                         Dictionary and the Jargon File
+
+and with `--keep-quotes N` only N of the training quotes (the held-out ones unchanged),
+
 for `distill distill --data OUT/train --test-data OUT/held-out --text-separator %`: every
 quote of OUT/held-out is held out, everything in OUT/train trains. Quotes are read as
 scripts/fortunes.py reads them (the rule Distill's reader follows); a quote that holds a line
 of only `%` cannot occur. Usage:
 
     apt-get install wordnet-base fortunes
-    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K] [--gcide N]
+    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K] [--gcide N] [--extra ROOT] [--keep-quotes N]
 """
 import argparse
 import os
@@ -160,6 +168,62 @@ def gcide_citations(path=GCIDE):
     return citations
 
 
+EXTRA_PACKAGES = "fortune-anarchism fortunes-bofh-excuses dict-devil dict-jargon"
+
+
+def extra_texts(root):
+    """Quote-like English text from Debian packages unpacked (not installed: installing them
+    would add files to the fortunes folder the split is drawn from) under `root`, as by
+    `apt-get download fortune-anarchism fortunes-bofh-excuses dict-devil dict-jargon` and
+    `dpkg-deb -x PACKAGE.deb root` (bookworm: 1.8.0-1, 1.2-3, 1.0-13.1, 4.4.7-3.1): the
+    anarchism quotes and BOFH excuses, one a record; and each paragraph of four to 150 words
+    of the Devil's Dictionary's and the Jargon File's entries (the headword line dropped,
+    lines joined, braces dropped), without repeats, in file order."""
+    import gzip
+    import re
+    texts = []
+    for name in ("anarchism", "bofh-excuses"):
+        texts += quotes(os.path.join(root, "usr/share/games/fortunes", name))
+    digits = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+    number = lambda code: sum(digits[c] * 64 ** i for i, c in enumerate(reversed(code)))
+    for name in ("devil", "jargon"):
+        folder = os.path.join(root, "usr/share/dictd")
+        with gzip.open(os.path.join(folder, name + ".dict.dz"), "rb") as f:
+            body = f.read()
+        with open(os.path.join(folder, name + ".index"), encoding="utf-8") as f:
+            entries = [line.rstrip("\n").split("\t") for line in f]
+        for headword, offset, length in entries:
+            if headword.startswith("00database"):
+                continue
+            entry = body[number(offset):number(offset) + number(length)].decode("utf-8", errors="replace")
+            for paragraph in re.split(r"\n\s*\n", entry.split("\n", 1)[1] if "\n" in entry else ""):
+                text = re.sub(r"\s+", " ", re.sub(r"[{}]", "", paragraph)).strip()
+                if 4 <= len(text.split()) <= 150:
+                    texts.append(text)
+    seen, unique = set(), []
+    for text in texts:
+        if text not in seen:
+            seen.add(text)
+            unique.append(text)
+    return unique
+
+
+def near_copies(texts, held_out):
+    """The texts that repeat a held-out quote or contain one, or that one contains, compared as
+    lower-case letters and digits only (texts of 30 or more of them): the same saying in another
+    collection would otherwise teach the student a quote it is scored on."""
+    import re
+    key = lambda t: re.sub(r"[^a-z0-9]", "", t.lower())
+    held = [key(q) for q in held_out]
+    held = [h for h in held if len(h) >= 30]
+    out = set()
+    for i, text in enumerate(texts):
+        k = key(text)
+        if len(k) >= 30 and any(h in k or k in h for h in held):
+            out.add(i)
+    return out
+
+
 def write(path, records):
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n%\n".join(records) + "\n")
@@ -175,6 +239,10 @@ def main():
                         help="K more variants of each training quote with a quarter of its words swapped for neighbours in MiniLM's word embeddings (default 0)")
     parser.add_argument("--gcide", type=int, default=0, metavar="N",
                         help="N of GCIDE's literary citations (apt-get install dict-gcide), drawn with seed 2; -1: all (default 0: none)")
+    parser.add_argument("--keep-quotes", type=int, default=0, metavar="N",
+                        help="train on N of the training quotes only, drawn with seed 7 and written in the order drawn (the held-out quotes stay the same)")
+    parser.add_argument("--extra", metavar="ROOT",
+                        help=f"add the quote-like texts of Debian's {EXTRA_PACKAGES}, unpacked under ROOT (see extra_texts)")
     parser.add_argument("--teacher", default=os.path.expanduser("~/.cache/distill/all-minilm-l6-v2-0.1.2"),
                         help="with --swap: the teacher's folder (model.safetensors, tokenizer.json)")
     args = parser.parse_args()
@@ -185,6 +253,9 @@ def main():
     os.makedirs(os.path.join(args.out, "train"), exist_ok=True)
     write(os.path.join(args.out, "held-out"), [everything[i] for i in sorted(order[:held])])
     training = [everything[i] for i in sorted(order[held:])]
+    if args.keep_quotes > 0:
+        random.Random(7).shuffle(training)
+        training = training[:args.keep_quotes]
     write(os.path.join(args.out, "train", "fortunes"), training)
     variants = augmented(training, args.augment) if args.augment > 0 else []
     if variants:
@@ -196,13 +267,21 @@ def main():
     if args.gcide > 0:
         citations = random.Random(2).sample(citations, min(args.gcide, len(citations)))
     held_out = {everything[i] for i in order[:held]}
-    citations = [c for c in citations if c not in held_out]
+    near = near_copies(citations, held_out)
+    citations = [c for i, c in enumerate(citations) if i not in near]
     if citations:
         write(os.path.join(args.out, "train", "gcide"), citations)
+    others = extra_texts(args.extra) if args.extra else []
+    copies = near_copies(others, held_out)
+    others = [t for i, t in enumerate(others) if i not in copies]
+    if others:
+        write(os.path.join(args.out, "train", "extra"), others)
     extra = [] if args.no_wordnet else wordnet_phrases()
     if extra:
         write(os.path.join(args.out, "train", "wordnet"), extra)
-    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, {len(swaps)} with words swapped, {len(citations)} GCIDE citations")
+    print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, "
+          f"{len(swaps)} with words swapped, {len(citations)} GCIDE citations, {len(others)} texts of {EXTRA_PACKAGES}"
+          + (f" ({len(near) + len(copies)} near copies of held-out quotes left out)" if args.extra or args.gcide else ""))
 
 
 if __name__ == "__main__":
