@@ -133,35 +133,44 @@ final class TextLayerTests: XCTestCase {
 
     /// Attention runs head by head (`Tensor.multiHeadAttention`) unless its weights are
     /// watched or dropped out; both ways give the same outputs and gradients, in training and
-    /// in evaluation, with and without padding, one sequence or several, on 1 and 2 threads.
+    /// in evaluation, with and without padding, one sequence or several, on 1 and 2 threads,
+    /// on every kernel path this CPU executes (the softmax rows are the paths' own).
     func testHeadByHeadAttentionEqualsTheWholeWeightsPath() throws {
-        for threads in [1, 2] {
-            Compute.threadCount = threads
-            defer { Compute.threadCount = 1 }
-            // The last case is large enough to be split over the threads, forward and backward.
-            let long = (0..<4).flatMap { i in (0..<64).map { Float($0 < 64 - 13 * i ? 1 : 0) } }
-            for (batch, length, mask) in [(2, 5, [Float]([1, 1, 1, 0, 0, 1, 1, 1, 1, 1])), (1, 7, nil), (4, 64, long)] {
-                var g = RandomGenerator(seed: 5)
-                let attention = MultiHeadSelfAttention(hiddenSize: 12, heads: 3, using: &g)
-                let x = Tensor.randomNormal([batch, length, 12], using: &g)
-                let upstream = Tensor.randomNormal([batch, length, 12], using: &g)
-                let keyMask = mask.map { Tensor($0, shape: [batch, length]) }
-                for training in [true, false] {
-                    if training { attention.train() } else { attention.eval() }
-                    func run(watched: Bool) -> (output: [Float], grads: [[Float]]) {
-                        attention.probabilities.state.outputTransform = watched ? { $0 } : nil
-                        let input = x.detached()
-                        input.requiresGrad = true
-                        let parameters = attention.parameters
-                        for p in parameters { p.zeroGrad() }
-                        let y = attention.attend(input, keyMask: keyMask)
-                        (y * upstream).sum().backward()
-                        return (y.scalars, [input.grad!.scalars] + parameters.map { $0.grad!.scalars })
+        defer {
+            Compute.forceKernelPath(nil)
+            Compute.threadCount = 1
+        }
+        // The last case is large enough to be split over the threads, forward and backward.
+        let long = (0..<4).flatMap { i in (0..<64).map { Float($0 < 64 - 13 * i ? 1 : 0) } }
+        let cases: [(Int, Int, [Float]?)] = [(2, 5, [1, 1, 1, 0, 0, 1, 1, 1, 1, 1]), (1, 7, nil), (4, 64, long)]
+        for path in KernelPath.allCases where path.isSupported {
+            Compute.forceKernelPath(path)
+            for threads in [1, 2] {
+                Compute.threadCount = threads
+                for (batch, length, mask) in cases {
+                    var g = RandomGenerator(seed: 5)
+                    let attention = MultiHeadSelfAttention(hiddenSize: 12, heads: 3, using: &g)
+                    let x = Tensor.randomNormal([batch, length, 12], using: &g)
+                    let upstream = Tensor.randomNormal([batch, length, 12], using: &g)
+                    let keyMask = mask.map { Tensor($0, shape: [batch, length]) }
+                    for training in [true, false] {
+                        if training { attention.train() } else { attention.eval() }
+                        func run(watched: Bool) -> (output: [Float], grads: [[Float]]) {
+                            attention.probabilities.state.outputTransform = watched ? { $0 } : nil
+                            let input = x.detached()
+                            input.requiresGrad = true
+                            let parameters = attention.parameters
+                            for p in parameters { p.zeroGrad() }
+                            let y = attention.attend(input, keyMask: keyMask)
+                            (y * upstream).sum().backward()
+                            return (y.scalars, [input.grad!.scalars] + parameters.map { $0.grad!.scalars })
+                        }
+                        let headByHead = run(watched: false), whole = run(watched: true)
+                        let name = "\(batch)×\(length), \(mask == nil ? "no mask" : "masked"), \(training ? "training" : "evaluation"), "
+                            + "\(threads) threads, \(path)"
+                        assertClose(headByHead.output, whole.output, absolute: 1e-6, relative: 1e-5, name)
+                        for (a, b) in zip(headByHead.grads, whole.grads) { assertClose(a, b, absolute: 1e-5, relative: 1e-4, name) }
                     }
-                    let headByHead = run(watched: false), whole = run(watched: true)
-                    let name = "\(batch)×\(length), \(mask == nil ? "no mask" : "masked"), \(training ? "training" : "evaluation"), \(threads) threads"
-                    assertClose(headByHead.output, whole.output, absolute: 1e-6, relative: 1e-5, name)
-                    for (a, b) in zip(headByHead.grads, whole.grads) { assertClose(a, b, absolute: 1e-5, relative: 1e-4, name) }
                 }
             }
         }
