@@ -183,7 +183,12 @@ def main():
     student = teacher
     student.encoder.layer = torch.nn.ModuleList([student.encoder.layer[int(k)] for k in args.layers.split(",")])
     student.config.num_hidden_layers = len(student.encoder.layer)
-    widths = [int(w) for w in args.intermediate.split(",")]
+    try:
+        widths = [int(w) for w in args.intermediate.split(",")]
+    except ValueError:
+        parser.error(f"--intermediate {args.intermediate}: give whole numbers of neurons, comma-separated")
+    if any(w < 0 or w > 1536 for w in widths):
+        parser.error(f"--intermediate {args.intermediate}: each width must be 0 (all) to 1536")
     if len(widths) == 1:
         widths *= len(student.encoder.layer)
     if len(widths) != len(student.encoder.layer):

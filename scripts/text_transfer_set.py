@@ -246,6 +246,14 @@ def main():
     parser.add_argument("--teacher", default=os.path.expanduser("~/.cache/distill/all-minilm-l6-v2-0.1.2"),
                         help="with --swap: the teacher's folder (model.safetensors, tokenizer.json)")
     args = parser.parse_args()
+    if args.extra:
+        needed = [os.path.join(args.extra, "usr/share/games/fortunes", name) for name in ("anarchism", "bofh-excuses")]
+        needed += [os.path.join(args.extra, "usr/share/dictd", name + ext) for name in ("devil", "jargon") for ext in (".dict.dz", ".index")]
+        missing = [path for path in needed if not os.path.isfile(path)]
+        if missing:
+            parser.error(f"--extra {args.extra}: {missing[0]} is missing (apt-get download {EXTRA_PACKAGES}; dpkg-deb -x each .deb {args.extra})")
+    if args.keep_quotes < 0:
+        parser.error(f"--keep-quotes {args.keep_quotes}: give a number of quotes, 1 or more (0: all)")
     everything = [q for name in files() for q in quotes(os.path.join(FOLDER, name))]
     order = list(range(len(everything)))
     random.Random(0).shuffle(order)
