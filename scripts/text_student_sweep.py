@@ -16,7 +16,8 @@ scripts/text_transfer_set.py. Usage:
 
 Other choices: `--intermediate N` narrows the feed-forward blocks, `--dropout P` sets the
 student's dropout, `--token-table` adds a trainable per-token vector after the pooling, `--keep-heads K`
-keeps each layer's K strongest attention heads, `--freeze-embeddings` keeps the word embeddings fixed, and `--fit-held-out` trains on the
+keeps each layer's K strongest attention heads, `--pools N,...` halves the sequence N times
+after each kept layer by averaging adjacent tokens (Funnel-Transformer's pooling), `--freeze-embeddings` keeps the word embeddings fixed, and `--fit-held-out` trains on the
 held-out quotes themselves: not a result, a check of what the student can represent at all.
 
 `--noise-ceiling` trains nothing: it moves each held-out teacher embedding to a given cosine
@@ -56,10 +57,54 @@ def read_quotes(path):
     return [t for t in texts if t]
 
 
+def pool_pairs(x, mask):
+    """Funnel pooling: each pair of adjacent positions becomes the mean of its real tokens;
+    a pair of padding stays padding. x [B, L, D], mask [B, L] of 0/1."""
+    batch, length, width = x.shape
+    if length % 2:
+        x, mask = F.pad(x, (0, 0, 0, 1)), F.pad(mask, (0, 1))
+        length += 1
+    counts = mask.view(batch, length // 2, 2).sum(2)
+    sums = (x * mask[..., None]).view(batch, length // 2, 2, width).sum(2)
+    return sums / counts.clamp(min=1)[..., None], (counts > 0).float()
+
+
+def bert_layer(layer, x, mask):
+    """One BERT layer written out (transformers' own forward wants its mask prepared by the
+    model): masked multi-head attention, residual and LayerNorm, GELU feed-forward."""
+    attention = layer.attention.self
+    batch, length, width = x.shape
+    heads = attention.num_attention_heads
+    split = lambda m: m(x).view(batch, length, heads, -1).transpose(1, 2)
+    q, k, v = split(attention.query), split(attention.key), split(attention.value)
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5 + (1 - mask[:, None, None, :]) * -1e9
+    weights = attention.dropout(scores.softmax(-1)) if hasattr(attention, "dropout") else scores.softmax(-1)
+    context = (weights @ v).transpose(1, 2).reshape(batch, length, -1)
+    out = layer.attention.output
+    x = out.LayerNorm(x + out.dropout(out.dense(context)))
+    hidden = F.gelu(layer.intermediate.dense(x))
+    return layer.output.LayerNorm(x + layer.output.dropout(layer.output.dense(hidden)))
+
+
+def funnel_states(model, batch):
+    """The encoder run layer by layer, halving the sequence `model.distill_pools[i]` times
+    after kept layer i. Returns the last states and their mask [B, L, 1]."""
+    mask = batch["attention_mask"].float()
+    x = model.embeddings(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"])
+    for layer, pools in zip(model.encoder.layer, model.distill_pools):
+        x = bert_layer(layer, x, mask)
+        for _ in range(pools):
+            x, mask = pool_pairs(x, mask)
+    return x, mask.unsqueeze(-1)
+
+
 def mean_pooled(model, tokenizer, texts):
     batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-    states = model(**batch).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).float()
+    if getattr(model, "distill_pools", None):
+        states, mask = funnel_states(model, batch)
+    else:
+        states = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
     pooled = (states * mask).sum(1) / mask.sum(1)
     table = getattr(model, "distill_table", None)
     if table is not None:  # a per-token vector added after the pooling: mean of the table's rows
@@ -154,6 +199,8 @@ def main():
     parser.add_argument("--dropout", type=float, default=None, help="the student's dropout rate (default: the teacher's config, 0.1)")
     parser.add_argument("--keep-heads", type=int, default=0,
                         help="keep this many attention heads in each kept layer, those with the largest |W_v rows|·|W_o columns| (0: all 12)")
+    parser.add_argument("--pools", default="",
+                        help="funnel pooling: after each kept layer, how many times to halve the sequence by averaging adjacent tokens, comma-separated (default: never)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -211,6 +258,11 @@ def main():
         for layer, act, width in zip(student.encoder.layer, activity, widths):
             if width:
                 narrow_feed_forward(layer, width, act)
+    if args.pools:
+        pools = [int(p) for p in args.pools.split(",")]
+        if len(pools) != len(student.encoder.layer) or any(p < 0 or p > 7 for p in pools):
+            parser.error(f"--pools {args.pools}: one count 0-7 per layer of --layers {args.layers}")
+        student.distill_pools = pools
     if args.head:
         student.distill_head = torch.nn.Linear(384, 384)
         with torch.no_grad():

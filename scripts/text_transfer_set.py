@@ -30,6 +30,16 @@ with `--extra ROOT`, the quote-like texts of four more Debian packages unpacked 
     OUT/train/extra      anarchism quotes, BOFH excuses, and the paragraphs of the Devil's
                          Dictionary and the Jargon File
 
+with `--more`, the texts of three more Debian packages, installed (see `more_texts`; near copies
+of held-out quotes left out):
+
+    OUT/train/more       the King James Bible's verses, FOLDOC's paragraphs, tfortune's epigrams
+
+with `--markov N`, N texts from a word-level Markov chain over the training texts above
+(quotes, citations, extra and more texts; see `markov_texts`):
+
+    OUT/train/markov     one generated text a record
+
 and with `--keep-quotes N` only N of the training quotes (the held-out ones unchanged),
 
 for `distill distill --data OUT/train --test-data OUT/held-out --text-separator %`: every
@@ -38,7 +48,7 @@ scripts/fortunes.py reads them (the rule Distill's reader follows); a quote that
 of only `%` cannot occur. Usage:
 
     apt-get install wordnet-base fortunes
-    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K] [--gcide N] [--extra ROOT] [--keep-quotes N]
+    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K] [--gcide N] [--extra ROOT] [--more] [--markov N] [--keep-quotes N]
 """
 import argparse
 import os
@@ -47,6 +57,7 @@ import random
 from fortunes import FOLDER, files, quotes
 
 WORDNET = "/usr/share/wordnet"
+TFORTUNES = "/usr/share/games/tfortunes/epigrams/en.tfortunes"
 
 
 def wordnet_phrases(folder=WORDNET):
@@ -91,6 +102,44 @@ def augmented(quotes, k, seed=0):
                 seen.add(text)
                 variants.append(text)
     return variants
+
+
+def markov_texts(texts, count, seed=3):
+    """`count` new texts drawn from a word-level Markov chain over `texts` (TinyBERT's growing
+    of the transfer set taken further: new word sequences that no source holds, in the
+    sources' phrasing). Words are split at spaces, a line break is a word of its own; each next
+    word follows the two before it (as in some source text) with probability 0.7 and only the
+    one before it otherwise, so that texts change source mid-sentence more often than a
+    splice does; a text ends where a source text ends, or at twice the length of a source
+    text drawn at random. Texts under four words, repeats and copies of a source text are
+    left out."""
+    rng = random.Random(seed)
+    begin, end = "\u0002", "\u0003"
+    two, one, lengths = {}, {}, []
+    for text in texts:
+        words = [w for w in text.replace("\n", " \n ").split(" ") if w]
+        lengths.append(len(words))
+        sequence = [begin, begin] + words + [end]
+        for a, b, c in zip(sequence, sequence[1:], sequence[2:]):
+            two.setdefault((a, b), []).append(c)
+            one.setdefault(b, []).append(c)
+    known, made = set(texts), []
+    attempts = 0
+    while len(made) < count and attempts < 20 * count:
+        attempts += 1
+        limit, words, a, b = 2 * rng.choice(lengths), [], begin, begin
+        while len(words) < limit:
+            choices = two[(a, b)] if a == begin or rng.random() < 0.7 else one[b]
+            c = rng.choice(choices)
+            if c == end:
+                break
+            words.append(c)
+            a, b = b, c
+        text = "\n".join(" ".join(line.split()) for line in " ".join(words).split("\n")).strip()
+        if len(text.split()) >= 4 and text not in known:
+            known.add(text)
+            made.append(text)
+    return made
 
 
 def neighbour_table(model, count=8):
@@ -179,33 +228,67 @@ def extra_texts(root):
     anarchism quotes and BOFH excuses, one a record; and each paragraph of four to 150 words
     of the Devil's Dictionary's and the Jargon File's entries (the headword line dropped,
     lines joined, braces dropped), without repeats, in file order."""
-    import gzip
-    import re
     texts = []
     for name in ("anarchism", "bofh-excuses"):
         texts += quotes(os.path.join(root, "usr/share/games/fortunes", name))
-    digits = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
-    number = lambda code: sum(digits[c] * 64 ** i for i, c in enumerate(reversed(code)))
     for name in ("devil", "jargon"):
-        folder = os.path.join(root, "usr/share/dictd")
-        with gzip.open(os.path.join(folder, name + ".dict.dz"), "rb") as f:
-            body = f.read()
-        with open(os.path.join(folder, name + ".index"), encoding="utf-8") as f:
-            entries = [line.rstrip("\n").split("\t") for line in f]
-        for headword, offset, length in entries:
-            if headword.startswith("00database"):
-                continue
-            entry = body[number(offset):number(offset) + number(length)].decode("utf-8", errors="replace")
-            for paragraph in re.split(r"\n\s*\n", entry.split("\n", 1)[1] if "\n" in entry else ""):
-                text = re.sub(r"\s+", " ", re.sub(r"[{}]", "", paragraph)).strip()
-                if 4 <= len(text.split()) <= 150:
-                    texts.append(text)
-    seen, unique = set(), []
+        texts += dictd_paragraphs(os.path.join(root, "usr/share/dictd"), name)
+    return unique(texts)
+
+
+def unique(texts):
+    """`texts` without repeats, in order."""
+    seen, kept = set(), []
     for text in texts:
         if text not in seen:
             seen.add(text)
-            unique.append(text)
-    return unique
+            kept.append(text)
+    return kept
+
+
+def dictd_paragraphs(folder, name):
+    """Each paragraph of four to 150 words of the entries of the dictd database `name` in
+    `folder` (NAME.index, NAME.dict.dz): the headword line dropped, lines joined, braces
+    (cross-reference markup) dropped, in file order."""
+    import gzip
+    import re
+    digits = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+    number = lambda code: sum(digits[c] * 64 ** i for i, c in enumerate(reversed(code)))
+    with gzip.open(os.path.join(folder, name + ".dict.dz"), "rb") as f:
+        body = f.read()
+    with open(os.path.join(folder, name + ".index"), encoding="utf-8") as f:
+        entries = [line.rstrip("\n").split("\t") for line in f]
+    texts = []
+    for headword, offset, length in entries:
+        if headword.startswith("00database"):
+            continue
+        entry = body[number(offset):number(offset) + number(length)].decode("utf-8", errors="replace")
+        for paragraph in re.split(r"\n\s*\n", entry.split("\n", 1)[1] if "\n" in entry else ""):
+            text = re.sub(r"\s+", " ", re.sub(r"[{}]", "", paragraph)).strip()
+            if 4 <= len(text.split()) <= 150:
+                texts.append(text)
+    return texts
+
+
+MORE_PACKAGES = "bible-kjv dict-foldoc tfortunes"
+
+
+def more_texts():
+    """More English text from installed Debian packages (`apt-get install bible-kjv dict-foldoc
+    tfortunes`; bookworm: 4.38 with bible-kjv-text 4.38, 20230119-1, 1.0.1-1): the verses of
+    the King James Bible of four words or more, one a record (as `bible` prints them from
+    Genesis 1:1 to Revelation 22:21); the paragraphs of FOLDOC, the Free On-line Dictionary of
+    Computing (as the Jargon File's in `extra_texts`); and tfortune's English epigrams, one a
+    record (the `---- tags` line between them dropped). Without repeats, in that order."""
+    import re
+    import subprocess
+    printed = subprocess.run(["bible", "-l100000", "gen1:1-rev22:21"], capture_output=True, text=True, check=True).stdout
+    texts = [m.group(1).strip() for m in re.finditer(r"^ +\d+ (.+)$", printed, re.M) if len(m.group(1).split()) >= 4]
+    texts += dictd_paragraphs("/usr/share/dictd", "foldoc")
+    with open(TFORTUNES, encoding="utf-8", errors="replace") as f:
+        records = re.split(r"^---- .*$", f.read(), flags=re.M)
+    texts += [r.strip() for r in records if len(r.split()) >= 4]
+    return unique(texts)
 
 
 def near_copies(texts, held_out):
@@ -243,6 +326,10 @@ def main():
                         help="train on N of the training quotes only, drawn with seed 7 and written in the order drawn (the held-out quotes stay the same)")
     parser.add_argument("--extra", metavar="ROOT",
                         help=f"add the quote-like texts of Debian's {EXTRA_PACKAGES}, unpacked under ROOT (see extra_texts)")
+    parser.add_argument("--more", action="store_true",
+                        help=f"add the King James Bible's verses, FOLDOC's paragraphs and tfortune's epigrams (apt-get install {MORE_PACKAGES}; see more_texts)")
+    parser.add_argument("--markov", type=int, default=0, metavar="N",
+                        help="N new texts from a word-level Markov chain over the training quotes and the other sources chosen (see markov_texts; default 0)")
     parser.add_argument("--teacher", default=os.path.expanduser("~/.cache/distill/all-minilm-l6-v2-0.1.2"),
                         help="with --swap: the teacher's folder (model.safetensors, tokenizer.json)")
     args = parser.parse_args()
@@ -252,6 +339,14 @@ def main():
         missing = [path for path in needed if not os.path.isfile(path)]
         if missing:
             parser.error(f"--extra {args.extra}: {missing[0]} is missing (apt-get download {EXTRA_PACKAGES}; dpkg-deb -x each .deb {args.extra})")
+    if args.more:
+        import shutil
+        missing = [what for what, ok in (("bible (bible-kjv)", shutil.which("bible")), ("/usr/share/dictd/foldoc.index (dict-foldoc)", os.path.isfile("/usr/share/dictd/foldoc.index")),
+                                         (f"{TFORTUNES} (tfortunes)", os.path.isfile(TFORTUNES))) if not ok]
+        if missing:
+            parser.error(f"--more: {missing[0]} is missing (apt-get install {MORE_PACKAGES})")
+    if args.markov < 0:
+        parser.error(f"--markov {args.markov}: give a number of texts, 1 or more (0: none)")
     if args.keep_quotes < 0:
         parser.error(f"--keep-quotes {args.keep_quotes}: give a number of quotes, 1 or more (0: all)")
     everything = [q for name in files() for q in quotes(os.path.join(FOLDER, name))]
@@ -284,12 +379,22 @@ def main():
     others = [t for i, t in enumerate(others) if i not in copies]
     if others:
         write(os.path.join(args.out, "train", "extra"), others)
+    more = more_texts() if args.more else []
+    more_copies = near_copies(more, held_out)
+    more = [t for i, t in enumerate(more) if i not in more_copies]
+    if more:
+        write(os.path.join(args.out, "train", "more"), more)
+    chain = markov_texts(training + citations + others + more, args.markov) if args.markov > 0 else []
+    chain_copies = near_copies(chain, held_out)
+    chain = [t for i, t in enumerate(chain) if i not in chain_copies]
+    if chain:
+        write(os.path.join(args.out, "train", "markov"), chain)
     extra = [] if args.no_wordnet else wordnet_phrases()
     if extra:
         write(os.path.join(args.out, "train", "wordnet"), extra)
     print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, "
-          f"{len(swaps)} with words swapped, {len(citations)} GCIDE citations, {len(others)} texts of {EXTRA_PACKAGES}"
-          + (f" ({len(near) + len(copies)} near copies of held-out quotes left out)" if args.extra or args.gcide else ""))
+          f"{len(swaps)} with words swapped, {len(citations)} GCIDE citations, {len(others)} texts of {EXTRA_PACKAGES}, {len(more)} of {MORE_PACKAGES}, {len(chain)} from the Markov chain"
+          + (f" ({len(near) + len(copies) + len(more_copies) + len(chain_copies)} near copies of held-out quotes left out)" if args.extra or args.gcide or args.more or args.markov else ""))
 
 
 if __name__ == "__main__":
