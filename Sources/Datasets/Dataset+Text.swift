@@ -110,6 +110,30 @@ extension Dataset {
         return nil
     }
 
+    /// Consecutive ranges covering `sequences` whose ends depend on the sequences themselves
+    /// (content-defined chunking, as rsync and backup tools cut files): a range ends after a
+    /// sequence whose ids hash (FNV-1a) to 0 modulo `divisor` once it holds `minimum`
+    /// sequences, or at `maximum`. Sequences inserted or removed in one place change the ranges
+    /// around that place only, so what is kept per range (the teacher's embeddings of a
+    /// transfer set) stays valid for the rest when a set grows.
+    public static func contentDefinedChunks(_ sequences: [[Int32]], minimum: Int = 256, divisor: UInt64 = 2_048,
+                                            maximum: Int = 16_384) -> [Range<Int>] {
+        require(minimum >= 1 && maximum >= minimum && divisor >= 1, "contentDefinedChunks: minimum \(minimum), divisor \(divisor), maximum \(maximum)")
+        var chunks: [Range<Int>] = [], start = 0
+        for (i, ids) in sequences.enumerated() {
+            let size = i + 1 - start
+            guard size >= minimum else { continue }
+            var hasher = FNV1a()
+            ids.withUnsafeBytes { hasher.combine($0) }
+            if size >= maximum || hasher.value % divisor == 0 {
+                chunks.append(start..<(i + 1))
+                start = i + 1
+            }
+        }
+        if start < sequences.count { chunks.append(start..<sequences.count) }
+        return chunks
+    }
+
     static func concatenatingTexts(_ parts: [Dataset]) throws -> Dataset {
         var ids: [[Int32]] = []
         var padId: Int?

@@ -124,9 +124,12 @@ extension DistillCommand {
         if online { losses += try layerTransferLosses(studentModel, teacher, console: console) }
         let timer = Date()
         // Online, the teacher's training embeddings come with each batch; only the held-out ones are needed up front.
-        let teacherTrain = online ? nil : try teacher.embeddings(train, keptIn: cache.directory)
-        let teacherHeldOut = try teacher.embeddings(heldOut, keptIn: cache.directory)
-        console.say(String(format: "the teacher embedded %d texts in %.1f s", online ? heldOut.count : all.count, Date().timeIntervalSince(timer)))
+        let trainPass = online ? nil : try teacher.embeddings(train, keptIn: cache.directory)
+        let heldOutPass = try teacher.embeddings(heldOut, keptIn: cache.directory)
+        let (teacherTrain, teacherHeldOut) = (trainPass?.embeddings, heldOutPass.embeddings)
+        let computed = (trainPass?.computed ?? 0) + heldOutPass.computed, embedded = (online ? 0 : train.count) + heldOut.count
+        console.say(String(format: "the teacher embedded %d texts in %.1f s", computed, Date().timeIntervalSince(timer))
+            + (computed < embedded ? ", \(embedded - computed) more read from \(cache.directory ?? "the cache")" : ""))
         let pairs = min(10_000, heldOut.count * (heldOut.count - 1) / 2)
         let initial = try agreement(studentModel, heldOut, teacherHeldOut, pairs: pairs, seed: seed)
 

@@ -265,36 +265,59 @@ struct TextModel {
         return options?.vocabularySize
     }
 
-    /// Its embeddings of `data`: read from `directory` when an earlier run kept them there
-    /// (`teacher-embeddings-HASH.npy`, the hash over the model's kind, pooling and weights and
-    /// the texts' token ids), else computed and, with a directory, kept (a folder that cannot
-    /// be written only means computing again next time).
-    func embeddings(_ data: Dataset, keptIn directory: String?) throws -> Tensor {
-        guard let directory, let sequences = data.tokenSequences else { return try model.embeddings(ofTexts: data) }
-        var hasher = FNV1a()
-        hasher.combine("distill text embeddings 1 \(type(of: model))")
-        if let encoder = model as? SentenceEncoder { hasher.combine("\(encoder.pooling) \(encoder.normalizes)") }
+    /// Its embeddings of `data`: read from `directory` where earlier runs kept them, else
+    /// computed and, with a directory, kept (a folder that cannot be written only means
+    /// computing again next time).
+    ///
+    /// The texts are kept in chunks (`teacher-embeddings-HASH.npy`, the hash over the model's
+    /// kind, pooling and weights and the chunk's token ids) whose ends depend only on the texts
+    /// (`Dataset.contentDefinedChunks`), so a transfer set that grows by a file, or loses one, reuses what its
+    /// other texts already cost: only the chunks the change touches are computed again, in
+    /// one pass. Also says how many texts it computed (the others were read).
+    func embeddings(_ data: Dataset, keptIn directory: String?) throws -> (embeddings: Tensor, computed: Int) {
+        guard let directory, let sequences = data.tokenSequences, !sequences.isEmpty else { return (try model.embeddings(ofTexts: data), data.count) }
+        var modelHasher = FNV1a()
+        modelHasher.combine("distill text embeddings 2 \(type(of: model))")
+        if let encoder = model as? SentenceEncoder { modelHasher.combine("\(encoder.pooling) \(encoder.normalizes)") }
         if let encoder = model as? ONNXSentenceEncoder {
             // The graph's nodes as well as its weights: two graphs may share initializers.
-            hasher.combine("\(encoder.pooling.map(\.rawValue) ?? "none") \(encoder.normalizes)")
+            modelHasher.combine("\(encoder.pooling.map(\.rawValue) ?? "none") \(encoder.normalizes)")
             for node in encoder.network.model.graph.nodes {
-                hasher.combine("\(node.opType) \(node.inputs) \(node.outputs) \(node.attributes.map { "\($0.name)=\($0.value)" })")
+                modelHasher.combine("\(node.opType) \(node.inputs) \(node.outputs) \(node.attributes.map { "\($0.name)=\($0.value)" })")
             }
         }
         for (name, tensor) in model.stateDict() {
-            hasher.combine(name)
-            tensor.withUnsafeBufferPointer { hasher.combine(UnsafeRawBufferPointer($0)) }
+            modelHasher.combine(name)
+            tensor.withUnsafeBufferPointer { modelHasher.combine(UnsafeRawBufferPointer($0)) }
         }
-        for ids in sequences {
-            hasher.combine(ids.count)
-            ids.withUnsafeBytes { hasher.combine($0) }
+        let chunks = Dataset.contentDefinedChunks(sequences)
+        var kept = [Tensor?](repeating: nil, count: chunks.count), files: [String] = []
+        for (c, chunk) in chunks.enumerated() {
+            var hasher = modelHasher
+            for ids in sequences[chunk] {
+                hasher.combine(ids.count)
+                ids.withUnsafeBytes { hasher.combine($0) }
+            }
+            let file = (directory as NSString).appendingPathComponent("teacher-embeddings-\(String(hasher.value, radix: 16)).npy")
+            files.append(file)
+            if let tensor = try? NPY.read(file).tensor, tensor.rank == 2, tensor.shape[0] == chunk.count { kept[c] = tensor }
         }
-        let file = (directory as NSString).appendingPathComponent("teacher-embeddings-\(String(hasher.value, radix: 16)).npy")
-        if let kept = try? NPY.read(file).tensor, kept.rank == 2, kept.shape[0] == data.count { return kept }
-        let result = try model.embeddings(ofTexts: data)
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try? NPY.write(result, to: file)
-        return result
+        let widths = Set(kept.compactMap { $0?.shape[1] })
+        if widths.count > 1 { kept = [Tensor?](repeating: nil, count: chunks.count) }  // files of another model under a colliding hash: compute all
+        let missing = kept.indices.filter { kept[$0] == nil }
+        let missingTexts = missing.flatMap { Array(chunks[$0]) }
+        if !missing.isEmpty {
+            let computed = try model.embeddings(ofTexts: data.subset(missingTexts))
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var row = 0
+            for c in missing {
+                let part = computed.sliced(alongAxis: 0, row..<(row + chunks[c].count))
+                row += chunks[c].count
+                kept[c] = part
+                try? NPY.write(part, to: files[c])
+            }
+        }
+        return (Tensor.concatenating(kept.map { $0! }, alongAxis: 0), missingTexts.count)
     }
 
     /// Writes tokenizer.json beside a model saved in `folder`, so the folder is a text model,

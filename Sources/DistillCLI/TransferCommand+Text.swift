@@ -105,7 +105,7 @@ final class EncoderFeatures {
         var seen = Set<[Int32]>()
         let missing = sequences.indices.filter { rows[sequences[$0]] == nil && seen.insert(sequences[$0]).inserted }
         if !missing.isEmpty {
-            let computed = try model.embeddings(data.subset(missing), keptIn: directory)
+            let computed = try model.embeddings(data.subset(missing), keptIn: directory).embeddings
             width = computed.shape[1]
             let values = computed.scalars
             for (row, index) in missing.enumerated() { rows[sequences[index]] = Array(values[(row * width)..<((row + 1) * width)]) }

@@ -232,4 +232,30 @@ final class TextDataTests: XCTestCase {
         XCTAssertLessThan(bucketed, 1.1, "the same with length buckets")
         print("fortunes topics, batch 32, ≤128 tokens: \(real) tokens; positions per token \(plain) plain, \(bucketed) bucketed")
     }
+
+    // MARK: Content-defined chunks (the teacher cache's unit)
+
+    func testContentDefinedChunksCoverTheTextsAndSurviveAnInsertion() {
+        var generator = RandomGenerator(seed: 4)
+        func sequence() -> [Int32] { (0..<(2 + Int(generator.next() % 9))).map { _ in Int32(generator.next() % 30_522) } }
+        let original = (0..<3_000).map { _ in sequence() }
+        let chunks = Dataset.contentDefinedChunks(original, minimum: 8, divisor: 32, maximum: 96)
+        XCTAssertEqual(chunks.first?.lowerBound, 0)
+        XCTAssertEqual(chunks.last?.upperBound, original.count)
+        for (a, b) in zip(chunks, chunks.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound, "contiguous") }
+        for chunk in chunks.dropLast() { XCTAssertTrue((8...96).contains(chunk.count), "\(chunk)") }
+        XCTAssertGreaterThan(chunks.count, 3_000 / 96, "content boundaries, not only the forced ones")
+        XCTAssertEqual(Dataset.contentDefinedChunks(original, minimum: 8, divisor: 32, maximum: 96), chunks, "deterministic")
+
+        // 50 new sequences in the middle: the chunks before them stay; after a chunk or two, the
+        // old boundaries come back, so nearly every old chunk is found again with the same texts.
+        let grown = Array(original[..<1_500]) + (0..<50).map { _ in sequence() } + Array(original[1_500...])
+        let after = Dataset.contentDefinedChunks(grown, minimum: 8, divisor: 32, maximum: 96)
+        let contents = Set(after.map { Array(grown[$0]) })
+        let kept = chunks.filter { contents.contains(Array(original[$0])) }
+        XCTAssertTrue(chunks.filter { $0.upperBound <= 1_400 }.allSatisfy { contents.contains(Array(original[$0])) }, "the chunks before the insertion")
+        XCTAssertGreaterThanOrEqual(kept.reduce(0) { $0 + $1.count }, original.count - 400, "texts whose chunk is found again")
+        XCTAssertEqual(Dataset.contentDefinedChunks([], minimum: 8, divisor: 32, maximum: 96), [])
+        XCTAssertEqual(Dataset.contentDefinedChunks([[1], [2]]), [0..<2], "fewer texts than the minimum: one chunk")
+    }
 }

@@ -133,6 +133,56 @@ extension CommandLineTests {
                         mentioning: "(an image or feature batch), not token inputs input_ids, attention_mask, token_type_ids: it is not a text model")
     }
 
+    /// The teacher's embeddings are kept in chunks cut where the texts say
+    /// (`Dataset.contentDefinedChunks`): a transfer set grown by a file computes only the
+    /// chunks the new file touches, and trains exactly as a run that computed everything.
+    func testTeacherCacheKeepsItsChunksWhenTheTransferSetGrows() throws {
+        let work = folder("text-cache-growth")
+        let teacher = work.appendingPathComponent("teacher"), set = work.appendingPathComponent("set")
+        for folder in [teacher, set] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+        try Self.tinyBertTokenizer().write(to: teacher.appendingPathComponent("tokenizer.json"))
+        let model = teacher.appendingPathComponent("tiny_bert.onnx")
+        try FileManager.default.copyItem(at: Self.onnxFixtures.appendingPathComponent("tiny_bert.onnx"), to: model)
+        var generator = RandomGenerator(seed: 11)
+        func lines(_ count: Int) -> [String] {
+            (0..<count).map { _ in (0..<(2 + Int(generator.next() % 8))).map { _ in Self.tinyWords[Int(generator.next() % 30)] }.joined(separator: " ") }
+        }
+        let first = lines(6_000), added = lines(300)
+        try Data(first.joined(separator: "\n%\n").utf8).write(to: set.appendingPathComponent("a"))
+        let heldOut = work.appendingPathComponent("held-out")
+        try Data(lines(40).joined(separator: "\n%\n").utf8).write(to: heldOut)
+        func distill(cache: String, out: String) throws -> (output: String, final: [String: Any]) {
+            let run = work.appendingPathComponent(out)
+            let output = try assertSucceeds(["distill", "--data", set.path, "--test-data", heldOut.path, "--text-separator", "%",
+                                             "--teacher", model.path, "--student", "text-bag", "--hidden", "8", "--method", "embedding",
+                                             "--epochs", "1", "--batch", "64", "--optimizer", "adam", "--lr", "0.01",
+                                             "--cache-directory", work.appendingPathComponent(cache).path, "--out", run.path])
+            let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("evaluation.json"))) as? [String: Any])
+            return (output, try XCTUnwrap(report["final"] as? [String: Any]))
+        }
+        let before = try distill(cache: "cache", out: "before")
+        XCTAssertTrue(before.output.contains("the teacher embedded 6040 texts in "), before.output)
+        XCTAssertFalse(before.output.contains("read from"), before.output)
+
+        // Which texts the grown set finds kept: those of its chunks that hold the same texts as a chunk before.
+        var tokenizer = try WordPieceTokenizer(contentsOf: teacher.appendingPathComponent("tokenizer.json").path)
+        tokenizer.padding = nil
+        let ids = { (texts: [String]) in texts.map { tokenizer.encode($0).ids.map(Int32.init) } }
+        let old = ids(first), grown = ids(first + added)
+        let oldChunks = Set(Dataset.contentDefinedChunks(old).map { Array(old[$0]) })
+        let reused = Dataset.contentDefinedChunks(grown).filter { oldChunks.contains(Array(grown[$0])) }.reduce(0) { $0 + $1.count }
+        XCTAssertGreaterThan(reused, 2_000, "these texts make chunks before the end of the first file")
+        try Data(added.joined(separator: "\n%\n").utf8).write(to: set.appendingPathComponent("b"))
+        let after = try distill(cache: "cache", out: "after")
+        XCTAssertTrue(after.output.contains("the teacher embedded \(6_300 - reused) texts in "), after.output)
+        XCTAssertTrue(after.output.contains(", \(reused + 40) more read from \(work.appendingPathComponent("cache").path)"), after.output)
+        let fresh = try distill(cache: "fresh", out: "fresh")
+        XCTAssertTrue(fresh.output.contains("the teacher embedded 6340 texts in "), fresh.output)
+        for key in ["meanCosine", "similaritySpearman"] {
+            XCTAssertEqual(after.final[key] as? Double, fresh.final[key] as? Double, "\(key): kept chunks train as computed ones")
+        }
+    }
+
     func testTextRunsExportToONNXWithHuggingFacesTokenInputs() throws {
         let (transformerRun, _) = try makeTinyTextTeacher()
         let work = folder("text-export")
