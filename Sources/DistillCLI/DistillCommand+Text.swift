@@ -129,7 +129,7 @@ extension DistillCommand {
         let (teacherTrain, teacherHeldOut) = (trainPass?.embeddings, heldOutPass.embeddings)
         let computed = (trainPass?.computed ?? 0) + heldOutPass.computed, embedded = (online ? 0 : train.count) + heldOut.count
         console.say(String(format: "the teacher embedded %d texts in %.1f s", computed, Date().timeIntervalSince(timer))
-            + (computed < embedded ? ", \(embedded - computed) more read from \(cache.directory ?? "the cache")" : ""))
+            + (computed < embedded ? ", \(embedded - computed) more read from \(cache.directory)" : ""))
         let pairs = min(10_000, heldOut.count * (heldOut.count - 1) / 2)
         let initial = try agreement(studentModel, heldOut, teacherHeldOut, pairs: pairs, seed: seed)
 

@@ -271,9 +271,9 @@ struct TextModel {
     ///
     /// The texts are kept in chunks (`teacher-embeddings-HASH.npy`, the hash over the model's
     /// kind, pooling and weights and the chunk's token ids) whose ends depend only on the texts
-    /// (`Dataset.contentDefinedChunks`), so a transfer set that grows by a file, or loses one, reuses what its
-    /// other texts already cost: only the chunks the change touches are computed again, in
-    /// one pass. Also says how many texts it computed (the others were read).
+    /// (`Dataset.contentDefinedChunks`), so a transfer set that grows by a file, or loses one,
+    /// reuses what its other texts already cost: only the chunks the change touches are
+    /// computed again, in one pass. Also says how many texts it computed (the others were read).
     func embeddings(_ data: Dataset, keptIn directory: String?) throws -> (embeddings: Tensor, computed: Int) {
         guard let directory, let sequences = data.tokenSequences, !sequences.isEmpty else { return (try model.embeddings(ofTexts: data), data.count) }
         var modelHasher = FNV1a()
@@ -302,8 +302,6 @@ struct TextModel {
             files.append(file)
             if let tensor = try? NPY.read(file).tensor, tensor.rank == 2, tensor.shape[0] == chunk.count { kept[c] = tensor }
         }
-        let widths = Set(kept.compactMap { $0?.shape[1] })
-        if widths.count > 1 { kept = [Tensor?](repeating: nil, count: chunks.count) }  // files of another model under a colliding hash: compute all
         let missing = kept.indices.filter { kept[$0] == nil }
         let missingTexts = missing.flatMap { Array(chunks[$0]) }
         if !missing.isEmpty {
@@ -317,7 +315,10 @@ struct TextModel {
                 try? NPY.write(part, to: files[c])
             }
         }
-        return (Tensor.concatenating(kept.map { $0! }, alongAxis: 0), missingTexts.count)
+        let parts = kept.map { $0! }
+        // A kept file of another width could only come from a colliding hash: compute everything.
+        if Set(parts.map { $0.shape[1] }).count > 1 { return (try model.embeddings(ofTexts: data), data.count) }
+        return (Tensor.concatenating(parts, alongAxis: 0), missingTexts.count)
     }
 
     /// Writes tokenizer.json beside a model saved in `folder`, so the folder is a text model,
