@@ -273,7 +273,7 @@ struct TextModel {
     /// kind, pooling and weights and the chunk's token ids) whose ends depend only on the texts
     /// (`Dataset.contentDefinedChunks`), so a transfer set that grows by a file, or loses one,
     /// reuses what its other texts already cost: only the chunks the change touches are
-    /// computed again, in one pass. Also says how many texts it computed (the others were read).
+    /// computed again. Also says how many texts it computed (the others were read).
     func embeddings(_ data: Dataset, keptIn directory: String?) throws -> (embeddings: Tensor, computed: Int) {
         guard let directory, let sequences = data.tokenSequences, !sequences.isEmpty else { return (try model.embeddings(ofTexts: data), data.count) }
         var modelHasher = FNV1a()
@@ -303,12 +303,19 @@ struct TextModel {
             if let tensor = try? NPY.read(file).tensor, tensor.rank == 2, tensor.shape[0] == chunk.count { kept[c] = tensor }
         }
         let missing = kept.indices.filter { kept[$0] == nil }
-        let missingTexts = missing.flatMap { Array(chunks[$0]) }
-        if !missing.isEmpty {
-            let computed = try model.embeddings(ofTexts: data.subset(missingTexts))
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // In groups of about 32,768 texts, each group's chunks kept as soon as they are computed:
+        // a pass that is stopped loses one group at most.
+        var groups: [[Int]] = [], size = 32_768
+        for c in missing {
+            if size >= 32_768 { (groups, size) = (groups + [[]], 0) }
+            groups[groups.count - 1].append(c)
+            size += chunks[c].count
+        }
+        if !groups.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        for group in groups {
+            let computed = try model.embeddings(ofTexts: data.subset(group.flatMap { Array(chunks[$0]) }))
             var row = 0
-            for c in missing {
+            for c in group {
                 let part = computed.sliced(alongAxis: 0, row..<(row + chunks[c].count))
                 row += chunks[c].count
                 kept[c] = part
@@ -318,7 +325,7 @@ struct TextModel {
         let parts = kept.map { $0! }
         // A kept file of another width could only come from a colliding hash: compute everything.
         if Set(parts.map { $0.shape[1] }).count > 1 { return (try model.embeddings(ofTexts: data), data.count) }
-        return (Tensor.concatenating(parts, alongAxis: 0), missingTexts.count)
+        return (Tensor.concatenating(parts, alongAxis: 0), missing.reduce(0) { $0 + chunks[$1].count })
     }
 
     /// Writes tokenizer.json beside a model saved in `folder`, so the folder is a text model,

@@ -147,7 +147,7 @@ extension CommandLineTests {
         func lines(_ count: Int) -> [String] {
             (0..<count).map { _ in (0..<(2 + Int(generator.next() % 8))).map { _ in Self.tinyWords[Int(generator.next() % 30)] }.joined(separator: " ") }
         }
-        let first = lines(6_000), added = lines(300)
+        let first = lines(34_000), added = lines(300)  // more than one group of 32,768 to compute
         try Data(first.joined(separator: "\n%\n").utf8).write(to: set.appendingPathComponent("a"))
         let heldOut = work.appendingPathComponent("held-out")
         try Data(lines(40).joined(separator: "\n%\n").utf8).write(to: heldOut)
@@ -161,7 +161,7 @@ extension CommandLineTests {
             return (output, try XCTUnwrap(report["final"] as? [String: Any]))
         }
         let before = try distill(cache: "cache", out: "before")
-        XCTAssertTrue(before.output.contains("the teacher embedded 6040 texts in "), before.output)
+        XCTAssertTrue(before.output.contains("the teacher embedded 34040 texts in "), before.output)
         XCTAssertFalse(before.output.contains("read from"), before.output)
 
         // Which texts the grown set finds kept: those of its chunks that hold the same texts as a chunk before.
@@ -174,10 +174,10 @@ extension CommandLineTests {
         XCTAssertGreaterThan(reused, 2_000, "these texts make chunks before the end of the first file")
         try Data(added.joined(separator: "\n%\n").utf8).write(to: set.appendingPathComponent("b"))
         let after = try distill(cache: "cache", out: "after")
-        XCTAssertTrue(after.output.contains("the teacher embedded \(6_300 - reused) texts in "), after.output)
+        XCTAssertTrue(after.output.contains("the teacher embedded \(34_300 - reused) texts in "), after.output)
         XCTAssertTrue(after.output.contains(", \(reused + 40) more read from \(work.appendingPathComponent("cache").path)"), after.output)
         let fresh = try distill(cache: "fresh", out: "fresh")
-        XCTAssertTrue(fresh.output.contains("the teacher embedded 6340 texts in "), fresh.output)
+        XCTAssertTrue(fresh.output.contains("the teacher embedded 34340 texts in "), fresh.output)
         for key in ["meanCosine", "similaritySpearman"] {
             XCTAssertEqual(after.final[key] as? Double, fresh.final[key] as? Double, "\(key): kept chunks train as computed ones")
         }
