@@ -110,6 +110,10 @@ struct Export: TabledCommand {
         for (flag, given) in [("softmax", softmax), ("fold-batchnorm", foldBatchnorm), ("include-preprocessing", includePreprocessing)] where given {
             throw UserError("--\(flag): \(model) is a text model, whose graph reads token ids and ends in its embedding")
         }
+        if DynamicQuantization.isQuantized(loaded.model) {
+            throw UserError("model \(model) is an int8 text model (distill quantize): its ONNX export is not written yet; export the float run it came from "
+                + "(onnxruntime's quantize_dynamic quantizes that graph the same way), or export to .safetensors (int8 tensors with their scales)")
+        }
         let opset = opset ?? 17
         let inputs = loaded.model is TextTransformer ? ONNXTokenInputs.names : ["input_ids", "attention_mask"]
         var metadata = ["distill.model": loaded.name,

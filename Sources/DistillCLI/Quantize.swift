@@ -20,7 +20,7 @@ struct Quantize: TabledCommand {
     static let percentileSpec = OptionSpec("percentile", .number(lower: 50, upper: 100, lowerOpen: true),
         "With --calibration-method percentile: the upper percentile kept (the lower one is 100 minus it). Default 99.99.")
     static let outSpec = OptionSpec("out", .text, "Folder to write: model.safetensors (the int8 model) and quantization.json (the report).")
-    static let options = [calibrationSpec, methodSpec, percentileSpec, outSpec] + Spec.dataOptions
+    static let options = [calibrationSpec, methodSpec, percentileSpec, outSpec] + Spec.dataOptions + Spec.textDataOptions
 
     @Argument(help: "Run folder or .safetensors model file of the float model.")
     var model: String
@@ -29,10 +29,11 @@ struct Quantize: TabledCommand {
     @Option(name: percentileSpec.long, help: percentileSpec.help) var percentile = 99.99
     @Option(name: outSpec.long, help: outSpec.help) var out: String
     @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var text: TextDataOptions
 
     var values: [(String, OptionValue?)] {
         [("calibration", .integer(calibration)), ("calibration-method", .text(calibrationMethod)), ("percentile", .number(percentile)),
-         ("out", .text(out))] + dataOptions.values
+         ("out", .text(out))] + dataOptions.values + text.values
     }
 
     func validate() throws { try checkOptions() }
@@ -62,6 +63,10 @@ struct Quantize: TabledCommand {
     }
 
     func run() throws {
+        if TextModel.isTextModel(model) { return try quantizeText() }
+        for (name, given) in [("text-separator", text.textSeparator != nil), ("text-column", text.textColumn != nil), ("max-tokens", text.maxTokens != nil)] where given {
+            throw UserError("--\(name) applies to text models; \(model) is not one")
+        }
         let method = CalibrationMethod(rawValue: calibrationMethod)!
         let data = try dataOptions.load(seed: 0, recorded: try recordedPreprocessing(model, role: "model"), holdingOutValidation: false)
         let loaded = try loadModel(model, inputShape: data.preprocessing.exampleShape, role: "model")
@@ -130,12 +135,12 @@ struct Quantize: TabledCommand {
                        + " (\(r.kernelPath) kernels, \(r.threads) threads)")
     }
 
-    private func isFolder(_ path: String) -> Bool {
+    func isFolder(_ path: String) -> Bool {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 
-    private func fileSize(_ path: String) -> Int {
+    func fileSize(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
     }
 }

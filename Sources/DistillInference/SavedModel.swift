@@ -51,10 +51,46 @@ public enum SavedModel {
         catch let error as ModuleError {
             throw FileError(file: file, "\(error)")
         }
-        do { try model.loadStateDict(contents.tensors, strict: true) } catch let error as StateDictError {
+        let (tensors, int8) = try int8Layers(contents, file: file)
+        do { try model.loadStateDict(tensors, strict: true) } catch let error as StateDictError {
             throw FileError(file: file, "\(error)")
         }
+        for (name, weights) in int8 {
+            do { try DynamicQuantization.setInt8(weights, parameter: name, in: model) } catch let error as ModuleError {
+                throw FileError(file: file, "\(error)")
+            }
+        }
         return Loaded(model: model, name: name, options: options, metadata: contents.metadata, file: file)
+    }
+
+    /// The state dict of a file, with the int8 layers of a dynamically quantized model
+    /// (`DynamicQuantization`: `X.weight` int8, `X.weight_scale` its scales) as the float
+    /// values they stand for, and those layers' int8 weights by parameter name.
+    static func int8Layers(_ contents: SafeTensors.Contents, file: String) throws -> ([String: Tensor], [(String, DynamicInt8Weights)]) {
+        var tensors = contents.tensors
+        guard let scheme = contents.metadata[DynamicQuantization.metadataKey] else { return (tensors, []) }
+        guard scheme == DynamicQuantization.metadataValue else {
+            throw FileError(file: file, "\(DynamicQuantization.metadataKey) is \"\(scheme)\": this Distill reads \"\(DynamicQuantization.metadataValue)\" int8 models only")
+        }
+        var int8: [(String, DynamicInt8Weights)] = []
+        for scaleName in tensors.keys.sorted() where scaleName.hasSuffix(DynamicQuantization.scaleSuffix) {
+            let name = String(scaleName.dropLast(DynamicQuantization.scaleSuffix.count))
+            guard let weight = tensors[name], weight.rank == 2, let scales = tensors[scaleName], scales.shape == [weight.shape[0]] else {
+                throw FileError(file: file, "\(scaleName) has no int8 tensor \(name) of \(tensors[scaleName]?.shape.count ?? 0) rows beside it")
+            }
+            let values = weight.scalars
+            guard values.allSatisfy({ $0 == $0.rounded() && $0 >= -128 && $0 <= 127 }) else {
+                throw FileError(file: file, "\(name) of an int8 model holds values that are not integers in -128...127")
+            }
+            switch DynamicInt8Weights.make(values.map { Int8($0) }, scales: scales.scalars, outputs: weight.shape[0], inputs: weight.shape[1]) {
+            case let .failure(error): throw FileError(file: file, "\(name): \(error)")
+            case let .success(weights):
+                tensors[name] = Tensor(weights.dequantized, shape: weight.shape)
+                tensors[scaleName] = nil
+                int8.append((name, weights))
+            }
+        }
+        return (tensors, int8)
     }
 
     /// A model file read back: the model, its zoo name and options, and the file's metadata

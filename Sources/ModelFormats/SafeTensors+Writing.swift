@@ -7,14 +7,17 @@ import Tensors
 extension SafeTensors {
     /// The bytes of a safetensors file holding `tensors` as F32 (in the given order) and `metadata`.
     public static func encode(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:]) throws -> Data {
-        try encode(raw: tensors.map { name, tensor in
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(4 * tensor.count)
-            tensor.withUnsafeBufferPointer { buffer in
-                for value in buffer { withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
-            }
-            return (name, RawTensor(dtype: "F32", shape: tensor.shape.dimensions, bytes: bytes))
-        }, metadata: metadata)
+        try encode(raw: tensors.map { ($0.name, float32($0.tensor)) }, metadata: metadata)
+    }
+
+    /// `tensor` as an F32 tensor of the file.
+    public static func float32(_ tensor: Tensor) -> RawTensor {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(4 * tensor.count)
+        tensor.withUnsafeBufferPointer { buffer in
+            for value in buffer { withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        }
+        return RawTensor(dtype: "F32", shape: tensor.shape.dimensions, bytes: bytes)
     }
 
     /// The bytes of a safetensors file holding `tensors` as stored (in the given order) and `metadata`.

@@ -104,8 +104,24 @@ public struct TrainingCheckpoint {
 /// Model weights as a plain safetensors state dict (what PyTorch's `save_file(model.state_dict())` writes).
 public enum ModelWeights {
     /// Writes `model`'s parameters and buffers (and `metadata`) to `path` atomically.
+    /// The layers of a dynamically quantized model (`DynamicQuantization`) are kept in int8:
+    /// `X.weight` as I8 [out, in] and `X.weight_scale` as F32 [out] (a scale per output
+    /// channel, or per row of a table), with `distill.int8: dynamic` in the metadata.
     public static func save(_ model: any Module, to path: String, metadata: [String: String] = [:]) throws {
-        try SafeTensors.write(model.stateDict(), metadata: metadata, to: path)
+        let int8 = DynamicQuantization.int8Weights(of: model)
+        guard !int8.isEmpty else { return try SafeTensors.write(model.stateDict(), metadata: metadata, to: path) }
+        var meta = metadata
+        meta[DynamicQuantization.metadataKey] = DynamicQuantization.metadataValue
+        var tensors: [(name: String, tensor: SafeTensors.RawTensor)] = []
+        for (name, tensor) in model.stateDict() {
+            guard let w = int8[name] else {
+                tensors.append((name, SafeTensors.float32(tensor)))
+                continue
+            }
+            tensors.append((name, .init(dtype: "I8", shape: [w.outputs, w.inputs], bytes: w.packed.weights.map { UInt8(bitPattern: $0) })))
+            tensors.append((name + DynamicQuantization.scaleSuffix, SafeTensors.float32(Tensor(w.scales))))
+        }
+        try AtomicFile.write(SafeTensors.encode(raw: tensors, metadata: meta), to: path)
     }
 
     /// Loads weights from `path` into `model`; non-strict loading reports what it skipped.

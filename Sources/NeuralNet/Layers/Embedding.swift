@@ -21,8 +21,24 @@ public final class Embedding: Module {
     public var count: Int { weight.shape[0] }
     public var dimension: Int { weight.shape[1] }
 
+    /// The table in int8 when it is quantized (`DynamicQuantization`: each row symmetric with
+    /// its own scale), else nil; `weight` then holds exactly the values it stands for, which
+    /// lookups return. Int8 here shrinks the model file (a text model's largest tensor); a
+    /// lookup costs the same either way. Training the table (an update from the optimizer)
+    /// makes it float again.
+    public private(set) var int8: DynamicInt8Weights?
+
+    /// Sets the table to the values of `rows` (int8 [count, dimension], a scale per row).
+    public func setInt8(_ rows: DynamicInt8Weights) {
+        require(rows.outputs == count && rows.inputs == dimension, "Embedding.setInt8: int8 rows [\(rows.outputs), \(rows.inputs)] for a table of \(weight.shape)")
+        let values = rows.dequantized
+        weight.withUnsafeMutableBufferPointer { _ = $0.update(from: values) }
+        int8 = rows
+    }
+
     /// The vectors of `ids` (row-major, shape `shape`): [shape..., dimension].
     public func lookup(_ ids: [Int], shape: Shape) throws -> Tensor {
+        dropInt8WhenTrained()
         let output = try Tensor.embedding(weight, indices: ids, indexShape: shape, paddingIndex: paddingIndex)
         if state.tap != nil { state.report(input: Tensor(ids.map(Float.init), shape: shape), output: output) }
         return output
@@ -30,7 +46,19 @@ public final class Embedding: Module {
 
     /// Looks up ids stored as whole numbers in a float tensor. For ids that were checked
     /// already (a tokenizer's output against this table); `lookup` throws instead.
+    /// The first `count` rows [count, dimension] (a table of positions read in order).
+    public func firstRows(_ count: Int) -> Tensor {
+        dropInt8WhenTrained()
+        return weight.sliced(alongAxis: 0, 0..<count)
+    }
+
+    /// Read in training mode with gradients recorded, the table is about to be trained: float again.
+    private func dropInt8WhenTrained() {
+        if int8 != nil, GradientRecording.isEnabled, state.isTraining { int8 = nil }
+    }
+
     public func forward(_ input: Tensor) -> Tensor {
+        dropInt8WhenTrained()
         do {
             return try Tensor.embedding(weight, indices: try TokenBatch.integers(input, name: "Embedding input"), indexShape: input.shape,
                                         paddingIndex: paddingIndex)

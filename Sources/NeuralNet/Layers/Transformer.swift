@@ -89,7 +89,7 @@ public final class TextEmbeddings: Module {
         do { types = try tokenTypeEmbeddings.lookup(batch.tokenTypes, shape: shape) } catch let error as IndexOutOfRangeError {
             throw TextModelError("token type \(error.index) is outside the model's \(error.count) token types")
         }
-        let positions = positionEmbeddings.weight.sliced(alongAxis: 0, 0..<batch.length)
+        let positions = positionEmbeddings.firstRows(batch.length)
         let output = dropout(layerNorm(words + types + positions))
         if state.tap != nil { state.report(input: batch.packed(), output: output) }
         return output
