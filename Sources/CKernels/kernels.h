@@ -30,6 +30,10 @@ typedef void (*distill_direct_convolution_fn)(const distill_convolution_shape *,
 
 typedef void (*distill_max_pool_fn)(const float *, long, long, long, long, long, long, long, long, long, long, float *);
 
+typedef void (*distill_q8_quantize_rows_fn)(long, long, const float *, long, uint8_t *, long, float *, int32_t *);
+typedef void (*distill_q8_dequantize_rows_fn)(long, long, const int32_t *, long, const float *, const int32_t *, const int32_t *, const float *,
+                                              const float *, float *, long);
+
 typedef struct {
     distill_accumulate_fn accumulate;
     distill_dot_fn dot;
@@ -45,7 +49,18 @@ typedef struct {
     distill_layer_norm_backward_row_fn layer_norm_backward_row;
     distill_direct_convolution_fn direct_convolution;
     distill_max_pool_fn max_pool;
+    distill_q8_quantize_rows_fn q8_quantize_rows;
+    distill_q8_dequantize_rows_fn q8_dequantize_rows;
 } distill_kernel_table;
+
+void distill_q8_quantize_rows_portable(long, long, const float *, long, uint8_t *, long, float *, int32_t *);
+void distill_q8_dequantize_rows_portable(long, long, const int32_t *, long, const float *, const int32_t *, const int32_t *, const float *,
+                                         const float *, float *, long);
+#if defined(__x86_64__) || defined(__i386__)
+void distill_q8_quantize_rows_avx512(long, long, const float *, long, uint8_t *, long, float *, int32_t *);
+void distill_q8_dequantize_rows_avx512(long, long, const int32_t *, long, const float *, const int32_t *, const int32_t *, const float *,
+                                       const float *, float *, long);
+#endif
 
 extern distill_kernel_table distill_kernels;
 
@@ -99,6 +114,7 @@ void distill_q8_rows_requantize_avx2(long, long, long, long, long, const uint8_t
                                      const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_gemm_avx512bw(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_gemm_vnni(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
+void distill_q8_gemm_amx(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_rows_requantize_vnni(long, long, long, long, long, const uint8_t *const *, int, const int8_t *, const int32_t *,
                                      const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_requantize_avx512(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);

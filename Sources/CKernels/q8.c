@@ -14,7 +14,9 @@
 static long quads(long k) { return (k + 3) / 4; }
 static long panels(long n) { return (n + PANEL - 1) / PANEL; }
 
-long distill_q8_packed_count(long n, long k, long pieces) { return panels(n) * PANEL * pieces * quads(k / pieces) * 4; }
+/* With 16 quads of one panel (1,024 bytes) to spare at the end: the AMX GEMM loads weight tiles
+   of 16 quads, and the last one may reach past the last panel (q8amx.c). */
+long distill_q8_packed_count(long n, long k, long pieces) { return panels(n) * PANEL * pieces * quads(k / pieces) * 4 + 16 * PANEL * 4; }
 
 void distill_q8_pack(long n, long k, long pieces, const int8_t *w, int8_t *packed, int32_t *sums) {
     long piece = k / pieces, pq = quads(piece), kq = pieces * pq;

@@ -11,6 +11,9 @@ public enum KernelPath: Int, CaseIterable, Sendable, CustomStringConvertible {
     case avx512 = 2
     /// AVX-512F, BW and VNNI: the float kernels of `avx512`, the int8 GEMM with vpdpbusd.
     case avx512vnni = 3
+    /// Intel AMX (Sapphire Rapids and later Xeons): the kernels of `avx512vnni`, the int8
+    /// GEMM on AMX tiles (TDPBUSD), about 4× vpdpbusd's.
+    case amx = 4
 
     /// Whether this build has the path and this CPU executes it.
     public var isSupported: Bool { distill_kernels_path_supported(cPath) == 1 }
@@ -19,7 +22,7 @@ public enum KernelPath: Int, CaseIterable, Sendable, CustomStringConvertible {
     /// portable path by the tests on a CPU that executes it (docs/benchmarks.md says where).
     public var isVerified: Bool { distill_kernels_path_verified(cPath) == 1 }
 
-    public var description: String { ["portable", "avx2", "avx512", "avx512vnni"][rawValue] }
+    public var description: String { ["portable", "avx2", "avx512", "avx512vnni", "amx"][rawValue] }
 
     var cPath: distill_kernels_path { distill_kernels_path(rawValue: UInt32(rawValue)) }
 }

@@ -17,7 +17,10 @@ import Tensors
 //                  with 256-value token vectors and a map to 384; text-transformer with 3
 //                  layers of MiniLM's width (384, 12 heads); infer-text-transformer-lN with N
 //                  layers (1 to 12), and infer-text-transformer-lN-fM with feed-forward blocks M
-//                  wide (1 to 16384; default 1536, MiniLM's). No peer: compare with infer-minilm.
+//                  wide (1 to 16384; default 1536, MiniLM's). A name ending in -int8 (such as
+//                  infer-text-transformer-l2-f192-int8) runs the student dynamically quantized
+//                  (DynamicQuantization, as `distill quantize` makes it) on the kernel path in
+//                  use (--kernel-path). No peer: compare with infer-minilm.
 
 let textSequenceLength = 128
 
@@ -30,9 +33,11 @@ func textBenchIds(batch: Int, length: Int) -> [Int] {
     }
 }
 
-func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
-    // infer-text-transformer-lN[-fM]: the same student with N layers (1 to 12) instead of 3,
-    // and feed-forward blocks M wide.
+func makeTextWorkload(_ given: String, batch: Int, small: Bool) -> Workload? {
+    // infer-text-transformer-lN[-fM][-int8]: the same student with N layers (1 to 12) instead of 3,
+    // feed-forward blocks M wide, and in int8.
+    let int8 = given.hasSuffix("-int8") && given != "infer-minilm-int8"
+    let name = int8 ? String(given.dropLast("-int8".count)) : given
     var layers = 3, feedForward: Int? = nil, base = name
     if name.hasPrefix("infer-text-transformer-l") {
         let parts = name.dropFirst("infer-text-transformer-l".count).split(separator: "-f", omittingEmptySubsequences: false)
@@ -53,6 +58,7 @@ func makeTextWorkload(_ name: String, batch: Int, small: Bool) -> Workload? {
                                         layers: layers, heads: 12, maxTokens: 512, feedForward: feedForward)
         let model = try! ModelZoo.make(String(base.dropFirst("infer-".count)), options: options, using: &generator)
         model.eval()
+        if int8 { DynamicQuantization.quantize(model) }
         let packed = tokens.packed()
         return Workload { withoutGradients { model(packed).sum().item } }
     }

@@ -24,6 +24,7 @@ typedef enum {
     DISTILL_KERNELS_AVX2 = 1,   /* AVX2 + FMA, 8 floats wide */
     DISTILL_KERNELS_AVX512 = 2, /* AVX-512F, 16 floats wide; int8 GEMM with AVX-512BW where present */
     DISTILL_KERNELS_AVX512_VNNI = 3, /* AVX-512F + BW + VNNI: the float kernels of AVX512, int8 GEMM with vpdpbusd */
+    DISTILL_KERNELS_AMX = 4, /* AVX512_VNNI's kernels, the int8 GEMM on AMX tiles (Linux grants the tile state on request) */
 } distill_kernels_path;
 
 /* 1 when this build has the path and this CPU executes it. */
@@ -224,6 +225,19 @@ typedef struct {
 /* out[i][j] (pitch ldo) from acc[i][j] (pitch ldacc), i < m, j < n. */
 void distill_q8_requantize(long m, long n, const int32_t *acc, long ldacc, const distill_q8_requantization *r,
                            uint8_t *out, long ldo);
+
+/* Dynamic quantization of float rows x [m][k] (pitch ldx) into q [m][k] (pitch ldq): row i's
+   range [lo, hi] (its values, widened to include 0), scale a = (hi − lo)/255 (1 when hi = lo),
+   zero point z = clamp(round(−lo/a), 0, 255), q = clamp(round(x/a) + z, 0, 255), rounding half
+   to even; scales[i] = a, zeros[i] = z. A row holding a NaN or an infinity gets scale NaN and
+   q = 0. */
+void distill_q8_quantize_rows(long m, long k, const float *x, long ldx, uint8_t *q, long ldq, float *scales, int32_t *zeros);
+
+/* out[i][j] = (float)(acc[i][j] − zeros[i]·sums[j]) · (rowScales[i] · scales[j]) + bias[j]
+   (bias may be NULL; wrapping int32; each float operation rounded once); NaN for a row whose
+   scale is NaN. The float output of a dynamically quantized linear layer. */
+void distill_q8_dequantize_rows(long m, long n, const int32_t *acc, long ldacc, const float *rowScales, const int32_t *rowZeros,
+                                const int32_t *sums, const float *scales, const float *bias, float *out, long ldo);
 
 /* out[i][j] = (float)(acc[i][j] + bias[j]) · scale[j]: the float output of a last layer. */
 void distill_q8_dequantize(long m, long n, const int32_t *acc, long ldacc, const int32_t *bias, const float *scale,

@@ -87,36 +87,15 @@ extension Int8Kernels {
                     Compute.parallelFor(blockCount, costPerItem: rowBlock * n * k / 8) { range in
                         let q = UnsafeMutablePointer<UInt8>.allocate(capacity: rowBlock * k)
                         let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rowBlock * n)
-                        var rowScale = [Float](repeating: 1, count: rowBlock), rowZero = [Int32](repeating: 0, count: rowBlock)
-                        var finite = [Bool](repeating: true, count: rowBlock)
-                        defer { q.deallocate(); acc.deallocate() }
+                        let rowScales = UnsafeMutablePointer<Float>.allocate(capacity: rowBlock)
+                        let rowZeros = UnsafeMutablePointer<Int32>.allocate(capacity: rowBlock)
+                        defer { q.deallocate(); acc.deallocate(); rowScales.deallocate(); rowZeros.deallocate() }
                         for block in range {
                             let start = block * rowBlock, count = Swift.min(rowBlock, rows - start)
-                            for r in 0..<count {
-                                let row = x + (start + r) * k, qRow = q + r * k
-                                var lo: Float = 0, hi: Float = 0, poison: Float = 0 // NaN after a NaN or an infinity
-                                for c in 0..<k { lo = Swift.min(lo, row[c]); hi = Swift.max(hi, row[c]); poison += row[c] * 0 }
-                                finite[r] = poison == 0
-                                guard finite[r], hi > lo else {
-                                    (rowScale[r], rowZero[r]) = (1, 0)
-                                    qRow.update(repeating: 0, count: k)
-                                    continue
-                                }
-                                let a = (hi - lo) / 255
-                                let z = Swift.min(Swift.max((-lo / a).rounded(.toNearestOrEven), 0), 255)
-                                (rowScale[r], rowZero[r]) = (a, Int32(z))
-                                for c in 0..<k { qRow[c] = UInt8(Swift.min(Swift.max((row[c] / a).rounded(.toNearestOrEven) + z, 0), 255)) }
-                            }
+                            distill_q8_quantize_rows(count, k, x + start * k, k, q, k, rowScales, rowZeros)
                             distill_q8_gemm(count, n, k, q, k, 0, packed.baseAddress!, sums.baseAddress!, acc, n)
-                            for r in 0..<count {
-                                let y = out + (start + r) * n, accRow = acc + r * n
-                                guard finite[r] else { y.update(repeating: .nan, count: n); continue }
-                                let a = rowScale[r], z = rowZero[r]
-                                for j in 0..<n {
-                                    let v = Float(accRow[j] &- z &* sums[j]) * (a * scales[j])
-                                    y[j] = bias.map { v + $0[j] } ?? v
-                                }
-                            }
+                            distill_q8_dequantize_rows(count, n, acc, n, rowScales, rowZeros, sums.baseAddress!, scales.baseAddress!, bias,
+                                                       out + start * n, n)
                         }
                     }
                 }
