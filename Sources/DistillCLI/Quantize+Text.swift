@@ -24,6 +24,10 @@ extension Quantize {
         /// A text classifier's: the fraction of texts where both give the same class.
         var agreement: Double?
         var maxAbsoluteDifference: Double
+        /// With --teacher: each model's agreement with the teacher on the same texts and pairs.
+        var teacher: String?
+        var floatAgainstTeacher: EmbeddingAgreement?
+        var int8AgainstTeacher: EmbeddingAgreement?
         var floatFileBytes: Int
         var int8FileBytes: Int
         /// Median forward time of one batch of the `latencyBatch` longest texts (`latencyTokens` tokens each, padded).
@@ -65,6 +69,19 @@ extension Quantize {
         }
         let difference = zip(f.scalars, q.scalars).reduce(0) { max($0, Double(abs($1.0 - $1.1))) }
         var meanCosine: Double?, spearman: Double?, agreement: Double?
+        var againstTeacher: (float: EmbeddingAgreement, int8: EmbeddingAgreement)?
+        if let teacher {
+            guard loaded.classNames == nil else { throw UserError("--teacher: \(model) is a text classifier; a teacher's embeddings score sentence encoders") }
+            let teacherModel = try TextModel.load(teacher, role: "--teacher")
+            let teacherData = text.dataset(texts, tokenizer: try text.tokenizer(for: teacherModel), cacheFolder: nil)
+            do {
+                let t = try teacherModel.model.embeddings(ofTexts: teacherData)
+                guard t.shape == f.shape else { throw UserError("--teacher \(teacher) gives embeddings of \(t.shape[1]) values, the model \(f.shape[1])") }
+                againstTeacher = (try EmbeddingAgreement(student: f, teacher: t), try EmbeddingAgreement(student: q, teacher: t))
+            } catch let error as DistillationError {
+                throw UserError("--teacher \(teacher): \(error)")
+            }
+        }
         if loaded.classNames != nil {
             let a = f.argmaxRows(), b = q.argmaxRows()
             agreement = Double(zip(a, b).filter { $0 == $1 }.count) / Double(max(a.count, 1))
@@ -99,7 +116,8 @@ extension Quantize {
         let floatFile = (try? SavedModel.modelFile(at: model)) ?? model
         let report = TextQuantizationReport(
             model: model, int8Layers: layers.count, texts: data.count, meanCosine: meanCosine, similaritySpearman: spearman, agreement: agreement,
-            maxAbsoluteDifference: difference, floatFileBytes: fileSize(floatFile), int8FileBytes: fileSize(path),
+            maxAbsoluteDifference: difference, teacher: teacher, floatAgainstTeacher: againstTeacher?.float, int8AgainstTeacher: againstTeacher?.int8,
+            floatFileBytes: fileSize(floatFile), int8FileBytes: fileSize(path),
             latencyBatch: longest.count, latencyTokens: longest.first.map { lengths[$0] } ?? 0,
             floatLatencyMilliseconds: latency(float), int8LatencyMilliseconds: latency(int8),
             kernelPath: Compute.kernelPath.description, threads: Compute.threadCount)
@@ -109,6 +127,10 @@ extension Quantize {
         if let meanCosine = r.meanCosine, let spearman = r.similaritySpearman {
             Console().text(String(format: "int8 against float on %d texts: mean cosine %.5f, similarity Spearman %.5f, largest difference %.4f",
                                   r.texts, meanCosine, spearman, r.maxAbsoluteDifference))
+        }
+        if let f = r.floatAgainstTeacher, let q = r.int8AgainstTeacher {
+            Console().text(String(format: "against the teacher on the same texts: float mean cosine %.4f, similarity Spearman %.4f; int8 %.4f, %.4f (%d pairs)",
+                                  f.meanCosine, f.similaritySpearman, q.meanCosine, q.similaritySpearman, q.pairs))
         }
         if let agreement = r.agreement {
             Console().text(String(format: "int8 against float on %d texts: the same class for %.2f%%, largest logit difference %.4f", r.texts, agreement * 100,
