@@ -1,7 +1,8 @@
 /* Dynamic quantization's two passes around the int8 GEMM (Int8Kernels.dynamicLinear): each
    float row quantized with its own range, and the int32 sums turned back into floats. The
-   per-row scale and zero point are computed in scalar code; every element is then the same
-   sequence of correctly rounded IEEE operations on every path (division, rounding half to
+   per-row scale, its reciprocal and the zero point are computed in scalar code; every element
+   is then the same sequence of correctly rounded IEEE operations on every path (multiplying
+   by the reciprocal, a multiply being several times cheaper than a division; rounding half to
    even in the default mode, conversion, multiply, add; no contraction), so portable and
    AVX-512 give the same bits. */
 #pragma STDC FP_CONTRACT OFF
@@ -26,8 +27,8 @@ static void row_range(float lo, float hi, float poison, float *scale, int32_t *z
     }
 }
 
-static inline uint8_t quantize_one(float x, float a, float z) {
-    float q = nearbyintf(x / a) + z;
+static inline uint8_t quantize_one(float x, float inverse, float z) {
+    float q = nearbyintf(x * inverse) + z;
     return (uint8_t)(q < 0 ? 0 : (q > 255 ? 255 : q));
 }
 
@@ -41,8 +42,8 @@ void distill_q8_quantize_rows_portable(long m, long k, const float *x, long ldx,
             poison += row[c] * 0.0f;
         }
         row_range(lo, hi, poison, &scales[i], &zeros[i]);
-        float a = scales[i], z = (float)zeros[i];
-        for (long c = 0; c < k; c++) q[i * ldq + c] = (a == a && hi > lo) ? quantize_one(row[c], a, z) : 0;
+        float a = scales[i], inverse = 1.0f / a, z = (float)zeros[i];
+        for (long c = 0; c < k; c++) q[i * ldq + c] = (a == a && hi > lo) ? quantize_one(row[c], inverse, z) : 0;
     }
 }
 
@@ -85,11 +86,11 @@ AVX512 void distill_q8_quantize_rows_avx512(long m, long k, const float *x, long
             for (long c = 0; c < k; c++) out[c] = 0;
             continue;
         }
-        __m512 a = _mm512_set1_ps(scales[i]), z = _mm512_set1_ps((float)zeros[i]);
+        __m512 inverse = _mm512_set1_ps(1.0f / scales[i]), z = _mm512_set1_ps((float)zeros[i]);
         __m512i low = _mm512_setzero_si512(), high = _mm512_set1_epi32(255);
         for (long c = 0; c < k; c += 16) {
             __mmask16 mask = lanes(k - c);
-            __m512 v = _mm512_add_ps(_mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(mask, row + c), a),
+            __m512 v = _mm512_add_ps(_mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + c), inverse),
                                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
             __m512i r = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), low), high);
             _mm512_mask_cvtepi32_storeu_epi8(out + c, mask, r);

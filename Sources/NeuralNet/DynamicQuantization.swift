@@ -15,13 +15,15 @@ public enum DynamicQuantization {
     public static let scaleSuffix = "_scale"
 
     /// Quantizes every linear layer and embedding table of `model`; returns their module paths.
+    /// A layer with more than `DynamicInt8Weights.maxInputs` inputs (or a table rows that long)
+    /// stays float: its int32 sums could overflow.
     @discardableResult
     public static func quantize(_ model: any Module) -> [String] {
         var paths: [String] = []
         for (path, module) in model.namedModules() {
-            if let linear = module as? Linear {
+            if let linear = module as? Linear, linear.inFeatures <= DynamicInt8Weights.maxInputs {
                 linear.setInt8(DynamicInt8Weights(quantizing: linear.weight.scalars, outputs: linear.outFeatures, inputs: linear.inFeatures))
-            } else if let table = module as? Embedding {
+            } else if let table = module as? Embedding, table.dimension <= DynamicInt8Weights.maxInputs {
                 table.setInt8(DynamicInt8Weights(quantizing: table.weight.scalars, outputs: table.count, inputs: table.dimension))
             } else {
                 continue

@@ -29,7 +29,8 @@ final class DynamicInt8Tests: XCTestCase {
                 a = (hi - lo) / 255
                 z = min(max((-lo / a).rounded(.toNearestOrEven), 0), 255)
             }
-            let q = row.map { hi > lo ? Int64(min(max(($0 / a).rounded(.toNearestOrEven) + z, 0), 255)) : 0 }
+            let inverse = 1 / a
+            let q = row.map { hi > lo ? Int64(min(max(($0 * inverse).rounded(.toNearestOrEven) + z, 0), 255)) : 0 }
             for j in 0..<n {
                 var sum: Int64 = 0
                 for c in 0..<k { sum += (q[c] - Int64(z)) * Int64(q8[j * k + c]) }

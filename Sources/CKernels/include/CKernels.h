@@ -228,8 +228,8 @@ void distill_q8_requantize(long m, long n, const int32_t *acc, long ldacc, const
 
 /* Dynamic quantization of float rows x [m][k] (pitch ldx) into q [m][k] (pitch ldq): row i's
    range [lo, hi] (its values, widened to include 0), scale a = (hi − lo)/255 (1 when hi = lo),
-   zero point z = clamp(round(−lo/a), 0, 255), q = clamp(round(x/a) + z, 0, 255), rounding half
-   to even; scales[i] = a, zeros[i] = z. A row holding a NaN or an infinity gets scale NaN and
+   zero point z = clamp(round(−lo/a), 0, 255), q = clamp(round(x·(1/a)) + z, 0, 255) (1/a rounded
+   once), rounding half to even; scales[i] = a, zeros[i] = z. A row holding a NaN or an infinity gets scale NaN and
    q = 0. */
 void distill_q8_quantize_rows(long m, long k, const float *x, long ldx, uint8_t *q, long ldq, float *scales, int32_t *zeros);
 

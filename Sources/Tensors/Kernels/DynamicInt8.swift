@@ -7,6 +7,9 @@ public struct DynamicInt8Weights: Sendable {
     public let packed: PackedInt8Weights
     public let scales: [Float]
 
+    /// The most inputs a channel may have: int32 sums stay exact up to there (CKernels.h).
+    public static let maxInputs = Int(DISTILL_Q8_MAX_K)
+
     public var outputs: Int { packed.outputs }
     public var inputs: Int { packed.inputs }
 
@@ -68,7 +71,7 @@ extension Int8Kernels {
     ///
     /// - row i's range [lo, hi] is its smallest and largest value widened to include 0;
     ///   scale a = (hi − lo) / 255 (1 for a row of zeros), zero point z = round(−lo / a) in 0…255,
-    ///   q = clamp(round(x / a) + z, 0, 255), rounding half to even;
+    ///   q = clamp(round(x · (1/a)) + z, 0, 255), rounding half to even (1/a rounded once);
     /// - the GEMM gives Σ_k q·w exactly (wrapping int32, exact for inputs ≤ 65,536, see
     ///   CKernels.h), minus z · Σ_k w;
     /// - y = Float(acc) · (a · scale[j]) + b[j], each operation rounded once.
