@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Fits the rational approximation of erf that GELU uses (Sources/Tensors/Tensor+Unary.swift,
-`rationalErf`): erf(x) ≈ x·P(x²)/Q(x²) on [0, 4] (odd, so on [−4, 4]), P of degree 6 and Q
+"""Fits the rational approximation of erf that GELU uses (Sources/CKernels/rows.c,
+`erf_rational` and its vector forms): erf(x) ≈ x·P(x²)/Q(x²) on [0, 4] (odd, so on [−4, 4]), P of degree 6 and Q
 of degree 5 with Q(0) = 1, by linearised least squares (P − erf·Q = 0) reweighted by 1/Q a
 few times. Prints the coefficients and the largest error of a Float32 evaluation on [−5, 5]
-(clamped to ±4, as the Swift code does).
+(clamped to ±4, as the C code does).
 
     python3 scripts/fit_erf.py
 """

@@ -109,6 +109,7 @@ static void install(distill_kernels_path path) {
                                                                                : distill_q8_rows_requantize_avx2;
         distill_kernels.softmax_row = distill_softmax_row_avx512;
         distill_kernels.gelu = distill_gelu_avx512;
+        distill_kernels.gelu_backward = distill_gelu_backward_avx512;
         distill_kernels.layer_norm_row = distill_layer_norm_row_avx512;
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx512;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx512;
@@ -127,6 +128,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_rows_requantize = distill_q8_rows_requantize_avx2;
         distill_kernels.softmax_row = distill_softmax_row_avx2;
         distill_kernels.gelu = distill_gelu_avx2;
+        distill_kernels.gelu_backward = distill_gelu_backward_avx2;
         distill_kernels.layer_norm_row = distill_layer_norm_row_avx2;
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_avx2;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_avx2;
@@ -146,6 +148,7 @@ static void install(distill_kernels_path path) {
         distill_kernels.q8_rows_requantize = NULL;
         distill_kernels.softmax_row = distill_softmax_row_portable;
         distill_kernels.gelu = distill_gelu_portable;
+        distill_kernels.gelu_backward = distill_gelu_backward_portable;
         distill_kernels.layer_norm_row = distill_layer_norm_row_portable;
         distill_kernels.softmax_backward_row = distill_softmax_backward_row_portable;
         distill_kernels.layer_norm_backward_row = distill_layer_norm_backward_row_portable;

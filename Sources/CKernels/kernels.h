@@ -21,6 +21,7 @@ typedef void (*distill_q8_rows_fn)(long, long, long, long, long, const uint8_t *
 
 typedef void (*distill_softmax_row_fn)(long, const float *, const float *, float, float *);
 typedef void (*distill_gelu_fn)(long, const float *, float *);
+typedef void (*distill_gelu_backward_fn)(long, const float *, const float *, float *);
 typedef void (*distill_layer_norm_row_fn)(long, const float *, const float *, const float *, float, float *, float *, float *);
 typedef void (*distill_softmax_backward_row_fn)(long, const float *, const float *, float, float *);
 typedef void (*distill_layer_norm_backward_row_fn)(long, const float *, const float *, const float *, float, float, float *);
@@ -44,6 +45,7 @@ typedef struct {
     distill_q8_rows_fn q8_rows_requantize;
     distill_softmax_row_fn softmax_row;
     distill_gelu_fn gelu;
+    distill_gelu_backward_fn gelu_backward;
     distill_layer_norm_row_fn layer_norm_row;
     distill_softmax_backward_row_fn softmax_backward_row;
     distill_layer_norm_backward_row_fn layer_norm_backward_row;
@@ -83,6 +85,7 @@ void distill_q8_dequantize_portable(long, long, const int32_t *, long, const int
 void distill_q8_add_portable(long, const uint8_t *, const uint8_t *, const distill_q8_add_parameters *, uint8_t *);
 void distill_softmax_row_portable(long, const float *, const float *, float, float *);
 void distill_gelu_portable(long, const float *, float *);
+void distill_gelu_backward_portable(long, const float *, const float *, float *);
 void distill_layer_norm_row_portable(long, const float *, const float *, const float *, float, float *, float *, float *);
 void distill_softmax_backward_row_portable(long, const float *, const float *, float, float *);
 void distill_layer_norm_backward_row_portable(long, const float *, const float *, const float *, float, float, float *);
@@ -98,11 +101,13 @@ void distill_direct_convolution_avx512(const distill_convolution_shape *, const 
                                        int, long, long, float *);
 void distill_softmax_row_avx2(long, const float *, const float *, float, float *);
 void distill_gelu_avx2(long, const float *, float *);
+void distill_gelu_backward_avx2(long, const float *, const float *, float *);
 void distill_layer_norm_row_avx2(long, const float *, const float *, const float *, float, float *, float *, float *);
 void distill_softmax_backward_row_avx2(long, const float *, const float *, float, float *);
 void distill_layer_norm_backward_row_avx2(long, const float *, const float *, const float *, float, float, float *);
 void distill_softmax_row_avx512(long, const float *, const float *, float, float *);
 void distill_gelu_avx512(long, const float *, float *);
+void distill_gelu_backward_avx512(long, const float *, const float *, float *);
 void distill_layer_norm_row_avx512(long, const float *, const float *, const float *, float, float *, float *, float *);
 void distill_softmax_backward_row_avx512(long, const float *, const float *, float, float *);
 void distill_layer_norm_backward_row_avx512(long, const float *, const float *, const float *, float, float, float *);

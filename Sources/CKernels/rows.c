@@ -12,8 +12,9 @@
 
 /* ---- Portable C: the reference. ---- */
 
-/* eˣ for x ≤ 0 down to −87: x = n·ln 2 + r, |r| ≤ ln 2 / 2, e^r by its Taylor series to r⁷,
-   times 2ⁿ put in the exponent bits (Tensors' nonPositiveExp, the same constants). */
+/* eˣ for x ≤ 0 down to −87 (attention's shifted scores), within 2 ulp of expf: x = n·ln 2 + r,
+   |r| ≤ ln 2 / 2, e^r by its Taylor series to r⁷ (truncation below 6e-9), times 2ⁿ put in the
+   exponent bits. Below −87 it gives 2⁻¹²⁶ rather than 0. Branch-free, so it vectorises. */
 static inline float exp_nonpositive(float x) {
     float c = x > 0 ? 0 : (x < -87.0f ? -87.0f : x);
     float shifted = c * 1.442695041f + 12582912.0f;
@@ -32,7 +33,9 @@ static inline float exp_nonpositive(float x) {
     return e * scale.f;
 }
 
-/* erf(x) as x·P(x²)/Q(x²) on [−4, 4], ±1 beyond (Tensors' rationalErf, the same fit). */
+/* erf(x) as x·P(x²)/Q(x²) on [−4, 4], ±1 beyond (where erf is within 2e-8 of ±1): within 4e-7
+   of erf in Float32. The coefficients are a least-squares fit made by scripts/fit_erf.py;
+   without a libm call, GELU over a BERT's activations no longer spends its time in erff. */
 static inline float erf_rational(float x) {
     float c = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x), t = c * c;
     float p = -1.3695023e-08f;
@@ -71,6 +74,14 @@ void distill_softmax_row_portable(long keys, const float *src, const float *mask
 
 void distill_gelu_portable(long count, const float *x, float *y) {
     for (long i = 0; i < count; i++) y[i] = 0.5f * x[i] * (1 + erf_rational(x[i] * 0.70710678f));
+}
+
+void distill_gelu_backward_portable(long count, const float *g, const float *x, float *dx) {
+    for (long i = 0; i < count; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1 + erf_rational(v * 0.70710678f)), pdf = 0.39894228f * exp_nonpositive(-0.5f * v * v);
+        dx[i] = g[i] * (cdf + v * pdf);
+    }
 }
 
 void distill_layer_norm_row_portable(long d, const float *src, const float *gamma, const float *beta, float epsilon,
@@ -233,6 +244,19 @@ AVX2 void distill_gelu_avx2(long count, const float *x, float *y) {
     if (i < count) distill_gelu_portable(count - i, x + i, y + i);
 }
 
+AVX2 void distill_gelu_backward_avx2(long count, const float *g, const float *x, float *dx) {
+    const __m256 half = _mm256_set1_ps(0.5f), minusHalf = _mm256_set1_ps(-0.5f), root = _mm256_set1_ps(0.70710678f);
+    const __m256 density = _mm256_set1_ps(0.39894228f);
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 cdf = _mm256_fmadd_ps(half, erf_rational_avx2(_mm256_mul_ps(v, root)), half);
+        __m256 pdf = _mm256_mul_ps(density, exp_nonpositive_avx2(_mm256_mul_ps(minusHalf, _mm256_mul_ps(v, v))));
+        _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_fmadd_ps(v, pdf, cdf)));
+    }
+    if (i < count) distill_gelu_backward_portable(count - i, g + i, x + i, dx + i);
+}
+
 AVX2 void distill_layer_norm_row_avx2(long d, const float *src, const float *gamma, const float *beta, float epsilon,
                                       float *dst, float *mean, float *inverseDeviation) {
     __m256 s = _mm256_setzero_ps();
@@ -359,6 +383,18 @@ AVX512 void distill_gelu_avx512(long count, const float *x, float *y) {
     }
 }
 
+AVX512 void distill_gelu_backward_avx512(long count, const float *g, const float *x, float *dx) {
+    const __m512 half = _mm512_set1_ps(0.5f), minusHalf = _mm512_set1_ps(-0.5f), root = _mm512_set1_ps(0.70710678f);
+    const __m512 density = _mm512_set1_ps(0.39894228f);
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 lanes = tail_mask(count - i);
+        __m512 v = _mm512_maskz_loadu_ps(lanes, x + i);
+        __m512 cdf = _mm512_fmadd_ps(half, erf_rational_avx512(_mm512_mul_ps(v, root)), half);
+        __m512 pdf = _mm512_mul_ps(density, exp_nonpositive_avx512(_mm512_mul_ps(minusHalf, _mm512_mul_ps(v, v))));
+        _mm512_mask_storeu_ps(dx + i, lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, g + i), _mm512_fmadd_ps(v, pdf, cdf)));
+    }
+}
+
 AVX512 void distill_layer_norm_row_avx512(long d, const float *src, const float *gamma, const float *beta, float epsilon,
                                           float *dst, float *mean, float *inverseDeviation) {
     __m512 s = _mm512_setzero_ps();
@@ -433,6 +469,11 @@ void distill_softmax_row(long keys, const float *src, const float *mask, float s
 void distill_gelu(long count, const float *x, float *y) {
     distill_kernels_ensure_chosen();
     distill_kernels.gelu(count, x, y);
+}
+
+void distill_gelu_backward(long count, const float *g, const float *x, float *dx) {
+    distill_kernels_ensure_chosen();
+    distill_kernels.gelu_backward(count, g, x, dx);
 }
 
 void distill_layer_norm_row(long d, const float *src, const float *gamma, const float *beta, float epsilon,

@@ -24,59 +24,6 @@ private struct LeakyReLUGradient: BinaryFunction {
     let slope: Float
     func callAsFunction(_ g: Float, _ x: Float) -> Float { x > 0 ? g : slope * g }
 }
-/// erf(x) as x·P(x²)/Q(x²) on [−4, 4] and ±1 beyond (where erf is within 2e-8 of ±1):
-/// within 4e-7 of erf in Float32. The coefficients are a least-squares fit made by
-/// scripts/fit_erf.py. Branch-free and without a libm call, so the loops that use it
-/// vectorise: GELU over a BERT's intermediate activations spent most of its time in erff.
-@inline(__always)
-func rationalErf(_ x: Float) -> Float {
-    let c = Swift.min(Swift.max(x, -4), 4), t = c * c
-    var p: Float = -1.3695023e-08
-    p = p * t + 4.7873177e-06
-    p = p * t + 3.8289864e-04
-    p = p * t + 3.8375582e-03
-    p = p * t + 5.4329578e-02
-    p = p * t + 1.8464218e-01
-    p = p * t + 1.1283792
-    var q: Float = 6.4074775e-05
-    q = q * t + 1.3094628e-03
-    q = q * t + 1.5450255e-02
-    q = q * t + 1.1380347e-01
-    q = q * t + 4.9696842e-01
-    q = q * t + 1
-    return c * p / q
-}
-
-/// eˣ for x ≤ 0 down to −87 (attention's shifted scores), within 2 ulp of expf: x = n·ln 2 + r
-/// with |r| ≤ ln 2 / 2, e^r by its Taylor series to r⁷ (truncation below 6e-9), times 2ⁿ set
-/// in the exponent bits. Below −87 it gives 2⁻¹²⁶ rather than 0. Branch-free, so softmax's
-/// loops over it vectorise.
-@inline(__always)
-func nonPositiveExp(_ x: Float) -> Float {
-    let c = Swift.max(Swift.min(x, 0), -87)
-    // n = round(c·log₂e) by adding and taking off 1.5·2²³; that sum's low mantissa bits hold n.
-    let shifted = c * 1.442695041 + 12_582_912
-    let n = shifted - 12_582_912
-    let r = (c - n * 0.693145752) - n * 1.428606765e-06
-    var e: Float = 1.0 / 5040
-    e = e * r + 1.0 / 720
-    e = e * r + 1.0 / 120
-    e = e * r + 1.0 / 24
-    e = e * r + 1.0 / 6
-    e = e * r + 0.5
-    e = e * r + 1
-    e = e * r + 1
-    return e * Float(bitPattern: (shifted.bitPattern &- 0x4B40_0000 &+ 127) << 23)
-}
-
-/// d/dx xΦ(x) = Φ(x) + x·φ(x). (The forward pass is the C kernel distill_gelu.)
-private struct GELUGradient: BinaryFunction {
-    func callAsFunction(_ g: Float, _ x: Float) -> Float {
-        let cdf = 0.5 * (1 + rationalErf(x * 0.70710678))
-        let pdf = 0.39894228 * nonPositiveExp(-0.5 * x * x)
-        return g * (cdf + x * pdf)
-    }
-}
 private struct Erf: UnaryFunction { func callAsFunction(_ x: Float) -> Float { erff(x) } }
 /// d/dx erf x = 2/√π · e^(−x²).
 private struct ErfGradient: BinaryFunction {
@@ -160,7 +107,15 @@ extension Tensor {
         Compute.parallelFor(count, costPerItem: 16) { range in
             distill_gelu(range.count, px + range.lowerBound, po + range.lowerBound)
         }
-        return out.recorded("gelu", [x]) { g in [ElementwiseKernels.zip(g, x, GELUGradient())] }
+        // d/dx xΦ(x) = Φ(x) + x·φ(x), in the C kernel distill_gelu_backward.
+        return out.recorded("gelu", [x]) { g in
+            let dx = Tensor(uninitialized: x.shape)
+            let pg = g.storage.pointer, px = x.storage.pointer, pd = dx.storage.pointer
+            Compute.parallelFor(x.count, costPerItem: 24) { range in
+                distill_gelu_backward(range.count, pg + range.lowerBound, px + range.lowerBound, pd + range.lowerBound)
+            }
+            return [dx]
+        }
     }
 
     /// The Gauss error function (ONNX's Erf, which GELU decomposes into before opset 20).

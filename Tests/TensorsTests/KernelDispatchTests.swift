@@ -157,7 +157,7 @@ final class KernelDispatchTests: XCTestCase {
     }
 
     /// The transformer's row kernels (masked softmax, GELU, layer norm, and the softmax's and
-    /// layer norm's gradients) on every path against
+    /// layer norm's and GELU's gradients) on every path against
     /// the portable one, for lengths around both vector widths and their tails: within 2e-6
     /// (softmax weights, which are at most 1), 1e-5 relative plus 1e-6 (GELU, layer norm's
     /// outputs, mean and 1/σ). Masked keys are exactly 0 on every path, and a row whose keys
@@ -181,12 +181,13 @@ final class KernelDispatchTests: XCTestCase {
                 distill_gelu(count, x, &gelu)
                 distill_layer_norm_row(count, x, gamma, beta, 1e-5, &normed, &mean, &inverse)
                 distill_layer_norm_row(count, x, nil, nil, 1e-12, &bare, &bareMean, &bareInverse)
-                var softmaxGradient = plain, normGradient = plain, bareGradient = plain
+                var softmaxGradient = plain, normGradient = plain, bareGradient = plain, geluGradient = plain
+                distill_gelu_backward(count, upstream, x, &geluGradient)
                 distill_softmax_backward_row(count, upstream, masked, 0.125, &softmaxGradient)
                 distill_layer_norm_backward_row(count, upstream, x, gamma, mean, inverse, &normGradient)
                 distill_layer_norm_backward_row(count, upstream, x, nil, bareMean, bareInverse, &bareGradient)
                 return [plain, masked, none, gelu, normed, bare, [mean, inverse, bareMean, bareInverse],
-                        softmaxGradient, normGradient, bareGradient]
+                        softmaxGradient, normGradient, bareGradient, geluGradient]
             }
             let reference = run(.portable)
             XCTAssertEqual(reference[0].reduce(0, +), 1, accuracy: 1e-5)
@@ -202,7 +203,7 @@ final class KernelDispatchTests: XCTestCase {
                 assertClose(result[1], reference[1], absolute: 2e-6, relative: 0, "\(path) masked softmax of \(count)")
                 assertClose(result[7], reference[7], absolute: 2e-6, relative: 1e-5, "\(path) softmax gradient of \(count)")
                 for (part, name) in [(3, "gelu"), (4, "layer norm"), (5, "layer norm without affine"), (6, "layer norm moments"),
-                                     (8, "layer norm gradient"), (9, "layer norm gradient without affine")] {
+                                     (8, "layer norm gradient"), (9, "layer norm gradient without affine"), (10, "gelu gradient")] {
                     assertClose(result[part], reference[part], absolute: 1e-6, relative: 1e-5, "\(path) \(name) of \(count)")
                 }
             }

@@ -20,7 +20,8 @@ import Tensors
 //                  wide (1 to 16384; default 1536, MiniLM's). A name ending in -int8 (such as
 //                  infer-text-transformer-l2-f192-int8) runs the student dynamically quantized
 //                  (DynamicQuantization, as `distill quantize` makes it) on the kernel path in
-//                  use (--kernel-path). No peer: compare with infer-minilm.
+//                  use (--kernel-path); infer-minilm-int8 is the teacher so quantized. No peer:
+//                  compare with infer-minilm.
 
 let textSequenceLength = 128
 
@@ -36,7 +37,7 @@ func textBenchIds(batch: Int, length: Int) -> [Int] {
 func makeTextWorkload(_ given: String, batch: Int, small: Bool) -> Workload? {
     // infer-text-transformer-lN[-fM][-int8]: the same student with N layers (1 to 12) instead of 3,
     // feed-forward blocks M wide, and in int8.
-    let int8 = given.hasSuffix("-int8") && given != "infer-minilm-int8"
+    let int8 = given.hasSuffix("-int8")
     let name = int8 ? String(given.dropLast("-int8".count)) : given
     var layers = 3, feedForward: Int? = nil, base = name
     if name.hasPrefix("infer-text-transformer-l") {
@@ -69,6 +70,7 @@ func makeTextWorkload(_ given: String, batch: Int, small: Bool) -> Workload? {
         FileHandle.standardError.write("DistillBench: infer-minilm needs the teacher (scripts/fetch-minilm.sh): \(error)\n".data(using: .utf8)!)
         exit(2)
     }
+    if int8 { DynamicQuantization.quantize(encoder) }
     return Workload {
         withoutGradients { (try? encoder.embed(tokens))?.sum().item ?? .nan }
     }

@@ -319,11 +319,15 @@ void distill_q8_depthwise(const distill_q8_window *w, const uint8_t *input, int 
 /* One row of the attention's masked softmax: dst[j] = e^(scale·(src[j] − m)) / Σ over the
    kept keys, m the largest kept src; keys with mask[j] == 0 (mask may be NULL: all kept)
    get exactly 0, and a row with no kept key is all zeros. scale·(src[j] − m) is clamped to
-   [−87, 0] (the exponential is Tensors' nonPositiveExp). */
+   [−87, 0] (the exponential is rows.c's exp_nonpositive). */
 void distill_softmax_row(long keys, const float *src, const float *mask, float scale, float *dst);
 
-/* y = x·Φ(x) (exact GELU, erf by Tensors' rational fit) for count values; y may be x. */
+/* y = x·Φ(x) (exact GELU, erf by rows.c's rational fit) for count values; y may be x. */
 void distill_gelu(long count, const float *x, float *y);
+
+/* GELU's backward pass: dx = g·(Φ(x) + x·φ(x)), φ the normal density, for count values;
+   dx may be g. */
+void distill_gelu_backward(long count, const float *g, const float *x, float *dx);
 
 /* One row of layer normalisation: dst = (src − mean)·r·gamma + beta (gamma, beta may be
    NULL), r = 1/√(variance + epsilon), the biased variance; writes mean and r. */
