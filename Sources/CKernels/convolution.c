@@ -7,14 +7,13 @@
    reordered into the primitive's layouts and the output back, inside the call.
 
    Scratch memory is the calling thread's (scratchpad mode "user"), so one primitive may
-   run on several threads at once, each on its own part of a batch. Each thread keeps its
-   scratch and reorder buffers between calls, grown to the largest asked for: allocated per
-   call, their pages were faulted in and zeroed by the kernel again and again (a fifth of a
-   resnet20 training step on one thread).
+   run on several threads at once, each on its own part of a batch; the scratch and reorder
+   buffers are the thread's own, kept between calls (dnnl_threads.c).
 
    Elsewhere (Apple platforms, builds without oneDNN) every function answers "not
    available" and the caller keeps its im2col path. */
 #include "CKernels.h"
+#include "kernels.h"
 
 #if !defined(__APPLE__) && __has_include(<dnnl.h>)
 #include <dnnl.h>
@@ -52,46 +51,10 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static entry *cache;
 static int cache_count;
 
-/* The calling thread's buffers (scratch, then one per role), freed when the thread ends. */
-typedef struct { void *pointer; size_t size; } buffer;
-static __thread buffer buffers[1 + ROLES];
-static pthread_key_t buffers_key;
-static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
+static void make_engine(void) { engine = distill_dnnl_engine(); }
 
-/* The calling thread's stream for the packed (inference) convolutions, made on first use and
-   destroyed with the thread's buffers. */
-static __thread dnnl_stream_t thread_stream;
-
-static void free_buffers(void *unused) {
-    (void)unused;
-    if (thread_stream) {
-        dnnl_stream_destroy(thread_stream);
-        thread_stream = NULL;
-    }
-    for (int i = 0; i < 1 + ROLES; i++) {
-        free(buffers[i].pointer);
-        buffers[i] = (buffer){NULL, 0};
-    }
-}
-
-static void make_buffers_key(void) { pthread_key_create(&buffers_key, free_buffers); }
-
-/* The calling thread's buffer `slot` of at least `size` bytes (64-byte aligned), or NULL. */
-static void *reserve(int slot, size_t size) {
-    buffer *b = &buffers[slot];
-    if (b->size >= size) return b->pointer;
-    pthread_once(&buffers_once, make_buffers_key);
-    pthread_setspecific(buffers_key, buffers); /* any non-NULL value: the destructor runs */
-    free(b->pointer);
-    *b = (buffer){NULL, 0};
-    if (posix_memalign(&b->pointer, 64, size) != 0) return b->pointer = NULL;
-    b->size = size;
-    return b->pointer;
-}
-
-static void make_engine(void) {
-    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
-}
+/* The calling thread's buffer `slot` (scratch, then one per role) of at least `size` bytes. */
+static void *reserve(int slot, size_t size) { return distill_dnnl_thread_buffer(DISTILL_BUFFER_CONVOLUTION_SCRATCH + slot, size); }
 
 /* The role that a pass writes; the others are read. */
 static int written_role(int pass) {
@@ -527,7 +490,7 @@ static int run_packed(distill_packed_convolution *c, const distill_convolution_s
     }
     int ok = 0;
     void *scratch = reserve(0, e->scratch ? e->scratch : 1);
-    if (!thread_stream && dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags) != dnnl_success) thread_stream = NULL;
+    dnnl_stream_t thread_stream = distill_dnnl_thread_stream();
     if (!scratch || !thread_stream) {
         if (transient) release_packed(e);
         return 0;

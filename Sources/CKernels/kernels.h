@@ -133,4 +133,20 @@ void distill_taps_accumulate_avx512(long, int, const float *const *, const float
 void distill_taps_dot_avx512(long, int, const float *const *, const float *, float *);
 #endif
 
+/* oneDNN's engine, and the calling thread's stream and buffers (dnnl_threads.c): a buffer
+   of at least `size` bytes, 64-byte aligned, kept for the thread's next call (NULL when
+   memory runs out). Each caller has its own slots. */
+#if !defined(__APPLE__) && __has_include(<dnnl.h>)
+#include <dnnl.h>
+#include <stddef.h>
+enum {
+    DISTILL_BUFFER_CONVOLUTION_SCRATCH, DISTILL_BUFFER_CONVOLUTION_IMAGE, DISTILL_BUFFER_CONVOLUTION_WEIGHTS,
+    DISTILL_BUFFER_CONVOLUTION_OUTPUT, DISTILL_BUFFER_BF16_A, DISTILL_BUFFER_BF16_B, DISTILL_BUFFER_BF16_SCRATCH,
+    DISTILL_BUFFER_COUNT
+};
+dnnl_engine_t distill_dnnl_engine(void);
+dnnl_stream_t distill_dnnl_thread_stream(void);
+void *distill_dnnl_thread_buffer(int slot, size_t size);
+#endif
+
 #endif

@@ -1,6 +1,7 @@
 import Datasets
 import Distillation
 import NeuralNet
+import Tensors
 import Training
 
 /// Every option of the training commands, declared once: name, kind, range, help. Defaults
@@ -46,6 +47,8 @@ enum Spec {
     static let clipNorm = OptionSpec("clip-norm", .number(0...1e6), "Clip gradients to this global norm; 0: no clipping.")
     static let warmupSteps = OptionSpec("warmup-steps", .integer(0...10_000_000), "Linear learning-rate warm-up steps (at most a tenth of the run).")
     static let onNonFinite = OptionSpec("on-nonfinite", .choice(["stop", "rollback"]), "When a loss or gradient is NaN or infinite: 'stop' with an error, or 'rollback' to the epoch's start at half the learning rate (3 times at most).")
+    static let matmulPrecision = OptionSpec("matmul-precision", .choice(MatmulPrecision.allCases.map(\.rawValue)),
+        "Arithmetic of the training steps' matrix products: float32, or bfloat16 (operands rounded to bfloat16, sums in float32, as PyTorch's bfloat16 autocast; weights, validation and saved models stay float32). bfloat16 needs a CPU with AVX-512 and is fast with AMX or AVX512-BF16; convolutions stay float32.")
     static let classWeights = OptionSpec("class-weights", .positiveNumbers(upTo: 1e6, or: ["balanced"]),
         "Weights of the classes in the hard-label cross-entropy, for imbalanced data: 'balanced' (n / (classes · n_c), counted on the labelled training split) or one number per class after --classes, comma-separated. Distillation terms are not weighted.")
     static let patience = OptionSpec("patience", .integer(1...100_000), "Stop when validation accuracy has not improved for this many epochs (default: never).")
@@ -117,7 +120,7 @@ enum Spec {
     static let servedTeacherOptions = [queryBatch, concurrency, requestsPerSecond, maxQueries, queryTimeout, teacherTokenEnv, teacherTokenFile, teacherCAFile, teacherAnswers]
     static let teacherPreprocessingOptions = [teacherInputSize, teacherMean, teacherStd, teacherChannelOrder]
     static let dataOptions = [data, testData, testFraction, imageSize, channels, inputs, labels, classes, labelsPerClass, validationFraction]
-    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, classWeights, patience, skipBadFiles, noSyncBatchNorm, noOverlapAllReduce, deterministic,
+    static let trainingOptions = [epochs, batch, lr, seed, optimizer, schedule, weightDecay, clipNorm, warmupSteps, onNonFinite, matmulPrecision, classWeights, patience, skipBadFiles, noSyncBatchNorm, noOverlapAllReduce, deterministic,
                                   seeds, checkpointEvery, out, resume, dryRun]
     static let outputOptions = [quiet, json, threads]
 }

@@ -196,6 +196,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(name: Spec.clipNorm.long, help: Spec.clipNorm.help) var clipNorm: Float = TrainingDefaults.clipNorm
     @Option(name: Spec.warmupSteps.long, help: Spec.warmupSteps.help) var warmupSteps: Int = TrainingDefaults.warmupSteps
     @Option(name: Spec.onNonFinite.long, help: Spec.onNonFinite.help) var onNonFinite: String = "stop"
+    @Option(name: Spec.matmulPrecision.long, help: Spec.matmulPrecision.help) var matmulPrecision: MatmulPrecision = TrainingDefaults.matmulPrecision
     @Option(name: Spec.classWeights.long, help: Spec.classWeights.help) var classWeights: String?
     @Option(name: Spec.patience.long, help: Spec.patience.help) var patience: Int?
     @Flag(name: Spec.skipBadFiles.long, help: Spec.skipBadFiles.help) var skipBadFiles = false
@@ -209,9 +210,15 @@ struct TrainingOptions: ParsableArguments {
         [("epochs", .integer(epochs)), ("batch", .integer(batch)), ("lr", .number(lr)), ("seed", .integer(Int(clamping: seed))),
          ("optimizer", .text(optimizer.rawValue)), ("schedule", .text(schedule.rawValue)), ("weight-decay", .number(weightDecay)),
          ("clip-norm", .number(clipNorm)), ("warmup-steps", .integer(warmupSteps)), ("on-nonfinite", .text(onNonFinite)),
-         ("class-weights", classWeights.map { .text($0) }),
+         ("matmul-precision", .text(matmulPrecision.rawValue)), ("class-weights", classWeights.map { .text($0) }),
          ("patience", patience.map { .integer($0) }), ("skip-bad-files", .flag(skipBadFiles)),
          ("no-sync-batch-norm", .flag(noSyncBatchNorm)), ("no-overlap-all-reduce", .flag(noOverlapAllReduce)), ("deterministic", deterministic.map { .integer($0) }), ("seeds", seeds.map { .text($0) })] + run.values
+    }
+
+    func validate() throws {
+        guard matmulPrecision.isSupported else {
+            throw UserError("--matmul-precision \(matmulPrecision.rawValue): this CPU has no bfloat16 matrix products in oneDNN (they need AVX-512; fast with AMX or AVX512-BF16); leave it at float32")
+        }
     }
 
     /// The trainer's configuration from these options.
@@ -227,6 +234,7 @@ struct TrainingOptions: ParsableArguments {
         c.clipNorm = clipNorm > 0 ? clipNorm : nil
         c.warmupSteps = warmupSteps
         c.nonFinite = onNonFinite == "rollback" ? .rollback(factor: 0.5, retries: 3) : .stop
+        c.matmulPrecision = matmulPrecision
         c.patience = patience
         c.skipBadFiles = skipBadFiles
         c.synchronizeBatchNorm = !noSyncBatchNorm

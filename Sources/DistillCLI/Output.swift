@@ -127,6 +127,7 @@ final class Console {
 
 extension OptimizerChoice: ExpressibleByArgument {}
 extension ScheduleChoice: ExpressibleByArgument {}
+extension MatmulPrecision: ExpressibleByArgument {}
 
 /// A user mistake found while running (a missing file, bad data, a diverged run): printed
 /// as one line, "Error: …", with exit code 1. (ArgumentParser's ValidationError would add

@@ -77,6 +77,28 @@ public enum Compute {
         distill_keep_freed_memory()
     }
 
+    nonisolated(unsafe) private static var storedMatmulPrecision = MatmulPrecision.float32
+
+    /// The arithmetic of matrix products (matmul, linear layers and their gradients): float32
+    /// by default. Process-wide, as PyTorch's `set_float32_matmul_precision`; the Trainer sets
+    /// it for its training steps only (`TrainerConfiguration.matmulPrecision`). Not to be
+    /// changed while products run on other threads.
+    public static var matmulPrecision: MatmulPrecision {
+        get { storedMatmulPrecision }
+        set {
+            require(newValue.isSupported, "Compute.matmulPrecision: this CPU has no \(newValue) matrix products")
+            storedMatmulPrecision = newValue
+        }
+    }
+
+    /// Runs `body` with `matmulPrecision` set to `precision`, and restores it afterwards.
+    public static func withMatmulPrecision<T>(_ precision: MatmulPrecision, _ body: () throws -> T) rethrows -> T {
+        let saved = storedMatmulPrecision
+        matmulPrecision = precision
+        defer { storedMatmulPrecision = saved }
+        return try body()
+    }
+
     nonisolated(unsafe) private static var storedConvolutionPath: ConvolutionPath =
         ConvolutionPrimitives.isAvailable ? .primitives : .im2col
 
@@ -154,4 +176,24 @@ public enum Compute {
         pool = fresh
         return fresh
     }
+}
+
+/// How matrix products compute (`Compute.matmulPrecision`).
+public enum MatmulPrecision: String, CaseIterable, Codable, Sendable {
+    /// float32 operands and sums.
+    case float32
+    /// Each product's operands rounded to bfloat16 (8 bits of mantissa), the sums in float32,
+    /// through oneDNN (AMX tiles or AVX512-BF16 where the CPU has them); the weights stay
+    /// float32. PyTorch's bfloat16 autocast on CPU computes its products the same way.
+    /// Products under 2²⁰ multiply-adds (attention's per-head products of short sequences)
+    /// stay float32: a call into oneDNN costs more than they do.
+    case bfloat16
+
+    /// Whether this build and CPU compute products this way (bfloat16: oneDNN has a bfloat16
+    /// matmul for the CPU, which needs AVX-512).
+    public var isSupported: Bool { self == .float32 || Self.bfloat16Implementation != nil }
+
+    /// oneDNN's name for the bfloat16 matmul it runs here ("brg:avx512_core_amx_bf16", ...),
+    /// or nil where there is none.
+    public static let bfloat16Implementation: String? = distill_gemm_bf16_implementation().map { String(cString: $0) }
 }

@@ -276,16 +276,21 @@ public final class Adam: SlotStoring {
                             let n = p.count
                             typealias V = SIMD16<Float>
                             let vectorEnd = n - n % V.scalarCount
-                            for i in stride(from: 0, to: vectorEnd, by: V.scalarCount) {
-                                var pv = UnsafeRawPointer(pp + i).loadUnaligned(as: V.self)
-                                let d = UnsafeRawPointer(gp + i).loadUnaligned(as: V.self) + l2 * pv
-                                pv *= shrink
-                                let mv = b1 * UnsafeRawPointer(mp + i).loadUnaligned(as: V.self) + (1 - b1) * d
-                                let vv = b2 * UnsafeRawPointer(vp + i).loadUnaligned(as: V.self) + (1 - b2) * d * d
-                                pv -= stepSize * mv / (vv.squareRoot() / root2 + eps)
-                                UnsafeMutableRawPointer(mp + i).storeBytes(of: mv, as: V.self)
-                                UnsafeMutableRawPointer(vp + i).storeBytes(of: vv, as: V.self)
-                                UnsafeMutableRawPointer(pp + i).storeBytes(of: pv, as: V.self)
+                            // Large tensors (a text model's 30,522-row embedding table) split over the
+                            // worker pool: each lane is independent of the others.
+                            Compute.parallelFor(vectorEnd / V.scalarCount, costPerItem: 4 * V.scalarCount) { blocks in
+                                for block in blocks {
+                                    let i = block * V.scalarCount
+                                    var pv = UnsafeRawPointer(pp + i).loadUnaligned(as: V.self)
+                                    let d = UnsafeRawPointer(gp + i).loadUnaligned(as: V.self) + l2 * pv
+                                    pv *= shrink
+                                    let mv = b1 * UnsafeRawPointer(mp + i).loadUnaligned(as: V.self) + (1 - b1) * d
+                                    let vv = b2 * UnsafeRawPointer(vp + i).loadUnaligned(as: V.self) + (1 - b2) * d * d
+                                    pv -= stepSize * mv / (vv.squareRoot() / root2 + eps)
+                                    UnsafeMutableRawPointer(mp + i).storeBytes(of: mv, as: V.self)
+                                    UnsafeMutableRawPointer(vp + i).storeBytes(of: vv, as: V.self)
+                                    UnsafeMutableRawPointer(pp + i).storeBytes(of: pv, as: V.self)
+                                }
                             }
                             for i in vectorEnd..<n {
                                 let d = gp[i] + l2 * pp[i]

@@ -287,3 +287,26 @@ extension CommandLineTests {
                         mentioning: "not a Linear")
     }
 }
+
+extension CommandLineTests {
+    /// `--matmul-precision bfloat16` trains (recorded in config.yaml, the run ends with a
+    /// model) where the CPU has bfloat16 products, and fails with one line and exit 1 where it
+    /// has not; a value outside the choices is refused.
+    func testMatmulPrecisionIsAnOptionOfTheRun() throws {
+        try requireData()
+        let out = folder("bfloat16")
+        let result = try run(["train", "--model", "mlp", "--classes", "0-1", "--labels-per-class", "50", "--epochs", "1",
+                              "--matmul-precision", "bfloat16", "--quiet", "--out", out.path])
+        if result.status == 0 {
+            let config = try String(contentsOf: out.appendingPathComponent("config.yaml"), encoding: .utf8)
+            XCTAssertTrue(config.contains("matmul-precision: bfloat16"), config)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("model.safetensors").path))
+        } else {
+            XCTAssertEqual(result.status, 1, result.errors)
+            XCTAssertTrue(result.errors.contains("no bfloat16 matrix products"), result.errors)
+        }
+        let bad = try run(["train", "--model", "mlp", "--matmul-precision", "half", "--out", out.path, "--dry-run"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.errors.contains("matmul-precision"), bad.errors)
+    }
+}

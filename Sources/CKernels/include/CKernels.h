@@ -348,4 +348,15 @@ void distill_layer_norm_backward_row(long d, const float *g, const float *x, con
 }
 #endif
 
+/* C = alpha·op(A)·op(B) + beta·C, row-major (op = transpose when asked; lda, ldb, ldc the
+   stored row strides, as distill_sgemm), with op(A) and op(B) rounded to bfloat16 and the
+   products summed in float32 (gemm_bf16.c). Runs on the calling thread. Returns 0, or -1
+   where this build or CPU has no bfloat16 matmul (C is then untouched). */
+int distill_gemm_bf16(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda, const float *b,
+                      long ldb, float beta, float *c, long ldc);
+
+/* oneDNN's name for the bfloat16 matmul it runs on this CPU ("brg:avx512_core_amx_bf16",
+   ...), or NULL where there is none. */
+const char *distill_gemm_bf16_implementation(void);
+
 #endif

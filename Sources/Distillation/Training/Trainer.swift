@@ -96,6 +96,9 @@ public final class Trainer {
     public func fit(train: Dataset, labeled: [Bool]? = nil, validation: Dataset? = nil, stoppingAfter: Int? = nil,
                     events: (TrainingEvent) -> Void = { _ in }) throws -> TrainingResult {
         try check(train: train, labeled: labeled)
+        guard configuration.matmulPrecision.isSupported else {
+            throw DistillationError("\(configuration.matmulPrecision) matrix products are not available on this CPU (oneDNN's bfloat16 matmul needs AVX-512); train in float32")
+        }
         if let parts = configuration.deterministicParts { try checkDeterministicParts(parts, batchSize: configuration.batchSize) }
         if optimizer == nil { try prepare(train: train) }
         try joinProcesses(train: train, validation: validation)
@@ -156,6 +159,11 @@ public final class Trainer {
                 try beforeStep?(state.step, totalSteps)
                 optimizer.setLearningRateFactor(schedule.factor(atStep: state.step) * state.learningRateFactor)
                 optimizer.zeroGrad()
+                // The step's products in the configured precision; validation and checkpoints
+                // after it in the precision outside.
+                let outerPrecision = Compute.matmulPrecision
+                Compute.matmulPrecision = c.matmulPrecision
+                defer { Compute.matmulPrecision = outerPrecision }
                 var values: [String: Float], totalLoss: Float, stopRequested = false
                 if let parts = c.deterministicParts {
                     (values, totalLoss, stopRequested) = try deterministicStep(batch, parts: parts, parameters: parameters, labeled: labeled,

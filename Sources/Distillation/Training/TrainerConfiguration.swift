@@ -25,6 +25,8 @@ public enum TrainingDefaults {
     public static let warmupSteps = 100
     /// What a NaN or infinite loss or gradient does.
     public static let nonFinite = NonFinitePolicy.stop
+    /// The arithmetic of the training steps' matrix products.
+    public static let matmulPrecision = MatmulPrecision.float32
     /// KD's softmax temperature (Hinton et al. use 2-20; 4 is the common CIFAR choice).
     public static let temperature: Float = 4
     /// KD's weight α; the cross-entropy gets 1 − α.
@@ -74,6 +76,11 @@ public struct TrainerConfiguration {
     /// Linear warm-up steps before the schedule, capped at a tenth of the run (0: none).
     public var warmupSteps = TrainingDefaults.warmupSteps
     public var nonFinite = TrainingDefaults.nonFinite
+    /// The arithmetic of the matrix products in each training step (the forward and backward
+    /// passes, an online teacher's forward pass too): bfloat16 rounds their operands and sums
+    /// in float32, as PyTorch's bfloat16 autocast. Validation, the teacher cache and the saved
+    /// weights stay float32.
+    public var matmulPrecision = TrainingDefaults.matmulPrecision
     public var augmentation = Augmentation()
     /// Cache teacher outputs when the pipeline is deterministic (no augmentation).
     public var cacheTeacher = true

@@ -1,6 +1,8 @@
 import CBLAS
+import CKernels
 
-/// Matrix products through the platform sgemm (oneDNN on Linux, Accelerate on Apple platforms).
+/// Matrix products through the platform sgemm (oneDNN on Linux, Accelerate on Apple platforms),
+/// or in bfloat16 through oneDNN's matmul when `Compute.matmulPrecision` asks for it.
 enum MatrixKernels {
     /// C[m, n] = alpha · op(A) · op(B) + beta · C, row-major, op = transpose when asked.
     /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored.
@@ -78,6 +80,10 @@ enum MatrixKernels {
     private static func single(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                                _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
                                _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        if Compute.matmulPrecision == .bfloat16, m * n * k >= 1 << 20,
+           distill_gemm_bf16(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0 {
+            return
+        }
         distill_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 }
