@@ -2,6 +2,7 @@ import Foundation
 import ModelFormats
 import NeuralNet
 import Tensors
+import Training
 
 // Text encoder cases (bench/peers/text_peer.py times the same forward pass in PyTorch
 // `transformers`, eager attention):
@@ -22,6 +23,11 @@ import Tensors
 //                  (DynamicQuantization, as `distill quantize` makes it) on the kernel path in
 //                  use (--kernel-path); infer-minilm-int8 is the teacher so quantized. No peer:
 //                  compare with infer-minilm.
+//   train-text-transformer-lN[-fM]
+//                  one training step of that student as `distill distill --method embedding`
+//                  takes it (forward pass, mean pooling, 1 − cosine with fixed targets, backward
+//                  pass, Adam's update) on the same ids; with --matmul-precision bfloat16 for
+//                  the bfloat16 products. No peer.
 
 let textSequenceLength = 128
 
@@ -39,9 +45,11 @@ func makeTextWorkload(_ given: String, batch: Int, small: Bool) -> Workload? {
     // feed-forward blocks M wide, and in int8.
     let int8 = given.hasSuffix("-int8")
     let name = int8 ? String(given.dropLast("-int8".count)) : given
-    var layers = 3, feedForward: Int? = nil, base = name
-    if name.hasPrefix("infer-text-transformer-l") {
-        let parts = name.dropFirst("infer-text-transformer-l".count).split(separator: "-f", omittingEmptySubsequences: false)
+    let training = name.hasPrefix("train-text-transformer-l")
+    if training && int8 { return nil }
+    var layers = 3, feedForward: Int? = nil, base = training ? "infer" + name.dropFirst("train".count) : name
+    if base.hasPrefix("infer-text-transformer-l") {
+        let parts = base.dropFirst("infer-text-transformer-l".count).split(separator: "-f", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count), let n = Int(parts[0]), (1...12).contains(n) else { return nil }
         if parts.count == 2 {
             guard let m = Int(parts[1]), (1...16_384).contains(m) else { return nil }
@@ -58,9 +66,23 @@ func makeTextWorkload(_ given: String, batch: Int, small: Bool) -> Workload? {
         let options = ModelOptions.text(vocabularySize: 30_522, paddingId: 0, outputs: 384, hidden: base == "infer-text-bag" ? 256 : 384,
                                         layers: layers, heads: 12, maxTokens: 512, feedForward: feedForward)
         let model = try! ModelZoo.make(String(base.dropFirst("infer-".count)), options: options, using: &generator)
+        let packed = tokens.packed()
+        if training {
+            let targets = Tensor.randomNormal([batch, 384], using: &generator)
+            let optimizer = Adam([ParameterGroup(parameters: model.parameters, learningRate: 1e-4)])
+            model.train()
+            return Workload {
+                optimizer.zeroGrad()
+                let y = model(packed)
+                let cosine = (y * targets).sum(alongAxes: [1]) / ((y * y).sum(alongAxes: [1]).sqrt() * (targets * targets).sum(alongAxes: [1]).sqrt())
+                let loss = (1 - cosine).mean()
+                loss.backward()
+                optimizer.step()
+                return loss.item
+            }
+        }
         model.eval()
         if int8 { DynamicQuantization.quantize(model) }
-        let packed = tokens.packed()
         return Workload { withoutGradients { model(packed).sum().item } }
     }
     let cache = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.cache")

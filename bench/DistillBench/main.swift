@@ -31,7 +31,8 @@
 //   stream-epoch, stream-train: image folders streamed from disk (--folder DIR), see StreamCases.swift
 //
 // Options: --batch N (model cases, default 128); --rss adds the peak resident memory to the line;
-// --convolution-path im2col|primitives (Compute.convolutionPath) for A/B runs; --unfused runs the
+// --convolution-path im2col|primitives (Compute.convolutionPath) for A/B runs; --matmul-precision
+// float32|bfloat16 (Compute.matmulPrecision, for the whole case) for A/B runs; --unfused runs the
 // infer-* cases through the model's own modules instead of FusedModel (what InferenceModel and
 // `distill predict` run), for A/B runs; --unfused-batch-norm runs batch norm and the ReLU / ReLU6
 // after it as two ops in training (BatchNorm.fusesActivations), for A/B runs.
@@ -56,6 +57,7 @@ struct Options {
     var exportPath = ""
     var kernelPath = ""
     var convolutionPath = ""
+    var matmulPrecision = ""
     var unfused = false
 }
 
@@ -75,6 +77,7 @@ func parseOptions() -> Options {
         case "--export-onnx": options.exportPath = arguments.next() ?? ""
         case "--kernel-path": options.kernelPath = arguments.next() ?? ""
         case "--convolution-path": options.convolutionPath = arguments.next() ?? ""
+        case "--matmul-precision": options.matmulPrecision = arguments.next() ?? ""
         case "--unfused": options.unfused = true
         case "--unfused-batch-norm": BatchNorm.fusesActivations = false
         case "--images-per-chunk": FusedModel.imagesPerChunk = Int(arguments.next() ?? "") ?? 0
@@ -244,6 +247,13 @@ if !options.convolutionPath.isEmpty {
         exit(2)
     }
     Compute.convolutionPath = path
+}
+if !options.matmulPrecision.isEmpty {
+    guard let precision = MatmulPrecision(rawValue: options.matmulPrecision), precision.isSupported else {
+        FileHandle.standardError.write("DistillBench: --matmul-precision must be one this CPU has: \(MatmulPrecision.allCases.filter(\.isSupported).map(\.rawValue))\n".data(using: .utf8)!)
+        exit(2)
+    }
+    Compute.matmulPrecision = precision
 }
 
 if options.smoke {
