@@ -55,8 +55,10 @@ final class DynamicInt8Tests: XCTestCase {
                 for c in 0..<inputs { x[inputs + c] = 0 }                 // a row of zeros: the bias alone
                 for c in 0..<inputs { x[2 * inputs + c] = abs(x[2 * inputs + c]) } // no negative value: zero point 0
             }
+            if rows > 64 { x[65 * inputs + 1] = .nan }                          // a bad row in the second block: NaN
             let bias = random(outputs, &g)
             let expected = Self.reference(x, rows: rows, w, bias: bias)
+            let withoutBias = Self.reference(x, rows: rows, w, bias: nil)
             let input = Tensor(x, shape: [rows, inputs]), b = Tensor(bias)
             for path in KernelPath.allCases where path.isSupported {
                 for threads in [1, 2] {
@@ -64,6 +66,8 @@ final class DynamicInt8Tests: XCTestCase {
                     Compute.threadCount = threads
                     let y = Tensor.int8Linear(input, weights: w, bias: b).scalars
                     XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(rows)×\(inputs)→\(outputs) on \(path), \(threads) threads")
+                    let unbiased = Tensor.int8Linear(input, weights: w, bias: nil).scalars
+                    XCTAssertEqual(unbiased.map(\.bitPattern), withoutBias.map(\.bitPattern), "\(rows)×\(inputs)→\(outputs) without bias on \(path)")
                 }
             }
             if rows > 2 { XCTAssertEqual(Array(expected[outputs..<(2 * outputs)]), bias) }
