@@ -33,8 +33,8 @@ typedef struct {
 } key;
 
 typedef struct entry {
+    distill_dnnl_cached cached; /* first: the shared cache's link */
     key key;
-    struct entry *next;
     int status; /* 0: made; otherwise oneDNN refused the key (it is not asked again) */
     dnnl_primitive_t convolution;
     dnnl_primitive_t reorder[ROLES]; /* user layout <-> primitive layout, NULL when they are the same */
@@ -47,9 +47,7 @@ typedef struct entry {
 
 static dnnl_engine_t engine;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static entry *cache;
-static int cache_count;
+static distill_dnnl_cache cache = DISTILL_DNNL_CACHE(entry, key, MAX_ENTRIES);
 
 static void make_engine(void) { engine = distill_dnnl_engine(); }
 
@@ -156,13 +154,8 @@ done:
    *transient is set when the entry was not cached (the caller releases it). */
 static entry *lookup(const key *k, int *transient) {
     *transient = 0;
-    pthread_mutex_lock(&cache_lock);
-    for (entry *e = cache; e; e = e->next)
-        if (memcmp(&e->key, k, sizeof *k) == 0) {
-            pthread_mutex_unlock(&cache_lock);
-            return e->status == 0 ? e : NULL;
-        }
-    pthread_mutex_unlock(&cache_lock);
+    entry *found = (entry *)distill_dnnl_cache_find(&cache, k);
+    if (found) return found->status == 0 ? found : NULL;
     entry *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->key = *k;
@@ -175,21 +168,13 @@ static entry *lookup(const key *k, int *transient) {
             if (e->reorder[r]) { dnnl_primitive_destroy(e->reorder[r]); e->reorder[r] = NULL; }
         if (e->convolution) { dnnl_primitive_destroy(e->convolution); e->convolution = NULL; }
     }
-    pthread_mutex_lock(&cache_lock);
-    for (entry *other = cache; other; other = other->next)
-        if (memcmp(&other->key, k, sizeof *k) == 0) { /* made meanwhile on another thread */
-            pthread_mutex_unlock(&cache_lock);
-            release(e);
-            return other->status == 0 ? other : NULL;
-        }
-    if (cache_count < MAX_ENTRIES) {
-        e->next = cache;
-        cache = e;
-        cache_count++;
-    } else {
-        *transient = 1;
+    int kept;
+    entry *other = (entry *)distill_dnnl_cache_keep(&cache, &e->cached, &kept);
+    if (other != e) { /* made meanwhile on another thread */
+        release(e);
+        return other->status == 0 ? other : NULL;
     }
-    pthread_mutex_unlock(&cache_lock);
+    *transient = !kept;
     if (e->status) {
         if (*transient) release(e);
         return NULL;

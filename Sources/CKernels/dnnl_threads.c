@@ -1,5 +1,5 @@
-/* What the oneDNN callers (convolution.c, gemm_bf16.c) share: one CPU engine, and each
-   thread's stream and buffers. Each thread keeps its buffers between calls, grown to the
+/* What the oneDNN callers (convolution.c, gemm_bf16.c) share: one CPU engine, each
+   thread's stream and buffers, and the table their made primitives are kept in. Each thread keeps its buffers between calls, grown to the
    largest asked for: allocated per call, their pages were faulted in and zeroed by the
    kernel again and again (a fifth of a resnet20 training step on one thread). They are freed
    when the thread ends. */
@@ -7,7 +7,9 @@
 
 #if !defined(__APPLE__) && __has_include(<dnnl.h>)
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static dnnl_engine_t engine;
 static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
@@ -64,5 +66,50 @@ dnnl_stream_t distill_dnnl_thread_stream(void) {
     register_thread();
     if (dnnl_stream_create(&thread_stream, e, dnnl_stream_default_flags) != dnnl_success) thread_stream = NULL;
     return thread_stream;
+}
+
+/* FNV-1a over the key's bytes. */
+static size_t bucket_of(const distill_dnnl_cache *cache, const void *key) {
+    const unsigned char *bytes = key;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < cache->keySize; i++) h = (h ^ bytes[i]) * 1099511628211ull;
+    return (size_t)(h % DISTILL_DNNL_CACHE_BUCKETS);
+}
+
+static const void *key_of(const distill_dnnl_cache *cache, const distill_dnnl_cached *e) {
+    return (const char *)e + cache->keyOffset;
+}
+
+static distill_dnnl_cached *find_locked(distill_dnnl_cache *cache, const void *key, size_t bucket) {
+    for (distill_dnnl_cached *e = cache->buckets[bucket]; e; e = e->next)
+        if (memcmp(key_of(cache, e), key, cache->keySize) == 0) return e;
+    return NULL;
+}
+
+distill_dnnl_cached *distill_dnnl_cache_find(distill_dnnl_cache *cache, const void *key) {
+    size_t bucket = bucket_of(cache, key);
+    pthread_mutex_lock(&cache->lock);
+    distill_dnnl_cached *e = find_locked(cache, key, bucket);
+    pthread_mutex_unlock(&cache->lock);
+    return e;
+}
+
+distill_dnnl_cached *distill_dnnl_cache_keep(distill_dnnl_cache *cache, distill_dnnl_cached *made, int *kept) {
+    const void *key = key_of(cache, made);
+    size_t bucket = bucket_of(cache, key);
+    *kept = 0;
+    pthread_mutex_lock(&cache->lock);
+    distill_dnnl_cached *e = find_locked(cache, key, bucket);
+    if (!e) {
+        e = made;
+        if (cache->count < cache->capacity) {
+            made->next = cache->buckets[bucket];
+            cache->buckets[bucket] = made;
+            cache->count++;
+            *kept = 1;
+        }
+    }
+    pthread_mutex_unlock(&cache->lock);
+    return e;
 }
 #endif

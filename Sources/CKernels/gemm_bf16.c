@@ -58,35 +58,32 @@ static void distill_convert_bf16(long count, const float *src, uint16_t *dst) {
 
 #if !defined(__APPLE__) && __has_include(<dnnl.h>)
 #include <dnnl.h>
-#include <pthread.h>
 #include <stdlib.h>
 
+/* No padding: the cache compares keys as bytes. */
 typedef struct {
     long m, n, k, ldc;
     int transA, transB, accumulate;
     float alpha, beta;
+    int unused;
 } key;
 
 typedef struct entry {
+    distill_dnnl_cached cached; /* first: the shared cache's link */
     key key;
-    struct entry *next;
     int status; /* 0: made; otherwise oneDNN refused the key */
     dnnl_primitive_t matmul;
     dnnl_memory_desc_t a, b, c;
     size_t scratch;
 } entry;
 
-/* Keys beyond this many are made, run and dropped (programs with ever-changing shapes). */
-#define MAX_ENTRIES 2048
+/* Keys beyond this many are made, run and dropped (programs with ever-changing shapes). A
+   text model trained on bucketed lengths makes about ten keys a length (the forward products
+   and both gradients of each kind of layer): 8,192 hold every length up to BERT's 512, each
+   found in a few comparisons. */
+#define MAX_ENTRIES 8192
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static entry *cache;
-static int cache_count;
-
-static int same(const key *x, const key *y) {
-    return x->m == y->m && x->n == y->n && x->k == y->k && x->ldc == y->ldc && x->transA == y->transA && x->transB == y->transB
-           && x->accumulate == y->accumulate && x->alpha == y->alpha && x->beta == y->beta;
-}
+static distill_dnnl_cache cache = DISTILL_DNNL_CACHE(entry, key, MAX_ENTRIES);
 
 static dnnl_status_t make(entry *e, dnnl_engine_t engine) {
     const key *q = &e->key;
@@ -128,33 +125,20 @@ done:
 /* The entry for `q`, made on first use; `*owned` when it is not kept (the cache is full). */
 static entry *find(const key *q, dnnl_engine_t engine, int *owned) {
     *owned = 0;
-    pthread_mutex_lock(&cache_lock);
-    for (entry *e = cache; e; e = e->next)
-        if (same(&e->key, q)) {
-            pthread_mutex_unlock(&cache_lock);
-            return e;
-        }
-    pthread_mutex_unlock(&cache_lock);
+    entry *e = (entry *)distill_dnnl_cache_find(&cache, q);
+    if (e) return e;
     entry *made = calloc(1, sizeof(entry));
     if (!made) return NULL;
     made->key = *q;
     made->status = (int)make(made, engine);
-    pthread_mutex_lock(&cache_lock);
-    for (entry *e = cache; e; e = e->next)
-        if (same(&e->key, q)) { /* another thread made it meanwhile */
-            pthread_mutex_unlock(&cache_lock);
-            if (made->matmul) dnnl_primitive_destroy(made->matmul);
-            free(made);
-            return e;
-        }
-    if (cache_count < MAX_ENTRIES) {
-        made->next = cache;
-        cache = made;
-        cache_count++;
-    } else {
-        *owned = 1;
+    int kept;
+    e = (entry *)distill_dnnl_cache_keep(&cache, &made->cached, &kept);
+    if (e != made) { /* another thread made it meanwhile */
+        if (made->matmul) dnnl_primitive_destroy(made->matmul);
+        free(made);
+        return e;
     }
-    pthread_mutex_unlock(&cache_lock);
+    *owned = !kept;
     return made;
 }
 
@@ -162,7 +146,7 @@ int distill_gemm_bf16(int transA, int transB, long m, long n, long k, float alph
                       long ldb, float beta, float *c, long ldc) {
     dnnl_engine_t engine = distill_dnnl_engine();
     if (!engine || m <= 0 || n <= 0 || k <= 0) return -1;
-    key q = {m, n, k, ldc, transA != 0, transB != 0, beta != 0, alpha, beta != 0 ? beta : 0};
+    key q = {m, n, k, ldc, transA != 0, transB != 0, beta != 0, alpha, beta != 0 ? beta : 0, 0};
     int owned;
     entry *e = find(&q, engine, &owned);
     if (!e) return -1;
@@ -206,7 +190,7 @@ const char *distill_gemm_bf16_implementation(void) {
     static char name[64];
     dnnl_engine_t engine = distill_dnnl_engine();
     if (!engine) return NULL;
-    key q = {64, 64, 64, 64, 0, 0, 0, 1, 0};
+    key q = {64, 64, 64, 64, 0, 0, 0, 1, 0, 0};
     int owned;
     entry *e = find(&q, engine, &owned);
     if (!e) return NULL;

@@ -153,6 +153,31 @@ enum {
 dnnl_engine_t distill_dnnl_engine(void);
 dnnl_stream_t distill_dnnl_thread_stream(void);
 void *distill_dnnl_thread_buffer(int slot, size_t size);
+
+/* A cache of made primitives, looked up by a key of plain bytes (zero the key's padding
+   before filling it in): a hash table, so that a program with thousands of shapes (a text
+   model's bucketed lengths, each a few products) finds each in a few comparisons. Each
+   caller's entry type starts with a distill_dnnl_cached and holds its key `keyOffset` bytes
+   in. At most `capacity` entries are kept; past that, entries are made, run and dropped. */
+#include <pthread.h>
+#define DISTILL_DNNL_CACHE_BUCKETS 4096
+typedef struct distill_dnnl_cached {
+    struct distill_dnnl_cached *next;
+} distill_dnnl_cached;
+typedef struct {
+    pthread_mutex_t lock;
+    size_t keySize, keyOffset;
+    int capacity, count;
+    distill_dnnl_cached *buckets[DISTILL_DNNL_CACHE_BUCKETS];
+} distill_dnnl_cache;
+#define DISTILL_DNNL_CACHE(type, keyMember, entries) \
+    {PTHREAD_MUTEX_INITIALIZER, sizeof(((type *)0)->keyMember), offsetof(type, keyMember), (entries), 0, {0}}
+/* The kept entry with `key`, or NULL. */
+distill_dnnl_cached *distill_dnnl_cache_find(distill_dnnl_cache *cache, const void *key);
+/* Keeps `made` (its key filled in) unless an entry with its key is kept already (another
+   thread made it meanwhile: that one is returned, and the caller drops `made`) or the cache
+   is full (`made` is returned with *kept = 0: the caller drops it after use). */
+distill_dnnl_cached *distill_dnnl_cache_keep(distill_dnnl_cache *cache, distill_dnnl_cached *made, int *kept);
 #endif
 
 #endif

@@ -46,6 +46,20 @@ final class BFloat16MatmulTests: XCTestCase {
         }
     }
 
+    /// Many shapes in turn, then the first ones again (each shape's primitive is made once
+    /// and found again in the shared cache): each product is the one its shape asks for.
+    func testManyShapesEachGiveTheirOwnProduct() throws {
+        guard MatmulPrecision.bfloat16.isSupported else { throw XCTSkip("no bfloat16 matmul on this CPU") }
+        let w = randomLeaf([384, 96], seed: 7).detached()
+        let lengths = Array(stride(from: 64, through: 424, by: 9)) // 2²⁰ multiply-adds and more in each thread's rows
+        for length in lengths + lengths.prefix(5) {
+            let x = randomLeaf([length, 384], seed: UInt64(length)).detached()
+            let y = Compute.withMatmulPrecision(.bfloat16) { x.matmul(w) }
+            XCTAssertEqual(y.shape, [length, 96])
+            assertClose(y.scalars, rounded(x).matmul(rounded(w)).scalars, absolute: 1e-4, relative: 1e-4, "\(length) rows")
+        }
+    }
+
     /// Products under 2²⁰ multiply-adds stay float32, bit for bit.
     func testSmallProductsStayFloat32() throws {
         guard MatmulPrecision.bfloat16.isSupported else { throw XCTSkip("no bfloat16 matmul on this CPU") }
