@@ -27,7 +27,7 @@ import Training
 //                  one training step of that student as `distill distill --method embedding`
 //                  takes it (forward pass, mean pooling, 1 − cosine with fixed targets, backward
 //                  pass, Adam's update) on the same ids; with --matmul-precision bfloat16 for
-//                  the bfloat16 products. No peer.
+//                  the bfloat16 products. Peer: bench/peers/text_peer.py --case train-text-transformer-lN.
 
 let textSequenceLength = 128
 
