@@ -117,7 +117,6 @@ static void install(distill_kernels_path path) {
         distill_kernels.max_pool = distill_max_pool_nhwc_avx512;
         distill_kernels.q8_quantize_rows = distill_q8_quantize_rows_avx512;
         distill_kernels.q8_dequantize_rows = distill_q8_dequantize_rows_avx512;
-        distill_kernels.q8_gemm_dequantize_rows = path == DISTILL_KERNELS_AMX ? distill_q8_gemm_dequantize_rows_amx : NULL;
         break;
     case DISTILL_KERNELS_AVX2:
         distill_kernels.accumulate = distill_taps_accumulate_avx2;
@@ -137,7 +136,6 @@ static void install(distill_kernels_path path) {
         distill_kernels.max_pool = distill_max_pool_nhwc_avx2;
         distill_kernels.q8_quantize_rows = distill_q8_quantize_rows_portable;
         distill_kernels.q8_dequantize_rows = distill_q8_dequantize_rows_portable;
-        distill_kernels.q8_gemm_dequantize_rows = NULL;
         break;
 #endif
     default:
@@ -158,7 +156,6 @@ static void install(distill_kernels_path path) {
         distill_kernels.max_pool = distill_max_pool_nhwc_portable;
         distill_kernels.q8_quantize_rows = distill_q8_quantize_rows_portable;
         distill_kernels.q8_dequantize_rows = distill_q8_dequantize_rows_portable;
-        distill_kernels.q8_gemm_dequantize_rows = NULL;
         break;
     }
     __atomic_store_n(&active, (int)path, __ATOMIC_RELEASE);

@@ -34,9 +34,6 @@ typedef void (*distill_max_pool_fn)(const float *, long, long, long, long, long,
 typedef void (*distill_q8_quantize_rows_fn)(long, long, const float *, long, uint8_t *, long, float *, int32_t *);
 typedef void (*distill_q8_dequantize_rows_fn)(long, long, const int32_t *, long, const float *, const int32_t *, const int32_t *, const float *,
                                               const float *, float *, long);
-/* distill_q8_gemm_dequantize_rows fused (AMX); NULL where the GEMM and the pass run apart. */
-typedef void (*distill_q8_gemm_dequantize_rows_fn)(long, long, long, const uint8_t *, long, const int8_t *, const int32_t *,
-                                                   const float *, const int32_t *, const float *, const float *, float *, long, int32_t *);
 
 typedef struct {
     distill_accumulate_fn accumulate;
@@ -56,7 +53,6 @@ typedef struct {
     distill_max_pool_fn max_pool;
     distill_q8_quantize_rows_fn q8_quantize_rows;
     distill_q8_dequantize_rows_fn q8_dequantize_rows;
-    distill_q8_gemm_dequantize_rows_fn q8_gemm_dequantize_rows;
 } distill_kernel_table;
 
 void distill_q8_quantize_rows_portable(long, long, const float *, long, uint8_t *, long, float *, int32_t *);
@@ -124,8 +120,6 @@ void distill_q8_rows_requantize_avx2(long, long, long, long, long, const uint8_t
 void distill_q8_gemm_avx512bw(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_gemm_vnni(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
 void distill_q8_gemm_amx(long, long, long, const uint8_t *, long, int, const int8_t *, const int32_t *, int32_t *, long);
-void distill_q8_gemm_dequantize_rows_amx(long, long, long, const uint8_t *, long, const int8_t *, const int32_t *, const float *,
-                                         const int32_t *, const float *, const float *, float *, long, int32_t *);
 void distill_q8_rows_requantize_vnni(long, long, long, long, long, const uint8_t *const *, int, const int8_t *, const int32_t *,
                                      const distill_q8_requantization *, uint8_t *, long);
 void distill_q8_requantize_avx512(long, long, const int32_t *, long, const distill_q8_requantization *, uint8_t *, long);

@@ -5,7 +5,6 @@
    same exact integers as every other path (CKernels.h). The rest of the AMX path's kernels
    are the AVX-512 VNNI path's (dispatch.c). */
 #pragma STDC FP_CONTRACT OFF
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,59 +30,9 @@ typedef struct {
    step. Rows are read where they are when a block has 32 of them and k is a multiple of 64;
    otherwise the block is copied into a zero-filled scratch with k rounded up to 64 (zero
    activations against whatever the weight tile holds past the panel's last quad add 0:
-   `distill_q8_packed_count` leaves room for that read). Each finished block goes through
-   `finish`: stored as int32 (distill_q8_gemm) or turned into floats while it is in cache
-   (distill_q8_gemm_dequantize_rows). */
-typedef struct {
-    /* int32 output */
-    int aZero;
-    int32_t *c;
-    long ldc;
-    /* float output, when out is not NULL */
-    const float *rowScales;
-    const int32_t *rowZeros;
-    const float *scales, *bias;
-    float *out;
-    long ldo;
-} amx_output;
-
-static inline __mmask16 amx_lanes(long count) { return (__mmask16)(count >= 16 ? 0xFFFF : (1u << count) - 1); }
-
-/* Rows i..i+rows−1 and channels j0..j0+columns−1 of the result, from block [32][32]. */
-AMX static void amx_finish(const int32_t *block, long i, long rows, long j0, long columns, const int32_t *sums, const amx_output *o) {
-    for (long half = 0; half < columns; half += PANEL) {
-        long count = columns - half >= PANEL ? PANEL : columns - half;
-        __mmask16 mask = amx_lanes(count);
-        __m512i channelSums = _mm512_maskz_loadu_epi32(mask, sums + j0 + half);
-        if (!o->out) {
-            __m512i correction = _mm512_mullo_epi32(_mm512_set1_epi32(o->aZero), channelSums);
-            for (long r = 0; r < rows; r++) {
-                __m512i v = _mm512_sub_epi32(_mm512_load_si512((const void *)(block + r * 32 + half)), correction);
-                _mm512_mask_storeu_epi32(o->c + (i + r) * o->ldc + j0 + half, mask, v);
-            }
-            continue;
-        }
-        /* distill_q8_dequantize_rows_avx512's operations in its order, so the same bits. */
-        __m512 scales = _mm512_maskz_loadu_ps(mask, o->scales + j0 + half);
-        __m512 bias = o->bias ? _mm512_maskz_loadu_ps(mask, o->bias + j0 + half) : _mm512_setzero_ps();
-        for (long r = 0; r < rows; r++) {
-            float a = o->rowScales[i + r];
-            float *y = o->out + (i + r) * o->ldo + j0 + half;
-            if (a != a) {
-                _mm512_mask_storeu_ps(y, mask, _mm512_set1_ps(NAN));
-                continue;
-            }
-            __m512i v = _mm512_sub_epi32(_mm512_load_si512((const void *)(block + r * 32 + half)),
-                                         _mm512_mullo_epi32(_mm512_set1_epi32(o->rowZeros[i + r]), channelSums));
-            __m512 value = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(_mm512_set1_ps(a), scales));
-            if (o->bias) value = _mm512_add_ps(value, bias);
-            _mm512_mask_storeu_ps(y, mask, value);
-        }
-    }
-}
-
-AMX static void amx_gemm(long m, long n, long k, const uint8_t *a, long lda, const int8_t *packed, const int32_t *sums,
-                         const amx_output *o) {
+   `distill_q8_packed_count` leaves room for that read). */
+AMX void distill_q8_gemm_amx(long m, long n, long k, const uint8_t *a, long lda, int aZero, const int8_t *packed,
+                             const int32_t *sums, int32_t *c, long ldc) {
     tile_configuration configuration;
     memset(&configuration, 0, sizeof configuration);
     configuration.palette = 1;
@@ -128,24 +77,19 @@ AMX static void amx_gemm(long m, long n, long k, const uint8_t *a, long lda, con
             _tile_stored(2, block + 16 * 32, 128);
             _tile_stored(3, block + 16 * 32 + 16, 128);
             long j0 = p * PANEL, columns = n - j0 >= 2 * PANEL ? 2 * PANEL : n - j0;
-            amx_finish(block, i, rows, j0, columns, sums, o);
+            __m512i zero = _mm512_set1_epi32(aZero);
+            for (long half = 0; half < columns; half += PANEL) {
+                long count = columns - half >= PANEL ? PANEL : columns - half;
+                __mmask16 mask = (__mmask16)(count >= 16 ? 0xFFFF : (1u << count) - 1);
+                __m512i correction = _mm512_mullo_epi32(zero, _mm512_maskz_loadu_epi32(mask, sums + j0 + half));
+                for (long r = 0; r < rows; r++) {
+                    __m512i v = _mm512_sub_epi32(_mm512_load_si512((const void *)(block + r * 32 + half)), correction);
+                    _mm512_mask_storeu_epi32(c + (i + r) * ldc + j0 + half, mask, v);
+                }
+            }
         }
     }
     free(scratch);
     _tile_release();
-}
-
-AMX void distill_q8_gemm_amx(long m, long n, long k, const uint8_t *a, long lda, int aZero, const int8_t *packed,
-                             const int32_t *sums, int32_t *c, long ldc) {
-    amx_output o = {.aZero = aZero, .c = c, .ldc = ldc};
-    amx_gemm(m, n, k, a, lda, packed, sums, &o);
-}
-
-AMX void distill_q8_gemm_dequantize_rows_amx(long m, long n, long k, const uint8_t *a, long lda, const int8_t *packed,
-                                             const int32_t *sums, const float *rowScales, const int32_t *rowZeros,
-                                             const float *scales, const float *bias, float *out, long ldo, int32_t *scratch) {
-    (void)scratch;
-    amx_output o = {.rowScales = rowScales, .rowZeros = rowZeros, .scales = scales, .bias = bias, .out = out, .ldo = ldo};
-    amx_gemm(m, n, k, a, lda, packed, sums, &o);
 }
 #endif

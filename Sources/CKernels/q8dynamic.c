@@ -130,15 +130,3 @@ void distill_q8_dequantize_rows(long m, long n, const int32_t *acc, long ldacc, 
     distill_kernels_ensure_chosen();
     distill_kernels.q8_dequantize_rows(m, n, acc, ldacc, rowScales, rowZeros, sums, scales, bias, out, ldo);
 }
-
-void distill_q8_gemm_dequantize_rows(long m, long n, long k, const uint8_t *a, long lda, const int8_t *packed, const int32_t *sums,
-                                     const float *rowScales, const int32_t *rowZeros, const float *scales, const float *bias,
-                                     float *out, long ldo, int32_t *scratch) {
-    distill_kernels_ensure_chosen();
-    if (distill_kernels.q8_gemm_dequantize_rows) {
-        distill_kernels.q8_gemm_dequantize_rows(m, n, k, a, lda, packed, sums, rowScales, rowZeros, scales, bias, out, ldo, scratch);
-        return;
-    }
-    distill_kernels.q8_gemm(m, n, k, a, lda, 0, packed, sums, scratch, n);
-    distill_kernels.q8_dequantize_rows(m, n, scratch, n, rowScales, rowZeros, sums, scales, bias, out, ldo);
-}

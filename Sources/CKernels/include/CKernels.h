@@ -239,13 +239,6 @@ void distill_q8_quantize_rows(long m, long k, const float *x, long ldx, uint8_t 
 void distill_q8_dequantize_rows(long m, long n, const int32_t *acc, long ldacc, const float *rowScales, const int32_t *rowZeros,
                                 const int32_t *sums, const float *scales, const float *bias, float *out, long ldo);
 
-/* distill_q8_gemm (aZero 0) into scratch [m][n], then distill_q8_dequantize_rows into out:
-   the same bits. On AMX the two are one pass, each block of sums turned into floats while it
-   is in cache, and scratch is not used. */
-void distill_q8_gemm_dequantize_rows(long m, long n, long k, const uint8_t *a, long lda, const int8_t *packed, const int32_t *sums,
-                                     const float *rowScales, const int32_t *rowZeros, const float *scales, const float *bias,
-                                     float *out, long ldo, int32_t *scratch);
-
 /* out[i][j] = (float)(acc[i][j] + bias[j]) · scale[j]: the float output of a last layer. */
 void distill_q8_dequantize(long m, long n, const int32_t *acc, long ldacc, const int32_t *bias, const float *scale,
                            float *out, long ldo);

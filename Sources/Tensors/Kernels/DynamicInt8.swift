@@ -96,8 +96,9 @@ extension Int8Kernels {
                         for block in range {
                             let start = block * rowBlock, count = Swift.min(rowBlock, rows - start)
                             distill_q8_quantize_rows(count, k, x + start * k, k, q, k, rowScales, rowZeros)
-                            distill_q8_gemm_dequantize_rows(count, n, k, q, k, packed.baseAddress!, sums.baseAddress!, rowScales, rowZeros,
-                                                            scales.baseAddress!, bias, out + start * n, n, acc)
+                            distill_q8_gemm(count, n, k, q, k, 0, packed.baseAddress!, sums.baseAddress!, acc, n)
+                            distill_q8_dequantize_rows(count, n, acc, n, rowScales, rowZeros, sums.baseAddress!, scales.baseAddress!, bias,
+                                                       out + start * n, n)
                         }
                     }
                 }
