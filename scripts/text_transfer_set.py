@@ -40,6 +40,13 @@ with `--markov N`, N texts from a word-level Markov chain over the training text
 
     OUT/train/markov     one generated text a record
 
+with `--books ROOT`, the sentences of seven novels from two Debian packages unpacked under
+ROOT (see `book_texts`; not in the Markov chain's texts, so adding them leaves a set's Markov
+texts as they were; near copies of held-out quotes left out):
+
+    OUT/train/books      Jane Austen's six novels and Moby Dick, a quote's length of
+                         consecutive sentences a record
+
 and with `--keep-quotes N` only N of the training quotes (the held-out ones unchanged),
 
 for `distill distill --data OUT/train --test-data OUT/held-out --text-separator %`: every
@@ -48,7 +55,7 @@ scripts/fortunes.py reads them (the rule Distill's reader follows); a quote that
 of only `%` cannot occur. Usage:
 
     apt-get install wordnet-base fortunes
-    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K] [--gcide N] [--extra ROOT] [--more] [--markov N] [--keep-quotes N]
+    python3 scripts/text_transfer_set.py OUT [--no-wordnet] [--augment K] [--swap K] [--gcide N] [--extra ROOT] [--more] [--markov N] [--books ROOT] [--keep-quotes N]
 """
 import argparse
 import os
@@ -291,6 +298,72 @@ def more_texts():
     return unique(texts)
 
 
+BOOK_PACKAGES = "r-cran-janeaustenr r-cran-tokenizers"
+
+
+def r_lazy_data(folder):
+    """The objects of an R package's lazy-load data base (FOLDER/Rdata.rdx, an RDS index of
+    [offset, length] by name; FOLDER/Rdata.rdb, each object a 4-byte length and a zlib stream
+    of R's serialisation), read with the `rdata` package (pip install rdata), by name."""
+    import warnings
+    import zlib
+    import rdata
+    warnings.filterwarnings("ignore", message="Unknown file type")  # rdata's note on reading a bare serialisation
+    index = rdata.read_rds(os.path.join(folder, "Rdata.rdx"))
+    with open(os.path.join(folder, "Rdata.rdb"), "rb") as f:
+        blob = f.read()
+    objects = {}
+    for name, (offset, length) in index["variables"].items():
+        offset, length = int(offset), int(length)
+        objects[name] = rdata.conversion.convert(rdata.parser.parse_data(zlib.decompress(blob[offset + 4:offset + length])))
+    return objects
+
+
+def book_texts(root, words=40):
+    """The sentences of Jane Austen's six novels (R's janeaustenr data, Debian's
+    `r-cran-janeaustenr` 1.0.0-1: a vector of lines a novel) and of Moby Dick (R's tokenizers
+    data, `r-cran-tokenizers` 0.3.0-1: Project Gutenberg's e-book 2701, its licence cut off),
+    unpacked (`apt-get download r-cran-janeaustenr r-cran-tokenizers`, `dpkg-deb -x
+    PACKAGE.deb root`; R is not needed) under `root`. Paragraphs are split into sentences
+    after . ! or ? (a closing quotation mark kept) before a capital or an opening mark (not
+    after Mr., Mrs., Dr., St. or Messrs.), and
+    consecutive sentences of a paragraph are joined while they stay within `words` words (a
+    long quote's length); texts of fewer than four words are dropped. Without repeats, in
+    book order."""
+    import re
+    library = os.path.join(root, "usr/lib/R/site-library")
+    paragraphs = []
+    for lines in r_lazy_data(os.path.join(library, "janeaustenr/data")).values():
+        current = []
+        for line in list(lines) + [""]:
+            if line.strip():
+                current.append(line.strip())
+            elif current:
+                paragraphs.append(" ".join(current))
+                current = []
+    book = str(r_lazy_data(os.path.join(library, "tokenizers/data"))["mobydick"][0]).replace("\r\n", "\n")
+    book = book[book.index("*** START"):book.index("*** END")].split("\n", 1)[1]
+    paragraphs += [" ".join(p.split()) for p in book.split("\n\n") if p.strip()]
+    texts = []
+    for paragraph in paragraphs:
+        current = []
+        sentences = []
+        for piece in re.split(r"(?:(?<=[.!?])|(?<=[.!?][\"']))\s+(?=[\"'A-Z])", paragraph):
+            # A title's full stop (Mr. Knightley) ends no sentence.
+            if sentences and re.search(r"\b(?:Mr|Mrs|Dr|St|Messrs)\.$", sentences[-1]):
+                sentences[-1] += " " + piece
+            else:
+                sentences.append(piece)
+        for sentence in sentences:
+            if current and len(" ".join(current + [sentence]).split()) > words:
+                texts.append(" ".join(current))
+                current = []
+            current.append(sentence.strip())
+        if current:
+            texts.append(" ".join(current))
+    return unique([t for t in texts if len(t.split()) >= 4 and not re.match(r"(?i)chapter\b", t)])
+
+
 def near_copies(texts, held_out):
     """The texts that repeat a held-out quote or contain one, or that one contains, compared as
     lower-case letters and digits only (texts of 30 or more of them): the same saying in another
@@ -330,6 +403,8 @@ def main():
                         help=f"add the King James Bible's verses, FOLDOC's paragraphs and tfortune's epigrams (apt-get install {MORE_PACKAGES}; see more_texts)")
     parser.add_argument("--markov", type=int, default=0, metavar="N",
                         help="N new texts from a word-level Markov chain over the training quotes and the other sources chosen (see markov_texts; default 0)")
+    parser.add_argument("--books", metavar="ROOT",
+                        help=f"add the sentences of Jane Austen's novels and Moby Dick from Debian's {BOOK_PACKAGES}, unpacked under ROOT (see book_texts; needs pip install rdata)")
     parser.add_argument("--teacher", default=os.path.expanduser("~/.cache/distill/all-minilm-l6-v2-0.1.2"),
                         help="with --swap: the teacher's folder (model.safetensors, tokenizer.json)")
     args = parser.parse_args()
@@ -345,6 +420,15 @@ def main():
                                          (f"{TFORTUNES} (tfortunes)", os.path.isfile(TFORTUNES))) if not ok]
         if missing:
             parser.error(f"--more: {missing[0]} is missing (apt-get install {MORE_PACKAGES})")
+    if args.books:
+        needed = [os.path.join(args.books, "usr/lib/R/site-library", name, "data", file) for name in ("janeaustenr", "tokenizers") for file in ("Rdata.rdx", "Rdata.rdb")]
+        missing = [path for path in needed if not os.path.isfile(path)]
+        if missing:
+            parser.error(f"--books {args.books}: {missing[0]} is missing (apt-get download {BOOK_PACKAGES}; dpkg-deb -x each .deb {args.books})")
+        try:
+            import rdata  # noqa: F401
+        except ImportError:
+            parser.error("--books reads R's data files with the rdata package: pip install rdata")
     if args.markov < 0:
         parser.error(f"--markov {args.markov}: give a number of texts, 1 or more (0: none)")
     if args.keep_quotes < 0:
@@ -389,12 +473,17 @@ def main():
     chain = [t for i, t in enumerate(chain) if i not in chain_copies]
     if chain:
         write(os.path.join(args.out, "train", "markov"), chain)
+    books = book_texts(args.books) if args.books else []
+    book_copies = near_copies(books, held_out)
+    books = [t for i, t in enumerate(books) if i not in book_copies]
+    if books:
+        write(os.path.join(args.out, "train", "books"), books)
     extra = [] if args.no_wordnet else wordnet_phrases()
     if extra:
         write(os.path.join(args.out, "train", "wordnet"), extra)
     print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, "
-          f"{len(swaps)} with words swapped, {len(citations)} GCIDE citations, {len(others)} texts of {EXTRA_PACKAGES}, {len(more)} of {MORE_PACKAGES}, {len(chain)} from the Markov chain"
-          + (f" ({len(near) + len(copies) + len(more_copies) + len(chain_copies)} near copies of held-out quotes left out)" if args.extra or args.gcide or args.more or args.markov else ""))
+          f"{len(swaps)} with words swapped, {len(citations)} GCIDE citations, {len(others)} texts of {EXTRA_PACKAGES}, {len(more)} of {MORE_PACKAGES}, {len(chain)} from the Markov chain, {len(books)} from the novels"
+          + (f" ({len(near) + len(copies) + len(more_copies) + len(chain_copies) + len(book_copies)} near copies of held-out quotes left out)" if args.extra or args.gcide or args.more or args.markov or args.books else ""))
 
 
 if __name__ == "__main__":
