@@ -454,36 +454,29 @@ def main():
     if args.gcide > 0:
         citations = random.Random(2).sample(citations, min(args.gcide, len(citations)))
     held_out = {everything[i] for i in order[:held]}
-    near = near_copies(citations, held_out)
-    citations = [c for i, c in enumerate(citations) if i not in near]
-    if citations:
-        write(os.path.join(args.out, "train", "gcide"), citations)
-    others = extra_texts(args.extra) if args.extra else []
-    copies = near_copies(others, held_out)
-    others = [t for i, t in enumerate(others) if i not in copies]
-    if others:
-        write(os.path.join(args.out, "train", "extra"), others)
-    more = more_texts() if args.more else []
-    more_copies = near_copies(more, held_out)
-    more = [t for i, t in enumerate(more) if i not in more_copies]
-    if more:
-        write(os.path.join(args.out, "train", "more"), more)
-    chain = markov_texts(training + citations + others + more, args.markov) if args.markov > 0 else []
-    chain_copies = near_copies(chain, held_out)
-    chain = [t for i, t in enumerate(chain) if i not in chain_copies]
-    if chain:
-        write(os.path.join(args.out, "train", "markov"), chain)
-    books = book_texts(args.books) if args.books else []
-    book_copies = near_copies(books, held_out)
-    books = [t for i, t in enumerate(books) if i not in book_copies]
-    if books:
-        write(os.path.join(args.out, "train", "books"), books)
+    dropped = []
+
+    def kept(name, texts):
+        """`texts` without near copies of held-out quotes (counted in `dropped`), written to
+        OUT/train/NAME when any are left."""
+        copies = near_copies(texts, held_out)
+        dropped.append(len(copies))
+        texts = [t for i, t in enumerate(texts) if i not in copies]
+        if texts:
+            write(os.path.join(args.out, "train", name), texts)
+        return texts
+
+    citations = kept("gcide", citations)
+    others = kept("extra", extra_texts(args.extra) if args.extra else [])
+    more = kept("more", more_texts() if args.more else [])
+    chain = kept("markov", markov_texts(training + citations + others + more, args.markov) if args.markov > 0 else [])
+    books = kept("books", book_texts(args.books) if args.books else [])
     extra = [] if args.no_wordnet else wordnet_phrases()
     if extra:
         write(os.path.join(args.out, "train", "wordnet"), extra)
     print(f"{len(everything) - held} training quotes, {held} held out, {len(extra)} WordNet phrases, {len(variants)} variants, "
           f"{len(swaps)} with words swapped, {len(citations)} GCIDE citations, {len(others)} texts of {EXTRA_PACKAGES}, {len(more)} of {MORE_PACKAGES}, {len(chain)} from the Markov chain, {len(books)} from the novels"
-          + (f" ({len(near) + len(copies) + len(more_copies) + len(chain_copies) + len(book_copies)} near copies of held-out quotes left out)" if args.extra or args.gcide or args.more or args.markov or args.books else ""))
+          + (f" ({sum(dropped)} near copies of held-out quotes left out)" if args.extra or args.gcide or args.more or args.markov or args.books else ""))
 
 
 if __name__ == "__main__":
